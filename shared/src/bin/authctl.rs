@@ -1,0 +1,145 @@
+//! `authctl`: the administrator's command line for tokenauth.
+//!
+//! Reads the same configuration as the functions (`source .local/stack/stack.env` locally).
+//! Passwords are read from standard input (never from argv, which other users can see).
+
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokenauth::password;
+use tokenauth::scope::Scope;
+use tokenauth::store::{DynamoUsers, UserRecord, UserStatus, UserWriteError};
+use tokenauth::token::random_id;
+use tokenauth::username::Username;
+use tokenauth::{Clock, Config, SystemClock};
+
+#[derive(Parser)]
+#[command(name = "authctl", about = "Administer tokenauth users", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Add {
+        /// The username (normalised: trimmed, NFKC, lower-case).
+        username: String,
+        /// Space-separated scopes the user may be granted.
+        #[arg(long, default_value = "")]
+        scope: String,
+    },
+    /// Disable a user: further logins fail like a wrong password.
+    Disable {
+        /// The username.
+        username: String,
+    },
+    /// Replace a user's scopes.
+    SetScopes {
+        /// The username.
+        username: String,
+        /// Space-separated scopes ("" for none).
+        scopes: String,
+    },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("authctl: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<String, String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    let sdk = tokenauth::aws::sdk_config().await;
+    let users = DynamoUsers::new(aws_sdk_dynamodb::Client::new(&sdk), &config.users_table);
+    let Command::User(command) = cli.command;
+    match command {
+        UserCommand::Add { username, scope } => {
+            let name = parse_username(&username)?;
+            let scopes = parse_scopes(&scope)?;
+            let password = read_password()?;
+            let password_hash = tokio::task::spawn_blocking(move || password::hash(&password))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("could not hash the password: {e}"))?;
+            let user = UserRecord {
+                user_id: random_id(),
+                password_hash,
+                scopes,
+                status: UserStatus::Active,
+                created_at: SystemClock.now(),
+            };
+            users.create(&name, &user).await.map_err(|e| describe(e, &name))?;
+            Ok(format!("created user {name} (user id {})", user.user_id))
+        }
+        UserCommand::Disable { username } => {
+            let name = parse_username(&username)?;
+            users.set_status(&name, UserStatus::Disabled).await.map_err(|e| describe(e, &name))?;
+            Ok(format!("disabled user {name}"))
+        }
+        UserCommand::SetScopes { username, scopes } => {
+            let name = parse_username(&username)?;
+            let scopes = parse_scopes(&scopes)?;
+            users.set_scopes(&name, &scopes).await.map_err(|e| describe(e, &name))?;
+            Ok(format!("set scopes of {name} to \"{}\"", scopes.join(" ")))
+        }
+    }
+}
+
+fn parse_username(raw: &str) -> Result<Username, String> {
+    Username::normalise(raw).ok_or_else(|| "username must be 1-64 characters without spaces or control characters".to_owned())
+}
+
+fn parse_scopes(raw: &str) -> Result<Vec<String>, String> {
+    if raw.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let scope = Scope::parse(raw.trim()).map_err(|_| "scopes must be RFC 6749 scope tokens separated by single spaces".to_owned())?;
+    Ok(scope.tokens().map(str::to_owned).collect())
+}
+
+/// One line from stdin, without its line ending; without echo on a terminal.
+fn read_password() -> Result<String, String> {
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("password: ").map_err(|e| e.to_string())?
+    } else {
+        let mut input = String::new();
+        std::io::stdin().read_to_string(&mut input).map_err(|e| format!("could not read the password from stdin: {e}"))?;
+        let line = input.lines().next().unwrap_or_default();
+        line.to_owned()
+    };
+    if password.is_empty() {
+        return Err("the password must not be empty".to_owned());
+    }
+    if password.len() > password::MAX_PASSWORD_BYTES {
+        return Err(format!("the password must be at most {} bytes", password::MAX_PASSWORD_BYTES));
+    }
+    Ok(password)
+}
+
+fn describe(error: UserWriteError, name: &Username) -> String {
+    match error {
+        UserWriteError::AlreadyExists => format!("user {name} already exists"),
+        UserWriteError::NotFound => format!("no user {name}"),
+        UserWriteError::Dependency(e) => format!("DynamoDB failed: {e}"),
+    }
+}

@@ -1,0 +1,103 @@
+//! Errors: one enum per layer. [`ApiError`] is what a client can see; its variants are
+//! named for the RFC 6749 §5.2 error they become, and [`crate::http`] maps them to
+//! responses in one place. Causes are logged there, never sent.
+
+use std::time::Duration;
+
+/// Configuration could not be read at cold start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required environment variable is unset or blank.
+    #[error("missing required environment variable {0}")]
+    Missing(&'static str),
+    /// A variable is set but does not parse.
+    #[error("environment variable {name} must be {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// What it must be.
+        reason: &'static str,
+    },
+}
+
+/// What went wrong with a request, as the client will be told.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `invalid_request`: malformed body, wrong content type, missing or empty field.
+    /// The message is safe to show (it never echoes input).
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+    /// 405: the route only accepts POST.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 413: the body is over the limit.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// 401 `invalid_grant`: bad credentials, disabled user, dead refresh token. One body
+    /// for all of them, so a caller cannot tell which.
+    #[error("invalid grant")]
+    InvalidGrant,
+    /// 400 `invalid_scope`: the requested scope is malformed or not granted to the user.
+    #[error("invalid scope")]
+    InvalidScope,
+    /// 429: too many failed logins for this username; retry after the given time.
+    #[error("too many failed attempts")]
+    Throttled {
+        /// When the client may try again.
+        retry_after: Duration,
+    },
+    /// 503: DynamoDB or KMS failed or timed out. Nothing was issued.
+    #[error("dependency unavailable: {0}")]
+    Unavailable(#[from] DependencyError),
+}
+
+/// A failure of a dependency (DynamoDB, KMS). Logged, never shown to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum DependencyError {
+    /// A DynamoDB call failed.
+    #[error("dynamodb {operation}: {message}")]
+    DynamoDb {
+        /// Which call.
+        operation: &'static str,
+        /// The SDK's error, rendered with its source chain.
+        message: String,
+    },
+    /// A KMS call failed, or answered something unusable.
+    #[error("kms {operation}: {message}")]
+    Kms {
+        /// Which call.
+        operation: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// A stored item could not be read back (corrupt or foreign data).
+    #[error("stored item unreadable: {0}")]
+    Corrupt(String),
+    /// A blocking task (password hashing) could not complete.
+    #[error("internal task failed: {0}")]
+    Internal(String),
+}
+
+impl DependencyError {
+    /// A DynamoDB failure, with the full source chain of the SDK error.
+    pub fn dynamodb(operation: &'static str, err: impl std::error::Error) -> Self {
+        Self::DynamoDb { operation, message: error_chain(&err) }
+    }
+
+    /// A KMS failure, with the full source chain of the SDK error.
+    pub fn kms(operation: &'static str, err: impl std::error::Error) -> Self {
+        Self::Kms { operation, message: error_chain(&err) }
+    }
+}
+
+/// "outer: inner: root", because SDK errors put the useful part in `source()`.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}

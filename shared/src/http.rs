@@ -1,0 +1,223 @@
+//! HTTP at the edge: request parsing and the one mapping from [`ApiError`] to a response.
+//!
+//! Bodies and errors follow RFC 6749: §5.1 token responses with `Cache-Control: no-store`,
+//! §5.2 error bodies `{"error": .., "error_description": ..}`. Causes of 5xx answers are
+//! logged here and never sent.
+
+use lambda_http::http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER};
+use lambda_http::http::{HeaderValue, Method, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::password::MAX_PASSWORD_BYTES;
+use crate::session::{LoginRequest, LoginService, RequestMeta, TokenResponse};
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// `POST /auth/login`: parse, log in, answer. Never fails: every outcome is a response.
+pub async fn login(service: &LoginService, request: &Request) -> Response<Body> {
+    let outcome = match parse_login(request) {
+        Ok(login) => service.login(login, &request_meta(request)).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(tokens) => token_response(&tokens),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// The caller's IP as API Gateway (REST or HTTP API) reports it.
+pub fn request_meta(request: &Request) -> RequestMeta {
+    let source_ip = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.clone(),
+        _ => None,
+    };
+    RequestMeta { source_ip }
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// Reads a login body: POST, `application/json`, at most [`MAX_BODY_BYTES`], UTF-8,
+/// string fields, `username` and `password` present and non-empty.
+pub fn parse_login(request: &Request) -> Result<LoginRequest, ApiError> {
+    let body: LoginBody = json_body(request)?;
+    if body.username.trim().is_empty() {
+        return Err(ApiError::InvalidRequest("username must not be empty"));
+    }
+    if body.password.is_empty() {
+        return Err(ApiError::InvalidRequest("password must not be empty"));
+    }
+    if body.password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::InvalidRequest("password is too long"));
+    }
+    if body.scope.as_deref().is_some_and(str::is_empty) {
+        return Err(ApiError::InvalidRequest("scope must not be empty when present"));
+    }
+    Ok(LoginRequest { username: body.username, password: body.password, scope: body.scope })
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(request: &Request) -> Result<T, ApiError> {
+    if request.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let bytes = request.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    if !is_json_content_type(request.headers().get(CONTENT_TYPE)) {
+        return Err(ApiError::InvalidRequest("content type must be application/json"));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| ApiError::InvalidRequest("body is not UTF-8"))?;
+    if text.trim().is_empty() {
+        return Err(ApiError::InvalidRequest("body is empty"));
+    }
+    serde_json::from_str(text).map_err(|e| {
+        ApiError::InvalidRequest(match e.classify() {
+            serde_json::error::Category::Data => "body has a missing field or a field of the wrong type",
+            _ => "body is not valid JSON",
+        })
+    })
+}
+
+/// `application/json`, optionally with `charset=utf-8`; case-insensitive.
+fn is_json_content_type(value: Option<&HeaderValue>) -> bool {
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else { return false };
+    let mut parts = value.split(';');
+    let media = parts.next().unwrap_or_default().trim();
+    media.eq_ignore_ascii_case("application/json")
+        && parts.all(|p| {
+            let p = p.trim();
+            p.is_empty() || p.eq_ignore_ascii_case("charset=utf-8") || p.eq_ignore_ascii_case("charset=\"utf-8\"")
+        })
+}
+
+/// 200 with an RFC 6749 §5.1 body; never cached.
+pub fn token_response(tokens: &TokenResponse) -> Response<Body> {
+    json_response(StatusCode::OK, tokens)
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<&'static str>,
+}
+
+/// The one mapping from [`ApiError`] to HTTP: status, RFC 6749 §5.2 body, headers.
+pub fn error_response(error: &ApiError) -> Response<Body> {
+    let (status, error_code, description) = match error {
+        ApiError::InvalidRequest(why) => (StatusCode::BAD_REQUEST, "invalid_request", Some(*why)),
+        ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request", Some("use POST")),
+        ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", Some("request body too large")),
+        ApiError::InvalidGrant => (StatusCode::UNAUTHORIZED, "invalid_grant", None),
+        ApiError::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope", None),
+        ApiError::Throttled { .. } => {
+            (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", Some("too many failed attempts; retry later"))
+        }
+        ApiError::Unavailable(cause) => {
+            tracing::error!(cause = %cause, "dependency failure; answering 503");
+            (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", Some("the service is temporarily unavailable"))
+        }
+    };
+    let mut response = json_response(status, &ErrorBody { error: error_code, error_description: description });
+    let retry_after = match error {
+        ApiError::Throttled { retry_after } => Some(retry_after.as_secs().max(1)),
+        ApiError::Unavailable(_) => Some(1),
+        _ => None,
+    };
+    if let Some(secs) = retry_after {
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
+    // Our response types serialise infallibly (strings and integers only).
+    let json = serde_json::to_string(body).unwrap_or_else(|_| r#"{"error":"server_error"}"#.to_owned());
+    let mut response = Response::new(Body::Text(json));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::http;
+
+    fn post(content_type: Option<&str>, body: impl Into<Body>) -> Request {
+        let mut builder = http::Request::builder().method("POST").uri("/auth/login");
+        if let Some(ct) = content_type {
+            builder = builder.header("content-type", ct);
+        }
+        builder.body(body.into()).expect("request")
+    }
+
+    fn invalid_request(request: &Request) -> &'static str {
+        match parse_login(request) {
+            Err(ApiError::InvalidRequest(why)) => why,
+            other => panic!("expected invalid_request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_json_with_optional_scope_and_charset() {
+        let login = parse_login(&post(Some("Application/JSON; charset=UTF-8"), r#"{"username":"a","password":"p","scope":"read"}"#))
+            .expect("valid");
+        assert_eq!(login.username, "a");
+        assert_eq!(login.scope.as_deref(), Some("read"));
+        let login = parse_login(&post(Some("application/json"), r#"{"username":"a","password":"p"}"#)).expect("valid");
+        assert_eq!(login.scope, None);
+    }
+
+    #[test]
+    fn refuses_each_kind_of_bad_input_with_invalid_request() {
+        let json = Some("application/json");
+        invalid_request(&post(Some("text/plain"), r#"{"username":"a","password":"p"}"#));
+        invalid_request(&post(None, r#"{"username":"a","password":"p"}"#));
+        invalid_request(&post(json, "{"));
+        invalid_request(&post(json, ""));
+        invalid_request(&post(json, r#"{"username":"a"}"#));
+        invalid_request(&post(json, r#"{"username":"","password":"p"}"#));
+        invalid_request(&post(json, r#"{"username":"a","password":""}"#));
+        invalid_request(&post(json, r#"{"username":1,"password":"p"}"#));
+        invalid_request(&post(json, r#"{"username":"a","password":["p"]}"#));
+        invalid_request(&post(json, r#"{"username":"a","password":"p","scope":""}"#));
+        invalid_request(&post(json, r#"{"username":"a","password":"p","scope":7}"#));
+        invalid_request(&post(json, r#"{"username":"a","username":"b","password":"p"}"#));
+        invalid_request(&post(json, Body::Binary(vec![b'{', 0xff, 0xfe, b'}'])));
+    }
+
+    #[test]
+    fn refuses_oversized_bodies_with_413() {
+        let body = format!(r#"{{"username":"a","password":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
+        let err = parse_login(&post(Some("application/json"), body)).expect_err("too large");
+        assert!(matches!(err, ApiError::PayloadTooLarge));
+        assert_eq!(error_response(&err).status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn error_bodies_are_rfc6749_and_uncacheable() {
+        let response = error_response(&ApiError::InvalidGrant);
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        assert_eq!(response.body().as_ref(), br#"{"error":"invalid_grant"}"#);
+        let throttled = error_response(&ApiError::Throttled { retry_after: std::time::Duration::from_secs(42) });
+        assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(throttled.headers()["retry-after"], "42");
+    }
+}

@@ -1,0 +1,29 @@
+//! # tokenauth
+//!
+//! The library behind the token-authentication Lambdas: login with a username and
+//! password, an access token (RFC 9068 JWT, ES256) signed by a key that never leaves
+//! AWS KMS, and an opaque refresh token whose session family lives in DynamoDB.
+//!
+//! Read it top to bottom in this order: [`config`] (what a deployment sets),
+//! [`session`] (the login rules), [`token`] (what is issued), [`keys`] (how it is signed),
+//! [`store`] (where state lives), [`http`] (the one place requests and errors meet HTTP).
+//! The function binaries only wire these together.
+
+pub mod audit;
+pub mod aws;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod password;
+pub mod scope;
+pub mod session;
+pub mod store;
+pub mod token;
+pub mod username;
+
+pub use clock::{Clock, SystemClock};
+pub use config::Config;
+pub use error::{ApiError, ConfigError};
+pub use session::{LoginRequest, LoginService, RequestMeta, TokenResponse};

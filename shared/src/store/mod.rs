@@ -1,0 +1,44 @@
+//! Where state lives: DynamoDB repositories for users and refresh-token families.
+//!
+//! Item conversion goes through `serde_dynamo` in one place per table. Every call maps its
+//! SDK error to a [`DependencyError`] (a 503 for the client). These types are tested only
+//! against DynamoDB Local: conditional writes are the point, and a map cannot show them.
+
+mod families;
+mod users;
+
+pub use families::{DynamoFamilies, FamilyRecord, FamilyStatus};
+pub use users::{DynamoUsers, LoginFailures, LoginLookup, UserRecord, UserStatus, UserWriteError};
+
+/// Table layouts the code relies on. `infra/template.yaml` must declare the same keys,
+/// indexes and TTL attributes; a test compares the two, and DynamoDB Local's tables.
+pub mod schema {
+    /// Users: partition key (normalised username).
+    pub const USERS_PARTITION_KEY: &str = "pk";
+    /// Users: sort key (`profile` or `login_failures`).
+    pub const USERS_SORT_KEY: &str = "sk";
+    /// Families: partition key.
+    pub const FAMILIES_PARTITION_KEY: &str = "family_id";
+    /// Families: the index used to find every family of a user (revoke-all).
+    pub const FAMILIES_BY_USER_INDEX: &str = "by_user";
+    /// Families by user: partition key.
+    pub const FAMILIES_BY_USER_PARTITION_KEY: &str = "user_id";
+    /// Families by user: sort key.
+    pub const FAMILIES_BY_USER_SORT_KEY: &str = "created_at";
+    /// Revocations: partition key (time bucket).
+    pub const REVOCATIONS_PARTITION_KEY: &str = "bucket";
+    /// Revocations: sort key (`<revoked_at>#<kind>#<id>`).
+    pub const REVOCATIONS_SORT_KEY: &str = "entry";
+    /// The TTL attribute of every table (Unix seconds).
+    pub const TTL_ATTRIBUTE: &str = "expires_at";
+}
+
+use aws_sdk_dynamodb::error::SdkError;
+
+/// Whether an SDK error is DynamoDB's "your condition did not hold".
+fn is_conditional_check_failed<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
