@@ -52,7 +52,7 @@ Log in as the demo user:
 
 Or through a sample API Gateway event:
 
-  PATH=\$PWD/.local/venv/bin:\$PATH cargo lambda invoke login --invoke-port ${URL##*:} --data-file events/login-http-api.json
+  PATH=\$PWD/.local/venv/bin:\$PATH cargo lambda invoke login --invoke-address 127.0.0.1 --invoke-port ${URL##*:} --data-file events/login-http-api.json
 
 MSG
 printf 'Answer right now: '

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{KeySpec, MessageType, SigningAlgorithmSpec};
+use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use serde::Serialize;
@@ -66,11 +66,13 @@ impl KmsSigner {
             .await
             .map_err(|e| DependencyError::kms("GetPublicKey", e))?;
         let bad = |message: &str| DependencyError::Kms { operation: "GetPublicKey", message: message.to_owned() };
-        if out.key_spec() != Some(&KeySpec::EccNistP256) {
-            return Err(bad("signing key must be ECC_NIST_P256"));
+        // The key's type is read from the key itself: the SPKI must be P-256, and KMS must
+        // offer ECDSA_SHA_256 with it.
+        if !out.signing_algorithms().contains(&SigningAlgorithmSpec::EcdsaSha256) {
+            return Err(bad("signing key must be an ECC_NIST_P256 SIGN_VERIFY key"));
         }
         let der = out.public_key().ok_or_else(|| bad("no public key in the answer"))?;
-        let jwk = EcPublicJwk::from_p256_spki(der.as_ref()).map_err(|e| bad(e))?;
+        let jwk = EcPublicJwk::from_p256_spki(der.as_ref()).map_err(bad)?;
         Ok(Self { client, key_id: key_id.to_owned(), kid: jwk.thumbprint(), algorithm: Algorithm::ES256 })
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! One successful login makes three AWS calls: a Query of the user's partition (account
 //! and failure counter), then `kms:Sign` of the access token and a PutItem of the new
-//! family, the last two at once. Every other outcome issues nothing.
+//! family, the last two at once. Every other outcome issues nothing and leaves no usable
+//! session behind.
 
 use std::fmt;
 use std::sync::Arc;
@@ -209,9 +210,9 @@ impl LoginService {
             now,
         );
 
-        // Sign and write at once. If either fails nothing is returned, and a family written
-        // without its token ever leaving this process cannot be used by anyone: only the
-        // hash of a secret that is dropped here is stored.
+        // Sign and write at once. If either fails nothing is returned; a family written
+        // for a token that could not be signed is deleted again (best effort: its secret
+        // never left this process, so even if the delete fails nobody can use it).
         let clear_failures = async {
             if lookup.failures.is_some_and(|f| f.failures > 0) {
                 if let Err(e) = self.users.clear_failures(&username).await {
@@ -220,9 +221,16 @@ impl LoginService {
             }
         };
         let (signed, created, ()) = tokio::join!(self.issuer.sign(&claims), self.families.create(&family), clear_failures);
-        let (access_token, ()) = match (signed, created) {
-            (Ok(token), Ok(())) => (token, ()),
-            (Err(e), _) | (_, Err(e)) => {
+        let access_token = match (signed, created) {
+            (Ok(token), Ok(())) => token,
+            (Err(e), Ok(())) => {
+                if let Err(cleanup) = self.families.delete_unissued(&family).await {
+                    tracing::warn!(error = %cleanup, family_id = %family.family_id, "could not delete an unissued family");
+                }
+                failed(LoginFailure::Unavailable, Some(&user.user_id));
+                return Err(e.into());
+            }
+            (_, Err(e)) => {
                 failed(LoginFailure::Unavailable, Some(&user.user_id));
                 return Err(e.into());
             }

@@ -1,5 +1,6 @@
 //! The Families table: one item per refresh-token family (a login session).
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
 use super::schema::FAMILIES_PARTITION_KEY;
@@ -68,5 +69,22 @@ impl DynamoFamilies {
             .await
             .map(|_| ())
             .map_err(|e| DependencyError::dynamodb("PutItem", e))
+    }
+
+    /// Deletes a family whose token was never handed out (its access token could not be
+    /// signed), so no half-created session is left behind. Conditional on the hash, so it
+    /// can only ever remove the item this login wrote.
+    pub async fn delete_unissued(&self, family: &FamilyRecord) -> Result<(), DependencyError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(FAMILIES_PARTITION_KEY, AttributeValue::S(family.family_id.clone()))
+            .condition_expression("token_hash = :hash AND generation = :zero")
+            .expression_attribute_values(":hash", AttributeValue::S(family.token_hash.clone()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".to_owned()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| DependencyError::dynamodb("DeleteItem", e))
     }
 }
