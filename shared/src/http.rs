@@ -81,6 +81,10 @@ fn json_body<T: for<'de> Deserialize<'de>>(request: &Request) -> Result<T, ApiEr
     if text.trim().is_empty() {
         return Err(ApiError::InvalidRequest("body is empty"));
     }
+    // serde would also build a struct from a JSON array; only an object is a valid body.
+    if !text.trim_start().starts_with('{') {
+        return Err(ApiError::InvalidRequest("body must be a JSON object"));
+    }
     serde_json::from_str(text).map_err(|e| {
         ApiError::InvalidRequest(match e.classify() {
             serde_json::error::Category::Data => "body has a missing field or a field of the wrong type",
@@ -189,6 +193,7 @@ mod tests {
         invalid_request(&post(Some("text/plain"), r#"{"username":"a","password":"p"}"#));
         invalid_request(&post(None, r#"{"username":"a","password":"p"}"#));
         invalid_request(&post(json, "{"));
+        invalid_request(&post(json, r#"["a","p"]"#));
         invalid_request(&post(json, ""));
         invalid_request(&post(json, r#"{"username":"a"}"#));
         invalid_request(&post(json, r#"{"username":"","password":"p"}"#));

@@ -1,1 +1,176 @@
+//! Helpers for the integration tests. Every test runs against the local stack that
+//! `make test` starts (DynamoDB Local, KMS emulator) through the real SDK clients; the
+//! stack's coordinates come from the environment (`.local/test-stack/stack.env`).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use lambda_http::{Body, Request, Response};
+use serde_json::Value;
+use tokenauth::clock::Clock;
+use tokenauth::keys::KmsSigner;
+use tokenauth::store::{DynamoUsers, UserRecord, UserStatus};
+use tokenauth::username::Username;
+use tokenauth::{Config, LoginService};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The configuration the stack wrote, as the functions read it.
+pub fn config() -> Config {
+    Config::from_env().expect("run the tests with `make test`: the local stack's variables are not set")
+}
+
+/// One AWS call as the SDK executed it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub service: String,
+    pub operation: String,
+    pub started: Instant,
+    pub finished: Option<Instant>,
+}
+
+/// An SDK interceptor that records every call (execution, not attempt) a client makes.
+#[derive(Debug, Clone, Default)]
+pub struct CallLog(Arc<Mutex<Vec<Call>>>);
+
+impl CallLog {
+    pub fn calls(&self) -> Vec<Call> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+    pub fn names(&self) -> Vec<String> {
+        self.calls().iter().map(|c| format!("{}.{}", c.service, c.operation)).collect()
+    }
+}
+
+fn metadata(cfg: &ConfigBag) -> (String, String) {
+    cfg.load::<Metadata>()
+        .map(|m| (m.service().to_owned(), m.name().to_owned()))
+        .unwrap_or_else(|| ("?".to_owned(), "?".to_owned()))
+}
+
+impl Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "CallLog"
+    }
+
+    // Operation metadata is in the config bag from serialization on; nothing happens on the
+    // wire before it.
+    fn read_before_serialization(&self, _: &BeforeSerializationInterceptorContextRef<'_>, _: &RuntimeComponents, cfg: &mut ConfigBag) -> Result<(), BoxError> {
+        let (service, operation) = metadata(cfg);
+        self.0.lock().unwrap().push(Call { service, operation, started: Instant::now(), finished: None });
+        Ok(())
+    }
+
+    fn read_after_execution(&self, _: &FinalizerInterceptorContextRef<'_>, _: &RuntimeComponents, cfg: &mut ConfigBag) -> Result<(), BoxError> {
+        let (service, operation) = metadata(cfg);
+        let mut calls = self.0.lock().unwrap();
+        if let Some(call) = calls.iter_mut().rev().find(|c| c.finished.is_none() && c.service == service && c.operation == operation) {
+            call.finished = Some(Instant::now());
+        }
+        Ok(())
+    }
+}
+
+/// SDK clients for the local stack, the way the functions build them, plus a call log.
+#[derive(Clone)]
+pub struct Clients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub kms: aws_sdk_kms::Client,
+    pub calls: CallLog,
+}
+
+pub async fn clients() -> Clients {
+    let sdk = tokenauth::aws::sdk_config().await;
+    let calls = CallLog::default();
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(calls.clone()).build());
+    let kms = aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&sdk).interceptor(calls.clone()).build());
+    Clients { dynamodb, kms, calls }
+}
+
+/// A KMS client whose endpoint is `endpoint` (e.g. a private emulator a test may stop).
+pub async fn kms_at(endpoint: &str) -> aws_sdk_kms::Client {
+    let sdk = tokenauth::aws::sdk_config().await;
+    aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&sdk).endpoint_url(endpoint).build())
+}
+
+/// A DynamoDB client whose endpoint is `endpoint`.
+pub async fn dynamodb_at(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let sdk = tokenauth::aws::sdk_config().await;
+    aws_sdk_dynamodb::Client::from_conf(aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(endpoint).build())
+}
+
+/// The login service as the function builds it, on the given clients and clock.
+pub async fn login_service(config: &Config, clients: &Clients, clock: Arc<dyn Clock>) -> LoginService {
+    let signer = KmsSigner::load(clients.kms.clone(), &config.signing_key_id).await.expect("signing key loads");
+    LoginService::new(config, clients.dynamodb.clone(), Arc::new(signer), clock)
+}
+
+/// A username no other test uses.
+pub fn unique_username(prefix: &str) -> String {
+    format!("{prefix}-{}", tokenauth::token::random_id().replace(['-', '_'], "x").to_lowercase())
+}
+
+/// Creates an active user with `scopes`; returns (username, password, user id).
+pub async fn create_user(config: &Config, clients: &Clients, prefix: &str, scopes: &[&str]) -> (String, String, String) {
+    let username = unique_username(prefix);
+    let password = format!("pw-{}", tokenauth::token::random_id());
+    let user_id = tokenauth::token::random_id();
+    let record = UserRecord {
+        user_id: user_id.clone(),
+        password_hash: tokenauth::password::hash(&password).unwrap(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        status: UserStatus::Active,
+        created_at: 0,
+    };
+    DynamoUsers::new(clients.dynamodb.clone(), &config.users_table)
+        .create(&Username::normalise(&username).unwrap(), &record)
+        .await
+        .expect("user created");
+    (username, password, user_id)
+}
+
+/// Reads a sample event from `events/` (the files `cargo lambda invoke --data-file` uses).
+pub fn event(name: &str) -> Value {
+    let path = repo_root().join("events").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// Turns an API Gateway event into the request lambda_http hands a handler.
+pub fn request_from_event(event: &Value) -> Request {
+    lambda_http::request::from_str(&event.to_string()).expect("event parses as an API Gateway request")
+}
+
+/// The HTTP API (payload 2.0) login event with `body` as its body.
+pub fn login_event_with_body(body: &str) -> Request {
+    let mut event = event("login-http-api.json");
+    event["body"] = Value::String(body.to_owned());
+    request_from_event(&event)
+}
+
+/// The HTTP API login event for these credentials.
+pub fn login_request(username: &str, password: &str, scope: Option<&str>) -> Request {
+    let mut body = serde_json::json!({"username": username, "password": password});
+    if let Some(scope) = scope {
+        body["scope"] = Value::String(scope.to_owned());
+    }
+    login_event_with_body(&body.to_string())
+}
+
+/// Status, headers and JSON body of a response.
+pub fn json_of(response: &Response<Body>) -> Value {
+    serde_json::from_slice(response.body().as_ref()).expect("response body is JSON")
+}

@@ -1,0 +1,432 @@
+//! Login against the local stack: DynamoDB Local and the KMS emulator, real SDK clients.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use lambda_http::http::StatusCode;
+use serde_json::Value;
+use tokenauth::clock::{ManualClock, SystemClock};
+use tokenauth::store::schema;
+use tokenauth::token::AccessClaims;
+use tokenauth_tests::*;
+
+const FAMILY_ID: std::ops::Range<usize> = 5..27; // tkrt_<22 chars>.<secret>
+
+async fn public_key_der(clients: &Clients, key_id: &str) -> Vec<u8> {
+    let out = clients.kms.get_public_key().key_id(key_id).send().await.unwrap();
+    out.public_key().unwrap().as_ref().to_vec()
+}
+
+fn pem(der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
+    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))
+}
+
+#[tokio::test]
+async fn login_issues_an_es256_access_token_that_verifies_with_the_kms_public_key() {
+    let config = config();
+    let clients = clients().await;
+    let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
+    let (username, password, user_id) = create_user(&config, &clients, "verify", &["read", "write"]).await;
+
+    let response = tokenauth::http::login(&service, &login_request(&username, &password, None)).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body = json_of(&response);
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    assert_eq!(body["scope"], "read write");
+    let access = body["access_token"].as_str().unwrap();
+    let refresh = body["refresh_token"].as_str().unwrap();
+    assert!(refresh.starts_with("tkrt_"), "recognisable prefix");
+
+    // Verified by jsonwebtoken with the key fetched independently from KMS.
+    let der = public_key_der(&clients, &config.signing_key_id).await;
+    let key = DecodingKey::from_ec_pem(pem(&der).as_bytes()).unwrap();
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_audience(&[&config.audience]);
+    validation.set_issuer(&[&config.issuer]);
+    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+    let claims = decode::<AccessClaims>(access, &key, &validation).expect("signature verifies").claims;
+
+    let header = decode_header(access).unwrap();
+    assert_eq!(header.alg, Algorithm::ES256);
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    // kid = RFC 7638 thumbprint, computed by jsonwebtoken from the point at the end of the SPKI.
+    let point = &der[der.len() - 64..];
+    let jwk: Jwk = serde_json::from_value(serde_json::json!({
+        "kty": "EC", "crv": "P-256",
+        "x": URL_SAFE_NO_PAD.encode(&point[..32]), "y": URL_SAFE_NO_PAD.encode(&point[32..]),
+    }))
+    .unwrap();
+    assert_eq!(header.kid.as_deref(), Some(jwk.thumbprint(ThumbprintHash::SHA256).unwrap().as_str()));
+    let raw_header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(access.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(raw_header.as_object().unwrap().len(), 3, "header is exactly alg, typ, kid: {raw_header}");
+
+    assert_eq!(claims.iss, config.issuer);
+    assert_eq!(claims.aud, config.audience);
+    assert_eq!(claims.sub, user_id, "sub is the stable user id, not the username");
+    assert_ne!(claims.sub, username);
+    assert_eq!(claims.exp - claims.iat, 900);
+    assert!(claims.jti.len() >= 22);
+    assert_eq!(claims.client_id, "first-party");
+    assert_eq!(claims.scope, "read write");
+    assert_eq!(claims.sid, refresh[FAMILY_ID]);
+    let payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(access.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let mut names: Vec<&str> = payload.as_object().unwrap().keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names, ["aud", "client_id", "exp", "iat", "iss", "jti", "scope", "sid", "sub"]);
+}
+
+#[tokio::test]
+async fn family_item_holds_a_hash_and_the_ttl_never_the_token() {
+    let config = config();
+    let clients = clients().await;
+    let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
+    let (username, password, user_id) = create_user(&config, &clients, "family", &["read"]).await;
+
+    let body = json_of(&tokenauth::http::login(&service, &login_request(&username, &password, None)).await);
+    let refresh = body["refresh_token"].as_str().unwrap();
+    let secret = refresh.split('.').nth(1).unwrap();
+
+    let item = clients
+        .dynamodb
+        .get_item()
+        .table_name(&config.families_table)
+        .key(schema::FAMILIES_PARTITION_KEY, AttributeValue::S(refresh[FAMILY_ID].to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("family written");
+    let s = |k: &str| item[k].as_s().unwrap().clone();
+    let n = |k: &str| item[k].as_n().unwrap().parse::<u64>().unwrap();
+    assert_eq!(s("user_id"), user_id);
+    assert_eq!(s("status"), "active");
+    assert_eq!(n("generation"), 0);
+    assert_eq!(s("token_hash"), tokenauth::token::RefreshToken::parse(refresh).unwrap().hash());
+    assert_eq!(n(schema::TTL_ATTRIBUTE), n("created_at") + 30 * 24 * 3600, "TTL = absolute expiry");
+    assert_eq!(n("idle_expires_at"), n("created_at") + 7 * 24 * 3600);
+    for (name, value) in &item {
+        let text = format!("{value:?}");
+        assert!(!text.contains(secret) && !text.contains(refresh), "attribute {name} holds the token");
+    }
+    let ttl = clients.dynamodb.describe_time_to_live().table_name(&config.families_table).send().await.unwrap();
+    assert_eq!(ttl.time_to_live_description().and_then(|d| d.attribute_name()), Some(schema::TTL_ATTRIBUTE));
+}
+
+#[tokio::test]
+async fn unknown_user_wrong_password_and_disabled_user_get_byte_identical_answers() {
+    let config = config();
+    let clients = clients().await;
+    let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
+    let (username, password, _) = create_user(&config, &clients, "same", &["read"]).await;
+    let (disabled, disabled_password, _) = create_user(&config, &clients, "disabled", &["read"]).await;
+    tokenauth::store::DynamoUsers::new(clients.dynamodb.clone(), &config.users_table)
+        .set_status(&tokenauth::username::Username::normalise(&disabled).unwrap(), tokenauth::store::UserStatus::Disabled)
+        .await
+        .unwrap();
+
+    let unknown = tokenauth::http::login(&service, &login_request(&unique_username("nobody"), &password, None)).await;
+    let wrong = tokenauth::http::login(&service, &login_request(&username, "not-the-password", None)).await;
+    let off = tokenauth::http::login(&service, &login_request(&disabled, &disabled_password, None)).await;
+
+    for response in [&unknown, &wrong, &off] {
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.body().as_ref(), br#"{"error":"invalid_grant"}"#);
+    }
+    assert_eq!(format!("{:?}", unknown.headers()), format!("{:?}", wrong.headers()));
+    assert_eq!(format!("{:?}", off.headers()), format!("{:?}", wrong.headers()));
+}
+
+#[tokio::test]
+async fn requested_scope_must_be_within_the_users_scopes() {
+    let config = config();
+    let clients = clients().await;
+    let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
+    let (username, password, _) = create_user(&config, &clients, "scope", &["read", "write"]).await;
+
+    let narrowed = tokenauth::http::login(&service, &login_request(&username, &password, Some("read"))).await;
+    assert_eq!(narrowed.status(), StatusCode::OK);
+    assert_eq!(json_of(&narrowed)["scope"], "read");
+
+    for scope in ["read admin", "admin", "read  write", "caf\u{e9}"] {
+        let response = tokenauth::http::login(&service, &login_request(&username, &password, Some(scope))).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{scope:?}");
+        let body = json_of(&response);
+        assert_eq!(body["error"], "invalid_scope", "{scope:?}");
+        assert!(body.get("access_token").is_none());
+    }
+}
+
+async fn login_status(service: &tokenauth::LoginService, username: &str, password: &str) -> lambda_http::Response<lambda_http::Body> {
+    tokenauth::http::login(service, &login_request(username, password, None)).await
+}
+
+#[tokio::test]
+async fn throttles_after_five_failures_for_known_and_unknown_users_until_the_window_passes() {
+    let config = config();
+    let clients = clients().await;
+    let clock = Arc::new(ManualClock::new(tokenauth::clock::Clock::now(&SystemClock)));
+    let service = login_service(&config, &clients, clock.clone()).await;
+    let (username, password, _) = create_user(&config, &clients, "throttle", &["read"]).await;
+    let nobody = unique_username("ghost");
+
+    for name in [&username, &nobody] {
+        for attempt in 1..=5 {
+            let response = login_status(&service, name, "wrong").await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "attempt {attempt} for {name}");
+            clock.advance(10);
+        }
+        // The sixth attempt is refused without checking the password, even the right one.
+        let throttled = login_status(&service, name, &password).await;
+        assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS, "{name}");
+        let retry_after: u64 = throttled.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((800..=900).contains(&retry_after), "retry-after {retry_after}");
+        assert_eq!(json_of(&throttled)["error"], "temporarily_unavailable");
+        assert!(json_of(&throttled).get("access_token").is_none());
+    }
+    // Same answer for the known and the unknown name: no enumeration through throttling.
+    let known = login_status(&service, &username, "wrong").await;
+    let unknown = login_status(&service, &nobody, "wrong").await;
+    assert_eq!(known.body().as_ref(), unknown.body().as_ref());
+
+    clock.advance(901);
+    let after = login_status(&service, &username, &password).await;
+    assert_eq!(after.status(), StatusCode::OK, "the window has passed");
+}
+
+#[tokio::test]
+async fn a_successful_login_resets_the_failure_count() {
+    let config = config();
+    let clients = clients().await;
+    let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
+    let (username, password, _) = create_user(&config, &clients, "reset", &["read"]).await;
+
+    for _ in 0..4 {
+        assert_eq!(login_status(&service, &username, "wrong").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login_status(&service, &username, &password).await.status(), StatusCode::OK);
+    for _ in 0..4 {
+        assert_eq!(login_status(&service, &username, "wrong").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    // 8 failures in the window, but the success in between reset the count to 4.
+    assert_eq!(login_status(&service, &username, &password).await.status(), StatusCode::OK);
+    // And a fifth failure after the reset still counts normally.
+    for _ in 0..5 {
+        login_status(&service, &username, "wrong").await;
+    }
+    assert_eq!(login_status(&service, &username, &password).await.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_rfc6749_body_and_makes_no_aws_call() {
+    let config = config();
+    let clients = clients().await;
+    let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
+    clients.calls.clear();
+
+    let mut cases: Vec<(&str, lambda_http::Request, StatusCode)> = vec![
+        ("malformed JSON", login_event_with_body(r#"{"username":"a","password":"#), StatusCode::BAD_REQUEST),
+        ("not an object", login_event_with_body(r#"["a","b"]"#), StatusCode::BAD_REQUEST),
+        ("empty body", login_event_with_body(""), StatusCode::BAD_REQUEST),
+        ("missing password", login_event_with_body(r#"{"username":"a"}"#), StatusCode::BAD_REQUEST),
+        ("missing username", login_event_with_body(r#"{"password":"p"}"#), StatusCode::BAD_REQUEST),
+        ("empty username", login_event_with_body(r#"{"username":"","password":"p"}"#), StatusCode::BAD_REQUEST),
+        ("blank username", login_event_with_body(r#"{"username":"   ","password":"p"}"#), StatusCode::BAD_REQUEST),
+        ("empty password", login_event_with_body(r#"{"username":"a","password":""}"#), StatusCode::BAD_REQUEST),
+        ("numeric username", login_event_with_body(r#"{"username":42,"password":"p"}"#), StatusCode::BAD_REQUEST),
+        ("null password", login_event_with_body(r#"{"username":"a","password":null}"#), StatusCode::BAD_REQUEST),
+        ("object password", login_event_with_body(r#"{"username":"a","password":{"x":1}}"#), StatusCode::BAD_REQUEST),
+        ("array scope", login_event_with_body(r#"{"username":"a","password":"p","scope":["read"]}"#), StatusCode::BAD_REQUEST),
+        ("username with a space", login_event_with_body(r#"{"username":"a b","password":"p"}"#), StatusCode::BAD_REQUEST),
+        (
+            "oversized body",
+            login_event_with_body(&format!(r#"{{"username":"a","password":"{}"}}"#, "x".repeat(16 * 1024))),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ];
+    let mut wrong_type = event("login-http-api.json");
+    wrong_type["headers"]["content-type"] = Value::String("application/x-www-form-urlencoded".into());
+    cases.push(("wrong content type", request_from_event(&wrong_type), StatusCode::BAD_REQUEST));
+    let mut no_type = event("login-http-api.json");
+    no_type["headers"].as_object_mut().unwrap().remove("content-type");
+    cases.push(("no content type", request_from_event(&no_type), StatusCode::BAD_REQUEST));
+    let mut not_utf8 = event("login-http-api.json");
+    not_utf8["body"] = Value::String(STANDARD.encode(b"{\"username\":\"a\xff\xfe\",\"password\":\"p\"}"));
+    not_utf8["isBase64Encoded"] = Value::Bool(true);
+    cases.push(("non-UTF-8 body", request_from_event(&not_utf8), StatusCode::BAD_REQUEST));
+    let mut get = event("login-http-api.json");
+    get["requestContext"]["http"]["method"] = Value::String("GET".into());
+    cases.push(("GET", request_from_event(&get), StatusCode::METHOD_NOT_ALLOWED));
+
+    for (name, request, status) in cases {
+        let response = tokenauth::http::login(&service, &request).await;
+        assert_eq!(response.status(), status, "{name}");
+        let body = json_of(&response);
+        assert_eq!(body["error"], "invalid_request", "{name}: {body}");
+        assert!(body["error_description"].is_string(), "{name}");
+        assert_eq!(response.headers()["cache-control"], "no-store", "{name}");
+    }
+    assert!(clients.calls.calls().is_empty(), "bad input reached AWS: {:?}", clients.calls.names());
+}
+
+/// Families of `user_id`, read through the by-user index.
+async fn families_of(clients: &Clients, config: &tokenauth::Config, user_id: &str) -> usize {
+    clients
+        .dynamodb
+        .query()
+        .table_name(&config.families_table)
+        .index_name(schema::FAMILIES_BY_USER_INDEX)
+        .key_condition_expression("user_id = :u")
+        .expression_attribute_values(":u", AttributeValue::S(user_id.to_owned()))
+        .send()
+        .await
+        .unwrap()
+        .count() as usize
+}
+
+#[tokio::test]
+async fn kms_stopped_answers_503_with_no_token_and_no_usable_family() {
+    let config = config();
+    let clients = clients().await;
+    // A private emulator this test may stop without disturbing the others.
+    let emulator = KmsEmulator::start();
+    let kms = kms_at(&emulator.endpoint).await;
+    let key_id = kms
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let signer = tokenauth::keys::KmsSigner::load(kms, &key_id).await.unwrap();
+    let service = tokenauth::LoginService::new(&config, clients.dynamodb.clone(), Arc::new(signer), Arc::new(SystemClock));
+    let (username, password, user_id) = create_user(&config, &clients, "kmsdown", &["read"]).await;
+    let works = login_status(&service, &username, &password).await;
+    assert_eq!(works.status(), StatusCode::OK, "the private emulator works before it is stopped");
+    let before = families_of(&clients, &config, &user_id).await;
+
+    drop(emulator); // KMS stops.
+    let started = std::time::Instant::now();
+    let response = login_status(&service, &username, &password).await;
+
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < Duration::from_secs(8), "answered in {:?}", started.elapsed());
+    let body = json_of(&response);
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(body.get("access_token").is_none() && body.get("refresh_token").is_none());
+    let text = String::from_utf8_lossy(response.body().as_ref()).to_string();
+    assert!(!text.contains("tkrt_") && !text.contains("eyJ"), "no token material in {text}");
+    assert_eq!(families_of(&clients, &config, &user_id).await, before, "the family written for the unsigned token was removed");
+}
+
+#[tokio::test]
+async fn dynamodb_unreachable_or_hanging_answers_503() {
+    let config = config();
+    let clients = clients().await;
+    let signer = tokenauth::keys::KmsSigner::load(clients.kms.clone(), &config.signing_key_id).await.unwrap();
+
+    // Nothing listens: connection refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    // Accepts connections and never answers: a hung dependency.
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hanging_url = format!("http://{}", hanging.local_addr().unwrap());
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hanging.accept().await {
+            held.push(socket);
+        }
+    });
+
+    for url in [closed_url, hanging_url] {
+        let dynamodb = dynamodb_at(&url).await;
+        let service = tokenauth::LoginService::new(&config, dynamodb, Arc::new(signer.clone()), Arc::new(SystemClock));
+        let started = std::time::Instant::now();
+        let response = login_status(&service, "someone", "password").await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{url}");
+        assert!(started.elapsed() < Duration::from_secs(8), "{url}: answered in {:?}", started.elapsed());
+        assert_eq!(json_of(&response)["error"], "temporarily_unavailable");
+        assert!(response.headers().contains_key("retry-after"));
+    }
+    holder.abort();
+}
+
+#[tokio::test]
+async fn one_login_makes_three_aws_calls_and_signs_while_writing() {
+    let config = config();
+    let clients = clients().await;
+    let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
+    let (username, password, _) = create_user(&config, &clients, "calls", &["read"]).await;
+    clients.calls.clear();
+
+    let response = login_status(&service, &username, &password).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let calls = clients.calls.calls();
+    let names = clients.calls.names();
+    println!("AWS calls for one successful login: {} {:?}", calls.len(), names);
+    assert_eq!(calls.len(), 3, "{names:?}");
+    assert_eq!(names[0], "DynamoDB.Query");
+    let mut rest = names[1..].to_vec();
+    rest.sort();
+    assert_eq!(rest, ["DynamoDB.PutItem", "KMS.Sign"]);
+    let sign = calls.iter().find(|c| c.operation == "Sign").unwrap();
+    let put = calls.iter().find(|c| c.operation == "PutItem").unwrap();
+    let query = &calls[0];
+    assert!(query.finished.unwrap() <= sign.started.min(put.started), "the read comes first");
+    assert!(
+        sign.started < put.finished.unwrap() && put.started < sign.finished.unwrap(),
+        "Sign and PutItem were in flight at the same time"
+    );
+}
+
+/// A KMS emulator of this test's own, stopped when dropped.
+struct KmsEmulator {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl KmsEmulator {
+    fn start() -> Self {
+        let command = std::env::var("TOKENAUTH_KMS_EMULATOR").expect("TOKENAUTH_KMS_EMULATOR is set by make test");
+        let mut parts = command.split_whitespace();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(parts.next().unwrap())
+            .args(parts)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "private KMS emulator did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { child, endpoint }
+    }
+}
+
+impl Drop for KmsEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
