@@ -61,12 +61,7 @@ impl Config {
             None => 5,
             Some(v) => match v.trim().parse::<u32>() {
                 Ok(n) if n > 0 => n,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: "LOGIN_MAX_FAILURES",
-                        reason: "a whole number above 0",
-                    })
-                }
+                _ => return Err(ConfigError::Invalid { name: "LOGIN_MAX_FAILURES", reason: "a whole number above 0" }),
             },
         };
         Ok(Self {
@@ -76,9 +71,7 @@ impl Config {
             signing_key_id: required("SIGNING_KEY_ID")?,
             issuer: required("TOKEN_ISSUER")?,
             audience: required("TOKEN_AUDIENCE")?,
-            client_id: lookup("CLIENT_ID")
-                .filter(|v| !v.trim().is_empty())
-                .unwrap_or_else(|| "first-party".to_owned()),
+            client_id: lookup("CLIENT_ID").filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "first-party".to_owned()),
             access_token_ttl: secs("ACCESS_TOKEN_TTL_SECS", 900)?,
             refresh_token_ttl: secs("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
             refresh_idle_ttl: secs("REFRESH_IDLE_TTL_SECS", 7 * 24 * 3600)?,

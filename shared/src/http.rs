@@ -179,8 +179,11 @@ mod tests {
 
     #[test]
     fn accepts_json_with_optional_scope_and_charset() {
-        let login = parse_login(&post(Some("Application/JSON; charset=UTF-8"), r#"{"username":"a","password":"p","scope":"read"}"#))
-            .expect("valid");
+        let login = parse_login(&post(
+            Some("Application/JSON; charset=UTF-8"),
+            r#"{"username":"a","password":"p","scope":"read"}"#,
+        ))
+        .expect("valid");
         assert_eq!(login.username, "a");
         assert_eq!(login.scope.as_deref(), Some("read"));
         let login = parse_login(&post(Some("application/json"), r#"{"username":"a","password":"p"}"#)).expect("valid");

@@ -59,12 +59,8 @@ impl KmsSigner {
     /// Fetches the public key once (`kms:GetPublicKey`) to learn the algorithm and the
     /// `kid`. Call at cold start; signing then needs one `kms:Sign` per token.
     pub async fn load(client: aws_sdk_kms::Client, key_id: &str) -> Result<Self, DependencyError> {
-        let out = client
-            .get_public_key()
-            .key_id(key_id)
-            .send()
-            .await
-            .map_err(|e| DependencyError::kms("GetPublicKey", e))?;
+        let out =
+            client.get_public_key().key_id(key_id).send().await.map_err(|e| DependencyError::kms("GetPublicKey", e))?;
         let bad = |message: &str| DependencyError::Kms { operation: "GetPublicKey", message: message.to_owned() };
         // The key's type is read from the key itself: the SPKI must be P-256, and KMS must
         // offer ECDSA_SHA_256 with it.
@@ -102,10 +98,8 @@ impl Signer for KmsSigner {
                 operation: "Sign",
                 message: "no signature in the answer".to_owned(),
             })?;
-            der_to_jose_es256(der.as_ref()).map_err(|e| DependencyError::Kms {
-                operation: "Sign",
-                message: format!("unusable signature: {e}"),
-            })
+            der_to_jose_es256(der.as_ref())
+                .map_err(|e| DependencyError::Kms { operation: "Sign", message: format!("unusable signature: {e}") })
         })
     }
 }
@@ -202,28 +196,23 @@ pub struct EcPublicJwk {
 /// DER prefix of a P-256 SubjectPublicKeyInfo (id-ecPublicKey, prime256v1) up to the
 /// BIT STRING holding the 65-byte uncompressed point. KMS always answers this form.
 const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
 impl EcPublicJwk {
     /// Reads a DER SubjectPublicKeyInfo of a P-256 key (what `kms:GetPublicKey` returns).
     pub fn from_p256_spki(der: &[u8]) -> Result<Self, &'static str> {
-        let point = der
-            .strip_prefix(&P256_SPKI_PREFIX[..])
-            .ok_or("not a P-256 SubjectPublicKeyInfo")?;
+        let point = der.strip_prefix(&P256_SPKI_PREFIX[..]).ok_or("not a P-256 SubjectPublicKeyInfo")?;
         Self::from_uncompressed_point(point)
     }
 
     /// Reads an uncompressed SEC1 point `0x04 || x || y`.
     pub fn from_uncompressed_point(point: &[u8]) -> Result<Self, &'static str> {
         match point {
-            [0x04, xy @ ..] if xy.len() == 64 => Ok(Self {
-                crv: "P-256",
-                kty: "EC",
-                x: B64URL.encode(&xy[..32]),
-                y: B64URL.encode(&xy[32..]),
-            }),
+            [0x04, xy @ ..] if xy.len() == 64 => {
+                Ok(Self { crv: "P-256", kty: "EC", x: B64URL.encode(&xy[..32]), y: B64URL.encode(&xy[32..]) })
+            }
             _ => Err("not an uncompressed P-256 point"),
         }
     }
@@ -298,14 +287,16 @@ mod tests {
         use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng).expect("keygen");
-        let der_key = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).expect("key");
+        let der_key =
+            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).expect("key");
         for i in 0..64u8 {
             let message = [i; 40];
             let der = der_key.sign(&rng, &message).expect("sign");
             // WHEN converted to JOSE
             let jose = der_to_jose_es256(der.as_ref()).expect("KMS-style DER converts");
             // THEN the fixed-width verifier accepts it
-            let public = signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, der_key.public_key().as_ref());
+            let public =
+                signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, der_key.public_key().as_ref());
             public.verify(&message, &jose).expect("JOSE signature verifies");
         }
     }

@@ -18,7 +18,8 @@ impl Scope {
     pub fn parse(raw: &str) -> Result<Self, MalformedScope> {
         let mut set = BTreeSet::new();
         for token in raw.split(' ') {
-            let valid = !token.is_empty() && token.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+            let valid = !token.is_empty()
+                && token.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
             if !valid {
                 return Err(MalformedScope);
             }

@@ -32,7 +32,10 @@ pub struct LoginRequest {
 
 impl fmt::Debug for LoginRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoginRequest").field("password", &"<redacted>").field("scope", &self.scope).finish_non_exhaustive()
+        f.debug_struct("LoginRequest")
+            .field("password", &"<redacted>")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
     }
 }
 
@@ -60,7 +63,10 @@ pub struct TokenResponse {
 
 impl fmt::Debug for TokenResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenResponse").field("expires_in", &self.expires_in).field("scope", &self.scope).finish_non_exhaustive()
+        f.debug_struct("TokenResponse")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,7 +109,10 @@ pub struct LoginService {
 
 impl fmt::Debug for LoginService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoginService").field("issuer", &self.issuer).field("policy", &self.policy).finish_non_exhaustive()
+        f.debug_struct("LoginService")
+            .field("issuer", &self.issuer)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
     }
 }
 
@@ -120,11 +129,21 @@ impl LoginService {
     }
 
     /// Builds the service around an existing signer and clock.
-    pub fn new(config: &Config, dynamodb: aws_sdk_dynamodb::Client, signer: Arc<dyn Signer>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        config: &Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        signer: Arc<dyn Signer>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             users: DynamoUsers::new(dynamodb.clone(), &config.users_table),
             families: DynamoFamilies::new(dynamodb, &config.families_table),
-            issuer: AccessTokenIssuer::new(signer, config.issuer.clone(), config.audience.clone(), config.access_token_ttl),
+            issuer: AccessTokenIssuer::new(
+                signer,
+                config.issuer.clone(),
+                config.audience.clone(),
+                config.access_token_ttl,
+            ),
             policy: LoginPolicy::from_config(config),
             clock,
         }
@@ -136,13 +155,15 @@ impl LoginService {
         let client_id = self.policy.client_id.as_str();
         let failed = |reason, user_id: Option<&str>| audit::login_failed(reason, user_id, client_id, ip);
 
-        let username = Username::normalise(&request.username).ok_or(ApiError::InvalidRequest("username is not acceptable"))?;
+        let username =
+            Username::normalise(&request.username).ok_or(ApiError::InvalidRequest("username is not acceptable"))?;
         let requested_scope = match request.scope.as_deref() {
             None => None,
             Some(raw) => Some(Scope::parse(raw).map_err(|_| ApiError::InvalidScope)?),
         };
 
-        let lookup = self.users.lookup_for_login(&username).await.inspect_err(|_| failed(LoginFailure::Unavailable, None))?;
+        let lookup =
+            self.users.lookup_for_login(&username).await.inspect_err(|_| failed(LoginFailure::Unavailable, None))?;
         let now = self.clock.now();
         if let Some(remaining) = lookup
             .failures
@@ -220,7 +241,8 @@ impl LoginService {
                 }
             }
         };
-        let (signed, created, ()) = tokio::join!(self.issuer.sign(&claims), self.families.create(&family), clear_failures);
+        let (signed, created, ()) =
+            tokio::join!(self.issuer.sign(&claims), self.families.create(&family), clear_failures);
         let access_token = match (signed, created) {
             (Ok(token), Ok(())) => token,
             (Err(e), Ok(())) => {

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::{BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef};
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -69,16 +71,28 @@ impl Intercept for CallLog {
 
     // Operation metadata is in the config bag from serialization on; nothing happens on the
     // wire before it.
-    fn read_before_serialization(&self, _: &BeforeSerializationInterceptorContextRef<'_>, _: &RuntimeComponents, cfg: &mut ConfigBag) -> Result<(), BoxError> {
+    fn read_before_serialization(
+        &self,
+        _: &BeforeSerializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
         let (service, operation) = metadata(cfg);
         self.0.lock().unwrap().push(Call { service, operation, started: Instant::now(), finished: None });
         Ok(())
     }
 
-    fn read_after_execution(&self, _: &FinalizerInterceptorContextRef<'_>, _: &RuntimeComponents, cfg: &mut ConfigBag) -> Result<(), BoxError> {
+    fn read_after_execution(
+        &self,
+        _: &FinalizerInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
         let (service, operation) = metadata(cfg);
         let mut calls = self.0.lock().unwrap();
-        if let Some(call) = calls.iter_mut().rev().find(|c| c.finished.is_none() && c.service == service && c.operation == operation) {
+        if let Some(call) =
+            calls.iter_mut().rev().find(|c| c.finished.is_none() && c.service == service && c.operation == operation)
+        {
             call.finished = Some(Instant::now());
         }
         Ok(())
@@ -96,8 +110,11 @@ pub struct Clients {
 pub async fn clients() -> Clients {
     let sdk = tokenauth::aws::sdk_config().await;
     let calls = CallLog::default();
-    let dynamodb = aws_sdk_dynamodb::Client::from_conf(aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(calls.clone()).build());
-    let kms = aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&sdk).interceptor(calls.clone()).build());
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(calls.clone()).build(),
+    );
+    let kms =
+        aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&sdk).interceptor(calls.clone()).build());
     Clients { dynamodb, kms, calls }
 }
 
@@ -125,7 +142,12 @@ pub fn unique_username(prefix: &str) -> String {
 }
 
 /// Creates an active user with `scopes`; returns (username, password, user id).
-pub async fn create_user(config: &Config, clients: &Clients, prefix: &str, scopes: &[&str]) -> (String, String, String) {
+pub async fn create_user(
+    config: &Config,
+    clients: &Clients,
+    prefix: &str,
+    scopes: &[&str],
+) -> (String, String, String) {
     let username = unique_username(prefix);
     let password = format!("pw-{}", tokenauth::token::random_id());
     let user_id = tokenauth::token::random_id();

@@ -69,7 +69,8 @@ async fn login_issues_an_es256_access_token_that_verifies_with_the_kms_public_ke
     }))
     .unwrap();
     assert_eq!(header.kid.as_deref(), Some(jwk.thumbprint(ThumbprintHash::SHA256).unwrap().as_str()));
-    let raw_header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(access.split('.').next().unwrap()).unwrap()).unwrap();
+    let raw_header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(access.split('.').next().unwrap()).unwrap()).unwrap();
     assert_eq!(raw_header.as_object().unwrap().len(), 3, "header is exactly alg, typ, kid: {raw_header}");
 
     assert_eq!(claims.iss, config.issuer);
@@ -81,7 +82,8 @@ async fn login_issues_an_es256_access_token_that_verifies_with_the_kms_public_ke
     assert_eq!(claims.client_id, "first-party");
     assert_eq!(claims.scope, "read write");
     assert_eq!(claims.sid, refresh[FAMILY_ID]);
-    let payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(access.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(access.split('.').nth(1).unwrap()).unwrap()).unwrap();
     let mut names: Vec<&str> = payload.as_object().unwrap().keys().map(String::as_str).collect();
     names.sort();
     assert_eq!(names, ["aud", "client_id", "exp", "iat", "iss", "jti", "scope", "sid", "sub"]);
@@ -133,7 +135,10 @@ async fn unknown_user_wrong_password_and_disabled_user_get_byte_identical_answer
     let (username, password, _) = create_user(&config, &clients, "same", &["read"]).await;
     let (disabled, disabled_password, _) = create_user(&config, &clients, "disabled", &["read"]).await;
     tokenauth::store::DynamoUsers::new(clients.dynamodb.clone(), &config.users_table)
-        .set_status(&tokenauth::username::Username::normalise(&disabled).unwrap(), tokenauth::store::UserStatus::Disabled)
+        .set_status(
+            &tokenauth::username::Username::normalise(&disabled).unwrap(),
+            tokenauth::store::UserStatus::Disabled,
+        )
         .await
         .unwrap();
 
@@ -169,7 +174,11 @@ async fn requested_scope_must_be_within_the_users_scopes() {
     }
 }
 
-async fn login_status(service: &tokenauth::LoginService, username: &str, password: &str) -> lambda_http::Response<lambda_http::Body> {
+async fn login_status(
+    service: &tokenauth::LoginService,
+    username: &str,
+    password: &str,
+) -> lambda_http::Response<lambda_http::Body> {
     tokenauth::http::login(service, &login_request(username, password, None)).await
 }
 
@@ -248,8 +257,16 @@ async fn bad_input_gets_a_4xx_rfc6749_body_and_makes_no_aws_call() {
         ("numeric username", login_event_with_body(r#"{"username":42,"password":"p"}"#), StatusCode::BAD_REQUEST),
         ("null password", login_event_with_body(r#"{"username":"a","password":null}"#), StatusCode::BAD_REQUEST),
         ("object password", login_event_with_body(r#"{"username":"a","password":{"x":1}}"#), StatusCode::BAD_REQUEST),
-        ("array scope", login_event_with_body(r#"{"username":"a","password":"p","scope":["read"]}"#), StatusCode::BAD_REQUEST),
-        ("username with a space", login_event_with_body(r#"{"username":"a b","password":"p"}"#), StatusCode::BAD_REQUEST),
+        (
+            "array scope",
+            login_event_with_body(r#"{"username":"a","password":"p","scope":["read"]}"#),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "username with a space",
+            login_event_with_body(r#"{"username":"a b","password":"p"}"#),
+            StatusCode::BAD_REQUEST,
+        ),
         (
             "oversized body",
             login_event_with_body(&format!(r#"{{"username":"a","password":"{}"}}"#, "x".repeat(16 * 1024))),
@@ -314,7 +331,8 @@ async fn kms_stopped_answers_503_with_no_token_and_no_usable_family() {
         .unwrap()
         .key_id;
     let signer = tokenauth::keys::KmsSigner::load(kms, &key_id).await.unwrap();
-    let service = tokenauth::LoginService::new(&config, clients.dynamodb.clone(), Arc::new(signer), Arc::new(SystemClock));
+    let service =
+        tokenauth::LoginService::new(&config, clients.dynamodb.clone(), Arc::new(signer), Arc::new(SystemClock));
     let (username, password, user_id) = create_user(&config, &clients, "kmsdown", &["read"]).await;
     let works = login_status(&service, &username, &password).await;
     assert_eq!(works.status(), StatusCode::OK, "the private emulator works before it is stopped");
@@ -331,7 +349,11 @@ async fn kms_stopped_answers_503_with_no_token_and_no_usable_family() {
     assert!(body.get("access_token").is_none() && body.get("refresh_token").is_none());
     let text = String::from_utf8_lossy(response.body().as_ref()).to_string();
     assert!(!text.contains("tkrt_") && !text.contains("eyJ"), "no token material in {text}");
-    assert_eq!(families_of(&clients, &config, &user_id).await, before, "the family written for the unsigned token was removed");
+    assert_eq!(
+        families_of(&clients, &config, &user_id).await,
+        before,
+        "the family written for the unsigned token was removed"
+    );
 }
 
 #[tokio::test]

@@ -54,7 +54,12 @@ fn template_tables(template: &Value) -> BTreeMap<String, TableSpec> {
             .as_sequence()
             .map(|seq| {
                 seq.iter()
-                    .map(|i| (str_of(&i["IndexName"]), (key_schema_of(&i["KeySchema"]), str_of(&i["Projection"]["ProjectionType"]))))
+                    .map(|i| {
+                        (
+                            str_of(&i["IndexName"]),
+                            (key_schema_of(&i["KeySchema"]), str_of(&i["Projection"]["ProjectionType"])),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -85,7 +90,13 @@ async fn local_table(clients: &Clients, name: &str) -> TableSpec {
     };
     let ttl = clients.dynamodb.describe_time_to_live().table_name(name).send().await.unwrap();
     let ttl = ttl.time_to_live_description().filter(|d| {
-        matches!(d.time_to_live_status(), Some(aws_sdk_dynamodb::types::TimeToLiveStatus::Enabled | aws_sdk_dynamodb::types::TimeToLiveStatus::Enabling))
+        matches!(
+            d.time_to_live_status(),
+            Some(
+                aws_sdk_dynamodb::types::TimeToLiveStatus::Enabled
+                    | aws_sdk_dynamodb::types::TimeToLiveStatus::Enabling
+            )
+        )
     });
     TableSpec {
         key_schema: ks(table.key_schema()),
@@ -98,7 +109,8 @@ async fn local_table(clients: &Clients, name: &str) -> TableSpec {
             .global_secondary_indexes()
             .iter()
             .map(|i| {
-                let projection = i.projection().and_then(|p| p.projection_type()).map(|t| t.as_str().to_owned()).unwrap_or_default();
+                let projection =
+                    i.projection().and_then(|p| p.projection_type()).map(|t| t.as_str().to_owned()).unwrap_or_default();
                 (i.index_name().unwrap().to_owned(), (ks(i.key_schema()), projection))
             })
             .collect(),
@@ -136,11 +148,17 @@ async fn local_tables_match_the_template() {
 async fn drift_detection_notices_a_changed_template() {
     let clients = clients().await;
     let pristine = template_tables(&template());
-    let mutations: Vec<(&str, Box<dyn Fn(&mut TableSpec)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut TableSpec)>;
+    let mutations: Vec<(&str, Mutation)> = vec![
         ("renamed partition key", Box::new(|t| t.key_schema[0].0 = "id".into())),
         ("dropped index", Box::new(|t| t.indexes.clear())),
         ("other TTL attribute", Box::new(|t| t.ttl_attribute = Some("ttl".into()))),
-        ("attribute type", Box::new(|t| { t.attributes.insert("created_at".into(), "S".into()); })),
+        (
+            "attribute type",
+            Box::new(|t| {
+                t.attributes.insert("created_at".into(), "S".into());
+            }),
+        ),
     ];
     for (what, mutate) in mutations {
         let mut changed = pristine.clone();

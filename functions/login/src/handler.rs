@@ -34,7 +34,10 @@ mod tests {
             status: UserStatus::Active,
             created_at: 0,
         };
-        match DynamoUsers::new(clients.dynamodb.clone(), &config.users_table).create(&Username::normalise("demo").unwrap(), &demo).await {
+        match DynamoUsers::new(clients.dynamodb.clone(), &config.users_table)
+            .create(&Username::normalise("demo").unwrap(), &demo)
+            .await
+        {
             Ok(()) | Err(UserWriteError::AlreadyExists) => {}
             Err(e) => panic!("{e}"),
         }

@@ -106,14 +106,16 @@ async fn run(cli: Cli) -> Result<String, String> {
 }
 
 fn parse_username(raw: &str) -> Result<Username, String> {
-    Username::normalise(raw).ok_or_else(|| "username must be 1-64 characters without spaces or control characters".to_owned())
+    Username::normalise(raw)
+        .ok_or_else(|| "username must be 1-64 characters without spaces or control characters".to_owned())
 }
 
 fn parse_scopes(raw: &str) -> Result<Vec<String>, String> {
     if raw.trim().is_empty() {
         return Ok(Vec::new());
     }
-    let scope = Scope::parse(raw.trim()).map_err(|_| "scopes must be RFC 6749 scope tokens separated by single spaces".to_owned())?;
+    let scope = Scope::parse(raw.trim())
+        .map_err(|_| "scopes must be RFC 6749 scope tokens separated by single spaces".to_owned())?;
     Ok(scope.tokens().map(str::to_owned).collect())
 }
 
@@ -123,7 +125,9 @@ fn read_password() -> Result<String, String> {
         rpassword::prompt_password("password: ").map_err(|e| e.to_string())?
     } else {
         let mut input = String::new();
-        std::io::stdin().read_to_string(&mut input).map_err(|e| format!("could not read the password from stdin: {e}"))?;
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .map_err(|e| format!("could not read the password from stdin: {e}"))?;
         let line = input.lines().next().unwrap_or_default();
         line.to_owned()
     };

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 
-use super::schema::{TTL_ATTRIBUTE, USERS_PARTITION_KEY as PK, USERS_SORT_KEY as SK};
 use super::is_conditional_check_failed;
+use super::schema::{TTL_ATTRIBUTE, USERS_PARTITION_KEY as PK, USERS_SORT_KEY as SK};
 use crate::error::DependencyError;
 use crate::username::Username;
 
@@ -160,7 +160,12 @@ impl DynamoUsers {
 
     /// Counts one failed login for `username` (existing or not) and returns the counter.
     /// A window older than `window_secs` starts over at 1. The item expires by TTL.
-    pub async fn record_failure(&self, username: &Username, now: u64, window_secs: u64) -> Result<LoginFailures, DependencyError> {
+    pub async fn record_failure(
+        &self,
+        username: &Username,
+        now: u64,
+        window_secs: u64,
+    ) -> Result<LoginFailures, DependencyError> {
         let cutoff = now.saturating_sub(window_secs);
         let expires = n(now + window_secs);
         // Within the window (or no window yet): count on.
@@ -209,7 +214,9 @@ impl DynamoUsers {
             Err(e) => return Err(DependencyError::dynamodb("UpdateItem", e)),
         };
         match attributes {
-            Some(item) => serde_dynamo::from_item(item).map_err(|e| DependencyError::Corrupt(format!("login failures: {e}"))),
+            Some(item) => {
+                serde_dynamo::from_item(item).map_err(|e| DependencyError::Corrupt(format!("login failures: {e}")))
+            }
             None => Ok(LoginFailures { failures: 1, window_start: Some(now) }),
         }
     }
@@ -226,7 +233,13 @@ impl DynamoUsers {
             .send()
             .await
             .map(|_| ())
-            .or_else(|e| if is_conditional_check_failed(&e) { Ok(()) } else { Err(DependencyError::dynamodb("UpdateItem", e)) })
+            .or_else(|e| {
+                if is_conditional_check_failed(&e) {
+                    Ok(())
+                } else {
+                    Err(DependencyError::dynamodb("UpdateItem", e))
+                }
+            })
     }
 
     /// Creates an account; fails if the username is taken.
@@ -242,7 +255,13 @@ impl DynamoUsers {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| if is_conditional_check_failed(&e) { UserWriteError::AlreadyExists } else { DependencyError::dynamodb("PutItem", e).into() })
+            .map_err(|e| {
+                if is_conditional_check_failed(&e) {
+                    UserWriteError::AlreadyExists
+                } else {
+                    DependencyError::dynamodb("PutItem", e).into()
+                }
+            })
     }
 
     /// Replaces the scopes of an existing account.
@@ -257,7 +276,12 @@ impl DynamoUsers {
         self.update_profile(username, "SET #status = :v", value).await
     }
 
-    async fn update_profile(&self, username: &Username, expression: &str, value: AttributeValue) -> Result<(), UserWriteError> {
+    async fn update_profile(
+        &self,
+        username: &Username,
+        expression: &str,
+        value: AttributeValue,
+    ) -> Result<(), UserWriteError> {
         let mut request = self
             .client
             .update_item()
@@ -270,11 +294,13 @@ impl DynamoUsers {
         if expression.contains("#status") {
             request = request.expression_attribute_names("#status", "status");
         }
-        request
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| if is_conditional_check_failed(&e) { UserWriteError::NotFound } else { DependencyError::dynamodb("UpdateItem", e).into() })
+        request.send().await.map(|_| ()).map_err(|e| {
+            if is_conditional_check_failed(&e) {
+                UserWriteError::NotFound
+            } else {
+                DependencyError::dynamodb("UpdateItem", e).into()
+            }
+        })
     }
 }
 
