@@ -54,8 +54,10 @@ stack-down:
 lint: tools
 	cfn-lint infra/template.yaml
 
+# Build first, so the stack does not sit idle during compilation.
 test: tools lint
-	infra/local/run-tests.sh
+	cargo build --locked --workspace --all-targets
+	infra/local/with-stack.sh $(LOCAL)/test-stack cargo test --locked --workspace
 
 dev: tools
 	infra/local/dev.sh $(STACK_DIR) $(DEV_PORT)
@@ -69,7 +71,8 @@ build: tools
 	@ls -l $(addprefix target/lambda/,$(addsuffix /bootstrap,$(FUNCTIONS)))
 
 bench: tools
-	cargo bench --workspace
+	cargo bench --locked --workspace --no-run
+	infra/local/with-stack.sh $(LOCAL)/bench-stack cargo bench --locked --workspace
 
 clean: stack-down
 	rm -rf $(LOCAL) target

@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
-# `make test`: build, start a private local stack (its own ports and state directory, so a
-# running `make dev` stack is left alone), run every test against it, and stop it again
-# whatever happened.
+# with-stack.sh DIR COMMAND...: start a private local stack in DIR (its own ports, so a
+# running `make dev` stack is left alone), run COMMAND with the stack's variables, and
+# stop the stack again whatever happened.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 PY=.local/venv/bin/python
-DIR=.local/test-stack
-
-cargo build --workspace --all-targets --locked
+DIR=$1
+shift
 
 cleanup() { "$PY" infra/local/stack.py down --dir "$DIR" || true; }
 trap cleanup EXIT
@@ -19,7 +18,6 @@ set -a
 # shellcheck disable=SC1091
 . "$DIR/stack.env"
 set +a
-export TOKENAUTH_STACK_DIR="$PWD/$DIR"
 export TOKENAUTH_KMS_EMULATOR="$PWD/$PY $PWD/infra/local/kms_emulator.py"
 
-cargo test --workspace --locked
+"$@"
