@@ -19,12 +19,12 @@ FUNCTIONS   := login
 # cargo-lambda, zig and cfn-lint live in the venv.
 export PATH := $(abspath $(VENV)/bin):$(PATH)
 
-.PHONY: help tools dev dev-down stack-up stack-down test lint build bench clean
+.PHONY: help tools java dev dev-down stack-up stack-down test lint build bench clean
 
 help:
 	@echo "make dev        local stack + demo user + functions under cargo lambda watch"
 	@echo "make test       lint, local stack, every test, stack stopped afterwards"
-	@echo "make stack-up   DynamoDB Local + KMS emulator only (writes $(STACK_DIR)/stack.env)"
+	@echo "make stack-up   DynamoDB Local + KMS emulator only (writes $(STACK_DIR).env)"
 	@echo "make stack-down stop what stack-up/dev started"
 	@echo "make build      cargo lambda build --release for every function"
 	@echo "make bench      criterion benchmarks"

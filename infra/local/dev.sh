@@ -13,7 +13,7 @@ DEMO_PASSWORD=demo-password
 "$PY" infra/local/stack.py up --dir "$DIR"
 set -a
 # shellcheck disable=SC1091
-. "$DIR/stack.env"
+. "$DIR.env"
 set +a
 
 cargo build --locked --workspace --bins
@@ -43,7 +43,7 @@ fi
 
 cat <<MSG
 
-The local stack is up (state, logs and stack.env in $DIR; stop with: make stack-down).
+The local stack is up (variables in $DIR.env, logs in $DIR; stop with: make stack-down).
 Log in as the demo user:
 
   curl -s -X POST $URL/lambda-url/login/auth/login \\

@@ -2,7 +2,7 @@
 """The local AWS stack: DynamoDB Local and a KMS emulator (moto) on free loopback ports.
 
     stack.py up     [--dir .local/stack]   start (or reuse) the servers, create tables and a key,
-                                           write <dir>/stack.env
+                                           write <dir>.env (.local/stack.env by default)
     stack.py down   [--dir .local/stack]   stop exactly the processes `up` started (pid files)
     stack.py status [--dir .local/stack]
     stack.py functions [--dir .local/stack] [--port 9000]
@@ -132,7 +132,8 @@ def create_tables(ddb, prefix: str) -> dict[str, str]:
 class Stack:
     def __init__(self, directory: Path):
         self.dir = directory
-        self.env_file = directory / "stack.env"
+        # .local/stack -> .local/stack.env (what DESIGN.md names), .local/test-stack -> .local/test-stack.env
+        self.env_file = directory.parent / f"{directory.name}.env"
 
     def pid_file(self, name: str) -> Path:
         return self.dir / f"{name}.pid"
@@ -358,7 +359,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "status", "functions"])
     parser.add_argument("--port", type=int, default=9000, help="functions: invoke port (0 = any free one)")
-    parser.add_argument("--dir", default=str(LOCAL / "stack"), help="state directory (pid files, logs, stack.env)")
+    parser.add_argument("--dir", default=str(LOCAL / "stack"), help="state directory (pid files, logs); the env file is <dir>.env")
     args = parser.parse_args()
     stack = Stack(Path(args.dir).resolve())
     if args.command == "up":

@@ -16,7 +16,7 @@ trap 'exit 130' INT TERM
 "$PY" infra/local/stack.py up --dir "$DIR"
 set -a
 # shellcheck disable=SC1091
-. "$DIR/stack.env"
+. "$DIR.env"
 set +a
 export TOKENAUTH_KMS_EMULATOR="$PWD/$PY $PWD/infra/local/kms_emulator.py"
 

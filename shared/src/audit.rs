@@ -1,5 +1,5 @@
 //! Audit trail: one structured log line per security event, under the tracing target
-//! `audit`. Never a password, token, hash or username (users type passwords into the
+//! `audit`, and one EMF count per event ([`crate::metrics`]). Never a password, token, hash or username (users type passwords into the
 //! username field); the stable user id when it is known.
 
 /// Why a login failed, as recorded (the client sees one answer for all of these).
@@ -44,6 +44,7 @@ pub fn login_succeeded(user_id: &str, family_id: &str, client_id: &str, source_i
         source_ip = source_ip.unwrap_or("-"),
         "login succeeded"
     );
+    crate::metrics::count("login", "LoginAttempts", "success");
 }
 
 /// A login issued nothing.
@@ -58,4 +59,5 @@ pub fn login_failed(reason: LoginFailure, user_id: Option<&str>, client_id: &str
         source_ip = source_ip.unwrap_or("-"),
         "login failed"
     );
+    crate::metrics::count("login", "LoginAttempts", reason.as_str());
 }

@@ -52,6 +52,36 @@ fn login(c: &mut Criterion) {
             t.elapsed()
         })
         .collect();
+    // Failures for a name that exists and one that does not cost the same (both verify one
+    // argon2id hash and count one failure). Fresh names each round keep throttling out.
+    let failure = |name: String| {
+        let t = Instant::now();
+        let outcome = runtime.block_on(
+            service.login(tokenauth::LoginRequest { username: name, password: "wrong".into(), scope: None }, &meta),
+        );
+        assert!(matches!(outcome, Err(tokenauth::ApiError::InvalidGrant)));
+        t.elapsed()
+    };
+    let (mut wrong, mut unknown) = (Vec::new(), Vec::new());
+    let clients = runtime.block_on(clients());
+    for _ in 0..RUNS / 4 {
+        let (existing, _, _) = runtime.block_on(create_user(&config, &clients, "bench-wrong", &["read"]));
+        for _ in 0..4 {
+            wrong.push(failure(existing.clone()));
+        }
+        let ghost = unique_username("bench-ghost");
+        for _ in 0..4 {
+            unknown.push(failure(ghost.clone()));
+        }
+    }
+    let (wrong, unknown) = (median(wrong), median(unknown));
+    println!(
+        "\nfailed login, median of {RUNS}: wrong password {:.1} ms, unknown user {:.1} ms (ratio unknown/wrong {:.3})",
+        wrong.as_secs_f64() * 1e3,
+        unknown.as_secs_f64() * 1e3,
+        unknown.as_secs_f64() / wrong.as_secs_f64(),
+    );
+
     let (argon, total) = (median(argon), median(logins));
     println!(
         "\nlogin against the local stack, median of {RUNS}: {:.1} ms total = argon2id {:.1} ms ({:.0}%) + the rest {:.1} ms (Query, then Sign || PutItem)",

@@ -1,6 +1,6 @@
 //! Helpers for the integration tests. Every test runs against the local stack that
 //! `make test` starts (DynamoDB Local, KMS emulator) through the real SDK clients; the
-//! stack's coordinates come from the environment (`.local/test-stack/stack.env`).
+//! stack's coordinates come from the environment (`.local/test-stack.env`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::PathBuf;

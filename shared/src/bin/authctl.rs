@@ -1,6 +1,6 @@
 //! `authctl`: the administrator's command line for tokenauth.
 //!
-//! Reads the same configuration as the functions (`source .local/stack/stack.env` locally).
+//! Reads the same configuration as the functions (`set -a; . .local/stack.env; set +a` locally).
 //! Passwords are read from standard input (never from argv, which other users can see).
 
 use std::io::{IsTerminal, Read};
