@@ -61,3 +61,23 @@ pub fn login_failed(reason: LoginFailure, user_id: Option<&str>, client_id: &str
     );
     crate::metrics::count("login", "LoginAttempts", reason.as_str());
 }
+
+/// A session event other than login: rotation, retry, reuse, revocation.
+pub fn session_event(
+    event: &'static str,
+    outcome: &'static str,
+    user_id: Option<&str>,
+    family_id: &str,
+    client_id: Option<&str>,
+    source_ip: Option<&str>,
+) {
+    let user_id = user_id.unwrap_or("-");
+    let client_id = client_id.unwrap_or("-");
+    let source_ip = source_ip.unwrap_or("-");
+    if outcome == "success" {
+        tracing::info!(target: "audit", event, outcome, user_id, family_id, client_id, source_ip, "{event}");
+    } else {
+        tracing::warn!(target: "audit", event, outcome, user_id, family_id, client_id, source_ip, "{event}");
+    }
+    crate::metrics::count(event, "SessionEvents", outcome);
+}

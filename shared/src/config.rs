@@ -34,6 +34,21 @@ pub struct Config {
     pub login_max_failures: u32,
     /// `LOGIN_FAILURE_WINDOW_SECS` (default 900 = 15 minutes): the failure-counting window.
     pub login_failure_window: Duration,
+    /// `REFRESH_LEEWAY_SECS` (default 30; 0 disables): how long after a rotation the
+    /// previous token still gets the same successor (exactly-once retry).
+    pub refresh_leeway: Duration,
+    /// `REUSE_REVOKES` (`user` or `family`, default `user`): what a detected refresh-token
+    /// reuse revokes.
+    pub reuse_revokes: ReuseScope,
+}
+
+/// What a detected refresh-token reuse revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReuseScope {
+    /// Only the family the reused token belongs to.
+    Family,
+    /// Every family of that user.
+    User,
 }
 
 impl Config {
@@ -64,6 +79,18 @@ impl Config {
                 _ => return Err(ConfigError::Invalid { name: "LOGIN_MAX_FAILURES", reason: "a whole number above 0" }),
             },
         };
+        let refresh_leeway = match lookup("REFRESH_LEEWAY_SECS") {
+            None => Duration::from_secs(30),
+            Some(v) => Duration::from_secs(v.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
+                name: "REFRESH_LEEWAY_SECS",
+                reason: "a whole number of seconds (0 disables)",
+            })?),
+        };
+        let reuse_revokes = match lookup("REUSE_REVOKES").as_deref().map(str::trim) {
+            None | Some("user") => ReuseScope::User,
+            Some("family") => ReuseScope::Family,
+            Some(_) => return Err(ConfigError::Invalid { name: "REUSE_REVOKES", reason: "`user` or `family`" }),
+        };
         Ok(Self {
             users_table: required("USERS_TABLE")?,
             families_table: required("FAMILIES_TABLE")?,
@@ -77,6 +104,8 @@ impl Config {
             refresh_idle_ttl: secs("REFRESH_IDLE_TTL_SECS", 7 * 24 * 3600)?,
             login_max_failures,
             login_failure_window: secs("LOGIN_FAILURE_WINDOW_SECS", 900)?,
+            refresh_leeway,
+            reuse_revokes,
         })
     }
 }
@@ -112,6 +141,20 @@ mod tests {
         assert_eq!(config.login_max_failures, 5);
         assert_eq!(config.login_failure_window, Duration::from_secs(900));
         assert_eq!(config.client_id, "first-party");
+        assert_eq!(config.refresh_leeway, Duration::from_secs(30));
+        assert_eq!(config.reuse_revokes, ReuseScope::User);
+    }
+
+    #[test]
+    fn leeway_zero_disables_and_reuse_scope_parses() {
+        let mut env = complete();
+        env.insert("REFRESH_LEEWAY_SECS", "0".to_owned());
+        env.insert("REUSE_REVOKES", "family".to_owned());
+        let config = load(&env).expect("valid");
+        assert_eq!(config.refresh_leeway, Duration::ZERO);
+        assert_eq!(config.reuse_revokes, ReuseScope::Family);
+        env.insert("REUSE_REVOKES", "everything".to_owned());
+        assert!(load(&env).expect_err("invalid").to_string().contains("REUSE_REVOKES"));
     }
 
     #[test]

@@ -37,6 +37,12 @@ pub enum ApiError {
     /// for all of them, so a caller cannot tell which.
     #[error("invalid grant")]
     InvalidGrant,
+    /// 400 `unsupported_grant_type`: a `grant_type` other than `refresh_token`.
+    #[error("unsupported grant type")]
+    UnsupportedGrantType,
+    /// 401 `invalid_token` with `WWW-Authenticate: Bearer`: missing or invalid bearer token.
+    #[error("invalid bearer token")]
+    InvalidToken,
     /// 400 `invalid_scope`: the requested scope is malformed or not granted to the user.
     #[error("invalid scope")]
     InvalidScope,

@@ -4,7 +4,7 @@
 //! §5.2 error bodies `{"error": .., "error_description": ..}`. Causes of 5xx answers are
 //! logged here and never sent.
 
-use lambda_http::http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER};
+use lambda_http::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use lambda_http::http::{HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::password::MAX_PASSWORD_BYTES;
+use crate::refresh::{RefreshRequest, RefreshService};
+use crate::revoke::{RevocationService, RevokeRequest};
 use crate::session::{LoginRequest, LoginService, RequestMeta, TokenResponse};
 
 /// Largest accepted request body.
@@ -27,6 +29,61 @@ pub async fn login(service: &LoginService, request: &Request) -> Response<Body> 
         Ok(tokens) => token_response(&tokens),
         Err(e) => error_response(&e),
     }
+}
+
+/// `POST /auth/refresh` (RFC 6749 §6): JSON `{"refresh_token", "scope"?}` or form
+/// `grant_type=refresh_token&refresh_token=..[&scope=..]`.
+pub async fn refresh(service: &RefreshService, request: &Request) -> Response<Body> {
+    let outcome = match parse_refresh(request) {
+        Ok(refresh) => service.refresh(refresh, &request_meta(request)).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(tokens) => token_response(&tokens),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `POST /auth/revoke` (RFC 7009) and `POST /auth/revoke-all` (bearer token), told apart
+/// by the path.
+pub async fn revoke(service: &RevocationService, request: &Request) -> Response<Body> {
+    let ip = request_meta(request).source_ip;
+    let outcome = if request.raw_http_path().trim_end_matches('/').ends_with("/revoke-all") {
+        match (request.method() == Method::POST, bearer_token(request)) {
+            (false, _) => Err(ApiError::MethodNotAllowed),
+            (true, Err(e)) => Err(e),
+            (true, Ok(token)) => service.revoke_all(token, ip.as_deref()).await.map(|_| ()),
+        }
+    } else {
+        match parse_revoke(request) {
+            Ok(revoke) => service.revoke(revoke, ip.as_deref()).await,
+            Err(e) => Err(e),
+        }
+    };
+    match outcome {
+        // RFC 7009 §2.2: 200 and an empty body.
+        Ok(()) => {
+            let mut response = json_response(StatusCode::OK, &serde_json::json!({}));
+            *response.body_mut() = Body::Empty;
+            response.headers_mut().remove(CONTENT_TYPE);
+            response
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1): scheme
+/// case-insensitive, exactly one token of the b64token alphabet, nothing else.
+pub fn bearer_token(request: &Request) -> Result<&str, ApiError> {
+    let mut values = request.headers().get_all(AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else { return Err(ApiError::InvalidToken) };
+    let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
+    let (scheme, token) = value.split_once(' ').ok_or(ApiError::InvalidToken)?;
+    let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || !token.chars().all(b64token) {
+        return Err(ApiError::InvalidToken);
+    }
+    Ok(token)
 }
 
 /// The caller's IP as API Gateway (REST or HTTP API) reports it.
@@ -64,6 +121,77 @@ pub fn parse_login(request: &Request) -> Result<LoginRequest, ApiError> {
         return Err(ApiError::InvalidRequest("scope must not be empty when present"));
     }
     Ok(LoginRequest { username: body.username, password: body.password, scope: body.scope })
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    #[serde(default)]
+    grant_type: Option<String>,
+    refresh_token: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// Reads a refresh body, JSON or form. A `grant_type` other than `refresh_token` is
+/// `unsupported_grant_type`; in a form (the RFC 6749 shape) `grant_type` is required.
+pub fn parse_refresh(request: &Request) -> Result<RefreshRequest, ApiError> {
+    let (body, form): (RefreshBody, bool) = json_or_form_body(request)?;
+    match body.grant_type.as_deref() {
+        Some("refresh_token") => {}
+        None if !form => {}
+        None => return Err(ApiError::InvalidRequest("grant_type is required")),
+        Some(_) => return Err(ApiError::UnsupportedGrantType),
+    }
+    let refresh_token =
+        body.refresh_token.filter(|t| !t.is_empty()).ok_or(ApiError::InvalidRequest("refresh_token is required"))?;
+    if body.scope.as_deref().is_some_and(str::is_empty) {
+        return Err(ApiError::InvalidRequest("scope must not be empty when present"));
+    }
+    Ok(RefreshRequest { refresh_token, scope: body.scope })
+}
+
+#[derive(Deserialize)]
+struct RevokeBody {
+    token: Option<String>,
+    #[serde(default)]
+    token_type_hint: Option<String>,
+}
+
+/// Reads an RFC 7009 revocation body, JSON or form; `token` is required.
+pub fn parse_revoke(request: &Request) -> Result<RevokeRequest, ApiError> {
+    let (body, _): (RevokeBody, bool) = json_or_form_body(request)?;
+    let token = body.token.filter(|t| !t.is_empty()).ok_or(ApiError::InvalidRequest("token is required"))?;
+    Ok(RevokeRequest { token, token_type_hint: body.token_type_hint })
+}
+
+/// A JSON or `application/x-www-form-urlencoded` body, and whether it was a form.
+fn json_or_form_body<T: for<'de> Deserialize<'de>>(request: &Request) -> Result<(T, bool), ApiError> {
+    let is_form = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !is_form {
+        if request.method() == Method::POST && !is_json_content_type(request.headers().get(CONTENT_TYPE)) {
+            return Err(ApiError::InvalidRequest(
+                "content type must be application/json or application/x-www-form-urlencoded",
+            ));
+        }
+        return json_body(request).map(|body| (body, false));
+    }
+    if request.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let bytes = request.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| ApiError::InvalidRequest("body is not UTF-8"))?;
+    // RFC 6749 §3.2: parameters must not be repeated; serde refuses duplicate fields.
+    serde_urlencoded::from_str(text)
+        .map(|body| (body, true))
+        .map_err(|_| ApiError::InvalidRequest("form body is malformed or repeats a parameter"))
 }
 
 fn json_body<T: for<'de> Deserialize<'de>>(request: &Request) -> Result<T, ApiError> {
@@ -125,6 +253,8 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
         ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", Some("request body too large")),
         ApiError::InvalidGrant => (StatusCode::UNAUTHORIZED, "invalid_grant", None),
         ApiError::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope", None),
+        ApiError::UnsupportedGrantType => (StatusCode::BAD_REQUEST, "unsupported_grant_type", None),
+        ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", None),
         ApiError::Throttled { .. } => {
             (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", Some("too many failed attempts; retry later"))
         }
@@ -141,6 +271,10 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
     };
     if let Some(secs) = retry_after {
         response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if matches!(error, ApiError::InvalidToken) {
+        // RFC 6750 §3.
+        response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
     }
     response
 }

@@ -59,18 +59,22 @@ impl KmsSigner {
     /// Fetches the public key once (`kms:GetPublicKey`) to learn the algorithm and the
     /// `kid`. Call at cold start; signing then needs one `kms:Sign` per token.
     pub async fn load(client: aws_sdk_kms::Client, key_id: &str) -> Result<Self, DependencyError> {
-        let out =
-            client.get_public_key().key_id(key_id).send().await.map_err(|e| DependencyError::kms("GetPublicKey", e))?;
-        let bad = |message: &str| DependencyError::Kms { operation: "GetPublicKey", message: message.to_owned() };
-        // The key's type is read from the key itself: the SPKI must be P-256, and KMS must
-        // offer ECDSA_SHA_256 with it.
-        if !out.signing_algorithms().contains(&SigningAlgorithmSpec::EcdsaSha256) {
-            return Err(bad("signing key must be an ECC_NIST_P256 SIGN_VERIFY key"));
-        }
-        let der = out.public_key().ok_or_else(|| bad("no public key in the answer"))?;
-        let jwk = EcPublicJwk::from_p256_spki(der.as_ref()).map_err(bad)?;
+        let jwk = fetch_public_jwk(&client, key_id).await?;
         Ok(Self { client, key_id: key_id.to_owned(), kid: jwk.thumbprint(), algorithm: Algorithm::ES256 })
     }
+}
+
+/// Fetches a KMS signing key's public half (`kms:GetPublicKey`) as a JWK. Only P-256 keys
+/// that KMS offers for ECDSA_SHA_256 are accepted: the key, not a token, fixes the algorithm.
+pub async fn fetch_public_jwk(client: &aws_sdk_kms::Client, key_id: &str) -> Result<EcPublicJwk, DependencyError> {
+    let out =
+        client.get_public_key().key_id(key_id).send().await.map_err(|e| DependencyError::kms("GetPublicKey", e))?;
+    let bad = |message: &str| DependencyError::Kms { operation: "GetPublicKey", message: message.to_owned() };
+    if !out.signing_algorithms().contains(&SigningAlgorithmSpec::EcdsaSha256) {
+        return Err(bad("signing key must be an ECC_NIST_P256 SIGN_VERIFY key"));
+    }
+    let der = out.public_key().ok_or_else(|| bad("no public key in the answer"))?;
+    EcPublicJwk::from_p256_spki(der.as_ref()).map_err(bad)
 }
 
 impl Signer for KmsSigner {

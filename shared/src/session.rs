@@ -214,12 +214,18 @@ impl LoginService {
 
         let refresh = RefreshToken::new_family();
         let family = FamilyRecord {
-            family_id: refresh.family_id().to_owned(),
+            family_id: refresh.family_id(),
             user_id: user.user_id.clone(),
             client_id: client_id.to_owned(),
-            scope: scope.clone(),
+            scopes: scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
             token_hash: refresh.hash(),
             generation: 0,
+            recent: vec![String::new(); crate::store::HISTORY_SLOTS],
+            previous_hash: None,
+            rotated_at: None,
+            sealed_successor: None,
+            revoked_reason: None,
+            revoked_at: None,
             status: FamilyStatus::Active,
             created_at: now,
             last_used_at: now,

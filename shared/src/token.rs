@@ -130,6 +130,59 @@ impl AccessTokenIssuer {
     }
 }
 
+/// Largest access token accepted for verification (checked before any parsing).
+pub const MAX_ACCESS_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Verifies our own access tokens where a function must act on one (revoke, revoke-all):
+/// the key and algorithm are fixed at cold start (ES256, the KMS key's public half), the
+/// header's `alg`, `typ` and `kid` must match them, and `iss`, `aud`, `exp` are checked.
+/// The authorizer has its own hot-path verifier; this one favours plainness.
+pub struct AccessTokenVerifier {
+    key: jsonwebtoken::DecodingKey,
+    kid: String,
+    validation: jsonwebtoken::Validation,
+}
+
+impl fmt::Debug for AccessTokenVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessTokenVerifier").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
+
+impl AccessTokenVerifier {
+    /// A verifier for tokens signed by the key behind `jwk`, for `issuer` and `audience`.
+    pub fn new(jwk: &crate::keys::EcPublicJwk, issuer: &str, audience: &str) -> Result<Self, DependencyError> {
+        let key = jsonwebtoken::DecodingKey::from_ec_components(&jwk.x, &jwk.y)
+            .map_err(|e| DependencyError::Internal(format!("public key: {e}")))?;
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.leeway = 30;
+        Ok(Self { key, kid: jwk.thumbprint(), validation })
+    }
+
+    /// The claims of a valid token; `None` for anything else (never an error to report:
+    /// callers answer the same way to every invalid token).
+    pub fn verify(&self, token: &str) -> Option<AccessClaims> {
+        if token.len() > MAX_ACCESS_TOKEN_BYTES {
+            return None;
+        }
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.alg != jsonwebtoken::Algorithm::ES256
+            || header.typ.as_deref() != Some(ACCESS_TOKEN_TYP)
+            || header.kid.as_deref() != Some(self.kid.as_str())
+            || header.jku.is_some()
+            || header.jwk.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+        {
+            return None;
+        }
+        jsonwebtoken::decode::<AccessClaims>(token, &self.key, &self.validation).ok().map(|data| data.claims)
+    }
+}
+
 /// 128 random bits, base64url: ids that cannot be guessed (jti, family, user).
 pub fn random_id() -> String {
     B64URL.encode(random_bytes::<16>())
@@ -146,71 +199,109 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 
 /// Prefix of every refresh token, so secret scanners can recognise leaked ones.
 pub const REFRESH_TOKEN_PREFIX: &str = "tkrt_";
-const FAMILY_ID_LEN: usize = 22; // 16 bytes, base64url, no padding
-const SECRET_LEN: usize = 43; // 32 bytes, base64url, no padding
+const FAMILY_BYTES: usize = 16;
+const SECRET_BYTES: usize = 32;
+const BODY_BYTES: usize = FAMILY_BYTES + 4 + SECRET_BYTES;
+/// Length of a refresh token string.
+pub const REFRESH_TOKEN_LEN: usize = REFRESH_TOKEN_PREFIX.len() + (BODY_BYTES * 4).div_ceil(3);
 
-/// An opaque refresh token: `tkrt_<family id>.<secret>`. The family id (128 random bits)
-/// finds the family with one key lookup; the secret (256 random bits) proves possession.
-/// Only [`RefreshToken::hash`] is ever stored.
+/// An opaque refresh token: `tkrt_` + base64url(family id ‖ generation ‖ secret).
+///
+/// The family id (128 random bits) finds the family with one key lookup; the generation
+/// (0 at login, +1 per rotation) says which slot of the family's history the token
+/// belongs in; the secret (256 random bits) proves possession. Only
+/// [`RefreshToken::hash`] is ever stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RefreshToken {
-    family_id: String,
-    secret: [u8; 32],
+    family: [u8; FAMILY_BYTES],
+    generation: u32,
+    secret: [u8; SECRET_BYTES],
 }
 
 impl fmt::Debug for RefreshToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RefreshToken").field("family_id", &self.family_id).field("secret", &"<redacted>").finish()
+        f.debug_struct("RefreshToken")
+            .field("family_id", &self.family_id())
+            .field("generation", &self.generation)
+            .field("secret", &"<redacted>")
+            .finish()
     }
 }
 
 impl RefreshToken {
-    /// A new token for a new family.
+    /// The first token (generation 0) of a new family.
     pub fn new_family() -> Self {
-        Self { family_id: random_id(), secret: random_bytes() }
+        Self { family: random_bytes(), generation: 0, secret: random_bytes() }
     }
 
-    /// A new token (the next generation) for an existing family.
-    pub fn next_in_family(family_id: &str) -> Self {
-        Self { family_id: family_id.to_owned(), secret: random_bytes() }
+    /// The next token of this family: generation + 1, a fresh secret. `None` when the
+    /// generation counter is exhausted (2^32 rotations: the family must end).
+    pub fn successor(&self) -> Option<Self> {
+        Some(Self { family: self.family, generation: self.generation.checked_add(1)?, secret: random_bytes() })
+    }
+
+    /// The token of `generation` in the family `family_id` with a known secret (used when
+    /// a sealed successor is opened).
+    pub fn from_parts(family_id: &str, generation: u32, secret: [u8; SECRET_BYTES]) -> Option<Self> {
+        let family: [u8; FAMILY_BYTES] = B64URL.decode(family_id).ok()?.try_into().ok()?;
+        Some(Self { family, generation, secret })
     }
 
     /// Parses a presented token strictly; `None` for anything not of our exact form.
     pub fn parse(token: &str) -> Option<Self> {
-        let rest = token.strip_prefix(REFRESH_TOKEN_PREFIX)?;
-        if rest.len() != FAMILY_ID_LEN + 1 + SECRET_LEN || rest.as_bytes()[FAMILY_ID_LEN] != b'.' {
+        if token.len() != REFRESH_TOKEN_LEN {
             return None;
         }
-        let (family_id, secret) = (&rest[..FAMILY_ID_LEN], &rest[FAMILY_ID_LEN + 1..]);
-        let family_bytes = B64URL.decode(family_id).ok()?;
-        let secret: [u8; 32] = B64URL.decode(secret).ok()?.try_into().ok()?;
-        // Canonical encodings only: one token, one spelling.
-        if family_bytes.len() != 16 || B64URL.encode(&family_bytes) != family_id {
+        let body = token.strip_prefix(REFRESH_TOKEN_PREFIX)?;
+        let bytes = B64URL.decode(body).ok()?;
+        // One token, one spelling: non-canonical trailing bits are refused.
+        if bytes.len() != BODY_BYTES || B64URL.encode(&bytes) != body {
             return None;
         }
-        if B64URL.encode(secret) != rest[FAMILY_ID_LEN + 1..] {
-            return None;
-        }
-        Some(Self { family_id: family_id.to_owned(), secret })
+        let (family, rest) = bytes.split_at(FAMILY_BYTES);
+        let (generation, secret) = rest.split_at(4);
+        Some(Self {
+            family: family.try_into().ok()?,
+            generation: u32::from_be_bytes(generation.try_into().ok()?),
+            secret: secret.try_into().ok()?,
+        })
     }
 
-    /// The family (session) this token belongs to.
-    pub fn family_id(&self) -> &str {
-        &self.family_id
+    /// The family (session) this token belongs to, base64url: the `sid` claim.
+    pub fn family_id(&self) -> String {
+        B64URL.encode(self.family)
+    }
+
+    /// 0 at login, +1 per rotation.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// The secret; only for sealing a successor under it.
+    pub(crate) fn secret(&self) -> &[u8; SECRET_BYTES] {
+        &self.secret
     }
 
     /// The string handed to the client.
     pub fn encode(&self) -> String {
-        format!("{REFRESH_TOKEN_PREFIX}{}.{}", self.family_id, B64URL.encode(self.secret))
+        let mut body = [0u8; BODY_BYTES];
+        body[..FAMILY_BYTES].copy_from_slice(&self.family);
+        body[FAMILY_BYTES..FAMILY_BYTES + 4].copy_from_slice(&self.generation.to_be_bytes());
+        body[FAMILY_BYTES + 4..].copy_from_slice(&self.secret);
+        let mut out = String::with_capacity(REFRESH_TOKEN_LEN);
+        out.push_str(REFRESH_TOKEN_PREFIX);
+        B64URL.encode_string(body, &mut out);
+        out
     }
 
-    /// What is stored: SHA-256 over the family id and the secret, base64url. A fast hash is
-    /// right here: the secret has 256 bits of entropy, so there is nothing to brute-force.
+    /// What is stored: SHA-256 over the family id, the generation and the secret,
+    /// base64url. A fast hash is right here: the secret has 256 bits of entropy, so there
+    /// is nothing to brute-force.
     pub fn hash(&self) -> String {
         let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         ctx.update(b"tokenauth refresh token v1\0");
-        ctx.update(self.family_id.as_bytes());
-        ctx.update(b"\0");
+        ctx.update(&self.family);
+        ctx.update(&self.generation.to_be_bytes());
         ctx.update(&self.secret);
         B64URL.encode(ctx.finish())
     }
@@ -225,18 +316,33 @@ mod tests {
         let token = RefreshToken::new_family();
         let encoded = token.encode();
         assert!(encoded.starts_with(REFRESH_TOKEN_PREFIX));
+        assert_eq!(encoded.len(), REFRESH_TOKEN_LEN);
         assert_eq!(RefreshToken::parse(&encoded), Some(token.clone()));
-        assert_eq!(RefreshToken::parse(&encoded).map(|t| t.hash()), Some(token.hash()));
+        let next = token.successor().expect("successor");
+        assert_eq!(RefreshToken::parse(&next.encode()), Some(next));
     }
 
     #[test]
-    fn refresh_tokens_carry_256_random_bits_and_differ() {
+    fn successors_share_the_family_count_up_and_carry_fresh_256_bit_secrets() {
         let a = RefreshToken::new_family();
-        let b = RefreshToken::next_in_family(a.family_id());
+        let b = a.successor().expect("successor");
         assert_eq!(a.family_id(), b.family_id());
+        assert_eq!((a.generation(), b.generation()), (0, 1));
         assert_ne!(a.secret, b.secret);
         assert_ne!(a.hash(), b.hash());
         assert_eq!(a.secret.len() * 8, 256);
+        assert_ne!(RefreshToken::new_family().family_id(), a.family_id());
+    }
+
+    #[test]
+    fn the_hash_binds_family_generation_and_secret() {
+        let a = RefreshToken::new_family();
+        let mut other_generation = a.clone();
+        other_generation.generation = 1;
+        let mut other_family = a.clone();
+        other_family.family[0] ^= 1;
+        assert_ne!(a.hash(), other_generation.hash());
+        assert_ne!(a.hash(), other_family.hash());
     }
 
     #[test]
@@ -246,20 +352,20 @@ mod tests {
             String::new(),
             good[1..].to_owned(),
             format!("{good}x"),
-            good.replace('.', "_"),
-            good.replacen(REFRESH_TOKEN_PREFIX, "TKRT_", 1),
             format!("{}=", &good[..good.len() - 1]),
+            good.replacen(REFRESH_TOKEN_PREFIX, "TKRT_", 1),
+            good.replace('-', "+").replace('_', "/"),
         ];
-        // The last secret character carries 2 unused bits, zero when canonical; setting
-        // one spells the same bytes differently, which must not parse.
+        bad.retain(|b| b != &good);
+        // The last character carries unused bits, zero when canonical; setting one
+        // spells the same bytes differently, which must not parse.
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut non_canonical = good.clone().into_bytes();
         let last = non_canonical.len() - 1;
         let index = ALPHABET.iter().position(|c| *c == non_canonical[last]).expect("base64url");
-        assert_eq!(index & 0b11, 0, "canonical encoding leaves the unused bits zero");
+        assert_eq!(index & 0b1111, 0, "canonical encoding leaves the unused bits zero");
         non_canonical[last] = ALPHABET[index | 1];
-        let non_canonical = String::from_utf8(non_canonical).expect("ascii");
-        bad.push(non_canonical);
+        bad.push(String::from_utf8(non_canonical).expect("ascii"));
         for b in bad {
             assert_eq!(RefreshToken::parse(&b), None, "{b}");
         }

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -136,6 +136,71 @@ pub async fn login_service(config: &Config, clients: &Clients, clock: Arc<dyn Cl
     LoginService::new(config, clients.dynamodb.clone(), Arc::new(signer), clock)
 }
 
+/// The refresh service as the function builds it, on the given clients and clock.
+pub async fn refresh_service(config: &Config, clients: &Clients, clock: Arc<dyn Clock>) -> tokenauth::RefreshService {
+    let signer = KmsSigner::load(clients.kms.clone(), &config.signing_key_id).await.expect("signing key loads");
+    tokenauth::RefreshService::new(config, clients.dynamodb.clone(), Arc::new(signer), clock)
+}
+
+/// The revocation service as the function builds it.
+pub async fn revocation_service(
+    config: &Config,
+    clients: &Clients,
+    clock: Arc<dyn Clock>,
+) -> tokenauth::RevocationService {
+    tokenauth::RevocationService::from_config(config, clients.dynamodb.clone(), clients.kms.clone(), clock)
+        .await
+        .expect("revocation service builds")
+}
+
+/// Logs `username` in and returns the token response body.
+pub async fn login_tokens(service: &LoginService, username: &str, password: &str) -> Value {
+    let response = tokenauth::http::login(service, &login_request(username, password, None)).await;
+    assert_eq!(response.status(), 200, "login failed: {:?}", response.body());
+    json_of(&response)
+}
+
+/// A refresh request as the HTTP API delivers it (JSON body, or form with grant_type).
+pub fn refresh_request(refresh_token: &str, scope: Option<&str>, form: bool) -> Request {
+    let mut event = event("refresh-json.json");
+    if form {
+        let mut body = format!("grant_type=refresh_token&refresh_token={refresh_token}");
+        if let Some(scope) = scope {
+            body.push_str(&format!("&scope={}", scope.replace(' ', "+")));
+        }
+        event["headers"]["content-type"] = Value::String("application/x-www-form-urlencoded".into());
+        event["body"] = Value::String(body);
+    } else {
+        let mut body = serde_json::json!({ "refresh_token": refresh_token });
+        if let Some(scope) = scope {
+            body["scope"] = Value::String(scope.to_owned());
+        }
+        event["body"] = Value::String(body.to_string());
+    }
+    request_from_event(&event)
+}
+
+/// Reads a family item (strongly consistent).
+pub async fn family(config: &Config, clients: &Clients, family_id: &str) -> tokenauth::store::FamilyRecord {
+    tokenauth::store::DynamoFamilies::new(clients.dynamodb.clone(), &config.families_table)
+        .get(family_id)
+        .await
+        .unwrap()
+        .expect("family exists")
+}
+
+/// Denylist entries about `subject` written in the last hour.
+pub async fn revocations_of(config: &Config, clients: &Clients, subject: &str) -> Vec<tokenauth::store::Revocation> {
+    let now_ms = tokenauth::clock::Clock::now(&tokenauth::SystemClock) * 1000;
+    tokenauth::store::DynamoRevocations::new(clients.dynamodb.clone(), &config.revocations_table)
+        .since(now_ms.saturating_sub(3_600_000), now_ms + 7_200_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.subject == subject)
+        .collect()
+}
+
 /// A username no other test uses.
 pub fn unique_username(prefix: &str) -> String {
     format!("{prefix}-{}", tokenauth::token::random_id().replace(['-', '_'], "x").to_lowercase())
@@ -192,7 +257,52 @@ pub fn login_request(username: &str, password: &str, scope: Option<&str>) -> Req
     login_event_with_body(&body.to_string())
 }
 
+/// The family (session) id inside a refresh token.
+pub fn family_of(refresh_token: &str) -> String {
+    tokenauth::token::RefreshToken::parse(refresh_token).expect("a refresh token of ours").family_id()
+}
+
+/// The tail of a refresh token's string: base64url of its secret bytes only.
+pub fn secret_part(refresh_token: &str) -> &str {
+    &refresh_token[refresh_token.len() - 40..]
+}
+
 /// Status, headers and JSON body of a response.
 pub fn json_of(response: &Response<Body>) -> Value {
     serde_json::from_slice(response.body().as_ref()).expect("response body is JSON")
+}
+
+/// A KMS emulator of this test's own, stopped when dropped.
+pub struct KmsEmulator {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl KmsEmulator {
+    pub fn start() -> Self {
+        let command = std::env::var("TOKENAUTH_KMS_EMULATOR").expect("TOKENAUTH_KMS_EMULATOR is set by make test");
+        let mut parts = command.split_whitespace();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(parts.next().unwrap())
+            .args(parts)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "private KMS emulator did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { child, endpoint }
+    }
+}
+
+impl Drop for KmsEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -16,8 +16,6 @@ use tokenauth::store::schema;
 use tokenauth::token::AccessClaims;
 use tokenauth_tests::*;
 
-const FAMILY_ID: std::ops::Range<usize> = 5..27; // tkrt_<22 chars>.<secret>
-
 async fn public_key_der(clients: &Clients, key_id: &str) -> Vec<u8> {
     let out = clients.kms.get_public_key().key_id(key_id).send().await.unwrap();
     out.public_key().unwrap().as_ref().to_vec()
@@ -81,7 +79,7 @@ async fn login_issues_an_es256_access_token_that_verifies_with_the_kms_public_ke
     assert!(claims.jti.len() >= 22);
     assert_eq!(claims.client_id, "first-party");
     assert_eq!(claims.scope, "read write");
-    assert_eq!(claims.sid, refresh[FAMILY_ID]);
+    assert_eq!(claims.sid, family_of(refresh));
     let payload: Value =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(access.split('.').nth(1).unwrap()).unwrap()).unwrap();
     let mut names: Vec<&str> = payload.as_object().unwrap().keys().map(String::as_str).collect();
@@ -98,13 +96,13 @@ async fn family_item_holds_a_hash_and_the_ttl_never_the_token() {
 
     let body = json_of(&tokenauth::http::login(&service, &login_request(&username, &password, None)).await);
     let refresh = body["refresh_token"].as_str().unwrap();
-    let secret = refresh.split('.').nth(1).unwrap();
+    let secret = secret_part(refresh);
 
     let item = clients
         .dynamodb
         .get_item()
         .table_name(&config.families_table)
-        .key(schema::FAMILIES_PARTITION_KEY, AttributeValue::S(refresh[FAMILY_ID].to_owned()))
+        .key(schema::FAMILIES_PARTITION_KEY, AttributeValue::S(family_of(refresh)))
         .consistent_read(true)
         .send()
         .await
@@ -115,6 +113,7 @@ async fn family_item_holds_a_hash_and_the_ttl_never_the_token() {
     let n = |k: &str| item[k].as_n().unwrap().parse::<u64>().unwrap();
     assert_eq!(s("user_id"), user_id);
     assert_eq!(s("status"), "active");
+    assert_eq!(item["scopes"].as_l().unwrap().len(), 1);
     assert_eq!(n("generation"), 0);
     assert_eq!(s("token_hash"), tokenauth::token::RefreshToken::parse(refresh).unwrap().hash());
     assert_eq!(n(schema::TTL_ATTRIBUTE), n("created_at") + 30 * 24 * 3600, "TTL = absolute expiry");
@@ -416,39 +415,4 @@ async fn one_login_makes_three_aws_calls_and_signs_while_writing() {
         sign.started < put.finished.unwrap() && put.started < sign.finished.unwrap(),
         "Sign and PutItem were in flight at the same time"
     );
-}
-
-/// A KMS emulator of this test's own, stopped when dropped.
-struct KmsEmulator {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-impl KmsEmulator {
-    fn start() -> Self {
-        let command = std::env::var("TOKENAUTH_KMS_EMULATOR").expect("TOKENAUTH_KMS_EMULATOR is set by make test");
-        let mut parts = command.split_whitespace();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = std::process::Command::new(parts.next().unwrap())
-            .args(parts)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "private KMS emulator did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self { child, endpoint }
-    }
-}
-
-impl Drop for KmsEmulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -12,7 +12,7 @@ use tokenauth::scope::Scope;
 use tokenauth::store::{DynamoUsers, UserRecord, UserStatus, UserWriteError};
 use tokenauth::token::random_id;
 use tokenauth::username::Username;
-use tokenauth::{Clock, Config, SystemClock};
+use tokenauth::{Clock, Config, Revoker, SystemClock};
 
 #[derive(Parser)]
 #[command(name = "authctl", about = "Administer tokenauth users", version)]
@@ -26,6 +26,18 @@ enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage sessions (refresh-token families).
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Subcommand)]
+enum SessionCommand {
+    /// End every session of a user: families revoked, live access tokens denylisted.
+    RevokeAll {
+        /// The username.
+        username: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -38,7 +50,7 @@ enum UserCommand {
         #[arg(long, default_value = "")]
         scope: String,
     },
-    /// Disable a user: further logins fail like a wrong password.
+    /// Disable a user: further logins fail like a wrong password, and every session ends.
     Disable {
         /// The username.
         username: String,
@@ -70,8 +82,28 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<String, String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     let sdk = tokenauth::aws::sdk_config().await;
-    let users = DynamoUsers::new(aws_sdk_dynamodb::Client::new(&sdk), &config.users_table);
-    let Command::User(command) = cli.command;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let users = DynamoUsers::new(dynamodb.clone(), &config.users_table);
+    let revoker = Revoker::new(&config, dynamodb);
+    let end_sessions = |name: Username| {
+        let (users, revoker) = (users.clone(), revoker.clone());
+        async move {
+            let lookup = users.lookup_for_login(&name).await.map_err(|e| format!("DynamoDB failed: {e}"))?;
+            let user = lookup.user.ok_or_else(|| format!("no user {name}"))?;
+            revoker
+                .revoke_user(&user.user_id, "revoked_by_admin", SystemClock.now())
+                .await
+                .map_err(|e| format!("DynamoDB failed: {e}"))
+        }
+    };
+    let command = match cli.command {
+        Command::User(command) => command,
+        Command::Session(SessionCommand::RevokeAll { username }) => {
+            let name = parse_username(&username)?;
+            let revoked = end_sessions(name.clone()).await?;
+            return Ok(format!("revoked {revoked} session(s) of {name}"));
+        }
+    };
     match command {
         UserCommand::Add { username, scope } => {
             let name = parse_username(&username)?;
@@ -94,7 +126,8 @@ async fn run(cli: Cli) -> Result<String, String> {
         UserCommand::Disable { username } => {
             let name = parse_username(&username)?;
             users.set_status(&name, UserStatus::Disabled).await.map_err(|e| describe(e, &name))?;
-            Ok(format!("disabled user {name}"))
+            let revoked = end_sessions(name.clone()).await?;
+            Ok(format!("disabled user {name} and revoked {revoked} session(s)"))
         }
         UserCommand::SetScopes { username, scopes } => {
             let name = parse_username(&username)?;

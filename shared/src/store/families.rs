@@ -1,10 +1,23 @@
 //! The Families table: one item per refresh-token family (a login session).
+//!
+//! Rotation is one conditional UpdateItem: it succeeds only if the presented token is the
+//! family's current one and the family is alive; when it fails, DynamoDB returns the item
+//! as it was (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), so telling a retry from a
+//! reuse from a forgery costs no second read.
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use serde::{Deserialize, Serialize};
 
-use super::schema::FAMILIES_PARTITION_KEY;
+use super::is_conditional_check_failed;
+use super::schema::{FAMILIES_BY_USER_INDEX, FAMILIES_BY_USER_PARTITION_KEY, FAMILIES_PARTITION_KEY};
 use crate::error::DependencyError;
+
+/// How many earlier generations' hashes a family remembers, to recognise a genuinely
+/// issued but rotated token (reuse) and tell it from a forgery. Older tokens than this
+/// are treated like unknown ones: refused, with no revocation.
+pub const HISTORY_SLOTS: usize = 16;
 
 /// Whether a family's refresh token may still be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,7 +29,7 @@ pub enum FamilyStatus {
     Revoked,
 }
 
-/// A refresh-token family. Holds a hash of the current token, never the token.
+/// A refresh-token family. Holds hashes of tokens, never a token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FamilyRecord {
     /// Family (session) id: the `sid` claim and part of the refresh token.
@@ -25,22 +38,88 @@ pub struct FamilyRecord {
     pub user_id: String,
     /// The client the session was issued to.
     pub client_id: String,
-    /// Scope granted at login, space-separated.
-    pub scope: String,
+    /// Scopes granted at login (a list, so conditions can test membership).
+    pub scopes: Vec<String>,
     /// Hash of the current refresh token ([`crate::token::RefreshToken::hash`]).
     pub token_hash: String,
-    /// 0 at login, +1 per rotation.
-    pub generation: u64,
+    /// Generation of the current token: 0 at login, +1 per rotation.
+    pub generation: u32,
+    /// Hashes of earlier tokens, slot = generation mod [`HISTORY_SLOTS`]; "" = empty.
+    pub recent: Vec<String>,
+    /// Hash of the immediately previous token (set by the first rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_hash: Option<String>,
+    /// When the last rotation happened, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<u64>,
+    /// The current token's secret sealed under a key only the previous token's holder can
+    /// derive, for the exactly-once retry window ([`crate::rotation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_successor: Option<String>,
     /// Active or revoked.
     pub status: FamilyStatus,
+    /// Why it was revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_reason: Option<String>,
+    /// When it was revoked, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
     /// Login time, Unix seconds (GSI sort key).
     pub created_at: u64,
     /// Last login or refresh, Unix seconds.
     pub last_used_at: u64,
-    /// The family dies if unused until then (sliding).
+    /// The family dies if unused until then (sliding, never past `expires_at`).
     pub idle_expires_at: u64,
     /// Absolute expiry, Unix seconds; also the TTL attribute.
     pub expires_at: u64,
+}
+
+impl FamilyRecord {
+    /// Whether the family can still be used at `now` (TTL deletion is lazy: an expired item
+    /// may linger for days, so expiry is always checked).
+    pub fn is_alive(&self, now: u64) -> bool {
+        self.status == FamilyStatus::Active && now < self.expires_at && now < self.idle_expires_at
+    }
+
+    /// Whether `hash` is one of the remembered earlier tokens.
+    pub fn remembers(&self, hash: &str) -> bool {
+        self.previous_hash.as_deref() == Some(hash) || self.recent.iter().any(|h| h == hash)
+    }
+
+    /// The granted scope as an RFC 6749 string.
+    pub fn scope_string(&self) -> String {
+        crate::scope::Scope::from_tokens(self.scopes.iter().cloned()).to_scope_string()
+    }
+}
+
+/// What a rotation attempt found.
+#[derive(Debug, Clone)]
+pub enum RotateOutcome {
+    /// The presented token was current and the family alive: it is now rotated.
+    Rotated(Box<FamilyRecord>),
+    /// The condition did not hold; the item as it was, if there is one.
+    Refused(Option<FamilyRecord>),
+}
+
+/// Everything a rotation writes. Built by [`crate::rotation`].
+#[derive(Debug, Clone)]
+pub struct Rotation<'a> {
+    /// Family to rotate.
+    pub family_id: &'a str,
+    /// Hash of the presented (current) token.
+    pub presented_hash: &'a str,
+    /// Generation of the presented token.
+    pub presented_generation: u32,
+    /// Hash of the successor.
+    pub successor_hash: &'a str,
+    /// The successor sealed for the retry window, if the window is on.
+    pub sealed_successor: Option<&'a str>,
+    /// Requested scopes that must all be in the family's scopes.
+    pub required_scopes: &'a [String],
+    /// Now, Unix seconds.
+    pub now: u64,
+    /// Inactivity lifetime, seconds.
+    pub idle_secs: u64,
 }
 
 /// The Families table in DynamoDB.
@@ -48,6 +127,18 @@ pub struct FamilyRecord {
 pub struct DynamoFamilies {
     client: aws_sdk_dynamodb::Client,
     table: String,
+}
+
+fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn record(item: HashMap<String, AttributeValue>) -> Result<FamilyRecord, DependencyError> {
+    serde_dynamo::from_item(item).map_err(|e| DependencyError::Corrupt(format!("family: {e}")))
 }
 
 impl DynamoFamilies {
@@ -78,13 +169,154 @@ impl DynamoFamilies {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .key(FAMILIES_PARTITION_KEY, AttributeValue::S(family.family_id.clone()))
+            .key(FAMILIES_PARTITION_KEY, s(&family.family_id))
             .condition_expression("token_hash = :hash AND generation = :zero")
-            .expression_attribute_values(":hash", AttributeValue::S(family.token_hash.clone()))
-            .expression_attribute_values(":zero", AttributeValue::N("0".to_owned()))
+            .expression_attribute_values(":hash", s(&family.token_hash))
+            .expression_attribute_values(":zero", n(0))
             .send()
             .await
             .map(|_| ())
             .map_err(|e| DependencyError::dynamodb("DeleteItem", e))
+    }
+
+    /// Reads a family (strongly consistent).
+    pub async fn get(&self, family_id: &str) -> Result<Option<FamilyRecord>, DependencyError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(FAMILIES_PARTITION_KEY, s(family_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DependencyError::dynamodb("GetItem", e))?;
+        out.item.map(record).transpose()
+    }
+
+    /// The one conditional write of a refresh: replaces the current token's hash with the
+    /// successor's if, and only if, the presented token is current, the family is active
+    /// and not past either expiry, and every required scope was granted.
+    pub async fn rotate(&self, r: &Rotation<'_>) -> Result<RotateOutcome, DependencyError> {
+        let slot = r.presented_generation as usize % HISTORY_SLOTS;
+        let mut update = format!(
+            "SET token_hash = :new, generation = :next, previous_hash = :old, recent[{slot}] = :old, \
+             rotated_at = :now, last_used_at = :now, idle_expires_at = :idle"
+        );
+        if r.sealed_successor.is_some() {
+            update.push_str(", sealed_successor = :sealed");
+        } else {
+            update.push_str(" REMOVE sealed_successor");
+        }
+        let mut condition = "token_hash = :old AND generation = :gen AND #status = :active \
+                             AND expires_at > :now AND idle_expires_at > :now"
+            .to_owned();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(FAMILIES_PARTITION_KEY, s(r.family_id))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":new", s(r.successor_hash))
+            .expression_attribute_values(":old", s(r.presented_hash))
+            .expression_attribute_values(":gen", n(u64::from(r.presented_generation)))
+            .expression_attribute_values(":next", n(u64::from(r.presented_generation) + 1))
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":now", n(r.now))
+            // Sliding, but never past the absolute expiry.
+            .expression_attribute_values(":idle", n(r.now.saturating_add(r.idle_secs)))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(sealed) = r.sealed_successor {
+            request = request.expression_attribute_values(":sealed", s(sealed));
+        }
+        for (i, scope) in r.required_scopes.iter().enumerate() {
+            condition.push_str(&format!(" AND contains(scopes, :scope{i})"));
+            request = request.expression_attribute_values(format!(":scope{i}"), s(scope));
+        }
+        let result = request.update_expression(update).condition_expression(condition).send().await;
+        match result {
+            Ok(out) => {
+                let item =
+                    out.attributes.ok_or_else(|| DependencyError::Corrupt("rotation returned no item".into()))?;
+                let mut family = record(item)?;
+                // Clamp the sliding expiry to the absolute one for the caller's view; the
+                // condition compares both anyway.
+                family.idle_expires_at = family.idle_expires_at.min(family.expires_at);
+                Ok(RotateOutcome::Rotated(Box::new(family)))
+            }
+            Err(e) if is_conditional_check_failed(&e) => {
+                let old = match e.into_service_error() {
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
+                        c.item
+                    }
+                    _ => None,
+                }
+                .map(record)
+                .transpose()?;
+                Ok(RotateOutcome::Refused(old))
+            }
+            Err(e) => Err(DependencyError::dynamodb("UpdateItem", e)),
+        }
+    }
+
+    /// Revokes an active family (no-op if it is already revoked or gone). With
+    /// `presented_hash`, only if that token is the family's current or a remembered one:
+    /// a forged token revokes nothing. Returns the family if this call revoked it.
+    pub async fn revoke(
+        &self,
+        family_id: &str,
+        presented_hash: Option<&str>,
+        reason: &str,
+        now: u64,
+    ) -> Result<Option<FamilyRecord>, DependencyError> {
+        let mut condition = "#status = :active".to_owned();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(FAMILIES_PARTITION_KEY, s(family_id))
+            .update_expression(
+                "SET #status = :revoked, revoked_reason = :reason, revoked_at = :now REMOVE sealed_successor",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":revoked", s("revoked"))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::AllNew);
+        if let Some(hash) = presented_hash {
+            condition.push_str(" AND (token_hash = :hash OR previous_hash = :hash OR contains(recent, :hash))");
+            request = request.expression_attribute_values(":hash", s(hash));
+        }
+        match request.condition_expression(condition).send().await {
+            Ok(out) => out.attributes.map(record).transpose(),
+            Err(e) if is_conditional_check_failed(&e) => Ok(None),
+            Err(e) => Err(DependencyError::dynamodb("UpdateItem", e)),
+        }
+    }
+
+    /// Ids of every family of a user (the `by_user` index), all pages.
+    pub async fn family_ids_of_user(&self, user_id: &str) -> Result<Vec<String>, DependencyError> {
+        let mut ids = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(FAMILIES_BY_USER_INDEX)
+                .key_condition_expression("#u = :u")
+                .expression_attribute_names("#u", FAMILIES_BY_USER_PARTITION_KEY)
+                .expression_attribute_values(":u", s(user_id))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| DependencyError::dynamodb("Query", e))?;
+            ids.extend(out.items().iter().filter_map(|i| i.get(FAMILIES_PARTITION_KEY)?.as_s().ok().cloned()));
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(ids),
+            }
+        }
     }
 }

@@ -5,9 +5,11 @@
 //! against DynamoDB Local: conditional writes are the point, and a map cannot show them.
 
 mod families;
+mod revocations;
 mod users;
 
-pub use families::{DynamoFamilies, FamilyRecord, FamilyStatus};
+pub use families::{DynamoFamilies, FamilyRecord, FamilyStatus, RotateOutcome, Rotation, HISTORY_SLOTS};
+pub use revocations::{DynamoRevocations, Revocation, RevocationKind};
 pub use users::{DynamoUsers, LoginFailures, LoginLookup, UserRecord, UserStatus, UserWriteError};
 
 /// Table layouts the code relies on. `infra/template.yaml` must declare the same keys,

@@ -1,0 +1,17 @@
+//! The `refresh` Lambda: wiring only. State is built once per cold start.
+
+mod handler;
+
+use lambda_http::{run, service_fn, Error};
+use tokenauth::{Config, RefreshService};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let sdk = tokenauth::aws::sdk_config().await;
+    let service =
+        RefreshService::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk), aws_sdk_kms::Client::new(&sdk))
+            .await?;
+    run(service_fn(|event| handler::function_handler(&service, event))).await
+}

@@ -1,0 +1,162 @@
+//! The Revocations table: a denylist of access tokens (`jti`), sessions (`sid`) and users
+//! (everything issued before a time), laid out so "everything revoked since T" is cheap.
+//!
+//! Key: `bucket` = the hour of the revocation (`h<unix hours>`), `entry` =
+//! `<revoked_at in ms, 13 digits>#<kind>#<id>`. A poller that last looked at time T
+//! queries the one or two hour buckets since T with `entry > "<T>"`. Every entry carries
+//! `expires_at` (TTL) = the moment no token it covers can still be valid, so the table
+//! holds only what still matters and a cold authorizer loads it with a few queries.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use serde::{Deserialize, Serialize};
+
+use super::schema::{REVOCATIONS_PARTITION_KEY, REVOCATIONS_SORT_KEY, TTL_ATTRIBUTE};
+use crate::error::DependencyError;
+
+/// What an entry revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationKind {
+    /// One access token, by `jti`.
+    Jti,
+    /// Every access token of one session, by `sid` (the family id).
+    Sid,
+    /// Every access token of a user issued before `not_before`, by `sub`.
+    User,
+}
+
+impl RevocationKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Jti => "jti",
+            Self::Sid => "sid",
+            Self::User => "user",
+        }
+    }
+}
+
+/// One denylist entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// What it covers.
+    pub kind: RevocationKind,
+    /// The `jti`, `sid` or `sub` it covers.
+    pub subject: String,
+    /// When it was revoked, Unix milliseconds.
+    pub revoked_at_ms: u64,
+    /// For `User`: tokens with `iat` before this (Unix seconds) are revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<u64>,
+    /// TTL, Unix seconds: after this no token the entry covers can be valid.
+    pub expires_at: u64,
+}
+
+impl Revocation {
+    fn bucket(revoked_at_ms: u64) -> String {
+        format!("h{}", revoked_at_ms / 3_600_000)
+    }
+
+    fn entry(&self) -> String {
+        format!("{:013}#{}#{}", self.revoked_at_ms, self.kind.as_str(), self.subject)
+    }
+
+    fn to_item(&self) -> Result<HashMap<String, AttributeValue>, DependencyError> {
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(self).map_err(|e| DependencyError::Corrupt(e.to_string()))?;
+        item.insert(REVOCATIONS_PARTITION_KEY.to_owned(), AttributeValue::S(Self::bucket(self.revoked_at_ms)));
+        item.insert(REVOCATIONS_SORT_KEY.to_owned(), AttributeValue::S(self.entry()));
+        item.insert(TTL_ATTRIBUTE.to_owned(), AttributeValue::N(self.expires_at.to_string()));
+        Ok(item)
+    }
+}
+
+/// The Revocations table in DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoRevocations {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoRevocations {
+    /// The repository over `table`.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    /// Writes entries (BatchWriteItem, 25 at a time, unprocessed items retried).
+    pub async fn put(&self, entries: &[Revocation]) -> Result<(), DependencyError> {
+        for chunk in entries.chunks(25) {
+            let mut requests = chunk
+                .iter()
+                .map(|e| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(e.to_item()?))
+                        .build()
+                        .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<Result<Vec<_>, DependencyError>>()?;
+            for attempt in 0..5u32 {
+                if requests.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| DependencyError::dynamodb("BatchWriteItem", e))?;
+                requests = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+            }
+            if !requests.is_empty() {
+                return Err(DependencyError::DynamoDb {
+                    operation: "BatchWriteItem",
+                    message: format!("{} revocations left unprocessed", requests.len()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every entry revoked after `since_ms` up to `now_ms`, oldest first: one Query per
+    /// hour bucket in between (usually one).
+    pub async fn since(&self, since_ms: u64, now_ms: u64) -> Result<Vec<Revocation>, DependencyError> {
+        let mut found = Vec::new();
+        let after = format!("{since_ms:013}$"); // '$' sorts after '#': strictly later than since_ms
+        for hour in since_ms / 3_600_000..=now_ms / 3_600_000 {
+            let mut start = None;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("#b = :b AND #e > :after")
+                    .expression_attribute_names("#b", REVOCATIONS_PARTITION_KEY)
+                    .expression_attribute_names("#e", REVOCATIONS_SORT_KEY)
+                    .expression_attribute_values(":b", AttributeValue::S(format!("h{hour}")))
+                    .expression_attribute_values(":after", AttributeValue::S(after.clone()))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| DependencyError::dynamodb("Query", e))?;
+                for item in out.items() {
+                    found.push(
+                        serde_dynamo::from_item(item.clone())
+                            .map_err(|e| DependencyError::Corrupt(format!("revocation: {e}")))?,
+                    );
+                }
+                match out.last_evaluated_key {
+                    Some(key) if !key.is_empty() => start = Some(key),
+                    _ => break,
+                }
+            }
+        }
+        Ok(found)
+    }
+}

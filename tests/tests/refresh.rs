@@ -1,0 +1,411 @@
+//! Refresh-token rotation against the local stack: rotation, exactly-once retry, reuse
+//! detection, forgery, concurrency, lifetimes, scope, bad input, dependency failures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_http::http::StatusCode;
+use serde_json::Value;
+use tokenauth::clock::{Clock, ManualClock, SystemClock};
+use tokenauth::config::ReuseScope;
+use tokenauth::store::{FamilyStatus, RevocationKind};
+use tokenauth::token::RefreshToken;
+use tokenauth::{Config, LoginService, RefreshService};
+use tokenauth_tests::*;
+
+struct Setup {
+    config: Config,
+    clients: Clients,
+    clock: Arc<ManualClock>,
+    login: LoginService,
+    refresh: RefreshService,
+    username: String,
+    password: String,
+    user_id: String,
+}
+
+async fn setup(prefix: &str, adjust: impl FnOnce(&mut Config)) -> Setup {
+    let mut config = config();
+    adjust(&mut config);
+    let clients = clients().await;
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let login = login_service(&config, &clients, clock.clone()).await;
+    let refresh = refresh_service(&config, &clients, clock.clone()).await;
+    let (username, password, user_id) = create_user(&config, &clients, prefix, &["read", "write"]).await;
+    Setup { config, clients, clock, login, refresh, username, password, user_id }
+}
+
+impl Setup {
+    async fn login(&self) -> String {
+        login_tokens(&self.login, &self.username, &self.password).await["refresh_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn refresh(&self, token: &str) -> lambda_http::Response<lambda_http::Body> {
+        tokenauth::http::refresh(&self.refresh, &refresh_request(token, None, false)).await
+    }
+
+    async fn rotate(&self, token: &str) -> String {
+        let response = self.refresh(token).await;
+        assert_eq!(response.status(), StatusCode::OK, "{:?}", response.body());
+        json_of(&response)["refresh_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn family(&self, token: &str) -> tokenauth::store::FamilyRecord {
+        family(&self.config, &self.clients, &family_of(token)).await
+    }
+}
+
+fn verifier(config: &Config, jwk: &tokenauth::keys::EcPublicJwk) -> tokenauth::token::AccessTokenVerifier {
+    tokenauth::token::AccessTokenVerifier::new(jwk, &config.issuer, &config.audience).unwrap()
+}
+
+#[tokio::test]
+async fn rotation_returns_a_new_pair_and_kills_the_presented_token_after_the_leeway() {
+    let s = setup("rotate", |_| {}).await;
+    let r0 = s.login().await;
+
+    let response = s.refresh(&r0).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body = json_of(&response);
+    let r1 = body["refresh_token"].as_str().unwrap();
+    assert_ne!(r1, r0);
+    assert_eq!(family_of(r1), family_of(&r0), "same session");
+    assert_eq!(body["scope"], "read write");
+    let jwk = tokenauth::keys::fetch_public_jwk(&s.clients.kms, &s.config.signing_key_id).await.unwrap();
+    let claims = verifier(&s.config, &jwk).verify(body["access_token"].as_str().unwrap()).expect("valid access token");
+    assert_eq!(claims.sid, family_of(&r0));
+    assert_eq!(claims.sub, s.user_id);
+
+    let f = s.family(r1).await;
+    assert_eq!(f.generation, 1);
+    assert_eq!(f.token_hash, RefreshToken::parse(r1).unwrap().hash());
+
+    s.clock.advance(31);
+    assert_eq!(s.refresh(&r0).await.status(), StatusCode::UNAUTHORIZED, "the old token is dead after the leeway");
+}
+
+#[tokio::test]
+async fn a_retry_within_the_leeway_gets_the_identical_successor_and_no_branch() {
+    let s = setup("retry", |_| {}).await;
+    let r0 = s.login().await;
+    let r1 = s.rotate(&r0).await;
+    s.clients.calls.clear();
+
+    s.clock.advance(29);
+    let retry = s.refresh(&r0).await;
+    assert_eq!(retry.status(), StatusCode::OK);
+    let retry = json_of(&retry);
+    assert_eq!(retry["refresh_token"], r1.as_str(), "the same successor, not a new branch");
+    let calls = s.clients.calls.names();
+    println!("AWS calls for an exactly-once retry: {} {:?}", calls.len(), calls);
+    assert_eq!(calls, ["DynamoDB.UpdateItem", "KMS.Sign"]);
+
+    let f = s.family(&r1).await;
+    assert_eq!((f.generation, f.status), (1, FamilyStatus::Active), "the retry wrote nothing");
+    let r2 = s.rotate(&r1).await;
+    assert_eq!(s.family(&r2).await.generation, 2);
+}
+
+#[tokio::test]
+async fn one_successful_refresh_is_one_conditional_write_and_one_sign() {
+    let s = setup("calls", |_| {}).await;
+    let r0 = s.login().await;
+    s.clients.calls.clear();
+    s.rotate(&r0).await;
+    let calls = s.clients.calls.names();
+    println!("AWS calls for one successful refresh: {} {:?}", calls.len(), calls);
+    assert_eq!(calls, ["DynamoDB.UpdateItem", "KMS.Sign"]);
+}
+
+#[tokio::test]
+async fn an_older_than_previous_token_is_reuse_and_revokes_every_family_of_the_user() {
+    let s = setup("reuse", |_| {}).await;
+    let other_session = s.login().await;
+    let r0 = s.login().await;
+    let r1 = s.rotate(&r0).await;
+    let r2 = s.rotate(&r1).await;
+
+    let reuse = s.refresh(&r0).await; // within the leeway, but not the immediately previous token
+    assert_eq!(reuse.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json_of(&reuse)["error"], "invalid_grant");
+
+    let f = s.family(&r2).await;
+    assert_eq!(f.status, FamilyStatus::Revoked);
+    assert_eq!(f.revoked_reason.as_deref(), Some("reuse_detected"));
+    assert_eq!(s.family(&other_session).await.status, FamilyStatus::Revoked, "by default every family of the user");
+    assert_eq!(s.refresh(&r2).await.status(), StatusCode::UNAUTHORIZED, "the thief's current token is dead too");
+    assert_eq!(s.refresh(&other_session).await.status(), StatusCode::UNAUTHORIZED);
+
+    let sid = revocations_of(&s.config, &s.clients, &family_of(&r0)).await;
+    assert_eq!(sid.len(), 1);
+    assert_eq!(sid[0].kind, RevocationKind::Sid);
+    assert_eq!(sid[0].expires_at, s.clock.now() + 900 + 60, "lives until the last access token it covers expires");
+    let user = revocations_of(&s.config, &s.clients, &s.user_id).await;
+    assert_eq!(user.len(), 1);
+    assert_eq!(user[0].kind, RevocationKind::User);
+    assert!(user[0].not_before.unwrap() > s.clock.now());
+}
+
+#[tokio::test]
+async fn with_reuse_revoking_the_family_only_other_sessions_survive() {
+    let s = setup("reusefam", |c| c.reuse_revokes = ReuseScope::Family).await;
+    let other_session = s.login().await;
+    let r0 = s.login().await;
+    let r1 = s.rotate(&r0).await;
+    s.clock.advance(31);
+
+    assert_eq!(s.refresh(&r0).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(s.family(&r1).await.status, FamilyStatus::Revoked);
+    assert_eq!(s.family(&other_session).await.status, FamilyStatus::Active);
+    assert_eq!(revocations_of(&s.config, &s.clients, &family_of(&r0)).await.len(), 1);
+    assert!(revocations_of(&s.config, &s.clients, &s.user_id).await.is_empty(), "no user-wide entry");
+    s.rotate(&other_session).await;
+}
+
+#[tokio::test]
+async fn a_forged_token_with_a_real_family_id_changes_nothing() {
+    let s = setup("forged", |_| {}).await;
+    let r0 = s.login().await;
+    let r1 = s.rotate(&r0).await;
+    let before = s.family(&r1).await;
+
+    for generation in [0, 1, 2, 7] {
+        let forged = RefreshToken::from_parts(&family_of(&r1), generation, [0x5a; 32]).unwrap().encode();
+        let response = s.refresh(&forged).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(json_of(&response)["error"], "invalid_grant");
+    }
+    assert_eq!(s.family(&r1).await, before, "not a single attribute changed");
+    assert!(revocations_of(&s.config, &s.clients, &family_of(&r1)).await.is_empty());
+    s.rotate(&r1).await;
+}
+
+async fn concurrent_refreshes(s: &Arc<Setup>, token: &str, n: usize) -> Vec<(StatusCode, Value)> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (s, token) = (s.clone(), token.to_owned());
+        tasks.spawn(async move {
+            let response = s.refresh(&token).await;
+            (response.status(), json_of(&response))
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        out.push(result.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_refreshes_with_leeway_rotate_once_and_all_get_the_same_successor() {
+    let s = Arc::new(setup("concurrent", |_| {}).await);
+    let r0 = s.login().await;
+    let started = std::time::Instant::now();
+    let results = concurrent_refreshes(&s, &r0, 50).await;
+    let elapsed = started.elapsed();
+
+    let ok: Vec<&Value> = results.iter().filter(|(st, _)| *st == StatusCode::OK).map(|(_, b)| b).collect();
+    let successors: std::collections::BTreeSet<&str> =
+        ok.iter().map(|b| b["refresh_token"].as_str().unwrap()).collect();
+    println!(
+        "50 concurrent refreshes, leeway on: {} answered 200, {} distinct successor(s), in {elapsed:?}",
+        ok.len(),
+        successors.len()
+    );
+    assert_eq!(ok.len(), 50, "every caller holds the token that was current: all get the successor");
+    assert_eq!(successors.len(), 1, "exactly one successor");
+    let f = s.family(&r0).await;
+    assert_eq!(f.generation, 1, "exactly one rotation");
+    assert_eq!(f.status, FamilyStatus::Active);
+    assert_eq!(
+        f.token_hash,
+        RefreshToken::parse(successors.first().unwrap()).unwrap().hash(),
+        "the live token is that one successor"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_refreshes_without_leeway_rotate_once_and_end_the_family() {
+    let s = Arc::new(setup("concurrent0", |c| c.refresh_leeway = Duration::ZERO).await);
+    let r0 = s.login().await;
+    let results = concurrent_refreshes(&s, &r0, 50).await;
+
+    let ok: Vec<&Value> = results.iter().filter(|(st, _)| *st == StatusCode::OK).map(|(_, b)| b).collect();
+    let refused =
+        results.iter().filter(|(st, b)| *st == StatusCode::UNAUTHORIZED && b["error"] == "invalid_grant").count();
+    println!("50 concurrent refreshes, leeway 0: {} answered 200, {refused} answered 401", ok.len());
+    assert_eq!(ok.len(), 1, "exactly one rotation wins");
+    assert_eq!(refused, 49);
+    // Documented outcome: without a leeway, a second use of a rotated token cannot be told
+    // from theft, so the family ends; no successor stays live.
+    let f = s.family(&r0).await;
+    assert_eq!(f.generation, 1);
+    assert_eq!(f.status, FamilyStatus::Revoked);
+    assert_eq!(s.refresh(ok[0]["refresh_token"].as_str().unwrap()).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn inactivity_and_absolute_expiry_end_the_family_and_rotation_never_extends_it() {
+    let s = setup("expiry", |c| {
+        c.refresh_token_ttl = Duration::from_secs(100);
+        c.refresh_idle_ttl = Duration::from_secs(50);
+    })
+    .await;
+    // Inactivity: 49 s apart works (sliding), 51 s does not.
+    let idle = s.login().await;
+    s.clock.advance(49);
+    let idle = s.rotate(&idle).await;
+    s.clock.advance(49);
+    let idle = s.rotate(&idle).await;
+    s.clock.advance(51);
+    assert_eq!(s.refresh(&idle).await.status(), StatusCode::UNAUTHORIZED, "idle for 51 s");
+    assert_eq!(s.family(&idle).await.status, FamilyStatus::Active, "expiry refuses, it does not revoke");
+
+    // Absolute: refreshing every 40 s keeps it from idling, but not past 100 s.
+    let mut token = s.login().await;
+    let expires_at = s.family(&token).await.expires_at;
+    for _ in 0..2 {
+        s.clock.advance(40);
+        token = s.rotate(&token).await;
+        assert_eq!(s.family(&token).await.expires_at, expires_at, "rotation never extends the absolute expiry");
+    }
+    s.clock.advance(21); // 101 s after login
+    assert_eq!(s.refresh(&token).await.status(), StatusCode::UNAUTHORIZED, "past the absolute lifetime");
+}
+
+#[tokio::test]
+async fn scope_may_be_narrowed_never_widened() {
+    let s = setup("scope", |_| {}).await;
+    let r0 = s.login().await;
+    for form in [false, true] {
+        let wide = tokenauth::http::refresh(&s.refresh, &refresh_request(&r0, Some("read admin"), form)).await;
+        assert_eq!(wide.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(json_of(&wide)["error"], "invalid_scope");
+    }
+    assert_eq!(s.family(&r0).await.generation, 0, "a refused widening rotates nothing");
+
+    let narrow = tokenauth::http::refresh(&s.refresh, &refresh_request(&r0, Some("read"), true)).await;
+    assert_eq!(narrow.status(), StatusCode::OK);
+    let narrow = json_of(&narrow);
+    assert_eq!(narrow["scope"], "read");
+    let jwk = tokenauth::keys::fetch_public_jwk(&s.clients.kms, &s.config.signing_key_id).await.unwrap();
+    assert_eq!(verifier(&s.config, &jwk).verify(narrow["access_token"].as_str().unwrap()).unwrap().scope, "read");
+    // RFC 6749 §6: an omitted scope is the originally granted one, not the last narrowed one.
+    let r2 = s.refresh(narrow["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(json_of(&r2)["scope"], "read write");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_rfc6749_body_and_makes_no_aws_call() {
+    let s = setup("badrefresh", |_| {}).await;
+    let r0 = s.login().await;
+    s.clients.calls.clear();
+    let form = |body: &str| {
+        let mut e = event("refresh-form.json");
+        e["body"] = Value::String(body.to_owned());
+        request_from_event(&e)
+    };
+    let json = |body: &str| {
+        let mut e = event("refresh-json.json");
+        e["body"] = Value::String(body.to_owned());
+        request_from_event(&e)
+    };
+    let mut text = event("refresh-json.json");
+    text["headers"]["content-type"] = Value::String("text/plain".into());
+    let cases = vec![
+        (
+            "grant_type=password",
+            form(&format!("grant_type=password&refresh_token={r0}")),
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            "json grant_type=password",
+            json(&format!(r#"{{"grant_type":"password","refresh_token":"{r0}"}}"#)),
+            400,
+            "unsupported_grant_type",
+        ),
+        ("form without grant_type", form(&format!("refresh_token={r0}")), 400, "invalid_request"),
+        ("form without refresh_token", form("grant_type=refresh_token"), 400, "invalid_request"),
+        (
+            "repeated parameter",
+            form(&format!("grant_type=refresh_token&refresh_token={r0}&refresh_token={r0}")),
+            400,
+            "invalid_request",
+        ),
+        ("empty refresh_token", json(r#"{"refresh_token":""}"#), 400, "invalid_request"),
+        ("numeric refresh_token", json(r#"{"refresh_token":7}"#), 400, "invalid_request"),
+        ("malformed JSON", json(r#"{"refresh_token":"#), 400, "invalid_request"),
+        ("empty scope", json(&format!(r#"{{"refresh_token":"{r0}","scope":""}}"#)), 400, "invalid_request"),
+        ("wrong content type", request_from_event(&text), 400, "invalid_request"),
+        ("oversized", json(&format!(r#"{{"refresh_token":"{}"}}"#, "x".repeat(17 * 1024))), 413, "invalid_request"),
+        ("not a token of ours", json(r#"{"refresh_token":"hello"}"#), 401, "invalid_grant"),
+    ];
+    for (name, request, status, error) in cases {
+        let response = tokenauth::http::refresh(&s.refresh, &request).await;
+        assert_eq!(response.status().as_u16(), status, "{name}");
+        assert_eq!(json_of(&response)["error"], error, "{name}");
+    }
+    assert!(s.clients.calls.calls().is_empty(), "bad input reached AWS: {:?}", s.clients.calls.names());
+    assert_eq!(s.family(&r0).await.generation, 0);
+}
+
+#[tokio::test]
+async fn dynamodb_unreachable_answers_503_and_the_token_still_works_afterwards() {
+    let s = setup("ddbdown", |_| {}).await;
+    let r0 = s.login().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let signer = tokenauth::keys::KmsSigner::load(s.clients.kms.clone(), &s.config.signing_key_id).await.unwrap();
+    let down = RefreshService::new(&s.config, dynamodb_at(&url).await, Arc::new(signer), s.clock.clone());
+
+    let response = tokenauth::http::refresh(&down, &refresh_request(&r0, None, false)).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(json_of(&response).get("refresh_token").is_none());
+    assert_eq!(s.family(&r0).await.generation, 0, "nothing was written");
+    s.rotate(&r0).await;
+}
+
+#[tokio::test]
+async fn kms_failing_after_the_rotation_answers_503_and_the_retry_recovers_the_successor() {
+    for leeway in [30u64, 0] {
+        let s = setup("kmsdown", |c| c.refresh_leeway = Duration::from_secs(leeway)).await;
+        let r0 = s.login().await;
+        // A signer whose KMS is unreachable: the rotation write succeeds, the signature fails.
+        let emulator = KmsEmulator::start();
+        let kms = kms_at(&emulator.endpoint).await;
+        let key_id = kms
+            .create_key()
+            .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+            .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id;
+        let signer = tokenauth::keys::KmsSigner::load(kms, &key_id).await.unwrap();
+        drop(emulator);
+        let broken = RefreshService::new(&s.config, s.clients.dynamodb.clone(), Arc::new(signer), s.clock.clone());
+
+        let response = tokenauth::http::refresh(&broken, &refresh_request(&r0, None, false)).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(json_of(&response).get("refresh_token").is_none());
+
+        // The client still holds r0, the last token it received.
+        let again = s.refresh(&r0).await;
+        if leeway > 0 {
+            assert_eq!(again.status(), StatusCode::OK, "the retry hands over the successor it never got");
+            let r1 = json_of(&again)["refresh_token"].as_str().unwrap().to_owned();
+            assert_eq!(s.family(&r1).await.token_hash, RefreshToken::parse(&r1).unwrap().hash());
+            s.rotate(&r1).await;
+        } else {
+            // Without a leeway the family is explicitly revoked: nobody holds a live token.
+            assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(s.family(&r0).await.status, FamilyStatus::Revoked);
+        }
+    }
+}
