@@ -118,6 +118,7 @@ impl RefreshService {
         let (family, refresh_token, event) = match self.families.rotate(&rotation).await? {
             RotateOutcome::Rotated(family) => (*family, successor, "refresh_rotated"),
             RotateOutcome::Refused(old) => {
+                let old = old.map(|family| *family);
                 let user_id = old.as_ref().map(|f| f.user_id.clone());
                 match classify(&presented, old.as_ref(), &required, now, self.leeway_secs) {
                     Refusal::Retry(same_successor) => {

@@ -98,7 +98,7 @@ pub enum RotateOutcome {
     /// The presented token was current and the family alive: it is now rotated.
     Rotated(Box<FamilyRecord>),
     /// The condition did not hold; the item as it was, if there is one.
-    Refused(Option<FamilyRecord>),
+    Refused(Option<Box<FamilyRecord>>),
 }
 
 /// Everything a rotation writes. Built by [`crate::rotation`].
@@ -253,7 +253,7 @@ impl DynamoFamilies {
                 }
                 .map(record)
                 .transpose()?;
-                Ok(RotateOutcome::Refused(old))
+                Ok(RotateOutcome::Refused(old.map(Box::new)))
             }
             Err(e) => Err(DependencyError::dynamodb("UpdateItem", e)),
         }
