@@ -1,0 +1,220 @@
+//! RFC 7009 revocation and revoke-all against the local stack.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use lambda_http::http::StatusCode;
+use serde_json::Value;
+use tokenauth::clock::{Clock, ManualClock, SystemClock};
+use tokenauth::store::{FamilyStatus, RevocationKind};
+use tokenauth::{Config, LoginService, RefreshService, RevocationService};
+use tokenauth_tests::*;
+
+struct Setup {
+    config: Config,
+    clients: Clients,
+    login: LoginService,
+    refresh: RefreshService,
+    revoke: RevocationService,
+    username: String,
+    password: String,
+    user_id: String,
+}
+
+async fn setup(prefix: &str) -> Setup {
+    let config = config();
+    let clients = clients().await;
+    let login = login_service(&config, &clients, Arc::new(SystemClock)).await;
+    let refresh = refresh_service(&config, &clients, Arc::new(SystemClock)).await;
+    let revoke = revocation_service(&config, &clients, Arc::new(SystemClock)).await;
+    let (username, password, user_id) = create_user(&config, &clients, prefix, &["read"]).await;
+    Setup { config, clients, login, refresh, revoke, username, password, user_id }
+}
+
+fn revoke_request(body: &str, form: bool) -> lambda_http::Request {
+    let mut e = event(if form { "revoke-refresh-token-form.json" } else { "revoke-access-token-json.json" });
+    e["body"] = Value::String(body.to_owned());
+    request_from_event(&e)
+}
+
+fn form_body(token: &str, hint: &str) -> String {
+    format!("token={token}&token_type_hint={hint}")
+}
+
+fn revoke_all_request(authorization: Option<&str>) -> lambda_http::Request {
+    let mut e = event("revoke-all.json");
+    let headers = e["headers"].as_object_mut().unwrap();
+    headers.remove("authorization");
+    if let Some(value) = authorization {
+        headers.insert("authorization".into(), Value::String(value.to_owned()));
+    }
+    request_from_event(&e)
+}
+
+impl Setup {
+    async fn session(&self) -> (String, String) {
+        let body = login_tokens(&self.login, &self.username, &self.password).await;
+        (body["access_token"].as_str().unwrap().to_owned(), body["refresh_token"].as_str().unwrap().to_owned())
+    }
+}
+
+#[tokio::test]
+async fn revoking_a_refresh_token_ends_its_family_and_denylists_its_session() {
+    let s = setup("revrt").await;
+    let (_, refresh) = s.session().await;
+
+    let response =
+        tokenauth::http::revoke(&s.revoke, &revoke_request(&form_body(&refresh, "refresh_token"), true)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.body().as_ref().is_empty());
+
+    assert_eq!(family(&s.config, &s.clients, &family_of(&refresh)).await.status, FamilyStatus::Revoked);
+    let entries = revocations_of(&s.config, &s.clients, &family_of(&refresh)).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].kind, RevocationKind::Sid);
+    let refused = tokenauth::http::refresh(&s.refresh, &refresh_request(&refresh, None, false)).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    // Revoking again is still 200 and writes nothing more.
+    let again = tokenauth::http::revoke(&s.revoke, &revoke_request(&form_body(&refresh, "refresh_token"), true)).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(revocations_of(&s.config, &s.clients, &family_of(&refresh)).await.len(), 1);
+}
+
+#[tokio::test]
+async fn revoking_an_access_token_verifies_it_then_denylists_its_jti_until_it_expires() {
+    let s = setup("revat").await;
+    let (access, refresh) = s.session().await;
+    let jwk = tokenauth::keys::fetch_public_jwk(&s.clients.kms, &s.config.signing_key_id).await.unwrap();
+    let claims = tokenauth::token::AccessTokenVerifier::new(&jwk, &s.config.issuer, &s.config.audience)
+        .unwrap()
+        .verify(&access)
+        .unwrap();
+
+    let body = serde_json::json!({"token": access, "token_type_hint": "access_token"}).to_string();
+    assert_eq!(tokenauth::http::revoke(&s.revoke, &revoke_request(&body, false)).await.status(), StatusCode::OK);
+
+    let entries = revocations_of(&s.config, &s.clients, &claims.jti).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].kind, RevocationKind::Jti);
+    assert_eq!(entries[0].expires_at, claims.exp + 60);
+    assert_eq!(
+        family(&s.config, &s.clients, &family_of(&refresh)).await.status,
+        FamilyStatus::Active,
+        "the session lives on"
+    );
+
+    // The same token with its signature altered (one bit of the last byte): verified first,
+    // so nothing is revoked on its unverified claims.
+    let mut forged = access.clone().into_bytes();
+    let last = forged.len() - 2;
+    forged[last] = if forged[last] == b'A' { b'Q' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let s2 = setup("revat2").await;
+    let (access2, _) = s2.session().await;
+    let claims2 = tokenauth::token::AccessTokenVerifier::new(&jwk, &s.config.issuer, &s.config.audience)
+        .unwrap()
+        .verify(&access2)
+        .unwrap();
+    let mut parts: Vec<&str> = access2.split('.').collect();
+    let sig_of_other = access.split('.').nth(2).unwrap();
+    parts[2] = sig_of_other;
+    let spliced = parts.join(".");
+    for token in [forged, spliced] {
+        let body = serde_json::json!({"token": token}).to_string();
+        assert_eq!(tokenauth::http::revoke(&s.revoke, &revoke_request(&body, false)).await.status(), StatusCode::OK);
+    }
+    assert!(revocations_of(&s.config, &s.clients, &claims2.jti).await.is_empty(), "unverified claims revoked nothing");
+}
+
+#[tokio::test]
+async fn unknown_expired_and_garbage_tokens_get_200_and_change_nothing() {
+    let s = setup("revjunk").await;
+    // An access token that expired an hour ago, properly signed.
+    let past = Arc::new(ManualClock::new(SystemClock.now() - 3600));
+    let old_login = login_service(&s.config, &s.clients, past).await;
+    let expired = login_tokens(&old_login, &s.username, &s.password).await;
+    let expired_access = expired["access_token"].as_str().unwrap();
+    let expired_jti: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            expired_access.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let forged_refresh =
+        tokenauth::token::RefreshToken::from_parts(&family_of(expired["refresh_token"].as_str().unwrap()), 0, [1; 32])
+            .unwrap()
+            .encode();
+
+    for token in ["garbage", "tkrt_nope", "a.b.c", expired_access, &forged_refresh] {
+        s.clients.calls.clear();
+        let body = serde_json::json!({ "token": token }).to_string();
+        let response = tokenauth::http::revoke(&s.revoke, &revoke_request(&body, false)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{token}");
+        let writes: Vec<String> = s.clients.calls.names().into_iter().filter(|n| !n.ends_with("UpdateItem")).collect();
+        assert!(writes.is_empty(), "{token}: {writes:?}");
+    }
+    assert!(revocations_of(&s.config, &s.clients, expired_jti["jti"].as_str().unwrap()).await.is_empty());
+    assert_eq!(
+        family(&s.config, &s.clients, &family_of(expired["refresh_token"].as_str().unwrap())).await.status,
+        FamilyStatus::Active,
+        "a forged refresh token with a real family id revoked nothing"
+    );
+}
+
+#[tokio::test]
+async fn bad_revocation_requests_get_400_invalid_request() {
+    let s = setup("revbad").await;
+    for (body, form) in [
+        ("token_type_hint=refresh_token", true),
+        ("", true),
+        (r#"{"token":""}"#, false),
+        (r#"{"token":5}"#, false),
+        ("{", false),
+    ] {
+        let response = tokenauth::http::revoke(&s.revoke, &revoke_request(body, form)).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(json_of(&response)["error"], "invalid_request", "{body}");
+    }
+}
+
+#[tokio::test]
+async fn revoke_all_ends_every_session_of_the_bearer_and_writes_a_not_before_entry() {
+    let s = setup("revall").await;
+    let (_, first) = s.session().await;
+    let (access, second) = s.session().await;
+    let now = SystemClock.now();
+
+    let response = tokenauth::http::revoke(&s.revoke, &revoke_all_request(Some(&format!("bEaReR {access}")))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    for token in [&first, &second] {
+        assert_eq!(family(&s.config, &s.clients, &family_of(token)).await.status, FamilyStatus::Revoked);
+    }
+    let entries = revocations_of(&s.config, &s.clients, &s.user_id).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].kind, RevocationKind::User);
+    assert!(entries[0].not_before.unwrap() > now);
+
+    // Without a valid bearer token: 401 invalid_token and a challenge.
+    for header in [None, Some("Basic abc"), Some("Bearer"), Some("Bearer a b"), Some("Bearer not-a-jwt")] {
+        let response = tokenauth::http::revoke(&s.revoke, &revoke_all_request(header)).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{header:?}");
+        assert_eq!(json_of(&response)["error"], "invalid_token");
+        assert_eq!(response.headers()["www-authenticate"], r#"Bearer error="invalid_token""#);
+    }
+}
+
+#[tokio::test]
+async fn the_admin_revoke_all_ends_every_session() {
+    let s = setup("revadmin").await;
+    let (_, first) = s.session().await;
+    let (_, second) = s.session().await;
+    let revoker = tokenauth::Revoker::new(&s.config, s.clients.dynamodb.clone());
+
+    assert_eq!(revoker.revoke_user(&s.user_id, "revoked_by_admin", SystemClock.now()).await.unwrap(), 2);
+    for token in [&first, &second] {
+        let f = family(&s.config, &s.clients, &family_of(token)).await;
+        assert_eq!((f.status, f.revoked_reason.as_deref()), (FamilyStatus::Revoked, Some("revoked_by_admin")));
+    }
+}
