@@ -82,6 +82,27 @@ fn login(c: &mut Criterion) {
         unknown.as_secs_f64() / wrong.as_secs_f64(),
     );
 
+    // Refresh: one conditional write + one kms:Sign per rotation, no password hashing.
+    let refresh = runtime.block_on(async { refresh_service(&config, &clients, Arc::new(SystemClock)).await });
+    let mut token = runtime.block_on(service.login(request(), &meta)).unwrap().refresh_token;
+    let rotations: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            let t = Instant::now();
+            let out = runtime
+                .block_on(
+                    refresh.refresh(tokenauth::RefreshRequest { refresh_token: token.clone(), scope: None }, &meta),
+                )
+                .unwrap();
+            let elapsed = t.elapsed();
+            token = out.refresh_token;
+            elapsed
+        })
+        .collect();
+    println!(
+        "\nrefresh (rotation) against the local stack, median of {RUNS}: {:.1} ms",
+        median(rotations).as_secs_f64() * 1e3
+    );
+
     let (argon, total) = (median(argon), median(logins));
     println!(
         "\nlogin against the local stack, median of {RUNS}: {:.1} ms total = argon2id {:.1} ms ({:.0}%) + the rest {:.1} ms (Query, then Sign || PutItem)",
