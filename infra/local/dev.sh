@@ -50,6 +50,10 @@ Log in as the demo user:
     -H 'content-type: application/json' \\
     -d '{"username":"$DEMO_USER","password":"$DEMO_PASSWORD"}'
 
+Refresh and revoke live beside it: $URL/lambda-url/refresh/auth/refresh,
+$URL/lambda-url/revoke/auth/revoke and $URL/lambda-url/revoke/auth/revoke-all
+(README.md has a whole session).
+
 Or through a sample API Gateway event:
 
   PATH=\$PWD/.local/venv/bin:\$PATH cargo lambda invoke login --invoke-address 127.0.0.1 --invoke-port ${URL##*:} --data-file events/login-http-api.json
