@@ -76,12 +76,7 @@ impl RefreshService {
         Self {
             families: DynamoFamilies::new(dynamodb.clone(), &config.families_table),
             revoker: Revoker::new(config, dynamodb),
-            issuer: AccessTokenIssuer::new(
-                signer,
-                config.issuer.clone(),
-                config.audience.clone(),
-                config.access_token_ttl,
-            ),
+            issuer: AccessTokenIssuer::for_config(signer, config),
             clock,
             leeway_secs: config.refresh_leeway.as_secs(),
             idle_secs: config.refresh_idle_ttl.as_secs(),

@@ -138,12 +138,7 @@ impl LoginService {
         Self {
             users: DynamoUsers::new(dynamodb.clone(), &config.users_table),
             families: DynamoFamilies::new(dynamodb, &config.families_table),
-            issuer: AccessTokenIssuer::new(
-                signer,
-                config.issuer.clone(),
-                config.audience.clone(),
-                config.access_token_ttl,
-            ),
+            issuer: AccessTokenIssuer::for_config(signer, config),
             policy: LoginPolicy::from_config(config),
             clock,
         }

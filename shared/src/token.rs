@@ -91,6 +91,11 @@ impl AccessTokenIssuer {
         Self { signer, encoded_header, issuer, audience, ttl }
     }
 
+    /// The issuer a deployment configured (`iss`, `aud`, lifetime), signing with `signer`.
+    pub fn for_config(signer: Arc<dyn Signer>, config: &crate::config::Config) -> Self {
+        Self::new(signer, config.issuer.clone(), config.audience.clone(), config.access_token_ttl)
+    }
+
     /// The lifetime of the tokens, for `expires_in`.
     pub fn ttl(&self) -> Duration {
         self.ttl

@@ -300,6 +300,24 @@ impl KmsEmulator {
     }
 }
 
+impl KmsEmulator {
+    /// A new ECC_NIST_P256 signing key in this emulator, loaded as the functions load theirs.
+    pub async fn signer(&self) -> KmsSigner {
+        let kms = kms_at(&self.endpoint).await;
+        let key_id = kms
+            .create_key()
+            .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+            .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id;
+        KmsSigner::load(kms, &key_id).await.unwrap()
+    }
+}
+
 impl Drop for KmsEmulator {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -318,18 +318,7 @@ async fn kms_stopped_answers_503_with_no_token_and_no_usable_family() {
     let clients = clients().await;
     // A private emulator this test may stop without disturbing the others.
     let emulator = KmsEmulator::start();
-    let kms = kms_at(&emulator.endpoint).await;
-    let key_id = kms
-        .create_key()
-        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
-        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
-    let signer = tokenauth::keys::KmsSigner::load(kms, &key_id).await.unwrap();
+    let signer = emulator.signer().await;
     let service =
         tokenauth::LoginService::new(&config, clients.dynamodb.clone(), Arc::new(signer), Arc::new(SystemClock));
     let (username, password, user_id) = create_user(&config, &clients, "kmsdown", &["read"]).await;

@@ -376,18 +376,7 @@ async fn kms_failing_after_the_rotation_answers_503_and_the_retry_recovers_the_s
         let r0 = s.login().await;
         // A signer whose KMS is unreachable: the rotation write succeeds, the signature fails.
         let emulator = KmsEmulator::start();
-        let kms = kms_at(&emulator.endpoint).await;
-        let key_id = kms
-            .create_key()
-            .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
-            .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap()
-            .key_id;
-        let signer = tokenauth::keys::KmsSigner::load(kms, &key_id).await.unwrap();
+        let signer = emulator.signer().await;
         drop(emulator);
         let broken = RefreshService::new(&s.config, s.clients.dynamodb.clone(), Arc::new(signer), s.clock.clone());
 
