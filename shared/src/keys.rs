@@ -230,6 +230,86 @@ impl EcPublicJwk {
     }
 }
 
+/// An RSA public key as a JWK (RFC 7518 §6.3), members in RFC 7638 order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RsaPublicJwk {
+    /// Public exponent, base64url, minimal big-endian.
+    pub e: String,
+    /// Always `RSA`.
+    pub kty: &'static str,
+    /// Modulus, base64url, minimal big-endian.
+    pub n: String,
+}
+
+/// rsaEncryption AlgorithmIdentifier: SEQUENCE { OID 1.2.840.113549.1.1.1, NULL }.
+const RSA_ALGORITHM_ID: [u8; 13] = [0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01]; // + 05 00
+
+impl RsaPublicJwk {
+    /// Reads a DER SubjectPublicKeyInfo of an RSA key (what `kms:GetPublicKey` returns for
+    /// an RSA_2048 key).
+    pub fn from_spki(der: &[u8]) -> Result<Self, &'static str> {
+        const BAD: &str = "not an RSA SubjectPublicKeyInfo";
+        let (spki, rest) = der_read(der, 0x30).ok_or(BAD)?;
+        if !rest.is_empty() {
+            return Err(BAD);
+        }
+        let algorithm = spki.strip_prefix(&RSA_ALGORITHM_ID[..]).ok_or(BAD)?;
+        let algorithm = algorithm.strip_prefix(&[0x05, 0x00][..]).ok_or(BAD)?;
+        let (bits, rest) = der_read(algorithm, 0x03).ok_or(BAD)?;
+        let key = bits.strip_prefix(&[0x00][..]).ok_or(BAD)?;
+        if !rest.is_empty() {
+            return Err(BAD);
+        }
+        let (rsa, rest) = der_read(key, 0x30).ok_or(BAD)?;
+        if !rest.is_empty() {
+            return Err(BAD);
+        }
+        let (n, rsa) = der_read(rsa, 0x02).ok_or(BAD)?;
+        let (e, rest) = der_read(rsa, 0x02).ok_or(BAD)?;
+        if !rest.is_empty() {
+            return Err(BAD);
+        }
+        let unsigned = |int: &[u8]| match int {
+            [0x00, rest @ ..] if !rest.is_empty() => rest.to_vec(),
+            _ => int.to_vec(),
+        };
+        Ok(Self { e: B64URL.encode(unsigned(e)), kty: "RSA", n: B64URL.encode(unsigned(n)) })
+    }
+
+    /// The RFC 7638 thumbprint.
+    pub fn thumbprint(&self) -> String {
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        B64URL.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &canonical))
+    }
+}
+
+/// One DER element with tag `tag` off the front of `input`: (contents, rest). Definite
+/// lengths up to 3 bytes, minimally encoded.
+fn der_read(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&first, input) = input.split_first()?;
+    if first != tag {
+        return None;
+    }
+    let (&len0, mut input) = input.split_first()?;
+    let len = match len0 {
+        0..=0x7f => usize::from(len0),
+        0x81..=0x83 => {
+            let count = usize::from(len0 & 0x7f);
+            if input.len() < count || input[0] == 0 {
+                return None;
+            }
+            let len = input[..count].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            input = &input[count..];
+            if len < 0x80 {
+                return None;
+            }
+            len
+        }
+        _ => return None,
+    };
+    (input.len() >= len).then(|| input.split_at(len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,6 +427,33 @@ mod tests {
     }
 
     const EXPECTED_RFC7515_A3_THUMBPRINT: &str = "oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U";
+
+    /// RFC 7638 §3.1: the example RSA key and its thumbprint, from the RFC itself.
+    #[test]
+    fn rsa_thumbprint_matches_the_rfc7638_example() {
+        let jwk = RsaPublicJwk {
+            e: "AQAB".to_owned(),
+            kty: "RSA",
+            n: "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw".to_owned(),
+        };
+        assert_eq!(jwk.thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+    }
+
+    #[test]
+    fn reads_modulus_and_exponent_out_of_an_rsa_spki() {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::rsa::{KeyPair, KeySize};
+        use aws_lc_rs::signature::KeyPair as _;
+        let pair = KeyPair::generate(KeySize::Rsa2048).expect("keygen");
+        let spki = pair.public_key().as_der().expect("spki");
+        let jwk = RsaPublicJwk::from_spki(spki.as_ref()).expect("RSA SPKI parses");
+        assert_eq!(jwk.e, "AQAB");
+        assert_eq!(B64URL.decode(&jwk.n).expect("b64").len(), 256, "2048-bit modulus, no sign byte");
+        assert!(RsaPublicJwk::from_spki(&spki.as_ref()[1..]).is_err());
+        let mut p256 = P256_SPKI_PREFIX.to_vec();
+        p256.extend([4u8; 65]);
+        assert!(RsaPublicJwk::from_spki(&p256).is_err());
+    }
 
     #[test]
     fn reads_the_point_out_of_a_p256_spki() {

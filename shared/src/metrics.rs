@@ -25,8 +25,18 @@ pub fn count_line(operation: &str, metric: &str, outcome: &str, timestamp_ms: u1
     })
 }
 
+/// Whether this process runs as a Lambda function (or under `cargo lambda watch`), where
+/// stdout goes to CloudWatch. Elsewhere (tests, benchmarks, authctl) EMF lines are noise.
+fn in_lambda() -> bool {
+    static IN_LAMBDA: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN_LAMBDA.get_or_init(|| std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some())
+}
+
 /// Writes one count to stdout, where Lambda ships it to CloudWatch.
 pub fn count(operation: &str, metric: &str, outcome: &str) {
+    if !in_lambda() {
+        return;
+    }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     println!("{}", count_line(operation, metric, outcome, now));
 }
