@@ -26,6 +26,7 @@ pub mod session;
 pub mod store;
 pub mod token;
 pub mod username;
+pub mod verify;
 
 pub use clock::{Clock, SystemClock};
 pub use config::Config;

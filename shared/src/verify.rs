@@ -346,3 +346,304 @@ impl<'de> Deserialize<'de> for Claims<'de> {
         deserializer.deserialize_map(ClaimsVisitor)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    //! Attack tests: every way of getting a token past a careless verifier that we know of.
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+    const ISS: &str = "https://auth.example.test";
+    const AUD: &str = "api";
+
+    struct Keys {
+        ec: EcdsaKeyPair,
+        ec_spki: Vec<u8>,
+        rsa: RsaKeyPair,
+        verifier: Verifier,
+    }
+
+    fn keys() -> &'static Keys {
+        static KEYS: std::sync::OnceLock<Keys> = std::sync::OnceLock::new();
+        KEYS.get_or_init(|| {
+            let rng = SystemRandom::new();
+            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+            let ec = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+            let ec_spki = ec.public_key().as_der().unwrap().as_ref().to_vec();
+            let rsa = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+            let rsa_spki = rsa.public_key().as_der().unwrap().as_ref().to_vec();
+            let trusted =
+                vec![TrustedKey::es256_from_spki(&ec_spki).unwrap(), TrustedKey::rs256_from_spki(&rsa_spki).unwrap()];
+            let verifier = Verifier::new(trusted, ISS.into(), AUD.into(), 30);
+            Keys { ec, ec_spki, rsa, verifier }
+        })
+    }
+
+    fn kid(alg: KeyAlgorithm) -> String {
+        keys().verifier.keys().iter().find(|k| k.algorithm() == alg).unwrap().kid().to_owned()
+    }
+
+    fn claims() -> Value {
+        json!({"iss": ISS, "sub": "user-1", "aud": AUD, "exp": NOW + 600, "iat": NOW - 10, "jti": "j1",
+               "client_id": "first-party", "scope": "read write", "sid": "s1"})
+    }
+
+    fn header(alg: &str, kid: &str) -> Value {
+        json!({"alg": alg, "typ": "at+jwt", "kid": kid})
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        B64URL.encode(bytes)
+    }
+
+    /// `header.payload.signature` over raw JSON texts, signed with the EC key.
+    fn es256_raw(header: &str, payload: &str) -> String {
+        let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
+        let sig = keys().ec.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+        format!("{input}.{}", b64(sig.as_ref()))
+    }
+
+    fn es256(header: &Value, payload: &Value) -> String {
+        es256_raw(&header.to_string(), &payload.to_string())
+    }
+
+    fn rs256(header: &Value, payload: &Value) -> String {
+        let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(payload.to_string().as_bytes()));
+        let mut sig = vec![0; keys().rsa.public_modulus_len()];
+        keys().rsa.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut sig).unwrap();
+        format!("{input}.{}", b64(&sig))
+    }
+
+    fn valid() -> String {
+        es256(&header("ES256", &kid(KeyAlgorithm::ES256)), &claims())
+    }
+
+    fn verify(token: &str) -> Result<VerifiedToken, Rejection> {
+        keys().verifier.verify(token, NOW)
+    }
+
+    #[test]
+    fn accepts_valid_es256_and_rs256_tokens_and_returns_the_context_claims() {
+        let ok = verify(&valid()).expect("valid ES256");
+        assert_eq!(
+            (ok.sub.as_str(), ok.scope.as_str(), ok.sid.as_str(), ok.jti.as_str()),
+            ("user-1", "read write", "s1", "j1")
+        );
+        assert!(verify(&rs256(&header("RS256", &kid(KeyAlgorithm::RS256)), &claims())).is_ok());
+        let mut list = claims();
+        list["aud"] = json!(["other", AUD]);
+        assert!(verify(&es256(&header("ES256", &kid(KeyAlgorithm::ES256)), &list)).is_ok(), "aud containing");
+        let mut typ = header("ES256", &kid(KeyAlgorithm::ES256));
+        typ["typ"] = json!("application/at+jwt");
+        assert!(verify(&es256(&typ, &claims())).is_ok());
+    }
+
+    #[test]
+    fn refuses_alg_none_in_any_spelling() {
+        for alg in ["none", "None", "NONE", "nOnE"] {
+            let h = header(alg, &kid(KeyAlgorithm::ES256));
+            let unsigned = format!("{}.{}.", b64(h.to_string().as_bytes()), b64(claims().to_string().as_bytes()));
+            assert_eq!(verify(&unsigned), Err(Rejection::Malformed), "{alg} without signature");
+            assert_eq!(verify(&format!("{unsigned}AAAA")), Err(Rejection::AlgorithmMismatch), "{alg} with junk");
+        }
+    }
+
+    #[test]
+    fn refuses_hs256_signed_with_the_public_key_in_every_form() {
+        let ec_kid = kid(KeyAlgorithm::ES256);
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(&keys().ec_spki)
+        );
+        let jwk = serde_json::to_string(&EcPublicJwk::from_p256_spki(&keys().ec_spki).unwrap()).unwrap();
+        for secret in [pem.as_bytes(), keys().ec_spki.as_slice(), jwk.as_bytes()] {
+            let input = format!(
+                "{}.{}",
+                b64(header("HS256", &ec_kid).to_string().as_bytes()),
+                b64(claims().to_string().as_bytes())
+            );
+            let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+            let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+            assert_eq!(verify(&format!("{input}.{}", b64(tag.as_ref()))), Err(Rejection::AlgorithmMismatch));
+        }
+        // RS256 header with the EC key's kid, and the reverse: the key decides.
+        assert_eq!(verify(&rs256(&header("RS256", &ec_kid), &claims())), Err(Rejection::AlgorithmMismatch));
+        assert_eq!(
+            verify(&es256(&header("ES256", &kid(KeyAlgorithm::RS256)), &claims())),
+            Err(Rejection::AlgorithmMismatch)
+        );
+    }
+
+    #[test]
+    fn refuses_psychic_signatures_and_der_encoded_signatures() {
+        let token = valid();
+        let input = token.rsplit_once('.').unwrap().0;
+        // CVE-2022-21449: r = s = 0, and r = s = n (the group order).
+        let n: [u8; 32] = [
+            0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6,
+            0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+        ];
+        let zero = [0u8; 64];
+        let nn = [n, n].concat();
+        for sig in [zero.as_slice(), nn.as_slice()] {
+            assert_eq!(verify(&format!("{input}.{}", b64(sig))), Err(Rejection::BadSignature));
+        }
+        // The same valid signature in DER (what KMS returns) is not a JWS signature.
+        let sig = B64URL.decode(token.rsplit_once('.').unwrap().1).unwrap();
+        let mut der = vec![0x30, 0x44, 0x02, 0x20];
+        der.extend_from_slice(&sig[..32]);
+        der.extend_from_slice(&[0x02, 0x20]);
+        der.extend_from_slice(&sig[32..]);
+        assert_eq!(verify(&format!("{input}.{}", b64(&der))), Err(Rejection::BadSignature));
+    }
+
+    #[test]
+    fn refuses_embedded_keys_key_urls_and_crit() {
+        let attacker = json!({"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"});
+        for (name, value) in [
+            ("jwk", attacker),
+            ("jku", json!("https://attacker.example/jwks.json")),
+            ("x5u", json!("https://attacker.example/cert.pem")),
+            ("x5c", json!(["MIIB"])),
+            ("crit", json!(["exp"])),
+        ] {
+            let mut h = header("ES256", &kid(KeyAlgorithm::ES256));
+            h[name] = value;
+            assert_eq!(verify(&es256(&h, &claims())), Err(Rejection::Malformed), "{name}");
+        }
+    }
+
+    #[test]
+    fn refuses_unknown_and_path_traversal_kids() {
+        for k in ["", "unknown", "../../../../etc/passwd", "..%2f..%2fkeys", &format!("{} ", kid(KeyAlgorithm::ES256))]
+        {
+            assert_eq!(verify(&es256(&header("ES256", k), &claims())), Err(Rejection::UnknownKey), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_duplicate_members_in_header_and_payload() {
+        let k = kid(KeyAlgorithm::ES256);
+        let dup_header = format!(r#"{{"alg":"ES256","typ":"at+jwt","kid":"{k}","kid":"{k}"}}"#);
+        assert_eq!(verify(&es256_raw(&dup_header, &claims().to_string())), Err(Rejection::Malformed));
+        let good_header = header("ES256", &k).to_string();
+        let payload = claims().to_string();
+        let dup_sub = payload.replacen('{', r#"{"sub":"admin","#, 1);
+        assert_eq!(verify(&es256_raw(&good_header, &dup_sub)), Err(Rejection::Malformed), "duplicate known claim");
+        let dup_unknown = payload.replacen('{', r#"{"x":1,"x":2,"#, 1);
+        assert_eq!(
+            verify(&es256_raw(&good_header, &dup_unknown)),
+            Err(Rejection::Malformed),
+            "duplicate unknown claim"
+        );
+    }
+
+    #[test]
+    fn refuses_padding_standard_alphabet_and_non_canonical_base64() {
+        let token = valid();
+        let parts: Vec<&str> = token.split('.').collect();
+        let padded = format!("{}=.{}.{}", parts[0], parts[1], parts[2]);
+        assert_eq!(verify(&padded), Err(Rejection::Malformed));
+        let standard = token.replace('-', "+").replace('_', "/");
+        if standard != token {
+            assert!(verify(&standard).is_err());
+        }
+        // A signature spelled with the standard alphabet is refused even when valid bytes.
+        let std_sig = base64::engine::general_purpose::STANDARD_NO_PAD.encode(B64URL.decode(parts[2]).unwrap());
+        if std_sig != parts[2] {
+            assert_eq!(verify(&format!("{}.{}.{std_sig}", parts[0], parts[1])), Err(Rejection::Malformed));
+        }
+        for bad in
+            ["a.b", "a.b.c.d", "..", &format!("{}..{}", parts[0], parts[2]), &format!(".{}.{}", parts[1], parts[2])]
+        {
+            assert_eq!(verify(bad), Err(Rejection::Malformed), "{bad}");
+        }
+    }
+
+    #[test]
+    fn checks_typ_iss_aud_and_time() {
+        let k = kid(KeyAlgorithm::ES256);
+        let with = |f: &dyn Fn(&mut Value, &mut Value)| {
+            let (mut h, mut c) = (header("ES256", &k), claims());
+            f(&mut h, &mut c);
+            verify(&es256(&h, &c))
+        };
+        assert_eq!(with(&|h, _| h["typ"] = json!("JWT")), Err(Rejection::WrongType));
+        assert_eq!(
+            with(&|h, _| {
+                h.as_object_mut().unwrap().remove("typ");
+            }),
+            Err(Rejection::WrongType)
+        );
+        assert_eq!(with(&|_, c| c["iss"] = json!("https://evil.example")), Err(Rejection::WrongIssuer));
+        assert_eq!(with(&|_, c| c["iss"] = json!(format!("{ISS}/"))), Err(Rejection::WrongIssuer));
+        assert_eq!(with(&|_, c| c["aud"] = json!("other")), Err(Rejection::WrongAudience));
+        assert_eq!(with(&|_, c| c["aud"] = json!([])), Err(Rejection::WrongAudience));
+        assert_eq!(with(&|_, c| c["exp"] = json!(NOW - 31)), Err(Rejection::Expired));
+        assert!(with(&|_, c| c["exp"] = json!(NOW - 29)).is_ok(), "within the leeway");
+        assert_eq!(with(&|_, c| c["nbf"] = json!(NOW + 31)), Err(Rejection::NotYetValid));
+        assert_eq!(with(&|_, c| c["iat"] = json!(NOW + 31)), Err(Rejection::NotYetValid));
+        assert_eq!(
+            with(&|_, c| c["exp"] = json!((NOW + 600).to_string())),
+            Err(Rejection::Malformed),
+            "exp as a string"
+        );
+        assert_eq!(with(&|_, c| c["exp"] = json!(1.8e9)), Err(Rejection::Malformed), "exp as a float");
+        for required in ["exp", "iat", "sub", "jti", "iss"] {
+            assert_eq!(
+                with(&|_, c| {
+                    c.as_object_mut().unwrap().remove(required);
+                }),
+                Err(Rejection::MissingClaim),
+                "{required}"
+            );
+        }
+        assert_eq!(
+            with(&|_, c| {
+                c.as_object_mut().unwrap().remove("aud");
+            }),
+            Err(Rejection::Malformed)
+        );
+    }
+
+    #[test]
+    fn refuses_oversize_tokens_before_parsing_and_deep_nesting_without_crashing() {
+        assert_eq!(verify(&"a".repeat(MAX_TOKEN_BYTES + 1)), Err(Rejection::Oversize));
+        let deep = format!(r#"{{"x":{}1{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        let token = es256_raw(&header("ES256", &kid(KeyAlgorithm::ES256)).to_string(), &deep);
+        assert_eq!(verify(&token), Err(Rejection::Oversize));
+        let nested = format!(r#"{{"iss":"{ISS}","x":{}1{}}}"#, "[".repeat(1000), "]".repeat(1000));
+        let token = es256_raw(&header("ES256", &kid(KeyAlgorithm::ES256)).to_string(), &nested);
+        assert!(token.len() < MAX_TOKEN_BYTES);
+        assert_eq!(verify(&token), Err(Rejection::Malformed), "recursion limit, not a stack overflow");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any change to a valid token is refused.
+        #[test]
+        fn mutated_tokens_are_never_allowed(index in 0usize..2000, byte in any::<u8>(), kind in 0u8..4) {
+            let original = valid();
+            let mut bytes = original.clone().into_bytes();
+            let i = index % bytes.len();
+            match kind {
+                0 => bytes[i] = byte,
+                1 => bytes.insert(i, byte),
+                2 => { bytes.remove(i); }
+                _ => bytes.truncate(i),
+            }
+            if let Ok(mutated) = String::from_utf8(bytes) {
+                prop_assume!(mutated != original);
+                prop_assert!(verify(&mutated).is_err(), "accepted a mutation: {mutated}");
+            }
+        }
+    }
+}
