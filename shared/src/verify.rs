@@ -248,7 +248,7 @@ struct Audience<'a> {
 
 impl Audience<'_> {
     fn contains(&self, audience: &str) -> bool {
-        self.first == Some(audience) || self.rest.iter().any(|a| *a == audience)
+        self.first == Some(audience) || self.rest.contains(&audience)
     }
 }
 
