@@ -10,6 +10,7 @@
 //! The function binaries only wire these together.
 
 pub mod audit;
+pub mod authorizer;
 pub mod aws;
 pub mod clock;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod keys;
 pub mod metrics;
 pub mod password;
 pub mod refresh;
+pub mod revocation_cache;
 pub mod revoke;
 pub mod rotation;
 pub mod scope;

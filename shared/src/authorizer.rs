@@ -1,0 +1,534 @@
+//! The API Gateway Lambda authorizer: every event shape in, allow / deny / unauthorized out.
+//!
+//! Shapes: REST API `TOKEN` and `REQUEST`; HTTP API `REQUEST` payload 1.0 (IAM policy) and
+//! 2.0 (IAM policy or simple response, by configuration). The event is parsed borrowed
+//! from the raw JSON with only the fields we use, so the hot path does no work for the
+//! dozens of fields it ignores.
+//!
+//! Decisions: a missing, malformed, expired or revoked token, or a stale revocation state,
+//! is *unauthorized* (REST: the error `Unauthorized`, API Gateway answers 401; HTTP API: a
+//! deny, since its authorizers cannot ask for a 401). A valid token that lacks the scope a
+//! route requires is a *deny* (403). Allow policies cover the whole API and explicitly deny
+//! every route whose required scope the token lacks, so a policy cached by API Gateway for
+//! this token stays right for every other route.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::clock::Clock;
+use crate::revocation_cache::{Freshness, RevocationFeed};
+use crate::verify::{Rejection, VerifiedToken, Verifier};
+
+/// How HTTP API payload 2.0 events are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseStyle {
+    /// `{"isAuthorized": .., "context": ..}` (the route's own decision).
+    Simple,
+    /// An IAM policy document, as for REST APIs and payload 1.0.
+    Iam,
+}
+
+/// A route's scope requirement: `METHOD /path` (both may use `*`) needs every scope listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRule {
+    method: String,
+    path: String,
+    scopes: Vec<String>,
+}
+
+impl RouteRule {
+    /// Parses `AUTHORIZER_ROUTE_SCOPES`: rules separated by `;`, each
+    /// `METHOD /path=scope scope`, e.g. `GET /api/items=read;POST /api/items/*=write`.
+    /// The first matching rule applies; a route no rule matches needs no scope.
+    pub fn parse_list(raw: &str) -> Result<Vec<Self>, String> {
+        raw.split(';')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(|rule| {
+                let (route, scopes) = rule.split_once('=').ok_or_else(|| format!("rule {rule:?} lacks '='"))?;
+                let (method, path) =
+                    route.trim().split_once(' ').ok_or_else(|| format!("route {route:?} must be 'METHOD /path'"))?;
+                if !path.starts_with('/') {
+                    return Err(format!("path {path:?} must start with /"));
+                }
+                Ok(Self {
+                    method: method.trim().to_ascii_uppercase(),
+                    path: path.trim().to_owned(),
+                    scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+                })
+            })
+            .collect()
+    }
+
+    fn matches(&self, method: &str, path: &str) -> bool {
+        (self.method == "*" || self.method.eq_ignore_ascii_case(method)) && glob(&self.path, path)
+    }
+
+    fn granted(&self, scope: &str) -> bool {
+        self.scopes.iter().all(|s| scope.split(' ').any(|t| t == s))
+    }
+}
+
+/// `*` matches any run of characters (including `/`, as in execute-api ARNs).
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((prefix, rest)) => {
+            let Some(text) = text.strip_prefix(prefix) else { return false };
+            (0..=text.len()).any(|i| text.is_char_boundary(i) && glob(rest, &text[i..]))
+        }
+    }
+}
+
+/// Why a request was not authorized (the audit/metric class).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unauthorized {
+    /// No bearer token where one was expected, or not exactly one.
+    MissingToken,
+    /// The token failed verification.
+    Invalid(Rejection),
+    /// The token is valid but revoked.
+    Revoked,
+    /// The revocation state is older than the staleness bound.
+    StaleRevocations,
+    /// The event is not one of the shapes we accept.
+    UnknownEvent,
+}
+
+impl Unauthorized {
+    /// The reason class logged and counted.
+    pub fn class(self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::Invalid(r) => r.class(),
+            Self::Revoked => "revoked",
+            Self::StaleRevocations => "stale_revocations",
+            Self::UnknownEvent => "unknown_event",
+        }
+    }
+}
+
+impl fmt::Display for Unauthorized {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // What API Gateway needs to answer 401; nothing about the token.
+        f.write_str("Unauthorized")
+    }
+}
+
+impl std::error::Error for Unauthorized {}
+
+/// A string from the event, borrowed when the JSON has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor(std::marker::PhantomData))
+    }
+}
+
+/// The `Authorization` header, found case-insensitively; `None` if absent, repeated in
+/// different spellings, or not a string.
+#[derive(Default)]
+struct AuthorizationHeader<'a>(Option<Cow<'a, str>>, bool);
+
+impl<'de: 'a, 'a> Deserialize<'de> for AuthorizationHeader<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HeadersVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for HeadersVisitor<'a> {
+            type Value = AuthorizationHeader<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of headers")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut found = AuthorizationHeader::default();
+                while let Some(key) = map.next_key::<Text<'_>>()? {
+                    if key.0.eq_ignore_ascii_case("authorization") {
+                        let value = map.next_value::<Option<Text<'a>>>()?;
+                        if found.0.is_some() {
+                            found.1 = true; // ambiguous: two Authorization headers
+                        }
+                        found.0 = value.map(|t| t.0);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(found)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(AuthorizationHeader::default())
+            }
+        }
+        deserializer.deserialize_any(HeadersVisitor(std::marker::PhantomData))
+    }
+}
+
+/// The fields of every authorizer event shape that we use.
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(rename = "type", default, borrow = "'a")]
+    kind: Option<Text<'a>>,
+    #[serde(default, borrow = "'a")]
+    version: Option<Text<'a>>,
+    #[serde(rename = "authorizationToken", default, borrow = "'a")]
+    authorization_token: Option<Text<'a>>,
+    #[serde(rename = "methodArn", default, borrow = "'a")]
+    method_arn: Option<Text<'a>>,
+    #[serde(rename = "routeArn", default, borrow = "'a")]
+    route_arn: Option<Text<'a>>,
+    #[serde(default, borrow = "'a")]
+    headers: Option<AuthorizationHeader<'a>>,
+}
+
+/// The shape of an event, which decides the answer's form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    RestToken,
+    RestRequest,
+    HttpV1,
+    HttpV2,
+}
+
+/// `Bearer <token>`: scheme case-insensitive, exactly one token, nothing else.
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.chars().all(b64token)).then_some(token)
+}
+
+/// `arn:aws:execute-api:region:account:api/stage/METHOD/path...` -> (base, method, path)
+/// with base = `arn:...:api/stage`.
+fn split_arn(arn: &str) -> Option<(&str, &str, String)> {
+    let resource_start = arn.match_indices(':').nth(4)?.0 + 1;
+    let mut parts = arn[resource_start..].splitn(4, '/');
+    let (api, stage, method) = (parts.next()?, parts.next()?, parts.next()?);
+    let path = format!("/{}", parts.next().unwrap_or(""));
+    let base_len = resource_start + api.len() + 1 + stage.len();
+    (!api.is_empty() && !stage.is_empty() && !method.is_empty()).then(|| (&arn[..base_len], method, path))
+}
+
+/// Settings of the authorizer, from the environment.
+#[derive(Debug, Clone)]
+pub struct AuthorizerSettings {
+    /// Payload 2.0 answer style (`AUTHORIZER_RESPONSE`: `simple` or `iam`, default `simple`).
+    pub style: ResponseStyle,
+    /// Route scope rules (`AUTHORIZER_ROUTE_SCOPES`, default none).
+    pub rules: Vec<RouteRule>,
+}
+
+impl AuthorizerSettings {
+    /// Reads `AUTHORIZER_RESPONSE` and `AUTHORIZER_ROUTE_SCOPES` through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, crate::ConfigError> {
+        let style = match lookup("AUTHORIZER_RESPONSE").as_deref().map(str::trim) {
+            None | Some("simple") => ResponseStyle::Simple,
+            Some("iam") => ResponseStyle::Iam,
+            Some(_) => {
+                return Err(crate::ConfigError::Invalid { name: "AUTHORIZER_RESPONSE", reason: "`simple` or `iam`" })
+            }
+        };
+        let rules = RouteRule::parse_list(&lookup("AUTHORIZER_ROUTE_SCOPES").unwrap_or_default()).map_err(|_| {
+            crate::ConfigError::Invalid {
+                name: "AUTHORIZER_ROUTE_SCOPES",
+                reason: "`METHOD /path=scope ...` rules separated by `;`",
+            }
+        })?;
+        Ok(Self { style, rules })
+    }
+}
+
+/// Timing settings of the revocation feed and the verifier, from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedSettings {
+    /// `REVOCATION_POLL_SECS` (default 5): poll at most this often per warm instance.
+    pub poll_every_secs: u64,
+    /// `REVOCATION_MAX_STALENESS_SECS` (default 60): serve a failed poll's state this long.
+    pub max_staleness_secs: u64,
+    /// `TOKEN_LEEWAY_SECS` (default 30): clock leeway for `exp`, `nbf`, `iat`.
+    pub leeway_secs: u64,
+    /// `TRUSTED_KEY_IDS` (default `SIGNING_KEY_ID`): KMS keys whose tokens are accepted,
+    /// comma-separated (current and previous).
+    pub trusted_key_ids: Vec<String>,
+}
+
+impl FeedSettings {
+    /// Reads the settings through `lookup`; `signing_key_id` is the default trusted key.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+        signing_key_id: &str,
+    ) -> Result<Self, crate::ConfigError> {
+        let number = |name: &'static str, default: u64| match lookup(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| crate::ConfigError::Invalid { name, reason: "a whole number of seconds" }),
+        };
+        let trusted_key_ids = match lookup("TRUSTED_KEY_IDS") {
+            Some(ids) if !ids.trim().is_empty() => {
+                ids.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
+            }
+            _ => vec![signing_key_id.to_owned()],
+        };
+        Ok(Self {
+            poll_every_secs: number("REVOCATION_POLL_SECS", 5)?,
+            max_staleness_secs: number("REVOCATION_MAX_STALENESS_SECS", 60)?,
+            leeway_secs: number("TOKEN_LEEWAY_SECS", 30)?,
+            trusted_key_ids,
+        })
+    }
+}
+
+/// Loads the trusted keys from KMS (`kms:GetPublicKey`), once per instance: the one seam
+/// through which keys arrive. The key's own signing algorithms decide ES256 or RS256.
+pub async fn load_trusted_keys(
+    kms: &aws_sdk_kms::Client,
+    key_ids: &[String],
+) -> Result<Vec<crate::verify::TrustedKey>, crate::error::DependencyError> {
+    use aws_sdk_kms::types::SigningAlgorithmSpec as Alg;
+    let mut keys = Vec::with_capacity(key_ids.len());
+    for id in key_ids {
+        let out = kms
+            .get_public_key()
+            .key_id(id)
+            .send()
+            .await
+            .map_err(|e| crate::error::DependencyError::kms("GetPublicKey", e))?;
+        let bad =
+            |m: &str| crate::error::DependencyError::Kms { operation: "GetPublicKey", message: format!("{id}: {m}") };
+        let der = out.public_key().ok_or_else(|| bad("no public key"))?.as_ref();
+        let algorithms = out.signing_algorithms();
+        let key = if algorithms.contains(&Alg::EcdsaSha256) {
+            crate::verify::TrustedKey::es256_from_spki(der)
+        } else if algorithms.contains(&Alg::RsassaPkcs1V15Sha256) {
+            crate::verify::TrustedKey::rs256_from_spki(der)
+        } else {
+            Err("neither ECDSA_SHA_256 nor RSASSA_PKCS1_V1_5_SHA_256")
+        }
+        .map_err(bad)?;
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+/// The authorizer: verifier, revocation feed, rules. Built once per cold start.
+pub struct Authorizer {
+    verifier: Verifier,
+    feed: tokio::sync::Mutex<RevocationFeed>,
+    settings: AuthorizerSettings,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authorizer").field("verifier", &self.verifier).field("settings", &self.settings).finish()
+    }
+}
+
+impl Authorizer {
+    /// Assembles an authorizer.
+    pub fn new(verifier: Verifier, feed: RevocationFeed, settings: AuthorizerSettings, clock: Arc<dyn Clock>) -> Self {
+        Self { verifier, feed: tokio::sync::Mutex::new(feed), settings, clock }
+    }
+
+    /// Builds the authorizer as the function does: trusted keys from KMS, the revocation
+    /// feed over the Revocations table, settings from `lookup` (the environment).
+    pub async fn from_config(
+        config: &crate::Config,
+        lookup: impl Fn(&str) -> Option<String>,
+        dynamodb: aws_sdk_dynamodb::Client,
+        kms: aws_sdk_kms::Client,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let feed_settings = FeedSettings::from_lookup(&lookup, &config.signing_key_id)?;
+        let settings = AuthorizerSettings::from_lookup(&lookup)?;
+        let keys = load_trusted_keys(&kms, &feed_settings.trusted_key_ids).await?;
+        let verifier = Verifier::new(keys, config.issuer.clone(), config.audience.clone(), feed_settings.leeway_secs);
+        let lookback = config.access_token_ttl.as_secs() + feed_settings.leeway_secs + 60;
+        let feed = RevocationFeed::new(
+            crate::store::DynamoRevocations::new(dynamodb, &config.revocations_table),
+            feed_settings.poll_every_secs,
+            feed_settings.max_staleness_secs,
+            lookback,
+        );
+        Ok(Self::new(verifier, feed, settings, clock))
+    }
+
+    /// Polls the revocation feed now (at cold start, so the first request needs no read).
+    pub async fn warm_up(&self) -> Freshness {
+        self.feed.lock().await.sync(self.clock.now()).await
+    }
+
+    /// Answers one raw authorizer event: `Ok(response JSON)` for allow and deny,
+    /// `Err(Unauthorized)` where API Gateway must answer 401 (REST).
+    pub async fn handle(&self, raw_event: &str) -> Result<Value, Unauthorized> {
+        let Ok(event) = serde_json::from_str::<Event<'_>>(raw_event) else {
+            return self.refuse(None, Unauthorized::UnknownEvent);
+        };
+        let version = event.version.as_ref().map(|v| v.0.as_ref());
+        let kind = event.kind.as_ref().map(|k| k.0.as_ref());
+        let (shape, arn) = match (kind, version) {
+            (Some("TOKEN"), None) => (Shape::RestToken, event.method_arn.as_ref()),
+            (Some("REQUEST"), None) => (Shape::RestRequest, event.method_arn.as_ref()),
+            (Some("REQUEST"), Some("1.0")) => (Shape::HttpV1, event.method_arn.as_ref()),
+            (Some("REQUEST"), Some("2.0")) => (Shape::HttpV2, event.route_arn.as_ref()),
+            _ => return self.refuse(None, Unauthorized::UnknownEvent),
+        };
+        let Some((base, method, path)) = arn.and_then(|a| split_arn(&a.0)) else {
+            return self.refuse(Some(shape), Unauthorized::UnknownEvent);
+        };
+        let header = match shape {
+            Shape::RestToken => event.authorization_token.as_ref().map(|t| t.0.as_ref()),
+            _ => match &event.headers {
+                Some(AuthorizationHeader(Some(value), false)) => Some(value.as_ref()),
+                _ => None,
+            },
+        };
+        let Some(token) = header.and_then(bearer) else {
+            return self.refuse(Some(shape), Unauthorized::MissingToken);
+        };
+
+        let now = self.clock.now();
+        let verified = match self.verifier.verify(token, now) {
+            Ok(v) => v,
+            Err(rejection) => return self.refuse(Some(shape), Unauthorized::Invalid(rejection)),
+        };
+        {
+            let mut feed = self.feed.lock().await;
+            if feed.sync(now).await == Freshness::Stale {
+                return self.refuse(Some(shape), Unauthorized::StaleRevocations);
+            }
+            if feed.is_revoked(&verified) {
+                return self.refuse(Some(shape), Unauthorized::Revoked);
+            }
+        }
+
+        let rule = self.settings.rules.iter().find(|r| r.matches(method, &path));
+        let allowed = rule.is_none_or(|r| r.granted(&verified.scope));
+        if !allowed {
+            audit("deny", "insufficient_scope");
+        }
+        Ok(match (shape, self.settings.style) {
+            (Shape::HttpV2, ResponseStyle::Simple) => json!({ "isAuthorized": allowed, "context": context(&verified) }),
+            _ => self.policy(base, &verified),
+        })
+    }
+
+    /// An IAM policy for the whole API: allow everything, except an explicit deny for each
+    /// rule whose scopes the token lacks (correct for any route if API Gateway caches it).
+    fn policy(&self, base: &str, token: &VerifiedToken) -> Value {
+        let denied: Vec<String> = self
+            .settings
+            .rules
+            .iter()
+            .filter(|r| !r.granted(&token.scope))
+            .map(|r| format!("{base}/{}{}", r.method, r.path))
+            .collect();
+        let mut statements =
+            vec![json!({"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": [format!("{base}/*/*")]})];
+        if !denied.is_empty() {
+            statements.push(json!({"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": denied}));
+        }
+        json!({
+            "principalId": token.sub,
+            "policyDocument": {"Version": "2012-10-17", "Statement": statements},
+            "context": context(token),
+        })
+    }
+
+    fn refuse(&self, shape: Option<Shape>, why: Unauthorized) -> Result<Value, Unauthorized> {
+        audit("unauthorized", why.class());
+        match (shape, self.settings.style) {
+            (Some(Shape::HttpV2), ResponseStyle::Simple) => Ok(json!({ "isAuthorized": false })),
+            (Some(Shape::HttpV1 | Shape::HttpV2), _) => Ok(json!({
+                "principalId": "unauthorized",
+                "policyDocument": {"Version": "2012-10-17", "Statement": [
+                    {"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": ["*"]}
+                ]},
+            })),
+            _ => Err(why),
+        }
+    }
+}
+
+fn context(token: &VerifiedToken) -> Value {
+    json!({
+        "sub": token.sub,
+        "scope": token.scope,
+        "client_id": token.client_id,
+        "sid": token.sid,
+        "jti": token.jti,
+    })
+}
+
+/// One audit line and one metric per refusal class; never the token.
+fn audit(outcome: &'static str, reason: &'static str) {
+    tracing::warn!(target: "audit", event = "authorize", outcome, reason, "request not authorized");
+    crate::metrics::count("authorize", "AuthorizerRefusals", reason);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_execute_api_paths() {
+        assert!(glob("/api/*", "/api/items/7"));
+        assert!(glob("/api/items", "/api/items"));
+        assert!(!glob("/api/items", "/api/items/7"));
+        assert!(glob("*", "/anything"));
+        assert!(glob("/a/*/c", "/a/b/c"));
+        assert!(!glob("/a/*/c", "/a/b/d"));
+    }
+
+    #[test]
+    fn parses_route_rules_and_refuses_nonsense() {
+        let rules = RouteRule::parse_list("GET /api/items=read; POST /api/items/*=write admin").expect("valid");
+        assert_eq!(rules.len(), 2);
+        assert!(rules[1].matches("post", "/api/items/3"));
+        assert!(rules[1].granted("admin write read"));
+        assert!(!rules[1].granted("write"));
+        assert!(RouteRule::parse_list("GET api=read").is_err());
+        assert!(RouteRule::parse_list("/api=read").is_err());
+        assert_eq!(RouteRule::parse_list("").expect("empty"), vec![]);
+    }
+
+    #[test]
+    fn extracts_exactly_one_bearer_token() {
+        assert_eq!(bearer("Bearer abc.def.ghi"), Some("abc.def.ghi"));
+        assert_eq!(bearer("bEaReR abc"), Some("abc"));
+        for bad in ["abc", "Bearer", "Bearer ", "Bearer a b", "Basic abc", "Bearer  abc", "Bearer a,b"] {
+            assert_eq!(bearer(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn splits_method_and_route_arns() {
+        let (base, method, path) =
+            split_arn("arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/GET/api/items").expect("arn");
+        assert_eq!(
+            (base, method, path.as_str()),
+            ("arn:aws:execute-api:eu-west-1:123456789012:abc123/prod", "GET", "/api/items")
+        );
+        let (_, method, path) =
+            split_arn("arn:aws:execute-api:eu-west-1:123456789012:abc123/$default/POST/").expect("arn");
+        assert_eq!((method, path.as_str()), ("POST", "/"));
+        assert!(split_arn("not-an-arn").is_none());
+    }
+}

@@ -1,0 +1,199 @@
+//! What a warm authorizer knows about revocations, and how it keeps up.
+//!
+//! No DynamoDB read per request: the feed polls "revoked since T" at most once per
+//! `poll_every` (inline, on the first request after the interval), so reads depend on
+//! the number of warm instances, not on the request rate. A revocation is therefore
+//! visible at an instance within `poll_every` (+ the request gap that triggers the poll).
+//! If polling fails, the last known state serves for at most `max_staleness`, then every
+//! token is refused until a poll succeeds again (fail closed).
+
+use std::collections::HashMap;
+
+use crate::error::DependencyError;
+use crate::store::{DynamoRevocations, Revocation, RevocationKind};
+use crate::verify::VerifiedToken;
+
+/// How far back each poll looks again, to catch entries written by a writer whose clock
+/// runs behind, or made visible late. Re-applying an entry is harmless.
+const POLL_OVERLAP_MS: u64 = 5_000;
+
+/// The denylist in memory.
+#[derive(Debug, Default, Clone)]
+pub struct RevocationCache {
+    jti: HashMap<String, u64>,
+    sid: HashMap<String, u64>,
+    users: HashMap<String, (u64, u64)>,
+}
+
+impl RevocationCache {
+    /// Adds entries (idempotent).
+    pub fn apply(&mut self, entries: impl IntoIterator<Item = Revocation>) {
+        for e in entries {
+            match e.kind {
+                RevocationKind::Jti => {
+                    self.jti.insert(e.subject, e.expires_at);
+                }
+                RevocationKind::Sid => {
+                    self.sid.insert(e.subject, e.expires_at);
+                }
+                RevocationKind::User => {
+                    let not_before = e.not_before.unwrap_or(e.revoked_at_ms / 1000 + 1);
+                    let entry = self.users.entry(e.subject).or_insert((0, 0));
+                    *entry = (entry.0.max(not_before), entry.1.max(e.expires_at));
+                }
+            }
+        }
+    }
+
+    /// Whether a verified token is covered by an entry.
+    pub fn is_revoked(&self, token: &VerifiedToken) -> bool {
+        self.jti.contains_key(&token.jti)
+            || self.sid.contains_key(&token.sid)
+            || self.users.get(&token.sub).is_some_and(|(not_before, _)| token.iat < *not_before)
+    }
+
+    /// Drops entries past their expiry (no token they cover can still be valid).
+    pub fn prune(&mut self, now: u64) {
+        self.jti.retain(|_, exp| *exp > now);
+        self.sid.retain(|_, exp| *exp > now);
+        self.users.retain(|_, (_, exp)| *exp > now);
+    }
+
+    /// Number of entries held.
+    pub fn len(&self) -> usize {
+        self.jti.len() + self.sid.len() + self.users.len()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Whether the revocation state may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Synced within the staleness bound.
+    Fresh,
+    /// Not synced for longer than the bound (or never): deny everything.
+    Stale,
+}
+
+/// Keeps a [`RevocationCache`] up to date from the Revocations table.
+#[derive(Debug)]
+pub struct RevocationFeed {
+    store: DynamoRevocations,
+    cache: RevocationCache,
+    poll_every_secs: u64,
+    max_staleness_secs: u64,
+    lookback_secs: u64,
+    cursor_ms: Option<u64>,
+    last_attempt: Option<u64>,
+    last_success: Option<u64>,
+}
+
+impl RevocationFeed {
+    /// A feed that polls at most every `poll_every_secs`, serves a failed poll's last
+    /// state for `max_staleness_secs`, and at start loads entries of the last
+    /// `lookback_secs` (the longest a covered token can live).
+    pub fn new(store: DynamoRevocations, poll_every_secs: u64, max_staleness_secs: u64, lookback_secs: u64) -> Self {
+        Self {
+            store,
+            cache: RevocationCache::default(),
+            poll_every_secs,
+            max_staleness_secs,
+            lookback_secs,
+            cursor_ms: None,
+            last_attempt: None,
+            last_success: None,
+        }
+    }
+
+    /// Polls if due; then says whether the state may be used at `now` (Unix seconds).
+    pub async fn sync(&mut self, now: u64) -> Freshness {
+        let due = self.last_attempt.is_none_or(|at| now >= at.saturating_add(self.poll_every_secs));
+        if due {
+            self.last_attempt = Some(now);
+            if let Err(e) = self.poll(now).await {
+                tracing::warn!(error = %e, "revocation poll failed; serving the last known state");
+                crate::metrics::count("authorize", "RevocationPollFailures", "failed");
+            }
+        }
+        match self.last_success {
+            Some(at) if now <= at.saturating_add(self.max_staleness_secs) => Freshness::Fresh,
+            _ => {
+                tracing::error!(last_success = ?self.last_success, "revocation state is stale; denying");
+                Freshness::Stale
+            }
+        }
+    }
+
+    async fn poll(&mut self, now: u64) -> Result<(), DependencyError> {
+        let now_ms = now.saturating_mul(1000);
+        let since_ms = match self.cursor_ms {
+            Some(cursor) => cursor.saturating_sub(POLL_OVERLAP_MS),
+            None => now_ms.saturating_sub(self.lookback_secs.saturating_mul(1000)),
+        };
+        let entries = self.store.since(since_ms, now_ms.saturating_add(60_000)).await?;
+        self.cache.apply(entries);
+        self.cache.prune(now);
+        self.cursor_ms = Some(now_ms);
+        self.last_success = Some(now);
+        Ok(())
+    }
+
+    /// Whether a verified token is revoked, by the last known state.
+    pub fn is_revoked(&self, token: &VerifiedToken) -> bool {
+        self.cache.is_revoked(token)
+    }
+
+    /// The cache, for inspection.
+    pub fn cache(&self) -> &RevocationCache {
+        &self.cache
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(jti: &str, sid: &str, sub: &str, iat: u64) -> VerifiedToken {
+        VerifiedToken {
+            sub: sub.into(),
+            scope: String::new(),
+            client_id: String::new(),
+            sid: sid.into(),
+            jti: jti.into(),
+            iat,
+            exp: iat + 900,
+        }
+    }
+
+    fn entry(kind: RevocationKind, subject: &str, not_before: Option<u64>, expires_at: u64) -> Revocation {
+        Revocation { kind, subject: subject.into(), revoked_at_ms: 1_000_000, not_before, expires_at }
+    }
+
+    #[test]
+    fn covers_tokens_by_jti_sid_and_user_not_before() {
+        let mut cache = RevocationCache::default();
+        cache.apply([
+            entry(RevocationKind::Jti, "j1", None, 2000),
+            entry(RevocationKind::Sid, "s1", None, 2000),
+            entry(RevocationKind::User, "u1", Some(1000), 2000),
+        ]);
+        assert!(cache.is_revoked(&token("j1", "x", "x", 0)));
+        assert!(cache.is_revoked(&token("x", "s1", "x", 0)));
+        assert!(cache.is_revoked(&token("x", "x", "u1", 999)), "issued before not-before");
+        assert!(!cache.is_revoked(&token("x", "x", "u1", 1000)), "issued after: a new login");
+        assert!(!cache.is_revoked(&token("j2", "s2", "u2", 0)));
+    }
+
+    #[test]
+    fn prunes_entries_no_token_can_outlive() {
+        let mut cache = RevocationCache::default();
+        cache.apply([entry(RevocationKind::Jti, "old", None, 100), entry(RevocationKind::Jti, "new", None, 300)]);
+        cache.prune(200);
+        assert_eq!(cache.len(), 1);
+        assert!(cache.is_revoked(&token("new", "x", "x", 0)));
+    }
+}
