@@ -17,8 +17,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::revocation_cache::{Freshness, RevocationFeed};
@@ -206,6 +205,80 @@ enum Shape {
     HttpV2,
 }
 
+/// What the authorizer answers (serialised by the runtime): a simple response (HTTP API
+/// payload 2.0) or an IAM policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// `{"isAuthorized": .., "context": ..}`.
+    Simple {
+        /// Allow or deny.
+        #[serde(rename = "isAuthorized")]
+        is_authorized: bool,
+        /// Claims handed to the backend.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        context: Option<AuthContext>,
+    },
+    /// `{"principalId": .., "policyDocument": .., "context": ..}`.
+    Policy {
+        /// The user id (or `unauthorized`).
+        #[serde(rename = "principalId")]
+        principal_id: String,
+        /// The IAM policy.
+        #[serde(rename = "policyDocument")]
+        policy_document: PolicyDocument,
+        /// Claims handed to the backend.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        context: Option<AuthContext>,
+    },
+}
+
+/// The context API Gateway passes to the backend (strings only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuthContext {
+    /// User id.
+    pub sub: String,
+    /// Granted scope.
+    pub scope: String,
+    /// Client.
+    pub client_id: String,
+    /// Session id.
+    pub sid: String,
+    /// Token id.
+    pub jti: String,
+}
+
+/// An IAM policy document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyDocument {
+    /// Always `2012-10-17`.
+    #[serde(rename = "Version")]
+    pub version: &'static str,
+    /// Allow and deny statements.
+    #[serde(rename = "Statement")]
+    pub statement: Vec<Statement>,
+}
+
+/// One statement of a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Statement {
+    /// Always `execute-api:Invoke`.
+    #[serde(rename = "Action")]
+    pub action: &'static str,
+    /// `Allow` or `Deny`.
+    #[serde(rename = "Effect")]
+    pub effect: &'static str,
+    /// execute-api ARNs (patterns).
+    #[serde(rename = "Resource")]
+    pub resource: Vec<String>,
+}
+
+impl From<VerifiedToken> for AuthContext {
+    fn from(t: VerifiedToken) -> Self {
+        Self { sub: t.sub, scope: t.scope, client_id: t.client_id, sid: t.sid, jti: t.jti }
+    }
+}
+
 /// `Bearer <token>`: scheme case-insensitive, exactly one token, nothing else.
 pub fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
@@ -370,6 +443,11 @@ impl Authorizer {
         Ok(Self::new(verifier, feed, settings, clock))
     }
 
+    /// The verifier (for benchmarks that take the hot path apart).
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
     /// Polls the revocation feed now (at cold start, so the first request needs no read).
     pub async fn warm_up(&self) -> Freshness {
         self.feed.lock().await.sync(self.clock.now()).await
@@ -377,7 +455,7 @@ impl Authorizer {
 
     /// Answers one raw authorizer event: `Ok(response JSON)` for allow and deny,
     /// `Err(Unauthorized)` where API Gateway must answer 401 (REST).
-    pub async fn handle(&self, raw_event: &str) -> Result<Value, Unauthorized> {
+    pub async fn handle(&self, raw_event: &str) -> Result<Answer, Unauthorized> {
         let Ok(event) = serde_json::from_str::<Event<'_>>(raw_event) else {
             return self.refuse(None, Unauthorized::UnknownEvent);
         };
@@ -425,14 +503,18 @@ impl Authorizer {
             audit("deny", "insufficient_scope");
         }
         Ok(match (shape, self.settings.style) {
-            (Shape::HttpV2, ResponseStyle::Simple) => json!({ "isAuthorized": allowed, "context": context(&verified) }),
-            _ => self.policy(base, &verified),
+            (Shape::HttpV2, ResponseStyle::Simple) => {
+                Answer::Simple { is_authorized: allowed, context: Some(AuthContext::from(verified)) }
+            }
+            _ => self.policy(base, verified),
         })
     }
 
     /// An IAM policy for the whole API: allow everything, except an explicit deny for each
     /// rule whose scopes the token lacks (correct for any route if API Gateway caches it).
-    fn policy(&self, base: &str, token: &VerifiedToken) -> Value {
+    fn policy(&self, base: &str, token: VerifiedToken) -> Answer {
+        let invoke = |effect, resource| Statement { action: "execute-api:Invoke", effect, resource };
+        let mut statement = vec![invoke("Allow", vec![format!("{base}/*/*")])];
         let denied: Vec<String> = self
             .settings
             .rules
@@ -440,41 +522,35 @@ impl Authorizer {
             .filter(|r| !r.granted(&token.scope))
             .map(|r| format!("{base}/{}{}", r.method, r.path))
             .collect();
-        let mut statements =
-            vec![json!({"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": [format!("{base}/*/*")]})];
         if !denied.is_empty() {
-            statements.push(json!({"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": denied}));
+            statement.push(invoke("Deny", denied));
         }
-        json!({
-            "principalId": token.sub,
-            "policyDocument": {"Version": "2012-10-17", "Statement": statements},
-            "context": context(token),
-        })
+        Answer::Policy {
+            principal_id: token.sub.clone(),
+            policy_document: PolicyDocument { version: "2012-10-17", statement },
+            context: Some(AuthContext::from(token)),
+        }
     }
 
-    fn refuse(&self, shape: Option<Shape>, why: Unauthorized) -> Result<Value, Unauthorized> {
+    fn refuse(&self, shape: Option<Shape>, why: Unauthorized) -> Result<Answer, Unauthorized> {
         audit("unauthorized", why.class());
         match (shape, self.settings.style) {
-            (Some(Shape::HttpV2), ResponseStyle::Simple) => Ok(json!({ "isAuthorized": false })),
-            (Some(Shape::HttpV1 | Shape::HttpV2), _) => Ok(json!({
-                "principalId": "unauthorized",
-                "policyDocument": {"Version": "2012-10-17", "Statement": [
-                    {"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": ["*"]}
-                ]},
-            })),
+            (Some(Shape::HttpV2), ResponseStyle::Simple) => Ok(Answer::Simple { is_authorized: false, context: None }),
+            (Some(Shape::HttpV1 | Shape::HttpV2), _) => Ok(Answer::Policy {
+                principal_id: "unauthorized".to_owned(),
+                policy_document: PolicyDocument {
+                    version: "2012-10-17",
+                    statement: vec![Statement {
+                        action: "execute-api:Invoke",
+                        effect: "Deny",
+                        resource: vec!["*".to_owned()],
+                    }],
+                },
+                context: None,
+            }),
             _ => Err(why),
         }
     }
-}
-
-fn context(token: &VerifiedToken) -> Value {
-    json!({
-        "sub": token.sub,
-        "scope": token.scope,
-        "client_id": token.client_id,
-        "sid": token.sid,
-        "jti": token.jti,
-    })
 }
 
 /// One audit line and one metric per refusal class; never the token.

@@ -109,6 +109,27 @@ impl RevocationFeed {
         }
     }
 
+    /// A feed that already holds `cache`, synced at `synced_at` (for benchmarks and tests
+    /// of the hot path: no poll is due until `poll_every_secs` later).
+    pub fn preloaded(
+        store: DynamoRevocations,
+        cache: RevocationCache,
+        synced_at: u64,
+        poll_every_secs: u64,
+        max_staleness_secs: u64,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            poll_every_secs,
+            max_staleness_secs,
+            lookback_secs: 0,
+            cursor_ms: Some(synced_at.saturating_mul(1000)),
+            last_attempt: Some(synced_at),
+            last_success: Some(synced_at),
+        }
+    }
+
     /// Polls if due; then says whether the state may be used at `now` (Unix seconds).
     pub async fn sync(&mut self, now: u64) -> Freshness {
         let due = self.last_attempt.is_none_or(|at| now >= at.saturating_add(self.poll_every_secs));

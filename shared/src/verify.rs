@@ -185,8 +185,10 @@ impl Verifier {
         if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
             return Err(Rejection::Malformed);
         }
-        let header_json = B64URL.decode(header_b64).map_err(|_| Rejection::Malformed)?;
-        let header: Header<'_> = serde_json::from_slice(&header_json).map_err(|_| Rejection::Malformed)?;
+        // Header and signature are small: decoded on the stack, no allocation.
+        let mut header_buf = [0u8; 512];
+        let header_len = B64URL.decode_slice(header_b64, &mut header_buf).map_err(|_| Rejection::Malformed)?;
+        let header: Header<'_> = serde_json::from_slice(&header_buf[..header_len]).map_err(|_| Rejection::Malformed)?;
         let key = self.keys.iter().find(|k| k.kid == header.kid).ok_or(Rejection::UnknownKey)?;
         if header.alg != key.algorithm.as_str() {
             return Err(Rejection::AlgorithmMismatch);
@@ -195,12 +197,13 @@ impl Verifier {
             Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => {}
             _ => return Err(Rejection::WrongType),
         }
-        let signature = B64URL.decode(signature_b64).map_err(|_| Rejection::Malformed)?;
-        if key.algorithm == KeyAlgorithm::ES256 && signature.len() != 64 {
+        let mut signature_buf = [0u8; 1024];
+        let signature_len = B64URL.decode_slice(signature_b64, &mut signature_buf).map_err(|_| Rejection::Malformed)?;
+        if key.algorithm == KeyAlgorithm::ES256 && signature_len != 64 {
             return Err(Rejection::BadSignature);
         }
         let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-        key.key.verify_sig(signing_input, &signature).map_err(|_| Rejection::BadSignature)?;
+        key.key.verify_sig(signing_input, &signature_buf[..signature_len]).map_err(|_| Rejection::BadSignature)?;
 
         let payload_json = B64URL.decode(payload_b64).map_err(|_| Rejection::Malformed)?;
         let claims: Claims<'_> = serde_json::from_slice(&payload_json).map_err(|_| Rejection::Malformed)?;
@@ -308,16 +311,18 @@ impl<'de> Deserialize<'de> for Claims<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut claims = Claims::default();
-                let mut seen: Vec<&'de str> = Vec::with_capacity(12);
+                let mut seen: [&'de str; MAX_MEMBERS] = [""; MAX_MEMBERS];
+                let mut count = 0;
                 let mut saw_aud = false;
                 while let Some(key) = map.next_key::<&'de str>()? {
-                    if seen.contains(&key) {
+                    if seen[..count].contains(&key) {
                         return Err(de::Error::custom("duplicate member"));
                     }
-                    if seen.len() == MAX_MEMBERS {
+                    if count == MAX_MEMBERS {
                         return Err(de::Error::custom("too many members"));
                     }
-                    seen.push(key);
+                    seen[count] = key;
+                    count += 1;
                     match key {
                         "iss" => claims.iss = Some(map.next_value()?),
                         "sub" => claims.sub = Some(map.next_value()?),

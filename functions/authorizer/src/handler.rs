@@ -2,13 +2,12 @@
 
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::value::RawValue;
-use serde_json::Value;
-use tokenauth::authorizer::Authorizer;
+use tokenauth::authorizer::{Answer, Authorizer};
 
 /// The event stays raw JSON here: the library reads only the fields it needs from it.
 /// `Unauthorized` becomes the Lambda error of that name, which API Gateway (REST) turns into
 /// a 401; nothing here panics.
-pub async fn function_handler(authorizer: &Authorizer, event: LambdaEvent<Box<RawValue>>) -> Result<Value, Error> {
+pub async fn function_handler(authorizer: &Authorizer, event: LambdaEvent<Box<RawValue>>) -> Result<Answer, Error> {
     authorizer.handle(event.payload.get()).await.map_err(Error::from)
 }
 
@@ -44,9 +43,9 @@ mod tests {
         }
         let raw = RawValue::from_string(event("authorizer-http-api-v2.json").to_string()).unwrap();
         let answer = function_handler(&authorizer, LambdaEvent::new(raw, Context::default())).await.unwrap();
-        assert_eq!(answer["isAuthorized"], false);
+        assert_eq!(serde_json::to_value(answer).unwrap()["isAuthorized"], false);
         let raw = RawValue::from_string(event("authorizer-http-api-v1.json").to_string()).unwrap();
         let answer = function_handler(&authorizer, LambdaEvent::new(raw, Context::default())).await.unwrap();
-        assert_eq!(answer["policyDocument"]["Statement"][0]["Effect"], "Deny");
+        assert_eq!(serde_json::to_value(answer).unwrap()["policyDocument"]["Statement"][0]["Effect"], "Deny");
     }
 }

@@ -1,0 +1,221 @@
+//! The authorizer's hot path against the physical limit of its signature check.
+//!
+//! Prints, from one run: raw signature verification with aws-lc-rs on a pre-parsed key
+//! (ES256 and RS256), the full warm handler (parse event -> verify -> revocation check ->
+//! response) on a REST TOKEN event and on an HTTP API 2.0 event, and the ratios
+//! handler / raw. Needs no AWS: keys are local, the revocation state is preloaded with
+//! 10 000 entries and no poll falls due during the run.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, ParsedPublicKey, RsaKeyPair};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine as _;
+use criterion::{criterion_group, criterion_main, Criterion};
+use tokenauth::authorizer::{Authorizer, AuthorizerSettings, ResponseStyle};
+use tokenauth::clock::{Clock, SystemClock};
+use tokenauth::revocation_cache::{RevocationCache, RevocationFeed};
+use tokenauth::store::{DynamoRevocations, Revocation, RevocationKind};
+use tokenauth::verify::{TrustedKey, Verifier};
+
+const ISS: &str = "https://auth.example.test";
+const AUD: &str = "tokenauth-api";
+
+struct Case {
+    name: &'static str,
+    token: String,
+    raw_key: ParsedPublicKey,
+    authorizer: Authorizer,
+}
+
+fn claims(now: u64) -> String {
+    serde_json::json!({"iss": ISS, "sub": "Qwn809P3Ikkqm_y_1SjkkA", "aud": AUD, "exp": now + 900, "iat": now,
+        "jti": "EeH4P8eCg1829Eb6QYd4pg", "client_id": "first-party", "scope": "read write", "sid": "rMMPcdbUfb0W-ykXTJ4nCg"})
+    .to_string()
+}
+
+fn authorizer(key: TrustedKey, now: u64) -> Authorizer {
+    let mut cache = RevocationCache::default();
+    cache.apply((0..10_000).map(|i| Revocation {
+        kind: [RevocationKind::Jti, RevocationKind::Sid, RevocationKind::User][i % 3],
+        subject: format!("revoked-{i}"),
+        revoked_at_ms: now * 1000,
+        not_before: Some(now),
+        expires_at: now + 3600,
+    }));
+    // Never contacted: no poll falls due within the run.
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build(),
+    );
+    let feed = RevocationFeed::preloaded(DynamoRevocations::new(dynamodb, "unused"), cache, now, 86_400, 86_400);
+    let verifier = Verifier::new(vec![key], ISS.into(), AUD.into(), 30);
+    Authorizer::new(
+        verifier,
+        feed,
+        AuthorizerSettings { style: ResponseStyle::Simple, rules: vec![] },
+        Arc::new(SystemClock),
+    )
+}
+
+fn cases(now: u64) -> Vec<Case> {
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let ec = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    let ec_spki = ec.public_key().as_der().unwrap().as_ref().to_vec();
+    let rsa = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let rsa_spki = rsa.public_key().as_der().unwrap().as_ref().to_vec();
+
+    let es_key = TrustedKey::es256_from_spki(&ec_spki).unwrap();
+    let rs_key = TrustedKey::rs256_from_spki(&rsa_spki).unwrap();
+    let es_input = format!(
+        "{}.{}",
+        B64URL.encode(format!(r#"{{"alg":"ES256","typ":"at+jwt","kid":"{}"}}"#, es_key.kid())),
+        B64URL.encode(claims(now))
+    );
+    let es_token = format!("{es_input}.{}", B64URL.encode(ec.sign(&rng, es_input.as_bytes()).unwrap()));
+    let rs_input = format!(
+        "{}.{}",
+        B64URL.encode(format!(r#"{{"alg":"RS256","typ":"at+jwt","kid":"{}"}}"#, rs_key.kid())),
+        B64URL.encode(claims(now))
+    );
+    let mut rs_sig = vec![0; rsa.public_modulus_len()];
+    rsa.sign(&signature::RSA_PKCS1_SHA256, &rng, rs_input.as_bytes(), &mut rs_sig).unwrap();
+    let rs_token = format!("{rs_input}.{}", B64URL.encode(rs_sig));
+
+    vec![
+        Case {
+            name: "ES256",
+            token: es_token,
+            raw_key: ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &ec_spki).unwrap(),
+            authorizer: authorizer(es_key, now),
+        },
+        Case {
+            name: "RS256",
+            token: rs_token,
+            raw_key: ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, &rsa_spki).unwrap(),
+            authorizer: authorizer(rs_key, now),
+        },
+    ]
+}
+
+fn event(file: &str, token: &str) -> String {
+    let path = format!("{}/../../events/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let placeholder = "Bearer eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6Im5vbmUifQ.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+    text.replace(placeholder, &format!("Bearer {token}"))
+}
+
+/// The whole warm handler: raw event text in, the response bytes the runtime would send out.
+async fn handle_to_bytes(authorizer: &Authorizer, event: &str) -> Vec<u8> {
+    serde_json::to_vec(&authorizer.handle(event).await.unwrap()).unwrap()
+}
+
+fn raw_verify(case: &Case) {
+    let (input, sig) = case.token.rsplit_once('.').unwrap();
+    let sig = B64URL.decode(sig).unwrap();
+    case.raw_key.verify_sig(input.as_bytes(), &sig).unwrap();
+}
+
+/// Median time per call over `batches` batches of `per_batch` calls.
+fn median_per_call(batches: usize, per_batch: u32, mut f: impl FnMut()) -> Duration {
+    let mut samples: Vec<Duration> = (0..batches)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..per_batch {
+                f();
+            }
+            t.elapsed() / per_batch
+        })
+        .collect();
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+async fn median_per_call_async<F, Fut>(batches: usize, per_batch: u32, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future,
+{
+    let mut samples = Vec::with_capacity(batches);
+    for _ in 0..batches {
+        let t = Instant::now();
+        for _ in 0..per_batch {
+            std::hint::black_box(f().await);
+        }
+        samples.push(t.elapsed() / per_batch);
+    }
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn bench(c: &mut Criterion) {
+    let now = SystemClock.now();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cases = cases(now);
+    let mut group = c.benchmark_group("authorizer");
+    group.measurement_time(Duration::from_secs(4)).sample_size(50);
+    for case in &cases {
+        let rest = event("authorizer-rest-token.json", &case.token);
+        let http = event("authorizer-http-api-v2.json", &case.token);
+        assert!(runtime.block_on(case.authorizer.handle(&rest)).is_ok(), "the REST event is allowed");
+        let http_answer = serde_json::to_value(runtime.block_on(case.authorizer.handle(&http)).unwrap()).unwrap();
+        assert_eq!(http_answer["isAuthorized"], true);
+        group.bench_function(format!("raw_verify_{}", case.name), |b| b.iter(|| raw_verify(case)));
+        group.bench_function(format!("handler_rest_token_{}", case.name), |b| {
+            b.to_async(&runtime).iter(|| handle_to_bytes(&case.authorizer, &rest))
+        });
+        group.bench_function(format!("handler_http_api_v2_{}", case.name), |b| {
+            b.to_async(&runtime).iter(|| handle_to_bytes(&case.authorizer, &http))
+        });
+    }
+    group.finish();
+
+    println!("\nauthorizer hot path, median per call (31 batches), one run:");
+    for case in &cases {
+        let rest = event("authorizer-rest-token.json", &case.token);
+        let http = event("authorizer-http-api-v2.json", &case.token);
+        let per_batch = if case.name == "ES256" { 400 } else { 1000 };
+        // Interleave the three so drift of the machine affects them alike. The handler runs
+        // inside the runtime, as under lambda_runtime.
+        let (mut raw, mut hr, mut hh) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..5 {
+            raw.push(median_per_call(31, per_batch, || raw_verify(case)));
+            hr.push(
+                runtime.block_on(median_per_call_async(31, per_batch, || handle_to_bytes(&case.authorizer, &rest))),
+            );
+            hh.push(
+                runtime.block_on(median_per_call_async(31, per_batch, || handle_to_bytes(&case.authorizer, &http))),
+            );
+        }
+        let med = |mut v: Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        let (raw, hr, hh) = (med(raw), med(hr), med(hh));
+        let verifier_only = median_per_call(31, per_batch, || {
+            std::hint::black_box(case.authorizer.verifier().verify(&case.token, now).unwrap());
+        });
+        println!("  {}: verifier alone {:.2} us", case.name, verifier_only.as_secs_f64() * 1e6);
+        let goal = if case.name == "ES256" { 1.10 } else { 1.20 };
+        println!(
+            "  {}: raw verify {:.2} us | handler REST TOKEN {:.2} us (ratio {:.3}) | handler HTTP API 2.0 {:.2} us (ratio {:.3}) | goal <= {goal:.2}",
+            case.name,
+            raw.as_secs_f64() * 1e6,
+            hr.as_secs_f64() * 1e6,
+            hr.as_secs_f64() / raw.as_secs_f64(),
+            hh.as_secs_f64() * 1e6,
+            hh.as_secs_f64() / raw.as_secs_f64(),
+        );
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
