@@ -19,7 +19,7 @@ FUNCTIONS   := login refresh revoke authorizer whoami
 # cargo-lambda, zig and cfn-lint live in the venv.
 export PATH := $(abspath $(VENV)/bin):$(PATH)
 
-.PHONY: help tools java dev dev-down stack-up stack-down test lint build bench clean
+.PHONY: help tools java dev dev-down stack-up stack-down test lint build bench fuzz clean
 
 help:
 	@echo "make dev        local stack + demo user + functions under cargo lambda watch"
@@ -28,6 +28,7 @@ help:
 	@echo "make stack-down stop what stack-up/dev started"
 	@echo "make build      cargo lambda build --release for every function"
 	@echo "make bench      criterion benchmarks"
+	@echo "make fuzz       fuzz the token verifier (FUZZ_SECS, default 60)"
 
 tools: $(VENV)/.installed $(NODE_DIR)/.installed java
 
@@ -73,6 +74,18 @@ build: tools
 bench: tools
 	cargo bench --locked --workspace --no-run
 	infra/local/with-stack.sh $(LOCAL)/bench-stack cargo bench --locked --workspace
+
+# cargo-fuzz from crates.io into .local/cargo; the stable toolchain's nightly features are
+# unlocked with RUSTC_BOOTSTRAP=1 (no other toolchain can be installed here).
+FUZZ_SECS ?= 60
+fuzz:
+	@test -x $(LOCAL)/cargo/bin/cargo-fuzz || cargo install cargo-fuzz --locked --root $(abspath $(LOCAL)/cargo)
+	mkdir -p $(LOCAL)/fuzz-corpus
+	cd shared && PATH=$(abspath $(LOCAL)/cargo/bin):$$PATH RUSTC_BOOTSTRAP=1 cargo fuzz run verify_token \
+	  $(abspath $(LOCAL)/fuzz-corpus) fuzz/corpus/verify_token -- -max_total_time=$(FUZZ_SECS)
+
+bench-authorizer:
+	cargo bench --locked -p authorizer
 
 clean: stack-down
 	rm -rf $(LOCAL) target
