@@ -59,7 +59,15 @@ def run_once(binary: str, event: bytes) -> float:
     port = free_port()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Stub)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = dict(os.environ, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}", AWS_LAMBDA_FUNCTION_NAME="coldstart")
+    env = dict(
+        os.environ,
+        AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}",
+        AWS_LAMBDA_FUNCTION_NAME="coldstart",
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",
+        AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+        AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/coldstart",
+        AWS_LAMBDA_LOG_STREAM_NAME="local",
+    )
     start = time.perf_counter()
     proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ok = answered.wait(30)
