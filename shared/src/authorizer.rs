@@ -292,13 +292,6 @@ impl From<VerifiedToken> for AuthContext {
     }
 }
 
-/// `Bearer <token>`: scheme case-insensitive, exactly one token, nothing else.
-pub fn bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.chars().all(b64token)).then_some(token)
-}
-
 /// `arn:aws:execute-api:region:account:api/stage/METHOD/path...` -> (base, method, path)
 /// with base = `arn:...:api/stage`.
 fn split_arn(arn: &str) -> Option<(&str, &str, String)> {
@@ -491,7 +484,7 @@ impl Authorizer {
                 _ => None,
             },
         };
-        let Some(token) = header.and_then(bearer) else {
+        let Some(token) = header.and_then(crate::http::parse_bearer) else {
             return self.refuse(Some(shape), Unauthorized::MissingToken);
         };
 
@@ -602,10 +595,11 @@ mod tests {
 
     #[test]
     fn extracts_exactly_one_bearer_token() {
-        assert_eq!(bearer("Bearer abc.def.ghi"), Some("abc.def.ghi"));
-        assert_eq!(bearer("bEaReR abc"), Some("abc"));
+        use crate::http::parse_bearer;
+        assert_eq!(parse_bearer("Bearer abc.def.ghi"), Some("abc.def.ghi"));
+        assert_eq!(parse_bearer("bEaReR abc"), Some("abc"));
         for bad in ["abc", "Bearer", "Bearer ", "Bearer a b", "Basic abc", "Bearer  abc", "Bearer a,b"] {
-            assert_eq!(bearer(bad), None, "{bad:?}");
+            assert_eq!(parse_bearer(bad), None, "{bad:?}");
         }
     }
 

@@ -77,13 +77,15 @@ pub async fn revoke(service: &RevocationService, request: &Request) -> Response<
 pub fn bearer_token(request: &Request) -> Result<&str, ApiError> {
     let mut values = request.headers().get_all(AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else { return Err(ApiError::InvalidToken) };
-    let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
-    let (scheme, token) = value.split_once(' ').ok_or(ApiError::InvalidToken)?;
+    value.to_str().ok().and_then(parse_bearer).ok_or(ApiError::InvalidToken)
+}
+
+/// `Bearer <token>` (RFC 6750 §2.1): scheme case-insensitive, exactly one token of the
+/// b64token alphabet, nothing else. Shared by revoke-all and the authorizer.
+pub fn parse_bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
     let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || !token.chars().all(b64token) {
-        return Err(ApiError::InvalidToken);
-    }
-    Ok(token)
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.chars().all(b64token)).then_some(token)
 }
 
 /// The caller's IP as API Gateway (REST or HTTP API) reports it.

@@ -16,7 +16,7 @@ use crate::revoke::Revoker;
 use crate::rotation::{classify, seal_successor, Refusal};
 use crate::scope::Scope;
 use crate::session::{RequestMeta, TokenResponse};
-use crate::store::{DynamoFamilies, FamilyRecord, RotateOutcome, Rotation};
+use crate::store::{DynamoFamilies, RotateOutcome, Rotation};
 use crate::token::{AccessGrant, AccessTokenIssuer, RefreshToken};
 
 /// A refresh request (RFC 6749 §6), already parsed.
@@ -143,25 +143,9 @@ impl RefreshService {
             }
         };
 
-        let access_token = self.sign_for(&family, &required, now).await?;
-        audit::session_event(event, "success", Some(&family.user_id), &family_id, Some(&family.client_id), ip);
+        // RFC 6749 §6: the narrowed scope if one was asked for, else the one granted at login.
         let scope =
             if required.is_empty() { family.scope_string() } else { Scope::from_tokens(required).to_scope_string() };
-        Ok(TokenResponse {
-            access_token,
-            token_type: "Bearer",
-            expires_in: self.issuer.ttl().as_secs(),
-            refresh_token: refresh_token.encode(),
-            scope,
-        })
-    }
-
-    async fn sign_for(&self, family: &FamilyRecord, required: &[String], now: u64) -> Result<String, ApiError> {
-        let scope = if required.is_empty() {
-            family.scope_string()
-        } else {
-            Scope::from_tokens(required.iter().cloned()).to_scope_string()
-        };
         let claims = self.issuer.claims(
             &AccessGrant {
                 subject: &family.user_id,
@@ -171,6 +155,14 @@ impl RefreshService {
             },
             now,
         );
-        Ok(self.issuer.sign(&claims).await?)
+        let access_token = self.issuer.sign(&claims).await?;
+        audit::session_event(event, "success", Some(&family.user_id), &family_id, Some(&family.client_id), ip);
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.issuer.ttl().as_secs(),
+            refresh_token: refresh_token.encode(),
+            scope,
+        })
     }
 }
