@@ -6,8 +6,10 @@
 //!
 //! Read it top to bottom in this order: [`config`] (what a deployment sets),
 //! [`session`] (the login rules), [`token`] (what is issued), [`keys`] (how it is signed),
-//! [`store`] (where state lives), [`http`] (the one place requests and errors meet HTTP).
-//! The function binaries only wire these together.
+//! [`rotation`] and [`refresh`] (refresh-token rotation, retry and reuse), [`revoke`]
+//! (ending sessions), [`verify`], [`revocation_cache`] and [`authorizer`] (the API Gateway
+//! hot path), [`store`] (where state lives), [`http`] (the one place requests and errors
+//! meet HTTP). The function binaries only wire these together.
 
 pub mod audit;
 pub mod authorizer;

@@ -1,7 +1,7 @@
 //! Where state lives: DynamoDB repositories for users and refresh-token families.
 //!
 //! Item conversion goes through `serde_dynamo` in one place per table. Every call maps its
-//! SDK error to a [`DependencyError`] (a 503 for the client). These types are tested only
+//! SDK error to a [`crate::error::DependencyError`] (a 503 for the client). These types are tested only
 //! against DynamoDB Local: conditional writes are the point, and a map cannot show them.
 
 mod families;
