@@ -25,10 +25,7 @@ pub async fn login(service: &LoginService, request: &Request) -> Response<Body> 
         Ok(login) => service.login(login, &request_meta(request)).await,
         Err(e) => Err(e),
     };
-    match outcome {
-        Ok(tokens) => token_response(&tokens),
-        Err(e) => error_response(&e),
-    }
+    token_or_error(outcome)
 }
 
 /// `POST /auth/refresh` (RFC 6749 §6): JSON `{"refresh_token", "scope"?}` or form
@@ -38,6 +35,11 @@ pub async fn refresh(service: &RefreshService, request: &Request) -> Response<Bo
         Ok(refresh) => service.refresh(refresh, &request_meta(request)).await,
         Err(e) => Err(e),
     };
+    token_or_error(outcome)
+}
+
+/// A token endpoint's answer: the token response, or the error's one mapping.
+fn token_or_error(outcome: Result<TokenResponse, ApiError>) -> Response<Body> {
     match outcome {
         Ok(tokens) => token_response(&tokens),
         Err(e) => error_response(&e),
@@ -109,7 +111,7 @@ struct LoginBody {
 /// Reads a login body: POST, `application/json`, at most [`MAX_BODY_BYTES`], UTF-8,
 /// string fields, `username` and `password` present and non-empty.
 pub fn parse_login(request: &Request) -> Result<LoginRequest, ApiError> {
-    let body: LoginBody = json_body(request)?;
+    let body: LoginBody = json_body(request, "content type must be application/json")?;
     if body.username.trim().is_empty() {
         return Err(ApiError::InvalidRequest("username must not be empty"));
     }
@@ -175,12 +177,8 @@ fn json_or_form_body<T: for<'de> Deserialize<'de>>(request: &Request) -> Result<
         .and_then(|v| v.split(';').next())
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
     if !is_form {
-        if request.method() == Method::POST && !is_json_content_type(request.headers().get(CONTENT_TYPE)) {
-            return Err(ApiError::InvalidRequest(
-                "content type must be application/json or application/x-www-form-urlencoded",
-            ));
-        }
-        return json_body(request).map(|body| (body, false));
+        let wrong_type = "content type must be application/json or application/x-www-form-urlencoded";
+        return json_body(request, wrong_type).map(|body| (body, false));
     }
     if request.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed);
@@ -196,7 +194,8 @@ fn json_or_form_body<T: for<'de> Deserialize<'de>>(request: &Request) -> Result<
         .map_err(|_| ApiError::InvalidRequest("form body is malformed or repeats a parameter"))
 }
 
-fn json_body<T: for<'de> Deserialize<'de>>(request: &Request) -> Result<T, ApiError> {
+/// A JSON body; `wrong_type` is what a client sending another content type is told.
+fn json_body<T: for<'de> Deserialize<'de>>(request: &Request, wrong_type: &'static str) -> Result<T, ApiError> {
     if request.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed);
     }
@@ -205,7 +204,7 @@ fn json_body<T: for<'de> Deserialize<'de>>(request: &Request) -> Result<T, ApiEr
         return Err(ApiError::PayloadTooLarge);
     }
     if !is_json_content_type(request.headers().get(CONTENT_TYPE)) {
-        return Err(ApiError::InvalidRequest("content type must be application/json"));
+        return Err(ApiError::InvalidRequest(wrong_type));
     }
     let text = std::str::from_utf8(bytes).map_err(|_| ApiError::InvalidRequest("body is not UTF-8"))?;
     if text.trim().is_empty() {

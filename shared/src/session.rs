@@ -197,22 +197,22 @@ impl LoginService {
         };
 
         let granted = Scope::from_tokens(user.scopes.iter().cloned());
-        let scope = match requested_scope {
+        let granted_scope = match requested_scope {
             None => granted,
             Some(requested) if requested.is_subset_of(&granted) => requested,
             Some(_) => {
                 failed(LoginFailure::InvalidScope, Some(&user.user_id));
                 return Err(ApiError::InvalidScope);
             }
-        }
-        .to_scope_string();
+        };
+        let scope = granted_scope.to_scope_string();
 
         let refresh = RefreshToken::new_family();
         let family = FamilyRecord {
             family_id: refresh.family_id(),
             user_id: user.user_id.clone(),
             client_id: client_id.to_owned(),
-            scopes: scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            scopes: granted_scope.tokens().map(str::to_owned).collect(),
             token_hash: refresh.hash(),
             generation: 0,
             recent: vec![String::new(); crate::store::HISTORY_SLOTS],

@@ -297,26 +297,20 @@ impl DynamoFamilies {
 
     /// Ids of every family of a user (the `by_user` index), all pages.
     pub async fn family_ids_of_user(&self, user_id: &str) -> Result<Vec<String>, DependencyError> {
-        let mut ids = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(FAMILIES_BY_USER_INDEX)
-                .key_condition_expression("#u = :u")
-                .expression_attribute_names("#u", FAMILIES_BY_USER_PARTITION_KEY)
-                .expression_attribute_values(":u", s(user_id))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| DependencyError::dynamodb("Query", e))?;
-            ids.extend(out.items().iter().filter_map(|i| i.get(FAMILIES_PARTITION_KEY)?.as_s().ok().cloned()));
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(ids),
-            }
-        }
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(FAMILIES_BY_USER_INDEX)
+            .key_condition_expression("#u = :u")
+            .expression_attribute_names("#u", FAMILIES_BY_USER_PARTITION_KEY)
+            .expression_attribute_values(":u", s(user_id))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| DependencyError::dynamodb("Query", e))?;
+        Ok(items.iter().filter_map(|i| i.get(FAMILIES_PARTITION_KEY)?.as_s().ok().cloned()).collect())
     }
 }

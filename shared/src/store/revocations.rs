@@ -130,31 +130,25 @@ impl DynamoRevocations {
         let mut found = Vec::new();
         let after = format!("{since_ms:013}$"); // '$' sorts after '#': strictly later than since_ms
         for hour in since_ms / 3_600_000..=now_ms / 3_600_000 {
-            let mut start = None;
-            loop {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("#b = :b AND #e > :after")
-                    .expression_attribute_names("#b", REVOCATIONS_PARTITION_KEY)
-                    .expression_attribute_names("#e", REVOCATIONS_SORT_KEY)
-                    .expression_attribute_values(":b", AttributeValue::S(format!("h{hour}")))
-                    .expression_attribute_values(":after", AttributeValue::S(after.clone()))
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(|e| DependencyError::dynamodb("Query", e))?;
-                for item in out.items() {
-                    found.push(
-                        serde_dynamo::from_item(item.clone())
-                            .map_err(|e| DependencyError::Corrupt(format!("revocation: {e}")))?,
-                    );
-                }
-                match out.last_evaluated_key {
-                    Some(key) if !key.is_empty() => start = Some(key),
-                    _ => break,
-                }
+            let items = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#b = :b AND #e > :after")
+                .expression_attribute_names("#b", REVOCATIONS_PARTITION_KEY)
+                .expression_attribute_names("#e", REVOCATIONS_SORT_KEY)
+                .expression_attribute_values(":b", AttributeValue::S(format!("h{hour}")))
+                .expression_attribute_values(":after", AttributeValue::S(after.clone()))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| DependencyError::dynamodb("Query", e))?;
+            for item in items {
+                found.push(
+                    serde_dynamo::from_item(item).map_err(|e| DependencyError::Corrupt(format!("revocation: {e}")))?,
+                );
             }
         }
         Ok(found)
