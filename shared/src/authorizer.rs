@@ -1,9 +1,9 @@
 //! The API Gateway Lambda authorizer: every event shape in, allow / deny / unauthorized out.
 //!
 //! Shapes: REST API `TOKEN` and `REQUEST`; HTTP API `REQUEST` payload 1.0 (IAM policy) and
-//! 2.0 (IAM policy or simple response, by configuration). The event is parsed borrowed
-//! from the raw JSON with only the fields we use, so the hot path does no work for the
-//! dozens of fields it ignores.
+//! 2.0 (IAM policy or simple response, by configuration). The event is read borrowed
+//! from the raw JSON with only the members we use, and an HTTP API event only as far as
+//! those members, so the hot path does little work for the dozens it ignores.
 //!
 //! Decisions: a missing, malformed, expired or revoked token, or a stale revocation state,
 //! is *unauthorized* (REST: the error `Unauthorized`, API Gateway answers 401; HTTP API: a
@@ -64,8 +64,10 @@ impl RouteRule {
             .collect()
     }
 
+    /// Whether the rule covers `method` and `path`, the path given without its leading `/`
+    /// (as it follows the method in an execute-api ARN).
     fn matches(&self, method: &str, path: &str) -> bool {
-        (self.method == "*" || self.method.eq_ignore_ascii_case(method)) && glob(&self.path, path)
+        (self.method == "*" || self.method.eq_ignore_ascii_case(method)) && glob(&self.path[1..], path)
     }
 
     fn granted(&self, scope: &str) -> bool {
@@ -192,21 +194,100 @@ impl<'de: 'a, 'a> Deserialize<'de> for AuthorizationHeader<'a> {
     }
 }
 
-/// The fields of every authorizer event shape that we use.
-#[derive(Deserialize)]
+/// The members of every authorizer event shape that we use.
+#[derive(Default)]
 struct Event<'a> {
-    #[serde(rename = "type", default, borrow = "'a")]
     kind: Option<Text<'a>>,
-    #[serde(default, borrow = "'a")]
     version: Option<Text<'a>>,
-    #[serde(rename = "authorizationToken", default, borrow = "'a")]
     authorization_token: Option<Text<'a>>,
-    #[serde(rename = "methodArn", default, borrow = "'a")]
     method_arn: Option<Text<'a>>,
-    #[serde(rename = "routeArn", default, borrow = "'a")]
     route_arn: Option<Text<'a>>,
-    #[serde(default, borrow = "'a")]
     headers: Option<AuthorizationHeader<'a>>,
+    /// Reading stopped once everything needed was known.
+    read_enough: bool,
+}
+
+/// Why the event reader stops early (an error is serde's only way to stop a map).
+const READ_ENOUGH: &str = "read enough";
+
+impl<'a> Event<'a> {
+    /// Reads the members we use from the raw event. An HTTP API event (its `version` known)
+    /// is read only until its shape's members are all there: API Gateway puts
+    /// `requestContext` and the rest after them, and the runtime has already checked that
+    /// the whole event is JSON. `None` if the event is not a JSON object of that form.
+    fn read(raw: &'a str) -> Option<Self> {
+        let mut event = Event::default();
+        let mut json = serde_json::Deserializer::from_str(raw);
+        match de::DeserializeSeed::deserialize(EventReader(&mut event), &mut json) {
+            Ok(()) => json.end().ok().map(|()| event),
+            Err(_) if event.read_enough => Some(event),
+            Err(_) => None,
+        }
+    }
+
+    fn text<'f>(field: &'f Option<Text<'a>>) -> Option<&'f str> {
+        field.as_ref().map(|t| t.0.as_ref())
+    }
+
+    /// Whether an HTTP API event has given every member its shape needs.
+    fn has_all_it_needs(&self) -> bool {
+        match (Self::text(&self.kind), Self::text(&self.version)) {
+            (Some(_), Some("1.0")) => self.method_arn.is_some() && self.headers.is_some(),
+            (Some(_), Some("2.0")) => self.route_arn.is_some() && self.headers.is_some(),
+            _ => false,
+        }
+    }
+}
+
+struct EventReader<'e, 'a>(&'e mut Event<'a>);
+
+impl<'de: 'a, 'a> de::DeserializeSeed<'de> for EventReader<'_, 'a> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for EventReader<'_, 'a> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an API Gateway authorizer event")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let event = self.0;
+        let mut seen = 0u8;
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            let member = match key.0.as_ref() {
+                "type" => 0,
+                "version" => 1,
+                "authorizationToken" => 2,
+                "methodArn" => 3,
+                "routeArn" => 4,
+                "headers" => 5,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            if seen & (1 << member) != 0 {
+                return Err(de::Error::custom("duplicate member"));
+            }
+            seen |= 1 << member;
+            match member {
+                0 => event.kind = map.next_value()?,
+                1 => event.version = map.next_value()?,
+                2 => event.authorization_token = map.next_value()?,
+                3 => event.method_arn = map.next_value()?,
+                4 => event.route_arn = map.next_value()?,
+                _ => event.headers = map.next_value()?,
+            }
+            if event.has_all_it_needs() {
+                event.read_enough = true;
+                return Err(de::Error::custom(READ_ENOUGH));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The shape of an event, which decides the answer's form.
@@ -293,12 +374,12 @@ impl From<VerifiedToken> for AuthContext {
 }
 
 /// `arn:aws:execute-api:region:account:api/stage/METHOD/path...` -> (base, method, path)
-/// with base = `arn:...:api/stage`.
-fn split_arn(arn: &str) -> Option<(&str, &str, String)> {
+/// with base = `arn:...:api/stage` and the path without its leading `/`.
+fn split_arn(arn: &str) -> Option<(&str, &str, &str)> {
     let resource_start = arn.match_indices(':').nth(4)?.0 + 1;
     let mut parts = arn[resource_start..].splitn(4, '/');
     let (api, stage, method) = (parts.next()?, parts.next()?, parts.next()?);
-    let path = format!("/{}", parts.next().unwrap_or(""));
+    let path = parts.next().unwrap_or("");
     let base_len = resource_start + api.len() + 1 + stage.len();
     (!api.is_empty() && !stage.is_empty() && !method.is_empty()).then(|| (&arn[..base_len], method, path))
 }
@@ -332,7 +413,7 @@ impl AuthorizerSettings {
     }
 }
 
-/// Timing settings of the revocation feed and the verifier, from the environment.
+/// Timing settings of the revocation feed and the verifier, and where the keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedSettings {
     /// `REVOCATION_POLL_SECS` (default 5): poll at most this often per warm instance.
@@ -341,9 +422,8 @@ pub struct FeedSettings {
     pub max_staleness_secs: u64,
     /// `TOKEN_LEEWAY_SECS` (default 30): clock leeway for `exp`, `nbf`, `iat`.
     pub leeway_secs: u64,
-    /// `TRUSTED_KEY_IDS` (default `SIGNING_KEY_ID`): KMS keys whose tokens are accepted,
-    /// comma-separated (current and previous).
-    pub trusted_key_ids: Vec<String>,
+    /// `TRUSTED_JWKS`, else `TRUSTED_KEY_IDS` (default `SIGNING_KEY_ID`).
+    pub keys: KeySource,
 }
 
 impl FeedSettings {
@@ -359,24 +439,48 @@ impl FeedSettings {
                 .parse::<u64>()
                 .map_err(|_| crate::ConfigError::Invalid { name, reason: "a whole number of seconds" }),
         };
-        let trusted_key_ids = match lookup("TRUSTED_KEY_IDS") {
-            Some(ids) if !ids.trim().is_empty() => {
-                ids.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
+        let keys = match (lookup("TRUSTED_JWKS"), lookup("TRUSTED_KEY_IDS")) {
+            (Some(jwks), _) if !jwks.trim().is_empty() => KeySource::Jwks(jwks),
+            (_, Some(ids)) if !ids.trim().is_empty() => {
+                KeySource::Kms(ids.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
             }
-            _ => vec![signing_key_id.to_owned()],
+            _ => KeySource::Kms(vec![signing_key_id.to_owned()]),
         };
         Ok(Self {
             poll_every_secs: number("REVOCATION_POLL_SECS", 5)?,
             max_staleness_secs: number("REVOCATION_MAX_STALENESS_SECS", 60)?,
             leeway_secs: number("TOKEN_LEEWAY_SECS", 30)?,
-            trusted_key_ids,
+            keys,
         })
     }
 }
 
-/// Loads the trusted keys from KMS (`kms:GetPublicKey`), once per instance: the one seam
-/// through which keys arrive. The key's own signing algorithms decide ES256 or RS256.
-pub async fn load_trusted_keys(
+/// Where the trusted public keys come from: the one seam through which keys arrive. They
+/// are loaded once per instance and parsed then; a request never loads or parses a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `kms:GetPublicKey` for these KMS key ids (current and previous), at cold start. The
+    /// key's own signing algorithms decide ES256 or RS256.
+    Kms(Vec<String>),
+    /// A JWKS document handed over in configuration (`TRUSTED_JWKS`): no call at all.
+    Jwks(String),
+}
+
+impl KeySource {
+    /// The trusted keys, parsed and ready.
+    pub async fn load(
+        &self,
+        kms: &aws_sdk_kms::Client,
+    ) -> Result<Vec<crate::verify::TrustedKey>, Box<dyn std::error::Error + Send + Sync>> {
+        match self {
+            Self::Kms(ids) => Ok(load_kms_keys(kms, ids).await?),
+            Self::Jwks(document) => crate::verify::TrustedKey::from_jwks(document)
+                .map_err(|reason| format!("TRUSTED_JWKS: {reason}").into()),
+        }
+    }
+}
+
+async fn load_kms_keys(
     kms: &aws_sdk_kms::Client,
     key_ids: &[String],
 ) -> Result<Vec<crate::verify::TrustedKey>, crate::error::DependencyError> {
@@ -426,8 +530,8 @@ impl Authorizer {
         Self { verifier, feed: tokio::sync::Mutex::new(feed), settings, clock }
     }
 
-    /// Builds the authorizer as the function does: trusted keys from KMS, the revocation
-    /// feed over the Revocations table, settings from `lookup` (the environment).
+    /// Builds the authorizer as the function does: keys from their [`KeySource`], the
+    /// revocation feed over the Revocations table, settings from `lookup` (the environment).
     pub async fn from_config(
         config: &crate::Config,
         lookup: impl Fn(&str) -> Option<String>,
@@ -437,7 +541,7 @@ impl Authorizer {
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let feed_settings = FeedSettings::from_lookup(&lookup, &config.signing_key_id)?;
         let settings = AuthorizerSettings::from_lookup(&lookup)?;
-        let keys = load_trusted_keys(&kms, &feed_settings.trusted_key_ids).await?;
+        let keys = feed_settings.keys.load(&kms).await?;
         let verifier = Verifier::new(keys, config.issuer.clone(), config.audience.clone(), feed_settings.leeway_secs);
         let lookback = config.access_token_ttl.as_secs() + feed_settings.leeway_secs + 60;
         let feed = RevocationFeed::new(
@@ -462,11 +566,10 @@ impl Authorizer {
     /// Answers one raw authorizer event: `Ok(response JSON)` for allow and deny,
     /// `Err(Unauthorized)` where API Gateway must answer 401 (REST).
     pub async fn handle(&self, raw_event: &str) -> Result<Answer, Unauthorized> {
-        let Ok(event) = serde_json::from_str::<Event<'_>>(raw_event) else {
+        let Some(event) = Event::read(raw_event) else {
             return self.refuse(None, Unauthorized::UnknownEvent);
         };
-        let version = event.version.as_ref().map(|v| v.0.as_ref());
-        let kind = event.kind.as_ref().map(|k| k.0.as_ref());
+        let (kind, version) = (Event::text(&event.kind), Event::text(&event.version));
         let (shape, arn) = match (kind, version) {
             (Some("TOKEN"), None) => (Shape::RestToken, event.method_arn.as_ref()),
             (Some("REQUEST"), None) => (Shape::RestRequest, event.method_arn.as_ref()),
@@ -503,7 +606,7 @@ impl Authorizer {
             }
         }
 
-        let rule = self.settings.rules.iter().find(|r| r.matches(method, &path));
+        let rule = self.settings.rules.iter().find(|r| r.matches(method, path));
         let allowed = rule.is_none_or(|r| r.granted(&verified.scope));
         if !allowed {
             audit("deny", "insufficient_scope");
@@ -585,7 +688,8 @@ mod tests {
     fn parses_route_rules_and_refuses_nonsense() {
         let rules = RouteRule::parse_list("GET /api/items=read; POST /api/items/*=write admin").expect("valid");
         assert_eq!(rules.len(), 2);
-        assert!(rules[1].matches("post", "/api/items/3"));
+        assert!(rules[1].matches("post", "api/items/3"));
+        assert!(!rules[0].matches("GET", "api/items/3"));
         assert!(rules[1].granted("admin write read"));
         assert!(!rules[1].granted("write"));
         assert!(RouteRule::parse_list("GET api=read").is_err());
@@ -604,16 +708,40 @@ mod tests {
     }
 
     #[test]
+    fn reads_an_http_api_event_only_as_far_as_it_needs() {
+        let arn = "arn:aws:execute-api:us-east-1:1:abc/$default/GET/x";
+        let head = format!(
+            r#"{{"version":"2.0","type":"REQUEST","routeArn":"{arn}","headers":{{"Authorization":"Bearer t"}}"#
+        );
+        // Whatever follows the members we need is not read (the runtime has checked it).
+        let truncated = format!(r#"{head},"requestContext":{{"never":"#);
+        let event = Event::read(&truncated).expect("read enough");
+        assert!(event.read_enough);
+        assert!(matches!(&event.headers, Some(AuthorizationHeader(Some(v), false)) if v == "Bearer t"));
+        // In another order, the whole event is read.
+        let reordered = format!(
+            r#"{{"headers":{{"authorization":"Bearer t"}},"routeArn":"{arn}","type":"REQUEST","version":"2.0"}}"#
+        );
+        assert!(Event::read(&reordered).is_some_and(|e| Event::text(&e.route_arn) == Some(arn)));
+        // A REST event has no version: it is read to the end, and must be JSON to the end.
+        assert!(Event::read(r#"{"type":"REQUEST","methodArn":"a","headers":{},"requestContext":{"#).is_none());
+        // A member we use, twice: refused.
+        let twice = r#"{"headers":{},"headers":{"authorization":"Bearer t"},"version":"2.0","type":"REQUEST"}"#;
+        assert!(Event::read(twice).is_none());
+        assert!(Event::read("[]").is_none());
+    }
+
+    #[test]
     fn splits_method_and_route_arns() {
         let (base, method, path) =
             split_arn("arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/GET/api/items").expect("arn");
         assert_eq!(
-            (base, method, path.as_str()),
-            ("arn:aws:execute-api:eu-west-1:123456789012:abc123/prod", "GET", "/api/items")
+            (base, method, path),
+            ("arn:aws:execute-api:eu-west-1:123456789012:abc123/prod", "GET", "api/items")
         );
         let (_, method, path) =
             split_arn("arn:aws:execute-api:eu-west-1:123456789012:abc123/$default/POST/").expect("arn");
-        assert_eq!((method, path.as_str()), ("POST", "/"));
+        assert_eq!((method, path), ("POST", ""));
         assert!(split_arn("not-an-arn").is_none());
     }
 }

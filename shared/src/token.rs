@@ -44,9 +44,16 @@ pub struct AccessClaims {
 
 #[derive(Serialize)]
 struct Header<'a> {
-    alg: &'static str,
+    alg: &'a str,
     typ: &'static str,
     kid: &'a str,
+}
+
+/// The base64url JOSE header of our access tokens for a key: `alg`, `typ`, `kid` and
+/// nothing else. The issuer writes exactly this, and the verifier recognises it as is.
+pub fn encoded_header(alg: &str, kid: &str) -> String {
+    // Serialising a struct of strings cannot fail.
+    B64URL.encode(serde_json::to_vec(&Header { alg, typ: ACCESS_TOKEN_TYP, kid }).unwrap_or_default())
 }
 
 /// Signs access tokens with one key. The encoded header is built once.
@@ -85,9 +92,7 @@ pub struct AccessGrant<'a> {
 impl AccessTokenIssuer {
     /// An issuer for `iss`/`aud` whose tokens live `ttl`.
     pub fn new(signer: Arc<dyn Signer>, issuer: String, audience: String, ttl: Duration) -> Self {
-        let header = Header { alg: signer.algorithm().as_str(), typ: ACCESS_TOKEN_TYP, kid: signer.kid() };
-        // Serialising a struct of strings cannot fail.
-        let encoded_header = B64URL.encode(serde_json::to_vec(&header).unwrap_or_default());
+        let encoded_header = encoded_header(signer.algorithm().as_str(), signer.kid());
         Self { signer, encoded_header, issuer, audience, ttl }
     }
 

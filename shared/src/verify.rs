@@ -48,6 +48,11 @@ pub struct TrustedKey {
     kid: String,
     algorithm: KeyAlgorithm,
     key: ParsedPublicKey,
+    /// The header our issuer writes for this key, base64url: a token carrying exactly
+    /// this needs no header parsing (it passes every header check by construction).
+    encoded_header: String,
+    /// The public JWK, with `kid`, `alg` and `use`.
+    jwk: serde_json::Value,
 }
 
 impl fmt::Debug for TrustedKey {
@@ -57,19 +62,90 @@ impl fmt::Debug for TrustedKey {
 }
 
 impl TrustedKey {
+    fn new(public_jwk: impl serde::Serialize, kid: String, algorithm: KeyAlgorithm, key: ParsedPublicKey) -> Self {
+        let encoded_header = crate::token::encoded_header(algorithm.as_str(), &kid);
+        let mut jwk = serde_json::to_value(public_jwk).unwrap_or_default();
+        if let Some(members) = jwk.as_object_mut() {
+            members.insert("kid".into(), kid.clone().into());
+            members.insert("alg".into(), algorithm.as_str().into());
+            members.insert("use".into(), "sig".into());
+        }
+        Self { kid, algorithm, key, encoded_header, jwk }
+    }
+
     /// A P-256 key from its DER SubjectPublicKeyInfo (what `kms:GetPublicKey` returns);
     /// `kid` is its RFC 7638 thumbprint, as the issuer sets it.
     pub fn es256_from_spki(der: &[u8]) -> Result<Self, &'static str> {
         let jwk = EcPublicJwk::from_p256_spki(der)?;
         let key = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, der).map_err(|_| "P-256 key rejected")?;
-        Ok(Self { kid: jwk.thumbprint(), algorithm: KeyAlgorithm::ES256, key })
+        let kid = jwk.thumbprint();
+        Ok(Self::new(jwk, kid, KeyAlgorithm::ES256, key))
     }
 
     /// An RSA key from its DER SubjectPublicKeyInfo; `kid` is its RFC 7638 thumbprint.
     pub fn rs256_from_spki(der: &[u8]) -> Result<Self, &'static str> {
         let jwk = crate::keys::RsaPublicJwk::from_spki(der)?;
         let key = ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der).map_err(|_| "RSA key rejected")?;
-        Ok(Self { kid: jwk.thumbprint(), algorithm: KeyAlgorithm::RS256, key })
+        let kid = jwk.thumbprint();
+        Ok(Self::new(jwk, kid, KeyAlgorithm::RS256, key))
+    }
+
+    /// A key from a public JWK (RFC 7517): EC P-256 (`x`, `y`) or RSA (`n`, `e`). Its `kid`
+    /// is recomputed as the RFC 7638 thumbprint; a `kid`, `alg` or `use` in the JWK that
+    /// disagrees is refused rather than trusted.
+    pub fn from_jwk(jwk: &jsonwebtoken::jwk::Jwk) -> Result<Self, String> {
+        use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm as JwkAlg, PublicKeyUse};
+        let coordinate = |c: &str| match B64URL.decode(c) {
+            Ok(bytes) if bytes.len() == 32 => Ok(bytes),
+            _ => Err("an EC coordinate is not 32 bytes of base64url".to_owned()),
+        };
+        let key = match &jwk.algorithm {
+            AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+                let mut spki = crate::keys::P256_SPKI_PREFIX.to_vec();
+                spki.push(0x04);
+                spki.extend(coordinate(&ec.x)?);
+                spki.extend(coordinate(&ec.y)?);
+                Self::es256_from_spki(&spki)
+            }
+            AlgorithmParameters::RSA(rsa) => {
+                let n = B64URL.decode(&rsa.n).map_err(|_| "`n` is not base64url")?;
+                let e = B64URL.decode(&rsa.e).map_err(|_| "`e` is not base64url")?;
+                let spki = aws_lc_rs::encoding::AsDer::as_der(&aws_lc_rs::rsa::PublicKeyComponents { n, e })
+                    .map_err(|_| "not a usable RSA key")?;
+                Self::rs256_from_spki(spki.as_ref())
+            }
+            _ => Err("only EC P-256 and RSA keys are supported"),
+        }
+        .map_err(str::to_owned)?;
+        let expected_alg = match key.algorithm {
+            KeyAlgorithm::ES256 => JwkAlg::ES256,
+            KeyAlgorithm::RS256 => JwkAlg::RS256,
+        };
+        if jwk.common.key_algorithm.is_some_and(|alg| alg != expected_alg) {
+            return Err(format!("`alg` of key {} must be {}", key.kid, key.algorithm.as_str()));
+        }
+        if jwk.common.public_key_use.as_ref().is_some_and(|u| *u != PublicKeyUse::Signature) {
+            return Err(format!("`use` of key {} must be `sig`", key.kid));
+        }
+        if jwk.common.key_id.as_ref().is_some_and(|kid| *kid != key.kid) {
+            return Err(format!("`kid` of key {} must be its RFC 7638 thumbprint", key.kid));
+        }
+        Ok(key)
+    }
+
+    /// Every key of a JWKS document (`{"keys": [...]}`); at least one.
+    pub fn from_jwks(document: &str) -> Result<Vec<Self>, String> {
+        let set: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_str(document).map_err(|e| format!("not a JWKS document: {e}"))?;
+        if set.keys.is_empty() {
+            return Err("the JWKS document has no keys".to_owned());
+        }
+        set.keys.iter().map(Self::from_jwk).collect()
+    }
+
+    /// The public key as a JWK (RFC 7517) with `kid`, `alg` and `use`: what a JWKS lists.
+    pub fn public_jwk(&self) -> &serde_json::Value {
+        &self.jwk
     }
 
     /// The key id.
@@ -185,18 +261,11 @@ impl Verifier {
         if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
             return Err(Rejection::Malformed);
         }
-        // Header and signature are small: decoded on the stack, no allocation.
-        let mut header_buf = [0u8; 512];
-        let header_len = B64URL.decode_slice(header_b64, &mut header_buf).map_err(|_| Rejection::Malformed)?;
-        let header: Header<'_> = serde_json::from_slice(&header_buf[..header_len]).map_err(|_| Rejection::Malformed)?;
-        let key = self.keys.iter().find(|k| k.kid == header.kid).ok_or(Rejection::UnknownKey)?;
-        if header.alg != key.algorithm.as_str() {
-            return Err(Rejection::AlgorithmMismatch);
-        }
-        match header.typ {
-            Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => {}
-            _ => return Err(Rejection::WrongType),
-        }
+        let key = match self.keys.iter().find(|k| k.encoded_header == header_b64) {
+            Some(key) => key,
+            None => self.key_for_header(header_b64)?,
+        };
+        // The signature is small: decoded on the stack, no allocation.
         let mut signature_buf = [0u8; 1024];
         let signature_len = B64URL.decode_slice(signature_b64, &mut signature_buf).map_err(|_| Rejection::Malformed)?;
         if key.algorithm == KeyAlgorithm::ES256 && signature_len != 64 {
@@ -208,6 +277,23 @@ impl Verifier {
         let payload_json = B64URL.decode(payload_b64).map_err(|_| Rejection::Malformed)?;
         let claims: Claims<'_> = serde_json::from_slice(&payload_json).map_err(|_| Rejection::Malformed)?;
         self.check_claims(claims, now)
+    }
+
+    /// The key for a header other than the exact one our issuer writes: parsed and checked
+    /// member by member (the key by `kid`, then `alg` must be the key's, `typ` `at+jwt`).
+    fn key_for_header(&self, header_b64: &str) -> Result<&TrustedKey, Rejection> {
+        // Small: decoded on the stack, no allocation.
+        let mut header_buf = [0u8; 512];
+        let header_len = B64URL.decode_slice(header_b64, &mut header_buf).map_err(|_| Rejection::Malformed)?;
+        let header: Header<'_> = serde_json::from_slice(&header_buf[..header_len]).map_err(|_| Rejection::Malformed)?;
+        let key = self.keys.iter().find(|k| k.kid == header.kid).ok_or(Rejection::UnknownKey)?;
+        if header.alg != key.algorithm.as_str() {
+            return Err(Rejection::AlgorithmMismatch);
+        }
+        match header.typ {
+            Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => Ok(key),
+            _ => Err(Rejection::WrongType),
+        }
     }
 
     fn check_claims(&self, c: Claims<'_>, now: u64) -> Result<VerifiedToken, Rejection> {
@@ -298,8 +384,8 @@ struct Claims<'a> {
     sid: Option<&'a str>,
 }
 
-/// More members than this is not an access token of ours.
-const MAX_MEMBERS: usize = 64;
+/// More unknown members than this is not an access token of ours.
+const MAX_UNKNOWN_MEMBERS: usize = 54;
 
 impl<'de> Deserialize<'de> for Claims<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -311,35 +397,40 @@ impl<'de> Deserialize<'de> for Claims<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut claims = Claims::default();
-                let mut seen: [&'de str; MAX_MEMBERS] = [""; MAX_MEMBERS];
-                let mut count = 0;
                 let mut saw_aud = false;
+                // Known claims are duplicates when already set; unknown ones are remembered.
+                let mut unknown: [&'de str; MAX_UNKNOWN_MEMBERS] = [""; MAX_UNKNOWN_MEMBERS];
+                let mut unknown_count = 0;
                 while let Some(key) = map.next_key::<&'de str>()? {
-                    if seen[..count].contains(&key) {
-                        return Err(de::Error::custom("duplicate member"));
-                    }
-                    if count == MAX_MEMBERS {
-                        return Err(de::Error::custom("too many members"));
-                    }
-                    seen[count] = key;
-                    count += 1;
-                    match key {
-                        "iss" => claims.iss = Some(map.next_value()?),
-                        "sub" => claims.sub = Some(map.next_value()?),
+                    let duplicate = match key {
+                        "iss" => claims.iss.replace(map.next_value()?).is_some(),
+                        "sub" => claims.sub.replace(map.next_value()?).is_some(),
                         "aud" => {
                             claims.aud = map.next_value()?;
-                            saw_aud = true;
+                            std::mem::replace(&mut saw_aud, true)
                         }
-                        "exp" => claims.exp = Some(map.next_value()?),
-                        "nbf" => claims.nbf = Some(map.next_value()?),
-                        "iat" => claims.iat = Some(map.next_value()?),
-                        "jti" => claims.jti = Some(map.next_value()?),
-                        "client_id" => claims.client_id = Some(map.next_value()?),
-                        "scope" => claims.scope = Some(map.next_value()?),
-                        "sid" => claims.sid = Some(map.next_value()?),
+                        "exp" => claims.exp.replace(map.next_value()?).is_some(),
+                        "nbf" => claims.nbf.replace(map.next_value()?).is_some(),
+                        "iat" => claims.iat.replace(map.next_value()?).is_some(),
+                        "jti" => claims.jti.replace(map.next_value()?).is_some(),
+                        "client_id" => claims.client_id.replace(map.next_value()?).is_some(),
+                        "scope" => claims.scope.replace(map.next_value()?).is_some(),
+                        "sid" => claims.sid.replace(map.next_value()?).is_some(),
                         _ => {
                             map.next_value::<IgnoredAny>()?;
+                            if unknown[..unknown_count].contains(&key) {
+                                true
+                            } else if unknown_count == MAX_UNKNOWN_MEMBERS {
+                                return Err(de::Error::custom("too many members"));
+                            } else {
+                                unknown[unknown_count] = key;
+                                unknown_count += 1;
+                                false
+                            }
                         }
+                    };
+                    if duplicate {
+                        return Err(de::Error::custom("duplicate member"));
                     }
                 }
                 if !saw_aud {
@@ -426,8 +517,11 @@ mod tests {
         format!("{input}.{}", b64(&sig))
     }
 
+    /// A valid ES256 token with the header exactly as our issuer writes it.
     fn valid() -> String {
-        es256(&header("ES256", &kid(KeyAlgorithm::ES256)), &claims())
+        let key = keys().verifier.keys().iter().find(|k| k.algorithm() == KeyAlgorithm::ES256).unwrap();
+        let header = String::from_utf8(B64URL.decode(&key.encoded_header).unwrap()).unwrap();
+        es256_raw(&header, &claims().to_string())
     }
 
     fn verify(token: &str) -> Result<VerifiedToken, Rejection> {
@@ -448,6 +542,20 @@ mod tests {
         let mut typ = header("ES256", &kid(KeyAlgorithm::ES256));
         typ["typ"] = json!("application/at+jwt");
         assert!(verify(&es256(&typ, &claims())).is_ok());
+    }
+
+    #[test]
+    fn the_header_our_issuer_writes_passes_every_header_check_of_the_parsing_path() {
+        for key in keys().verifier.keys() {
+            let parsed = keys().verifier.key_for_header(&key.encoded_header).expect("a header we accept");
+            assert_eq!(parsed.kid(), key.kid());
+            let json: Value = serde_json::from_slice(&B64URL.decode(&key.encoded_header).unwrap()).unwrap();
+            assert_eq!(json, json!({"alg": key.algorithm().as_str(), "typ": "at+jwt", "kid": key.kid()}));
+        }
+        // The same claims under a header with the same members in another order: parsed.
+        let reordered = es256(&header("ES256", &kid(KeyAlgorithm::ES256)), &claims());
+        assert_ne!(reordered.split('.').next(), valid().split('.').next());
+        assert_eq!(verify(&reordered), verify(&valid()));
     }
 
     #[test]
@@ -628,6 +736,50 @@ mod tests {
         let token = es256_raw(&header("ES256", &kid(KeyAlgorithm::ES256)).to_string(), &nested);
         assert!(token.len() < MAX_TOKEN_BYTES);
         assert_eq!(verify(&token), Err(Rejection::Malformed), "recursion limit, not a stack overflow");
+    }
+
+    /// The public JWKS of the test keys, as the issuer would publish it.
+    fn jwks() -> Value {
+        let ec = crate::keys::EcPublicJwk::from_p256_spki(&keys().ec_spki).unwrap();
+        let rsa_spki = keys().rsa.public_key().as_der().unwrap().as_ref().to_vec();
+        let rsa = crate::keys::RsaPublicJwk::from_spki(&rsa_spki).unwrap();
+        json!({"keys": [
+            {"kty": "EC", "crv": "P-256", "x": ec.x, "y": ec.y, "alg": "ES256", "use": "sig", "kid": kid(KeyAlgorithm::ES256)},
+            {"kty": "RSA", "n": rsa.n, "e": rsa.e, "alg": "RS256", "use": "sig", "kid": kid(KeyAlgorithm::RS256)},
+        ]})
+    }
+
+    #[test]
+    fn keys_from_a_jwks_verify_the_same_tokens_as_keys_from_kms() {
+        let keys = TrustedKey::from_jwks(&jwks().to_string()).expect("valid JWKS");
+        let kids: Vec<_> = keys.iter().map(|k| (k.kid().to_owned(), k.algorithm())).collect();
+        assert_eq!(
+            kids,
+            vec![(kid(KeyAlgorithm::ES256), KeyAlgorithm::ES256), (kid(KeyAlgorithm::RS256), KeyAlgorithm::RS256)]
+        );
+        let published = json!({"keys": keys.iter().map(TrustedKey::public_jwk).collect::<Vec<_>>()});
+        assert_eq!(published, jwks(), "what a key publishes is what it was read from");
+        let verifier = Verifier::new(keys, ISS.into(), AUD.into(), 30);
+        assert!(verifier.verify(&valid(), NOW).is_ok());
+        assert!(verifier.verify(&rs256(&header("RS256", &kid(KeyAlgorithm::RS256)), &claims()), NOW).is_ok());
+    }
+
+    #[test]
+    fn refuses_a_jwks_whose_keys_claim_something_else() {
+        let refused = |change: &dyn Fn(&mut Value)| {
+            let mut doc = jwks();
+            change(&mut doc);
+            TrustedKey::from_jwks(&doc.to_string()).expect_err(&doc.to_string())
+        };
+        assert!(refused(&|d| d["keys"][0]["kid"] = json!("my-key")).contains("thumbprint"));
+        assert!(refused(&|d| d["keys"][1]["alg"] = json!("PS256")).contains("alg"));
+        assert!(refused(&|d| d["keys"][0]["alg"] = json!("HS256")).contains("alg"));
+        assert!(refused(&|d| d["keys"][0]["use"] = json!("enc")).contains("use"));
+        assert!(refused(&|d| d["keys"][0]["x"] = json!("AAAA")).contains("32 bytes"));
+        assert!(refused(&|d| d["keys"][0]["crv"] = json!("P-384")).contains("supported"));
+        assert!(refused(&|d| d["keys"] = json!([{"kty": "oct", "k": "c2VjcmV0"}])).contains("supported"));
+        assert!(refused(&|d| d["keys"] = json!([])).contains("no keys"));
+        assert!(refused(&|d| *d = json!("not a set")).contains("JWKS"));
     }
 
     proptest! {

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokenauth::authorizer::{Authorizer, Unauthorized};
+use tokenauth::authorizer::{Authorizer, KeySource, Unauthorized};
 use tokenauth::clock::{Clock, ManualClock, SystemClock};
+use tokenauth::verify::TrustedKey;
 use tokenauth_tests::*;
 
 const PLACEHOLDER: &str =
@@ -89,6 +90,42 @@ async fn every_event_shape_allows_a_valid_token_with_context() {
         assert!(context["jti"].as_str().is_some_and(|j| !j.is_empty()));
     }
     assert!(clients.calls.calls().is_empty(), "no AWS call per request: {:?}", clients.calls.names());
+}
+
+#[tokio::test]
+async fn keys_handed_over_as_a_jwks_need_no_kms_call_and_verify_the_same_tokens() {
+    let clients = clients().await;
+    let kms_keys = KeySource::Kms(vec![config().signing_key_id]).load(&clients.kms).await.unwrap();
+    let jwks = serde_json::json!({"keys": kms_keys.iter().map(TrustedKey::public_jwk).collect::<Vec<_>>()});
+    clients.calls.clear();
+    let a = authorizer(&clients, clients.dynamodb.clone(), &[("TRUSTED_JWKS", &jwks.to_string())], Arc::new(SystemClock))
+        .await;
+    let started = clients.calls.names();
+    assert_eq!(started, ["DynamoDB.Query"], "only the initial revocation load at start, no KMS call");
+    let (tokens, user_id) = access_token(&clients, &["read"]).await;
+    let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
+    let allowed = decide(&a, &event_with("authorizer-rest-token.json", &bearer)).await.unwrap();
+    assert_eq!(allowed["principalId"], user_id.as_str());
+
+    // A JWKS naming another key: the same token is refused.
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let other = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &rng,
+    )
+    .unwrap();
+    let other = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        other.as_ref(),
+    )
+    .unwrap();
+    let spki = aws_lc_rs::encoding::AsDer::as_der(aws_lc_rs::signature::KeyPair::public_key(&other)).unwrap();
+    let other_jwks =
+        serde_json::json!({"keys": [TrustedKey::es256_from_spki(spki.as_ref()).unwrap().public_jwk()]}).to_string();
+    let b = authorizer(&clients, clients.dynamodb.clone(), &[("TRUSTED_JWKS", &other_jwks)], Arc::new(SystemClock))
+        .await;
+    let refused = decide(&b, &event_with("authorizer-rest-token.json", &bearer)).await;
+    assert_eq!(refused.unwrap_err().class(), "bad_signature");
 }
 
 #[tokio::test]

@@ -7,11 +7,13 @@ use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tokenauth::authorizer::FeedSettings;
 use tokenauth::password;
 use tokenauth::scope::Scope;
 use tokenauth::store::{DynamoUsers, UserRecord, UserStatus, UserWriteError};
 use tokenauth::token::random_id;
 use tokenauth::username::Username;
+use tokenauth::verify::TrustedKey;
 use tokenauth::{Clock, Config, Revoker, SystemClock};
 
 #[derive(Parser)]
@@ -29,6 +31,16 @@ enum Command {
     /// Manage sessions (refresh-token families).
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Inspect the signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print the public JWKS of the authorizer's trusted keys (`TRUSTED_KEY_IDS`, else
+    /// `SIGNING_KEY_ID`, from KMS): what `TRUSTED_JWKS` takes to spare it the KMS calls.
+    Jwks,
 }
 
 #[derive(Subcommand)]
@@ -98,6 +110,17 @@ async fn run(cli: Cli) -> Result<String, String> {
     };
     let command = match cli.command {
         Command::User(command) => command,
+        Command::Keys(KeysCommand::Jwks) => {
+            let settings = FeedSettings::from_lookup(|name| std::env::var(name).ok(), &config.signing_key_id)
+                .map_err(|e| e.to_string())?;
+            let keys = settings
+                .keys
+                .load(&aws_sdk_kms::Client::new(&sdk))
+                .await
+                .map_err(|e| format!("KMS failed: {e}"))?;
+            let jwks = serde_json::json!({"keys": keys.iter().map(TrustedKey::public_jwk).collect::<Vec<_>>()});
+            return Ok(jwks.to_string());
+        }
         Command::Session(SessionCommand::RevokeAll { username }) => {
             let name = parse_username(&username)?;
             let revoked = end_sessions(name.clone()).await?;
