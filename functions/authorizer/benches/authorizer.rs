@@ -130,36 +130,25 @@ fn raw_verify(case: &Case) {
     case.raw_key.verify_sig(input.as_bytes(), &sig).unwrap();
 }
 
-/// Median time per call over `batches` batches of `per_batch` calls.
-fn median_per_call(batches: usize, per_batch: u32, mut f: impl FnMut()) -> Duration {
-    let mut samples: Vec<Duration> = (0..batches)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..per_batch {
-                f();
-            }
-            t.elapsed() / per_batch
-        })
-        .collect();
-    samples.sort();
-    samples[samples.len() / 2]
+/// Mean time per call over one batch of `calls` calls.
+fn per_call(calls: u32, mut f: impl FnMut()) -> Duration {
+    let t = Instant::now();
+    for _ in 0..calls {
+        f();
+    }
+    t.elapsed() / calls
 }
 
-async fn median_per_call_async<F, Fut>(batches: usize, per_batch: u32, mut f: F) -> Duration
+async fn per_call_async<F, Fut>(calls: u32, mut f: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future,
 {
-    let mut samples = Vec::with_capacity(batches);
-    for _ in 0..batches {
-        let t = Instant::now();
-        for _ in 0..per_batch {
-            std::hint::black_box(f().await);
-        }
-        samples.push(t.elapsed() / per_batch);
+    let t = Instant::now();
+    for _ in 0..calls {
+        std::hint::black_box(f().await);
     }
-    samples.sort();
-    samples[samples.len() / 2]
+    t.elapsed() / calls
 }
 
 fn bench(c: &mut Criterion) {
@@ -184,51 +173,56 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
-    println!("\nauthorizer hot path, median per call (31 batches), one run:");
+    println!("\nauthorizer hot path, one run: median per call, and median of the ratios of adjacent batches");
     for case in &cases {
         let rest = event("authorizer-rest-token.json", &case.token);
         let http = event("authorizer-http-api-v2.json", &case.token);
-        let per_batch = if case.name == "ES256" { 400 } else { 1000 };
-        // Interleave the measurements so drift of the machine affects them alike. The
-        // handler runs inside the runtime, as under lambda_runtime.
-        let (mut raw, mut hr, mut hh, mut ar, mut ah) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..5 {
-            raw.push(median_per_call(31, per_batch, || raw_verify(case)));
-            hr.push(
-                runtime.block_on(median_per_call_async(31, per_batch, || handle_to_bytes(&case.authorizer, &rest))),
-            );
-            hh.push(
-                runtime.block_on(median_per_call_async(31, per_batch, || handle_to_bytes(&case.authorizer, &http))),
-            );
-            ar.push(runtime.block_on(median_per_call_async(31, per_batch, || handle(&case.authorizer, &rest))));
-            ah.push(runtime.block_on(median_per_call_async(31, per_batch, || handle(&case.authorizer, &http))));
+        let per_batch = if case.name == "ES256" { 50 } else { 150 };
+        // Round after round, one batch of each variant back to back: each ratio compares
+        // batches a few milliseconds apart, so drift of the machine's speed cancels out.
+        // The handler runs inside the runtime, as under lambda_runtime.
+        let mut rounds: Vec<[Duration; 6]> = Vec::new();
+        for _ in 0..201 {
+            rounds.push([
+                per_call(per_batch, || raw_verify(case)),
+                per_call(per_batch, || {
+                    std::hint::black_box(case.authorizer.verifier().verify(&case.token, now).unwrap());
+                }),
+                runtime.block_on(per_call_async(per_batch, || handle(&case.authorizer, &rest))),
+                runtime.block_on(per_call_async(per_batch, || handle(&case.authorizer, &http))),
+                runtime.block_on(per_call_async(per_batch, || handle_to_bytes(&case.authorizer, &rest))),
+                runtime.block_on(per_call_async(per_batch, || handle_to_bytes(&case.authorizer, &http))),
+            ]);
         }
-        let med = |mut v: Vec<Duration>| {
-            v.sort();
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
-        let (raw, hr, hh, ar, ah) = (med(raw), med(hr), med(hh), med(ar), med(ah));
-        let verifier_only = median_per_call(31, per_batch, || {
-            std::hint::black_box(case.authorizer.verifier().verify(&case.token, now).unwrap());
-        });
-        println!("  {}: verifier alone {:.2} us", case.name, verifier_only.as_secs_f64() * 1e6);
+        let time = |i: usize| median(rounds.iter().map(|r| r[i].as_secs_f64() * 1e6).collect());
+        let ratio = |i: usize| median(rounds.iter().map(|r| r[i].as_secs_f64() / r[0].as_secs_f64()).collect());
         let goal = if case.name == "ES256" { 1.10 } else { 1.20 };
         println!(
-            "  {}: raw verify {:.2} us | handler + response bytes, REST TOKEN {:.2} us (ratio {:.3}) | HTTP API 2.0 {:.2} us (ratio {:.3}) | goal <= {goal:.2}",
+            "  {}: raw verify {:.2} us | verifier alone {:.2} us (ratio {:.3}) | goal <= {goal:.2}",
             case.name,
-            raw.as_secs_f64() * 1e6,
-            hr.as_secs_f64() * 1e6,
-            hr.as_secs_f64() / raw.as_secs_f64(),
-            hh.as_secs_f64() * 1e6,
-            hh.as_secs_f64() / raw.as_secs_f64(),
+            time(0),
+            time(1),
+            ratio(1)
         );
         println!(
             "  {}: handler to the answer object (the runtime serialises it): REST TOKEN {:.2} us (ratio {:.3}) | HTTP API 2.0 {:.2} us (ratio {:.3})",
             case.name,
-            ar.as_secs_f64() * 1e6,
-            ar.as_secs_f64() / raw.as_secs_f64(),
-            ah.as_secs_f64() * 1e6,
-            ah.as_secs_f64() / raw.as_secs_f64(),
+            time(2),
+            ratio(2),
+            time(3),
+            ratio(3),
+        );
+        println!(
+            "  {}: handler + response bytes: REST TOKEN {:.2} us (ratio {:.3}) | HTTP API 2.0 {:.2} us (ratio {:.3})",
+            case.name,
+            time(4),
+            ratio(4),
+            time(5),
+            ratio(5),
         );
     }
 }
