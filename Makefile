@@ -19,7 +19,7 @@ FUNCTIONS   := login refresh revoke authorizer whoami
 # cargo-lambda, zig and cfn-lint live in the venv.
 export PATH := $(abspath $(VENV)/bin):$(PATH)
 
-.PHONY: help tools java dev dev-down stack-up stack-down test lint build bench fuzz clean
+.PHONY: help tools java dev dev-down stack-up stack-down test lint build bench bench-authorizer coldstart fuzz clean
 
 help:
 	@echo "make dev        local stack + demo user + functions under cargo lambda watch"
@@ -29,6 +29,7 @@ help:
 	@echo "make build      cargo lambda build --release for every function"
 	@echo "make bench      criterion benchmarks"
 	@echo "make fuzz       fuzz the token verifier (FUZZ_SECS, default 60)"
+	@echo "make coldstart  cold start of the release authorizer (keys preloaded / from KMS)"
 
 tools: $(VENV)/.installed $(NODE_DIR)/.installed java
 
@@ -86,6 +87,11 @@ fuzz:
 
 bench-authorizer:
 	cargo bench --locked -p authorizer
+
+# Process start -> first answered invocation of the release authorizer against a local
+# Runtime API stub, with the keys preloaded (TRUSTED_JWKS) and from KMS.
+coldstart: build
+	infra/local/with-stack.sh $(LOCAL)/bench-stack infra/local/coldstart.sh
 
 clean: stack-down
 	rm -rf $(LOCAL) target

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Cold start of a function binary: process start -> first answered invocation.
 
-    coldstart.py BINARY EVENT_FILE [RUNS]
+    coldstart.py [--empty-dynamodb] BINARY EVENT_FILE [RUNS]
 
 A minimal Lambda Runtime API stub on a free loopback port hands the binary one event and
 times the moment its answer (or error) arrives. The binary gets the environment of the
 caller (so the stack's variables, for its start-up calls) plus AWS_LAMBDA_RUNTIME_API.
+With --empty-dynamodb the stub also stands in for DynamoDB and answers every call with
+an empty result at once, which takes DynamoDB Local's own latency out of the figure.
 Prints each run and the median, in milliseconds.
 """
 
@@ -25,7 +27,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_once(binary: str, event: bytes) -> float:
+def run_once(binary: str, event: bytes, empty_dynamodb: bool) -> float:
     answered = threading.Event()
     served = {"next": False}
 
@@ -52,6 +54,15 @@ def run_once(binary: str, event: bytes) -> float:
         def do_POST(self):
             length = int(self.headers.get("Content-Length", 0))
             self.rfile.read(length)
+            if self.path == "/" and self.headers.get("X-Amz-Target", "").startswith("DynamoDB_"):
+                # --empty-dynamodb: every DynamoDB call finds nothing, at once.
+                body = b'{"Count":0,"Items":[],"ScannedCount":0}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-amz-json-1.0")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             answered.set()
             self.send_response(202)
             self.end_headers()
@@ -68,6 +79,8 @@ def run_once(binary: str, event: bytes) -> float:
         AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/coldstart",
         AWS_LAMBDA_LOG_STREAM_NAME="local",
     )
+    if empty_dynamodb:
+        env["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{port}"
     start = time.perf_counter()
     proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ok = answered.wait(30)
@@ -81,10 +94,12 @@ def run_once(binary: str, event: bytes) -> float:
 
 
 def main() -> None:
-    binary, event_file = sys.argv[1], sys.argv[2]
-    runs = int(sys.argv[3]) if len(sys.argv) > 3 else 10
+    args = [a for a in sys.argv[1:] if a != "--empty-dynamodb"]
+    empty_dynamodb = len(args) < len(sys.argv) - 1
+    binary, event_file = args[0], args[1]
+    runs = int(args[2]) if len(args) > 2 else 10
     event = open(event_file, "rb").read()
-    times = [run_once(binary, event) for _ in range(runs)]
+    times = [run_once(binary, event, empty_dynamodb) for _ in range(runs)]
     print("runs (ms):", " ".join(f"{t:.1f}" for t in times))
     print(f"median process start -> first answered invocation: {statistics.median(times):.1f} ms")
 
