@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
 """Cold start of a function binary: process start -> first answered invocation.
 
-    coldstart.py [--empty-dynamodb] BINARY EVENT_FILE [RUNS]
+    coldstart.py [--valid-token] [--empty-dynamodb] BINARY EVENT_FILE [RUNS]
 
 A minimal Lambda Runtime API stub on a free loopback port hands the binary one event and
 times the moment its answer (or error) arrives. The binary gets the environment of the
 caller (so the stack's variables, for its start-up calls) plus AWS_LAMBDA_RUNTIME_API.
 With --empty-dynamodb the stub also stands in for DynamoDB and answers every call with
 an empty result at once, which takes DynamoDB Local's own latency out of the figure.
+With --valid-token the event's placeholder token is replaced by a valid access token
+signed by the stack's KMS key, so the first answer is an allow (printed once per distinct
+answer), which a function can only give once it has its keys and revocation state.
 Prints each run and the median, in milliseconds.
 """
 
+import base64
+import hashlib
 import http.server
+import json
 import os
 import socket
 import statistics
@@ -19,6 +25,40 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+
+PLACEHOLDER = (
+    "Bearer eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6Im5vbmUifQ.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+)
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def mint_access_token() -> str:
+    """An access token as login issues it, signed by the stack's KMS key (the emulator), so
+    the first answer is an allow that needed the keys and the revocation state."""
+    import boto3
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    kms = boto3.client("kms", endpoint_url=os.environ["AWS_ENDPOINT_URL_KMS"])
+    key_id = os.environ["SIGNING_KEY_ID"]
+    numbers = load_der_public_key(kms.get_public_key(KeyId=key_id)["PublicKey"]).public_numbers()
+    jwk = {"crv": "P-256", "kty": "EC", "x": b64url(numbers.x.to_bytes(32, "big")),
+           "y": b64url(numbers.y.to_bytes(32, "big"))}
+    kid = b64url(hashlib.sha256(json.dumps(jwk, separators=(",", ":")).encode()).digest())
+    now = int(time.time())
+    header = {"alg": "ES256", "typ": "at+jwt", "kid": kid}
+    claims = {"iss": os.environ["TOKEN_ISSUER"], "sub": "coldstart-user", "aud": os.environ["TOKEN_AUDIENCE"],
+              "exp": now + 900, "iat": now, "jti": uuid.uuid4().hex, "client_id": "first-party",
+              "scope": "read", "sid": uuid.uuid4().hex}
+    signing_input = ".".join(b64url(json.dumps(p, separators=(",", ":")).encode()) for p in (header, claims))
+    der = kms.sign(KeyId=key_id, Message=hashlib.sha256(signing_input.encode()).digest(),
+                   MessageType="DIGEST", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+    r, s = decode_dss_signature(der)
+    return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
 def free_port() -> int:
@@ -27,9 +67,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_once(binary: str, event: bytes, empty_dynamodb: bool) -> float:
+def run_once(binary: str, event: bytes, empty_dynamodb: bool) -> tuple[float, bytes]:
     answered = threading.Event()
-    served = {"next": False}
+    served = {"next": False, "answer": b""}
 
     class Stub(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args):  # quiet
@@ -53,7 +93,7 @@ def run_once(binary: str, event: bytes, empty_dynamodb: bool) -> float:
 
         def do_POST(self):
             length = int(self.headers.get("Content-Length", 0))
-            self.rfile.read(length)
+            body = self.rfile.read(length)
             if self.path == "/" and self.headers.get("X-Amz-Target", "").startswith("DynamoDB_"):
                 # --empty-dynamodb: every DynamoDB call finds nothing, at once.
                 body = b'{"Count":0,"Items":[],"ScannedCount":0}'
@@ -63,6 +103,7 @@ def run_once(binary: str, event: bytes, empty_dynamodb: bool) -> float:
                 self.end_headers()
                 self.wfile.write(body)
                 return
+            served["answer"] = body
             answered.set()
             self.send_response(202)
             self.end_headers()
@@ -90,16 +131,21 @@ def run_once(binary: str, event: bytes, empty_dynamodb: bool) -> float:
     server.shutdown()
     if not ok:
         raise SystemExit("the function never answered")
-    return elapsed
+    return elapsed, served["answer"]
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if a != "--empty-dynamodb"]
-    empty_dynamodb = len(args) < len(sys.argv) - 1
+    flags = {a for a in sys.argv[1:] if a.startswith("--")}
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
     binary, event_file = args[0], args[1]
     runs = int(args[2]) if len(args) > 2 else 10
     event = open(event_file, "rb").read()
-    times = [run_once(binary, event, empty_dynamodb) for _ in range(runs)]
+    if "--valid-token" in flags:
+        event = event.replace(PLACEHOLDER.encode(), f"Bearer {mint_access_token()}".encode())
+    results = [run_once(binary, event, "--empty-dynamodb" in flags) for _ in range(runs)]
+    times = [t for t, _ in results]
+    answers = {a for _, a in results}
+    print("answer:", " | ".join(a.decode(errors="replace")[:160] for a in answers))
     print("runs (ms):", " ".join(f"{t:.1f}" for t in times))
     print(f"median process start -> first answered invocation: {statistics.median(times):.1f} ms")
 
