@@ -54,6 +54,7 @@ stack-down:
 	@if [ -x $(PY) ]; then $(PY) infra/local/stack.py down --dir $(STACK_DIR); else echo "nothing to stop"; fi
 
 lint: tools
+	cargo fmt --all -- --check
 	cfn-lint infra/template.yaml
 
 # Build first, so the stack does not sit idle during compilation.

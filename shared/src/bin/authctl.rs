@@ -113,11 +113,8 @@ async fn run(cli: Cli) -> Result<String, String> {
         Command::Keys(KeysCommand::Jwks) => {
             let settings = FeedSettings::from_lookup(|name| std::env::var(name).ok(), &config.signing_key_id)
                 .map_err(|e| e.to_string())?;
-            let keys = settings
-                .keys
-                .load(&aws_sdk_kms::Client::new(&sdk))
-                .await
-                .map_err(|e| format!("KMS failed: {e}"))?;
+            let keys =
+                settings.keys.load(&aws_sdk_kms::Client::new(&sdk)).await.map_err(|e| format!("KMS failed: {e}"))?;
             let jwks = serde_json::json!({"keys": keys.iter().map(TrustedKey::public_jwk).collect::<Vec<_>>()});
             return Ok(jwks.to_string());
         }
