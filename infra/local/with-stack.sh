@@ -19,5 +19,6 @@ set -a
 . "$DIR.env"
 set +a
 export TOKENAUTH_KMS_EMULATOR="$PWD/$PY $PWD/infra/local/kms_emulator.py"
+export TOKENAUTH_TLS_PROXY="$PWD/$PY $PWD/infra/local/tls_proxy.py"
 
 "$@"

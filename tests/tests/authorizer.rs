@@ -38,7 +38,7 @@ async fn authorizer(
 ) -> Authorizer {
     let config = config();
     let env: HashMap<String, String> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let a = Authorizer::from_config(&config, |name| env.get(name).cloned(), dynamodb, clients.kms.clone(), clock)
+    let a = Authorizer::from_config(&config, |name| env.get(name).cloned(), dynamodb, || clients.kms.clone(), clock)
         .await
         .expect("authorizer builds");
     a.warm_up().await;
@@ -95,7 +95,7 @@ async fn every_event_shape_allows_a_valid_token_with_context() {
 #[tokio::test]
 async fn keys_handed_over_as_a_jwks_need_no_kms_call_and_verify_the_same_tokens() {
     let clients = clients().await;
-    let kms_keys = KeySource::Kms(vec![config().signing_key_id]).load(&clients.kms).await.unwrap();
+    let kms_keys = KeySource::Kms(vec![config().signing_key_id]).load(|| clients.kms.clone()).await.unwrap();
     let jwks = serde_json::json!({"keys": kms_keys.iter().map(TrustedKey::public_jwk).collect::<Vec<_>>()});
     clients.calls.clear();
     let a =

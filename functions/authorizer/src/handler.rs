@@ -31,7 +31,7 @@ mod tests {
             &config,
             |_| None,
             clients.dynamodb.clone(),
-            clients.kms.clone(),
+            || clients.kms.clone(),
             Arc::new(SystemClock),
         )
         .await

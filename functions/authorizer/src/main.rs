@@ -9,19 +9,24 @@ use lambda_runtime::{run, service_fn, Error};
 use tokenauth::authorizer::Authorizer;
 use tokenauth::{Config, SystemClock};
 
-#[tokio::main]
+/// One invocation at a time, so a current-thread runtime: no worker threads to start at
+/// cold start or to hand each I/O wake-up to.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let sdk = tokenauth::aws::sdk_config().await;
+    let sdk = tokenauth::aws::sdk_config(tokenauth::aws::Credentials::Environment).await?;
     let authorizer = Authorizer::from_config(
         &config,
         |name| std::env::var(name).ok(),
         aws_sdk_dynamodb::Client::new(&sdk),
-        aws_sdk_kms::Client::new(&sdk),
+        || aws_sdk_kms::Client::new(&sdk),
         Arc::new(SystemClock),
     )
     .await?;
+    // Before the runtime asks for the first event, not alongside: Lambda may freeze the
+    // instance as soon as it asks (an instance initialised ahead of traffic), and a read
+    // frozen in flight would stall or fail the first request.
     authorizer.warm_up().await;
     run(service_fn(|event| handler::function_handler(&authorizer, event))).await
 }

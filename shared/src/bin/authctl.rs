@@ -93,7 +93,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<String, String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
-    let sdk = tokenauth::aws::sdk_config().await;
+    let sdk = tokenauth::aws::sdk_config(tokenauth::aws::Credentials::DefaultChain).await.map_err(|e| e.to_string())?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let users = DynamoUsers::new(dynamodb.clone(), &config.users_table);
     let revoker = Revoker::new(&config, dynamodb);
@@ -114,7 +114,7 @@ async fn run(cli: Cli) -> Result<String, String> {
             let settings = FeedSettings::from_lookup(|name| std::env::var(name).ok(), &config.signing_key_id)
                 .map_err(|e| e.to_string())?;
             let keys =
-                settings.keys.load(&aws_sdk_kms::Client::new(&sdk)).await.map_err(|e| format!("KMS failed: {e}"))?;
+                settings.keys.load(|| aws_sdk_kms::Client::new(&sdk)).await.map_err(|e| format!("KMS failed: {e}"))?;
             let jwks = serde_json::json!({"keys": keys.iter().map(TrustedKey::public_jwk).collect::<Vec<_>>()});
             return Ok(jwks.to_string());
         }
