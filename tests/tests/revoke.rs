@@ -218,3 +218,34 @@ async fn the_admin_revoke_all_ends_every_session() {
         assert_eq!((f.status, f.revoked_reason.as_deref()), (FamilyStatus::Revoked, Some("revoked_by_admin")));
     }
 }
+
+#[tokio::test]
+async fn the_denylist_read_spans_every_hour_bucket_between_its_bounds_oldest_first() {
+    use tokenauth::store::{DynamoRevocations, Revocation};
+    let (config, clients) = (config(), clients().await);
+    let store = DynamoRevocations::new(clients.dynamodb.clone(), &config.revocations_table);
+    let hour = 480_000_u64 * 3_600_000; // hour buckets in 2024-10, which no other test writes
+    let subject = unique_username("buckets");
+    let entry = |revoked_at_ms: u64, n: u32| Revocation {
+        kind: RevocationKind::Jti,
+        subject: format!("{subject}-{n}"),
+        revoked_at_ms,
+        not_before: None,
+        expires_at: revoked_at_ms / 1000 + 86_400,
+    };
+    let written = [
+        entry(hour + 10, 0),                    // before the read's start
+        entry(hour + 3_599_000, 1),             // end of the first hour
+        entry(hour + 3_600_000 + 1_000, 2),     // start of the second
+        entry(hour + 2 * 3_600_000 + 5_000, 3), // in the third
+        entry(hour + 3 * 3_600_000 + 1_000, 4), // in the hour after the read's end
+    ];
+    store.put(&written).await.unwrap();
+
+    clients.calls.clear();
+    let read = store.since(hour + 500_000, hour + 2 * 3_600_000 + 10_000).await.unwrap();
+    let ours: Vec<&str> = read.iter().map(|r| r.subject.as_str()).filter(|s| s.starts_with(subject.as_str())).collect();
+    let expected: Vec<String> = (1..=3).map(|n| format!("{subject}-{n}")).collect();
+    assert_eq!(ours, expected, "the three entries inside the bounds, oldest first");
+    assert_eq!(clients.calls.names(), ["DynamoDB.Query"; 3], "one Query per hour bucket");
+}

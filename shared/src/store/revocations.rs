@@ -124,33 +124,42 @@ impl DynamoRevocations {
         Ok(())
     }
 
-    /// Every entry revoked after `since_ms` up to `now_ms`, oldest first: one Query per
-    /// hour bucket in between (usually one).
+    /// Every entry revoked after `since_ms` in the hour buckets up to the one of `now_ms`
+    /// (later entries of that hour too: learning a revocation early is harmless), oldest
+    /// first: one Query per hour bucket (usually one). The buckets are read at once, not in turn: a
+    /// cold start whose lookback crosses the hour (about a quarter of them) would otherwise
+    /// wait for two round trips before its first answer.
     pub async fn since(&self, since_ms: u64, now_ms: u64) -> Result<Vec<Revocation>, DependencyError> {
-        let mut found = Vec::new();
         let after = format!("{since_ms:013}$"); // '$' sorts after '#': strictly later than since_ms
-        for hour in since_ms / 3_600_000..=now_ms / 3_600_000 {
-            let items = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#b = :b AND #e > :after")
-                .expression_attribute_names("#b", REVOCATIONS_PARTITION_KEY)
-                .expression_attribute_names("#e", REVOCATIONS_SORT_KEY)
-                .expression_attribute_values(":b", AttributeValue::S(format!("h{hour}")))
-                .expression_attribute_values(":after", AttributeValue::S(after.clone()))
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(|e| DependencyError::dynamodb("Query", e))?;
-            for item in items {
-                found.push(
-                    serde_dynamo::from_item(item).map_err(|e| DependencyError::Corrupt(format!("revocation: {e}")))?,
-                );
-            }
+        let hours = since_ms / 3_600_000..=now_ms / 3_600_000;
+        let buckets = futures_util::future::try_join_all(hours.map(|hour| self.bucket_after(hour, &after))).await?;
+        let mut found = Vec::new();
+        for item in buckets.into_iter().flatten() {
+            found
+                .push(serde_dynamo::from_item(item).map_err(|e| DependencyError::Corrupt(format!("revocation: {e}")))?);
         }
         Ok(found)
+    }
+
+    /// The items of one hour bucket whose sort key is after `after`, all pages.
+    async fn bucket_after(
+        &self,
+        hour: u64,
+        after: &str,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, DependencyError> {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#b = :b AND #e > :after")
+            .expression_attribute_names("#b", REVOCATIONS_PARTITION_KEY)
+            .expression_attribute_names("#e", REVOCATIONS_SORT_KEY)
+            .expression_attribute_values(":b", AttributeValue::S(format!("h{hour}")))
+            .expression_attribute_values(":after", AttributeValue::S(after.to_owned()))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| DependencyError::dynamodb("Query", e))
     }
 }
