@@ -4,8 +4,9 @@
     coldstart.py [--valid-token] [--empty-dynamodb] BINARY EVENT_FILE [RUNS]
 
 A minimal Lambda Runtime API stub on a free loopback port hands the binary one event and
-times the moment its answer (or error) arrives. The binary gets the environment of the
-caller (so the stack's variables, for its start-up calls) plus AWS_LAMBDA_RUNTIME_API.
+times the moment its answer (or error) arrives. The binary gets a Lambda-like environment:
+the function's configuration from the caller (the stack's variables, for its start-up
+calls) and the runtime's variables, AWS_LAMBDA_RUNTIME_API among them; nothing else.
 With --empty-dynamodb the stub also stands in for DynamoDB and answers every call with
 an empty result at once, which takes DynamoDB Local's own latency out of the figure.
 With --valid-token the event's placeholder token is replaced by a valid access token
@@ -19,6 +20,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -59,6 +61,24 @@ def mint_access_token() -> str:
                    MessageType="DIGEST", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
     r, s = decode_dss_signature(der)
     return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+# The function's own configuration (the stack's variables and the settings the functions
+# read); everything else of the caller's shell stays out, as in Lambda.
+FUNCTION_VARIABLE = re.compile(
+    r"AWS_(REGION|DEFAULT_REGION|ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN|EC2_METADATA_DISABLED"
+    r"|ENDPOINT_URL_[A-Z_]+)|[A-Z_]+_TABLE|[A-Z_]+_SECS|SIGNING_KEY_ID|TOKEN_[A-Z_]+|TRUSTED_[A-Z_]+"
+    r"|AUTHORIZER_[A-Z_]+|LOGIN_[A-Z_]+|REUSE_REVOKES|CLIENT_ID|RUST_LOG"
+)
+
+
+def function_environment() -> dict:
+    """What Lambda hands a function: its runtime's variables and the function's configuration.
+    The caller's shell is left out: a developer machine's AWS_CA_BUNDLE or SSL_CERT_FILE, for
+    one, would make the SDK read a trust store that Lambda does not configure."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "en_US.UTF-8", "TZ": ":UTC"}
+    env.update({k: v for k, v in os.environ.items() if FUNCTION_VARIABLE.fullmatch(k)})
+    return env
 
 
 def free_port() -> int:
@@ -112,7 +132,7 @@ def run_once(binary: str, event: bytes, empty_dynamodb: bool) -> tuple[float, by
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Stub)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = dict(
-        os.environ,
+        function_environment(),
         AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}",
         AWS_LAMBDA_FUNCTION_NAME="coldstart",
         AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",
