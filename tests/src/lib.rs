@@ -107,9 +107,13 @@ pub struct Clients {
     pub calls: CallLog,
 }
 
+/// The SDK configuration the functions load (credentials from the environment).
+async fn sdk_config() -> aws_config::SdkConfig {
+    tokenauth::aws::sdk_config(tokenauth::aws::Credentials::Environment).await.expect("SDK configuration loads")
+}
+
 pub async fn clients() -> Clients {
-    let sdk =
-        tokenauth::aws::sdk_config(tokenauth::aws::Credentials::Environment).await.expect("SDK configuration loads");
+    let sdk = sdk_config().await;
     let calls = CallLog::default();
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(calls.clone()).build(),
@@ -121,15 +125,13 @@ pub async fn clients() -> Clients {
 
 /// A KMS client whose endpoint is `endpoint` (e.g. a private emulator a test may stop).
 pub async fn kms_at(endpoint: &str) -> aws_sdk_kms::Client {
-    let sdk =
-        tokenauth::aws::sdk_config(tokenauth::aws::Credentials::Environment).await.expect("SDK configuration loads");
+    let sdk = sdk_config().await;
     aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&sdk).endpoint_url(endpoint).build())
 }
 
 /// A DynamoDB client whose endpoint is `endpoint`.
 pub async fn dynamodb_at(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    let sdk =
-        tokenauth::aws::sdk_config(tokenauth::aws::Credentials::Environment).await.expect("SDK configuration loads");
+    let sdk = sdk_config().await;
     aws_sdk_dynamodb::Client::from_conf(aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(endpoint).build())
 }
 
