@@ -367,6 +367,20 @@ pub struct Statement {
     pub resource: Vec<String>,
 }
 
+impl PolicyDocument {
+    /// A policy of these statements.
+    fn of(statement: Vec<Statement>) -> Self {
+        Self { version: "2012-10-17", statement }
+    }
+}
+
+impl Statement {
+    /// `execute-api:Invoke` with `effect` on `resource`.
+    fn invoke(effect: &'static str, resource: Vec<String>) -> Self {
+        Self { action: "execute-api:Invoke", effect, resource }
+    }
+}
+
 impl From<VerifiedToken> for AuthContext {
     fn from(t: VerifiedToken) -> Self {
         Self { sub: t.sub, scope: t.scope, client_id: t.client_id, sid: t.sid, jti: t.jti }
@@ -623,8 +637,7 @@ impl Authorizer {
     /// An IAM policy for the whole API: allow everything, except an explicit deny for each
     /// rule whose scopes the token lacks (correct for any route if API Gateway caches it).
     fn policy(&self, base: &str, token: VerifiedToken) -> Answer {
-        let invoke = |effect, resource| Statement { action: "execute-api:Invoke", effect, resource };
-        let mut statement = vec![invoke("Allow", vec![format!("{base}/*/*")])];
+        let mut statement = vec![Statement::invoke("Allow", vec![format!("{base}/*/*")])];
         let denied: Vec<String> = self
             .settings
             .rules
@@ -633,11 +646,11 @@ impl Authorizer {
             .map(|r| format!("{base}/{}{}", r.method, r.path))
             .collect();
         if !denied.is_empty() {
-            statement.push(invoke("Deny", denied));
+            statement.push(Statement::invoke("Deny", denied));
         }
         Answer::Policy {
             principal_id: token.sub.clone(),
-            policy_document: PolicyDocument { version: "2012-10-17", statement },
+            policy_document: PolicyDocument::of(statement),
             context: Some(AuthContext::from(token)),
         }
     }
@@ -648,14 +661,7 @@ impl Authorizer {
             (Some(Shape::HttpV2), ResponseStyle::Simple) => Ok(Answer::Simple { is_authorized: false, context: None }),
             (Some(Shape::HttpV1 | Shape::HttpV2), _) => Ok(Answer::Policy {
                 principal_id: "unauthorized".to_owned(),
-                policy_document: PolicyDocument {
-                    version: "2012-10-17",
-                    statement: vec![Statement {
-                        action: "execute-api:Invoke",
-                        effect: "Deny",
-                        resource: vec!["*".to_owned()],
-                    }],
-                },
+                policy_document: PolicyDocument::of(vec![Statement::invoke("Deny", vec!["*".to_owned()])]),
                 context: None,
             }),
             _ => Err(why),
