@@ -241,6 +241,19 @@ pub fn event(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
 
+/// The `Authorization` value in the sample authorizer events of `events/` (a token no key
+/// signed), for tests and benchmarks to replace.
+pub const PLACEHOLDER_AUTHORIZATION: &str =
+    "Bearer eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6Im5vbmUifQ.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+
+/// A sample authorizer event's text, members in API Gateway's order as the file has them,
+/// with `authorization` in place of [`PLACEHOLDER_AUTHORIZATION`].
+pub fn event_text_with(name: &str, authorization: &str) -> String {
+    let path = repo_root().join("events").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.replace(PLACEHOLDER_AUTHORIZATION, authorization)
+}
+
 /// Turns an API Gateway event into the request lambda_http hands a handler.
 pub fn request_from_event(event: &Value) -> Request {
     lambda_http::request::from_str(&event.to_string()).expect("event parses as an API Gateway request")

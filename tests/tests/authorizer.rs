@@ -12,8 +12,6 @@ use tokenauth::clock::{Clock, ManualClock, SystemClock};
 use tokenauth::verify::TrustedKey;
 use tokenauth_tests::*;
 
-const PLACEHOLDER: &str =
-    "Bearer eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6Im5vbmUifQ.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
 const SHAPES: [&str; 4] = [
     "authorizer-rest-token.json",
     "authorizer-rest-request.json",
@@ -24,10 +22,6 @@ const SHAPES: [&str; 4] = [
 /// The authorizer's answer as the JSON API Gateway receives.
 async fn decide(a: &Authorizer, event: &str) -> Result<Value, Unauthorized> {
     a.handle(event).await.map(|answer| serde_json::to_value(answer).unwrap())
-}
-
-fn event_with(name: &str, authorization: &str) -> String {
-    event(name).to_string().replace(PLACEHOLDER, authorization)
 }
 
 async fn authorizer(
@@ -73,7 +67,7 @@ async fn every_event_shape_allows_a_valid_token_with_context() {
     clients.calls.clear();
 
     for shape in SHAPES {
-        let response = decide(&a, &event_with(shape, &bearer)).await.unwrap_or_else(|e| panic!("{shape}: {e:?}"));
+        let response = decide(&a, &event_text_with(shape, &bearer)).await.unwrap_or_else(|e| panic!("{shape}: {e:?}"));
         if shape.ends_with("v2.json") {
             assert_eq!(response["isAuthorized"], true, "{shape}");
         } else {
@@ -108,7 +102,7 @@ async fn keys_handed_over_as_a_jwks_need_no_kms_call_and_verify_the_same_tokens(
     );
     let (tokens, user_id) = access_token(&clients, &["read"]).await;
     let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
-    let allowed = decide(&a, &event_with("authorizer-rest-token.json", &bearer)).await.unwrap();
+    let allowed = decide(&a, &event_text_with("authorizer-rest-token.json", &bearer)).await.unwrap();
     assert_eq!(allowed["principalId"], user_id.as_str());
 
     // A JWKS naming another key: the same token is refused.
@@ -128,7 +122,7 @@ async fn keys_handed_over_as_a_jwks_need_no_kms_call_and_verify_the_same_tokens(
         serde_json::json!({"keys": [TrustedKey::es256_from_spki(spki.as_ref()).unwrap().public_jwk()]}).to_string();
     let b =
         authorizer(&clients, clients.dynamodb.clone(), &[("TRUSTED_JWKS", &other_jwks)], Arc::new(SystemClock)).await;
-    let refused = decide(&b, &event_with("authorizer-rest-token.json", &bearer)).await;
+    let refused = decide(&b, &event_text_with("authorizer-rest-token.json", &bearer)).await;
     assert_eq!(refused.unwrap_err().class(), "bad_signature");
 }
 
@@ -139,7 +133,7 @@ async fn every_event_shape_refuses_bad_tokens_the_way_api_gateway_needs() {
     let (tokens, _) = access_token(&clients, &["read"]).await;
     let good = tokens["access_token"].as_str().unwrap();
     let bad_headers = [
-        PLACEHOLDER.to_owned(),
+        PLACEHOLDER_AUTHORIZATION.to_owned(),
         format!("Basic {good}"),
         format!("Bearer {good} extra"),
         format!("Bearer {good}x"),
@@ -148,7 +142,7 @@ async fn every_event_shape_refuses_bad_tokens_the_way_api_gateway_needs() {
     ];
     for shape in SHAPES {
         for header in &bad_headers {
-            let outcome = decide(&a, &event_with(shape, header)).await;
+            let outcome = decide(&a, &event_text_with(shape, header)).await;
             match shape {
                 "authorizer-rest-token.json" | "authorizer-rest-request.json" => {
                     let e = outcome.expect_err("REST answers with the Unauthorized error");
@@ -176,7 +170,7 @@ async fn a_valid_token_without_the_routes_scope_is_denied_403_style() {
     let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
 
     for shape in SHAPES {
-        let response = decide(&a, &event_with(shape, &bearer)).await.expect("a decision, not unauthorized");
+        let response = decide(&a, &event_text_with(shape, &bearer)).await.expect("a decision, not unauthorized");
         if shape.ends_with("v2.json") {
             assert_eq!(response["isAuthorized"], false);
         } else {
@@ -192,7 +186,7 @@ async fn a_valid_token_without_the_routes_scope_is_denied_403_style() {
         Arc::new(SystemClock),
     )
     .await;
-    let response = decide(&iam, &event_with("authorizer-http-api-v2.json", &bearer)).await.unwrap();
+    let response = decide(&iam, &event_text_with("authorizer-http-api-v2.json", &bearer)).await.unwrap();
     assert!(denies(&response, "/GET/api/items"));
 }
 
@@ -208,10 +202,14 @@ async fn revocations_reach_a_warm_instance_within_the_poll_interval() {
     // An access token (jti).
     let (one, _) = access_token(&clients, &["read"]).await;
     let token = one["access_token"].as_str().unwrap();
-    assert!(decide(&a, &event_with(SHAPES[0], &allowed(token))).await.is_ok());
+    assert!(decide(&a, &event_text_with(SHAPES[0], &allowed(token))).await.is_ok());
     revoke.revoke(tokenauth::RevokeRequest { token: token.to_owned(), token_type_hint: None }, None).await.unwrap();
     clock.advance(1);
-    assert_eq!(decide(&a, &event_with(SHAPES[0], &allowed(token))).await.unwrap_err(), Unauthorized::Revoked, "jti");
+    assert_eq!(
+        decide(&a, &event_text_with(SHAPES[0], &allowed(token))).await.unwrap_err(),
+        Unauthorized::Revoked,
+        "jti"
+    );
 
     // A session, through refresh-token reuse.
     let (two, _) = access_token(&clients, &["read"]).await;
@@ -221,12 +219,12 @@ async fn revocations_reach_a_warm_instance_within_the_poll_interval() {
     let rotated = tokenauth::http::refresh(&refresh, &refresh_request(r0, None, false)).await;
     assert_eq!(rotated.status(), 200);
     let session_token = two["access_token"].as_str().unwrap();
-    assert!(decide(&a, &event_with(SHAPES[3], &allowed(session_token))).await.unwrap()["isAuthorized"] == true);
+    assert!(decide(&a, &event_text_with(SHAPES[3], &allowed(session_token))).await.unwrap()["isAuthorized"] == true);
     refresh_clock.advance(31);
     assert_eq!(tokenauth::http::refresh(&refresh, &refresh_request(r0, None, false)).await.status(), 401, "reuse");
     clock.advance(1);
     assert_eq!(
-        decide(&a, &event_with(SHAPES[3], &allowed(session_token))).await.unwrap()["isAuthorized"],
+        decide(&a, &event_text_with(SHAPES[3], &allowed(session_token))).await.unwrap()["isAuthorized"],
         false,
         "sid"
     );
@@ -234,11 +232,11 @@ async fn revocations_reach_a_warm_instance_within_the_poll_interval() {
     // Every session of a user (revoke-all).
     let (three, _) = access_token(&clients, &["read"]).await;
     let user_token = three["access_token"].as_str().unwrap();
-    assert!(decide(&a, &event_with(SHAPES[1], &allowed(user_token))).await.is_ok());
+    assert!(decide(&a, &event_text_with(SHAPES[1], &allowed(user_token))).await.is_ok());
     revoke.revoke_all(user_token, None).await.unwrap();
     clock.advance(1);
     assert_eq!(
-        decide(&a, &event_with(SHAPES[1], &allowed(user_token))).await.unwrap_err(),
+        decide(&a, &event_text_with(SHAPES[1], &allowed(user_token))).await.unwrap_err(),
         Unauthorized::Revoked,
         "user"
     );
@@ -256,14 +254,14 @@ async fn serves_cached_state_while_dynamodb_is_down_then_fails_closed_after_the_
     let (tokens, _) = access_token(&clients, &["read"]).await;
     let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
 
-    assert!(decide(&a, &event_with(SHAPES[0], &bearer)).await.is_ok());
+    assert!(decide(&a, &event_text_with(SHAPES[0], &bearer)).await.is_ok());
     proxy.stop(); // DynamoDB is gone for this instance.
     for _ in 0..3 {
         clock.advance(1);
-        assert!(decide(&a, &event_with(SHAPES[0], &bearer)).await.is_ok(), "within the staleness bound");
+        assert!(decide(&a, &event_text_with(SHAPES[0], &bearer)).await.is_ok(), "within the staleness bound");
     }
     clock.advance(1);
-    assert_eq!(decide(&a, &event_with(SHAPES[0], &bearer)).await.unwrap_err(), Unauthorized::StaleRevocations);
+    assert_eq!(decide(&a, &event_text_with(SHAPES[0], &bearer)).await.unwrap_err(), Unauthorized::StaleRevocations);
 }
 
 /// A loopback TCP proxy to DynamoDB Local that a test can cut, as if DynamoDB went away.

@@ -75,17 +75,11 @@ fn cases(now: u64) -> Vec<Case> {
 
     let es_key = TrustedKey::es256_from_spki(&ec_spki).unwrap();
     let rs_key = TrustedKey::rs256_from_spki(&rsa_spki).unwrap();
-    let es_input = format!(
-        "{}.{}",
-        B64URL.encode(format!(r#"{{"alg":"ES256","typ":"at+jwt","kid":"{}"}}"#, es_key.kid())),
-        B64URL.encode(claims(now))
-    );
+    let es_input =
+        format!("{}.{}", tokenauth::token::encoded_header("ES256", es_key.kid()), B64URL.encode(claims(now)));
     let es_token = format!("{es_input}.{}", B64URL.encode(ec.sign(&rng, es_input.as_bytes()).unwrap()));
-    let rs_input = format!(
-        "{}.{}",
-        B64URL.encode(format!(r#"{{"alg":"RS256","typ":"at+jwt","kid":"{}"}}"#, rs_key.kid())),
-        B64URL.encode(claims(now))
-    );
+    let rs_input =
+        format!("{}.{}", tokenauth::token::encoded_header("RS256", rs_key.kid()), B64URL.encode(claims(now)));
     let mut rs_sig = vec![0; rsa.public_modulus_len()];
     rsa.sign(&signature::RSA_PKCS1_SHA256, &rng, rs_input.as_bytes(), &mut rs_sig).unwrap();
     let rs_token = format!("{rs_input}.{}", B64URL.encode(rs_sig));
@@ -107,10 +101,7 @@ fn cases(now: u64) -> Vec<Case> {
 }
 
 fn event(file: &str, token: &str) -> String {
-    let path = format!("{}/../../events/{file}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(path).unwrap();
-    let placeholder = "Bearer eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6Im5vbmUifQ.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
-    text.replace(placeholder, &format!("Bearer {token}"))
+    tokenauth_tests::event_text_with(file, &format!("Bearer {token}"))
 }
 
 /// The whole warm handler: raw event text in, the response bytes the runtime would send out.
