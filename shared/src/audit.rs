@@ -2,6 +2,13 @@
 //! `audit`, and one EMF count per event ([`crate::metrics`]). Never a password, token, hash or username (users type passwords into the
 //! username field); the stable user id when it is known.
 
+/// Facts about the caller that go into the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    /// The caller's IP address as API Gateway saw it.
+    pub source_ip: Option<String>,
+}
+
 /// Why a login failed, as recorded (the client sees one answer for all of these).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginFailure {

@@ -34,10 +34,6 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(4_000);
 /// as published at amazontrust.com/repository; compiled in, so nothing is read at start.
 pub const AMAZON_TRUST_SERVICES_ROOTS: &str = include_str!("../certs/amazon-trust-services.pem");
 
-/// The variable naming a PEM file of CA certificates to trust instead (as the AWS CLI and
-/// other SDKs read it): for a TLS-inspecting proxy or an emulator behind TLS.
-pub const CA_BUNDLE_VARIABLE: &str = "AWS_CA_BUNDLE";
-
 /// The roots the SDK's HTTPS client trusts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrustRoots {
@@ -48,17 +44,21 @@ pub enum TrustRoots {
 }
 
 impl TrustRoots {
-    /// `AWS_CA_BUNDLE` if set (the file must hold at least one well-formed certificate),
-    /// else the Amazon Trust Services roots.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let Some(path) = lookup(CA_BUNDLE_VARIABLE).filter(|p| !p.trim().is_empty()) else {
+    /// The variable naming a PEM file of CA certificates to trust instead (as the AWS CLI
+    /// and other SDKs read it): for a TLS-inspecting proxy or an emulator behind TLS.
+    pub const VARIABLE: &'static str = "AWS_CA_BUNDLE";
+
+    /// The certificates of the PEM file at `path` (which must hold at least one
+    /// well-formed certificate), or the Amazon Trust Services roots if there is none.
+    pub fn from_path(path: Option<&str>) -> Result<Self, ConfigError> {
+        let Some(path) = path.map(str::trim).filter(|p| !p.is_empty()) else {
             return Ok(Self::AmazonTrustServices);
         };
         let invalid = ConfigError::Invalid {
-            name: CA_BUNDLE_VARIABLE,
+            name: Self::VARIABLE,
             reason: "the path of a readable PEM file of well-formed CA certificates",
         };
-        let pem = std::fs::read_to_string(path.trim()).map_err(|_| invalid.clone())?;
+        let pem = std::fs::read_to_string(path).map_err(|_| invalid.clone())?;
         if certificates(&pem).is_none_or(|certs| certs.is_empty()) {
             return Err(invalid);
         }
@@ -85,7 +85,7 @@ pub fn certificates(pem: &str) -> Option<Vec<CertificateDer<'static>>> {
 pub fn https_client(roots: &TrustRoots) -> Result<SharedHttpClient, ConfigError> {
     let trust_store = TrustStore::empty().with_native_roots(false).with_pem_certificate(roots.pem().as_bytes());
     let context = TlsContext::builder().with_trust_store(trust_store).build().map_err(|_| ConfigError::Invalid {
-        name: CA_BUNDLE_VARIABLE,
+        name: TrustRoots::VARIABLE,
         reason: "certificates the TLS client accepts",
     })?;
     Ok(aws_smithy_http_client::Builder::new()
@@ -108,17 +108,8 @@ pub enum Credentials {
 }
 
 /// Loads the SDK configuration from the environment with our timeouts, standard retries,
-/// the trust roots of [`TrustRoots::from_lookup`] and the credentials given.
-pub async fn sdk_config(credentials: Credentials) -> Result<aws_config::SdkConfig, ConfigError> {
-    let roots = TrustRoots::from_lookup(|name| std::env::var(name).ok())?;
-    sdk_config_with(&roots, credentials).await
-}
-
-/// [`sdk_config`] with the trust roots given.
-pub async fn sdk_config_with(
-    roots: &TrustRoots,
-    credentials: Credentials,
-) -> Result<aws_config::SdkConfig, ConfigError> {
+/// the trust roots given (see [`crate::Config::trust_roots`]) and the credentials given.
+pub async fn sdk_config(roots: &TrustRoots, credentials: Credentials) -> Result<aws_config::SdkConfig, ConfigError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if credentials == Credentials::Environment {
         loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
@@ -159,10 +150,6 @@ mod tests {
         digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    fn lookup(bundle: Option<&str>) -> impl Fn(&str) -> Option<String> + '_ {
-        move |name| (name == CA_BUNDLE_VARIABLE).then(|| bundle.map(str::to_owned)).flatten()
-    }
-
     fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
         let path = std::env::temp_dir().join(format!("tokenauth-aws-{}-{name}", std::process::id()));
         std::fs::write(&path, contents).unwrap();
@@ -178,8 +165,8 @@ mod tests {
 
     #[test]
     fn without_a_ca_bundle_the_amazon_roots_are_trusted() {
-        assert_eq!(TrustRoots::from_lookup(lookup(None)).unwrap(), TrustRoots::AmazonTrustServices);
-        assert_eq!(TrustRoots::from_lookup(lookup(Some("  "))).unwrap(), TrustRoots::AmazonTrustServices);
+        assert_eq!(TrustRoots::from_path(None).unwrap(), TrustRoots::AmazonTrustServices);
+        assert_eq!(TrustRoots::from_path(Some("  ")).unwrap(), TrustRoots::AmazonTrustServices);
         assert_eq!(TrustRoots::AmazonTrustServices.pem(), AMAZON_TRUST_SERVICES_ROOTS);
     }
 
@@ -187,7 +174,7 @@ mod tests {
     fn a_ca_bundle_replaces_the_amazon_roots() {
         let one_root = AMAZON_TRUST_SERVICES_ROOTS.split("# Amazon Root CA 2").next().unwrap();
         let path = temp_file("one-root.pem", one_root);
-        let roots = TrustRoots::from_lookup(lookup(Some(path.to_str().unwrap()))).unwrap();
+        let roots = TrustRoots::from_path(path.to_str()).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(roots, TrustRoots::Bundle(one_root.to_owned()));
         assert_eq!(certificates(roots.pem()).unwrap().len(), 1);
@@ -196,9 +183,9 @@ mod tests {
 
     #[test]
     fn a_ca_bundle_that_is_missing_empty_or_malformed_is_refused_at_start() {
-        let refused = |path: &str| TrustRoots::from_lookup(lookup(Some(path))).unwrap_err();
+        let refused = |path: &str| TrustRoots::from_path(Some(path)).unwrap_err();
         let expected = ConfigError::Invalid {
-            name: CA_BUNDLE_VARIABLE,
+            name: TrustRoots::VARIABLE,
             reason: "the path of a readable PEM file of well-formed CA certificates",
         };
         assert_eq!(refused("/nonexistent/tokenauth/ca.pem"), expected);
@@ -208,7 +195,7 @@ mod tests {
             [("empty", ""), ("no-certificate", "just text\n"), ("not-pem", not_pem), ("not-cert", not_a_certificate)];
         for (name, contents) in cases {
             let path = temp_file(name, contents);
-            let outcome = TrustRoots::from_lookup(lookup(Some(path.to_str().unwrap())));
+            let outcome = TrustRoots::from_path(path.to_str());
             std::fs::remove_file(&path).unwrap();
             assert_eq!(outcome.unwrap_err(), expected, "{name}");
         }

@@ -1,13 +1,20 @@
-//! Configuration: read once at cold start from the environment.
+//! Configuration: every environment variable the functions read, read here and only here,
+//! once at cold start, through one parser ([`Env`]) whose errors name the variable.
+//! Settings that depend on each other are checked against each other before a function
+//! starts ([`Config::check`]).
 //!
 //! AWS endpoints, region and credentials are not here: the SDK reads the standard
 //! variables (`AWS_REGION`, `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_KMS`, ...).
 
 use std::time::Duration;
 
+use crate::authorizer::{ResponseStyle, RouteRule};
+use crate::aws::TrustRoots;
 use crate::error::ConfigError;
+use crate::keys::KeySource;
 
-/// Everything a function needs to know about its deployment.
+/// Everything a function needs to know about its deployment. Each function takes the
+/// part it needs; a variable another function needs has a default or is required by all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// `USERS_TABLE` (required): the Users table.
@@ -16,7 +23,8 @@ pub struct Config {
     pub families_table: String,
     /// `REVOCATIONS_TABLE` (optional for login; default empty): the Revocations table.
     pub revocations_table: String,
-    /// `SIGNING_KEY_ID` (required): id, ARN or alias of the KMS signing key (ECC_NIST_P256).
+    /// `SIGNING_KEY_ID` (required): id, ARN or alias of the KMS signing key
+    /// (ECC_NIST_P256 for ES256, RSA_2048 for RS256).
     pub signing_key_id: String,
     /// `TOKEN_ISSUER` (required): the `iss` claim.
     pub issuer: String,
@@ -26,6 +34,13 @@ pub struct Config {
     pub client_id: String,
     /// `ACCESS_TOKEN_TTL_SECS` (default 900 = 15 minutes).
     pub access_token_ttl: Duration,
+    /// `TOKEN_LEEWAY_SECS` (default 30, below the access-token lifetime): the clock leeway
+    /// every verifier allows on `exp`, `nbf` and `iat`. The one clock leeway: revocation
+    /// entries and the authorizer's look-back derive their lifetimes from it.
+    pub token_leeway: Duration,
+    /// `TRUSTED_JWKS` (a JWKS document), else `TRUSTED_KEY_IDS` (comma-separated KMS key
+    /// ids), else `SIGNING_KEY_ID`: the keys whose access tokens are accepted.
+    pub trusted_keys: KeySource,
     /// `REFRESH_TOKEN_TTL_SECS` (default 2 592 000 = 30 days): a family's absolute lifetime.
     pub refresh_token_ttl: Duration,
     /// `REFRESH_IDLE_TTL_SECS` (default 604 800 = 7 days): a family dies after this long unused.
@@ -40,6 +55,11 @@ pub struct Config {
     /// `REUSE_REVOKES` (`user` or `family`, default `user`): what a detected refresh-token
     /// reuse revokes.
     pub reuse_revokes: ReuseScope,
+    /// The authorizer's own settings.
+    pub authorizer: AuthorizerSettings,
+    /// `AWS_CA_BUNDLE` (default: the Amazon Trust Services roots): the CA certificates the
+    /// SDK's HTTPS client trusts.
+    pub trust_roots: TrustRoots,
 }
 
 /// What a detected refresh-token reuse revokes.
@@ -51,66 +71,193 @@ pub enum ReuseScope {
     User,
 }
 
+/// Settings only the authorizer reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizerSettings {
+    /// `AUTHORIZER_RESPONSE` (`simple` or `iam`, default `simple`): payload 2.0 answers.
+    pub style: ResponseStyle,
+    /// `AUTHORIZER_ROUTE_SCOPES` (default none): `METHOD /path=scope ...` rules separated
+    /// by `;`.
+    pub rules: Vec<RouteRule>,
+    /// `REVOCATION_POLL_SECS` (default 5; 0 polls on every request): poll the
+    /// Revocations table at most this often per warm instance.
+    pub poll_every: Duration,
+    /// `REVOCATION_MAX_STALENESS_SECS` (default 60, at least 3 polls): serve a failed
+    /// poll's state this long, then deny everything until a poll succeeds.
+    pub max_staleness: Duration,
+}
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Reads configuration through `lookup` (the environment in production, a map in tests).
+    /// Reads configuration through `lookup` (the environment in production, a map in
+    /// tests), then checks related settings against each other.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| match lookup(name) {
-            Some(v) if !v.trim().is_empty() => Ok(v),
-            _ => Err(ConfigError::Missing(name)),
+        let env = Env(lookup);
+        let signing_key_id = env.required("SIGNING_KEY_ID")?;
+        let trusted_keys = match (env.optional("TRUSTED_JWKS"), env.list("TRUSTED_KEY_IDS")) {
+            (Some(jwks), _) => KeySource::Jwks(jwks),
+            (None, ids) if !ids.is_empty() => KeySource::Kms(ids),
+            _ => KeySource::Kms(vec![signing_key_id.clone()]),
         };
-        let secs = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
-            match lookup(name) {
-                None => Ok(Duration::from_secs(default)),
-                Some(v) => match v.trim().parse::<u64>() {
-                    Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
-                    _ => Err(ConfigError::Invalid { name, reason: "a whole number of seconds above 0" }),
-                },
-            }
-        };
-        let login_max_failures = match lookup("LOGIN_MAX_FAILURES") {
-            None => 5,
-            Some(v) => match v.trim().parse::<u32>() {
-                Ok(n) if n > 0 => n,
-                _ => return Err(ConfigError::Invalid { name: "LOGIN_MAX_FAILURES", reason: "a whole number above 0" }),
+        let config = Self {
+            users_table: env.required("USERS_TABLE")?,
+            families_table: env.required("FAMILIES_TABLE")?,
+            revocations_table: env.text("REVOCATIONS_TABLE", ""),
+            signing_key_id,
+            issuer: env.required("TOKEN_ISSUER")?,
+            audience: env.required("TOKEN_AUDIENCE")?,
+            client_id: env.text("CLIENT_ID", "first-party"),
+            access_token_ttl: env.secs("ACCESS_TOKEN_TTL_SECS", 900, Zero::Refused)?,
+            token_leeway: env.secs("TOKEN_LEEWAY_SECS", 30, Zero::Allowed)?,
+            trusted_keys,
+            refresh_token_ttl: env.secs("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600, Zero::Refused)?,
+            refresh_idle_ttl: env.secs("REFRESH_IDLE_TTL_SECS", 7 * 24 * 3600, Zero::Refused)?,
+            login_max_failures: env.count("LOGIN_MAX_FAILURES", 5)?,
+            login_failure_window: env.secs("LOGIN_FAILURE_WINDOW_SECS", 900, Zero::Refused)?,
+            refresh_leeway: env.secs("REFRESH_LEEWAY_SECS", 30, Zero::Allowed)?,
+            reuse_revokes: env.choice(
+                "REUSE_REVOKES",
+                "`user` or `family`",
+                &[("user", ReuseScope::User), ("family", ReuseScope::Family)],
+            )?,
+            authorizer: AuthorizerSettings {
+                style: env.choice(
+                    "AUTHORIZER_RESPONSE",
+                    "`simple` or `iam`",
+                    &[("simple", ResponseStyle::Simple), ("iam", ResponseStyle::Iam)],
+                )?,
+                rules: RouteRule::parse_list(&env.text("AUTHORIZER_ROUTE_SCOPES", "")).map_err(|_| {
+                    ConfigError::Invalid {
+                        name: "AUTHORIZER_ROUTE_SCOPES",
+                        reason: "`METHOD /path=scope ...` rules separated by `;`",
+                    }
+                })?,
+                poll_every: env.secs("REVOCATION_POLL_SECS", 5, Zero::Allowed)?,
+                max_staleness: env.secs("REVOCATION_MAX_STALENESS_SECS", 60, Zero::Refused)?,
             },
+            trust_roots: TrustRoots::from_path(env.optional(TrustRoots::VARIABLE).as_deref())?,
         };
-        let refresh_leeway = match lookup("REFRESH_LEEWAY_SECS") {
-            None => Duration::from_secs(30),
-            Some(v) => Duration::from_secs(v.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
-                name: "REFRESH_LEEWAY_SECS",
-                reason: "a whole number of seconds (0 disables)",
-            })?),
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Settings that only make sense together.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let (poll, staleness) = (self.authorizer.poll_every, self.authorizer.max_staleness);
+        if poll * 3 > staleness {
+            return Err(ConfigError::Inconsistent(format!(
+                "REVOCATION_POLL_SECS ({}) must be at most a third of REVOCATION_MAX_STALENESS_SECS ({}): a warm \
+                 authorizer that misses a poll or two must not start denying every request",
+                poll.as_secs(),
+                staleness.as_secs()
+            )));
+        }
+        if self.token_leeway >= self.access_token_ttl {
+            return Err(ConfigError::Inconsistent(format!(
+                "TOKEN_LEEWAY_SECS ({}) must be below ACCESS_TOKEN_TTL_SECS ({})",
+                self.token_leeway.as_secs(),
+                self.access_token_ttl.as_secs()
+            )));
+        }
+        Ok(())
+    }
+
+    /// How long a denylist entry written now must live: a token issued up to now expires
+    /// within the access-token lifetime and is accepted a leeway past that by a verifier
+    /// whose clock may run a leeway ahead of the writer's.
+    pub fn revocation_lifetime(&self) -> Duration {
+        self.access_token_ttl + 2 * self.token_leeway
+    }
+
+    /// How long after a token's `exp` a denylist entry for it must live (its `exp` is by
+    /// the issuer's clock; see [`Config::revocation_lifetime`]).
+    pub fn revocation_grace(&self) -> Duration {
+        2 * self.token_leeway
+    }
+
+    /// How far back a cold authorizer reads the denylist: every entry that may still be
+    /// alive, one more leeway for the writer's clock.
+    pub fn revocation_lookback(&self) -> Duration {
+        self.revocation_lifetime() + self.token_leeway
+    }
+}
+
+/// Whether 0 is an acceptable number of seconds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Zero {
+    Allowed,
+    Refused,
+}
+
+/// The one reader of variables: blank counts as unset, numbers are whole, every error
+/// names its variable.
+struct Env<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or(ConfigError::Missing(name))
+    }
+
+    fn text(&self, name: &str, default: &str) -> String {
+        self.optional(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    /// Comma-separated, blanks dropped.
+    fn list(&self, name: &str) -> Vec<String> {
+        self.text(name, "").split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    }
+
+    fn number(&self, name: &'static str, default: u64, zero: Zero, reason: &'static str) -> Result<u64, ConfigError> {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if n > 0 || zero == Zero::Allowed => Ok(n),
+                _ => Err(ConfigError::Invalid { name, reason }),
+            },
+        }
+    }
+
+    fn secs(&self, name: &'static str, default: u64, zero: Zero) -> Result<Duration, ConfigError> {
+        let reason = match zero {
+            Zero::Allowed => "a whole number of seconds (0 disables)",
+            Zero::Refused => "a whole number of seconds above 0",
         };
-        let reuse_revokes = match lookup("REUSE_REVOKES").as_deref().map(str::trim) {
-            None | Some("user") => ReuseScope::User,
-            Some("family") => ReuseScope::Family,
-            Some(_) => return Err(ConfigError::Invalid { name: "REUSE_REVOKES", reason: "`user` or `family`" }),
-        };
-        Ok(Self {
-            users_table: required("USERS_TABLE")?,
-            families_table: required("FAMILIES_TABLE")?,
-            revocations_table: lookup("REVOCATIONS_TABLE").unwrap_or_default(),
-            signing_key_id: required("SIGNING_KEY_ID")?,
-            issuer: required("TOKEN_ISSUER")?,
-            audience: required("TOKEN_AUDIENCE")?,
-            client_id: lookup("CLIENT_ID").filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "first-party".to_owned()),
-            access_token_ttl: secs("ACCESS_TOKEN_TTL_SECS", 900)?,
-            refresh_token_ttl: secs("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
-            refresh_idle_ttl: secs("REFRESH_IDLE_TTL_SECS", 7 * 24 * 3600)?,
-            login_max_failures,
-            login_failure_window: secs("LOGIN_FAILURE_WINDOW_SECS", 900)?,
-            refresh_leeway,
-            reuse_revokes,
-        })
+        self.number(name, default, zero, reason).map(Duration::from_secs)
+    }
+
+    fn count(&self, name: &'static str, default: u32) -> Result<u32, ConfigError> {
+        let n = self.number(name, u64::from(default), Zero::Refused, "a whole number above 0")?;
+        u32::try_from(n).map_err(|_| ConfigError::Invalid { name, reason: "a whole number above 0" })
+    }
+
+    /// One of `options` (the first is the default).
+    fn choice<T: Copy>(
+        &self,
+        name: &'static str,
+        reason: &'static str,
+        options: &[(&str, T)],
+    ) -> Result<T, ConfigError> {
+        match self.optional(name) {
+            None => Ok(options[0].1),
+            Some(v) => options
+                .iter()
+                .find(|(key, _)| *key == v)
+                .map(|(_, value)| *value)
+                .ok_or(ConfigError::Invalid { name, reason }),
+        }
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
@@ -132,10 +279,17 @@ mod tests {
         Config::from_lookup(|name| env.get(name).cloned())
     }
 
+    fn with(name: &'static str, value: &str) -> Result<Config, ConfigError> {
+        let mut env = complete();
+        env.insert(name, value.to_owned());
+        load(&env)
+    }
+
     #[test]
     fn applies_documented_defaults() {
         let config = load(&complete()).expect("complete config loads");
         assert_eq!(config.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(config.token_leeway, Duration::from_secs(30));
         assert_eq!(config.refresh_token_ttl, Duration::from_secs(2_592_000));
         assert_eq!(config.refresh_idle_ttl, Duration::from_secs(604_800));
         assert_eq!(config.login_max_failures, 5);
@@ -143,6 +297,12 @@ mod tests {
         assert_eq!(config.client_id, "first-party");
         assert_eq!(config.refresh_leeway, Duration::from_secs(30));
         assert_eq!(config.reuse_revokes, ReuseScope::User);
+        assert_eq!(config.trusted_keys, KeySource::Kms(vec!["alias/signing".to_owned()]));
+        assert_eq!(config.authorizer.style, ResponseStyle::Simple);
+        assert_eq!(config.authorizer.rules, vec![]);
+        assert_eq!(config.authorizer.poll_every, Duration::from_secs(5));
+        assert_eq!(config.authorizer.max_staleness, Duration::from_secs(60));
+        assert_eq!(config.trust_roots, TrustRoots::AmazonTrustServices);
     }
 
     #[test]
@@ -177,9 +337,68 @@ mod tests {
 
     #[test]
     fn names_the_variable_that_does_not_parse() {
+        for (name, value) in [
+            ("ACCESS_TOKEN_TTL_SECS", "15m"),
+            ("ACCESS_TOKEN_TTL_SECS", "0"),
+            ("TOKEN_LEEWAY_SECS", "-1"),
+            ("LOGIN_MAX_FAILURES", "0"),
+            ("LOGIN_MAX_FAILURES", "99999999999"),
+            ("REVOCATION_POLL_SECS", "1.5"),
+            ("REVOCATION_MAX_STALENESS_SECS", "0"),
+            ("AUTHORIZER_RESPONSE", "policy"),
+            ("AUTHORIZER_ROUTE_SCOPES", "GET api=read"),
+            ("AWS_CA_BUNDLE", "/nonexistent/tokenauth/ca.pem"),
+        ] {
+            let err = with(name, value).expect_err(&format!("{name}={value} must be refused"));
+            assert!(err.to_string().contains(name), "{err} should name {name}");
+        }
+    }
+
+    #[test]
+    fn trusted_keys_come_from_a_jwks_else_key_ids_else_the_signing_key() {
         let mut env = complete();
-        env.insert("ACCESS_TOKEN_TTL_SECS", "15m".to_owned());
-        let err = load(&env).expect_err("15m is not seconds");
-        assert!(err.to_string().contains("ACCESS_TOKEN_TTL_SECS"), "{err}");
+        env.insert("TRUSTED_KEY_IDS", " key-a, ,key-b ".to_owned());
+        assert_eq!(load(&env).unwrap().trusted_keys, KeySource::Kms(vec!["key-a".into(), "key-b".into()]));
+        env.insert("TRUSTED_JWKS", r#"{"keys":[]}"#.to_owned());
+        assert_eq!(load(&env).unwrap().trusted_keys, KeySource::Jwks(r#"{"keys":[]}"#.into()));
+        env.insert("TRUSTED_JWKS", " ".to_owned());
+        env.insert("TRUSTED_KEY_IDS", "".to_owned());
+        assert_eq!(load(&env).unwrap().trusted_keys, KeySource::Kms(vec!["alias/signing".into()]));
+    }
+
+    #[test]
+    fn the_revocation_poll_must_stay_well_inside_the_staleness_bound() {
+        let mut env = complete();
+        env.insert("REVOCATION_POLL_SECS", "20".to_owned());
+        assert!(load(&env).is_ok(), "60 s of staleness covers three polls of 20 s");
+        env.insert("REVOCATION_POLL_SECS", "21".to_owned());
+        let err = load(&env).expect_err("a poll slower than a third of the bound");
+        assert!(matches!(err, ConfigError::Inconsistent(_)));
+        assert!(err.to_string().contains("REVOCATION_POLL_SECS") && err.to_string().contains("STALENESS"), "{err}");
+    }
+
+    #[test]
+    fn the_token_leeway_must_be_below_the_token_lifetime() {
+        let mut env = complete();
+        env.insert("ACCESS_TOKEN_TTL_SECS", "60".to_owned());
+        env.insert("TOKEN_LEEWAY_SECS", "60".to_owned());
+        let err = load(&env).expect_err("leeway as long as the lifetime");
+        assert!(err.to_string().contains("TOKEN_LEEWAY_SECS"), "{err}");
+    }
+
+    #[test]
+    fn revocation_entries_outlive_every_token_they_cover_by_the_verifiers_leeway() {
+        for (ttl, leeway) in [("900", "30"), ("300", "0"), ("60", "59")] {
+            let mut env = complete();
+            env.insert("ACCESS_TOKEN_TTL_SECS", ttl.to_owned());
+            env.insert("TOKEN_LEEWAY_SECS", leeway.to_owned());
+            let config = load(&env).unwrap();
+            // A token issued just before the entry, by a clock a leeway ahead, is accepted
+            // until issue + ttl + leeway: the entry must still be there.
+            let last_accepted = config.access_token_ttl + config.token_leeway * 2;
+            assert!(config.revocation_lifetime() >= last_accepted);
+            assert!(config.revocation_grace() >= config.token_leeway);
+            assert!(config.revocation_lookback() >= config.revocation_lifetime());
+        }
     }
 }

@@ -18,6 +18,29 @@ pub enum ConfigError {
         /// What it must be.
         reason: &'static str,
     },
+    /// A variable parses but its content cannot be used (e.g. a JWKS with a foreign key).
+    #[error("environment variable {name}: {reason}")]
+    Unusable {
+        /// The variable.
+        name: &'static str,
+        /// Why not.
+        reason: String,
+    },
+    /// Two settings contradict each other.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// A function could not start: its configuration, or a dependency it needs at cold start
+/// (the signing key's public half, the trusted keys).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// KMS or DynamoDB at cold start.
+    #[error(transparent)]
+    Dependency(#[from] DependencyError),
 }
 
 /// What went wrong with a request, as the client will be told.

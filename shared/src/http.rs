@@ -10,11 +10,13 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::RequestMeta;
 use crate::error::ApiError;
+use crate::login::{LoginRequest, LoginService};
 use crate::password::MAX_PASSWORD_BYTES;
 use crate::refresh::{RefreshRequest, RefreshService};
 use crate::revoke::{RevocationService, RevokeRequest};
-use crate::session::{LoginRequest, LoginService, RequestMeta, TokenResponse};
+use crate::token::TokenResponse;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -79,29 +81,8 @@ pub async fn revoke(service: &RevocationService, request: &Request) -> Response<
 pub fn bearer_token(request: &Request) -> Result<&str, ApiError> {
     let mut values = request.headers().get_all(AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else { return Err(ApiError::InvalidToken) };
-    value.to_str().ok().and_then(parse_bearer).ok_or(ApiError::InvalidToken)
+    value.to_str().ok().and_then(crate::bearer::parse_bearer).ok_or(ApiError::InvalidToken)
 }
-
-/// `Bearer <token>` (RFC 6750 §2.1): scheme case-insensitive, exactly one token of the
-/// b64token alphabet, nothing else. Shared by revoke-all and the authorizer.
-pub fn parse_bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    // A table and no early exit: this runs over the whole token on every authorizer request.
-    let b64token = token.bytes().fold(true, |ok, b| ok & B64TOKEN[usize::from(b)]);
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && b64token).then_some(token)
-}
-
-/// The b64token alphabet of RFC 6750 §2.1, by byte.
-static B64TOKEN: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        table[i] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
-        i += 1;
-    }
-    table
-};
 
 /// The caller's IP as API Gateway (REST or HTTP API) reports it.
 pub fn request_meta(request: &Request) -> RequestMeta {

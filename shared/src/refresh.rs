@@ -7,17 +7,16 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::audit;
+use crate::audit::{self, RequestMeta};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ReuseScope};
-use crate::error::{ApiError, DependencyError};
+use crate::error::{ApiError, StartError};
 use crate::keys::{KmsSigner, Signer};
 use crate::revoke::Revoker;
 use crate::rotation::{classify, seal_successor, Refusal};
 use crate::scope::Scope;
-use crate::session::{RequestMeta, TokenResponse};
 use crate::store::{DynamoFamilies, RotateOutcome, Rotation};
-use crate::token::{AccessGrant, AccessTokenIssuer, RefreshToken};
+use crate::token::{AccessGrant, AccessTokenIssuer, RefreshToken, TokenResponse};
 
 /// A refresh request (RFC 6749 §6), already parsed.
 #[derive(Clone)]
@@ -61,7 +60,7 @@ impl RefreshService {
         config: &Config,
         dynamodb: aws_sdk_dynamodb::Client,
         kms: aws_sdk_kms::Client,
-    ) -> Result<Self, DependencyError> {
+    ) -> Result<Self, StartError> {
         let signer = KmsSigner::load(kms, &config.signing_key_id).await?;
         Ok(Self::new(config, dynamodb, Arc::new(signer), Arc::new(SystemClock)))
     }
@@ -146,23 +145,14 @@ impl RefreshService {
         // RFC 6749 §6: the narrowed scope if one was asked for, else the one granted at login.
         let scope =
             if required.is_empty() { family.scope_string() } else { Scope::from_tokens(required).to_scope_string() };
-        let claims = self.issuer.claims(
-            &AccessGrant {
-                subject: &family.user_id,
-                client_id: &family.client_id,
-                scope: &scope,
-                session_id: &family.family_id,
-            },
-            now,
-        );
-        let access_token = self.issuer.sign(&claims).await?;
+        let grant = AccessGrant {
+            subject: &family.user_id,
+            client_id: &family.client_id,
+            scope: &scope,
+            session_id: &family.family_id,
+        };
+        let tokens = self.issuer.issue(&grant, &refresh_token, now).await?;
         audit::session_event(event, "success", Some(&family.user_id), &family_id, Some(&family.client_id), ip);
-        Ok(TokenResponse {
-            access_token,
-            token_type: "Bearer",
-            expires_in: self.issuer.ttl().as_secs(),
-            refresh_token: refresh_token.encode(),
-            scope,
-        })
+        Ok(tokens)
     }
 }

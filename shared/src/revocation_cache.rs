@@ -8,10 +8,13 @@
 //! token is refused until a poll succeeds again (fail closed).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 
+use crate::config::AuthorizerSettings;
 use crate::error::DependencyError;
 use crate::store::{DynamoRevocations, Revocation, RevocationKind};
-use crate::verify::VerifiedToken;
+use crate::token::AccessClaims;
 
 /// How far back each poll looks again, to catch entries written by a writer whose clock
 /// runs behind, or made visible late. Re-applying an entry is harmless.
@@ -46,7 +49,7 @@ impl RevocationCache {
     }
 
     /// Whether a verified token is covered by an entry.
-    pub fn is_revoked(&self, token: &VerifiedToken) -> bool {
+    pub fn is_revoked(&self, token: &AccessClaims) -> bool {
         self.jti.contains_key(&token.jti)
             || self.sid.contains_key(&token.sid)
             || self.users.get(&token.sub).is_some_and(|(not_before, _)| token.iat < *not_before)
@@ -79,10 +82,27 @@ pub enum Freshness {
     Stale,
 }
 
-/// Keeps a [`RevocationCache`] up to date from the Revocations table.
+/// A boxed future of a denylist read.
+pub type SinceFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Revocation>, DependencyError>> + Send + 'a>>;
+
+/// Where the feed reads "revoked since T": the Revocations table in production
+/// ([`DynamoRevocations`], tested against DynamoDB Local); a scripted source in the unit
+/// tests of the feed's staleness and fail-closed rules.
+pub trait RevocationSource: Send + Sync + std::fmt::Debug {
+    /// Entries revoked from `from_ms` up to `to_ms` (Unix milliseconds).
+    fn since(&self, from_ms: u64, to_ms: u64) -> SinceFuture<'_>;
+}
+
+impl RevocationSource for DynamoRevocations {
+    fn since(&self, from_ms: u64, to_ms: u64) -> SinceFuture<'_> {
+        Box::pin(DynamoRevocations::since(self, from_ms, to_ms))
+    }
+}
+
+/// Keeps a [`RevocationCache`] up to date from a [`RevocationSource`].
 #[derive(Debug)]
 pub struct RevocationFeed {
-    store: DynamoRevocations,
+    source: Box<dyn RevocationSource>,
     cache: RevocationCache,
     poll_every_secs: u64,
     max_staleness_secs: u64,
@@ -93,15 +113,15 @@ pub struct RevocationFeed {
 }
 
 impl RevocationFeed {
-    /// A feed that polls at most every `poll_every_secs`, serves a failed poll's last
-    /// state for `max_staleness_secs`, and at start loads entries of the last
+    /// A feed that polls at most every `settings.poll_every`, serves a failed poll's last
+    /// state for `settings.max_staleness`, and at start loads entries of the last
     /// `lookback_secs` (the longest a covered token can live).
-    pub fn new(store: DynamoRevocations, poll_every_secs: u64, max_staleness_secs: u64, lookback_secs: u64) -> Self {
+    pub fn new(source: Box<dyn RevocationSource>, settings: &AuthorizerSettings, lookback_secs: u64) -> Self {
         Self {
-            store,
+            source,
             cache: RevocationCache::default(),
-            poll_every_secs,
-            max_staleness_secs,
+            poll_every_secs: settings.poll_every.as_secs(),
+            max_staleness_secs: settings.max_staleness.as_secs(),
             lookback_secs,
             cursor_ms: None,
             last_attempt: None,
@@ -110,23 +130,19 @@ impl RevocationFeed {
     }
 
     /// A feed that already holds `cache`, synced at `synced_at` (for benchmarks and tests
-    /// of the hot path: no poll is due until `poll_every_secs` later).
+    /// of the hot path: no poll is due until `settings.poll_every` later).
     pub fn preloaded(
-        store: DynamoRevocations,
+        source: Box<dyn RevocationSource>,
+        settings: &AuthorizerSettings,
         cache: RevocationCache,
         synced_at: u64,
-        poll_every_secs: u64,
-        max_staleness_secs: u64,
     ) -> Self {
         Self {
-            store,
             cache,
-            poll_every_secs,
-            max_staleness_secs,
-            lookback_secs: 0,
             cursor_ms: Some(synced_at.saturating_mul(1000)),
             last_attempt: Some(synced_at),
             last_success: Some(synced_at),
+            ..Self::new(source, settings, 0)
         }
     }
 
@@ -155,7 +171,7 @@ impl RevocationFeed {
             Some(cursor) => cursor.saturating_sub(POLL_OVERLAP_MS),
             None => now_ms.saturating_sub(self.lookback_secs.saturating_mul(1000)),
         };
-        let entries = self.store.since(since_ms, now_ms.saturating_add(60_000)).await?;
+        let entries = self.source.since(since_ms, now_ms.saturating_add(60_000)).await?;
         self.cache.apply(entries);
         self.cache.prune(now);
         self.cursor_ms = Some(now_ms);
@@ -164,7 +180,7 @@ impl RevocationFeed {
     }
 
     /// Whether a verified token is revoked, by the last known state.
-    pub fn is_revoked(&self, token: &VerifiedToken) -> bool {
+    pub fn is_revoked(&self, token: &AccessClaims) -> bool {
         self.cache.is_revoked(token)
     }
 
@@ -178,8 +194,10 @@ impl RevocationFeed {
 mod tests {
     use super::*;
 
-    fn token(jti: &str, sid: &str, sub: &str, iat: u64) -> VerifiedToken {
-        VerifiedToken {
+    fn token(jti: &str, sid: &str, sub: &str, iat: u64) -> AccessClaims {
+        AccessClaims {
+            iss: "https://auth.example.test".into(),
+            aud: "api".into(),
             sub: sub.into(),
             scope: String::new(),
             client_id: String::new(),
@@ -216,5 +234,72 @@ mod tests {
         cache.prune(200);
         assert_eq!(cache.len(), 1);
         assert!(cache.is_revoked(&token("new", "x", "x", 0)));
+    }
+
+    /// A source that answers from a script, one answer per read, and records each read.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        answers: std::sync::Mutex<std::collections::VecDeque<Result<Vec<Revocation>, ()>>>,
+        reads: std::sync::Mutex<Vec<(u64, u64)>>,
+    }
+
+    impl RevocationSource for std::sync::Arc<Scripted> {
+        fn since(&self, from_ms: u64, to_ms: u64) -> SinceFuture<'_> {
+            self.reads.lock().unwrap_or_else(|e| e.into_inner()).push((from_ms, to_ms));
+            let answer = self.answers.lock().unwrap_or_else(|e| e.into_inner()).pop_front().unwrap_or(Ok(vec![]));
+            Box::pin(async move {
+                answer.map_err(|()| DependencyError::DynamoDb { operation: "Query", message: "scripted".into() })
+            })
+        }
+    }
+
+    fn scripted(answers: Vec<Result<Vec<Revocation>, ()>>) -> (std::sync::Arc<Scripted>, RevocationFeed) {
+        let source =
+            std::sync::Arc::new(Scripted { answers: std::sync::Mutex::new(answers.into()), ..Default::default() });
+        let settings = AuthorizerSettings {
+            style: crate::authorizer::ResponseStyle::Simple,
+            rules: vec![],
+            poll_every: std::time::Duration::from_secs(5),
+            max_staleness: std::time::Duration::from_secs(60),
+        };
+        (source.clone(), RevocationFeed::new(Box::new(source), &settings, 1_000))
+    }
+
+    fn reads(source: &Scripted) -> Vec<(u64, u64)> {
+        source.reads.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    #[tokio::test]
+    async fn polls_at_most_once_per_interval_from_the_lookback_then_from_the_cursor_with_overlap() {
+        let (source, mut feed) = scripted(vec![Ok(vec![entry(RevocationKind::Sid, "s1", None, 99_999)])]);
+        assert_eq!(feed.sync(10_000).await, Freshness::Fresh);
+        assert_eq!(reads(&source), vec![(9_000_000, 10_060_000)], "a cold feed reads the whole look-back");
+        assert!(feed.is_revoked(&token("x", "s1", "x", 0)));
+        for now in [10_001, 10_002, 10_004] {
+            assert_eq!(feed.sync(now).await, Freshness::Fresh);
+        }
+        assert_eq!(reads(&source).len(), 1, "no read inside the interval");
+        feed.sync(10_005).await;
+        assert_eq!(reads(&source)[1], (10_000_000 - POLL_OVERLAP_MS, 10_065_000), "from the last cursor, overlapping");
+    }
+
+    #[tokio::test]
+    async fn a_failed_poll_serves_the_last_state_until_the_staleness_bound_then_denies_until_a_poll_succeeds() {
+        let revoked = entry(RevocationKind::Jti, "j1", None, 99_999);
+        let (source, mut feed) = scripted(vec![Ok(vec![revoked]), Err(()), Err(()), Ok(vec![])]);
+        assert_eq!(feed.sync(1_000).await, Freshness::Fresh);
+        assert_eq!(feed.sync(1_005).await, Freshness::Fresh, "failed, last success 5 s ago");
+        assert!(feed.is_revoked(&token("j1", "x", "x", 0)), "the last known state still applies");
+        assert_eq!(feed.sync(1_060).await, Freshness::Fresh, "failed, exactly at the bound");
+        assert_eq!(feed.sync(1_061).await, Freshness::Stale, "within the bound no longer: fail closed");
+        assert_eq!(feed.sync(1_062).await, Freshness::Stale, "no new poll inside the interval");
+        assert_eq!(feed.sync(1_066).await, Freshness::Fresh, "a successful poll restores it");
+        assert_eq!(reads(&source).len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_feed_that_never_synced_is_stale() {
+        let (_, mut feed) = scripted(vec![Err(())]);
+        assert_eq!(feed.sync(1_000).await, Freshness::Stale);
     }
 }

@@ -12,21 +12,51 @@ use std::sync::Arc;
 use crate::audit;
 use crate::clock::Clock;
 use crate::config::{Config, ReuseScope};
-use crate::error::{ApiError, DependencyError};
-use crate::keys::fetch_public_jwk;
+use crate::error::{ApiError, DependencyError, StartError};
 use crate::store::{DynamoFamilies, DynamoRevocations, Revocation, RevocationKind};
-use crate::token::{AccessTokenVerifier, RefreshToken};
+use crate::token::{AccessClaims, RefreshToken};
+use crate::verify::Verifier;
 
-/// How long after a revocation an access token it covers may still be valid: the
-/// access-token lifetime plus verifiers' clock leeway.
-const CLOCK_LEEWAY_SECS: u64 = 60;
+/// What the token of an RFC 7009 request is, decided without I/O. A refresh token is
+/// recognised by its form (its family decides later whether it is genuine); an access
+/// token must pass the one verifier, so nothing is revoked on unverified claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeTarget {
+    /// A refresh token of our form: its family (session) is the target.
+    Session(RefreshToken),
+    /// A valid access token: its `jti` is the target.
+    AccessToken(AccessClaims),
+    /// Anything else: invalid, expired, foreign or garbage. RFC 7009 §2.2: answered like
+    /// a success, nothing changes.
+    Nothing,
+}
+
+/// Classifies a presented token. The `token_type_hint` is not needed (RFC 7009 §2.1 lets
+/// a server ignore it): the two kinds cannot be mistaken for each other.
+pub fn classify(token: &str, verifier: &Verifier, now: u64) -> RevokeTarget {
+    if let Some(refresh) = RefreshToken::parse(token) {
+        return RevokeTarget::Session(refresh);
+    }
+    match verifier.verify(token, now) {
+        Ok(claims) => RevokeTarget::AccessToken(claims),
+        Err(_) => RevokeTarget::Nothing,
+    }
+}
+
+/// Whose sessions revoke-all ends: the subject of a valid bearer token, else 401.
+pub fn revoke_all_subject(bearer: &str, verifier: &Verifier, now: u64) -> Result<AccessClaims, ApiError> {
+    verifier.verify(bearer, now).map_err(|_| ApiError::InvalidToken)
+}
 
 /// Revokes families and writes the matching denylist entries.
 #[derive(Debug, Clone)]
 pub struct Revoker {
     families: DynamoFamilies,
     revocations: DynamoRevocations,
-    access_ttl_secs: u64,
+    /// How long an entry written now must live ([`Config::revocation_lifetime`]).
+    lifetime_secs: u64,
+    /// How long past a token's `exp` its entry must live ([`Config::revocation_grace`]).
+    grace_secs: u64,
 }
 
 impl Revoker {
@@ -35,7 +65,8 @@ impl Revoker {
         Self {
             families: DynamoFamilies::new(dynamodb.clone(), &config.families_table),
             revocations: DynamoRevocations::new(dynamodb, &config.revocations_table),
-            access_ttl_secs: config.access_token_ttl.as_secs(),
+            lifetime_secs: config.revocation_lifetime().as_secs(),
+            grace_secs: config.revocation_grace().as_secs(),
         }
     }
 
@@ -45,7 +76,7 @@ impl Revoker {
             subject: subject.to_owned(),
             revoked_at_ms: now * 1000,
             not_before,
-            expires_at: now + self.access_ttl_secs + CLOCK_LEEWAY_SECS,
+            expires_at: now + self.lifetime_secs,
         }
     }
 
@@ -109,7 +140,7 @@ impl Revoker {
     /// Denylists one access token until it expires.
     pub async fn revoke_access_token(&self, jti: &str, exp: u64, now: u64) -> Result<(), DependencyError> {
         let mut entry = self.entry(RevocationKind::Jti, jti, now, None);
-        entry.expires_at = exp + CLOCK_LEEWAY_SECS;
+        entry.expires_at = exp + self.grace_secs;
         self.revocations.put(&[entry]).await
     }
 }
@@ -132,7 +163,7 @@ impl fmt::Debug for RevokeRequest {
 /// The revoke function's service.
 pub struct RevocationService {
     revoker: Revoker,
-    verifier: AccessTokenVerifier,
+    verifier: Verifier,
     clock: Arc<dyn Clock>,
 }
 
@@ -143,46 +174,50 @@ impl fmt::Debug for RevocationService {
 }
 
 impl RevocationService {
-    /// Builds the service: one `kms:GetPublicKey` to verify access tokens.
+    /// Builds the service with the one verifier over the trusted keys.
     pub async fn from_config(
         config: &Config,
         dynamodb: aws_sdk_dynamodb::Client,
         kms: aws_sdk_kms::Client,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, DependencyError> {
-        let jwk = fetch_public_jwk(&kms, &config.signing_key_id).await?;
-        let verifier = AccessTokenVerifier::new(&jwk, &config.issuer, &config.audience)?;
+    ) -> Result<Self, StartError> {
+        let verifier = Verifier::from_config(config, || kms).await?;
         Ok(Self { revoker: Revoker::new(config, dynamodb), verifier, clock })
     }
 
     /// RFC 7009: revokes the token if it is one of ours and valid; answers the same for
     /// unknown, expired and malformed tokens (§2.2: "invalid tokens do not cause an error").
     /// A refresh token revokes its family and the family's access tokens (`sid`); an access
-    /// token is verified first (never revoke on unverified claims) and denylisted by `jti`.
+    /// token is denylisted by `jti`.
     pub async fn revoke(&self, request: RevokeRequest, source_ip: Option<&str>) -> Result<(), ApiError> {
         let now = self.clock.now();
-        if let Some(refresh) = RefreshToken::parse(&request.token) {
-            let revoked = self.revoker.revoke_presented(&refresh, "revoked_by_client", now).await?;
-            let outcome = if revoked { "success" } else { "nothing_to_revoke" };
-            audit::session_event("revoke_refresh_token", outcome, None, &refresh.family_id(), None, source_ip);
-        } else if let Some(claims) = self.verifier.verify(&request.token) {
-            self.revoker.revoke_access_token(&claims.jti, claims.exp, now).await?;
-            audit::session_event(
-                "revoke_access_token",
-                "success",
-                Some(&claims.sub),
-                &claims.sid,
-                Some(&claims.client_id),
-                source_ip,
-            );
+        match classify(&request.token, &self.verifier, now) {
+            RevokeTarget::Session(refresh) => {
+                let revoked = self.revoker.revoke_presented(&refresh, "revoked_by_client", now).await?;
+                let outcome = if revoked { "success" } else { "nothing_to_revoke" };
+                audit::session_event("revoke_refresh_token", outcome, None, &refresh.family_id(), None, source_ip);
+            }
+            RevokeTarget::AccessToken(claims) => {
+                self.revoker.revoke_access_token(&claims.jti, claims.exp, now).await?;
+                audit::session_event(
+                    "revoke_access_token",
+                    "success",
+                    Some(&claims.sub),
+                    &claims.sid,
+                    Some(&claims.client_id),
+                    source_ip,
+                );
+            }
+            RevokeTarget::Nothing => {}
         }
         Ok(())
     }
 
     /// `POST /auth/revoke-all`: the bearer token's user loses every session.
     pub async fn revoke_all(&self, bearer: &str, source_ip: Option<&str>) -> Result<usize, ApiError> {
-        let claims = self.verifier.verify(bearer).ok_or(ApiError::InvalidToken)?;
-        let revoked = self.revoker.revoke_user(&claims.sub, "revoke_all", self.clock.now()).await?;
+        let now = self.clock.now();
+        let claims = revoke_all_subject(bearer, &self.verifier, now)?;
+        let revoked = self.revoker.revoke_user(&claims.sub, "revoke_all", now).await?;
         audit::session_event(
             "revoke_all",
             "success",
@@ -192,5 +227,74 @@ impl RevocationService {
             source_ip,
         );
         Ok(revoked)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    //! One test per revocation outcome, on plain values: no stack.
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::keys::testing::LocalSigner;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn claims() -> Value {
+        json!({"iss": "https://auth.example.test", "sub": "u-1", "aud": "api", "exp": NOW + 600, "iat": NOW - 10,
+               "jti": "j-1", "client_id": "first-party", "scope": "read", "sid": "s-1"})
+    }
+
+    fn setup() -> (LocalSigner, Verifier) {
+        let signer = LocalSigner::new();
+        let verifier = Verifier::new(vec![signer.trusted()], "https://auth.example.test".into(), "api".into(), 30);
+        (signer, verifier)
+    }
+
+    #[test]
+    fn a_refresh_token_targets_its_session_without_any_check_of_its_secret() {
+        let (_, verifier) = setup();
+        let refresh = RefreshToken::new_family();
+        assert_eq!(classify(&refresh.encode(), &verifier, NOW), RevokeTarget::Session(refresh));
+    }
+
+    #[test]
+    fn a_valid_access_token_targets_its_jti() {
+        let (signer, verifier) = setup();
+        match classify(&signer.sign_claims(&claims()), &verifier, NOW) {
+            RevokeTarget::AccessToken(c) => assert_eq!((c.jti.as_str(), c.exp), ("j-1", NOW + 600)),
+            other => panic!("expected the access token, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_expired_foreign_or_malformed_token_targets_nothing() {
+        let (signer, verifier) = setup();
+        let mut expired = claims();
+        expired["exp"] = json!(NOW - 60);
+        let mut no_sid = claims();
+        no_sid.as_object_mut().unwrap().remove("sid");
+        let (stranger, _) = setup();
+        for token in [
+            signer.sign_claims(&expired),
+            signer.sign_claims(&no_sid),
+            stranger.sign_claims(&claims()),
+            "not-a-token".to_owned(),
+            format!("{}x", RefreshToken::new_family().encode()),
+        ] {
+            assert_eq!(classify(&token, &verifier, NOW), RevokeTarget::Nothing, "{token}");
+        }
+    }
+
+    #[test]
+    fn revoke_all_takes_the_subject_of_a_valid_bearer_and_refuses_anything_else() {
+        let (signer, verifier) = setup();
+        assert_eq!(revoke_all_subject(&signer.sign_claims(&claims()), &verifier, NOW).unwrap().sub, "u-1");
+        let refresh = RefreshToken::new_family().encode();
+        assert!(matches!(revoke_all_subject(&refresh, &verifier, NOW), Err(ApiError::InvalidToken)));
+        let (stranger, _) = setup();
+        let foreign = stranger.sign_claims(&claims());
+        assert!(matches!(revoke_all_subject(&foreign, &verifier, NOW), Err(ApiError::InvalidToken)));
     }
 }

@@ -1,8 +1,9 @@
-//! What login issues: the access token (RFC 9068 JWT profile, JWS compact form) and the
-//! opaque refresh token.
+//! What login and refresh issue: the access token (RFC 9068 JWT profile, JWS compact
+//! form), the opaque refresh token, and the RFC 6749 §5.1 token response that carries both.
 //!
 //! The JWT is assembled here rather than by a JWT library because the signature comes
 //! from KMS, asynchronously, and the key's algorithm (never a caller) decides `alg`.
+//! [`crate::verify`] is the one verifier of what is issued here.
 
 use std::fmt;
 use std::sync::Arc;
@@ -106,6 +107,25 @@ impl AccessTokenIssuer {
         self.ttl
     }
 
+    /// Issues a session's tokens: the access token for `grant` (claims built here, one
+    /// `kms:Sign`) and the RFC 6749 §5.1 response carrying it with `refresh_token`. The
+    /// one issuing path of login and refresh.
+    pub async fn issue(
+        &self,
+        grant: &AccessGrant<'_>,
+        refresh_token: &RefreshToken,
+        now: u64,
+    ) -> Result<TokenResponse, DependencyError> {
+        let access_token = self.sign(&self.claims(grant, now)).await?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.ttl.as_secs(),
+            refresh_token: refresh_token.encode(),
+            scope: grant.scope.to_owned(),
+        })
+    }
+
     /// The claims of a token issued at `now`.
     pub fn claims(&self, grant: &AccessGrant<'_>, now: u64) -> AccessClaims {
         AccessClaims {
@@ -140,56 +160,27 @@ impl AccessTokenIssuer {
     }
 }
 
-/// Largest access token accepted for verification (checked before any parsing).
-pub const MAX_ACCESS_TOKEN_BYTES: usize = 8 * 1024;
-
-/// Verifies our own access tokens where a function must act on one (revoke, revoke-all):
-/// the key and algorithm are fixed at cold start (ES256, the KMS key's public half), the
-/// header's `alg`, `typ` and `kid` must match them, and `iss`, `aud`, `exp` are checked.
-/// The authorizer has its own hot-path verifier; this one favours plainness.
-pub struct AccessTokenVerifier {
-    key: jsonwebtoken::DecodingKey,
-    kid: String,
-    validation: jsonwebtoken::Validation,
+/// RFC 6749 §5.1 successful token response.
+#[derive(Clone, Serialize)]
+pub struct TokenResponse {
+    /// The signed access token (JWT).
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Access-token lifetime in seconds.
+    pub expires_in: u64,
+    /// The opaque refresh token.
+    pub refresh_token: String,
+    /// The granted scope.
+    pub scope: String,
 }
 
-impl fmt::Debug for AccessTokenVerifier {
+impl fmt::Debug for TokenResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccessTokenVerifier").field("kid", &self.kid).finish_non_exhaustive()
-    }
-}
-
-impl AccessTokenVerifier {
-    /// A verifier for tokens signed by the key behind `jwk`, for `issuer` and `audience`.
-    pub fn new(jwk: &crate::keys::EcPublicJwk, issuer: &str, audience: &str) -> Result<Self, DependencyError> {
-        let key = jsonwebtoken::DecodingKey::from_ec_components(&jwk.x, &jwk.y)
-            .map_err(|e| DependencyError::Internal(format!("public key: {e}")))?;
-        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        validation.leeway = 30;
-        Ok(Self { key, kid: jwk.thumbprint(), validation })
-    }
-
-    /// The claims of a valid token; `None` for anything else (never an error to report:
-    /// callers answer the same way to every invalid token).
-    pub fn verify(&self, token: &str) -> Option<AccessClaims> {
-        if token.len() > MAX_ACCESS_TOKEN_BYTES {
-            return None;
-        }
-        let header = jsonwebtoken::decode_header(token).ok()?;
-        if header.alg != jsonwebtoken::Algorithm::ES256
-            || header.typ.as_deref() != Some(ACCESS_TOKEN_TYP)
-            || header.kid.as_deref() != Some(self.kid.as_str())
-            || header.jku.is_some()
-            || header.jwk.is_some()
-            || header.x5u.is_some()
-            || header.x5c.is_some()
-        {
-            return None;
-        }
-        jsonwebtoken::decode::<AccessClaims>(token, &self.key, &self.validation).ok().map(|data| data.claims)
+        f.debug_struct("TokenResponse")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
     }
 }
 

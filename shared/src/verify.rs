@@ -1,5 +1,6 @@
-//! The hot-path access-token verifier (RFC 8725, RFC 9068 §4), written directly on
-//! aws-lc-rs with keys parsed once.
+//! The one access-token verifier (RFC 8725, RFC 9068 §4), written directly on aws-lc-rs
+//! with keys parsed once. The authorizer (hot path), revoke and revoke-all all verify with
+//! it, so a token is accepted by one of them exactly when it is accepted by all.
 //!
 //! Order of checks, cheapest and most dangerous first: size (before any parsing); strict
 //! compact form (three non-empty parts, base64url without padding, canonical trailing
@@ -7,157 +8,23 @@
 //! `x5u`, `x5c` and `crit` are refused by construction); the key by `kid` among the
 //! trusted keys; the header's `alg` must equal that key's algorithm exactly (the token
 //! never chooses the algorithm); `typ` is `at+jwt`; the signature (ES256: exactly 64
-//! bytes `r||s`); only then the payload, a JSON object without duplicate members, and its
-//! claims (`iss` exact, `aud` equal or containing, `exp`/`iat`/`sub`/`jti` required,
-//! numeric claims numeric, `nbf` honoured, all with a leeway).
+//! bytes `r||s`); only then the payload, UTF-8 JSON (RFC 7519 §7.2) forming an object
+//! without duplicate members, and its claims: every claim our issuer writes is required
+//! (`iss sub aud exp iat jti client_id scope sid`), `iss` exact, `aud` equal or
+//! containing, numeric claims numeric, `nbf` honoured, all with one clock leeway.
 
 use std::fmt;
 
-use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use crate::keys::EcPublicJwk;
+use crate::keys::{KeyAlgorithm, TrustedKey};
+use crate::token::AccessClaims;
 
 /// Largest token looked at; anything longer is refused before parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-
-/// The algorithm of a trusted key. The key decides; the token's header must agree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyAlgorithm {
-    /// ECDSA P-256 SHA-256, signature `r||s` (64 bytes).
-    ES256,
-    /// RSASSA-PKCS1-v1_5 SHA-256.
-    RS256,
-}
-
-impl KeyAlgorithm {
-    /// The JOSE `alg` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ES256 => "ES256",
-            Self::RS256 => "RS256",
-        }
-    }
-}
-
-/// A public key trusted for verification, parsed once.
-pub struct TrustedKey {
-    kid: String,
-    algorithm: KeyAlgorithm,
-    key: ParsedPublicKey,
-    /// The header our issuer writes for this key, base64url: a token carrying exactly
-    /// this needs no header parsing (it passes every header check by construction).
-    encoded_header: String,
-    /// The public JWK, with `kid`, `alg` and `use`.
-    jwk: serde_json::Value,
-}
-
-impl fmt::Debug for TrustedKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TrustedKey").field("kid", &self.kid).field("algorithm", &self.algorithm).finish()
-    }
-}
-
-impl TrustedKey {
-    fn new(public_jwk: impl serde::Serialize, kid: String, algorithm: KeyAlgorithm, key: ParsedPublicKey) -> Self {
-        let encoded_header = crate::token::encoded_header(algorithm.as_str(), &kid);
-        let mut jwk = serde_json::to_value(public_jwk).unwrap_or_default();
-        if let Some(members) = jwk.as_object_mut() {
-            members.insert("kid".into(), kid.clone().into());
-            members.insert("alg".into(), algorithm.as_str().into());
-            members.insert("use".into(), "sig".into());
-        }
-        Self { kid, algorithm, key, encoded_header, jwk }
-    }
-
-    /// A P-256 key from its DER SubjectPublicKeyInfo (what `kms:GetPublicKey` returns);
-    /// `kid` is its RFC 7638 thumbprint, as the issuer sets it.
-    pub fn es256_from_spki(der: &[u8]) -> Result<Self, &'static str> {
-        let jwk = EcPublicJwk::from_p256_spki(der)?;
-        let key = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, der).map_err(|_| "P-256 key rejected")?;
-        let kid = jwk.thumbprint();
-        Ok(Self::new(jwk, kid, KeyAlgorithm::ES256, key))
-    }
-
-    /// An RSA key from its DER SubjectPublicKeyInfo; `kid` is its RFC 7638 thumbprint.
-    pub fn rs256_from_spki(der: &[u8]) -> Result<Self, &'static str> {
-        let jwk = crate::keys::RsaPublicJwk::from_spki(der)?;
-        let key = ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der).map_err(|_| "RSA key rejected")?;
-        let kid = jwk.thumbprint();
-        Ok(Self::new(jwk, kid, KeyAlgorithm::RS256, key))
-    }
-
-    /// A key from a public JWK (RFC 7517): EC P-256 (`x`, `y`) or RSA (`n`, `e`). Its `kid`
-    /// is recomputed as the RFC 7638 thumbprint; a `kid`, `alg` or `use` in the JWK that
-    /// disagrees is refused rather than trusted.
-    pub fn from_jwk(jwk: &jsonwebtoken::jwk::Jwk) -> Result<Self, String> {
-        use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm as JwkAlg, PublicKeyUse};
-        let coordinate = |c: &str| match B64URL.decode(c) {
-            Ok(bytes) if bytes.len() == 32 => Ok(bytes),
-            _ => Err("an EC coordinate is not 32 bytes of base64url".to_owned()),
-        };
-        let key = match &jwk.algorithm {
-            AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
-                let mut spki = crate::keys::P256_SPKI_PREFIX.to_vec();
-                spki.push(0x04);
-                spki.extend(coordinate(&ec.x)?);
-                spki.extend(coordinate(&ec.y)?);
-                Self::es256_from_spki(&spki)
-            }
-            AlgorithmParameters::RSA(rsa) => {
-                let n = B64URL.decode(&rsa.n).map_err(|_| "`n` is not base64url")?;
-                let e = B64URL.decode(&rsa.e).map_err(|_| "`e` is not base64url")?;
-                let spki = aws_lc_rs::encoding::AsDer::as_der(&aws_lc_rs::rsa::PublicKeyComponents { n, e })
-                    .map_err(|_| "not a usable RSA key")?;
-                Self::rs256_from_spki(spki.as_ref())
-            }
-            _ => Err("only EC P-256 and RSA keys are supported"),
-        }
-        .map_err(str::to_owned)?;
-        let expected_alg = match key.algorithm {
-            KeyAlgorithm::ES256 => JwkAlg::ES256,
-            KeyAlgorithm::RS256 => JwkAlg::RS256,
-        };
-        if jwk.common.key_algorithm.is_some_and(|alg| alg != expected_alg) {
-            return Err(format!("`alg` of key {} must be {}", key.kid, key.algorithm.as_str()));
-        }
-        if jwk.common.public_key_use.as_ref().is_some_and(|u| *u != PublicKeyUse::Signature) {
-            return Err(format!("`use` of key {} must be `sig`", key.kid));
-        }
-        if jwk.common.key_id.as_ref().is_some_and(|kid| *kid != key.kid) {
-            return Err(format!("`kid` of key {} must be its RFC 7638 thumbprint", key.kid));
-        }
-        Ok(key)
-    }
-
-    /// Every key of a JWKS document (`{"keys": [...]}`); at least one.
-    pub fn from_jwks(document: &str) -> Result<Vec<Self>, String> {
-        let set: jsonwebtoken::jwk::JwkSet =
-            serde_json::from_str(document).map_err(|e| format!("not a JWKS document: {e}"))?;
-        if set.keys.is_empty() {
-            return Err("the JWKS document has no keys".to_owned());
-        }
-        set.keys.iter().map(Self::from_jwk).collect()
-    }
-
-    /// The public key as a JWK (RFC 7517) with `kid`, `alg` and `use`: what a JWKS lists.
-    pub fn public_jwk(&self) -> &serde_json::Value {
-        &self.jwk
-    }
-
-    /// The key id.
-    pub fn kid(&self) -> &str {
-        &self.kid
-    }
-
-    /// The key's algorithm.
-    pub fn algorithm(&self) -> KeyAlgorithm {
-        self.algorithm
-    }
-}
 
 /// Why a token was refused. Grouped into classes for the audit line and metrics; the
 /// client is told nothing more than "unauthorized".
@@ -199,25 +66,6 @@ impl Rejection {
     }
 }
 
-/// The claims the authorizer passes on, from a verified token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedToken {
-    /// User id.
-    pub sub: String,
-    /// Granted scope, space-separated.
-    pub scope: String,
-    /// Client.
-    pub client_id: String,
-    /// Session (family) id.
-    pub sid: String,
-    /// Token id.
-    pub jti: String,
-    /// Issued at.
-    pub iat: u64,
-    /// Expiry.
-    pub exp: u64,
-}
-
 /// Verifies access tokens against a fixed set of trusted keys.
 #[derive(Debug)]
 pub struct Verifier {
@@ -242,13 +90,24 @@ impl Verifier {
         Self { keys, issuer, audience, leeway_secs }
     }
 
+    /// The verifier a deployment configured: its trusted keys
+    /// ([`Config::trusted_keys`](crate::Config::trusted_keys)), issuer, audience and clock
+    /// leeway. Every function that accepts an access token builds this one.
+    pub async fn from_config(
+        config: &crate::Config,
+        kms: impl FnOnce() -> aws_sdk_kms::Client,
+    ) -> Result<Self, crate::error::StartError> {
+        let keys = config.trusted_keys.load(kms).await?;
+        Ok(Self::new(keys, config.issuer.clone(), config.audience.clone(), config.token_leeway.as_secs()))
+    }
+
     /// The trusted keys.
     pub fn keys(&self) -> &[TrustedKey] {
         &self.keys
     }
 
     /// Verifies `token` at time `now` (Unix seconds).
-    pub fn verify(&self, token: &str, now: u64) -> Result<VerifiedToken, Rejection> {
+    pub fn verify(&self, token: &str, now: u64) -> Result<AccessClaims, Rejection> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(Rejection::Oversize);
         }
@@ -261,21 +120,26 @@ impl Verifier {
         if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
             return Err(Rejection::Malformed);
         }
-        let key = match self.keys.iter().find(|k| k.encoded_header == header_b64) {
+        let key = match self.keys.iter().find(|k| k.encoded_header() == header_b64) {
             Some(key) => key,
             None => self.key_for_header(header_b64)?,
         };
         // The signature is small: decoded on the stack, no allocation.
         let mut signature_buf = [0u8; 1024];
         let signature_len = B64URL.decode_slice(signature_b64, &mut signature_buf).map_err(|_| Rejection::Malformed)?;
-        if key.algorithm == KeyAlgorithm::ES256 && signature_len != 64 {
+        if key.algorithm() == KeyAlgorithm::ES256 && signature_len != 64 {
             return Err(Rejection::BadSignature);
         }
         let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-        key.key.verify_sig(signing_input, &signature_buf[..signature_len]).map_err(|_| Rejection::BadSignature)?;
+        if !key.verifies(signing_input, &signature_buf[..signature_len]) {
+            return Err(Rejection::BadSignature);
+        }
 
         let payload_json = B64URL.decode(payload_b64).map_err(|_| Rejection::Malformed)?;
-        let claims: Claims<'_> = serde_json::from_slice(&payload_json).map_err(|_| Rejection::Malformed)?;
+        // UTF-8 throughout, ignored members included (RFC 7519 §7.2, RFC 8259 §8.1): serde
+        // skips an ignored string without looking at its bytes.
+        let payload_json = std::str::from_utf8(&payload_json).map_err(|_| Rejection::Malformed)?;
+        let claims: Claims<'_> = serde_json::from_str(payload_json).map_err(|_| Rejection::Malformed)?;
         self.check_claims(claims, now)
     }
 
@@ -285,9 +149,10 @@ impl Verifier {
         // Small: decoded on the stack, no allocation.
         let mut header_buf = [0u8; 512];
         let header_len = B64URL.decode_slice(header_b64, &mut header_buf).map_err(|_| Rejection::Malformed)?;
-        let header: Header<'_> = serde_json::from_slice(&header_buf[..header_len]).map_err(|_| Rejection::Malformed)?;
-        let key = self.keys.iter().find(|k| k.kid == header.kid).ok_or(Rejection::UnknownKey)?;
-        if header.alg != key.algorithm.as_str() {
+        let header_json = std::str::from_utf8(&header_buf[..header_len]).map_err(|_| Rejection::Malformed)?;
+        let header: Header<'_> = serde_json::from_str(header_json).map_err(|_| Rejection::Malformed)?;
+        let key = self.keys.iter().find(|k| k.kid() == header.kid).ok_or(Rejection::UnknownKey)?;
+        if header.alg != key.algorithm().as_str() {
             return Err(Rejection::AlgorithmMismatch);
         }
         match header.typ {
@@ -296,11 +161,15 @@ impl Verifier {
         }
     }
 
-    fn check_claims(&self, c: Claims<'_>, now: u64) -> Result<VerifiedToken, Rejection> {
-        let (Some(iss), Some(sub), Some(exp), Some(iat), Some(jti)) = (c.iss, c.sub, c.exp, c.iat, c.jti) else {
+    /// Every claim our issuer writes must be there (RFC 9068 §2.2 plus `sid`): a token that
+    /// lacks one is not ours, whatever its signature, and could not be revoked by it.
+    fn check_claims(&self, c: Claims<'_>, now: u64) -> Result<AccessClaims, Rejection> {
+        let (Some(iss), Some(sub), Some(exp), Some(iat), Some(jti), Some(client_id), Some(scope), Some(sid)) =
+            (c.iss, c.sub, c.exp, c.iat, c.jti, c.client_id, c.scope, c.sid)
+        else {
             return Err(Rejection::MissingClaim);
         };
-        if sub.is_empty() || jti.is_empty() {
+        if sub.is_empty() || jti.is_empty() || client_id.is_empty() || sid.is_empty() {
             return Err(Rejection::MissingClaim);
         }
         if iss != self.issuer {
@@ -316,14 +185,16 @@ impl Verifier {
         if iat > latest || c.nbf.is_some_and(|nbf| nbf > latest) {
             return Err(Rejection::NotYetValid);
         }
-        Ok(VerifiedToken {
+        Ok(AccessClaims {
+            iss: self.issuer.clone(),
             sub: sub.to_owned(),
-            scope: c.scope.unwrap_or_default().to_owned(),
-            client_id: c.client_id.unwrap_or_default().to_owned(),
-            sid: c.sid.unwrap_or_default().to_owned(),
-            jti: jti.to_owned(),
-            iat,
+            aud: self.audience.clone(),
             exp,
+            iat,
+            jti: jti.to_owned(),
+            client_id: client_id.to_owned(),
+            scope: scope.to_owned(),
+            sid: sid.to_owned(),
         })
     }
 }
@@ -475,8 +346,10 @@ mod tests {
             let ec_spki = ec.public_key().as_der().unwrap().as_ref().to_vec();
             let rsa = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
             let rsa_spki = rsa.public_key().as_der().unwrap().as_ref().to_vec();
-            let trusted =
-                vec![TrustedKey::es256_from_spki(&ec_spki).unwrap(), TrustedKey::rs256_from_spki(&rsa_spki).unwrap()];
+            let trusted = vec![
+                TrustedKey::from_spki(&ec_spki, KeyAlgorithm::ES256).unwrap(),
+                TrustedKey::from_spki(&rsa_spki, KeyAlgorithm::RS256).unwrap(),
+            ];
             let verifier = Verifier::new(trusted, ISS.into(), AUD.into(), 30);
             Keys { ec, ec_spki, rsa, verifier }
         })
@@ -520,11 +393,11 @@ mod tests {
     /// A valid ES256 token with the header exactly as our issuer writes it.
     fn valid() -> String {
         let key = keys().verifier.keys().iter().find(|k| k.algorithm() == KeyAlgorithm::ES256).unwrap();
-        let header = String::from_utf8(B64URL.decode(&key.encoded_header).unwrap()).unwrap();
+        let header = String::from_utf8(B64URL.decode(key.encoded_header()).unwrap()).unwrap();
         es256_raw(&header, &claims().to_string())
     }
 
-    fn verify(token: &str) -> Result<VerifiedToken, Rejection> {
+    fn verify(token: &str) -> Result<AccessClaims, Rejection> {
         keys().verifier.verify(token, NOW)
     }
 
@@ -547,9 +420,9 @@ mod tests {
     #[test]
     fn the_header_our_issuer_writes_passes_every_header_check_of_the_parsing_path() {
         for key in keys().verifier.keys() {
-            let parsed = keys().verifier.key_for_header(&key.encoded_header).expect("a header we accept");
+            let parsed = keys().verifier.key_for_header(key.encoded_header()).expect("a header we accept");
             assert_eq!(parsed.kid(), key.kid());
-            let json: Value = serde_json::from_slice(&B64URL.decode(&key.encoded_header).unwrap()).unwrap();
+            let json: Value = serde_json::from_slice(&B64URL.decode(key.encoded_header()).unwrap()).unwrap();
             assert_eq!(json, json!({"alg": key.algorithm().as_str(), "typ": "at+jwt", "kid": key.kid()}));
         }
         // The same claims under a header with the same members in another order: parsed.
@@ -575,7 +448,7 @@ mod tests {
             "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
             base64::engine::general_purpose::STANDARD.encode(&keys().ec_spki)
         );
-        let jwk = serde_json::to_string(&EcPublicJwk::from_p256_spki(&keys().ec_spki).unwrap()).unwrap();
+        let jwk = serde_json::to_string(&crate::keys::der::p256_spki_to_jwk(&keys().ec_spki).unwrap()).unwrap();
         for secret in [pem.as_bytes(), keys().ec_spki.as_slice(), jwk.as_bytes()] {
             let input = format!(
                 "{}.{}",
@@ -709,7 +582,7 @@ mod tests {
             "exp as a string"
         );
         assert_eq!(with(&|_, c| c["exp"] = json!(1.8e9)), Err(Rejection::Malformed), "exp as a float");
-        for required in ["exp", "iat", "sub", "jti", "iss"] {
+        for required in ["exp", "iat", "sub", "jti", "iss", "client_id", "scope", "sid"] {
             assert_eq!(
                 with(&|_, c| {
                     c.as_object_mut().unwrap().remove(required);
@@ -727,6 +600,34 @@ mod tests {
     }
 
     #[test]
+    fn refuses_empty_session_client_or_subject_and_accepts_an_empty_scope() {
+        let k = kid(KeyAlgorithm::ES256);
+        for (claim, value) in [("sid", json!("")), ("client_id", json!("")), ("sub", json!("")), ("jti", json!(""))] {
+            let mut c = claims();
+            c[claim] = value;
+            assert_eq!(verify(&es256(&header("ES256", &k), &c)), Err(Rejection::MissingClaim), "{claim}");
+        }
+        let mut c = claims();
+        c["scope"] = json!("");
+        assert_eq!(verify(&es256(&header("ES256", &k), &c)).map(|t| t.scope), Ok(String::new()));
+    }
+
+    #[test]
+    fn refuses_a_claims_set_that_is_not_utf8_even_in_an_ignored_member() {
+        let header = header("ES256", &kid(KeyAlgorithm::ES256)).to_string();
+        let payload = claims().to_string();
+        let mut bytes = payload.replacen('{', r#"{"note":"XX","#, 1).into_bytes();
+        let at = bytes.windows(2).position(|w| w == b"XX").unwrap();
+        bytes[at..at + 2].copy_from_slice(&[0xff, 0xfe]);
+        let input = format!("{}.{}", b64(header.as_bytes()), b64(&bytes));
+        let sig = keys().ec.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+        assert_eq!(verify(&format!("{input}.{}", b64(sig.as_ref()))), Err(Rejection::Malformed));
+        // The same member with valid UTF-8 is ignored as before.
+        let fine = payload.replacen('{', r#"{"note":"\u00ff é","#, 1);
+        assert!(verify(&es256_raw(&header, &fine)).is_ok());
+    }
+
+    #[test]
     fn refuses_oversize_tokens_before_parsing_and_deep_nesting_without_crashing() {
         assert_eq!(verify(&"a".repeat(MAX_TOKEN_BYTES + 1)), Err(Rejection::Oversize));
         let deep = format!(r#"{{"x":{}1{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
@@ -740,9 +641,9 @@ mod tests {
 
     /// The public JWKS of the test keys, as the issuer would publish it.
     fn jwks() -> Value {
-        let ec = crate::keys::EcPublicJwk::from_p256_spki(&keys().ec_spki).unwrap();
+        let ec = crate::keys::der::p256_spki_to_jwk(&keys().ec_spki).unwrap();
         let rsa_spki = keys().rsa.public_key().as_der().unwrap().as_ref().to_vec();
-        let rsa = crate::keys::RsaPublicJwk::from_spki(&rsa_spki).unwrap();
+        let rsa = crate::keys::der::rsa_spki_to_jwk(&rsa_spki).unwrap();
         json!({"keys": [
             {"kty": "EC", "crv": "P-256", "x": ec.x, "y": ec.y, "alg": "ES256", "use": "sig", "kid": kid(KeyAlgorithm::ES256)},
             {"kty": "RSA", "n": rsa.n, "e": rsa.e, "alg": "RS256", "use": "sig", "kid": kid(KeyAlgorithm::RS256)},

@@ -33,6 +33,16 @@ pub fn config() -> Config {
     Config::from_env().expect("run the tests with `make test`: the local stack's variables are not set")
 }
 
+/// The stack's configuration with some variables set otherwise, read as the functions
+/// read theirs (so the overrides go through the same parser and checks).
+pub fn config_with(overrides: &[(&str, &str)]) -> Config {
+    Config::from_lookup(|name| match overrides.iter().find(|(k, _)| *k == name) {
+        Some((_, v)) => Some((*v).to_owned()),
+        None => std::env::var(name).ok(),
+    })
+    .expect("the configuration with these overrides loads")
+}
+
 /// One AWS call as the SDK executed it.
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -109,7 +119,9 @@ pub struct Clients {
 
 /// The SDK configuration the functions load (credentials from the environment).
 async fn sdk_config() -> aws_config::SdkConfig {
-    tokenauth::aws::sdk_config(tokenauth::aws::Credentials::Environment).await.expect("SDK configuration loads")
+    tokenauth::aws::sdk_config(&config().trust_roots, tokenauth::aws::Credentials::Environment)
+        .await
+        .expect("SDK configuration loads")
 }
 
 pub async fn clients() -> Clients {
@@ -156,6 +168,38 @@ pub async fn revocation_service(
     tokenauth::RevocationService::from_config(config, clients.dynamodb.clone(), clients.kms.clone(), clock)
         .await
         .expect("revocation service builds")
+}
+
+/// The DER SubjectPublicKeyInfo of a KMS key, fetched as a third party would.
+pub async fn public_key_der(clients: &Clients, key_id: &str) -> Vec<u8> {
+    let out = clients.kms.get_public_key().key_id(key_id).send().await.unwrap();
+    out.public_key().unwrap().as_ref().to_vec()
+}
+
+/// A DER public key as PEM.
+pub fn pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))
+}
+
+/// The claims of an access token we issued, checked by jsonwebtoken (an implementation
+/// independent of ours) with the signing key's public half fetched from KMS; `None` if it
+/// does not verify.
+pub async fn independently_verified(
+    config: &Config,
+    clients: &Clients,
+    token: &str,
+) -> Option<tokenauth::token::AccessClaims> {
+    use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+    let der = public_key_der(clients, &config.signing_key_id).await;
+    let key = DecodingKey::from_ec_pem(pem(&der).as_bytes()).unwrap();
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_audience(&[&config.audience]);
+    validation.set_issuer(&[&config.issuer]);
+    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+    decode::<tokenauth::token::AccessClaims>(token, &key, &validation).ok().map(|data| data.claims)
 }
 
 /// Logs `username` in and returns the token response body.

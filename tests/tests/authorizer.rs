@@ -3,13 +3,12 @@
 //! the staleness bound when DynamoDB goes away.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokenauth::authorizer::{Authorizer, KeySource, Unauthorized};
+use tokenauth::authorizer::{Authorizer, Unauthorized};
 use tokenauth::clock::{Clock, ManualClock, SystemClock};
-use tokenauth::verify::TrustedKey;
+use tokenauth::keys::{KeyAlgorithm, KeySource, TrustedKey};
 use tokenauth_tests::*;
 
 const SHAPES: [&str; 4] = [
@@ -30,11 +29,8 @@ async fn authorizer(
     settings: &[(&str, &str)],
     clock: Arc<dyn Clock>,
 ) -> Authorizer {
-    let config = config();
-    let env: HashMap<String, String> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let a = Authorizer::from_config(&config, |name| env.get(name).cloned(), dynamodb, || clients.kms.clone(), clock)
-        .await
-        .expect("authorizer builds");
+    let config = config_with(settings);
+    let a = Authorizer::from_config(&config, dynamodb, || clients.kms.clone(), clock).await.expect("authorizer builds");
     a.warm_up().await;
     a
 }
@@ -119,7 +115,8 @@ async fn keys_handed_over_as_a_jwks_need_no_kms_call_and_verify_the_same_tokens(
     .unwrap();
     let spki = aws_lc_rs::encoding::AsDer::as_der(aws_lc_rs::signature::KeyPair::public_key(&other)).unwrap();
     let other_jwks =
-        serde_json::json!({"keys": [TrustedKey::es256_from_spki(spki.as_ref()).unwrap().public_jwk()]}).to_string();
+        serde_json::json!({"keys": [TrustedKey::from_spki(spki.as_ref(), KeyAlgorithm::ES256).unwrap().public_jwk()]})
+            .to_string();
     let b =
         authorizer(&clients, clients.dynamodb.clone(), &[("TRUSTED_JWKS", &other_jwks)], Arc::new(SystemClock)).await;
     let refused = decide(&b, &event_text_with("authorizer-rest-token.json", &bearer)).await;

@@ -16,17 +16,6 @@ use tokenauth::store::schema;
 use tokenauth::token::AccessClaims;
 use tokenauth_tests::*;
 
-async fn public_key_der(clients: &Clients, key_id: &str) -> Vec<u8> {
-    let out = clients.kms.get_public_key().key_id(key_id).send().await.unwrap();
-    out.public_key().unwrap().as_ref().to_vec()
-}
-
-fn pem(der: &[u8]) -> String {
-    let body = STANDARD.encode(der);
-    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
-    format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))
-}
-
 #[tokio::test]
 async fn login_issues_an_es256_access_token_that_verifies_with_the_kms_public_key() {
     let config = config();

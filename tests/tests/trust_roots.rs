@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aws_smithy_types::error::display::DisplayErrorContext;
-use tokenauth::aws::{sdk_config_with, Credentials, TrustRoots, CA_BUNDLE_VARIABLE};
+use tokenauth::aws::{sdk_config, Credentials, TrustRoots};
 
 /// `tls_proxy.py` of this test's own in front of DynamoDB Local, stopped when dropped.
 struct TlsRelay {
@@ -37,7 +37,7 @@ impl TlsRelay {
     }
 
     async fn dynamodb(&self, roots: &TrustRoots) -> aws_sdk_dynamodb::Client {
-        let sdk = sdk_config_with(roots, Credentials::Environment).await.unwrap();
+        let sdk = sdk_config(roots, Credentials::Environment).await.unwrap();
         aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(&self.endpoint).build(),
         )
@@ -75,7 +75,7 @@ async fn the_sdk_trusts_the_configured_roots_and_not_the_machines() {
 
     // AWS_CA_BUNDLE replaces them: the same relay is trusted, DynamoDB Local answers over TLS.
     let path = relay.ca_pem.to_str().unwrap().to_owned();
-    let roots = TrustRoots::from_lookup(|name| (name == CA_BUNDLE_VARIABLE).then(|| path.clone())).unwrap();
+    let roots = tokenauth_tests::config_with(&[(TrustRoots::VARIABLE, &path)]).trust_roots;
     assert!(matches!(roots, TrustRoots::Bundle(_)));
     let tables = relay.dynamodb(&roots).await.list_tables().send().await.expect("trusted over TLS");
     let revocations = std::env::var("REVOCATIONS_TABLE").unwrap();

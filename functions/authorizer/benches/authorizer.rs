@@ -16,11 +16,13 @@ use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, ParsedPublicKey, RsaKeyP
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, Criterion};
-use tokenauth::authorizer::{Authorizer, AuthorizerSettings, ResponseStyle};
+use tokenauth::authorizer::{Authorizer, ResponseStyle};
 use tokenauth::clock::{Clock, SystemClock};
+use tokenauth::config::AuthorizerSettings;
+use tokenauth::keys::{KeyAlgorithm, TrustedKey};
 use tokenauth::revocation_cache::{RevocationCache, RevocationFeed};
 use tokenauth::store::{DynamoRevocations, Revocation, RevocationKind};
-use tokenauth::verify::{TrustedKey, Verifier};
+use tokenauth::verify::Verifier;
 
 const ISS: &str = "https://auth.example.test";
 const AUD: &str = "tokenauth-api";
@@ -55,14 +57,15 @@ fn authorizer(key: TrustedKey, now: u64) -> Authorizer {
             .endpoint_url("http://127.0.0.1:9")
             .build(),
     );
-    let feed = RevocationFeed::preloaded(DynamoRevocations::new(dynamodb, "unused"), cache, now, 86_400, 86_400);
+    let settings = AuthorizerSettings {
+        style: ResponseStyle::Simple,
+        rules: vec![],
+        poll_every: Duration::from_secs(86_400),
+        max_staleness: Duration::from_secs(86_400),
+    };
+    let feed = RevocationFeed::preloaded(Box::new(DynamoRevocations::new(dynamodb, "unused")), &settings, cache, now);
     let verifier = Verifier::new(vec![key], ISS.into(), AUD.into(), 30);
-    Authorizer::new(
-        verifier,
-        feed,
-        AuthorizerSettings { style: ResponseStyle::Simple, rules: vec![] },
-        Arc::new(SystemClock),
-    )
+    Authorizer::new(verifier, feed, settings, Arc::new(SystemClock))
 }
 
 fn cases(now: u64) -> Vec<Case> {
@@ -73,8 +76,8 @@ fn cases(now: u64) -> Vec<Case> {
     let rsa = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
     let rsa_spki = rsa.public_key().as_der().unwrap().as_ref().to_vec();
 
-    let es_key = TrustedKey::es256_from_spki(&ec_spki).unwrap();
-    let rs_key = TrustedKey::rs256_from_spki(&rsa_spki).unwrap();
+    let es_key = TrustedKey::from_spki(&ec_spki, KeyAlgorithm::ES256).unwrap();
+    let rs_key = TrustedKey::from_spki(&rsa_spki, KeyAlgorithm::RS256).unwrap();
     let es_input =
         format!("{}.{}", tokenauth::token::encoded_header("ES256", es_key.kid()), B64URL.encode(claims(now)));
     let es_token = format!("{es_input}.{}", B64URL.encode(ec.sign(&rng, es_input.as_bytes()).unwrap()));

@@ -15,10 +15,9 @@ use tokenauth::{Config, SystemClock};
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let sdk = tokenauth::aws::sdk_config(tokenauth::aws::Credentials::Environment).await?;
+    let sdk = tokenauth::aws::sdk_config(&config.trust_roots, tokenauth::aws::Credentials::Environment).await?;
     let authorizer = Authorizer::from_config(
         &config,
-        |name| std::env::var(name).ok(),
         aws_sdk_dynamodb::Client::new(&sdk),
         || aws_sdk_kms::Client::new(&sdk),
         Arc::new(SystemClock),

@@ -8,7 +8,8 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
 use libfuzzer_sys::fuzz_target;
-use tokenauth::verify::{TrustedKey, Verifier};
+use tokenauth::keys::{KeyAlgorithm, TrustedKey};
+use tokenauth::verify::Verifier;
 
 fn verifier() -> &'static Verifier {
     static VERIFIER: OnceLock<Verifier> = OnceLock::new();
@@ -17,7 +18,7 @@ fn verifier() -> &'static Verifier {
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("keygen");
         let key = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).expect("key");
         let spki = key.public_key().as_der().expect("spki");
-        let trusted = TrustedKey::es256_from_spki(spki.as_ref()).expect("trusted");
+        let trusted = TrustedKey::from_spki(spki.as_ref(), KeyAlgorithm::ES256).expect("trusted");
         Verifier::new(vec![trusted], "https://auth.example.test".into(), "api".into(), 30)
     })
 }

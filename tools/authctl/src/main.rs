@@ -7,13 +7,12 @@ use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tokenauth::authorizer::FeedSettings;
+use tokenauth::keys::TrustedKey;
 use tokenauth::password;
 use tokenauth::scope::Scope;
 use tokenauth::store::{DynamoUsers, UserRecord, UserStatus, UserWriteError};
 use tokenauth::token::random_id;
 use tokenauth::username::Username;
-use tokenauth::verify::TrustedKey;
 use tokenauth::{Clock, Config, Revoker, SystemClock};
 
 #[derive(Parser)]
@@ -93,7 +92,9 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<String, String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
-    let sdk = tokenauth::aws::sdk_config(tokenauth::aws::Credentials::DefaultChain).await.map_err(|e| e.to_string())?;
+    let sdk = tokenauth::aws::sdk_config(&config.trust_roots, tokenauth::aws::Credentials::DefaultChain)
+        .await
+        .map_err(|e| e.to_string())?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let users = DynamoUsers::new(dynamodb.clone(), &config.users_table);
     let revoker = Revoker::new(&config, dynamodb);
@@ -111,10 +112,11 @@ async fn run(cli: Cli) -> Result<String, String> {
     let command = match cli.command {
         Command::User(command) => command,
         Command::Keys(KeysCommand::Jwks) => {
-            let settings = FeedSettings::from_lookup(|name| std::env::var(name).ok(), &config.signing_key_id)
-                .map_err(|e| e.to_string())?;
-            let keys =
-                settings.keys.load(|| aws_sdk_kms::Client::new(&sdk)).await.map_err(|e| format!("KMS failed: {e}"))?;
+            let keys = config
+                .trusted_keys
+                .load(|| aws_sdk_kms::Client::new(&sdk))
+                .await
+                .map_err(|e| format!("could not load the trusted keys: {e}"))?;
             let jwks = serde_json::json!({"keys": keys.iter().map(TrustedKey::public_jwk).collect::<Vec<_>>()});
             return Ok(jwks.to_string());
         }

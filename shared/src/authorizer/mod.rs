@@ -1,0 +1,201 @@
+//! The API Gateway Lambda authorizer: every event shape in, allow / deny / unauthorized out.
+//!
+//! Shapes: REST API `TOKEN` and `REQUEST`; HTTP API `REQUEST` payload 1.0 (IAM policy) and
+//! 2.0 (IAM policy or simple response, by configuration). The event is read borrowed
+//! from the raw JSON with only the members we use, and an HTTP API event only as far as
+//! those members, so the hot path does little work for the dozens it ignores.
+//!
+//! Decisions: a missing, malformed, expired or revoked token, or a stale revocation state,
+//! is *unauthorized* (REST: the error `Unauthorized`, API Gateway answers 401; HTTP API: a
+//! deny, since its authorizers cannot ask for a 401). A valid token that lacks the scope a
+//! route requires is a *deny* (403). Allow policies cover the whole API and explicitly deny
+//! every route whose required scope the token lacks, so a policy cached by API Gateway for
+//! this token stays right for every other route.
+
+mod answer;
+mod event;
+mod rules;
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use answer::{Answer, AuthContext, PolicyDocument, ResponseStyle, Statement};
+pub use rules::RouteRule;
+
+use crate::clock::Clock;
+use crate::config::{AuthorizerSettings, Config};
+use crate::error::StartError;
+use crate::revocation_cache::{Freshness, RevocationFeed};
+use crate::token::AccessClaims;
+use crate::verify::{Rejection, Verifier};
+use event::{split_arn, AuthorizationHeader, Event, Shape};
+
+/// Why a request was not authorized (the audit/metric class).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unauthorized {
+    /// No bearer token where one was expected, or not exactly one.
+    MissingToken,
+    /// The token failed verification.
+    Invalid(Rejection),
+    /// The token is valid but revoked.
+    Revoked,
+    /// The revocation state is older than the staleness bound.
+    StaleRevocations,
+    /// The event is not one of the shapes we accept.
+    UnknownEvent,
+}
+
+impl Unauthorized {
+    /// The reason class logged and counted.
+    pub fn class(self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::Invalid(r) => r.class(),
+            Self::Revoked => "revoked",
+            Self::StaleRevocations => "stale_revocations",
+            Self::UnknownEvent => "unknown_event",
+        }
+    }
+}
+
+impl fmt::Display for Unauthorized {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // What API Gateway needs to answer 401; nothing about the token.
+        f.write_str("Unauthorized")
+    }
+}
+
+impl std::error::Error for Unauthorized {}
+
+/// The authorizer: verifier, revocation feed, rules. Built once per cold start.
+pub struct Authorizer {
+    verifier: Verifier,
+    feed: tokio::sync::Mutex<RevocationFeed>,
+    settings: AuthorizerSettings,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authorizer").field("verifier", &self.verifier).field("settings", &self.settings).finish()
+    }
+}
+
+impl Authorizer {
+    /// Assembles an authorizer.
+    pub fn new(verifier: Verifier, feed: RevocationFeed, settings: AuthorizerSettings, clock: Arc<dyn Clock>) -> Self {
+        Self { verifier, feed: tokio::sync::Mutex::new(feed), settings, clock }
+    }
+
+    /// Builds the authorizer as the function does: keys from their [`crate::keys::KeySource`],
+    /// the revocation feed over the Revocations table, the settings of `config`.
+    pub async fn from_config(
+        config: &Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        kms: impl FnOnce() -> aws_sdk_kms::Client,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let verifier = Verifier::from_config(config, kms).await?;
+        let feed = RevocationFeed::new(
+            Box::new(crate::store::DynamoRevocations::new(dynamodb, &config.revocations_table)),
+            &config.authorizer,
+            config.revocation_lookback().as_secs(),
+        );
+        Ok(Self::new(verifier, feed, config.authorizer.clone(), clock))
+    }
+
+    /// The verifier (for benchmarks that take the hot path apart).
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// Polls the revocation feed now (at cold start, so the first request needs no read).
+    pub async fn warm_up(&self) -> Freshness {
+        self.feed.lock().await.sync(self.clock.now()).await
+    }
+
+    /// Answers one raw authorizer event: `Ok(response JSON)` for allow and deny,
+    /// `Err(Unauthorized)` where API Gateway must answer 401 (REST).
+    pub async fn handle(&self, raw_event: &str) -> Result<Answer, Unauthorized> {
+        let Some(event) = Event::read(raw_event) else {
+            return self.refuse(None, Unauthorized::UnknownEvent);
+        };
+        let (kind, version) = (Event::text(&event.kind), Event::text(&event.version));
+        let (shape, arn) = match (kind, version) {
+            (Some("TOKEN"), None) => (Shape::RestToken, event.method_arn.as_ref()),
+            (Some("REQUEST"), None) => (Shape::RestRequest, event.method_arn.as_ref()),
+            (Some("REQUEST"), Some("1.0")) => (Shape::HttpV1, event.method_arn.as_ref()),
+            (Some("REQUEST"), Some("2.0")) => (Shape::HttpV2, event.route_arn.as_ref()),
+            _ => return self.refuse(None, Unauthorized::UnknownEvent),
+        };
+        let Some((base, method, path)) = arn.and_then(|a| split_arn(&a.0)) else {
+            return self.refuse(Some(shape), Unauthorized::UnknownEvent);
+        };
+        let header = match shape {
+            Shape::RestToken => event.authorization_token.as_ref().map(|t| t.0.as_ref()),
+            _ => match &event.headers {
+                Some(AuthorizationHeader(Some(value), false)) => Some(value.as_ref()),
+                _ => None,
+            },
+        };
+        let Some(token) = header.and_then(crate::bearer::parse_bearer) else {
+            return self.refuse(Some(shape), Unauthorized::MissingToken);
+        };
+
+        let now = self.clock.now();
+        let verified = match self.verifier.verify(token, now) {
+            Ok(v) => v,
+            Err(rejection) => return self.refuse(Some(shape), Unauthorized::Invalid(rejection)),
+        };
+        {
+            let mut feed = self.feed.lock().await;
+            if feed.sync(now).await == Freshness::Stale {
+                return self.refuse(Some(shape), Unauthorized::StaleRevocations);
+            }
+            if feed.is_revoked(&verified) {
+                return self.refuse(Some(shape), Unauthorized::Revoked);
+            }
+        }
+
+        let rule = self.settings.rules.iter().find(|r| r.matches(method, path));
+        let allowed = rule.is_none_or(|r| r.granted(&verified.scope));
+        if !allowed {
+            audit("deny", "insufficient_scope");
+        }
+        Ok(match (shape, self.settings.style) {
+            (Shape::HttpV2, ResponseStyle::Simple) => {
+                Answer::Simple { is_authorized: allowed, context: Some(AuthContext::from(verified)) }
+            }
+            _ => self.policy(base, verified),
+        })
+    }
+
+    /// An IAM policy for the whole API that stays right for every route (see
+    /// [`rules::policy`]), with the token's context.
+    fn policy(&self, base: &str, token: AccessClaims) -> Answer {
+        Answer::Policy {
+            principal_id: token.sub.clone(),
+            policy_document: rules::policy(&self.settings.rules, base, &token.scope),
+            context: Some(AuthContext::from(token)),
+        }
+    }
+
+    fn refuse(&self, shape: Option<Shape>, why: Unauthorized) -> Result<Answer, Unauthorized> {
+        audit("unauthorized", why.class());
+        match (shape, self.settings.style) {
+            (Some(Shape::HttpV2), ResponseStyle::Simple) => Ok(Answer::Simple { is_authorized: false, context: None }),
+            (Some(Shape::HttpV1 | Shape::HttpV2), _) => Ok(Answer::Policy {
+                principal_id: "unauthorized".to_owned(),
+                policy_document: PolicyDocument::deny_all(),
+                context: None,
+            }),
+            _ => Err(why),
+        }
+    }
+}
+
+/// One audit line and one metric per refusal class; never the token.
+fn audit(outcome: &'static str, reason: &'static str) {
+    tracing::warn!(target: "audit", event = "authorize", outcome, reason, "request not authorized");
+    crate::metrics::count("authorize", "AuthorizerRefusals", reason);
+}

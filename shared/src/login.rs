@@ -1,0 +1,366 @@
+//! The login rules: who gets a session, with which scope, and what is written.
+//!
+//! The decisions take plain values and do no I/O ([`admit`] before the password check,
+//! [`judge`] after it, [`new_family`] for what a granted login writes), so each outcome
+//! has a unit test without a stack. [`LoginService`] runs them between its calls.
+//!
+//! One successful login makes three AWS calls: a Query of the user's partition (account
+//! and failure counter), then `kms:Sign` of the access token and a PutItem of the new
+//! family, the last two at once. Every other outcome issues nothing and leaves no usable
+//! session behind.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::audit::{self, LoginFailure, RequestMeta};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::error::{ApiError, DependencyError, StartError};
+use crate::keys::{KmsSigner, Signer};
+use crate::password;
+use crate::scope::Scope;
+use crate::store::{DynamoFamilies, DynamoUsers, FamilyRecord, FamilyStatus, LoginFailures, UserRecord, UserStatus};
+use crate::token::{AccessGrant, AccessTokenIssuer, RefreshToken, TokenResponse};
+use crate::username::Username;
+
+/// A login attempt, already parsed from the request body.
+#[derive(Clone)]
+pub struct LoginRequest {
+    /// As typed; normalised by the service.
+    pub username: String,
+    /// As typed.
+    pub password: String,
+    /// Requested scope (RFC 6749 §3.3); `None` = all of the user's scopes.
+    pub scope: Option<String>,
+}
+
+impl fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("password", &"<redacted>")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lifetimes and limits of login, from [`Config`].
+#[derive(Debug, Clone)]
+pub struct LoginPolicy {
+    /// `client_id` of issued tokens.
+    pub client_id: String,
+    /// Absolute lifetime of a family, seconds.
+    pub refresh_ttl_secs: u64,
+    /// Inactivity lifetime of a family, seconds.
+    pub refresh_idle_secs: u64,
+    /// Failures per username before 429.
+    pub max_failures: u32,
+    /// Failure-counting window, seconds.
+    pub failure_window_secs: u64,
+}
+
+impl LoginPolicy {
+    /// The policy a deployment configured.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            client_id: config.client_id.clone(),
+            refresh_ttl_secs: config.refresh_token_ttl.as_secs(),
+            refresh_idle_secs: config.refresh_idle_ttl.as_secs(),
+            max_failures: config.login_max_failures,
+            failure_window_secs: config.login_failure_window.as_secs(),
+        }
+    }
+}
+
+/// Before the password is checked: a username with too many recent failures is throttled
+/// (429 with `Retry-After`), and its password is not looked at.
+pub fn admit(failures: Option<&LoginFailures>, now: u64, policy: &LoginPolicy) -> Result<(), Duration> {
+    match failures.and_then(|f| f.lockout_remaining(now, policy.max_failures, policy.failure_window_secs)) {
+        Some(remaining) => Err(Duration::from_secs(remaining)),
+        None => Ok(()),
+    }
+}
+
+/// After the password check: the scope a login is granted, or why it is refused. The
+/// client sees one answer for every refusal but [`LoginFailure::InvalidScope`].
+pub fn judge(
+    user: Option<&UserRecord>,
+    password_verified: bool,
+    requested: Option<Scope>,
+) -> Result<Scope, LoginFailure> {
+    let user = match user {
+        None => return Err(LoginFailure::UnknownUser),
+        Some(u) if u.status != UserStatus::Active => return Err(LoginFailure::Disabled),
+        Some(_) if !password_verified => return Err(LoginFailure::WrongPassword),
+        Some(u) => u,
+    };
+    let allowed = Scope::from_tokens(user.scopes.iter().cloned());
+    match requested {
+        None => Ok(allowed),
+        Some(requested) if requested.is_subset_of(&allowed) => Ok(requested),
+        Some(_) => Err(LoginFailure::InvalidScope),
+    }
+}
+
+/// The family a granted login starts: generation 0 of `refresh`, alive, with the scope
+/// granted, ending at the first of its absolute and idle lifetimes.
+pub fn new_family(
+    user_id: &str,
+    scope: &Scope,
+    refresh: &RefreshToken,
+    now: u64,
+    policy: &LoginPolicy,
+) -> FamilyRecord {
+    FamilyRecord {
+        family_id: refresh.family_id(),
+        user_id: user_id.to_owned(),
+        client_id: policy.client_id.clone(),
+        scopes: scope.tokens().map(str::to_owned).collect(),
+        token_hash: refresh.hash(),
+        generation: 0,
+        recent: vec![String::new(); crate::store::HISTORY_SLOTS],
+        previous_hash: None,
+        rotated_at: None,
+        sealed_successor: None,
+        revoked_reason: None,
+        revoked_at: None,
+        status: FamilyStatus::Active,
+        created_at: now,
+        last_used_at: now,
+        idle_expires_at: now + policy.refresh_idle_secs.min(policy.refresh_ttl_secs),
+        expires_at: now + policy.refresh_ttl_secs,
+    }
+}
+
+/// Logs users in. Built once per cold start.
+pub struct LoginService {
+    users: DynamoUsers,
+    families: DynamoFamilies,
+    issuer: AccessTokenIssuer,
+    policy: LoginPolicy,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for LoginService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginService")
+            .field("issuer", &self.issuer)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoginService {
+    /// Builds the service from configuration and SDK clients: fetches the signing key's
+    /// public half once (`kms:GetPublicKey`) to learn its `kid`.
+    pub async fn from_config(
+        config: &Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        kms: aws_sdk_kms::Client,
+    ) -> Result<Self, StartError> {
+        let signer = KmsSigner::load(kms, &config.signing_key_id).await?;
+        Ok(Self::new(config, dynamodb, Arc::new(signer), Arc::new(SystemClock)))
+    }
+
+    /// Builds the service around an existing signer and clock.
+    pub fn new(
+        config: &Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        signer: Arc<dyn Signer>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            users: DynamoUsers::new(dynamodb.clone(), &config.users_table),
+            families: DynamoFamilies::new(dynamodb, &config.families_table),
+            issuer: AccessTokenIssuer::for_config(signer, config),
+            policy: LoginPolicy::from_config(config),
+            clock,
+        }
+    }
+
+    /// Checks the credentials and, if they hold, starts a new session family.
+    pub async fn login(&self, request: LoginRequest, meta: &RequestMeta) -> Result<TokenResponse, ApiError> {
+        let ip = meta.source_ip.as_deref();
+        let client_id = self.policy.client_id.as_str();
+        let failed = |reason, user_id: Option<&str>| audit::login_failed(reason, user_id, client_id, ip);
+
+        let username =
+            Username::normalise(&request.username).ok_or(ApiError::InvalidRequest("username is not acceptable"))?;
+        let requested = match request.scope.as_deref() {
+            None => None,
+            Some(raw) => Some(Scope::parse(raw).map_err(|_| ApiError::InvalidScope)?),
+        };
+
+        let lookup =
+            self.users.lookup_for_login(&username).await.inspect_err(|_| failed(LoginFailure::Unavailable, None))?;
+        let user_id = lookup.user.as_ref().map(|u| u.user_id.as_str());
+        let now = self.clock.now();
+        if let Err(retry_after) = admit(lookup.failures.as_ref(), now, &self.policy) {
+            failed(LoginFailure::Throttled, user_id);
+            return Err(ApiError::Throttled { retry_after });
+        }
+
+        // Same work whether or not the user exists: one argon2id verification.
+        let stored_hash = lookup.user.as_ref().map(|u| u.password_hash.clone());
+        let password = request.password;
+        let verified = tokio::task::spawn_blocking(move || match stored_hash {
+            Some(phc) => password::verify(&password, &phc),
+            None => password::verify_dummy(&password),
+        })
+        .await
+        .map_err(|e| DependencyError::Internal(e.to_string()))?;
+
+        let scope = match judge(lookup.user.as_ref(), verified, requested) {
+            Ok(scope) => scope,
+            Err(LoginFailure::InvalidScope) => {
+                failed(LoginFailure::InvalidScope, user_id);
+                return Err(ApiError::InvalidScope);
+            }
+            Err(reason) => {
+                self.users
+                    .record_failure(&username, now, self.policy.failure_window_secs)
+                    .await
+                    .inspect_err(|_| failed(LoginFailure::Unavailable, user_id))?;
+                failed(reason, user_id);
+                return Err(ApiError::InvalidGrant);
+            }
+        };
+        // `judge` grants only an existing user.
+        let user_id = user_id.ok_or(ApiError::InvalidGrant)?;
+
+        let refresh = RefreshToken::new_family();
+        let family = new_family(user_id, &scope, &refresh, now, &self.policy);
+        let scope = scope.to_scope_string();
+        let grant = AccessGrant { subject: user_id, client_id, scope: &scope, session_id: &family.family_id };
+
+        // Sign and write at once. If either fails nothing is returned; a family written
+        // for a token that could not be signed is deleted again (best effort: its secret
+        // never left this process, so even if the delete fails nobody can use it).
+        let clear_failures = async {
+            if lookup.failures.is_some_and(|f| f.failures > 0) {
+                if let Err(e) = self.users.clear_failures(&username).await {
+                    tracing::warn!(error = %e, "could not reset the login failure counter");
+                }
+            }
+        };
+        let (issued, created, ()) =
+            tokio::join!(self.issuer.issue(&grant, &refresh, now), self.families.create(&family), clear_failures);
+        let tokens = match (issued, created) {
+            (Ok(tokens), Ok(())) => tokens,
+            (Err(e), Ok(())) => {
+                if let Err(cleanup) = self.families.delete_unissued(&family).await {
+                    tracing::warn!(error = %cleanup, family_id = %family.family_id, "could not delete an unissued family");
+                }
+                failed(LoginFailure::Unavailable, Some(user_id));
+                return Err(e.into());
+            }
+            (_, Err(e)) => {
+                failed(LoginFailure::Unavailable, Some(user_id));
+                return Err(e.into());
+            }
+        };
+
+        audit::login_succeeded(user_id, &family.family_id, client_id, ip);
+        Ok(tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! One test per login outcome, on plain values: no stack.
+    use super::*;
+
+    fn policy() -> LoginPolicy {
+        LoginPolicy {
+            client_id: "first-party".into(),
+            refresh_ttl_secs: 30 * 86_400,
+            refresh_idle_secs: 7 * 86_400,
+            max_failures: 5,
+            failure_window_secs: 900,
+        }
+    }
+
+    fn user(status: UserStatus, scopes: &[&str]) -> UserRecord {
+        UserRecord {
+            user_id: "u-1".into(),
+            password_hash: "$argon2id$...".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            status,
+            created_at: 0,
+        }
+    }
+
+    fn scope(raw: &str) -> Scope {
+        Scope::parse(raw).expect("valid scope")
+    }
+
+    fn failures(failures: u32, window_start: u64) -> LoginFailures {
+        LoginFailures { failures, window_start: Some(window_start) }
+    }
+
+    #[test]
+    fn admits_a_username_under_the_failure_limit_or_without_a_counter() {
+        assert_eq!(admit(None, 1_000, &policy()), Ok(()));
+        assert_eq!(admit(Some(&failures(4, 900)), 1_000, &policy()), Ok(()));
+    }
+
+    #[test]
+    fn throttles_a_username_at_the_limit_until_its_window_ends() {
+        assert_eq!(admit(Some(&failures(5, 900)), 1_000, &policy()), Err(Duration::from_secs(800)));
+        assert_eq!(admit(Some(&failures(5, 900)), 1_800, &policy()), Ok(()), "the window has ended");
+    }
+
+    #[test]
+    fn refuses_an_unknown_user_even_when_the_dummy_check_passed() {
+        assert_eq!(judge(None, true, None), Err(LoginFailure::UnknownUser));
+        assert_eq!(judge(None, false, None), Err(LoginFailure::UnknownUser));
+    }
+
+    #[test]
+    fn refuses_a_disabled_user_even_with_the_right_password() {
+        assert_eq!(judge(Some(&user(UserStatus::Disabled, &["read"])), true, None), Err(LoginFailure::Disabled));
+    }
+
+    #[test]
+    fn refuses_a_wrong_password() {
+        assert_eq!(judge(Some(&user(UserStatus::Active, &["read"])), false, None), Err(LoginFailure::WrongPassword));
+    }
+
+    #[test]
+    fn grants_every_scope_of_the_user_when_none_is_asked_for() {
+        let granted = judge(Some(&user(UserStatus::Active, &["write", "read"])), true, None);
+        assert_eq!(granted.map(|s| s.to_scope_string()), Ok("read write".to_owned()));
+    }
+
+    #[test]
+    fn grants_a_narrower_scope_when_asked_for() {
+        let granted = judge(Some(&user(UserStatus::Active, &["read", "write"])), true, Some(scope("read")));
+        assert_eq!(granted.map(|s| s.to_scope_string()), Ok("read".to_owned()));
+    }
+
+    #[test]
+    fn refuses_a_scope_beyond_the_users() {
+        let refused = judge(Some(&user(UserStatus::Active, &["read"])), true, Some(scope("read admin")));
+        assert_eq!(refused, Err(LoginFailure::InvalidScope));
+    }
+
+    #[test]
+    fn a_new_family_starts_alive_at_generation_zero_holding_only_the_hash() {
+        let refresh = RefreshToken::new_family();
+        let family = new_family("u-1", &scope("read write"), &refresh, 1_000, &policy());
+        assert_eq!((family.family_id.as_str(), family.user_id.as_str()), (refresh.family_id().as_str(), "u-1"));
+        assert_eq!((family.generation, family.status), (0, FamilyStatus::Active));
+        assert_eq!(family.token_hash, refresh.hash());
+        assert!(!family.token_hash.contains(&refresh.encode()[5..]), "never the token itself");
+        assert_eq!(family.scopes, vec!["read".to_owned(), "write".to_owned()]);
+        assert_eq!((family.idle_expires_at, family.expires_at), (1_000 + 7 * 86_400, 1_000 + 30 * 86_400));
+        assert!(family.is_alive(1_000));
+    }
+
+    #[test]
+    fn the_idle_limit_never_outlasts_the_absolute_lifetime() {
+        let short = LoginPolicy { refresh_ttl_secs: 3_600, ..policy() };
+        let family = new_family("u-1", &scope("read"), &RefreshToken::new_family(), 0, &short);
+        assert_eq!(family.idle_expires_at, 3_600);
+    }
+}
