@@ -53,8 +53,14 @@ stack-up: tools
 stack-down:
 	@if [ -x $(PY) ]; then $(PY) infra/local/stack.py down --dir $(STACK_DIR); else echo "nothing to stop"; fi
 
-lint: tools
+# cargo-machete (crates.io) into .local/cargo: every crate links only what it uses.
+MACHETE := $(LOCAL)/cargo/bin/cargo-machete
+$(MACHETE):
+	cargo install cargo-machete --locked --version 0.9.2 --root $(abspath $(LOCAL)/cargo)
+
+lint: tools $(MACHETE)
 	cargo fmt --all -- --check
+	$(MACHETE) --with-metadata
 	cfn-lint infra/template.yaml
 
 # Build first, so the stack does not sit idle during compilation.
