@@ -366,18 +366,22 @@ impl KmsEmulator {
     /// A new ECC_NIST_P256 signing key in this emulator, loaded as the functions load theirs.
     pub async fn signer(&self) -> KmsSigner {
         let kms = kms_at(&self.endpoint).await;
-        let key_id = kms
-            .create_key()
-            .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
-            .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap()
-            .key_id;
+        let key_id = create_signing_key(&kms, aws_sdk_kms::types::KeySpec::EccNistP256).await;
         KmsSigner::load(kms, &key_id).await.unwrap()
     }
+}
+
+/// A new SIGN_VERIFY key of `spec` (ECC_NIST_P256, RSA_2048) in the KMS behind `kms`; its id.
+pub async fn create_signing_key(kms: &aws_sdk_kms::Client, spec: aws_sdk_kms::types::KeySpec) -> String {
+    kms.create_key()
+        .key_spec(spec)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id
 }
 
 impl Drop for KmsEmulator {

@@ -183,3 +183,35 @@ async fn no_mutation_of_a_kms_signed_token_is_accepted_by_any_path() {
     }
     assert_eq!(p.verdicts(&original, &jti).await, [true; 3], "the original itself is accepted by all three");
 }
+
+#[tokio::test]
+async fn an_rsa_kms_key_signs_rs256_tokens_that_our_verifier_and_jsonwebtoken_accept() {
+    use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+    use tokenauth::keys::KeyAlgorithm;
+    use tokenauth::token::{AccessClaims, AccessGrant, AccessTokenIssuer, RefreshToken};
+
+    let clients = clients().await;
+    let key_id = create_signing_key(&clients.kms, aws_sdk_kms::types::KeySpec::Rsa2048).await;
+    let config = config_with(&[("SIGNING_KEY_ID", &key_id)]);
+    let signer = KmsSigner::load(clients.kms.clone(), &key_id).await.unwrap();
+    assert_eq!(signer.algorithm(), KeyAlgorithm::RS256, "the key decides the algorithm");
+
+    let issuer = AccessTokenIssuer::for_config(Arc::new(signer), &config);
+    let grant = AccessGrant { subject: "u-rsa", client_id: "first-party", scope: "read", session_id: "s-rsa" };
+    let now = SystemClock.now();
+    let token = issuer.issue(&grant, &RefreshToken::new_family(), now).await.unwrap().access_token;
+
+    // Ours, with the key loaded as every function loads its trusted keys.
+    let verifier = tokenauth::verify::Verifier::from_config(&config, || clients.kms.clone()).await.unwrap();
+    assert_eq!(verifier.verify(&token, now).unwrap().sub, "u-rsa");
+
+    // jsonwebtoken, with the public key fetched from KMS.
+    let der = public_key_der(&clients, &key_id).await;
+    let key = DecodingKey::from_rsa_pem(pem(&der).as_bytes()).unwrap();
+    assert_eq!(decode_header(&token).unwrap().alg, Algorithm::RS256);
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[&config.audience]);
+    validation.set_issuer(&[&config.issuer]);
+    let claims = decode::<AccessClaims>(&token, &key, &validation).expect("jsonwebtoken verifies it").claims;
+    assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("u-rsa", "s-rsa"));
+}
