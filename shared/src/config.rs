@@ -186,6 +186,12 @@ impl Config {
     }
 }
 
+/// Whether this process runs as a Lambda function, or under `cargo lambda watch`:
+/// `AWS_LAMBDA_FUNCTION_NAME`, which the runtime sets, not the deployment.
+pub fn running_in_lambda() -> bool {
+    std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
+}
+
 /// Whether 0 is an acceptable number of seconds.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Zero {

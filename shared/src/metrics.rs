@@ -25,11 +25,11 @@ pub fn count_line(operation: &str, metric: &str, outcome: &str, timestamp_ms: u1
     })
 }
 
-/// Whether this process runs as a Lambda function (or under `cargo lambda watch`), where
-/// stdout goes to CloudWatch. Elsewhere (tests, benchmarks, authctl) EMF lines are noise.
+/// Whether stdout goes to CloudWatch ([`crate::config::running_in_lambda`]). Elsewhere
+/// (tests, benchmarks, authctl) EMF lines are noise.
 fn in_lambda() -> bool {
     static IN_LAMBDA: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *IN_LAMBDA.get_or_init(|| std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some())
+    *IN_LAMBDA.get_or_init(crate::config::running_in_lambda)
 }
 
 /// Writes one count to stdout, where Lambda ships it to CloudWatch.
