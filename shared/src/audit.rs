@@ -24,6 +24,8 @@ pub enum LoginFailure {
     InvalidScope,
     /// DynamoDB or KMS failed; nothing was issued.
     Unavailable,
+    /// The account changed (disabled, new scopes, sessions ended) while logging in.
+    AccountChanged,
 }
 
 impl LoginFailure {
@@ -35,6 +37,7 @@ impl LoginFailure {
             Self::Throttled => "throttled",
             Self::InvalidScope => "invalid_scope",
             Self::Unavailable => "unavailable",
+            Self::AccountChanged => "account_changed",
         }
     }
 }

@@ -34,7 +34,7 @@ pub struct Config {
     pub client_id: String,
     /// `ACCESS_TOKEN_TTL_SECS` (default 900 = 15 minutes).
     pub access_token_ttl: Duration,
-    /// `TOKEN_LEEWAY_SECS` (default 30, below the access-token lifetime): the clock leeway
+    /// `TOKEN_LEEWAY_SECS` (default 30, at least 2, below the access-token lifetime): the clock leeway
     /// every verifier allows on `exp`, `nbf` and `iat`. The one clock leeway: revocation
     /// entries and the authorizer's look-back derive their lifetimes from it.
     pub token_leeway: Duration,
@@ -156,6 +156,13 @@ impl Config {
                 staleness.as_secs()
             )));
         }
+        if self.token_leeway.as_secs() < CUT_OFF_MARGIN_SECS {
+            return Err(ConfigError::Inconsistent(format!(
+                "TOKEN_LEEWAY_SECS ({}) must be at least {CUT_OFF_MARGIN_SECS}: tokens issued right after an \
+                 account change carry an iat up to that far ahead",
+                self.token_leeway.as_secs()
+            )));
+        }
         if self.token_leeway >= self.access_token_ttl {
             return Err(ConfigError::Inconsistent(format!(
                 "TOKEN_LEEWAY_SECS ({}) must be below ACCESS_TOKEN_TTL_SECS ({})",
@@ -191,6 +198,11 @@ impl Config {
 pub fn running_in_lambda() -> bool {
     std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
 }
+
+/// How far ahead of an account change's time its cut-off lies, seconds
+/// ([`crate::revoke::cut_off`]); tokens issued after the change carry an `iat` up to this
+/// far ahead, so the clock leeway must allow at least this.
+pub const CUT_OFF_MARGIN_SECS: u64 = 2;
 
 /// Whether 0 is an acceptable number of seconds.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -347,6 +359,7 @@ mod tests {
             ("ACCESS_TOKEN_TTL_SECS", "15m"),
             ("ACCESS_TOKEN_TTL_SECS", "0"),
             ("TOKEN_LEEWAY_SECS", "-1"),
+            ("TOKEN_LEEWAY_SECS", "1"),
             ("LOGIN_MAX_FAILURES", "0"),
             ("LOGIN_MAX_FAILURES", "99999999999"),
             ("REVOCATION_POLL_SECS", "1.5"),
@@ -394,7 +407,7 @@ mod tests {
 
     #[test]
     fn revocation_entries_outlive_every_token_they_cover_by_the_verifiers_leeway() {
-        for (ttl, leeway) in [("900", "30"), ("300", "0"), ("60", "59")] {
+        for (ttl, leeway) in [("900", "30"), ("300", "2"), ("60", "59")] {
             let mut env = complete();
             env.insert("ACCESS_TOKEN_TTL_SECS", ttl.to_owned());
             env.insert("TOKEN_LEEWAY_SECS", leeway.to_owned());

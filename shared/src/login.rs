@@ -20,7 +20,9 @@ use crate::error::{ApiError, DependencyError, StartError};
 use crate::keys::{KmsSigner, Signer};
 use crate::password;
 use crate::scope::Scope;
-use crate::store::{DynamoFamilies, DynamoUsers, FamilyRecord, FamilyStatus, LoginFailures, UserRecord, UserStatus};
+use crate::store::{
+    DynamoFamilies, DynamoUsers, FamilyRecord, FamilyStatus, Guarded, LoginFailures, UserRecord, UserStatus,
+};
 use crate::token::{AccessGrant, AccessTokenIssuer, RefreshToken, TokenResponse};
 use crate::username::Username;
 
@@ -103,9 +105,11 @@ pub fn judge(
 }
 
 /// The family a granted login starts: generation 0 of `refresh`, alive, with the scope
-/// granted, ending at the first of its absolute and idle lifetimes.
+/// granted, ending at the first of its absolute and idle lifetimes, following the account
+/// (stored under `user_key`) as login read it.
 pub fn new_family(
-    user_id: &str,
+    user_key: &str,
+    user: &UserRecord,
     scope: &Scope,
     refresh: &RefreshToken,
     now: u64,
@@ -113,7 +117,7 @@ pub fn new_family(
 ) -> FamilyRecord {
     FamilyRecord {
         family_id: refresh.family_id(),
-        user_id: user_id.to_owned(),
+        user_id: user.user_id.clone(),
         client_id: policy.client_id.clone(),
         scopes: scope.tokens().map(str::to_owned).collect(),
         token_hash: refresh.hash(),
@@ -129,6 +133,10 @@ pub fn new_family(
         last_used_at: now,
         idle_expires_at: now + policy.refresh_idle_secs.min(policy.refresh_ttl_secs),
         expires_at: now + policy.refresh_ttl_secs,
+        user_key: Some(user_key.to_owned()),
+        user_version: user.version,
+        sessions_epoch: user.sessions_epoch,
+        not_before: user.not_before,
     }
 }
 
@@ -171,7 +179,7 @@ impl LoginService {
     ) -> Self {
         Self {
             users: DynamoUsers::new(dynamodb.clone(), &config.users_table),
-            families: DynamoFamilies::new(dynamodb, &config.families_table),
+            families: DynamoFamilies::new(dynamodb, &config.families_table, &config.users_table),
             issuer: AccessTokenIssuer::for_config(signer, config),
             policy: LoginPolicy::from_config(config),
             clock,
@@ -226,16 +234,21 @@ impl LoginService {
             }
         };
         // `judge` grants only an existing user.
-        let user_id = user_id.ok_or(ApiError::InvalidGrant)?;
+        let user = lookup.user.as_ref().ok_or(ApiError::InvalidGrant)?;
+        let user_id = user.user_id.as_str();
 
         let refresh = RefreshToken::new_family();
-        let family = new_family(user_id, &scope, &refresh, now, &self.policy);
+        let family = new_family(username.as_str(), user, &scope, &refresh, now, &self.policy);
         let scope = scope.to_scope_string();
         let grant = AccessGrant { subject: user_id, client_id, scope: &scope, session_id: &family.family_id };
+        // After an account change, tokens are issued at or after its cut-off.
+        let issued_at = now.max(user.not_before);
 
         // Sign and write at once. If either fails nothing is returned; a family written
         // for a token that could not be signed is deleted again (best effort: its secret
-        // never left this process, so even if the delete fails nobody can use it).
+        // never left this process, so even if the delete fails nobody can use it). The
+        // write is conditioned on the account as read: a change committed meanwhile
+        // (disable, new scopes, sessions ended) refuses the login.
         let clear_failures = async {
             if lookup.failures.is_some_and(|f| f.failures > 0) {
                 if let Err(e) = self.users.clear_failures(&username).await {
@@ -244,10 +257,14 @@ impl LoginService {
             }
         };
         let (issued, created, ()) =
-            tokio::join!(self.issuer.issue(&grant, &refresh, now), self.families.create(&family), clear_failures);
+            tokio::join!(self.issuer.issue(&grant, &refresh, issued_at), self.families.create(&family), clear_failures);
         let tokens = match (issued, created) {
-            (Ok(tokens), Ok(())) => tokens,
-            (Err(e), Ok(())) => {
+            (Ok(tokens), Ok(Guarded::Done(()))) => tokens,
+            (_, Ok(Guarded::AccountChanged)) => {
+                failed(LoginFailure::AccountChanged, Some(user_id));
+                return Err(ApiError::InvalidGrant);
+            }
+            (Err(e), Ok(Guarded::Done(()))) => {
                 if let Err(cleanup) = self.families.delete_unissued(&family).await {
                     tracing::warn!(error = %cleanup, family_id = %family.family_id, "could not delete an unissued family");
                 }
@@ -281,13 +298,8 @@ mod tests {
     }
 
     fn user(status: UserStatus, scopes: &[&str]) -> UserRecord {
-        UserRecord {
-            user_id: "u-1".into(),
-            password_hash: "$argon2id$...".into(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            status,
-            created_at: 0,
-        }
+        let scopes = scopes.iter().map(|s| s.to_string()).collect();
+        UserRecord { status, ..UserRecord::new("u-1".into(), "$argon2id$...".into(), scopes, 0) }
     }
 
     fn scope(raw: &str) -> Scope {
@@ -347,7 +359,10 @@ mod tests {
     #[test]
     fn a_new_family_starts_alive_at_generation_zero_holding_only_the_hash() {
         let refresh = RefreshToken::new_family();
-        let family = new_family("u-1", &scope("read write"), &refresh, 1_000, &policy());
+        let account = UserRecord { version: 7, sessions_epoch: 2, not_before: 990, ..user(UserStatus::Active, &[]) };
+        let family = new_family("alice", &account, &scope("read write"), &refresh, 1_000, &policy());
+        let followed = (family.user_key.as_deref(), family.user_version, family.sessions_epoch, family.not_before);
+        assert_eq!(followed, (Some("alice"), 7, 2, 990), "follows the account as login read it");
         assert_eq!((family.family_id.as_str(), family.user_id.as_str()), (refresh.family_id().as_str(), "u-1"));
         assert_eq!((family.generation, family.status), (0, FamilyStatus::Active));
         assert_eq!(family.token_hash, refresh.hash());
@@ -360,7 +375,8 @@ mod tests {
     #[test]
     fn the_idle_limit_never_outlasts_the_absolute_lifetime() {
         let short = LoginPolicy { refresh_ttl_secs: 3_600, ..policy() };
-        let family = new_family("u-1", &scope("read"), &RefreshToken::new_family(), 0, &short);
+        let account = user(UserStatus::Active, &["read"]);
+        let family = new_family("alice", &account, &scope("read"), &RefreshToken::new_family(), 0, &short);
         assert_eq!(family.idle_expires_at, 3_600);
     }
 }

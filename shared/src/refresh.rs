@@ -1,22 +1,30 @@
 //! `POST /auth/refresh`: rotate the refresh token, issue a new access token.
 //!
-//! The happy path is one conditional UpdateItem and one `kms:Sign`. A refused write comes
-//! back with the family as it was, and [`crate::rotation::classify`] decides: retry within
-//! the leeway (same successor, one `kms:Sign`, no write), reuse (revoke), or nothing.
+//! A refresh reads its family (one GetItem), then makes one transaction that rotates it,
+//! conditioned on the presented token being current and on the owner's account being
+//! unchanged and active, while `kms:Sign` signs the access token: two sequential round
+//! trips, three calls. When the account moved, the owner's account is read once
+//! ([`crate::rotation::follow_account`]): a disabled account or ended sessions end the
+//! family; new scopes narrow it, in the same rotation. A refused rotation is classified
+//! by [`crate::rotation::classify`]: retry within the leeway (same successor, no write),
+//! reuse (revoke), or nothing.
 
 use std::fmt;
 use std::sync::Arc;
 
+use subtle::ConstantTimeEq;
+
 use crate::audit::{self, RequestMeta};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ReuseScope};
-use crate::error::{ApiError, StartError};
+use crate::error::{ApiError, DependencyError, StartError};
 use crate::keys::{KmsSigner, Signer};
 use crate::revoke::Revoker;
-use crate::rotation::{classify, seal_successor, Refusal};
+use crate::rotation::{classify, follow_account, seal_successor, AccountVerdict, Refusal};
 use crate::scope::Scope;
-use crate::store::{DynamoFamilies, RotateOutcome, Rotation};
+use crate::store::{AccountGuard, DynamoFamilies, DynamoUsers, FamilyRecord, RotateOutcome, Rotation};
 use crate::token::{AccessGrant, AccessTokenIssuer, RefreshToken, TokenResponse};
+use crate::username::Username;
 
 /// A refresh request (RFC 6749 §6), already parsed.
 #[derive(Clone)]
@@ -36,6 +44,7 @@ impl fmt::Debug for RefreshRequest {
 /// Rotates refresh tokens. Built once per cold start.
 pub struct RefreshService {
     families: DynamoFamilies,
+    users: DynamoUsers,
     revoker: Revoker,
     issuer: AccessTokenIssuer,
     clock: Arc<dyn Clock>,
@@ -53,6 +62,10 @@ impl fmt::Debug for RefreshService {
             .finish_non_exhaustive()
     }
 }
+
+/// How many times a rotation is tried when concurrent writes keep moving the family or
+/// the account under it, before answering 503.
+const ROTATION_ATTEMPTS: usize = 3;
 
 impl RefreshService {
     /// Builds the service; fetches the signing key's public half once for the `kid`.
@@ -73,8 +86,9 @@ impl RefreshService {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            families: DynamoFamilies::new(dynamodb.clone(), &config.families_table),
-            revoker: Revoker::new(config, dynamodb),
+            families: DynamoFamilies::new(dynamodb.clone(), &config.families_table, &config.users_table),
+            users: DynamoUsers::new(dynamodb.clone(), &config.users_table),
+            revoker: Revoker::new(config, dynamodb, clock.clone()),
             issuer: AccessTokenIssuer::for_config(signer, config),
             clock,
             leeway_secs: config.refresh_leeway.as_secs(),
@@ -97,62 +111,168 @@ impl RefreshService {
         };
         let successor = presented.successor().ok_or(ApiError::InvalidGrant)?;
         let sealed = if self.leeway_secs > 0 { seal_successor(&presented, &successor) } else { None };
+        let (presented_hash, successor_hash) = (presented.hash(), successor.hash());
         let now = self.clock.now();
-        let rotation = Rotation {
-            family_id: &family_id,
-            presented_hash: &presented.hash(),
-            presented_generation: presented.generation(),
-            successor_hash: &successor.hash(),
-            sealed_successor: sealed.as_deref(),
-            required_scopes: &required,
-            now,
-            idle_secs: self.idle_secs,
-        };
 
-        let (family, refresh_token, event) = match self.families.rotate(&rotation).await? {
-            RotateOutcome::Rotated(family) => (*family, successor, "refresh_rotated"),
-            RotateOutcome::Refused(old) => {
-                let old = old.map(|family| *family);
-                let user_id = old.as_ref().map(|f| f.user_id.clone());
-                match classify(&presented, old.as_ref(), &required, now, self.leeway_secs) {
-                    Refusal::Retry(same_successor) => {
-                        // Checked by classify: the family exists.
-                        let family = old.ok_or(ApiError::InvalidGrant)?;
-                        (family, same_successor, "refresh_retry")
-                    }
-                    Refusal::ScopeNotGranted => {
-                        audit::session_event("refresh", "invalid_scope", user_id.as_deref(), &family_id, None, ip);
-                        return Err(ApiError::InvalidScope);
-                    }
-                    Refusal::Unknown => {
-                        audit::session_event("refresh", "unknown_token", None, &family_id, None, ip);
-                        return Err(ApiError::InvalidGrant);
-                    }
-                    Refusal::Dead => {
-                        audit::session_event("refresh", "dead_family", user_id.as_deref(), &family_id, None, ip);
-                        return Err(ApiError::InvalidGrant);
-                    }
-                    Refusal::Reuse => {
-                        let user_id = user_id.unwrap_or_default();
-                        audit::session_event("refresh_reuse_detected", "revoked", Some(&user_id), &family_id, None, ip);
-                        self.revoker.revoke_for_reuse(self.reuse_revokes, &user_id, &family_id, now).await?;
-                        return Err(ApiError::InvalidGrant);
-                    }
-                }
+        let mut family = self.families.get(&family_id).await?;
+        let mut following = None;
+        for _ in 0..ROTATION_ATTEMPTS {
+            let Some(current) = family.take() else {
+                audit::session_event("refresh", "unknown_token", None, &family_id, None, ip);
+                return Err(ApiError::InvalidGrant);
+            };
+            let rotatable = current.token_hash.as_bytes().ct_eq(presented_hash.as_bytes()).into()
+                && current.generation == presented.generation()
+                && current.is_alive(now)
+                && required.iter().all(|s| current.scopes.contains(s));
+            if !rotatable {
+                return self.refused(&presented, current, &required, now, ip).await;
             }
-        };
+            let Some(guard) = AccountGuard::of(&current) else {
+                audit::session_event("refresh", "no_account", Some(&current.user_id), &family_id, None, ip);
+                return Err(ApiError::InvalidGrant);
+            };
+            let rotation = Rotation {
+                family_id: &family_id,
+                presented_hash: &presented_hash,
+                presented_generation: presented.generation(),
+                successor_hash: &successor_hash,
+                sealed_successor: sealed.as_deref(),
+                required_scopes: &required,
+                now,
+                idle_secs: self.idle_secs,
+                follow: following.as_ref(),
+            };
+            // Signed while the rotation is written; thrown away unless it commits.
+            let (issued, rotated) =
+                tokio::join!(self.issue(&current, &required, &successor, now), self.families.rotate(&rotation, guard));
+            match rotated? {
+                RotateOutcome::Rotated => {
+                    let tokens = issued?;
+                    let (user, client) = (Some(current.user_id.as_str()), Some(current.client_id.as_str()));
+                    audit::session_event("refresh_rotated", "success", user, &family_id, client, ip);
+                    return Ok(tokens);
+                }
+                RotateOutcome::Refused(old) => {
+                    family = old.map(|f| *f);
+                    following = None;
+                }
+                RotateOutcome::AccountChanged => match self.follow(current, now, ip).await? {
+                    Some((followed, state)) => {
+                        family = Some(followed);
+                        following = Some(state);
+                    }
+                    None => return Err(ApiError::InvalidGrant),
+                },
+            }
+        }
+        Err(DependencyError::Internal("the family kept changing under the rotation".into()).into())
+    }
 
+    /// The access token a family issues now, for `required` scopes or all of its own, at
+    /// or after the account's cut-off, with the refresh token that goes with it.
+    async fn issue(
+        &self,
+        family: &FamilyRecord,
+        required: &[String],
+        refresh_token: &RefreshToken,
+        now: u64,
+    ) -> Result<TokenResponse, DependencyError> {
         // RFC 6749 §6: the narrowed scope if one was asked for, else the one granted at login.
-        let scope =
-            if required.is_empty() { family.scope_string() } else { Scope::from_tokens(required).to_scope_string() };
+        let scope = if required.is_empty() {
+            family.scope_string()
+        } else {
+            Scope::from_tokens(required.iter().cloned()).to_scope_string()
+        };
         let grant = AccessGrant {
             subject: &family.user_id,
             client_id: &family.client_id,
             scope: &scope,
             session_id: &family.family_id,
         };
-        let tokens = self.issuer.issue(&grant, &refresh_token, now).await?;
-        audit::session_event(event, "success", Some(&family.user_id), &family_id, Some(&family.client_id), ip);
-        Ok(tokens)
+        self.issuer.issue(&grant, refresh_token, now.max(family.not_before)).await
+    }
+
+    /// Reads the owner's account after it moved: the family as it must now be (narrowed,
+    /// following the new version), or `None` when the account ended it (the family is
+    /// revoked too, idempotently).
+    async fn follow(
+        &self,
+        mut family: FamilyRecord,
+        now: u64,
+        ip: Option<&str>,
+    ) -> Result<Option<(FamilyRecord, crate::store::AccountState)>, ApiError> {
+        let user = match family.user_key.as_deref().and_then(Username::normalise) {
+            Some(key) => self.users.get(&key).await?,
+            None => None,
+        };
+        match follow_account(&family, user.as_ref()) {
+            AccountVerdict::Dead => {
+                audit::session_event("refresh", "account_ended", Some(&family.user_id), &family.family_id, None, ip);
+                self.revoker.end_family(&family.family_id, "account_changed", now).await?;
+                Ok(None)
+            }
+            // Moved and moved back between two reads: try again as it is.
+            AccountVerdict::Unchanged => {
+                let state = crate::store::AccountState {
+                    scopes: family.scopes.clone(),
+                    user_version: user.as_ref().map_or(family.user_version, |u| u.version),
+                    not_before: family.not_before,
+                };
+                family.user_version = state.user_version;
+                Ok(Some((family, state)))
+            }
+            AccountVerdict::Follow(state) => {
+                family.scopes.clone_from(&state.scopes);
+                family.user_version = state.user_version;
+                family.not_before = state.not_before;
+                Ok(Some((family, state)))
+            }
+        }
+    }
+
+    /// A token that cannot rotate this family as it is: what does it mean?
+    async fn refused(
+        &self,
+        presented: &RefreshToken,
+        family: FamilyRecord,
+        required: &[String],
+        now: u64,
+        ip: Option<&str>,
+    ) -> Result<TokenResponse, ApiError> {
+        let family_id = family.family_id.clone();
+        let user_id = Some(family.user_id.as_str());
+        match classify(presented, Some(&family), required, now, self.leeway_secs) {
+            Refusal::Retry(same_successor) => {
+                // No write, so the account is checked by reading it.
+                let Some((family, _)) = self.follow(family.clone(), now, ip).await? else {
+                    return Err(ApiError::InvalidGrant);
+                };
+                if !required.iter().all(|s| family.scopes.contains(s)) {
+                    return Err(ApiError::InvalidScope);
+                }
+                let tokens = self.issue(&family, required, &same_successor, now).await?;
+                let client = Some(family.client_id.as_str());
+                audit::session_event("refresh_retry", "success", Some(&family.user_id), &family_id, client, ip);
+                Ok(tokens)
+            }
+            Refusal::ScopeNotGranted => {
+                audit::session_event("refresh", "invalid_scope", user_id, &family_id, None, ip);
+                Err(ApiError::InvalidScope)
+            }
+            Refusal::Unknown => {
+                audit::session_event("refresh", "unknown_token", None, &family_id, None, ip);
+                Err(ApiError::InvalidGrant)
+            }
+            Refusal::Dead => {
+                audit::session_event("refresh", "dead_family", user_id, &family_id, None, ip);
+                Err(ApiError::InvalidGrant)
+            }
+            Refusal::Reuse => {
+                audit::session_event("refresh_reuse_detected", "revoked", user_id, &family_id, None, ip);
+                self.revoker.revoke_for_reuse(self.reuse_revokes, &family, now).await?;
+                Err(ApiError::InvalidGrant)
+            }
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! No DynamoDB read per request: the feed polls "revoked since T" at most once per
 //! `poll_every` (inline, on the first request after the interval), so reads depend on
 //! the number of warm instances, not on the request rate. A revocation is therefore
-//! visible at an instance within `poll_every` (+ the request gap that triggers the poll).
+//! visible at an instance within `poll_every` (+ the request gap that triggers the poll),
+//! however late within [`POLL_OVERLAP_MS`] of its stamp its write lands.
 //! If polling fails, the last known state serves for at most `max_staleness`, then every
 //! token is refused until a poll succeeds again (fail closed).
 
@@ -16,9 +17,12 @@ use crate::error::DependencyError;
 use crate::store::{DynamoRevocations, Revocation, RevocationKind};
 use crate::token::AccessClaims;
 
-/// How far back each poll looks again, to catch entries written by a writer whose clock
-/// runs behind, or made visible late. Re-applying an entry is harmless.
-const POLL_OVERLAP_MS: u64 = 5_000;
+/// How far back each poll looks again. An entry is stamped just before its write is sent
+/// and the read is strongly consistent, so an entry is missed only if it lands later than
+/// this after its stamp. A writer is a function whose timeout (10 s in the template)
+/// bounds how long its write can be under way; 5 s more cover clocks that disagree.
+/// Re-applying an entry is harmless.
+pub const POLL_OVERLAP_MS: u64 = 15_000;
 
 /// The denylist in memory.
 #[derive(Debug, Default, Clone)]

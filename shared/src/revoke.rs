@@ -13,8 +13,12 @@ use crate::audit;
 use crate::clock::Clock;
 use crate::config::{Config, ReuseScope};
 use crate::error::{ApiError, DependencyError, StartError};
-use crate::store::{DynamoFamilies, DynamoRevocations, Revocation, RevocationKind};
+use crate::store::{
+    AccountChange, DynamoFamilies, DynamoRevocations, DynamoUsers, FamilyRecord, FamilyStatus, Revocation,
+    RevocationKind, UserRecord, UserWriteError,
+};
 use crate::token::{AccessClaims, RefreshToken};
+use crate::username::Username;
 use crate::verify::Verifier;
 
 /// What the token of an RFC 7009 request is, decided without I/O. A refresh token is
@@ -48,35 +52,73 @@ pub fn revoke_all_subject(bearer: &str, verifier: &Verifier, now: u64) -> Result
     verifier.verify(bearer, now).map_err(|_| ApiError::InvalidToken)
 }
 
+/// How long ending a user's families may take before the rest is left to their owner's
+/// cut-off: a rotation of a family of an ended epoch fails anyway, so finishing is only
+/// tidiness, and the time stays bounded however many families there are.
+const FAMILY_CLEAN_UP_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How many families are revoked at once during a clean-up.
+const FAMILY_CLEAN_UP_CONCURRENCY: usize = 8;
+
+/// The cut-off of an account change at `now`: tokens issued before it are dead. `iat` is
+/// in whole seconds, so a token issued earlier in this second must die too (+1), and the
+/// hosts' clocks may disagree within a second (+1). Tokens issued after the change carry
+/// `iat` at or after it, up to this many seconds ahead: well inside any verifier's
+/// leeway (the configuration keeps `TOKEN_LEEWAY_SECS` at least this).
+pub fn cut_off(now: u64) -> u64 {
+    now + crate::config::CUT_OFF_MARGIN_SECS
+}
+
 /// Revokes families and writes the matching denylist entries.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Revoker {
     families: DynamoFamilies,
+    users: DynamoUsers,
     revocations: DynamoRevocations,
     /// How long an entry written now must live ([`Config::revocation_lifetime`]).
     lifetime_secs: u64,
     /// How long past a token's `exp` its entry must live ([`Config::revocation_grace`]).
     grace_secs: u64,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Revoker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Revoker").field("lifetime_secs", &self.lifetime_secs).finish_non_exhaustive()
+    }
+}
+
+/// What an account change did.
+#[derive(Debug, Clone)]
+pub struct AccountChanged {
+    /// The account as written.
+    pub user: UserRecord,
+    /// Families revoked by the clean-up (not necessarily all: the cut-off covers the rest).
+    pub families_revoked: usize,
 }
 
 impl Revoker {
     /// Over the configured tables.
-    pub fn new(config: &Config, dynamodb: aws_sdk_dynamodb::Client) -> Self {
+    pub fn new(config: &Config, dynamodb: aws_sdk_dynamodb::Client, clock: Arc<dyn Clock>) -> Self {
         Self {
-            families: DynamoFamilies::new(dynamodb.clone(), &config.families_table),
+            families: DynamoFamilies::new(dynamodb.clone(), &config.families_table, &config.users_table),
+            users: DynamoUsers::new(dynamodb.clone(), &config.users_table),
             revocations: DynamoRevocations::new(dynamodb, &config.revocations_table),
             lifetime_secs: config.revocation_lifetime().as_secs(),
             grace_secs: config.revocation_grace().as_secs(),
+            clock,
         }
     }
 
-    fn entry(&self, kind: RevocationKind, subject: &str, now: u64, not_before: Option<u64>) -> Revocation {
+    /// A denylist entry, stamped now (just before it is written: the authorizer's overlap
+    /// covers the time a write takes to land, not the time a request took before it).
+    fn entry(&self, kind: RevocationKind, subject: &str, not_before: Option<u64>) -> Revocation {
         Revocation {
             kind,
             subject: subject.to_owned(),
-            revoked_at_ms: now * 1000,
+            revoked_at_ms: self.clock.now_ms(),
             not_before,
-            expires_at: now + self.lifetime_secs,
+            expires_at: self.clock.now() + self.lifetime_secs,
         }
     }
 
@@ -91,57 +133,115 @@ impl Revoker {
         let family_id = presented.family_id();
         match self.families.revoke(&family_id, Some(&presented.hash()), reason, now).await? {
             Some(_) => {
-                self.revocations.put(&[self.entry(RevocationKind::Sid, &family_id, now, None)]).await?;
+                self.revocations.put(&[self.entry(RevocationKind::Sid, &family_id, None)]).await?;
                 Ok(true)
             }
             None => Ok(false),
         }
     }
 
-    /// Ends every session of a user: a not-before entry first (so live access tokens die
-    /// even if revoking a family fails midway), then every family.
-    pub async fn revoke_user(&self, user_id: &str, reason: &str, now: u64) -> Result<usize, DependencyError> {
-        self.revocations.put(&[self.entry(RevocationKind::User, user_id, now, Some(now + 1))]).await?;
-        let mut revoked = 0;
-        for family_id in self.families.family_ids_of_user(user_id).await? {
-            if self.families.revoke(&family_id, None, reason, now).await?.is_some() {
-                revoked += 1;
-            }
-        }
-        Ok(revoked)
+    /// Revokes one family (idempotent): its account already cut off its access tokens.
+    pub async fn end_family(&self, family_id: &str, reason: &str, now: u64) -> Result<(), DependencyError> {
+        self.families.revoke(family_id, None, reason, now).await.map(|_| ())
     }
 
-    /// Reacts to a detected reuse in `family_id` of `user_id`. The reused family is revoked
-    /// last, so if any step fails, presenting the stolen token again detects the reuse
-    /// again and finishes the job.
+    /// Applies an account change that every session must follow. The account write is the
+    /// commit point: from it on, no login or rotation decided on the account as it was can
+    /// succeed (both are conditioned on its version). Then the cut-off entry, so live
+    /// access tokens die at the authorizer within the stated lag; then, if the change ends
+    /// sessions, the families are revoked as far as [`FAMILY_CLEAN_UP_BUDGET`] allows.
+    pub async fn change_account(
+        &self,
+        username: &Username,
+        change: &AccountChange,
+        reason: &str,
+        now: u64,
+    ) -> Result<AccountChanged, UserWriteError> {
+        let user = self.users.change(username, change, cut_off(now)).await?;
+        let cut = self.entry(RevocationKind::User, &user.user_id, Some(user.not_before));
+        self.revocations.put(&[cut]).await?;
+        let families_revoked =
+            if change.ends_sessions() { self.end_families_of(&user.user_id, reason, now).await } else { 0 };
+        Ok(AccountChanged { user, families_revoked })
+    }
+
+    /// Revokes a user's families, concurrently, for at most the clean-up budget; failures
+    /// are logged, not fatal (the account's cut-off already ended these sessions).
+    async fn end_families_of(&self, user_id: &str, reason: &str, now: u64) -> usize {
+        use futures_util::StreamExt as _;
+        let revoked = std::sync::atomic::AtomicUsize::new(0);
+        let clean_up = async {
+            let ids = match self.families.family_ids_of_user(user_id).await {
+                Ok(ids) => ids,
+                Err(e) => return tracing::warn!(error = %e, "could not list a user's families"),
+            };
+            futures_util::stream::iter(ids)
+                .map(|id| async move { self.families.revoke(&id, None, reason, now).await })
+                .buffer_unordered(FAMILY_CLEAN_UP_CONCURRENCY)
+                .for_each(|outcome| {
+                    match outcome {
+                        Ok(Some(_)) => {
+                            revoked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not revoke a family; its cut-off covers it"),
+                    }
+                    std::future::ready(())
+                })
+                .await;
+        };
+        if tokio::time::timeout(FAMILY_CLEAN_UP_BUDGET, clean_up).await.is_err() {
+            tracing::warn!("family clean-up stopped at its time budget; the cut-off covers the rest");
+        }
+        revoked.into_inner()
+    }
+
+    /// Reacts to a detected reuse in `family`: its `sid` is denylisted and, with
+    /// [`ReuseScope::User`], every session of its owner ends (an account change). The
+    /// reused family is revoked last, so if any step fails, presenting the stolen token
+    /// again detects the reuse again and finishes the job.
     pub async fn revoke_for_reuse(
         &self,
         scope: ReuseScope,
-        user_id: &str,
-        family_id: &str,
+        family: &FamilyRecord,
         now: u64,
     ) -> Result<(), DependencyError> {
-        let mut entries = vec![self.entry(RevocationKind::Sid, family_id, now, None)];
+        self.revocations.put(&[self.entry(RevocationKind::Sid, &family.family_id, None)]).await?;
         if scope == ReuseScope::User {
-            entries.push(self.entry(RevocationKind::User, user_id, now, Some(now + 1)));
-        }
-        self.revocations.put(&entries).await?;
-        if scope == ReuseScope::User {
-            for other in self.families.family_ids_of_user(user_id).await? {
-                if other != family_id {
-                    self.families.revoke(&other, None, "reuse_detected", now).await?;
+            if let Some(username) = family.user_key.as_deref().and_then(Username::normalise) {
+                match self.change_account(&username, &AccountChange::EndSessions, "reuse_detected", now).await {
+                    Ok(_) | Err(UserWriteError::NotFound | UserWriteError::AlreadyExists) => {}
+                    Err(UserWriteError::Dependency(e)) => return Err(e),
                 }
             }
         }
-        self.families.revoke(family_id, None, "reuse_detected", now).await?;
+        self.families.revoke(&family.family_id, None, "reuse_detected", now).await?;
         Ok(())
     }
 
-    /// Denylists one access token until it expires.
-    pub async fn revoke_access_token(&self, jti: &str, exp: u64, now: u64) -> Result<(), DependencyError> {
-        let mut entry = self.entry(RevocationKind::Jti, jti, now, None);
+    /// Denylists one access token until it expires (and records it for
+    /// [`Revoker::bearer_account`]).
+    pub async fn revoke_access_token(&self, jti: &str, exp: u64) -> Result<(), DependencyError> {
+        let mut entry = self.entry(RevocationKind::Jti, jti, None);
         entry.expires_at = exp + self.grace_secs;
         self.revocations.put(&[entry]).await
+    }
+
+    /// The account of a bearer token that is not revoked: its session alive, its `jti`
+    /// not revoked, issued at or after its account's cut-off. `None` otherwise (a thief's
+    /// revoked token must not end the victim's new sessions).
+    pub async fn bearer_account(&self, claims: &AccessClaims) -> Result<Option<Username>, DependencyError> {
+        let (family, jti_revoked) =
+            tokio::try_join!(self.families.get(&claims.sid), self.revocations.is_jti_revoked(&claims.jti))?;
+        let Some(family) = family.filter(|f| f.status == FamilyStatus::Active && f.user_id == claims.sub) else {
+            return Ok(None);
+        };
+        let Some(username) = family.user_key.as_deref().and_then(Username::normalise) else { return Ok(None) };
+        if jti_revoked {
+            return Ok(None);
+        }
+        let user = self.users.get(&username).await?;
+        Ok(user.filter(|u| u.user_id == claims.sub && claims.iat >= u.not_before).map(|_| username))
     }
 }
 
@@ -182,7 +282,7 @@ impl RevocationService {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let verifier = Verifier::from_config(config, || kms).await?;
-        Ok(Self { revoker: Revoker::new(config, dynamodb), verifier, clock })
+        Ok(Self { revoker: Revoker::new(config, dynamodb, clock.clone()), verifier, clock })
     }
 
     /// RFC 7009: revokes the token if it is one of ours and valid; answers the same for
@@ -198,7 +298,7 @@ impl RevocationService {
                 audit::session_event("revoke_refresh_token", outcome, None, &refresh.family_id(), None, source_ip);
             }
             RevokeTarget::AccessToken(claims) => {
-                self.revoker.revoke_access_token(&claims.jti, claims.exp, now).await?;
+                self.revoker.revoke_access_token(&claims.jti, claims.exp).await?;
                 audit::session_event(
                     "revoke_access_token",
                     "success",
@@ -217,7 +317,17 @@ impl RevocationService {
     pub async fn revoke_all(&self, bearer: &str, source_ip: Option<&str>) -> Result<usize, ApiError> {
         let now = self.clock.now();
         let claims = revoke_all_subject(bearer, &self.verifier, now)?;
-        let revoked = self.revoker.revoke_user(&claims.sub, "revoke_all", now).await?;
+        let Some(username) = self.revoker.bearer_account(&claims).await? else {
+            audit::session_event("revoke_all", "revoked_bearer", Some(&claims.sub), &claims.sid, None, source_ip);
+            return Err(ApiError::InvalidToken);
+        };
+        let changed = match self.revoker.change_account(&username, &AccountChange::EndSessions, "revoke_all", now).await
+        {
+            Ok(changed) => changed,
+            Err(UserWriteError::Dependency(e)) => return Err(e.into()),
+            Err(UserWriteError::NotFound | UserWriteError::AlreadyExists) => return Err(ApiError::InvalidToken),
+        };
+        let revoked = changed.families_revoked;
         audit::session_event(
             "revoke_all",
             "success",

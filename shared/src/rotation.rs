@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
 
-use crate::store::FamilyRecord;
+use crate::store::{AccountState, FamilyRecord, UserRecord, UserStatus};
 use crate::token::{random_bytes, RefreshToken};
 
 fn sealing_key(previous: &RefreshToken) -> Option<LessSafeKey> {
@@ -126,6 +126,34 @@ pub fn classify(
     Refusal::Reuse
 }
 
+/// What a family may still do, given its owner's account as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountVerdict {
+    /// The family has followed every change of the account.
+    Unchanged,
+    /// The account changed in a way the family survives (new scopes, a new cut-off): it
+    /// follows, its scopes narrowed to the account's.
+    Follow(AccountState),
+    /// The account is gone or disabled, or ended every session after this family began.
+    Dead,
+}
+
+/// Compares a family with its owner's account as read now.
+pub fn follow_account(family: &FamilyRecord, user: Option<&UserRecord>) -> AccountVerdict {
+    let Some(user) = user else { return AccountVerdict::Dead };
+    if user.status != UserStatus::Active || user.sessions_epoch != family.sessions_epoch {
+        return AccountVerdict::Dead;
+    }
+    if user.version == family.user_version {
+        return AccountVerdict::Unchanged;
+    }
+    AccountVerdict::Follow(AccountState {
+        scopes: family.scopes.iter().filter(|s| user.scopes.contains(s)).cloned().collect(),
+        user_version: user.version,
+        not_before: user.not_before,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,7 +180,46 @@ mod tests {
             last_used_at: rotated_at,
             idle_expires_at: 10_000,
             expires_at: 10_000,
+            user_key: Some("alice".into()),
+            user_version: 3,
+            sessions_epoch: 1,
+            not_before: 500,
         }
+    }
+
+    fn account(version: u64, epoch: u64, scopes: &[&str]) -> UserRecord {
+        UserRecord {
+            version,
+            sessions_epoch: epoch,
+            not_before: 900,
+            ..UserRecord::new("u".into(), "$argon2id$...".into(), scopes.iter().map(|s| s.to_string()).collect(), 0)
+        }
+    }
+
+    fn a_family() -> FamilyRecord {
+        let k = RefreshToken::new_family();
+        family_after_rotation(&k, &k.successor().expect("successor"), 1000)
+    }
+
+    #[test]
+    fn a_family_that_followed_every_change_goes_on_unchanged() {
+        assert_eq!(follow_account(&a_family(), Some(&account(3, 1, &["read", "write"]))), AccountVerdict::Unchanged);
+    }
+
+    #[test]
+    fn a_family_follows_new_scopes_narrowed_to_the_accounts_and_its_cut_off() {
+        let verdict = follow_account(&a_family(), Some(&account(4, 1, &["read", "admin"])));
+        let expected = AccountState { scopes: vec!["read".into()], user_version: 4, not_before: 900 };
+        assert_eq!(verdict, AccountVerdict::Follow(expected), "never wider than the login's scopes");
+    }
+
+    #[test]
+    fn a_family_dies_with_a_disabled_or_missing_account_or_a_new_sessions_epoch() {
+        let mut disabled = account(4, 1, &["read"]);
+        disabled.status = UserStatus::Disabled;
+        assert_eq!(follow_account(&a_family(), Some(&disabled)), AccountVerdict::Dead);
+        assert_eq!(follow_account(&a_family(), None), AccountVerdict::Dead);
+        assert_eq!(follow_account(&a_family(), Some(&account(4, 2, &["read", "write"]))), AccountVerdict::Dead);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use tokenauth::clock::Clock;
 use tokenauth::keys::KmsSigner;
-use tokenauth::store::{DynamoUsers, UserRecord, UserStatus};
+use tokenauth::store::{DynamoUsers, UserRecord};
 use tokenauth::username::Username;
 use tokenauth::{Config, LoginService};
 
@@ -231,7 +231,7 @@ pub fn refresh_request(refresh_token: &str, scope: Option<&str>, form: bool) -> 
 
 /// Reads a family item (strongly consistent).
 pub async fn family(config: &Config, clients: &Clients, family_id: &str) -> tokenauth::store::FamilyRecord {
-    tokenauth::store::DynamoFamilies::new(clients.dynamodb.clone(), &config.families_table)
+    tokenauth::store::DynamoFamilies::new(clients.dynamodb.clone(), &config.families_table, &config.users_table)
         .get(family_id)
         .await
         .unwrap()
@@ -265,13 +265,8 @@ pub async fn create_user(
     let username = unique_username(prefix);
     let password = format!("pw-{}", tokenauth::token::random_id());
     let user_id = tokenauth::token::random_id();
-    let record = UserRecord {
-        user_id: user_id.clone(),
-        password_hash: tokenauth::password::hash(&password).unwrap(),
-        scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        status: UserStatus::Active,
-        created_at: 0,
-    };
+    let scopes = scopes.iter().map(|s| s.to_string()).collect();
+    let record = UserRecord::new(user_id.clone(), tokenauth::password::hash(&password).unwrap(), scopes, 0);
     DynamoUsers::new(clients.dynamodb.clone(), &config.users_table)
         .create(&Username::normalise(&username).unwrap(), &record)
         .await

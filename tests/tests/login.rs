@@ -123,9 +123,10 @@ async fn unknown_user_wrong_password_and_disabled_user_get_byte_identical_answer
     let (username, password, _) = create_user(&config, &clients, "same", &["read"]).await;
     let (disabled, disabled_password, _) = create_user(&config, &clients, "disabled", &["read"]).await;
     tokenauth::store::DynamoUsers::new(clients.dynamodb.clone(), &config.users_table)
-        .set_status(
+        .change(
             &tokenauth::username::Username::normalise(&disabled).unwrap(),
-            tokenauth::store::UserStatus::Disabled,
+            &tokenauth::store::AccountChange::Disable,
+            tokenauth::Clock::now(&SystemClock),
         )
         .await
         .unwrap();
@@ -384,13 +385,14 @@ async fn one_login_makes_three_aws_calls_and_signs_while_writing() {
     assert_eq!(names[0], "DynamoDB.Query");
     let mut rest = names[1..].to_vec();
     rest.sort();
-    assert_eq!(rest, ["DynamoDB.PutItem", "KMS.Sign"]);
+    // The family's write is a transaction: the Put, conditioned on the account as read.
+    assert_eq!(rest, ["DynamoDB.TransactWriteItems", "KMS.Sign"]);
     let sign = calls.iter().find(|c| c.operation == "Sign").unwrap();
-    let put = calls.iter().find(|c| c.operation == "PutItem").unwrap();
+    let put = calls.iter().find(|c| c.operation == "TransactWriteItems").unwrap();
     let query = &calls[0];
     assert!(query.finished.unwrap() <= sign.started.min(put.started), "the read comes first");
     assert!(
         sign.started < put.finished.unwrap() && put.started < sign.finished.unwrap(),
-        "Sign and PutItem were in flight at the same time"
+        "Sign and the family's write were in flight at the same time"
     );
 }

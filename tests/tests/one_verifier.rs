@@ -49,12 +49,16 @@ impl Paths {
         json!({"alg": self.signer.algorithm().as_str(), "typ": "at+jwt", "kid": self.signer.kid()})
     }
 
-    /// Claims as our issuer writes them, each token with its own `jti` and `sub`.
-    fn claims(&self) -> Value {
+    /// Claims as our issuer writes them, for a live session of a user of its own (revoke-all
+    /// acts only for a bearer whose session is alive), each token with its own `jti`.
+    async fn claims(&self) -> Value {
+        let (username, password, user_id) = create_user(&self.config, &self.clients, "agree", &["read"]).await;
+        let login = login_service(&self.config, &self.clients, Arc::new(SystemClock)).await;
+        let tokens = login_tokens(&login, &username, &password).await;
         let now = SystemClock.now();
-        json!({"iss": self.config.issuer, "sub": tokenauth::token::random_id(), "aud": self.config.audience,
-               "exp": now + 600, "iat": now - 5, "jti": tokenauth::token::random_id(),
-               "client_id": "first-party", "scope": "read write", "sid": tokenauth::token::random_id()})
+        json!({"iss": self.config.issuer, "sub": user_id, "aud": self.config.audience,
+               "exp": now + 600, "iat": now, "jti": tokenauth::token::random_id(), "client_id": "first-party",
+               "scope": "read write", "sid": family_of(tokens["refresh_token"].as_str().unwrap())})
     }
 
     /// Whether each path accepts `token`, whose `jti` is `jti`: the authorizer allows it,
@@ -64,16 +68,17 @@ impl Paths {
         let answer = serde_json::to_value(self.authorizer.handle(&event).await.unwrap()).unwrap();
         let authorizer = answer["isAuthorized"] == true;
 
-        let before = revocations_of(&self.config, &self.clients, jti).await.len();
-        let request = RevokeRequest { token: token.to_owned(), token_type_hint: Some("access_token".into()) };
-        self.revoke.revoke(request, None).await.unwrap();
-        let revoke = revocations_of(&self.config, &self.clients, jti).await.len() > before;
-
+        // Before revoke: revoke-all refuses a bearer whose jti is revoked.
         let revoke_all = match self.revoke.revoke_all(token, None).await {
             Ok(_) => true,
             Err(ApiError::InvalidToken) => false,
             Err(e) => panic!("revoke-all failed otherwise: {e}"),
         };
+
+        let before = revocations_of(&self.config, &self.clients, jti).await.len();
+        let request = RevokeRequest { token: token.to_owned(), token_type_hint: Some("access_token".into()) };
+        self.revoke.revoke(request, None).await.unwrap();
+        let revoke = revocations_of(&self.config, &self.clients, jti).await.len() > before;
         [authorizer, revoke, revoke_all]
     }
 
@@ -124,7 +129,7 @@ async fn authorizer_revoke_and_revoke_all_accept_exactly_the_same_tokens() {
         cases.push((format!("without {claim}"), remove(claim), false));
     }
     for (name, change, accepted) in &cases {
-        let mut claims = p.claims();
+        let mut claims = p.claims().await;
         change(&mut claims);
         p.check(name, &header, claims.to_string().as_bytes(), &jti_of(&claims), *accepted).await;
     }
@@ -132,15 +137,15 @@ async fn authorizer_revoke_and_revoke_all_accept_exactly_the_same_tokens() {
     // Header variants: another member order and the media-type spelling of `typ` are the
     // same header; a foreign `typ` is not.
     let reordered = json!({"kid": p.signer.kid(), "typ": "application/at+jwt", "alg": p.signer.algorithm().as_str()});
-    let claims = p.claims();
+    let claims = p.claims().await;
     p.check("reordered header", &reordered, claims.to_string().as_bytes(), &jti_of(&claims), true).await;
     let mut jwt = p.header();
     jwt["typ"] = json!("JWT");
-    let claims = p.claims();
+    let claims = p.claims().await;
     p.check("typ JWT", &jwt, claims.to_string().as_bytes(), &jti_of(&claims), false).await;
 
     // Invalid UTF-8 (the bytes FF FE) in a member every path ignores: not a JWT claims set.
-    let claims = p.claims();
+    let claims = p.claims().await;
     let mut bytes = claims.to_string().replacen('{', r#"{"note":"XX","#, 1).into_bytes();
     let at = bytes.windows(2).position(|w| w == b"XX").unwrap();
     bytes[at..at + 2].copy_from_slice(&[0xff, 0xfe]);
@@ -150,7 +155,7 @@ async fn authorizer_revoke_and_revoke_all_accept_exactly_the_same_tokens() {
 #[tokio::test]
 async fn no_mutation_of_a_kms_signed_token_is_accepted_by_any_path() {
     let p = Paths::new().await;
-    let claims = p.claims();
+    let claims = p.claims().await;
     let jti = jti_of(&claims);
     let original = p.sign(p.header().to_string().as_bytes(), claims.to_string().as_bytes()).await;
     // The original is never revoked here, so any entry for its jti came from a mutation.

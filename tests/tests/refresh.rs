@@ -97,7 +97,8 @@ async fn a_retry_within_the_leeway_gets_the_identical_successor_and_no_branch() 
     assert_eq!(retry["refresh_token"], r1.as_str(), "the same successor, not a new branch");
     let calls = s.clients.calls.names();
     println!("AWS calls for an exactly-once retry: {} {:?}", calls.len(), calls);
-    assert_eq!(calls, ["DynamoDB.UpdateItem", "KMS.Sign"]);
+    // The family, the account it must still follow (no write to condition on), the signature.
+    assert_eq!(calls, ["DynamoDB.GetItem", "DynamoDB.GetItem", "KMS.Sign"]);
 
     let f = s.family(&r1).await;
     assert_eq!((f.generation, f.status), (1, FamilyStatus::Active), "the retry wrote nothing");
@@ -106,14 +107,27 @@ async fn a_retry_within_the_leeway_gets_the_identical_successor_and_no_branch() 
 }
 
 #[tokio::test]
-async fn one_successful_refresh_is_one_conditional_write_and_one_sign() {
+async fn one_successful_refresh_is_one_read_then_one_conditional_write_while_signing() {
     let s = setup("calls", |_| {}).await;
     let r0 = s.login().await;
     s.clients.calls.clear();
     s.rotate(&r0).await;
-    let calls = s.clients.calls.names();
-    println!("AWS calls for one successful refresh: {} {:?}", calls.len(), calls);
-    assert_eq!(calls, ["DynamoDB.UpdateItem", "KMS.Sign"]);
+    let calls = s.clients.calls.calls();
+    let names = s.clients.calls.names();
+    println!("AWS calls for one successful refresh: {} {:?}", calls.len(), names);
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names[0], "DynamoDB.GetItem", "the family first: it names the account to check");
+    let mut rest = names[1..].to_vec();
+    rest.sort();
+    // One write: the rotation and the account condition in one transaction.
+    assert_eq!(rest, ["DynamoDB.TransactWriteItems", "KMS.Sign"]);
+    let sign = calls.iter().find(|c| c.operation == "Sign").unwrap();
+    let write = calls.iter().find(|c| c.operation == "TransactWriteItems").unwrap();
+    assert!(calls[0].finished.unwrap() <= sign.started.min(write.started), "the read comes first");
+    assert!(
+        sign.started < write.finished.unwrap() && write.started < sign.finished.unwrap(),
+        "two sequential round trips: the signature and the write were in flight at the same time"
+    );
 }
 
 #[tokio::test]

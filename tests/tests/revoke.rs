@@ -203,9 +203,12 @@ async fn the_admin_revoke_all_ends_every_session() {
     let s = setup("revadmin").await;
     let (_, first) = s.session().await;
     let (_, second) = s.session().await;
-    let revoker = tokenauth::Revoker::new(&s.config, s.clients.dynamodb.clone());
+    let revoker = tokenauth::Revoker::new(&s.config, s.clients.dynamodb.clone(), Arc::new(SystemClock));
 
-    assert_eq!(revoker.revoke_user(&s.user_id, "revoked_by_admin", SystemClock.now()).await.unwrap(), 2);
+    let username = tokenauth::username::Username::normalise(&s.username).unwrap();
+    let end = tokenauth::store::AccountChange::EndSessions;
+    let changed = revoker.change_account(&username, &end, "revoked_by_admin", SystemClock.now()).await.unwrap();
+    assert_eq!(changed.families_revoked, 2);
     for token in [&first, &second] {
         let f = family(&s.config, &s.clients, &family_of(token)).await;
         assert_eq!((f.status, f.revoked_reason.as_deref()), (FamilyStatus::Revoked, Some("revoked_by_admin")));

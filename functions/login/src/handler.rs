@@ -17,7 +17,7 @@ mod tests {
     use std::sync::Arc;
 
     use tokenauth::clock::SystemClock;
-    use tokenauth::store::{DynamoUsers, UserRecord, UserStatus, UserWriteError};
+    use tokenauth::store::{DynamoUsers, UserRecord, UserWriteError};
     use tokenauth::username::Username;
     use tokenauth_tests::{clients, config, event, json_of, login_service, request_from_event};
 
@@ -27,13 +27,12 @@ mod tests {
     async fn service_with_demo_user() -> LoginService {
         let config = config();
         let clients = clients().await;
-        let demo = UserRecord {
-            user_id: tokenauth::token::random_id(),
-            password_hash: tokenauth::password::hash("demo-password").unwrap(),
-            scopes: vec!["read".into(), "write".into()],
-            status: UserStatus::Active,
-            created_at: 0,
-        };
+        let demo = UserRecord::new(
+            tokenauth::token::random_id(),
+            tokenauth::password::hash("demo-password").unwrap(),
+            vec!["read".into(), "write".into()],
+            0,
+        );
         match DynamoUsers::new(clients.dynamodb.clone(), &config.users_table)
             .create(&Username::normalise("demo").unwrap(), &demo)
             .await

@@ -1,13 +1,20 @@
 //! The Families table: one item per refresh-token family (a login session).
 //!
-//! Rotation is one conditional UpdateItem: it succeeds only if the presented token is the
-//! family's current one and the family is alive; when it fails, DynamoDB returns the item
-//! as it was (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), so telling a retry from a
+//! Creating and rotating a family are each one transaction of two parts: a condition on the
+//! owner's account (its version has not moved and it is active) and the family write (for
+//! a rotation: the presented token is current and the family alive). An account change
+//! therefore orders every login and rotation: one committed before it is cut off by it,
+//! one after it sees it. When the family's condition fails, DynamoDB returns the item as
+//! it was (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), so telling a retry from a
 //! reuse from a forgery costs no second read.
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, ConditionCheck, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
+};
 use serde::{Deserialize, Serialize};
 
 use super::is_conditional_check_failed;
@@ -72,6 +79,21 @@ pub struct FamilyRecord {
     pub idle_expires_at: u64,
     /// Absolute expiry, Unix seconds; also the TTL attribute.
     pub expires_at: u64,
+    /// The owner's Users key (normalised username): the account every login and rotation
+    /// of this family is checked against. Families written before it existed have none and
+    /// cannot be refreshed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_key: Option<String>,
+    /// The account version this family last followed ([`crate::store::UserRecord::version`]).
+    #[serde(default)]
+    pub user_version: u64,
+    /// The sessions epoch the family was created in; a later epoch ended it.
+    #[serde(default)]
+    pub sessions_epoch: u64,
+    /// The account's cut-off when the family last followed it: tokens it issues have
+    /// `iat` at or after it.
+    #[serde(default)]
+    pub not_before: u64,
 }
 
 impl FamilyRecord {
@@ -95,10 +117,13 @@ impl FamilyRecord {
 /// What a rotation attempt found.
 #[derive(Debug, Clone)]
 pub enum RotateOutcome {
-    /// The presented token was current and the family alive: it is now rotated.
-    Rotated(Box<FamilyRecord>),
-    /// The condition did not hold; the item as it was, if there is one.
+    /// The presented token was current, the family alive and the account unchanged: the
+    /// family is now rotated.
+    Rotated,
+    /// The family's condition did not hold; the item as it was, if there is one.
     Refused(Option<Box<FamilyRecord>>),
+    /// The account moved since the family last followed it, or is not active.
+    AccountChanged,
 }
 
 /// Everything a rotation writes. Built by [`crate::rotation`].
@@ -120,13 +145,75 @@ pub struct Rotation<'a> {
     pub now: u64,
     /// Inactivity lifetime, seconds.
     pub idle_secs: u64,
+    /// The account as the family must now follow it, if it moved since the family last
+    /// looked (narrowed scopes, new version and cut-off, written with the rotation).
+    pub follow: Option<&'a AccountState>,
 }
 
-/// The Families table in DynamoDB.
+/// What a family keeps of its owner's account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountState {
+    /// The family's scopes: its own, narrowed to the account's.
+    pub scopes: Vec<String>,
+    /// The account version followed.
+    pub user_version: u64,
+    /// The account's cut-off.
+    pub not_before: u64,
+}
+
+/// The account condition of a family write: the owner's profile still at `version` and
+/// active.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountGuard<'a> {
+    /// The owner's Users key.
+    pub user_key: &'a str,
+    /// The version the write was decided on.
+    pub version: u64,
+}
+
+impl AccountGuard<'_> {
+    /// The guard of a family as stored (`None` for a family without an owner key).
+    pub fn of(family: &FamilyRecord) -> Option<AccountGuard<'_>> {
+        Some(AccountGuard { user_key: family.user_key.as_deref()?, version: family.user_version })
+    }
+
+    fn condition_check(&self, users_table: &str) -> Result<TransactWriteItem, DependencyError> {
+        // Accounts written before versions existed have none: that is version 0.
+        let condition = if self.version == 0 {
+            "#status = :active AND (attribute_not_exists(#v) OR #v = :v)"
+        } else {
+            "#status = :active AND #v = :v"
+        };
+        let check = ConditionCheck::builder()
+            .table_name(users_table)
+            .set_key(Some(crate::store::users::profile_key(self.user_key)))
+            .condition_expression(condition)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":v", n(self.version))
+            .build()
+            .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+}
+
+/// How a conditioned family write ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guarded<T> {
+    /// Written.
+    Done(T),
+    /// The account moved (or is not active): nothing was written.
+    AccountChanged,
+}
+
+/// The Families table in DynamoDB (and the Users table, whose accounts its writes are
+/// conditioned on).
 #[derive(Debug, Clone)]
 pub struct DynamoFamilies {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    users_table: String,
 }
 
 fn n(value: u64) -> AttributeValue {
@@ -137,29 +224,61 @@ fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
 
+/// How a transaction ended.
+enum Transacted {
+    Done,
+    /// A condition failed; the reason of each part, in order.
+    Cancelled(Vec<CancellationReason>),
+}
+
+/// Whether part `index` of a cancelled transaction failed its condition.
+fn failed(reasons: &[CancellationReason], index: usize) -> bool {
+    reasons.get(index).and_then(CancellationReason::code) == Some("ConditionalCheckFailed")
+}
+
 fn record(item: HashMap<String, AttributeValue>) -> Result<FamilyRecord, DependencyError> {
     serde_dynamo::from_item(item).map_err(|e| DependencyError::Corrupt(format!("family: {e}")))
 }
 
 impl DynamoFamilies {
-    /// The repository over `table`.
-    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+    /// The repository over `table`, its writes conditioned on accounts in `users_table`.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>, users_table: impl Into<String>) -> Self {
+        Self { client, table: table.into(), users_table: users_table.into() }
     }
 
-    /// Writes a new family: one PutItem that never overwrites an existing family.
-    pub async fn create(&self, family: &FamilyRecord) -> Result<(), DependencyError> {
+    /// Writes a new family, if its owner's account is still at the version login decided
+    /// on and active: one transaction, never overwriting an existing family.
+    pub async fn create(&self, family: &FamilyRecord) -> Result<Guarded<()>, DependencyError> {
+        let guard = AccountGuard::of(family).ok_or_else(|| DependencyError::Corrupt("family without owner".into()))?;
         let item = serde_dynamo::to_item(family).map_err(|e| DependencyError::Corrupt(e.to_string()))?;
-        self.client
-            .put_item()
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", FAMILIES_PARTITION_KEY)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| DependencyError::dynamodb("PutItem", e))
+            .build()
+            .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
+        let items = vec![guard.condition_check(&self.users_table)?, TransactWriteItem::builder().put(put).build()];
+        match self.transact(items).await? {
+            Transacted::Done => Ok(Guarded::Done(())),
+            Transacted::Cancelled(reasons) if failed(&reasons, 0) => Ok(Guarded::AccountChanged),
+            Transacted::Cancelled(_) => Err(DependencyError::Corrupt("a new family id already exists".into())),
+        }
+    }
+
+    /// One TransactWriteItems: done, or cancelled with the reason of each part.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Transacted, DependencyError> {
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(Transacted::Done),
+            Err(e) => match e.into_service_error() {
+                TransactWriteItemsError::TransactionCanceledException(cancelled)
+                    if cancelled.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed")) =>
+                {
+                    Ok(Transacted::Cancelled(cancelled.cancellation_reasons().to_vec()))
+                }
+                e => Err(DependencyError::dynamodb("TransactWriteItems", e)),
+            },
+        }
     }
 
     /// Deletes a family whose token was never handed out (its access token could not be
@@ -193,15 +312,20 @@ impl DynamoFamilies {
         out.item.map(record).transpose()
     }
 
-    /// The one conditional write of a refresh: replaces the current token's hash with the
-    /// successor's if, and only if, the presented token is current, the family is active
-    /// and not past either expiry, and every required scope was granted.
-    pub async fn rotate(&self, r: &Rotation<'_>) -> Result<RotateOutcome, DependencyError> {
+    /// The one write of a refresh: replaces the current token's hash with the successor's
+    /// if, and only if, the presented token is current, the family is active and not past
+    /// either expiry, every required scope was granted, and the owner's account is still at
+    /// `guard`'s version and active. With `r.follow`, the family takes on the account's
+    /// new state in the same write.
+    pub async fn rotate(&self, r: &Rotation<'_>, guard: AccountGuard<'_>) -> Result<RotateOutcome, DependencyError> {
         let slot = r.presented_generation as usize % HISTORY_SLOTS;
         let mut update = format!(
             "SET token_hash = :new, generation = :next, previous_hash = :old, recent[{slot}] = :old, \
              rotated_at = :now, last_used_at = :now, idle_expires_at = :idle"
         );
+        if r.follow.is_some() {
+            update.push_str(", scopes = :scopes, user_version = :uv, not_before = :nb");
+        }
         if r.sealed_successor.is_some() {
             update.push_str(", sealed_successor = :sealed");
         } else {
@@ -210,9 +334,7 @@ impl DynamoFamilies {
         let mut condition = "token_hash = :old AND generation = :gen AND #status = :active \
                              AND expires_at > :now AND idle_expires_at > :now"
             .to_owned();
-        let mut request = self
-            .client
-            .update_item()
+        let mut request = Update::builder()
             .table_name(&self.table)
             .key(FAMILIES_PARTITION_KEY, s(r.family_id))
             .expression_attribute_names("#status", "status")
@@ -224,38 +346,35 @@ impl DynamoFamilies {
             .expression_attribute_values(":now", n(r.now))
             // Sliding, but never past the absolute expiry.
             .expression_attribute_values(":idle", n(r.now.saturating_add(r.idle_secs)))
-            .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if let Some(sealed) = r.sealed_successor {
             request = request.expression_attribute_values(":sealed", s(sealed));
+        }
+        if let Some(follow) = r.follow {
+            let scopes = AttributeValue::L(follow.scopes.iter().map(|scope| s(scope)).collect());
+            request = request
+                .expression_attribute_values(":scopes", scopes)
+                .expression_attribute_values(":uv", n(follow.user_version))
+                .expression_attribute_values(":nb", n(follow.not_before));
         }
         for (i, scope) in r.required_scopes.iter().enumerate() {
             condition.push_str(&format!(" AND contains(scopes, :scope{i})"));
             request = request.expression_attribute_values(format!(":scope{i}"), s(scope));
         }
-        let result = request.update_expression(update).condition_expression(condition).send().await;
-        match result {
-            Ok(out) => {
-                let item =
-                    out.attributes.ok_or_else(|| DependencyError::Corrupt("rotation returned no item".into()))?;
-                let mut family = record(item)?;
-                // Clamp the sliding expiry to the absolute one for the caller's view; the
-                // condition compares both anyway.
-                family.idle_expires_at = family.idle_expires_at.min(family.expires_at);
-                Ok(RotateOutcome::Rotated(Box::new(family)))
-            }
-            Err(e) if is_conditional_check_failed(&e) => {
-                let old = match e.into_service_error() {
-                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
-                        c.item
-                    }
-                    _ => None,
-                }
-                .map(record)
-                .transpose()?;
+        let update = request
+            .update_expression(update)
+            .condition_expression(condition)
+            .build()
+            .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
+        let items =
+            vec![guard.condition_check(&self.users_table)?, TransactWriteItem::builder().update(update).build()];
+        match self.transact(items).await? {
+            Transacted::Done => Ok(RotateOutcome::Rotated),
+            Transacted::Cancelled(reasons) if failed(&reasons, 1) => {
+                let old = reasons.get(1).and_then(|r| r.item().cloned()).map(record).transpose()?;
                 Ok(RotateOutcome::Refused(old.map(Box::new)))
             }
-            Err(e) => Err(DependencyError::dynamodb("UpdateItem", e)),
+            Transacted::Cancelled(_) => Ok(RotateOutcome::AccountChanged),
         }
     }
 

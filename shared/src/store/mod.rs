@@ -8,9 +8,12 @@ mod families;
 mod revocations;
 mod users;
 
-pub use families::{DynamoFamilies, FamilyRecord, FamilyStatus, RotateOutcome, Rotation, HISTORY_SLOTS};
+pub use families::{
+    AccountGuard, AccountState, DynamoFamilies, FamilyRecord, FamilyStatus, Guarded, RotateOutcome, Rotation,
+    HISTORY_SLOTS,
+};
 pub use revocations::{DynamoRevocations, Revocation, RevocationKind};
-pub use users::{DynamoUsers, LoginFailures, LoginLookup, UserRecord, UserStatus, UserWriteError};
+pub use users::{AccountChange, DynamoUsers, LoginFailures, LoginLookup, UserRecord, UserStatus, UserWriteError};
 
 /// Table layouts the code relies on. `infra/template.yaml` must declare the same keys,
 /// indexes and TTL attributes; a test compares the two, and DynamoDB Local's tables.

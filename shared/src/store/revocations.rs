@@ -15,6 +15,15 @@ use serde::{Deserialize, Serialize};
 use super::schema::{REVOCATIONS_PARTITION_KEY, REVOCATIONS_SORT_KEY, TTL_ATTRIBUTE};
 use crate::error::DependencyError;
 
+/// The partition of the item that records a revoked `jti` (never an hour bucket, so the
+/// feed's queries do not see it).
+fn jti_key(jti: &str) -> String {
+    format!("jti#{jti}")
+}
+
+/// The sort key of that item.
+const JTI_ENTRY: &str = "revoked";
+
 /// What an entry revokes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,14 +94,27 @@ impl DynamoRevocations {
         Self { client, table: table.into() }
     }
 
-    /// Writes entries (BatchWriteItem, 25 at a time, unprocessed items retried).
+    /// Writes entries (BatchWriteItem, 25 items at a time, unprocessed items retried). An
+    /// access-token entry also gets an item keyed by its `jti`, so one GetItem tells
+    /// whether a token was revoked ([`DynamoRevocations::is_jti_revoked`]).
     pub async fn put(&self, entries: &[Revocation]) -> Result<(), DependencyError> {
-        for chunk in entries.chunks(25) {
+        let mut items = Vec::with_capacity(entries.len());
+        for entry in entries {
+            items.push(entry.to_item()?);
+            if entry.kind == RevocationKind::Jti {
+                items.push(HashMap::from([
+                    (REVOCATIONS_PARTITION_KEY.to_owned(), AttributeValue::S(jti_key(&entry.subject))),
+                    (REVOCATIONS_SORT_KEY.to_owned(), AttributeValue::S(JTI_ENTRY.to_owned())),
+                    (TTL_ATTRIBUTE.to_owned(), AttributeValue::N(entry.expires_at.to_string())),
+                ]));
+            }
+        }
+        for chunk in items.chunks(25) {
             let mut requests = chunk
                 .iter()
-                .map(|e| {
+                .map(|item| {
                     let put = PutRequest::builder()
-                        .set_item(Some(e.to_item()?))
+                        .set_item(Some(item.clone()))
                         .build()
                         .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
                     Ok(WriteRequest::builder().put_request(put).build())
@@ -122,6 +144,21 @@ impl DynamoRevocations {
             }
         }
         Ok(())
+    }
+
+    /// Whether the access token `jti` was revoked (its entry is still alive).
+    pub async fn is_jti_revoked(&self, jti: &str) -> Result<bool, DependencyError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(REVOCATIONS_PARTITION_KEY, AttributeValue::S(jti_key(jti)))
+            .key(REVOCATIONS_SORT_KEY, AttributeValue::S(JTI_ENTRY.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DependencyError::dynamodb("GetItem", e))?;
+        Ok(out.item.is_some())
     }
 
     /// Every entry revoked after `since_ms` in the hour buckets up to the one of `now_ms`
@@ -155,6 +192,8 @@ impl DynamoRevocations {
             .expression_attribute_names("#e", REVOCATIONS_SORT_KEY)
             .expression_attribute_values(":b", AttributeValue::S(format!("h{hour}")))
             .expression_attribute_values(":after", AttributeValue::S(after.to_owned()))
+            // A write acknowledged before the poll is seen by it.
+            .consistent_read(true)
             .into_paginator()
             .items()
             .send()

@@ -38,6 +38,53 @@ pub struct UserRecord {
     pub status: UserStatus,
     /// Unix seconds.
     pub created_at: u64,
+    /// Bumped by every change that live sessions must follow (scopes, status, sessions
+    /// ended). A family remembers the version it last saw; logins and rotations are
+    /// conditioned on it, so none slips past a change.
+    #[serde(default)]
+    pub version: u64,
+    /// Bumped when every session of the user ends (disable, revoke-all, reuse): a family
+    /// of an earlier epoch is dead.
+    #[serde(default)]
+    pub sessions_epoch: u64,
+    /// The user cut-off, Unix seconds: access tokens issued before it are dead, and every
+    /// token issued after the change that set it has its `iat` at or after it.
+    #[serde(default)]
+    pub not_before: u64,
+}
+
+impl UserRecord {
+    /// A new active account.
+    pub fn new(user_id: String, password_hash: String, scopes: Vec<String>, created_at: u64) -> Self {
+        Self {
+            user_id,
+            password_hash,
+            scopes,
+            status: UserStatus::Active,
+            created_at,
+            version: 0,
+            sessions_epoch: 0,
+            not_before: 0,
+        }
+    }
+}
+
+/// An account change that every session of the account must follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountChange {
+    /// New scopes: sessions narrow to them at their next refresh; live access tokens end.
+    SetScopes(Vec<String>),
+    /// No more logins; every session and access token ends.
+    Disable,
+    /// Every session and access token ends; the account stays usable (revoke-all, reuse).
+    EndSessions,
+}
+
+impl AccountChange {
+    /// Whether the change ends every session (a new sessions epoch).
+    pub fn ends_sessions(&self) -> bool {
+        matches!(self, Self::Disable | Self::EndSessions)
+    }
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -47,6 +94,9 @@ impl std::fmt::Debug for UserRecord {
             .field("password_hash", &"<redacted>")
             .field("scopes", &self.scopes)
             .field("status", &self.status)
+            .field("version", &self.version)
+            .field("sessions_epoch", &self.sessions_epoch)
+            .field("not_before", &self.not_before)
             .finish()
     }
 }
@@ -142,11 +192,7 @@ impl DynamoUsers {
         let mut lookup = LoginLookup::default();
         for item in out.items() {
             match item.get(SK).and_then(|v| v.as_s().ok()).map(String::as_str) {
-                Some(PROFILE) => {
-                    let profile: ProfileItem = serde_dynamo::from_item(item.clone())
-                        .map_err(|e| DependencyError::Corrupt(format!("user profile: {e}")))?;
-                    lookup.user = Some(profile.user);
-                }
+                Some(PROFILE) => lookup.user = Some(profile(item.clone())?),
                 Some(LOGIN_FAILURES) => {
                     let failures: LoginFailures = serde_dynamo::from_item(item.clone())
                         .map_err(|e| DependencyError::Corrupt(format!("login failures: {e}")))?;
@@ -264,44 +310,91 @@ impl DynamoUsers {
             })
     }
 
-    /// Replaces the scopes of an existing account.
-    pub async fn set_scopes(&self, username: &Username, scopes: &[String]) -> Result<(), UserWriteError> {
-        let list = AttributeValue::L(scopes.iter().cloned().map(AttributeValue::S).collect());
-        self.update_profile(username, "SET scopes = :v", list).await
-    }
-
-    /// Sets an existing account's status.
-    pub async fn set_status(&self, username: &Username, status: UserStatus) -> Result<(), UserWriteError> {
-        let value = serde_dynamo::to_attribute_value(status).map_err(|e| DependencyError::Corrupt(e.to_string()))?;
-        self.update_profile(username, "SET #status = :v", value).await
-    }
-
-    async fn update_profile(
-        &self,
-        username: &Username,
-        expression: &str,
-        value: AttributeValue,
-    ) -> Result<(), UserWriteError> {
-        let mut request = self
+    /// Reads an account (strongly consistent).
+    pub async fn get(&self, username: &Username) -> Result<Option<UserRecord>, DependencyError> {
+        let out = self
             .client
-            .update_item()
+            .get_item()
             .table_name(&self.table)
             .set_key(Some(key(username, PROFILE)))
-            .update_expression(expression)
-            .condition_expression("attribute_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":v", value);
-        if expression.contains("#status") {
-            request = request.expression_attribute_names("#status", "status");
-        }
-        request.send().await.map(|_| ()).map_err(|e| {
-            if is_conditional_check_failed(&e) {
-                UserWriteError::NotFound
-            } else {
-                DependencyError::dynamodb("UpdateItem", e).into()
-            }
-        })
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DependencyError::dynamodb("GetItem", e))?;
+        out.item.map(profile).transpose()
     }
+
+    /// Applies an account change in one conditional write: the change itself, a new
+    /// version (and sessions epoch, if it ends sessions), and the cut-off `not_before`
+    /// (kept if a concurrent change already set a later one). Returns the account as
+    /// written: the commit point every login and rotation is ordered against.
+    pub async fn change(
+        &self,
+        username: &Username,
+        change: &AccountChange,
+        not_before: u64,
+    ) -> Result<UserRecord, UserWriteError> {
+        for raise_cut_off in [true, false] {
+            let mut set = vec![];
+            if raise_cut_off {
+                set.push("not_before = :nb");
+            }
+            let mut request = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(username, PROFILE)))
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":one", n(1))
+                .return_values(ReturnValue::AllNew);
+            match change {
+                AccountChange::SetScopes(scopes) => {
+                    set.push("scopes = :scopes");
+                    let list = AttributeValue::L(scopes.iter().cloned().map(AttributeValue::S).collect());
+                    request = request.expression_attribute_values(":scopes", list);
+                }
+                AccountChange::Disable => {
+                    set.push("#status = :disabled");
+                    request = request
+                        .expression_attribute_names("#status", "status")
+                        .expression_attribute_values(":disabled", AttributeValue::S("disabled".into()));
+                }
+                AccountChange::EndSessions => {}
+            }
+            let add = if change.ends_sessions() { "ADD version :one, sessions_epoch :one" } else { "ADD version :one" };
+            let update = if set.is_empty() { add.to_owned() } else { format!("SET {} {add}", set.join(", ")) };
+            let condition = if raise_cut_off {
+                request = request.expression_attribute_values(":nb", n(not_before));
+                "attribute_exists(#pk) AND (attribute_not_exists(not_before) OR not_before < :nb)"
+            } else {
+                "attribute_exists(#pk)"
+            };
+            match request.update_expression(update).condition_expression(condition).send().await {
+                Ok(out) => {
+                    let item = out.attributes.ok_or_else(|| DependencyError::Corrupt("no account returned".into()))?;
+                    return Ok(profile(item)?);
+                }
+                // A later cut-off is already there (or no such account: found out below).
+                Err(e) if is_conditional_check_failed(&e) => continue,
+                Err(e) => return Err(DependencyError::dynamodb("UpdateItem", e).into()),
+            }
+        }
+        Err(UserWriteError::NotFound)
+    }
+}
+
+fn profile(item: HashMap<String, AttributeValue>) -> Result<UserRecord, DependencyError> {
+    let profile: ProfileItem =
+        serde_dynamo::from_item(item).map_err(|e| DependencyError::Corrupt(format!("user profile: {e}")))?;
+    Ok(profile.user)
+}
+
+/// The key of an account's profile item, for a condition another table's write checks.
+pub(crate) fn profile_key(username: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (PK.to_owned(), AttributeValue::S(username.to_owned())),
+        (SK.to_owned(), AttributeValue::S(PROFILE.to_owned())),
+    ])
 }
 
 #[cfg(test)]

@@ -5,12 +5,14 @@
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokenauth::keys::TrustedKey;
 use tokenauth::password;
 use tokenauth::scope::Scope;
-use tokenauth::store::{DynamoUsers, UserRecord, UserStatus, UserWriteError};
+use tokenauth::store::AccountChange;
+use tokenauth::store::{DynamoUsers, UserRecord, UserWriteError};
 use tokenauth::token::random_id;
 use tokenauth::username::Username;
 use tokenauth::{Clock, Config, Revoker, SystemClock};
@@ -66,7 +68,8 @@ enum UserCommand {
         /// The username.
         username: String,
     },
-    /// Replace a user's scopes.
+    /// Replace a user's scopes: live sessions narrow to them at their next refresh, and
+    /// live access tokens end within the authorizer's stated lag.
     SetScopes {
         /// The username.
         username: String,
@@ -97,16 +100,11 @@ async fn run(cli: Cli) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let users = DynamoUsers::new(dynamodb.clone(), &config.users_table);
-    let revoker = Revoker::new(&config, dynamodb);
-    let end_sessions = |name: Username| {
-        let (users, revoker) = (users.clone(), revoker.clone());
+    let revoker = Revoker::new(&config, dynamodb, Arc::new(SystemClock));
+    let change = |name: Username, change: AccountChange, reason: &'static str| {
+        let revoker = revoker.clone();
         async move {
-            let lookup = users.lookup_for_login(&name).await.map_err(|e| format!("DynamoDB failed: {e}"))?;
-            let user = lookup.user.ok_or_else(|| format!("no user {name}"))?;
-            revoker
-                .revoke_user(&user.user_id, "revoked_by_admin", SystemClock.now())
-                .await
-                .map_err(|e| format!("DynamoDB failed: {e}"))
+            revoker.change_account(&name, &change, reason, SystemClock.now()).await.map_err(|e| describe(e, &name))
         }
     };
     let command = match cli.command {
@@ -122,8 +120,11 @@ async fn run(cli: Cli) -> Result<String, String> {
         }
         Command::Session(SessionCommand::RevokeAll { username }) => {
             let name = parse_username(&username)?;
-            let revoked = end_sessions(name.clone()).await?;
-            return Ok(format!("revoked {revoked} session(s) of {name}"));
+            let changed = change(name.clone(), AccountChange::EndSessions, "revoked_by_admin").await?;
+            return Ok(format!(
+                "ended every session of {name} (cut-off {}; {} family record(s) revoked)",
+                changed.user.not_before, changed.families_revoked
+            ));
         }
     };
     match command {
@@ -135,27 +136,27 @@ async fn run(cli: Cli) -> Result<String, String> {
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("could not hash the password: {e}"))?;
-            let user = UserRecord {
-                user_id: random_id(),
-                password_hash,
-                scopes,
-                status: UserStatus::Active,
-                created_at: SystemClock.now(),
-            };
+            let user = UserRecord::new(random_id(), password_hash, scopes, SystemClock.now());
             users.create(&name, &user).await.map_err(|e| describe(e, &name))?;
             Ok(format!("created user {name} (user id {})", user.user_id))
         }
         UserCommand::Disable { username } => {
             let name = parse_username(&username)?;
-            users.set_status(&name, UserStatus::Disabled).await.map_err(|e| describe(e, &name))?;
-            let revoked = end_sessions(name.clone()).await?;
-            Ok(format!("disabled user {name} and revoked {revoked} session(s)"))
+            let changed = change(name.clone(), AccountChange::Disable, "disabled_by_admin").await?;
+            Ok(format!(
+                "disabled user {name} and ended every session (cut-off {}; {} family record(s) revoked)",
+                changed.user.not_before, changed.families_revoked
+            ))
         }
         UserCommand::SetScopes { username, scopes } => {
             let name = parse_username(&username)?;
             let scopes = parse_scopes(&scopes)?;
-            users.set_scopes(&name, &scopes).await.map_err(|e| describe(e, &name))?;
-            Ok(format!("set scopes of {name} to \"{}\"", scopes.join(" ")))
+            let changed = change(name.clone(), AccountChange::SetScopes(scopes.clone()), "scopes_changed").await?;
+            Ok(format!(
+                "set scopes of {name} to \"{}\"; sessions narrow at their next refresh, live access tokens end (cut-off {})",
+                scopes.join(" "),
+                changed.user.not_before
+            ))
         }
     }
 }
