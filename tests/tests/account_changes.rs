@@ -1,0 +1,297 @@
+//! Sessions follow the account, against the local stack with truly concurrent calls (tasks
+//! on a multi-threaded runtime, each call its own request to DynamoDB Local and the KMS
+//! emulator): new scopes reach every session, a disable or a revoke-all leaves no session
+//! and no access token behind whatever the interleaving, and a token issued after the
+//! change (even in the same second) is valid.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_http::http::StatusCode;
+use serde_json::Value;
+use tokenauth::authorizer::Authorizer;
+use tokenauth::clock::SystemClock;
+use tokenauth::store::AccountChange;
+use tokenauth::username::Username;
+use tokenauth::{Clock, Config, LoginService, RefreshService, RevocationService, Revoker};
+use tokenauth_tests::*;
+
+/// The authorizer polls every second in these tests, so "within the lag" is a short wait.
+const POLL: &str = "1";
+
+struct Stack {
+    config: Config,
+    clients: Clients,
+    login: Arc<LoginService>,
+    refresh: Arc<RefreshService>,
+    revoke: RevocationService,
+    revoker: Revoker,
+}
+
+impl Stack {
+    async fn new() -> Self {
+        let config = config_with(&[("REVOCATION_POLL_SECS", POLL)]);
+        let clients = clients().await;
+        let login = Arc::new(login_service(&config, &clients, Arc::new(SystemClock)).await);
+        let refresh = Arc::new(refresh_service(&config, &clients, Arc::new(SystemClock)).await);
+        let revoke = revocation_service(&config, &clients, Arc::new(SystemClock)).await;
+        let revoker = Revoker::new(&config, clients.dynamodb.clone(), Arc::new(SystemClock));
+        Self { config, clients, login, refresh, revoke, revoker }
+    }
+
+    /// A warm authorizer, as a function instance that has been running a while.
+    async fn authorizer(&self) -> Authorizer {
+        let a = Authorizer::from_config(
+            &self.config,
+            self.clients.dynamodb.clone(),
+            || self.clients.kms.clone(),
+            Arc::new(SystemClock),
+        )
+        .await
+        .unwrap();
+        a.warm_up().await;
+        a
+    }
+
+    async fn change(&self, username: &str, change: AccountChange) {
+        let name = Username::normalise(username).unwrap();
+        self.revoker.change_account(&name, &change, "test", SystemClock.now()).await.unwrap();
+    }
+}
+
+async fn allowed(a: &Authorizer, access_token: &str) -> bool {
+    let event = event_text_with("authorizer-http-api-v2.json", &format!("Bearer {access_token}"));
+    serde_json::to_value(a.handle(&event).await.unwrap()).unwrap()["isAuthorized"] == true
+}
+
+/// One refresh: (status, body).
+async fn refresh(service: &RefreshService, token: &str, scope: Option<&str>) -> (StatusCode, Value) {
+    let response = tokenauth::http::refresh(service, &refresh_request(token, scope, false)).await;
+    let status = response.status();
+    (status, if response.body().is_empty() { Value::Null } else { json_of(&response) })
+}
+
+/// One login: (status, body).
+async fn login(service: &LoginService, username: &str, password: &str) -> (StatusCode, Value) {
+    let response = tokenauth::http::login(service, &login_request(username, password, None)).await;
+    (response.status(), json_of(&response))
+}
+
+fn str_of<'a>(body: &'a Value, member: &str) -> &'a str {
+    body[member].as_str().unwrap()
+}
+
+/// Waits past the authorizer's poll interval, so what it denies now it denies within the lag.
+async fn one_poll() {
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+}
+
+#[tokio::test]
+async fn new_scopes_reach_every_live_session_and_end_its_access_tokens() {
+    let s = Stack::new().await;
+    let (username, password, _) = create_user(&s.config, &s.clients, "scopes", &["read", "write"]).await;
+    let (_, first) = login(&s.login, &username, &password).await;
+    let (_, second) = login(&s.login, &username, &password).await;
+    let a = s.authorizer().await;
+    assert!(allowed(&a, str_of(&first, "access_token")).await);
+
+    s.change(&username, AccountChange::SetScopes(vec!["read".into()])).await;
+
+    // Explicitly asking for the removed scope: invalid_scope, nothing rotated.
+    let (status, body) = refresh(&s.refresh, str_of(&second, "refresh_token"), Some("write")).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_scope")));
+    // Every session's next refresh carries only what is left, in the token and the answer.
+    for session in [&first, &second] {
+        let (status, body) = refresh(&s.refresh, str_of(session, "refresh_token"), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["scope"], "read");
+        let claims = independently_verified(&s.config, &s.clients, str_of(&body, "access_token")).await.unwrap();
+        assert_eq!(claims.scope, "read");
+        // And the session goes on, narrowed for good.
+        let (status, again) = refresh(&s.refresh, str_of(&body, "refresh_token"), None).await;
+        assert_eq!((status, again["scope"].as_str()), (StatusCode::OK, Some("read")));
+        assert!(allowed(&a, str_of(&again, "access_token")).await, "a token issued after the change is valid");
+    }
+    one_poll().await;
+    for session in [&first, &second] {
+        assert!(!allowed(&a, str_of(session, "access_token")).await, "the old access token is denied within the lag");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disable_during_fifty_logins_and_refreshes_leaves_no_session_and_no_access_token() {
+    let s = Stack::new().await;
+    let (username, password, _) = create_user(&s.config, &s.clients, "disable", &["read"]).await;
+    let mut sessions = Vec::new();
+    for _ in 0..25 {
+        sessions.push(login(&s.login, &username, &password).await.1);
+    }
+
+    // 25 logins and 25 refreshes in flight, the disable in the middle of them.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let (login_service, refresh_service) = (s.login.clone(), s.refresh.clone());
+        let (username, password) = (username.clone(), password.clone());
+        let refresh_token = str_of(&sessions[i % 25], "refresh_token").to_owned();
+        tasks.spawn(async move {
+            // Spread over a few hundred milliseconds, so the disable lands among them.
+            tokio::time::sleep(Duration::from_millis(6 * i as u64)).await;
+            if i % 2 == 0 {
+                login(&login_service, &username, &password).await
+            } else {
+                refresh(&refresh_service, &refresh_token, None).await
+            }
+        });
+    }
+    let mut issued: Vec<Value> = sessions.clone();
+    let (mut done, mut succeeded) = (0, 0);
+    let mut disabled = false;
+    while let Some(outcome) = tasks.join_next().await {
+        let (status, body) = outcome.unwrap();
+        // Refused ones: 401, or 429 once the disabled account's failed logins hit the limit.
+        let refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS);
+        assert!(status == StatusCode::OK || refused, "{status}: {body}");
+        if status == StatusCode::OK {
+            succeeded += 1;
+            issued.push(body);
+        }
+        done += 1;
+        if done == 10 && !disabled {
+            s.change(&username, AccountChange::Disable).await;
+            disabled = true;
+        }
+    }
+    println!("{succeeded} of 50 in-flight logins and refreshes succeeded around the disable");
+    assert!(succeeded >= 10, "the disable came after some of them");
+
+    let a = s.authorizer().await;
+    for tokens in &issued {
+        let (status, _) = refresh(&s.refresh, str_of(tokens, "refresh_token"), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "no refresh token of the user rotates");
+        assert!(!allowed(&a, str_of(tokens, "access_token")).await, "no access token of the user is allowed");
+    }
+    let after = login(&s.login, &username, &password).await.0;
+    assert!(matches!(after, StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS), "{after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revoke_all_racing_refreshes_leaves_no_earlier_token_and_a_login_right_after_works() {
+    let s = Stack::new().await;
+    let (username, password, _) = create_user(&s.config, &s.clients, "raceall", &["read"]).await;
+    let mut sessions = Vec::new();
+    for _ in 0..10 {
+        sessions.push(login(&s.login, &username, &password).await.1);
+    }
+
+    // Each session refreshes in a chain while revoke-all, through its own endpoint with
+    // one session's bearer token, lands in the middle.
+    let mut chains = tokio::task::JoinSet::new();
+    for session in &sessions {
+        let refresh_service = s.refresh.clone();
+        let mut token = str_of(session, "refresh_token").to_owned();
+        chains.spawn(async move {
+            let mut issued = Vec::new();
+            for _ in 0..6 {
+                let (status, body) = refresh(&refresh_service, &token, None).await;
+                if status != StatusCode::OK {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+                    break;
+                }
+                token = str_of(&body, "refresh_token").to_owned();
+                issued.push(body);
+            }
+            issued
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let bearer = format!("Bearer {}", str_of(&sessions[0], "access_token"));
+    let mut event = event("revoke-all.json");
+    event["headers"]["authorization"] = Value::String(bearer);
+    let response = tokenauth::http::revoke(&s.revoke, &request_from_event(&event)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // A login right after it, very likely in the same second: valid.
+    let (status, after) = login(&s.login, &username, &password).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let mut issued = sessions.clone();
+    while let Some(chain) = chains.join_next().await {
+        issued.extend(chain.unwrap());
+    }
+    let a = s.authorizer().await;
+    for tokens in &issued {
+        assert!(!allowed(&a, str_of(tokens, "access_token")).await, "a token minted before the cut-off survived");
+        assert_eq!(refresh(&s.refresh, str_of(tokens, "refresh_token"), None).await.0, StatusCode::UNAUTHORIZED);
+    }
+    assert!(allowed(&a, str_of(&after, "access_token")).await, "the login after the revoke-all is valid");
+    let (status, _) = refresh(&s.refresh, str_of(&after, "refresh_token"), None).await;
+    assert_eq!(status, StatusCode::OK, "and its session refreshes");
+}
+
+#[tokio::test]
+async fn revoke_all_refuses_a_revoked_bearer_and_ends_nothing() {
+    let s = Stack::new().await;
+    let (username, password, _) = create_user(&s.config, &s.clients, "revbearer", &["read"]).await;
+    let revoke_all = |access: &str| {
+        let mut e = event("revoke-all.json");
+        e["headers"]["authorization"] = Value::String(format!("Bearer {access}"));
+        request_from_event(&e)
+    };
+    let revoke = |body: String| {
+        let mut e = event("revoke-access-token-json.json");
+        e["body"] = Value::String(body);
+        request_from_event(&e)
+    };
+    let (_, victim) = login(&s.login, &username, &password).await;
+
+    // A token revoked by its jti (RFC 7009), and one whose session was logged out.
+    let (_, by_jti) = login(&s.login, &username, &password).await;
+    let body = serde_json::json!({"token": str_of(&by_jti, "access_token")}).to_string();
+    assert_eq!(tokenauth::http::revoke(&s.revoke, &revoke(body)).await.status(), StatusCode::OK);
+    let (_, logged_out) = login(&s.login, &username, &password).await;
+    let body = serde_json::json!({"token": str_of(&logged_out, "refresh_token")}).to_string();
+    assert_eq!(tokenauth::http::revoke(&s.revoke, &revoke(body)).await.status(), StatusCode::OK);
+
+    for revoked in [&by_jti, &logged_out] {
+        let response = tokenauth::http::revoke(&s.revoke, &revoke_all(str_of(revoked, "access_token"))).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(json_of(&response)["error"], "invalid_token");
+    }
+    let (status, victim) = refresh(&s.refresh, str_of(&victim, "refresh_token"), None).await;
+    assert_eq!(status, StatusCode::OK, "the victim's session lives on");
+
+    // After a revoke-all, a token from before it cannot trigger another one.
+    let response = tokenauth::http::revoke(&s.revoke, &revoke_all(str_of(&victim, "access_token"))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_, fresh) = login(&s.login, &username, &password).await;
+    let response = tokenauth::http::revoke(&s.revoke, &revoke_all(str_of(&victim, "access_token"))).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "issued before the cut-off");
+    assert_eq!(refresh(&s.refresh, str_of(&fresh, "refresh_token"), None).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_revocation_entry_that_lands_after_the_authorizer_polled_past_its_stamp_is_still_denied() {
+    let s = Stack::new().await;
+    let (username, password, _) = create_user(&s.config, &s.clients, "late", &["read"]).await;
+    let (_, tokens) = login(&s.login, &username, &password).await;
+    let access = str_of(&tokens, "access_token");
+    let a = s.authorizer().await;
+    assert!(allowed(&a, access).await, "polls now");
+
+    // A write that was slow: stamped 8 s ago (before that poll), landing only now.
+    let sid = family_of(str_of(&tokens, "refresh_token"));
+    let now = SystemClock.now();
+    let late = tokenauth::store::Revocation {
+        kind: tokenauth::store::RevocationKind::Sid,
+        subject: sid,
+        revoked_at_ms: SystemClock.now_ms() - 8_000,
+        not_before: None,
+        expires_at: now + 3_600,
+    };
+    tokenauth::store::DynamoRevocations::new(s.clients.dynamodb.clone(), &s.config.revocations_table)
+        .put(&[late])
+        .await
+        .unwrap();
+    one_poll().await;
+    assert!(!allowed(&a, access).await, "denied at the next poll, within the stated lag");
+}
