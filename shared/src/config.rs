@@ -49,6 +49,9 @@ pub struct Config {
     pub login_max_failures: u32,
     /// `LOGIN_FAILURE_WINDOW_SECS` (default 900 = 15 minutes): the failure-counting window.
     pub login_failure_window: Duration,
+    /// `DEVICE_TOKEN_TTL_SECS` (default 7 776 000 = 90 days): how long a device that logged
+    /// in stays exempt from the username's lockout (its own counter still applies).
+    pub device_token_ttl: Duration,
     /// `REFRESH_LEEWAY_SECS` (default 30; 0 disables): how long after a rotation the
     /// previous token still gets the same successor (exactly-once retry).
     pub refresh_leeway: Duration,
@@ -118,6 +121,7 @@ impl Config {
             refresh_idle_ttl: env.secs("REFRESH_IDLE_TTL_SECS", 7 * 24 * 3600, Zero::Refused)?,
             login_max_failures: env.count("LOGIN_MAX_FAILURES", 5)?,
             login_failure_window: env.secs("LOGIN_FAILURE_WINDOW_SECS", 900, Zero::Refused)?,
+            device_token_ttl: env.secs("DEVICE_TOKEN_TTL_SECS", 90 * 24 * 3600, Zero::Refused)?,
             refresh_leeway: env.secs("REFRESH_LEEWAY_SECS", 30, Zero::Allowed)?,
             reuse_revokes: env.choice(
                 "REUSE_REVOKES",

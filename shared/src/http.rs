@@ -100,6 +100,8 @@ struct LoginBody {
     password: String,
     #[serde(default)]
     scope: Option<String>,
+    #[serde(default)]
+    device_token: Option<String>,
 }
 
 /// Reads a login body: POST, `application/json`, at most [`MAX_BODY_BYTES`], UTF-8,
@@ -118,7 +120,12 @@ pub fn parse_login(request: &Request) -> Result<LoginRequest, ApiError> {
     if body.scope.as_deref().is_some_and(str::is_empty) {
         return Err(ApiError::InvalidRequest("scope must not be empty when present"));
     }
-    Ok(LoginRequest { username: body.username, password: body.password, scope: body.scope })
+    Ok(LoginRequest {
+        username: body.username,
+        password: body.password,
+        scope: body.scope,
+        device_token: body.device_token,
+    })
 }
 
 #[derive(Deserialize)]

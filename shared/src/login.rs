@@ -4,14 +4,22 @@
 //! [`judge`] after it, [`new_family`] for what a granted login writes), so each outcome
 //! has a unit test without a stack. [`LoginService`] runs them between its calls.
 //!
-//! One successful login makes three AWS calls: a Query of the user's partition (account
-//! and failure counter), then `kms:Sign` of the access token and a PutItem of the new
-//! family, the last two at once. Every other outcome issues nothing and leaves no usable
-//! session behind.
+//! Throttling (OWASP's device cookies): every attempt is reserved on a failed-login counter
+//! before the password is checked, so N parallel guesses bring at most
+//! `LOGIN_MAX_FAILURES` of them to argon2. Attempts are charged to the username, except
+//! from a device that logged in as that user before and presents its device token: it has
+//! a counter of its own, so a stranger who exhausts the username's counter locks out
+//! strangers only, never the owner's devices.
+//!
+//! One successful login without a device token makes four AWS calls in two sequential
+//! round trips: the account read and the reservation at once (GetItem, UpdateItem), then
+//! `kms:Sign` and one transaction at once (the family, conditioned on the account as read;
+//! the counter cleared; the new device remembered). With a known device token: the account
+//! and device reads at once, then the reservation, then the two at once (five calls, three
+//! round trips). Every other outcome issues nothing and leaves no usable session behind.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::audit::{self, LoginFailure, RequestMeta};
 use crate::clock::{Clock, SystemClock};
@@ -21,9 +29,9 @@ use crate::keys::{KmsSigner, Signer};
 use crate::password;
 use crate::scope::Scope;
 use crate::store::{
-    DynamoFamilies, DynamoUsers, FamilyRecord, FamilyStatus, Guarded, LoginFailures, UserRecord, UserStatus,
+    AttemptCounter, DynamoFamilies, DynamoUsers, FamilyRecord, FamilyStatus, Guarded, UserRecord, UserStatus,
 };
-use crate::token::{AccessGrant, AccessTokenIssuer, RefreshToken, TokenResponse};
+use crate::token::{AccessGrant, AccessTokenIssuer, DeviceToken, RefreshToken, TokenResponse};
 use crate::username::Username;
 
 /// A login attempt, already parsed from the request body.
@@ -35,6 +43,8 @@ pub struct LoginRequest {
     pub password: String,
     /// Requested scope (RFC 6749 §3.3); `None` = all of the user's scopes.
     pub scope: Option<String>,
+    /// The device token this client got at an earlier login, if it kept one.
+    pub device_token: Option<String>,
 }
 
 impl fmt::Debug for LoginRequest {
@@ -59,6 +69,8 @@ pub struct LoginPolicy {
     pub max_failures: u32,
     /// Failure-counting window, seconds.
     pub failure_window_secs: u64,
+    /// How long a device token stays trusted, seconds.
+    pub device_ttl_secs: u64,
 }
 
 impl LoginPolicy {
@@ -70,16 +82,8 @@ impl LoginPolicy {
             refresh_idle_secs: config.refresh_idle_ttl.as_secs(),
             max_failures: config.login_max_failures,
             failure_window_secs: config.login_failure_window.as_secs(),
+            device_ttl_secs: config.device_token_ttl.as_secs(),
         }
-    }
-}
-
-/// Before the password is checked: a username with too many recent failures is throttled
-/// (429 with `Retry-After`), and its password is not looked at.
-pub fn admit(failures: Option<&LoginFailures>, now: u64, policy: &LoginPolicy) -> Result<(), Duration> {
-    match failures.and_then(|f| f.lockout_remaining(now, policy.max_failures, policy.failure_window_secs)) {
-        Some(remaining) => Err(Duration::from_secs(remaining)),
-        None => Ok(()),
     }
 }
 
@@ -199,17 +203,37 @@ impl LoginService {
             Some(raw) => Some(Scope::parse(raw).map_err(|_| ApiError::InvalidScope)?),
         };
 
-        let lookup =
-            self.users.lookup_for_login(&username).await.inspect_err(|_| failed(LoginFailure::Unavailable, None))?;
-        let user_id = lookup.user.as_ref().map(|u| u.user_id.as_str());
+        // A device that logged in before is charged on its own counter; any other attempt
+        // on the username's. The attempt is reserved before the password is checked, so at
+        // most the limit of parallel guesses reach argon2. Without a device token the
+        // reservation runs alongside the account read.
+        let device = request.device_token.as_deref().and_then(DeviceToken::parse);
+        let device_hash = device.as_ref().map(DeviceToken::hash);
         let now = self.clock.now();
-        if let Err(retry_after) = admit(lookup.failures.as_ref(), now, &self.policy) {
+        let (max, window) = (self.policy.max_failures, self.policy.failure_window_secs);
+        let reserve = |counter| self.users.reserve_attempt(&username, counter, now, max, window);
+        let (user, counter, reserved) = match device_hash.as_deref() {
+            None => {
+                let (user, reserved) = tokio::join!(self.users.get(&username), reserve(AttemptCounter::Username));
+                (user, AttemptCounter::Username, reserved)
+            }
+            Some(hash) => {
+                let (user, known) =
+                    tokio::join!(self.users.get(&username), self.users.device_is_known(&username, hash, now));
+                let known = known.inspect_err(|_| failed(LoginFailure::Unavailable, None))?;
+                let counter = if known { AttemptCounter::Device(hash) } else { AttemptCounter::Username };
+                (user, counter, reserve(counter).await)
+            }
+        };
+        let user = user.inspect_err(|_| failed(LoginFailure::Unavailable, None))?;
+        let user_id = user.as_ref().map(|u| u.user_id.as_str());
+        if let Err(retry_after) = reserved.inspect_err(|_| failed(LoginFailure::Unavailable, user_id))? {
             failed(LoginFailure::Throttled, user_id);
             return Err(ApiError::Throttled { retry_after });
         }
 
         // Same work whether or not the user exists: one argon2id verification.
-        let stored_hash = lookup.user.as_ref().map(|u| u.password_hash.clone());
+        let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
         let password = request.password;
         let verified = tokio::task::spawn_blocking(move || match stored_hash {
             Some(phc) => password::verify(&password, &phc),
@@ -218,23 +242,20 @@ impl LoginService {
         .await
         .map_err(|e| DependencyError::Internal(e.to_string()))?;
 
-        let scope = match judge(lookup.user.as_ref(), verified, requested) {
+        let scope = match judge(user.as_ref(), verified, requested) {
             Ok(scope) => scope,
             Err(LoginFailure::InvalidScope) => {
                 failed(LoginFailure::InvalidScope, user_id);
                 return Err(ApiError::InvalidScope);
             }
+            // The reserved attempt stays counted: that is the failure.
             Err(reason) => {
-                self.users
-                    .record_failure(&username, now, self.policy.failure_window_secs)
-                    .await
-                    .inspect_err(|_| failed(LoginFailure::Unavailable, user_id))?;
                 failed(reason, user_id);
                 return Err(ApiError::InvalidGrant);
             }
         };
         // `judge` grants only an existing user.
-        let user = lookup.user.as_ref().ok_or(ApiError::InvalidGrant)?;
+        let user = user.as_ref().ok_or(ApiError::InvalidGrant)?;
         let user_id = user.user_id.as_str();
 
         let refresh = RefreshToken::new_family();
@@ -249,15 +270,14 @@ impl LoginService {
         // never left this process, so even if the delete fails nobody can use it). The
         // write is conditioned on the account as read: a change committed meanwhile
         // (disable, new scopes, sessions ended) refuses the login.
-        let clear_failures = async {
-            if lookup.failures.is_some_and(|f| f.failures > 0) {
-                if let Err(e) = self.users.clear_failures(&username).await {
-                    tracing::warn!(error = %e, "could not reset the login failure counter");
-                }
-            }
-        };
-        let (issued, created, ()) =
-            tokio::join!(self.issuer.issue(&grant, &refresh, issued_at), self.families.create(&family), clear_failures);
+        // The counter charged is cleared; a device without a trusted token gets one.
+        let new_device = if matches!(counter, AttemptCounter::Device(_)) { None } else { Some(DeviceToken::new()) };
+        let new_device_hash = new_device.as_ref().map(DeviceToken::hash);
+        let device_expires = now + self.policy.device_ttl_secs;
+        let also =
+            self.users.after_login(&username, counter, new_device_hash.as_deref().map(|h| (h, device_expires)), now)?;
+        let (issued, created) =
+            tokio::join!(self.issuer.issue(&grant, &refresh, issued_at), self.families.create(&family, also));
         let tokens = match (issued, created) {
             (Ok(tokens), Ok(Guarded::Done(()))) => tokens,
             (_, Ok(Guarded::AccountChanged)) => {
@@ -278,7 +298,9 @@ impl LoginService {
         };
 
         audit::login_succeeded(user_id, &family.family_id, client_id, ip);
-        Ok(tokens)
+        // A trusted device keeps its token; a new one gets one.
+        let device_token = new_device.or(device).map(|d| d.encode());
+        Ok(TokenResponse { device_token, ..tokens })
     }
 }
 
@@ -294,6 +316,7 @@ mod tests {
             refresh_idle_secs: 7 * 86_400,
             max_failures: 5,
             failure_window_secs: 900,
+            device_ttl_secs: 90 * 86_400,
         }
     }
 
@@ -304,22 +327,6 @@ mod tests {
 
     fn scope(raw: &str) -> Scope {
         Scope::parse(raw).expect("valid scope")
-    }
-
-    fn failures(failures: u32, window_start: u64) -> LoginFailures {
-        LoginFailures { failures, window_start: Some(window_start) }
-    }
-
-    #[test]
-    fn admits_a_username_under_the_failure_limit_or_without_a_counter() {
-        assert_eq!(admit(None, 1_000, &policy()), Ok(()));
-        assert_eq!(admit(Some(&failures(4, 900)), 1_000, &policy()), Ok(()));
-    }
-
-    #[test]
-    fn throttles_a_username_at_the_limit_until_its_window_ends() {
-        assert_eq!(admit(Some(&failures(5, 900)), 1_000, &policy()), Err(Duration::from_secs(800)));
-        assert_eq!(admit(Some(&failures(5, 900)), 1_800, &policy()), Ok(()), "the window has ended");
     }
 
     #[test]

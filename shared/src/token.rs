@@ -123,6 +123,7 @@ impl AccessTokenIssuer {
             expires_in: self.ttl.as_secs(),
             refresh_token: refresh_token.encode(),
             scope: grant.scope.to_owned(),
+            device_token: None,
         })
     }
 
@@ -173,6 +174,11 @@ pub struct TokenResponse {
     pub refresh_token: String,
     /// The granted scope.
     pub scope: String,
+    /// Login only: the device token of a client that logged in (an extension member, RFC
+    /// 6749 §5.1). Presented at its next login, it exempts the client from the lockout a
+    /// stranger's guesses put on the username.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
 impl fmt::Debug for TokenResponse {
@@ -196,6 +202,53 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     #[allow(clippy::expect_used)]
     getrandom::fill(&mut bytes).expect("operating system random number generator failed");
     bytes
+}
+
+/// Prefix of every device token.
+pub const DEVICE_TOKEN_PREFIX: &str = "tkdv_";
+
+/// A device token (OWASP's device cookie): `tkdv_` + 256 random bits, base64url. Only its
+/// hash is stored, under the username it logged in as.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceToken([u8; 32]);
+
+impl fmt::Debug for DeviceToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DeviceToken(<redacted>)")
+    }
+}
+
+impl DeviceToken {
+    /// A new device token.
+    pub fn new() -> Self {
+        Self(random_bytes())
+    }
+
+    /// Parses a presented token strictly; `None` for anything not of our exact form.
+    pub fn parse(token: &str) -> Option<Self> {
+        let body = token.strip_prefix(DEVICE_TOKEN_PREFIX)?;
+        let bytes: [u8; 32] = B64URL.decode(body).ok()?.try_into().ok()?;
+        (B64URL.encode(bytes) == body).then_some(Self(bytes))
+    }
+
+    /// The string handed to the client.
+    pub fn encode(&self) -> String {
+        format!("{DEVICE_TOKEN_PREFIX}{}", B64URL.encode(self.0))
+    }
+
+    /// What is stored: SHA-256, base64url (256 random bits need no slow hash).
+    pub fn hash(&self) -> String {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        ctx.update(b"tokenauth device token v1\0");
+        ctx.update(&self.0);
+        B64URL.encode(ctx.finish())
+    }
+}
+
+impl Default for DeviceToken {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Prefix of every refresh token, so secret scanners can recognise leaked ones.
@@ -369,6 +422,18 @@ mod tests {
         bad.push(String::from_utf8(non_canonical).expect("ascii"));
         for b in bad {
             assert_eq!(RefreshToken::parse(&b), None, "{b}");
+        }
+    }
+
+    #[test]
+    fn device_tokens_round_trip_and_only_their_exact_form_parses() {
+        let token = DeviceToken::new();
+        let encoded = token.encode();
+        assert_eq!(DeviceToken::parse(&encoded), Some(token.clone()));
+        assert_ne!(token.hash(), DeviceToken::new().hash());
+        assert!(!format!("{token:?}").contains(&encoded[5..]));
+        for bad in [&encoded[1..], &format!("{encoded}A"), &encoded.replace("tkdv_", "tkrt_"), ""] {
+            assert_eq!(DeviceToken::parse(bad), None, "{bad}");
         }
     }
 

@@ -25,7 +25,12 @@ fn login(c: &mut Criterion) {
         let phc = tokenauth::password::hash(&password).unwrap();
         (service, username, password, phc)
     });
-    let request = || tokenauth::LoginRequest { username: username.clone(), password: password.clone(), scope: None };
+    let request = || tokenauth::LoginRequest {
+        username: username.clone(),
+        password: password.clone(),
+        scope: None,
+        device_token: None,
+    };
     let meta = tokenauth::RequestMeta::default();
 
     let mut group = c.benchmark_group("login");
@@ -56,9 +61,10 @@ fn login(c: &mut Criterion) {
     // argon2id hash and count one failure). Fresh names each round keep throttling out.
     let failure = |name: String| {
         let t = Instant::now();
-        let outcome = runtime.block_on(
-            service.login(tokenauth::LoginRequest { username: name, password: "wrong".into(), scope: None }, &meta),
-        );
+        let outcome = runtime.block_on(service.login(
+            tokenauth::LoginRequest { username: name, password: "wrong".into(), scope: None, device_token: None },
+            &meta,
+        ));
         assert!(matches!(outcome, Err(tokenauth::ApiError::InvalidGrant)));
         t.elapsed()
     };

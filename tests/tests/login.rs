@@ -368,7 +368,7 @@ async fn dynamodb_unreachable_or_hanging_answers_503() {
 }
 
 #[tokio::test]
-async fn one_login_makes_three_aws_calls_and_signs_while_writing() {
+async fn one_login_makes_four_aws_calls_in_two_round_trips() {
     let config = config();
     let clients = clients().await;
     let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
@@ -381,18 +381,17 @@ async fn one_login_makes_three_aws_calls_and_signs_while_writing() {
     let calls = clients.calls.calls();
     let names = clients.calls.names();
     println!("AWS calls for one successful login: {} {:?}", calls.len(), names);
-    assert_eq!(calls.len(), 3, "{names:?}");
-    assert_eq!(names[0], "DynamoDB.Query");
-    let mut rest = names[1..].to_vec();
-    rest.sort();
-    // The family's write is a transaction: the Put, conditioned on the account as read.
-    assert_eq!(rest, ["DynamoDB.TransactWriteItems", "KMS.Sign"]);
-    let sign = calls.iter().find(|c| c.operation == "Sign").unwrap();
-    let put = calls.iter().find(|c| c.operation == "TransactWriteItems").unwrap();
-    let query = &calls[0];
-    assert!(query.finished.unwrap() <= sign.started.min(put.started), "the read comes first");
-    assert!(
-        sign.started < put.finished.unwrap() && put.started < sign.finished.unwrap(),
-        "Sign and the family's write were in flight at the same time"
-    );
+    assert_eq!(calls.len(), 4, "{names:?}");
+    let find = |operation: &str| calls.iter().find(|c| c.operation == operation).unwrap();
+    // First round trip: the account and the attempt's reservation, at once.
+    let (read, reserve) = (find("GetItem"), find("UpdateItem"));
+    // Second: the signature and the family's transaction (conditioned on the account).
+    let (sign, write) = (find("Sign"), find("TransactWriteItems"));
+    let overlap = |a: &tokenauth_tests::Call, b: &tokenauth_tests::Call| {
+        a.started < b.finished.unwrap() && b.started < a.finished.unwrap()
+    };
+    assert!(overlap(read, reserve), "the account read and the reservation were in flight at the same time");
+    assert!(overlap(sign, write), "Sign and the family's write were in flight at the same time");
+    let first_done = read.finished.unwrap().max(reserve.finished.unwrap());
+    assert!(first_done <= sign.started.min(write.started), "the password check comes between the two");
 }

@@ -247,8 +247,13 @@ impl DynamoFamilies {
     }
 
     /// Writes a new family, if its owner's account is still at the version login decided
-    /// on and active: one transaction, never overwriting an existing family.
-    pub async fn create(&self, family: &FamilyRecord) -> Result<Guarded<()>, DependencyError> {
+    /// on and active: one transaction, never overwriting an existing family, with `also`
+    /// (what else a successful login writes: [`crate::store::DynamoUsers::after_login`]).
+    pub async fn create(
+        &self,
+        family: &FamilyRecord,
+        also: Vec<TransactWriteItem>,
+    ) -> Result<Guarded<()>, DependencyError> {
         let guard = AccountGuard::of(family).ok_or_else(|| DependencyError::Corrupt("family without owner".into()))?;
         let item = serde_dynamo::to_item(family).map_err(|e| DependencyError::Corrupt(e.to_string()))?;
         let put = Put::builder()
@@ -258,7 +263,8 @@ impl DynamoFamilies {
             .expression_attribute_names("#pk", FAMILIES_PARTITION_KEY)
             .build()
             .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
-        let items = vec![guard.condition_check(&self.users_table)?, TransactWriteItem::builder().put(put).build()];
+        let mut items = vec![guard.condition_check(&self.users_table)?, TransactWriteItem::builder().put(put).build()];
+        items.extend(also);
         match self.transact(items).await? {
             Transacted::Done => Ok(Guarded::Done(())),
             Transacted::Cancelled(reasons) if failed(&reasons, 0) => Ok(Guarded::AccountChanged),

@@ -13,14 +13,14 @@ pub use families::{
     HISTORY_SLOTS,
 };
 pub use revocations::{DynamoRevocations, Revocation, RevocationKind};
-pub use users::{AccountChange, DynamoUsers, LoginFailures, LoginLookup, UserRecord, UserStatus, UserWriteError};
+pub use users::{AccountChange, AttemptCounter, DynamoUsers, LoginFailures, UserRecord, UserStatus, UserWriteError};
 
 /// Table layouts the code relies on. `infra/template.yaml` must declare the same keys,
 /// indexes and TTL attributes; a test compares the two, and DynamoDB Local's tables.
 pub mod schema {
     /// Users: partition key (normalised username).
     pub const USERS_PARTITION_KEY: &str = "pk";
-    /// Users: sort key (`profile` or `login_failures`).
+    /// Users: sort key (`profile`, `login_failures` or `device#<hash>`).
     pub const USERS_SORT_KEY: &str = "sk";
     /// Families: partition key.
     pub const FAMILIES_PARTITION_KEY: &str = "family_id";

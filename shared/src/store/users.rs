@@ -1,10 +1,18 @@
-//! The Users table: accounts (`sk = "profile"`) and failed-login counters
-//! (`sk = "login_failures"`), both in the partition of the normalised username, so one
-//! strongly consistent Query reads everything login needs.
+//! The Users table, one partition per normalised username: the account (`sk = "profile"`),
+//! the username's failed-login counter (`sk = "login_failures"`, for unknown usernames
+//! too), and the devices that logged in before (`sk = "device#<hash of its token>"`), each
+//! with a failed-login counter of its own.
+//!
+//! A login attempt is reserved on a counter before its password is checked
+//! ([`DynamoUsers::reserve_attempt`], one conditional write), so however many guesses run at
+//! once, at most the limit reach the password check.
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use serde::{Deserialize, Serialize};
 
 use super::is_conditional_check_failed;
@@ -14,6 +22,26 @@ use crate::username::Username;
 
 const PROFILE: &str = "profile";
 const LOGIN_FAILURES: &str = "login_failures";
+const DEVICE: &str = "device#";
+
+/// Whose failed-login counter an attempt is charged to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptCounter<'a> {
+    /// The username's: every attempt from a device that has not logged in before.
+    Username,
+    /// A device that logged in successfully before (OWASP's device cookie), by the hash of
+    /// its token: a stranger's guesses against the username do not lock it out.
+    Device(&'a str),
+}
+
+impl AttemptCounter<'_> {
+    fn sort_key(&self) -> String {
+        match self {
+            Self::Username => LOGIN_FAILURES.to_owned(),
+            Self::Device(hash) => format!("{DEVICE}{hash}"),
+        }
+    }
+}
 
 /// Whether an account may log in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,7 +129,7 @@ impl std::fmt::Debug for UserRecord {
     }
 }
 
-/// Failed logins for one username within the current window.
+/// A failed-login counter (the username's or a device's) within its current window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginFailures {
     /// Failures counted in this window.
@@ -110,24 +138,6 @@ pub struct LoginFailures {
     /// When the window began (Unix seconds); absent after a successful login reset it.
     #[serde(default)]
     pub window_start: Option<u64>,
-}
-
-impl LoginFailures {
-    /// Seconds until the lockout ends, if the username is locked out at `now`.
-    pub fn lockout_remaining(&self, now: u64, max_failures: u32, window_secs: u64) -> Option<u64> {
-        let start = self.window_start?;
-        let end = start.saturating_add(window_secs);
-        (self.failures >= max_failures && now < end).then(|| end - now)
-    }
-}
-
-/// Everything login reads, from one Query.
-#[derive(Debug, Clone, Default)]
-pub struct LoginLookup {
-    /// The account, if the username exists.
-    pub user: Option<UserRecord>,
-    /// The failure counter, if one exists (also for unknown usernames).
-    pub failures: Option<LoginFailures>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -176,118 +186,6 @@ impl DynamoUsers {
         Self { client, table: table.into() }
     }
 
-    /// Reads the account and the failure counter of `username`: one strongly consistent Query.
-    pub async fn lookup_for_login(&self, username: &Username) -> Result<LoginLookup, DependencyError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":pk", AttributeValue::S(username.as_str().to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| DependencyError::dynamodb("Query", e))?;
-        let mut lookup = LoginLookup::default();
-        for item in out.items() {
-            match item.get(SK).and_then(|v| v.as_s().ok()).map(String::as_str) {
-                Some(PROFILE) => lookup.user = Some(profile(item.clone())?),
-                Some(LOGIN_FAILURES) => {
-                    let failures: LoginFailures = serde_dynamo::from_item(item.clone())
-                        .map_err(|e| DependencyError::Corrupt(format!("login failures: {e}")))?;
-                    lookup.failures = Some(failures);
-                }
-                _ => {}
-            }
-        }
-        Ok(lookup)
-    }
-
-    /// Counts one failed login for `username` (existing or not) and returns the counter.
-    /// A window older than `window_secs` starts over at 1. The item expires by TTL.
-    pub async fn record_failure(
-        &self,
-        username: &Username,
-        now: u64,
-        window_secs: u64,
-    ) -> Result<LoginFailures, DependencyError> {
-        let cutoff = now.saturating_sub(window_secs);
-        let expires = n(now + window_secs);
-        // Within the window (or no window yet): count on.
-        let counted = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(username, LOGIN_FAILURES)))
-            .update_expression("SET failures = if_not_exists(failures, :zero) + :one, window_start = if_not_exists(window_start, :now), #ttl = :exp")
-            .condition_expression("attribute_not_exists(window_start) OR window_start > :cutoff")
-            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":cutoff", n(cutoff))
-            .expression_attribute_values(":exp", expires.clone())
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        let attributes = match counted {
-            Ok(out) => out.attributes,
-            Err(e) if is_conditional_check_failed(&e) => {
-                // The window has passed: start a new one. If a concurrent failure already
-                // did, our condition fails and the counter it wrote stands.
-                let restarted = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key(username, LOGIN_FAILURES)))
-                    .update_expression("SET failures = :one, window_start = :now, #ttl = :exp")
-                    .condition_expression("window_start <= :cutoff")
-                    .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-                    .expression_attribute_values(":one", n(1))
-                    .expression_attribute_values(":now", n(now))
-                    .expression_attribute_values(":cutoff", n(cutoff))
-                    .expression_attribute_values(":exp", expires)
-                    .return_values(ReturnValue::AllNew)
-                    .send()
-                    .await;
-                match restarted {
-                    Ok(out) => out.attributes,
-                    Err(e) if is_conditional_check_failed(&e) => None,
-                    Err(e) => return Err(DependencyError::dynamodb("UpdateItem", e)),
-                }
-            }
-            Err(e) => return Err(DependencyError::dynamodb("UpdateItem", e)),
-        };
-        match attributes {
-            Some(item) => {
-                serde_dynamo::from_item(item).map_err(|e| DependencyError::Corrupt(format!("login failures: {e}")))
-            }
-            None => Ok(LoginFailures { failures: 1, window_start: Some(now) }),
-        }
-    }
-
-    /// Resets the failure counter after a successful login.
-    pub async fn clear_failures(&self, username: &Username) -> Result<(), DependencyError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(username, LOGIN_FAILURES)))
-            .update_expression("REMOVE failures, window_start")
-            .condition_expression("attribute_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .send()
-            .await
-            .map(|_| ())
-            .or_else(|e| {
-                if is_conditional_check_failed(&e) {
-                    Ok(())
-                } else {
-                    Err(DependencyError::dynamodb("UpdateItem", e))
-                }
-            })
-    }
-
     /// Creates an account; fails if the username is taken.
     pub async fn create(&self, username: &Username, user: &UserRecord) -> Result<(), UserWriteError> {
         let item = ProfileItem { pk: username.as_str().to_owned(), sk: PROFILE.to_owned(), user: user.clone() };
@@ -308,6 +206,150 @@ impl DynamoUsers {
                     DependencyError::dynamodb("PutItem", e).into()
                 }
             })
+    }
+
+    /// Reserves one login attempt on `counter` before the password is checked: one
+    /// conditional write that counts it if the counter is under `max` in its window (or
+    /// starts a new window), and refuses it otherwise with the time until the window ends.
+    /// A failed attempt stays counted; a successful login clears the counter
+    /// ([`DynamoUsers::after_login`]). A device counter must exist (the device is known).
+    pub async fn reserve_attempt(
+        &self,
+        username: &Username,
+        counter: AttemptCounter<'_>,
+        now: u64,
+        max: u32,
+        window_secs: u64,
+    ) -> Result<Result<(), std::time::Duration>, DependencyError> {
+        let cutoff = now.saturating_sub(window_secs);
+        let device = matches!(counter, AttemptCounter::Device(_));
+        // The username's counter expires with its window; a device keeps its own lifetime.
+        let ttl = if device { "" } else { ", #ttl = :exp" };
+        let exists = if device { " AND attribute_exists(#pk)" } else { "" };
+        for _ in 0..3 {
+            let counted = self
+                .counter_update(username, counter, now, window_secs)
+                .update_expression(format!(
+                    "SET failures = if_not_exists(failures, :zero) + :one, \
+                     window_start = if_not_exists(window_start, :now){ttl}"
+                ))
+                .condition_expression(format!(
+                    "(attribute_not_exists(window_start) OR window_start > :cutoff) \
+                     AND (attribute_not_exists(failures) OR failures < :max){exists}"
+                ))
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":cutoff", n(cutoff))
+                .expression_attribute_values(":max", n(u64::from(max)))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            let old = match counted {
+                Ok(_) => return Ok(Ok(())),
+                Err(e) if is_conditional_check_failed(&e) => match e.into_service_error() {
+                    UpdateItemError::ConditionalCheckFailedException(c) => c.item,
+                    _ => None,
+                },
+                Err(e) => return Err(DependencyError::dynamodb("UpdateItem", e)),
+            };
+            let old: Option<LoginFailures> = old
+                .map(|item| serde_dynamo::from_item(item))
+                .transpose()
+                .map_err(|e| DependencyError::Corrupt(format!("login failures: {e}")))?;
+            let Some(LoginFailures { window_start: Some(start), .. }) = old else {
+                // A device forgotten meanwhile: refuse this once, like a full counter.
+                return Ok(Err(std::time::Duration::from_secs(1)));
+            };
+            if start > cutoff {
+                return Ok(Err(std::time::Duration::from_secs(start + window_secs - now)));
+            }
+            // The window has passed: start a new one with this attempt (unless a concurrent
+            // attempt just did; then count on in the loop).
+            let restarted = self
+                .counter_update(username, counter, now, window_secs)
+                .update_expression(format!("SET failures = :one, window_start = :now{ttl}"))
+                .condition_expression(format!("window_start <= :cutoff{exists}"))
+                .expression_attribute_values(":cutoff", n(cutoff))
+                .send()
+                .await;
+            match restarted {
+                Ok(_) => return Ok(Ok(())),
+                Err(e) if is_conditional_check_failed(&e) => continue,
+                Err(e) => return Err(DependencyError::dynamodb("UpdateItem", e)),
+            }
+        }
+        Ok(Err(std::time::Duration::from_secs(1)))
+    }
+
+    fn counter_update(
+        &self,
+        username: &Username,
+        counter: AttemptCounter<'_>,
+        now: u64,
+        window_secs: u64,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(username, &counter.sort_key())))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(now));
+        if matches!(counter, AttemptCounter::Device(_)) {
+            request = request.expression_attribute_names("#pk", PK);
+        } else {
+            request = request
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                .expression_attribute_values(":exp", n(now + window_secs));
+        }
+        request
+    }
+
+    /// Whether the device whose token hashes to `device_hash` logged in as `username`
+    /// before and has not expired.
+    pub async fn device_is_known(
+        &self,
+        username: &Username,
+        device_hash: &str,
+        now: u64,
+    ) -> Result<bool, DependencyError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(username, &AttemptCounter::Device(device_hash).sort_key())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DependencyError::dynamodb("GetItem", e))?;
+        let expires = out.item.as_ref().and_then(|i| i.get(TTL_ATTRIBUTE)?.as_n().ok()?.parse::<u64>().ok());
+        Ok(expires.is_some_and(|at| at > now))
+    }
+
+    /// What a successful login writes in its family's transaction: the counter it was
+    /// charged to cleared, and a newly trusted device (its token's hash, until `expires_at`).
+    pub fn after_login(
+        &self,
+        username: &Username,
+        counter: AttemptCounter<'_>,
+        new_device: Option<(&str, u64)>,
+        now: u64,
+    ) -> Result<Vec<TransactWriteItem>, DependencyError> {
+        let invalid = |e: aws_sdk_dynamodb::error::BuildError| DependencyError::Corrupt(e.to_string());
+        let clear = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(username, &counter.sort_key())))
+            .update_expression("REMOVE failures, window_start")
+            .build()
+            .map_err(invalid)?;
+        let mut items = vec![TransactWriteItem::builder().update(clear).build()];
+        if let Some((hash, expires_at)) = new_device {
+            let mut item = key(username, &AttemptCounter::Device(hash).sort_key());
+            item.insert(TTL_ATTRIBUTE.to_owned(), n(expires_at));
+            item.insert("created_at".to_owned(), n(now));
+            let put = Put::builder().table_name(&self.table).set_item(Some(item)).build().map_err(invalid)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        Ok(items)
     }
 
     /// Reads an account (strongly consistent).
@@ -395,18 +437,4 @@ pub(crate) fn profile_key(username: &str) -> HashMap<String, AttributeValue> {
         (PK.to_owned(), AttributeValue::S(username.to_owned())),
         (SK.to_owned(), AttributeValue::S(PROFILE.to_owned())),
     ])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn locks_out_only_at_the_limit_and_within_the_window() {
-        let f = |failures, start| LoginFailures { failures, window_start: Some(start) };
-        assert_eq!(f(4, 1000).lockout_remaining(1010, 5, 900), None);
-        assert_eq!(f(5, 1000).lockout_remaining(1010, 5, 900), Some(890));
-        assert_eq!(f(5, 1000).lockout_remaining(1900, 5, 900), None);
-        assert_eq!(LoginFailures { failures: 0, window_start: None }.lockout_remaining(1010, 5, 900), None);
-    }
 }
