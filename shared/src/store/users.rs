@@ -252,7 +252,7 @@ impl DynamoUsers {
                 Err(e) => return Err(DependencyError::dynamodb("UpdateItem", e)),
             };
             let old: Option<LoginFailures> = old
-                .map(|item| serde_dynamo::from_item(item))
+                .map(serde_dynamo::from_item)
                 .transpose()
                 .map_err(|e| DependencyError::Corrupt(format!("login failures: {e}")))?;
             let Some(LoginFailures { window_start: Some(start), .. }) = old else {
