@@ -17,6 +17,7 @@ Nothing here listens on anything but 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import shlex
 import glob
 import os
 import signal
@@ -251,7 +252,7 @@ def read_env(path: Path) -> dict[str, str]:
     for line in path.read_text().splitlines():
         if "=" in line and not line.startswith("#"):
             k, v = line.split("=", 1)
-            env[k] = v
+            env[k] = shlex.split(v)[0] if v else v
     return env
 
 
@@ -299,9 +300,12 @@ def up(stack: Stack) -> None:
         "SIGNING_KEY_ID": key,
         "TOKEN_ISSUER": "https://auth.local.test",
         "TOKEN_AUDIENCE": "tokenauth-api",
+        # The template's rule for /api/whoami, and one for the route of the sample events;
+        # every other route is denied (no `$default` rule).
+        "AUTHORIZER_ROUTE_SCOPES": "GET /api/whoami=read;GET /api/items=read",
     }
     tmp = stack.env_file.with_suffix(".tmp")
-    tmp.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    tmp.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
     tmp.replace(stack.env_file)
     log(f"up: wrote {stack.env_file}")
 

@@ -31,7 +31,7 @@ struct Stack {
 
 impl Stack {
     async fn new() -> Self {
-        let config = config_with(&[("REVOCATION_POLL_SECS", POLL)]);
+        let config = config_with(&[("REVOCATION_POLL_SECS", POLL), ("AUTHORIZER_ROUTE_SCOPES", "$default=")]);
         let clients = clients().await;
         let login = Arc::new(login_service(&config, &clients, Arc::new(SystemClock)).await);
         let refresh = Arc::new(refresh_service(&config, &clients, Arc::new(SystemClock)).await);

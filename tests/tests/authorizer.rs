@@ -29,7 +29,12 @@ async fn authorizer(
     settings: &[(&str, &str)],
     clock: Arc<dyn Clock>,
 ) -> Authorizer {
-    let config = config_with(settings);
+    // Every route open to a valid token unless the test sets rules of its own.
+    let mut settings = settings.to_vec();
+    if !settings.iter().any(|(name, _)| *name == "AUTHORIZER_ROUTE_SCOPES") {
+        settings.push(("AUTHORIZER_ROUTE_SCOPES", "$default="));
+    }
+    let config = config_with(&settings);
     let a = Authorizer::from_config(&config, dynamodb, || clients.kms.clone(), clock).await.expect("authorizer builds");
     a.warm_up().await;
     a
@@ -289,5 +294,201 @@ impl TcpProxy {
     /// Stops listening and drops every open connection.
     fn stop(&self) {
         self.task.abort();
+    }
+}
+
+/// The HTTP API 2.0 event API Gateway sends for `method path` (matched to `route_key`).
+fn request_event(bearer: &str, route_key: &str, method: &str, path: &str) -> String {
+    let mut event: Value = serde_json::from_str(&event_text_with("authorizer-http-api-v2.json", bearer)).unwrap();
+    let arn = event["routeArn"].as_str().unwrap().to_owned();
+    let base = &arn[..arn.find("/GET/").unwrap()];
+    event["routeArn"] = Value::String(format!("{base}/{method}{path}"));
+    event["routeKey"] = Value::String(route_key.to_owned());
+    event["rawPath"] = Value::String(path.to_owned());
+    event["requestContext"]["http"]["method"] = Value::String(method.to_owned());
+    event["requestContext"]["http"]["path"] = Value::String(path.to_owned());
+    event["requestContext"]["routeKey"] = Value::String(route_key.to_owned());
+    event.to_string()
+}
+
+/// Rules with every route shape: exact, `ANY` with `{proxy+}`, and a `$default` rule.
+const RULES: &str = "GET /api/whoami=read;ANY /api/admin/{proxy+}=admin;ANY /api/{proxy+}=read;$default=write";
+
+/// (route API Gateway matched, method, path as sent) for requests of every kind,
+/// including spellings that would slip past a byte-exact, first-match rule.
+const REQUESTS: [(&str, &str, &str); 10] = [
+    ("GET /api/whoami", "GET", "/api/whoami"),
+    ("ANY /api/{proxy+}", "GET", "/api/items"),
+    ("ANY /api/{proxy+}", "POST", "/api/admin/x"),
+    ("ANY /api/admin/{proxy+}", "DELETE", "/api/admin/users/7"),
+    ("ANY /api/{proxy+}", "FOO", "/api/whoami"),
+    ("$default", "GET", "/API/whoami"),
+    ("ANY /api/{proxy+}", "GET", "/api/whoami/"),
+    ("ANY /api/{proxy+}", "GET", "/api/%77hoami"),
+    ("$default", "GET", "/elsewhere"),
+    ("$default", "PUT", "/"),
+];
+
+/// Whether an answer allows the request at `arn`: the simple answer itself, or the
+/// policy evaluated as IAM does (an explicit deny wins, then an allow).
+fn answer_allows(answer: &Value, arn: &str) -> bool {
+    if let Some(simple) = answer.get("isAuthorized") {
+        return simple == true;
+    }
+    let matches = |effect: &str| {
+        answer["policyDocument"]["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Effect"] == effect)
+            .any(|s| s["Resource"].as_array().unwrap().iter().any(|r| glob_matches(r.as_str().unwrap(), arn)))
+    };
+    !matches("Deny") && matches("Allow")
+}
+
+/// IAM's `*`: any run of characters.
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            text.starts_with(head) && (head.len()..=text.len()).any(|i| glob_matches(rest, &text[i..]))
+        }
+    }
+}
+
+#[tokio::test]
+async fn simple_and_iam_answers_agree_on_every_request_and_spellings_off_the_rules_are_denied() {
+    let clients = clients().await;
+    let rules = ("AUTHORIZER_ROUTE_SCOPES", RULES);
+    let simple = authorizer(&clients, clients.dynamodb.clone(), &[rules], Arc::new(SystemClock)).await;
+    let iam =
+        authorizer(&clients, clients.dynamodb.clone(), &[rules, ("AUTHORIZER_RESPONSE", "iam")], Arc::new(SystemClock))
+            .await;
+    for scopes in [&["read"][..], &["admin"], &["read", "admin"], &["write"]] {
+        let (tokens, _) = access_token(&clients, scopes).await;
+        let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
+        for (route_key, method, path) in REQUESTS {
+            let event = request_event(&bearer, route_key, method, path);
+            let arn: Value = serde_json::from_str(&event).unwrap();
+            let arn = arn["routeArn"].as_str().unwrap();
+            let by_simple = answer_allows(&decide(&simple, &event).await.unwrap(), arn);
+            let by_iam = answer_allows(&decide(&iam, &event).await.unwrap(), arn);
+            assert_eq!(by_simple, by_iam, "{scopes:?}: {method} {path}");
+        }
+    }
+
+    // A spelling off a rule's own (case, trailing slash, encoding, another method) is not
+    // that rule's route: it gets the default, here one asking for a scope the token lacks.
+    let rules = ("AUTHORIZER_ROUTE_SCOPES", "GET /api/whoami=read;$default=write");
+    for style in ["simple", "iam"] {
+        let a = authorizer(
+            &clients,
+            clients.dynamodb.clone(),
+            &[rules, ("AUTHORIZER_RESPONSE", style)],
+            Arc::new(SystemClock),
+        )
+        .await;
+        let (tokens, _) = access_token(&clients, &["read"]).await;
+        let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
+        let allows = |method: &'static str, path: &'static str| {
+            let event = request_event(&bearer, "$default", method, path);
+            let a = &a;
+            async move {
+                let arn: Value = serde_json::from_str(&event).unwrap();
+                answer_allows(&decide(a, &event).await.unwrap(), arn["routeArn"].as_str().unwrap())
+            }
+        };
+        assert!(allows("GET", "/api/whoami").await, "{style}: the rule's own spelling");
+        for (method, path) in
+            [("GET", "/API/whoami"), ("GET", "/api/whoami/"), ("GET", "/api/%77hoami"), ("FOO", "/api/whoami")]
+        {
+            assert!(!allows(method, path).await, "{style}: {method} {path} slipped past the rule");
+        }
+    }
+}
+
+#[tokio::test]
+async fn answers_cached_by_the_templates_identity_sources_are_never_reused_to_over_grant() {
+    // The cache key as the template configures it: the identity headers and context.
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap()).unwrap();
+    let identity =
+        &template["Resources"]["HttpApi"]["Properties"]["Auth"]["Authorizers"]["TokenAuthorizer"]["Identity"];
+    let list = |name: &str| -> Vec<String> {
+        identity[name]
+            .as_sequence()
+            .map(|s| s.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    let (headers, context) = (list("Headers"), list("Context"));
+    assert_eq!(headers, ["Authorization"]);
+    let cache_key = |event: &Value| -> String {
+        let mut key = event["headers"]["authorization"].as_str().unwrap().to_owned();
+        for name in &context {
+            let value = match name.as_str() {
+                "httpMethod" => &event["requestContext"]["http"]["method"],
+                "path" => &event["requestContext"]["http"]["path"],
+                "routeKey" => &event["routeKey"],
+                other => panic!("a context identity source this test does not model: {other}"),
+            };
+            key.push('|');
+            key.push_str(value.as_str().unwrap());
+        }
+        key
+    };
+
+    let clients = clients().await;
+    let rules = ("AUTHORIZER_ROUTE_SCOPES", RULES);
+    for style in ["simple", "iam"] {
+        let a = authorizer(
+            &clients,
+            clients.dynamodb.clone(),
+            &[rules, ("AUTHORIZER_RESPONSE", style)],
+            Arc::new(SystemClock),
+        )
+        .await;
+        let (tokens, _) = access_token(&clients, &["read"]).await;
+        let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
+        let mut cache: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
+        // Every request after every other, so each cached answer meets every later request.
+        for _ in 0..2 {
+            for (route_key, method, path) in REQUESTS {
+                let event_text = request_event(&bearer, route_key, method, path);
+                let event: Value = serde_json::from_str(&event_text).unwrap();
+                let arn = event["routeArn"].as_str().unwrap();
+                let fresh = answer_allows(&decide(&a, &event_text).await.unwrap(), arn);
+                let cached = cache.entry(cache_key(&event)).or_insert_with(|| Value::Null);
+                if cached.is_null() {
+                    *cached = decide(&a, &event_text).await.unwrap();
+                }
+                let replayed = answer_allows(cached, arn);
+                assert!(!replayed || fresh, "{style}: a cached answer allowed {method} {path}, which is denied");
+                assert_eq!(replayed, fresh, "{style}: {method} {path}");
+            }
+        }
+    }
+
+    // Why the key holds method and path: keyed by route instead, a simple answer cached for
+    // GET /api/items would be reused for POST /api/admin/x (both `ANY /api/{proxy+}`).
+    let a = authorizer(&clients, clients.dynamodb.clone(), &[rules], Arc::new(SystemClock)).await;
+    let (tokens, _) = access_token(&clients, &["read"]).await;
+    let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
+    let items = decide(&a, &request_event(&bearer, "ANY /api/{proxy+}", "GET", "/api/items")).await.unwrap();
+    let admin = decide(&a, &request_event(&bearer, "ANY /api/{proxy+}", "POST", "/api/admin/x")).await.unwrap();
+    assert_eq!((items["isAuthorized"].as_bool(), admin["isAuthorized"].as_bool()), (Some(true), Some(false)));
+
+    // A policy is right for every route on its own: cached per token only (the coarsest key
+    // API Gateway has), it still answers each request as the authorizer would.
+    let iam =
+        authorizer(&clients, clients.dynamodb.clone(), &[rules, ("AUTHORIZER_RESPONSE", "iam")], Arc::new(SystemClock))
+            .await;
+    let first = request_event(&bearer, REQUESTS[0].0, REQUESTS[0].1, REQUESTS[0].2);
+    let cached = decide(&iam, &first).await.unwrap();
+    for (route_key, method, path) in REQUESTS {
+        let event_text = request_event(&bearer, route_key, method, path);
+        let event: Value = serde_json::from_str(&event_text).unwrap();
+        let arn = event["routeArn"].as_str().unwrap();
+        let fresh = answer_allows(&decide(&iam, &event_text).await.unwrap(), arn);
+        assert_eq!(answer_allows(&cached, arn), fresh, "policy cached per token: {method} {path}");
     }
 }

@@ -25,7 +25,7 @@ struct Paths {
 
 impl Paths {
     async fn new() -> Self {
-        let config = config();
+        let config = config_with(&[("AUTHORIZER_ROUTE_SCOPES", "$default=")]);
         let clients = clients().await;
         let signer = KmsSigner::load(clients.kms.clone(), &config.signing_key_id).await.unwrap();
         let authorizer =

@@ -16,7 +16,7 @@ use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, ParsedPublicKey, RsaKeyP
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, Criterion};
-use tokenauth::authorizer::{Authorizer, ResponseStyle};
+use tokenauth::authorizer::{Authorizer, ResponseStyle, RouteRule};
 use tokenauth::clock::{Clock, SystemClock};
 use tokenauth::config::AuthorizerSettings;
 use tokenauth::keys::{KeyAlgorithm, TrustedKey};
@@ -59,7 +59,9 @@ fn authorizer(key: TrustedKey, now: u64) -> Authorizer {
     );
     let settings = AuthorizerSettings {
         style: ResponseStyle::Simple,
-        rules: vec![],
+        // The template's rule for its protected route, and every other route open to a valid
+        // token: the allow path, through the rules as deployed.
+        rules: RouteRule::parse_list("GET /api/whoami=read;$default=").expect("valid rules"),
         poll_every: Duration::from_secs(86_400),
         max_staleness: Duration::from_secs(86_400),
     };

@@ -157,8 +157,7 @@ impl Authorizer {
             }
         }
 
-        let rule = self.settings.rules.iter().find(|r| r.matches(method, path));
-        let allowed = rule.is_none_or(|r| r.granted(&verified.scope));
+        let allowed = rules::decide(&self.settings.rules, method, path, &verified.scope);
         if !allowed {
             audit("deny", "insufficient_scope");
         }
