@@ -316,6 +316,7 @@ mod tests {
         assert_eq!(config.refresh_idle_ttl, Duration::from_secs(604_800));
         assert_eq!(config.login_max_failures, 5);
         assert_eq!(config.login_failure_window, Duration::from_secs(900));
+        assert_eq!(config.device_token_ttl, Duration::from_secs(7_776_000));
         assert_eq!(config.client_id, "first-party");
         assert_eq!(config.refresh_leeway, Duration::from_secs(30));
         assert_eq!(config.reuse_revokes, ReuseScope::User);
