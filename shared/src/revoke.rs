@@ -165,8 +165,9 @@ impl Revoker {
         Ok(AccountChanged { user, families_revoked })
     }
 
-    /// Revokes a user's families, concurrently, for at most the clean-up budget; failures
-    /// are logged, not fatal (the account's cut-off already ended these sessions).
+    /// Revokes a user's families and denylists their `sid`s, concurrently, for at most the
+    /// clean-up budget; failures are logged, not fatal (the account's cut-off already ended
+    /// these sessions).
     async fn end_families_of(&self, user_id: &str, reason: &str, now: u64) -> usize {
         use futures_util::StreamExt as _;
         let revoked = std::sync::atomic::AtomicUsize::new(0);
@@ -175,15 +176,24 @@ impl Revoker {
                 Ok(ids) => ids,
                 Err(e) => return tracing::warn!(error = %e, "could not list a user's families"),
             };
+            // Each family revoked, and its `sid` denylisted (its tokens are under the cut-off
+            // already; the entry says so per session too).
+            let end_family = |id: String| async move {
+                if self.families.revoke(&id, None, reason, now).await?.is_none() {
+                    return Ok(false);
+                }
+                self.revocations.put(&[self.entry(RevocationKind::Sid, &id, None)]).await?;
+                Ok::<bool, DependencyError>(true)
+            };
             futures_util::stream::iter(ids)
-                .map(|id| async move { self.families.revoke(&id, None, reason, now).await })
+                .map(end_family)
                 .buffer_unordered(FAMILY_CLEAN_UP_CONCURRENCY)
                 .for_each(|outcome| {
                     match outcome {
-                        Ok(Some(_)) => {
+                        Ok(true) => {
                             revoked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
-                        Ok(None) => {}
+                        Ok(false) => {}
                         Err(e) => tracing::warn!(error = %e, "could not revoke a family; its cut-off covers it"),
                     }
                     std::future::ready(())

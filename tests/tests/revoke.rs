@@ -212,7 +212,11 @@ async fn the_admin_revoke_all_ends_every_session() {
     for token in [&first, &second] {
         let f = family(&s.config, &s.clients, &family_of(token)).await;
         assert_eq!((f.status, f.revoked_reason.as_deref()), (FamilyStatus::Revoked, Some("revoked_by_admin")));
+        let entries = revocations_of(&s.config, &s.clients, &family_of(token)).await;
+        assert_eq!(entries.iter().map(|e| e.kind).collect::<Vec<_>>(), [RevocationKind::Sid], "its sid denylisted");
     }
+    let cut = revocations_of(&s.config, &s.clients, &s.user_id).await;
+    assert_eq!(cut.iter().map(|e| e.kind).collect::<Vec<_>>(), [RevocationKind::User], "and the user's cut-off");
 }
 
 #[tokio::test]
