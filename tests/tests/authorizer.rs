@@ -297,6 +297,18 @@ impl TcpProxy {
     }
 }
 
+/// An authorizer with these route rules answering payload 2.0 in `style`.
+async fn with_rules(clients: &Clients, rules: &str, style: &str) -> Authorizer {
+    let settings = [("AUTHORIZER_ROUTE_SCOPES", rules), ("AUTHORIZER_RESPONSE", style)];
+    authorizer(clients, clients.dynamodb.clone(), &settings, Arc::new(SystemClock)).await
+}
+
+/// `Bearer <access token>` of a new user with `scopes`.
+async fn bearer_with(clients: &Clients, scopes: &[&str]) -> String {
+    let (tokens, _) = access_token(clients, scopes).await;
+    format!("Bearer {}", tokens["access_token"].as_str().unwrap())
+}
+
 /// The HTTP API 2.0 event API Gateway sends for `method path` (matched to `route_key`).
 fn request_event(bearer: &str, route_key: &str, method: &str, path: &str) -> String {
     let mut event: Value = serde_json::from_str(&event_text_with("authorizer-http-api-v2.json", bearer)).unwrap();
@@ -360,13 +372,10 @@ fn glob_matches(pattern: &str, text: &str) -> bool {
 async fn simple_and_iam_answers_agree_on_every_request_and_spellings_off_the_rules_are_denied() {
     let clients = clients().await;
     let rules = ("AUTHORIZER_ROUTE_SCOPES", RULES);
-    let simple = authorizer(&clients, clients.dynamodb.clone(), &[rules], Arc::new(SystemClock)).await;
-    let iam =
-        authorizer(&clients, clients.dynamodb.clone(), &[rules, ("AUTHORIZER_RESPONSE", "iam")], Arc::new(SystemClock))
-            .await;
+    let simple = with_rules(&clients, rules.1, "simple").await;
+    let iam = with_rules(&clients, rules.1, "iam").await;
     for scopes in [&["read"][..], &["admin"], &["read", "admin"], &["write"]] {
-        let (tokens, _) = access_token(&clients, scopes).await;
-        let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
+        let bearer = bearer_with(&clients, scopes).await;
         for (route_key, method, path) in REQUESTS {
             let event = request_event(&bearer, route_key, method, path);
             let arn: Value = serde_json::from_str(&event).unwrap();
@@ -381,15 +390,8 @@ async fn simple_and_iam_answers_agree_on_every_request_and_spellings_off_the_rul
     // that rule's route: it gets the default, here one asking for a scope the token lacks.
     let rules = ("AUTHORIZER_ROUTE_SCOPES", "GET /api/whoami=read;$default=write");
     for style in ["simple", "iam"] {
-        let a = authorizer(
-            &clients,
-            clients.dynamodb.clone(),
-            &[rules, ("AUTHORIZER_RESPONSE", style)],
-            Arc::new(SystemClock),
-        )
-        .await;
-        let (tokens, _) = access_token(&clients, &["read"]).await;
-        let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
+        let a = with_rules(&clients, rules.1, style).await;
+        let bearer = bearer_with(&clients, &["read"]).await;
         let allows = |method: &'static str, path: &'static str| {
             let event = request_event(&bearer, "$default", method, path);
             let a = &a;
@@ -440,15 +442,8 @@ async fn answers_cached_by_the_templates_identity_sources_are_never_reused_to_ov
     let clients = clients().await;
     let rules = ("AUTHORIZER_ROUTE_SCOPES", RULES);
     for style in ["simple", "iam"] {
-        let a = authorizer(
-            &clients,
-            clients.dynamodb.clone(),
-            &[rules, ("AUTHORIZER_RESPONSE", style)],
-            Arc::new(SystemClock),
-        )
-        .await;
-        let (tokens, _) = access_token(&clients, &["read"]).await;
-        let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
+        let a = with_rules(&clients, rules.1, style).await;
+        let bearer = bearer_with(&clients, &["read"]).await;
         let mut cache: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
         // Every request after every other, so each cached answer meets every later request.
         for _ in 0..2 {
@@ -470,18 +465,15 @@ async fn answers_cached_by_the_templates_identity_sources_are_never_reused_to_ov
 
     // Why the key holds method and path: keyed by route instead, a simple answer cached for
     // GET /api/items would be reused for POST /api/admin/x (both `ANY /api/{proxy+}`).
-    let a = authorizer(&clients, clients.dynamodb.clone(), &[rules], Arc::new(SystemClock)).await;
-    let (tokens, _) = access_token(&clients, &["read"]).await;
-    let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
+    let a = with_rules(&clients, rules.1, "simple").await;
+    let bearer = bearer_with(&clients, &["read"]).await;
     let items = decide(&a, &request_event(&bearer, "ANY /api/{proxy+}", "GET", "/api/items")).await.unwrap();
     let admin = decide(&a, &request_event(&bearer, "ANY /api/{proxy+}", "POST", "/api/admin/x")).await.unwrap();
     assert_eq!((items["isAuthorized"].as_bool(), admin["isAuthorized"].as_bool()), (Some(true), Some(false)));
 
     // A policy is right for every route on its own: cached per token only (the coarsest key
     // API Gateway has), it still answers each request as the authorizer would.
-    let iam =
-        authorizer(&clients, clients.dynamodb.clone(), &[rules, ("AUTHORIZER_RESPONSE", "iam")], Arc::new(SystemClock))
-            .await;
+    let iam = with_rules(&clients, rules.1, "iam").await;
     let first = request_event(&bearer, REQUESTS[0].0, REQUESTS[0].1, REQUESTS[0].2);
     let cached = decide(&iam, &first).await.unwrap();
     for (route_key, method, path) in REQUESTS {
