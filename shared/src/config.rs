@@ -1,5 +1,5 @@
 //! Configuration: every environment variable the functions read, read here and only here,
-//! once at cold start, through one parser ([`Env`]) whose errors name the variable.
+//! once at cold start, through one parser (`Env`) whose errors name the variable.
 //! Settings that depend on each other are checked against each other before a function
 //! starts ([`Config::check`]).
 //!

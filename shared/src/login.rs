@@ -1,8 +1,10 @@
 //! The login rules: who gets a session, with which scope, and what is written.
 //!
-//! The decisions take plain values and do no I/O ([`admit`] before the password check,
-//! [`judge`] after it, [`new_family`] for what a granted login writes), so each outcome
-//! has a unit test without a stack. [`LoginService`] runs them between its calls.
+//! The decisions take plain values and do no I/O ([`judge`] after the password check,
+//! [`new_family`] for what a granted login writes), so each outcome has a unit test
+//! without a stack; whether an attempt may reach the password check at all is one
+//! conditional write ([`crate::store::DynamoUsers::reserve_attempt`]), tested against
+//! DynamoDB Local. [`LoginService`] runs them between its calls.
 //!
 //! Throttling (OWASP's device cookies): every attempt is reserved on a failed-login counter
 //! before the password is checked, so N parallel guesses bring at most
@@ -14,9 +16,9 @@
 //! One successful login without a device token makes four AWS calls in two sequential
 //! round trips: the account read and the reservation at once (GetItem, UpdateItem), then
 //! `kms:Sign` and one transaction at once (the family, conditioned on the account as read;
-//! the counter cleared; the new device remembered). With a known device token: the account
-//! and device reads at once, then the reservation, then the two at once (five calls, three
-//! round trips). Every other outcome issues nothing and leaves no usable session behind.
+//! the counter cleared; the new device remembered). With a well-formed device token: the
+//! account and device reads at once, then the reservation, then the two at once (five
+//! calls, three round trips). A counter whose window has passed costs one more write. Every other outcome issues nothing and leaves no usable session behind.
 
 use std::fmt;
 use std::sync::Arc;

@@ -145,11 +145,13 @@ impl Revoker {
         self.families.revoke(family_id, None, reason, now).await.map(|_| ())
     }
 
-    /// Applies an account change that every session must follow. The account write is the
-    /// commit point: from it on, no login or rotation decided on the account as it was can
-    /// succeed (both are conditioned on its version). Then the cut-off entry, so live
-    /// access tokens die at the authorizer within the stated lag; then, if the change ends
-    /// sessions, the families are revoked as far as [`FAMILY_CLEAN_UP_BUDGET`] allows.
+    /// Applies an account change that every session must follow. First the cut-off entry,
+    /// so live access tokens die at the authorizer within the stated lag (if it cannot be
+    /// written, nothing has changed and the call can simply be repeated). Then the account
+    /// write, the commit point: from it on, no login or rotation decided on the account as
+    /// it was can succeed (both are conditioned on its version), and every token issued
+    /// after it is at or after the cut-off. Then, if the change ends sessions, the families
+    /// are revoked as far as the clean-up budget (3 s) allows.
     pub async fn change_account(
         &self,
         username: &Username,
@@ -157,9 +159,10 @@ impl Revoker {
         reason: &str,
         now: u64,
     ) -> Result<AccountChanged, UserWriteError> {
-        let user = self.users.change(username, change, cut_off(now)).await?;
-        let cut = self.entry(RevocationKind::User, &user.user_id, Some(user.not_before));
-        self.revocations.put(&[cut]).await?;
+        let user_id = self.users.get(username).await?.ok_or(UserWriteError::NotFound)?.user_id;
+        let not_before = cut_off(now);
+        self.revocations.put(&[self.entry(RevocationKind::User, &user_id, Some(not_before))]).await?;
+        let user = self.users.change(username, change, not_before).await?;
         let families_revoked =
             if change.ends_sessions() { self.end_families_of(&user.user_id, reason, now).await } else { 0 };
         Ok(AccountChanged { user, families_revoked })

@@ -224,6 +224,9 @@ fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
 
+/// How often a transaction that conflicted with another is sent.
+const TRANSACTION_ATTEMPTS: u64 = 4;
+
 /// How a transaction ended.
 enum Transacted {
     Done,
@@ -272,19 +275,40 @@ impl DynamoFamilies {
         }
     }
 
-    /// One TransactWriteItems: done, or cancelled with the reason of each part.
+    /// One TransactWriteItems: done, or cancelled with the reason of each part. A
+    /// transaction cancelled only because another one held one of its items (DynamoDB's
+    /// `TransactionConflict`: the account item is in every login and rotation of its user)
+    /// is tried again a few times, a few milliseconds later, before it counts as a failure.
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Transacted, DependencyError> {
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(Transacted::Done),
-            Err(e) => match e.into_service_error() {
-                TransactWriteItemsError::TransactionCanceledException(cancelled)
-                    if cancelled.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed")) =>
-                {
-                    Ok(Transacted::Cancelled(cancelled.cancellation_reasons().to_vec()))
-                }
-                e => Err(DependencyError::dynamodb("TransactWriteItems", e)),
-            },
+        for attempt in 0..TRANSACTION_ATTEMPTS {
+            if attempt > 0 {
+                let jitter = u64::from(crate::token::random_bytes::<1>()[0] % 16);
+                tokio::time::sleep(std::time::Duration::from_millis(5 * attempt + jitter)).await;
+            }
+            let sent = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            match sent {
+                Ok(_) => return Ok(Transacted::Done),
+                Err(e) => match e.into_service_error() {
+                    TransactWriteItemsError::TransactionCanceledException(cancelled) => {
+                        let reasons = cancelled.cancellation_reasons();
+                        if reasons.iter().any(|r| r.code() == Some("ConditionalCheckFailed")) {
+                            return Ok(Transacted::Cancelled(reasons.to_vec()));
+                        }
+                        if !reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
+                            return Err(DependencyError::dynamodb(
+                                "TransactWriteItems",
+                                TransactWriteItemsError::TransactionCanceledException(cancelled),
+                            ));
+                        }
+                    }
+                    e => return Err(DependencyError::dynamodb("TransactWriteItems", e)),
+                },
+            }
         }
+        Err(DependencyError::DynamoDb {
+            operation: "TransactWriteItems",
+            message: format!("still conflicting after {TRANSACTION_ATTEMPTS} attempts"),
+        })
     }
 
     /// Deletes a family whose token was never handed out (its access token could not be

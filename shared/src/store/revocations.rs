@@ -21,6 +21,11 @@ fn jti_key(jti: &str) -> String {
     format!("jti#{jti}")
 }
 
+/// How long [`DynamoRevocations::put`] keeps retrying unprocessed entries: well inside
+/// the authorizer's re-read window ([`crate::revocation_cache::POLL_OVERLAP_MS`], 15 s)
+/// with the SDK's 4 s per call.
+const WRITE_BUDGET: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// The sort key of that item.
 const JTI_ENTRY: &str = "revoked";
 
@@ -109,6 +114,7 @@ impl DynamoRevocations {
                 ]));
             }
         }
+        let started = std::time::Instant::now();
         for chunk in items.chunks(25) {
             let mut requests = chunk
                 .iter()
@@ -122,6 +128,13 @@ impl DynamoRevocations {
                 .collect::<Result<Vec<_>, DependencyError>>()?;
             for attempt in 0..5u32 {
                 if requests.is_empty() {
+                    break;
+                }
+                // Entries are stamped just before this call; the authorizer re-reads
+                // POLL_OVERLAP_MS behind its cursor, so a write must not land later than
+                // that after its stamp. Rather fail (and be repeated, stamped anew) than
+                // retry past it.
+                if started.elapsed() > WRITE_BUDGET {
                     break;
                 }
                 if attempt > 0 {
