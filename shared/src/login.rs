@@ -246,7 +246,9 @@ impl LoginService {
 
         let scope = match judge(user.as_ref(), verified, requested) {
             Ok(scope) => scope,
+            // The right password: the attempt is given back.
             Err(LoginFailure::InvalidScope) => {
+                self.users.release_attempt(&username, counter).await;
                 failed(LoginFailure::InvalidScope, user_id);
                 return Err(ApiError::InvalidScope);
             }
@@ -293,7 +295,10 @@ impl LoginService {
                 failed(LoginFailure::Unavailable, Some(user_id));
                 return Err(e.into());
             }
+            // Nothing written, the counter not cleared: the attempt is given back, so an
+            // outage does not lock users out.
             (_, Err(e)) => {
+                self.users.release_attempt(&username, counter).await;
                 failed(LoginFailure::Unavailable, Some(user_id));
                 return Err(e.into());
             }

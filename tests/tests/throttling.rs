@@ -83,3 +83,17 @@ async fn the_owners_device_logs_in_during_an_attack_that_locks_out_everyone_else
     let body = json!({"username": username, "password": password, "device_token": device});
     assert_eq!(attempt(&service, body).await.0, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn an_attempt_with_the_right_password_is_given_back_even_when_refused_for_its_scope() {
+    let config = config();
+    let clients = clients().await;
+    let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
+    let (username, password, _) = create_user(&config, &clients, "giveback", &["read"]).await;
+    for _ in 0..config.login_max_failures + 2 {
+        let body = json!({"username": username, "password": password, "scope": "read admin"});
+        assert_eq!(attempt(&service, body).await.0, StatusCode::BAD_REQUEST, "invalid_scope, not 429");
+    }
+    let (status, _) = attempt(&service, json!({"username": username, "password": password})).await;
+    assert_eq!(status, StatusCode::OK, "asking for too much is not guessing");
+}

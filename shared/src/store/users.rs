@@ -280,6 +280,29 @@ impl DynamoUsers {
         Ok(Err(std::time::Duration::from_secs(1)))
     }
 
+    /// Gives back an attempt reserved by [`DynamoUsers::reserve_attempt`] that did not
+    /// fail on the password (a scope beyond the user's, DynamoDB or KMS failing after the
+    /// check), so an outage does not lock users out. Best effort: a counter that cannot be
+    /// given back expires with its window.
+    pub async fn release_attempt(&self, username: &Username, counter: AttemptCounter<'_>) {
+        let released = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(username, &counter.sort_key())))
+            .update_expression("SET failures = failures - :one")
+            .condition_expression("failures > :zero")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        if let Err(e) = released {
+            if !is_conditional_check_failed(&e) {
+                tracing::warn!(error = %DependencyError::dynamodb("UpdateItem", e), "could not give back a login attempt");
+            }
+        }
+    }
+
     fn counter_update(
         &self,
         username: &Username,
