@@ -111,7 +111,7 @@ fn login(c: &mut Criterion) {
 
     let (argon, total) = (median(argon), median(logins));
     println!(
-        "\nlogin against the local stack, median of {RUNS}: {:.1} ms total = argon2id {:.1} ms ({:.0}%) + the rest {:.1} ms (Query, then Sign || PutItem)",
+        "\nlogin against the local stack, median of {RUNS}: {:.1} ms total = argon2id {:.1} ms ({:.0}%) + the rest {:.1} ms (GetItem || reservation, then Sign || the family transaction)",
         total.as_secs_f64() * 1e3,
         argon.as_secs_f64() * 1e3,
         argon.as_secs_f64() / total.as_secs_f64() * 100.0,
