@@ -283,12 +283,12 @@ impl LoginService {
         let (issued, created) =
             tokio::join!(self.issuer.issue(&grant, &refresh, issued_at), self.families.create(&family, also));
         let tokens = match (issued, created) {
-            (Ok(tokens), Ok(Guarded::Done(()))) => tokens,
+            (Ok(tokens), Ok(Guarded::Done)) => tokens,
             (_, Ok(Guarded::AccountChanged)) => {
                 failed(LoginFailure::AccountChanged, Some(user_id));
                 return Err(ApiError::InvalidGrant);
             }
-            (Err(e), Ok(Guarded::Done(()))) => {
+            (Err(e), Ok(Guarded::Done)) => {
                 if let Err(cleanup) = self.families.delete_unissued(&family).await {
                     tracing::warn!(error = %cleanup, family_id = %family.family_id, "could not delete an unissued family");
                 }

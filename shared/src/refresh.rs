@@ -212,20 +212,13 @@ impl RefreshService {
                 self.revoker.end_family(&family.family_id, "account_changed", now).await?;
                 Ok(None)
             }
-            // Moved and moved back between two reads: try again as it is.
+            // The condition failed yet the account reads as followed: try again as it is.
             AccountVerdict::Unchanged => {
-                let state = crate::store::AccountState {
-                    scopes: family.scopes.clone(),
-                    user_version: user.as_ref().map_or(family.user_version, |u| u.version),
-                    not_before: family.not_before,
-                };
-                family.user_version = state.user_version;
+                let state = family.account_state();
                 Ok(Some((family, state)))
             }
             AccountVerdict::Follow(state) => {
-                family.scopes.clone_from(&state.scopes);
-                family.user_version = state.user_version;
-                family.not_before = state.not_before;
+                family.follow(&state);
                 Ok(Some((family, state)))
             }
         }

@@ -108,6 +108,18 @@ impl FamilyRecord {
         self.previous_hash.as_deref() == Some(hash) || self.recent.iter().any(|h| h == hash)
     }
 
+    /// What the family keeps of its owner's account.
+    pub fn account_state(&self) -> AccountState {
+        AccountState { scopes: self.scopes.clone(), user_version: self.user_version, not_before: self.not_before }
+    }
+
+    /// Takes on the account's state (as a rotation that follows it writes it).
+    pub fn follow(&mut self, state: &AccountState) {
+        self.scopes.clone_from(&state.scopes);
+        self.user_version = state.user_version;
+        self.not_before = state.not_before;
+    }
+
     /// The granted scope as an RFC 6749 string.
     pub fn scope_string(&self) -> String {
         crate::scope::Scope::from_tokens(self.scopes.iter().cloned()).to_scope_string()
@@ -200,9 +212,9 @@ impl AccountGuard<'_> {
 
 /// How a conditioned family write ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Guarded<T> {
+pub enum Guarded {
     /// Written.
-    Done(T),
+    Done,
     /// The account moved (or is not active): nothing was written.
     AccountChanged,
 }
@@ -256,7 +268,7 @@ impl DynamoFamilies {
         &self,
         family: &FamilyRecord,
         also: Vec<TransactWriteItem>,
-    ) -> Result<Guarded<()>, DependencyError> {
+    ) -> Result<Guarded, DependencyError> {
         let guard = AccountGuard::of(family).ok_or_else(|| DependencyError::Corrupt("family without owner".into()))?;
         let item = serde_dynamo::to_item(family).map_err(|e| DependencyError::Corrupt(e.to_string()))?;
         let put = Put::builder()
@@ -269,7 +281,7 @@ impl DynamoFamilies {
         let mut items = vec![guard.condition_check(&self.users_table)?, TransactWriteItem::builder().put(put).build()];
         items.extend(also);
         match self.transact(items).await? {
-            Transacted::Done => Ok(Guarded::Done(())),
+            Transacted::Done => Ok(Guarded::Done),
             Transacted::Cancelled(reasons) if failed(&reasons, 0) => Ok(Guarded::AccountChanged),
             Transacted::Cancelled(_) => Err(DependencyError::Corrupt("a new family id already exists".into())),
         }

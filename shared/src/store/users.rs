@@ -170,8 +170,12 @@ pub struct DynamoUsers {
 }
 
 fn key(username: &Username, sort: &str) -> HashMap<String, AttributeValue> {
+    key_of(username.as_str(), sort)
+}
+
+fn key_of(username: &str, sort: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([
-        (PK.to_owned(), AttributeValue::S(username.as_str().to_owned())),
+        (PK.to_owned(), AttributeValue::S(username.to_owned())),
         (SK.to_owned(), AttributeValue::S(sort.to_owned())),
     ])
 }
@@ -456,8 +460,5 @@ fn profile(item: HashMap<String, AttributeValue>) -> Result<UserRecord, Dependen
 
 /// The key of an account's profile item, for a condition another table's write checks.
 pub(crate) fn profile_key(username: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        (PK.to_owned(), AttributeValue::S(username.to_owned())),
-        (SK.to_owned(), AttributeValue::S(PROFILE.to_owned())),
-    ])
+    key_of(username, PROFILE)
 }
