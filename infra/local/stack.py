@@ -279,12 +279,6 @@ def up(stack: Stack) -> None:
         wait_ready("KMS emulator", kms.list_keys)
 
         tables = create_tables(ddb, "local")
-        key = kms.create_key(
-            KeySpec="ECC_NIST_P256",
-            KeyUsage="SIGN_VERIFY",
-            Description="tokenauth local signing key",
-        )["KeyMetadata"]["KeyId"]
-        log(f"created KMS signing key {key}")
     except BaseException:
         down(stack)
         raise
@@ -297,17 +291,37 @@ def up(stack: Stack) -> None:
         **CREDENTIALS,
         "AWS_EC2_METADATA_DISABLED": "true",
         **tables,
-        "SIGNING_KEY_ID": key,
         "TOKEN_ISSUER": "https://auth.local.test",
         "TOKEN_AUDIENCE": "tokenauth-api",
         # The template's rule for /api/whoami, and one for the route of the sample events;
         # every other route is denied (no `$default` rule).
         "AUTHORIZER_ROUTE_SCOPES": "GET /api/whoami=read;GET /api/items=read",
     }
+    try:
+        first_signing_key(env)
+    except BaseException:
+        down(stack)
+        raise
     tmp = stack.env_file.with_suffix(".tmp")
     tmp.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
     tmp.replace(stack.env_file)
     log(f"up: wrote {stack.env_file}")
+
+
+def first_signing_key(env: dict[str, str]) -> None:
+    """The key set's first key, made as a new deployment's first scheduled rotation makes
+    it: `authctl keys rotate` on an empty set creates a KMS key and makes it current."""
+    out = subprocess.run(
+        ["cargo", "run", "--quiet", "--locked", "--bin", "authctl", "--", "keys", "rotate"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"authctl keys rotate failed:\n{out.stderr}")
+    log(out.stdout.strip())
 
 
 def functions(stack: Stack, port: int) -> None:

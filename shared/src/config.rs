@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::authorizer::{ResponseStyle, RouteRule};
 use crate::aws::TrustRoots;
 use crate::error::ConfigError;
-use crate::keys::KeySource;
+use crate::keys::set::KeyTimings;
 
 /// Everything a function needs to know about its deployment. Each function takes the
 /// part it needs; a variable another function needs has a default or is required by all.
@@ -23,9 +23,8 @@ pub struct Config {
     pub families_table: String,
     /// `REVOCATIONS_TABLE` (optional for login; default empty): the Revocations table.
     pub revocations_table: String,
-    /// `SIGNING_KEY_ID` (required): id, ARN or alias of the KMS signing key
-    /// (ECC_NIST_P256 for ES256, RSA_2048 for RS256).
-    pub signing_key_id: String,
+    /// `KEYS_TABLE` (required): the Keys table, whose one item is the signing key set.
+    pub keys_table: String,
     /// `TOKEN_ISSUER` (required): the `iss` claim.
     pub issuer: String,
     /// `TOKEN_AUDIENCE` (required): the `aud` claim.
@@ -38,9 +37,23 @@ pub struct Config {
     /// every verifier allows on `exp`, `nbf` and `iat`. The one clock leeway: revocation
     /// entries and the authorizer's look-back derive their lifetimes from it.
     pub token_leeway: Duration,
-    /// `TRUSTED_JWKS` (a JWKS document), else `TRUSTED_KEY_IDS` (comma-separated KMS key
-    /// ids), else `SIGNING_KEY_ID`: the keys whose access tokens are accepted.
-    pub trusted_keys: KeySource,
+    /// `KEY_SET_RELOAD_SECS` (default 60): how often signers (login, refresh) and revoke
+    /// re-read the key set. The authorizer re-reads it with its revocation poll.
+    pub key_reload: Duration,
+    /// `KEY_PUBLISH_LEAD_SECS` (default 172 800 = 2 days): how long a new key is published
+    /// before it may sign. Longer than `JWKS_MAX_AGE_SECS` and every reload interval.
+    pub key_publish_lead: Duration,
+    /// `KEY_MAX_AGE_DAYS` (default 90): the scheduled rotation replaces the current key at
+    /// this age (adding its successor `KEY_PUBLISH_LEAD_SECS` before).
+    pub key_max_age: Duration,
+    /// `JWKS_MAX_AGE_SECS` (default 3600): the JWKS `Cache-Control: max-age`.
+    pub jwks_max_age: Duration,
+    /// `KEY_SET_TAG` (default `tokenauth`): the value of the `tokenauth:key-set` tag on every
+    /// KMS key of the set; signers may use only keys that carry it.
+    pub key_set_tag: String,
+    /// `KEY_DELETION_DAYS` (default 30, 7 to 30): KMS's waiting period before a retired or
+    /// revoked key is deleted.
+    pub key_deletion_days: i32,
     /// `REFRESH_TOKEN_TTL_SECS` (default 2 592 000 = 30 days): a family's absolute lifetime.
     pub refresh_token_ttl: Duration,
     /// `REFRESH_IDLE_TTL_SECS` (default 604 800 = 7 days): a family dies after this long unused.
@@ -100,23 +113,25 @@ impl Config {
     /// tests), then checks related settings against each other.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(lookup);
-        let signing_key_id = env.required("SIGNING_KEY_ID")?;
-        let trusted_keys = match (env.optional("TRUSTED_JWKS"), env.list("TRUSTED_KEY_IDS")) {
-            (Some(jwks), _) => KeySource::Jwks(jwks),
-            (None, ids) if !ids.is_empty() => KeySource::Kms(ids),
-            _ => KeySource::Kms(vec![signing_key_id.clone()]),
-        };
         let config = Self {
             users_table: env.required("USERS_TABLE")?,
             families_table: env.required("FAMILIES_TABLE")?,
             revocations_table: env.text("REVOCATIONS_TABLE", ""),
-            signing_key_id,
+            keys_table: env.required("KEYS_TABLE")?,
             issuer: env.required("TOKEN_ISSUER")?,
             audience: env.required("TOKEN_AUDIENCE")?,
             client_id: env.text("CLIENT_ID", "first-party"),
             access_token_ttl: env.secs("ACCESS_TOKEN_TTL_SECS", 900, Zero::Refused)?,
             token_leeway: env.secs("TOKEN_LEEWAY_SECS", 30, Zero::Allowed)?,
-            trusted_keys,
+            key_reload: env.secs("KEY_SET_RELOAD_SECS", 60, Zero::Refused)?,
+            key_publish_lead: env.secs("KEY_PUBLISH_LEAD_SECS", 2 * 24 * 3600, Zero::Refused)?,
+            key_max_age: Duration::from_secs(u64::from(env.count("KEY_MAX_AGE_DAYS", 90)?) * 24 * 3600),
+            jwks_max_age: env.secs("JWKS_MAX_AGE_SECS", 3600, Zero::Allowed)?,
+            key_set_tag: env.text("KEY_SET_TAG", "tokenauth"),
+            key_deletion_days: match env.count("KEY_DELETION_DAYS", 30)? {
+                days @ 7..=30 => i32::try_from(days).unwrap_or(30),
+                _ => return Err(ConfigError::Invalid { name: "KEY_DELETION_DAYS", reason: "7 to 30 (days)" }),
+            },
             refresh_token_ttl: env.secs("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600, Zero::Refused)?,
             refresh_idle_ttl: env.secs("REFRESH_IDLE_TTL_SECS", 7 * 24 * 3600, Zero::Refused)?,
             login_max_failures: env.count("LOGIN_MAX_FAILURES", 5)?,
@@ -174,7 +189,40 @@ impl Config {
                 self.access_token_ttl.as_secs()
             )));
         }
+        let slowest_reader = self.jwks_max_age.max(self.key_reload).max(self.authorizer.poll_every);
+        if self.key_publish_lead <= slowest_reader {
+            return Err(ConfigError::Inconsistent(format!(
+                "KEY_PUBLISH_LEAD_SECS ({}) must be longer than JWKS_MAX_AGE_SECS, KEY_SET_RELOAD_SECS and \
+                 REVOCATION_POLL_SECS (the longest is {} s): a new key must be known everywhere before it signs",
+                self.key_publish_lead.as_secs(),
+                slowest_reader.as_secs()
+            )));
+        }
+        if self.key_max_age <= self.key_publish_lead {
+            return Err(ConfigError::Inconsistent(format!(
+                "KEY_MAX_AGE_DAYS ({} s) must be longer than KEY_PUBLISH_LEAD_SECS ({} s)",
+                self.key_max_age.as_secs(),
+                self.key_publish_lead.as_secs()
+            )));
+        }
         Ok(())
+    }
+
+    /// The gates of the key lifecycle. A previous key is retired only once no signer can
+    /// still be using it (`KEY_SET_RELOAD_SECS` after its promotion) and its last token has
+    /// expired by any verifier's clock (the token lifetime plus twice the leeway).
+    pub fn key_timings(&self) -> KeyTimings {
+        KeyTimings {
+            publish_lead: self.key_publish_lead,
+            retire_after: self.key_reload + self.access_token_ttl + 2 * self.token_leeway,
+            max_age: self.key_max_age,
+        }
+    }
+
+    /// How often the authorizer re-reads the key set: with its revocation poll, at most
+    /// once a second.
+    pub fn authorizer_key_reload(&self) -> Duration {
+        self.authorizer.poll_every.max(Duration::from_secs(1))
     }
 
     /// How long a denylist entry written now must live: a token issued up to now expires
@@ -232,11 +280,6 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         self.optional(name).unwrap_or_else(|| default.to_owned())
     }
 
-    /// Comma-separated, blanks dropped.
-    fn list(&self, name: &str) -> Vec<String> {
-        self.text(name, "").split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
-    }
-
     fn number(&self, name: &'static str, default: u64, zero: Zero, reason: &'static str) -> Result<u64, ConfigError> {
         match self.optional(name) {
             None => Ok(default),
@@ -288,7 +331,7 @@ mod tests {
         [
             ("USERS_TABLE", "users"),
             ("FAMILIES_TABLE", "families"),
-            ("SIGNING_KEY_ID", "alias/signing"),
+            ("KEYS_TABLE", "keys"),
             ("TOKEN_ISSUER", "https://auth.example.com"),
             ("TOKEN_AUDIENCE", "api"),
         ]
@@ -320,7 +363,20 @@ mod tests {
         assert_eq!(config.client_id, "first-party");
         assert_eq!(config.refresh_leeway, Duration::from_secs(30));
         assert_eq!(config.reuse_revokes, ReuseScope::User);
-        assert_eq!(config.trusted_keys, KeySource::Kms(vec!["alias/signing".to_owned()]));
+        assert_eq!(config.key_reload, Duration::from_secs(60));
+        assert_eq!(config.key_publish_lead, Duration::from_secs(172_800));
+        assert_eq!(config.key_max_age, Duration::from_secs(90 * 86_400));
+        assert_eq!(config.jwks_max_age, Duration::from_secs(3600));
+        assert_eq!(config.key_set_tag, "tokenauth");
+        assert_eq!(config.key_deletion_days, 30);
+        assert_eq!(
+            config.key_timings(),
+            KeyTimings {
+                publish_lead: Duration::from_secs(172_800),
+                retire_after: Duration::from_secs(60 + 900 + 2 * 30),
+                max_age: Duration::from_secs(90 * 86_400),
+            }
+        );
         assert_eq!(config.authorizer.style, ResponseStyle::Simple);
         assert_eq!(config.authorizer.rules, vec![]);
         assert_eq!(config.authorizer.poll_every, Duration::from_secs(5));
@@ -342,7 +398,7 @@ mod tests {
 
     #[test]
     fn names_each_missing_variable() {
-        for name in ["USERS_TABLE", "FAMILIES_TABLE", "SIGNING_KEY_ID", "TOKEN_ISSUER", "TOKEN_AUDIENCE"] {
+        for name in ["USERS_TABLE", "FAMILIES_TABLE", "KEYS_TABLE", "TOKEN_ISSUER", "TOKEN_AUDIENCE"] {
             let mut env = complete();
             env.remove(name);
             let err = load(&env).expect_err("a required variable is missing");
@@ -372,6 +428,10 @@ mod tests {
             ("AUTHORIZER_RESPONSE", "policy"),
             ("AUTHORIZER_ROUTE_SCOPES", "GET api=read"),
             ("AWS_CA_BUNDLE", "/nonexistent/tokenauth/ca.pem"),
+            ("KEY_DELETION_DAYS", "6"),
+            ("KEY_DELETION_DAYS", "31"),
+            ("KEY_SET_RELOAD_SECS", "0"),
+            ("KEY_MAX_AGE_DAYS", "0"),
         ] {
             let err = with(name, value).expect_err(&format!("{name}={value} must be refused"));
             assert!(err.to_string().contains(name), "{err} should name {name}");
@@ -379,15 +439,22 @@ mod tests {
     }
 
     #[test]
-    fn trusted_keys_come_from_a_jwks_else_key_ids_else_the_signing_key() {
+    fn a_new_key_must_be_published_longer_than_anyone_caches_the_key_set() {
         let mut env = complete();
-        env.insert("TRUSTED_KEY_IDS", " key-a, ,key-b ".to_owned());
-        assert_eq!(load(&env).unwrap().trusted_keys, KeySource::Kms(vec!["key-a".into(), "key-b".into()]));
-        env.insert("TRUSTED_JWKS", r#"{"keys":[]}"#.to_owned());
-        assert_eq!(load(&env).unwrap().trusted_keys, KeySource::Jwks(r#"{"keys":[]}"#.into()));
-        env.insert("TRUSTED_JWKS", " ".to_owned());
-        env.insert("TRUSTED_KEY_IDS", "".to_owned());
-        assert_eq!(load(&env).unwrap().trusted_keys, KeySource::Kms(vec!["alias/signing".into()]));
+        env.insert("JWKS_MAX_AGE_SECS", "600".to_owned());
+        env.insert("KEY_PUBLISH_LEAD_SECS", "601".to_owned());
+        assert!(load(&env).is_ok(), "longer than the JWKS max-age and every reload interval");
+        env.insert("KEY_PUBLISH_LEAD_SECS", "600".to_owned());
+        let err = load(&env).expect_err("no longer than the JWKS max-age");
+        assert!(err.to_string().contains("KEY_PUBLISH_LEAD_SECS") && err.to_string().contains("600 s"), "{err}");
+        env.insert("JWKS_MAX_AGE_SECS", "0".to_owned());
+        env.insert("KEY_SET_RELOAD_SECS", "700".to_owned());
+        assert!(load(&env).is_err(), "no longer than the signers' reload interval");
+        env.insert("KEY_SET_RELOAD_SECS", "60".to_owned());
+        env.insert("KEY_PUBLISH_LEAD_SECS", "86400".to_owned());
+        env.insert("KEY_MAX_AGE_DAYS", "1".to_owned());
+        let err = load(&env).expect_err("a key that must be replaced before its successor may sign");
+        assert!(err.to_string().contains("KEY_MAX_AGE_DAYS"), "{err}");
     }
 
     #[test]

@@ -50,9 +50,9 @@ pub enum ApiError {
     /// The message is safe to show (it never echoes input).
     #[error("invalid request: {0}")]
     InvalidRequest(&'static str),
-    /// 405: the route only accepts POST.
+    /// 405: the route only accepts POST (token endpoints) or GET (published documents).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(Allowed),
     /// 413: the body is over the limit.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -66,6 +66,9 @@ pub enum ApiError {
     /// 401 `invalid_token` with `WWW-Authenticate: Bearer`: missing or invalid bearer token.
     #[error("invalid bearer token")]
     InvalidToken,
+    /// 404: no such path.
+    #[error("not found")]
+    NotFound,
     /// 400 `invalid_scope`: the requested scope is malformed or not granted to the user.
     #[error("invalid scope")]
     InvalidScope,
@@ -78,6 +81,15 @@ pub enum ApiError {
     /// 503: DynamoDB or KMS failed or timed out. Nothing was issued.
     #[error("dependency unavailable: {0}")]
     Unavailable(#[from] DependencyError),
+}
+
+/// The one method a route accepts (405 `Allow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowed {
+    /// Token, revocation and session endpoints.
+    Post,
+    /// The JWKS and the metadata.
+    Get,
 }
 
 /// A failure of a dependency (DynamoDB, KMS). Logged, never shown to the client.

@@ -4,14 +4,17 @@
 //! §5.2 error bodies `{"error": .., "error_description": ..}`. Causes of 5xx answers are
 //! logged here and never sent.
 
-use lambda_http::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
+use lambda_http::http::header::{
+    ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use lambda_http::http::{HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::RequestMeta;
-use crate::error::ApiError;
+use crate::discovery::DiscoveryService;
+use crate::error::{Allowed, ApiError};
 use crate::login::{LoginRequest, LoginService};
 use crate::password::MAX_PASSWORD_BYTES;
 use crate::refresh::{RefreshRequest, RefreshService};
@@ -54,7 +57,7 @@ pub async fn revoke(service: &RevocationService, request: &Request) -> Response<
     let ip = request_meta(request).source_ip;
     let outcome = if request.raw_http_path().trim_end_matches('/').ends_with("/revoke-all") {
         match (request.method() == Method::POST, bearer_token(request)) {
-            (false, _) => Err(ApiError::MethodNotAllowed),
+            (false, _) => Err(ApiError::MethodNotAllowed(Allowed::Post)),
             (true, Err(e)) => Err(e),
             (true, Ok(token)) => service.revoke_all(token, ip.as_deref()).await.map(|_| ()),
         }
@@ -74,6 +77,45 @@ pub async fn revoke(service: &RevocationService, request: &Request) -> Response<
         }
         Err(e) => error_response(&e),
     }
+}
+
+/// `GET /.well-known/jwks.json` and `GET /.well-known/oauth-authorization-server`: the
+/// document with `Cache-Control: public, max-age` and an `ETag`; 304 when the client's
+/// `If-None-Match` names it; 404 for any other path.
+pub async fn discovery(service: &DiscoveryService, request: &Request) -> Response<Body> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return error_response(&ApiError::MethodNotAllowed(Allowed::Get));
+    }
+    let path = request.raw_http_path();
+    let document = if path.ends_with(crate::discovery::JWKS_PATH) {
+        match service.jwks().await {
+            Ok(document) => document,
+            Err(e) => return error_response(&ApiError::Unavailable(e)),
+        }
+    } else if path.ends_with(crate::discovery::METADATA_PATH) {
+        service.metadata()
+    } else {
+        return error_response(&ApiError::NotFound);
+    };
+    let not_modified =
+        request.headers().get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| document.matches(v));
+    let mut response = if not_modified {
+        let mut response = Response::new(Body::Empty);
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        let mut response = Response::new(Body::Text(document.body));
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    };
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&document.etag) {
+        headers.insert(ETAG, etag);
+    }
+    if let Ok(cache) = HeaderValue::from_str(&service.cache_control()) {
+        headers.insert(CACHE_CONTROL, cache);
+    }
+    response
 }
 
 /// The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1): scheme
@@ -182,7 +224,7 @@ fn json_or_form_body<T: for<'de> Deserialize<'de>>(request: &Request) -> Result<
         return json_body(request, wrong_type).map(|body| (body, false));
     }
     if request.method() != Method::POST {
-        return Err(ApiError::MethodNotAllowed);
+        return Err(ApiError::MethodNotAllowed(Allowed::Post));
     }
     let bytes = request.body().as_ref();
     if bytes.len() > MAX_BODY_BYTES {
@@ -198,7 +240,7 @@ fn json_or_form_body<T: for<'de> Deserialize<'de>>(request: &Request) -> Result<
 /// A JSON body; `wrong_type` is what a client sending another content type is told.
 fn json_body<T: for<'de> Deserialize<'de>>(request: &Request, wrong_type: &'static str) -> Result<T, ApiError> {
     if request.method() != Method::POST {
-        return Err(ApiError::MethodNotAllowed);
+        return Err(ApiError::MethodNotAllowed(Allowed::Post));
     }
     let bytes = request.body().as_ref();
     if bytes.len() > MAX_BODY_BYTES {
@@ -251,12 +293,18 @@ struct ErrorBody {
 pub fn error_response(error: &ApiError) -> Response<Body> {
     let (status, error_code, description) = match error {
         ApiError::InvalidRequest(why) => (StatusCode::BAD_REQUEST, "invalid_request", Some(*why)),
-        ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request", Some("use POST")),
+        ApiError::MethodNotAllowed(Allowed::Post) => {
+            (StatusCode::METHOD_NOT_ALLOWED, "invalid_request", Some("use POST"))
+        }
+        ApiError::MethodNotAllowed(Allowed::Get) => {
+            (StatusCode::METHOD_NOT_ALLOWED, "invalid_request", Some("use GET"))
+        }
         ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", Some("request body too large")),
         ApiError::InvalidGrant => (StatusCode::UNAUTHORIZED, "invalid_grant", None),
         ApiError::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope", None),
         ApiError::UnsupportedGrantType => (StatusCode::BAD_REQUEST, "unsupported_grant_type", None),
         ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", None),
+        ApiError::NotFound => (StatusCode::NOT_FOUND, "invalid_request", Some("no such resource")),
         ApiError::Throttled { .. } => {
             (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", Some("too many failed attempts; retry later"))
         }
@@ -273,6 +321,13 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
     };
     if let Some(secs) = retry_after {
         response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if let ApiError::MethodNotAllowed(allowed) = error {
+        let allow = match allowed {
+            Allowed::Post => "POST",
+            Allowed::Get => "GET, HEAD",
+        };
+        response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
     }
     if matches!(error, ApiError::InvalidToken) {
         // RFC 6750 §3.

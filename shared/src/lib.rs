@@ -8,8 +8,8 @@
 //! (the login rules), [`token`] (what is issued), [`keys`] (how it is signed and which
 //! keys are trusted), [`verify`] (the one verifier of access tokens), [`rotation`] and
 //! [`refresh`] (refresh-token rotation, retry and reuse), [`revoke`] (ending sessions),
-//! [`revocation_cache`] and [`authorizer`] (the API Gateway hot path), [`store`] (where
-//! state lives), [`http`] and [`bearer`] (the one place requests and errors meet HTTP).
+//! [`revocation_cache`] and [`authorizer`] (the API Gateway hot path), [`discovery`] (the JWKS and metadata others
+//! verify with), [`store`] (where state lives), [`http`] and [`bearer`] (the one place requests and errors meet HTTP).
 //! The function binaries only wire these together; `docs/architecture.md` maps the tree.
 
 pub mod audit;
@@ -18,6 +18,7 @@ pub mod aws;
 pub mod bearer;
 pub mod clock;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod http;
 pub mod keys;

@@ -18,7 +18,7 @@ use crate::audit::{self, RequestMeta};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ReuseScope};
 use crate::error::{ApiError, DependencyError, StartError};
-use crate::keys::{KmsSigner, Signer};
+use crate::keys::{KeySetSigner, Signer};
 use crate::revoke::Revoker;
 use crate::rotation::{classify, follow_account, seal_successor, AccountVerdict, Refusal};
 use crate::scope::Scope;
@@ -68,14 +68,16 @@ impl fmt::Debug for RefreshService {
 const ROTATION_ATTEMPTS: usize = 3;
 
 impl RefreshService {
-    /// Builds the service; fetches the signing key's public half once for the `kid`.
+    /// Builds the service from configuration and SDK clients, signing with the key set's
+    /// current key ([`KeySetSigner`]).
     pub async fn from_config(
         config: &Config,
         dynamodb: aws_sdk_dynamodb::Client,
         kms: aws_sdk_kms::Client,
     ) -> Result<Self, StartError> {
-        let signer = KmsSigner::load(kms, &config.signing_key_id).await?;
-        Ok(Self::new(config, dynamodb, Arc::new(signer), Arc::new(SystemClock)))
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let signer = KeySetSigner::from_config(config, dynamodb.clone(), kms, clock.clone()).await;
+        Ok(Self::new(config, dynamodb, Arc::new(signer), clock))
     }
 
     /// Builds the service around an existing signer and clock.

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use crate::audit;
 use crate::clock::Clock;
 use crate::config::{Config, ReuseScope};
-use crate::error::{ApiError, DependencyError, StartError};
+use crate::error::{ApiError, DependencyError};
+use crate::keys::KeyRing;
+use crate::revocation_cache::Freshness;
 use crate::store::{
     AccountChange, DynamoFamilies, DynamoRevocations, DynamoUsers, FamilyRecord, FamilyStatus, Revocation,
     RevocationKind, UserRecord, UserWriteError,
@@ -276,26 +278,36 @@ impl fmt::Debug for RevokeRequest {
 /// The revoke function's service.
 pub struct RevocationService {
     revoker: Revoker,
-    verifier: Verifier,
+    keys: KeyRing,
     clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for RevocationService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RevocationService").field("verifier", &self.verifier).finish_non_exhaustive()
+        f.debug_struct("RevocationService").field("keys", &self.keys).finish_non_exhaustive()
     }
 }
 
 impl RevocationService {
-    /// Builds the service with the one verifier over the trusted keys.
-    pub async fn from_config(
-        config: &Config,
-        dynamodb: aws_sdk_dynamodb::Client,
-        kms: aws_sdk_kms::Client,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, StartError> {
-        let verifier = Verifier::from_config(config, || kms).await?;
-        Ok(Self { revoker: Revoker::new(config, dynamodb, clock.clone()), verifier, clock })
+    /// Builds the service with the one verifier, its keys read now (so the first request
+    /// need not) and again at most once per `KEY_SET_RELOAD_SECS`.
+    pub async fn from_config(config: &Config, dynamodb: aws_sdk_dynamodb::Client, clock: Arc<dyn Clock>) -> Self {
+        let keys = KeyRing::from_config(config, dynamodb.clone(), config.key_reload, 3 * config.key_reload);
+        keys.sync(clock.now()).await;
+        Self { revoker: Revoker::new(config, dynamodb, clock.clone()), keys, clock }
+    }
+
+    /// The verifier with the key set as of at most `KEY_SET_RELOAD_SECS` ago; a 503 if the
+    /// set could not be read for longer than the staleness bound (a revoked key must not
+    /// end sessions).
+    async fn verifier(&self, now: u64) -> Result<&Verifier, ApiError> {
+        if self.keys.sync(now).await.freshness == Freshness::Stale {
+            return Err(ApiError::Unavailable(DependencyError::DynamoDb {
+                operation: "GetItem",
+                message: "the key set could not be read".to_owned(),
+            }));
+        }
+        Ok(self.keys.verifier())
     }
 
     /// RFC 7009: revokes the token if it is one of ours and valid; answers the same for
@@ -304,7 +316,7 @@ impl RevocationService {
     /// token is denylisted by `jti`.
     pub async fn revoke(&self, request: RevokeRequest, source_ip: Option<&str>) -> Result<(), ApiError> {
         let now = self.clock.now();
-        match classify(&request.token, &self.verifier, now) {
+        match classify(&request.token, self.verifier(now).await?, now) {
             RevokeTarget::Session(refresh) => {
                 let revoked = self.revoker.revoke_presented(&refresh, "revoked_by_client", now).await?;
                 let outcome = if revoked { "success" } else { "nothing_to_revoke" };
@@ -329,7 +341,7 @@ impl RevocationService {
     /// `POST /auth/revoke-all`: the bearer token's user loses every session.
     pub async fn revoke_all(&self, bearer: &str, source_ip: Option<&str>) -> Result<usize, ApiError> {
         let now = self.clock.now();
-        let claims = revoke_all_subject(bearer, &self.verifier, now)?;
+        let claims = revoke_all_subject(bearer, self.verifier(now).await?, now)?;
         let Some(username) = self.revoker.bearer_account(&claims).await? else {
             audit::session_event("revoke_all", "revoked_bearer", Some(&claims.sub), &claims.sid, None, source_ip);
             return Err(ApiError::InvalidToken);

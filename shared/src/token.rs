@@ -57,10 +57,9 @@ pub fn encoded_header(alg: &str, kid: &str) -> String {
     B64URL.encode(serde_json::to_vec(&Header { alg, typ: ACCESS_TOKEN_TYP, kid }).unwrap_or_default())
 }
 
-/// Signs access tokens with one key. The encoded header is built once.
+/// Issues access tokens: builds the claims and has the signer sign them.
 pub struct AccessTokenIssuer {
     signer: Arc<dyn Signer>,
-    encoded_header: String,
     issuer: String,
     audience: String,
     ttl: Duration,
@@ -69,7 +68,6 @@ pub struct AccessTokenIssuer {
 impl fmt::Debug for AccessTokenIssuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessTokenIssuer")
-            .field("kid", &self.signer.kid())
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("ttl", &self.ttl)
@@ -93,8 +91,7 @@ pub struct AccessGrant<'a> {
 impl AccessTokenIssuer {
     /// An issuer for `iss`/`aud` whose tokens live `ttl`.
     pub fn new(signer: Arc<dyn Signer>, issuer: String, audience: String, ttl: Duration) -> Self {
-        let encoded_header = encoded_header(signer.algorithm().as_str(), signer.kid());
-        Self { signer, encoded_header, issuer, audience, ttl }
+        Self { signer, issuer, audience, ttl }
     }
 
     /// The issuer a deployment configured (`iss`, `aud`, lifetime), signing with `signer`.
@@ -145,19 +142,7 @@ impl AccessTokenIssuer {
     /// Signs `claims` into a compact JWS: one `kms:Sign` call.
     pub async fn sign(&self, claims: &AccessClaims) -> Result<String, DependencyError> {
         let payload = serde_json::to_vec(claims).map_err(|e| DependencyError::Internal(e.to_string()))?;
-        let mut token = String::with_capacity(self.encoded_header.len() + payload.len() * 4 / 3 + 100);
-        token.push_str(&self.encoded_header);
-        token.push('.');
-        B64URL.encode_string(&payload, &mut token);
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        let digest: &[u8; 32] = digest
-            .as_ref()
-            .try_into()
-            .map_err(|_| DependencyError::Internal("SHA-256 digest is not 32 bytes".to_owned()))?;
-        let signature = self.signer.sign_digest(digest).await?;
-        token.push('.');
-        B64URL.encode_string(&signature, &mut token);
-        Ok(token)
+        self.signer.sign_jws(&payload).await
     }
 }
 

@@ -14,6 +14,7 @@
 //! containing, numeric claims numeric, `nbf` honoured, all with one clock leeway.
 
 use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
@@ -66,10 +67,11 @@ impl Rejection {
     }
 }
 
-/// Verifies access tokens against a fixed set of trusted keys.
+/// Verifies access tokens against the trusted keys, which a [`crate::keys::KeyRing`]
+/// replaces when the key set changes (a read lock and a reference count per token).
 #[derive(Debug)]
 pub struct Verifier {
-    keys: Vec<TrustedKey>,
+    keys: RwLock<Arc<Vec<TrustedKey>>>,
     issuer: String,
     audience: String,
     leeway_secs: u64,
@@ -87,23 +89,24 @@ struct Header<'a> {
 impl Verifier {
     /// A verifier trusting `keys`, for tokens of `issuer` to `audience`.
     pub fn new(keys: Vec<TrustedKey>, issuer: String, audience: String, leeway_secs: u64) -> Self {
-        Self { keys, issuer, audience, leeway_secs }
+        Self { keys: RwLock::new(Arc::new(keys)), issuer, audience, leeway_secs }
     }
 
-    /// The verifier a deployment configured: its trusted keys
-    /// ([`Config::trusted_keys`](crate::Config::trusted_keys)), issuer, audience and clock
-    /// leeway. Every function that accepts an access token builds this one.
-    pub async fn from_config(
-        config: &crate::Config,
-        kms: impl FnOnce() -> aws_sdk_kms::Client,
-    ) -> Result<Self, crate::error::StartError> {
-        let keys = config.trusted_keys.load(kms).await?;
-        Ok(Self::new(keys, config.issuer.clone(), config.audience.clone(), config.token_leeway.as_secs()))
+    /// The verifier a deployment configured (issuer, audience, clock leeway), trusting no
+    /// key until a [`crate::keys::KeyRing`] hands it the key set's. Every function that
+    /// accepts an access token builds this one.
+    pub fn for_config(config: &crate::Config) -> Self {
+        Self::new(Vec::new(), config.issuer.clone(), config.audience.clone(), config.token_leeway.as_secs())
     }
 
-    /// The trusted keys.
-    pub fn keys(&self) -> &[TrustedKey] {
-        &self.keys
+    /// The trusted keys now.
+    pub fn keys(&self) -> Arc<Vec<TrustedKey>> {
+        Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Trusts exactly `keys` from now on.
+    pub fn replace_keys(&self, keys: Vec<TrustedKey>) {
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
     }
 
     /// Verifies `token` at time `now` (Unix seconds).
@@ -120,9 +123,10 @@ impl Verifier {
         if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
             return Err(Rejection::Malformed);
         }
-        let key = match self.keys.iter().find(|k| k.encoded_header() == header_b64) {
+        let keys = self.keys();
+        let key = match keys.iter().find(|k| k.encoded_header() == header_b64) {
             Some(key) => key,
-            None => self.key_for_header(header_b64)?,
+            None => key_for_header(&keys, header_b64)?,
         };
         // The signature is small: decoded on the stack, no allocation.
         let mut signature_buf = [0u8; 1024];
@@ -141,24 +145,6 @@ impl Verifier {
         let payload_json = std::str::from_utf8(&payload_json).map_err(|_| Rejection::Malformed)?;
         let claims: Claims<'_> = serde_json::from_str(payload_json).map_err(|_| Rejection::Malformed)?;
         self.check_claims(claims, now)
-    }
-
-    /// The key for a header other than the exact one our issuer writes: parsed and checked
-    /// member by member (the key by `kid`, then `alg` must be the key's, `typ` `at+jwt`).
-    fn key_for_header(&self, header_b64: &str) -> Result<&TrustedKey, Rejection> {
-        // Small: decoded on the stack, no allocation.
-        let mut header_buf = [0u8; 512];
-        let header_len = B64URL.decode_slice(header_b64, &mut header_buf).map_err(|_| Rejection::Malformed)?;
-        let header_json = std::str::from_utf8(&header_buf[..header_len]).map_err(|_| Rejection::Malformed)?;
-        let header: Header<'_> = serde_json::from_str(header_json).map_err(|_| Rejection::Malformed)?;
-        let key = self.keys.iter().find(|k| k.kid() == header.kid).ok_or(Rejection::UnknownKey)?;
-        if header.alg != key.algorithm().as_str() {
-            return Err(Rejection::AlgorithmMismatch);
-        }
-        match header.typ {
-            Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => Ok(key),
-            _ => Err(Rejection::WrongType),
-        }
     }
 
     /// Every claim our issuer writes must be there (RFC 9068 §2.2 plus `sid`): a token that
@@ -196,6 +182,24 @@ impl Verifier {
             scope: scope.to_owned(),
             sid: sid.to_owned(),
         })
+    }
+}
+
+/// The key for a header other than the exact one our issuer writes: parsed and checked
+/// member by member (the key by `kid`, then `alg` must be the key's, `typ` `at+jwt`).
+fn key_for_header<'k>(keys: &'k [TrustedKey], header_b64: &str) -> Result<&'k TrustedKey, Rejection> {
+    // Small: decoded on the stack, no allocation.
+    let mut header_buf = [0u8; 512];
+    let header_len = B64URL.decode_slice(header_b64, &mut header_buf).map_err(|_| Rejection::Malformed)?;
+    let header_json = std::str::from_utf8(&header_buf[..header_len]).map_err(|_| Rejection::Malformed)?;
+    let header: Header<'_> = serde_json::from_str(header_json).map_err(|_| Rejection::Malformed)?;
+    let key = keys.iter().find(|k| k.kid() == header.kid).ok_or(Rejection::UnknownKey)?;
+    if header.alg != key.algorithm().as_str() {
+        return Err(Rejection::AlgorithmMismatch);
+    }
+    match header.typ {
+        Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => Ok(key),
+        _ => Err(Rejection::WrongType),
     }
 }
 
@@ -392,7 +396,8 @@ mod tests {
 
     /// A valid ES256 token with the header exactly as our issuer writes it.
     fn valid() -> String {
-        let key = keys().verifier.keys().iter().find(|k| k.algorithm() == KeyAlgorithm::ES256).unwrap();
+        let trusted = keys().verifier.keys();
+        let key = trusted.iter().find(|k| k.algorithm() == KeyAlgorithm::ES256).unwrap();
         let header = String::from_utf8(B64URL.decode(key.encoded_header()).unwrap()).unwrap();
         es256_raw(&header, &claims().to_string())
     }
@@ -419,8 +424,9 @@ mod tests {
 
     #[test]
     fn the_header_our_issuer_writes_passes_every_header_check_of_the_parsing_path() {
-        for key in keys().verifier.keys() {
-            let parsed = keys().verifier.key_for_header(key.encoded_header()).expect("a header we accept");
+        let trusted = keys().verifier.keys();
+        for key in trusted.iter() {
+            let parsed = key_for_header(&trusted, key.encoded_header()).expect("a header we accept");
             assert_eq!(parsed.kid(), key.kid());
             let json: Value = serde_json::from_slice(&B64URL.decode(key.encoded_header()).unwrap()).unwrap();
             assert_eq!(json, json!({"alg": key.algorithm().as_str(), "typ": "at+jwt", "kid": key.kid()}));

@@ -18,8 +18,9 @@ use aws_smithy_types::config_bag::ConfigBag;
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use tokenauth::clock::Clock;
-use tokenauth::keys::KmsSigner;
-use tokenauth::store::{DynamoUsers, UserRecord};
+use tokenauth::keys::set::KeySet;
+use tokenauth::keys::{KeyAlgorithm, KeySetSigner, KmsSigner};
+use tokenauth::store::{DynamoKeys, DynamoUsers, UserRecord};
 use tokenauth::username::Username;
 use tokenauth::{Config, LoginService};
 
@@ -147,15 +148,20 @@ pub async fn dynamodb_at(endpoint: &str) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(endpoint).build())
 }
 
+/// The signer login and refresh build (the key set read once at start), on these clients.
+pub async fn key_set_signer(config: &Config, clients: &Clients, clock: Arc<dyn Clock>) -> KeySetSigner {
+    KeySetSigner::from_config(config, clients.dynamodb.clone(), clients.kms.clone(), clock).await
+}
+
 /// The login service as the function builds it, on the given clients and clock.
 pub async fn login_service(config: &Config, clients: &Clients, clock: Arc<dyn Clock>) -> LoginService {
-    let signer = KmsSigner::load(clients.kms.clone(), &config.signing_key_id).await.expect("signing key loads");
+    let signer = key_set_signer(config, clients, clock.clone()).await;
     LoginService::new(config, clients.dynamodb.clone(), Arc::new(signer), clock)
 }
 
 /// The refresh service as the function builds it, on the given clients and clock.
 pub async fn refresh_service(config: &Config, clients: &Clients, clock: Arc<dyn Clock>) -> tokenauth::RefreshService {
-    let signer = KmsSigner::load(clients.kms.clone(), &config.signing_key_id).await.expect("signing key loads");
+    let signer = key_set_signer(config, clients, clock.clone()).await;
     tokenauth::RefreshService::new(config, clients.dynamodb.clone(), Arc::new(signer), clock)
 }
 
@@ -165,9 +171,40 @@ pub async fn revocation_service(
     clients: &Clients,
     clock: Arc<dyn Clock>,
 ) -> tokenauth::RevocationService {
-    tokenauth::RevocationService::from_config(config, clients.dynamodb.clone(), clients.kms.clone(), clock)
+    tokenauth::RevocationService::from_config(config, clients.dynamodb.clone(), clock).await
+}
+
+/// The key set of `config`'s Keys table, as stored.
+pub async fn key_set(config: &Config, clients: &Clients) -> KeySet {
+    DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table).get().await.expect("key set readable")
+}
+
+/// Creates a Keys table named `name`, keyed as the template declares it (a test's own set).
+pub async fn create_keys_table(clients: &Clients, name: &str) {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    let key = tokenauth::store::schema::KEYS_PARTITION_KEY;
+    clients
+        .dynamodb
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name(key).attribute_type(ScalarAttributeType::S).build().unwrap(),
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name(key).key_type(KeyType::Hash).build().unwrap())
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
         .await
-        .expect("revocation service builds")
+        .unwrap();
+}
+
+/// The KMS key that signs now (the key set's current key).
+pub async fn current_signing_key(config: &Config, clients: &Clients) -> String {
+    key_set(config, clients).await.current().expect("the stack made a first key").kms_key_id.clone()
+}
+
+/// A signer of the current key, for tests that sign tokens with claims of their own.
+pub async fn current_kms_signer(config: &Config, clients: &Clients) -> KmsSigner {
+    KmsSigner::load(clients.kms.clone(), &current_signing_key(config, clients).await).await.expect("key loads")
 }
 
 /// The DER SubjectPublicKeyInfo of a KMS key, fetched as a third party would.
@@ -185,17 +222,23 @@ pub fn pem(der: &[u8]) -> String {
 }
 
 /// The claims of an access token we issued, checked by jsonwebtoken (an implementation
-/// independent of ours) with the signing key's public half fetched from KMS; `None` if it
-/// does not verify.
+/// independent of ours) with the public half of the key its `kid` names in the key set,
+/// fetched from KMS (not from our JWK conversion); `None` if it does not verify.
 pub async fn independently_verified(
     config: &Config,
     clients: &Clients,
     token: &str,
 ) -> Option<tokenauth::token::AccessClaims> {
-    use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
-    let der = public_key_der(clients, &config.signing_key_id).await;
-    let key = DecodingKey::from_ec_pem(pem(&der).as_bytes()).unwrap();
-    let mut validation = Validation::new(Algorithm::ES256);
+    use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+    let kid = decode_header(token).ok()?.kid?;
+    let set = key_set(config, clients).await;
+    let entry = set.trusted().find(|e| e.kid == kid)?;
+    let der = public_key_der(clients, &entry.kms_key_id).await;
+    let (key, algorithm) = match entry.alg {
+        KeyAlgorithm::ES256 => (DecodingKey::from_ec_pem(pem(&der).as_bytes()).unwrap(), Algorithm::ES256),
+        KeyAlgorithm::RS256 => (DecodingKey::from_rsa_pem(pem(&der).as_bytes()).unwrap(), Algorithm::RS256),
+    };
+    let mut validation = Validation::new(algorithm);
     validation.set_audience(&[&config.audience]);
     validation.set_issuer(&[&config.issuer]);
     validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);

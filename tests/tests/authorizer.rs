@@ -8,7 +8,6 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokenauth::authorizer::{Authorizer, Unauthorized};
 use tokenauth::clock::{Clock, ManualClock, SystemClock};
-use tokenauth::keys::{KeyAlgorithm, KeySource, TrustedKey};
 use tokenauth_tests::*;
 
 const SHAPES: [&str; 4] = [
@@ -24,7 +23,6 @@ async fn decide(a: &Authorizer, event: &str) -> Result<Value, Unauthorized> {
 }
 
 async fn authorizer(
-    clients: &Clients,
     dynamodb: aws_sdk_dynamodb::Client,
     settings: &[(&str, &str)],
     clock: Arc<dyn Clock>,
@@ -35,7 +33,7 @@ async fn authorizer(
         settings.push(("AUTHORIZER_ROUTE_SCOPES", "$default="));
     }
     let config = config_with(&settings);
-    let a = Authorizer::from_config(&config, dynamodb, || clients.kms.clone(), clock).await.expect("authorizer builds");
+    let a = Authorizer::from_config(&config, dynamodb, clock);
     a.warm_up().await;
     a
 }
@@ -62,7 +60,7 @@ fn denies(response: &Value, resource_suffix: &str) -> bool {
 #[tokio::test]
 async fn every_event_shape_allows_a_valid_token_with_context() {
     let clients = clients().await;
-    let a = authorizer(&clients, clients.dynamodb.clone(), &[], Arc::new(SystemClock)).await;
+    let a = authorizer(clients.dynamodb.clone(), &[], Arc::new(SystemClock)).await;
     let (tokens, user_id) = access_token(&clients, &["read"]).await;
     let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
     clients.calls.clear();
@@ -88,50 +86,30 @@ async fn every_event_shape_allows_a_valid_token_with_context() {
 }
 
 #[tokio::test]
-async fn keys_handed_over_as_a_jwks_need_no_kms_call_and_verify_the_same_tokens() {
+async fn keys_come_from_the_key_set_without_any_kms_call() {
     let clients = clients().await;
-    let kms_keys = KeySource::Kms(vec![config().signing_key_id]).load(|| clients.kms.clone()).await.unwrap();
-    let jwks = serde_json::json!({"keys": kms_keys.iter().map(TrustedKey::public_jwk).collect::<Vec<_>>()});
     clients.calls.clear();
-    let a =
-        authorizer(&clients, clients.dynamodb.clone(), &[("TRUSTED_JWKS", &jwks.to_string())], Arc::new(SystemClock))
-            .await;
+    let a = authorizer(clients.dynamodb.clone(), &[], Arc::new(SystemClock)).await;
     let started = clients.calls.names();
+    assert_eq!(
+        started.iter().filter(|call| *call == "DynamoDB.GetItem").count(),
+        1,
+        "one read of the key set at start: {started:?}"
+    );
     assert!(
-        !started.is_empty() && started.iter().all(|call| call == "DynamoDB.Query"),
-        "at start only the initial revocation load (a Query per hour bucket it spans), no KMS call: {started:?}"
+        started.iter().all(|call| call == "DynamoDB.GetItem" || call == "DynamoDB.Query"),
+        "at start the key set and the initial revocation load (a Query per hour bucket), no KMS call: {started:?}"
     );
     let (tokens, user_id) = access_token(&clients, &["read"]).await;
     let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
     let allowed = decide(&a, &event_text_with("authorizer-rest-token.json", &bearer)).await.unwrap();
     assert_eq!(allowed["principalId"], user_id.as_str());
-
-    // A JWKS naming another key: the same token is refused.
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    let other = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
-        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-        &rng,
-    )
-    .unwrap();
-    let other = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
-        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-        other.as_ref(),
-    )
-    .unwrap();
-    let spki = aws_lc_rs::encoding::AsDer::as_der(aws_lc_rs::signature::KeyPair::public_key(&other)).unwrap();
-    let other_jwks =
-        serde_json::json!({"keys": [TrustedKey::from_spki(spki.as_ref(), KeyAlgorithm::ES256).unwrap().public_jwk()]})
-            .to_string();
-    let b =
-        authorizer(&clients, clients.dynamodb.clone(), &[("TRUSTED_JWKS", &other_jwks)], Arc::new(SystemClock)).await;
-    let refused = decide(&b, &event_text_with("authorizer-rest-token.json", &bearer)).await;
-    assert_eq!(refused.unwrap_err().class(), "bad_signature");
 }
 
 #[tokio::test]
 async fn every_event_shape_refuses_bad_tokens_the_way_api_gateway_needs() {
     let clients = clients().await;
-    let a = authorizer(&clients, clients.dynamodb.clone(), &[], Arc::new(SystemClock)).await;
+    let a = authorizer(clients.dynamodb.clone(), &[], Arc::new(SystemClock)).await;
     let (tokens, _) = access_token(&clients, &["read"]).await;
     let good = tokens["access_token"].as_str().unwrap();
     let bad_headers = [
@@ -167,7 +145,7 @@ async fn every_event_shape_refuses_bad_tokens_the_way_api_gateway_needs() {
 async fn a_valid_token_without_the_routes_scope_is_denied_403_style() {
     let clients = clients().await;
     let rules = [("AUTHORIZER_ROUTE_SCOPES", "GET /api/items=admin;POST /api/*=write")];
-    let a = authorizer(&clients, clients.dynamodb.clone(), &rules, Arc::new(SystemClock)).await;
+    let a = authorizer(clients.dynamodb.clone(), &rules, Arc::new(SystemClock)).await;
     let (tokens, _) = access_token(&clients, &["read", "write"]).await;
     let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
 
@@ -181,13 +159,8 @@ async fn a_valid_token_without_the_routes_scope_is_denied_403_style() {
         }
     }
     // With IAM answers for payload 2.0 the policy is the same kind.
-    let iam = authorizer(
-        &clients,
-        clients.dynamodb.clone(),
-        &[rules[0], ("AUTHORIZER_RESPONSE", "iam")],
-        Arc::new(SystemClock),
-    )
-    .await;
+    let iam =
+        authorizer(clients.dynamodb.clone(), &[rules[0], ("AUTHORIZER_RESPONSE", "iam")], Arc::new(SystemClock)).await;
     let response = decide(&iam, &event_text_with("authorizer-http-api-v2.json", &bearer)).await.unwrap();
     assert!(denies(&response, "/GET/api/items"));
 }
@@ -197,7 +170,7 @@ async fn revocations_reach_a_warm_instance_within_the_poll_interval() {
     let config = config();
     let clients = clients().await;
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
-    let a = authorizer(&clients, clients.dynamodb.clone(), &[("REVOCATION_POLL_SECS", "1")], clock.clone()).await;
+    let a = authorizer(clients.dynamodb.clone(), &[("REVOCATION_POLL_SECS", "1")], clock.clone()).await;
     let revoke = revocation_service(&config, &clients, Arc::new(SystemClock)).await;
     let allowed = |t: &str| format!("Bearer {t}");
 
@@ -252,7 +225,7 @@ async fn serves_cached_state_while_dynamodb_is_down_then_fails_closed_after_the_
     let dynamodb = dynamodb_at(&proxy.url).await;
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
     let settings = [("REVOCATION_POLL_SECS", "1"), ("REVOCATION_MAX_STALENESS_SECS", "3")];
-    let a = authorizer(&clients, dynamodb, &settings, clock.clone()).await;
+    let a = authorizer(dynamodb, &settings, clock.clone()).await;
     let (tokens, _) = access_token(&clients, &["read"]).await;
     let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
 
@@ -300,7 +273,7 @@ impl TcpProxy {
 /// An authorizer with these route rules answering payload 2.0 in `style`.
 async fn with_rules(clients: &Clients, rules: &str, style: &str) -> Authorizer {
     let settings = [("AUTHORIZER_ROUTE_SCOPES", rules), ("AUTHORIZER_RESPONSE", style)];
-    authorizer(clients, clients.dynamodb.clone(), &settings, Arc::new(SystemClock)).await
+    authorizer(clients.dynamodb.clone(), &settings, Arc::new(SystemClock)).await
 }
 
 /// `Bearer <access token>` of a new user with `scopes`.

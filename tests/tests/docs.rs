@@ -56,7 +56,7 @@ fn the_module_map_names_exactly_the_library_source_files() {
 
 #[test]
 fn every_function_and_tool_the_docs_name_is_a_crate() {
-    for name in ["login", "refresh", "revoke", "authorizer", "whoami"] {
+    for name in ["login", "refresh", "revoke", "authorizer", "jwks", "key-rotation", "whoami"] {
         assert!(repo_root().join("functions").join(name).join("src/main.rs").is_file(), "{name}");
     }
     assert!(repo_root().join("tools/authctl/Cargo.toml").is_file());

@@ -37,7 +37,7 @@ async fn login_issues_an_es256_access_token_that_verifies_with_the_kms_public_ke
     assert!(refresh.starts_with("tkrt_"), "recognisable prefix");
 
     // Verified by jsonwebtoken with the key fetched independently from KMS.
-    let der = public_key_der(&clients, &config.signing_key_id).await;
+    let der = public_key_der(&clients, &current_signing_key(&config, &clients).await).await;
     let key = DecodingKey::from_ec_pem(pem(&der).as_bytes()).unwrap();
     let mut validation = Validation::new(Algorithm::ES256);
     validation.set_audience(&[&config.audience]);
@@ -338,7 +338,7 @@ async fn kms_stopped_answers_503_with_no_token_and_no_usable_family() {
 async fn dynamodb_unreachable_or_hanging_answers_503() {
     let config = config();
     let clients = clients().await;
-    let signer = tokenauth::keys::KmsSigner::load(clients.kms.clone(), &config.signing_key_id).await.unwrap();
+    let signer = current_kms_signer(&config, &clients).await;
 
     // Nothing listens: connection refused.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use tokenauth::authorizer::Authorizer;
 use tokenauth::clock::{Clock, SystemClock};
-use tokenauth::keys::{KmsSigner, Signer};
+use tokenauth::keys::KmsSigner;
 use tokenauth::{ApiError, RevocationService, RevokeRequest};
 use tokenauth_tests::*;
 
@@ -27,11 +27,8 @@ impl Paths {
     async fn new() -> Self {
         let config = config_with(&[("AUTHORIZER_ROUTE_SCOPES", "$default=")]);
         let clients = clients().await;
-        let signer = KmsSigner::load(clients.kms.clone(), &config.signing_key_id).await.unwrap();
-        let authorizer =
-            Authorizer::from_config(&config, clients.dynamodb.clone(), || clients.kms.clone(), Arc::new(SystemClock))
-                .await
-                .unwrap();
+        let signer = current_kms_signer(&config, &clients).await;
+        let authorizer = Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock));
         authorizer.warm_up().await;
         let revoke = revocation_service(&config, &clients, Arc::new(SystemClock)).await;
         Self { config, clients, signer, authorizer, revoke }
@@ -197,7 +194,7 @@ async fn an_rsa_kms_key_signs_rs256_tokens_that_our_verifier_and_jsonwebtoken_ac
 
     let clients = clients().await;
     let key_id = create_signing_key(&clients.kms, aws_sdk_kms::types::KeySpec::Rsa2048).await;
-    let config = config_with(&[("SIGNING_KEY_ID", &key_id)]);
+    let config = config();
     let signer = KmsSigner::load(clients.kms.clone(), &key_id).await.unwrap();
     assert_eq!(signer.algorithm(), KeyAlgorithm::RS256, "the key decides the algorithm");
 
@@ -206,8 +203,9 @@ async fn an_rsa_kms_key_signs_rs256_tokens_that_our_verifier_and_jsonwebtoken_ac
     let now = SystemClock.now();
     let token = issuer.issue(&grant, &RefreshToken::new_family(), now).await.unwrap().access_token;
 
-    // Ours, with the key loaded as every function loads its trusted keys.
-    let verifier = tokenauth::verify::Verifier::from_config(&config, || clients.kms.clone()).await.unwrap();
+    // Ours, with the key as KMS hands it out.
+    let verifier = tokenauth::verify::Verifier::for_config(&config);
+    verifier.replace_keys(vec![tokenauth::keys::fetch_trusted_key(&clients.kms, &key_id).await.unwrap()]);
     assert_eq!(verifier.verify(&token, now).unwrap().sub, "u-rsa");
 
     // jsonwebtoken, with the public key fetched from KMS.

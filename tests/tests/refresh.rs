@@ -370,7 +370,7 @@ async fn dynamodb_unreachable_answers_503_and_the_token_still_works_afterwards()
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let signer = tokenauth::keys::KmsSigner::load(s.clients.kms.clone(), &s.config.signing_key_id).await.unwrap();
+    let signer = current_kms_signer(&s.config, &s.clients).await;
     let down = RefreshService::new(&s.config, dynamodb_at(&url).await, Arc::new(signer), s.clock.clone());
 
     let response = tokenauth::http::refresh(&down, &refresh_request(&r0, None, false)).await;

@@ -139,7 +139,10 @@ async fn drift(clients: &Clients, expected: &BTreeMap<String, TableSpec>) -> Vec
 async fn local_tables_match_the_template() {
     let clients = clients().await;
     let expected = template_tables(&template());
-    assert_eq!(expected.keys().collect::<Vec<_>>(), ["FAMILIES_TABLE", "REVOCATIONS_TABLE", "USERS_TABLE"]);
+    assert_eq!(
+        expected.keys().collect::<Vec<_>>(),
+        ["FAMILIES_TABLE", "KEYS_TABLE", "REVOCATIONS_TABLE", "USERS_TABLE"]
+    );
     let found = drift(&clients, &expected).await;
     assert!(found.is_empty(), "local stack drifted from infra/template.yaml:\n{}", found.join("\n"));
 }
@@ -184,8 +187,13 @@ fn code_uses_the_keys_index_and_ttl_the_template_declares() {
         tables["REVOCATIONS_TABLE"].key_schema,
         [pair(schema::REVOCATIONS_PARTITION_KEY, "HASH"), pair(schema::REVOCATIONS_SORT_KEY, "RANGE")]
     );
+    assert_eq!(tables["KEYS_TABLE"].key_schema, [pair(schema::KEYS_PARTITION_KEY, "HASH")]);
+    // The key set never expires: a TTL on it would delete every key at once.
+    assert_eq!(tables["KEYS_TABLE"].ttl_attribute, None);
     for (name, table) in &tables {
-        assert_eq!(table.ttl_attribute.as_deref(), Some(schema::TTL_ATTRIBUTE), "{name}");
+        if name != "KEYS_TABLE" {
+            assert_eq!(table.ttl_attribute.as_deref(), Some(schema::TTL_ATTRIBUTE), "{name}");
+        }
         assert_eq!(table.billing_mode, "PAY_PER_REQUEST", "{name}");
     }
 }

@@ -19,9 +19,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use tokenauth::authorizer::{Authorizer, ResponseStyle, RouteRule};
 use tokenauth::clock::{Clock, SystemClock};
 use tokenauth::config::AuthorizerSettings;
-use tokenauth::keys::{KeyAlgorithm, TrustedKey};
+use tokenauth::keys::{KeyAlgorithm, KeyRing, TrustedKey};
 use tokenauth::revocation_cache::{RevocationCache, RevocationFeed};
-use tokenauth::store::{DynamoRevocations, Revocation, RevocationKind};
+use tokenauth::store::{DynamoKeys, DynamoRevocations, Revocation, RevocationKind};
 use tokenauth::verify::Verifier;
 
 const ISS: &str = "https://auth.example.test";
@@ -65,9 +65,12 @@ fn authorizer(key: TrustedKey, now: u64) -> Authorizer {
         poll_every: Duration::from_secs(86_400),
         max_staleness: Duration::from_secs(86_400),
     };
-    let feed = RevocationFeed::preloaded(Box::new(DynamoRevocations::new(dynamodb, "unused")), &settings, cache, now);
-    let verifier = Verifier::new(vec![key], ISS.into(), AUD.into(), 30);
-    Authorizer::new(verifier, feed, settings, Arc::new(SystemClock))
+    let feed =
+        RevocationFeed::preloaded(Box::new(DynamoRevocations::new(dynamodb.clone(), "unused")), &settings, cache, now);
+    let verifier = Arc::new(Verifier::new(vec![key], ISS.into(), AUD.into(), 30));
+    let day = Duration::from_secs(86_400);
+    let keys = KeyRing::preloaded(DynamoKeys::new(dynamodb, "unused"), verifier, day, day, now);
+    Authorizer::new(keys, feed, settings, Arc::new(SystemClock))
 }
 
 fn cases(now: u64) -> Vec<Case> {

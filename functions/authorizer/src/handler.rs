@@ -27,10 +27,7 @@ mod tests {
     async fn sample_events_are_refused_without_panicking_each_in_its_own_way() {
         let config = config();
         let clients = clients().await;
-        let authorizer =
-            Authorizer::from_config(&config, clients.dynamodb.clone(), || clients.kms.clone(), Arc::new(SystemClock))
-                .await
-                .unwrap();
+        let authorizer = Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock));
         for name in ["authorizer-rest-token.json", "authorizer-rest-request.json"] {
             let raw = RawValue::from_string(event(name).to_string()).unwrap();
             let outcome = function_handler(&authorizer, LambdaEvent::new(raw, Context::default())).await;

@@ -1,5 +1,5 @@
-//! The `authorizer` Lambda: wiring only. Keys and the revocation state are loaded once per
-//! instance; a request then makes no AWS call unless a revocation poll is due.
+//! The `authorizer` Lambda: wiring only. The key set and the revocation state are read at
+//! start; a request then makes no AWS call unless their poll is due.
 
 mod handler;
 
@@ -16,13 +16,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
     let sdk = tokenauth::aws::sdk_config(&config.trust_roots, tokenauth::aws::Credentials::Environment).await?;
-    let authorizer = Authorizer::from_config(
-        &config,
-        aws_sdk_dynamodb::Client::new(&sdk),
-        || aws_sdk_kms::Client::new(&sdk),
-        Arc::new(SystemClock),
-    )
-    .await?;
+    let authorizer = Authorizer::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk), Arc::new(SystemClock));
     // Before the runtime asks for the first event, not alongside: Lambda may freeze the
     // instance as soon as it asks (an instance initialised ahead of traffic), and a read
     // frozen in flight would stall or fail the first request.

@@ -22,8 +22,7 @@ mod tests {
     async fn service() -> RefreshService {
         let config = config();
         let clients = clients().await;
-        let signer = tokenauth::keys::KmsSigner::load(clients.kms.clone(), &config.signing_key_id).await.unwrap();
-        RefreshService::new(&config, clients.dynamodb.clone(), Arc::new(signer), Arc::new(SystemClock))
+        tokenauth_tests::refresh_service(&config, &clients, Arc::new(SystemClock)).await
     }
 
     #[tokio::test]

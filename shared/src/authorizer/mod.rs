@@ -24,7 +24,7 @@ pub use rules::RouteRule;
 
 use crate::clock::Clock;
 use crate::config::{AuthorizerSettings, Config};
-use crate::error::StartError;
+use crate::keys::KeyRing;
 use crate::revocation_cache::{Freshness, RevocationFeed};
 use crate::token::AccessClaims;
 use crate::verify::{Rejection, Verifier};
@@ -41,6 +41,8 @@ pub enum Unauthorized {
     Revoked,
     /// The revocation state is older than the staleness bound.
     StaleRevocations,
+    /// The key set could not be re-read for longer than the staleness bound.
+    StaleKeys,
     /// The event is not one of the shapes we accept.
     UnknownEvent,
 }
@@ -53,6 +55,7 @@ impl Unauthorized {
             Self::Invalid(r) => r.class(),
             Self::Revoked => "revoked",
             Self::StaleRevocations => "stale_revocations",
+            Self::StaleKeys => "stale_keys",
             Self::UnknownEvent => "unknown_event",
         }
     }
@@ -67,9 +70,10 @@ impl fmt::Display for Unauthorized {
 
 impl std::error::Error for Unauthorized {}
 
-/// The authorizer: verifier, revocation feed, rules. Built once per cold start.
+/// The authorizer: key ring (the verifier and its keys), revocation feed, rules. Built
+/// once per cold start.
 pub struct Authorizer {
-    verifier: Verifier,
+    keys: Arc<KeyRing>,
     feed: tokio::sync::Mutex<RevocationFeed>,
     settings: AuthorizerSettings,
     clock: Arc<dyn Clock>,
@@ -77,41 +81,48 @@ pub struct Authorizer {
 
 impl fmt::Debug for Authorizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Authorizer").field("verifier", &self.verifier).field("settings", &self.settings).finish()
+        f.debug_struct("Authorizer").field("keys", &self.keys).field("settings", &self.settings).finish()
     }
 }
 
 impl Authorizer {
     /// Assembles an authorizer.
-    pub fn new(verifier: Verifier, feed: RevocationFeed, settings: AuthorizerSettings, clock: Arc<dyn Clock>) -> Self {
-        Self { verifier, feed: tokio::sync::Mutex::new(feed), settings, clock }
+    pub fn new(keys: KeyRing, feed: RevocationFeed, settings: AuthorizerSettings, clock: Arc<dyn Clock>) -> Self {
+        Self { keys: Arc::new(keys), feed: tokio::sync::Mutex::new(feed), settings, clock }
     }
 
-    /// Builds the authorizer as the function does: keys from their [`crate::keys::KeySource`],
-    /// the revocation feed over the Revocations table, the settings of `config`.
-    pub async fn from_config(
-        config: &Config,
-        dynamodb: aws_sdk_dynamodb::Client,
-        kms: impl FnOnce() -> aws_sdk_kms::Client,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, StartError> {
-        let verifier = Verifier::from_config(config, kms).await?;
+    /// Builds the authorizer as the function does: the key set and the revocation feed from
+    /// their tables, re-read together at most once per `REVOCATION_POLL_SECS` (keys: at
+    /// most once a second), the settings of `config`. No KMS call at all.
+    pub fn from_config(config: &Config, dynamodb: aws_sdk_dynamodb::Client, clock: Arc<dyn Clock>) -> Self {
+        let keys = KeyRing::from_config(
+            config,
+            dynamodb.clone(),
+            config.authorizer_key_reload(),
+            config.authorizer.max_staleness,
+        );
         let feed = RevocationFeed::new(
             Box::new(crate::store::DynamoRevocations::new(dynamodb, &config.revocations_table)),
             &config.authorizer,
             config.revocation_lookback().as_secs(),
         );
-        Ok(Self::new(verifier, feed, config.authorizer.clone(), clock))
+        Self::new(keys, feed, config.authorizer.clone(), clock)
     }
 
     /// The verifier (for benchmarks that take the hot path apart).
     pub fn verifier(&self) -> &Verifier {
-        &self.verifier
+        self.keys.verifier()
     }
 
-    /// Polls the revocation feed now (at cold start, so the first request needs no read).
+    /// Reads the key set and polls the revocation feed now, together (at cold start, so the
+    /// first request needs no read).
     pub async fn warm_up(&self) -> Freshness {
-        self.feed.lock().await.sync(self.clock.now()).await
+        let now = self.clock.now();
+        let (keys, revocations) = tokio::join!(self.keys.sync(now), async { self.feed.lock().await.sync(now).await });
+        match (keys.freshness, revocations) {
+            (Freshness::Fresh, Freshness::Fresh) => Freshness::Fresh,
+            _ => Freshness::Stale,
+        }
     }
 
     /// Answers one raw authorizer event: `Ok(response JSON)` for allow and deny,
@@ -143,14 +154,31 @@ impl Authorizer {
         };
 
         let now = self.clock.now();
-        let verified = match self.verifier.verify(token, now) {
+        let mut verified = match self.verifier().verify(token, now) {
             Ok(v) => v,
-            Err(rejection) => return self.refuse(Some(shape), Unauthorized::Invalid(rejection)),
+            Err(rejection) => {
+                if rejection == Rejection::UnknownKey {
+                    // Perhaps a key newer than ours: look, but not for this request.
+                    self.keys.reload_soon(now);
+                }
+                return self.refuse(Some(shape), Unauthorized::Invalid(rejection));
+            }
         };
         {
             let mut feed = self.feed.lock().await;
-            if feed.sync(now).await == Freshness::Stale {
+            let (keys, revocations) = tokio::join!(self.keys.sync(now), feed.sync(now));
+            if revocations == Freshness::Stale {
                 return self.refuse(Some(shape), Unauthorized::StaleRevocations);
+            }
+            if keys.freshness == Freshness::Stale {
+                return self.refuse(Some(shape), Unauthorized::StaleKeys);
+            }
+            if keys.changed {
+                // The key may just have been revoked: verify again with the set as it is now.
+                verified = match self.verifier().verify(token, now) {
+                    Ok(v) => v,
+                    Err(rejection) => return self.refuse(Some(shape), Unauthorized::Invalid(rejection)),
+                };
             }
             if feed.is_revoked(&verified) {
                 return self.refuse(Some(shape), Unauthorized::Revoked);

@@ -2,32 +2,39 @@
 //!
 //! - [`KeyAlgorithm`]: ES256 on a KMS `ECC_NIST_P256` key, RS256 on `RSA_2048`. The key
 //!   fixes the algorithm; a token never chooses it.
+//! - [`set`]: the key set and its gated lifecycle (pending → current → previous →
+//!   retired, or revoked), rules without I/O.
+//! - [`live`]: the set at run time: [`KeyRing`] keeps a verifier's keys in step with it,
+//!   [`KeySetSigner`] signs with its current key.
+//! - [`manager`]: the changes (add, promote, retire, revoke, the next due step), with KMS
+//!   and a conditional write of the set.
 //! - [`Signer`] and [`KmsSigner`]: the private key never leaves KMS. We hash
 //!   `header.payload` ourselves and send only the digest (`MessageType=DIGEST`), so the
 //!   claims never travel to KMS either.
 //! - [`TrustedKey`]: a public key parsed once for verification, with its `kid` (the RFC 7638
 //!   thumbprint, [`jwk::thumbprint`]) and public JWK.
-//! - [`KeySource`]: the seam through which every function gets its trusted keys (KMS
-//!   `GetPublicKey`, or a JWKS document).
 //! - [`der`]: the DER we read (SubjectPublicKeyInfo, KMS's ECDSA signatures).
 
 pub mod der;
 pub mod jwk;
 mod kms;
-mod source;
+pub mod live;
+pub mod manager;
+pub mod set;
 mod trusted;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use kms::{fetch_trusted_key, KmsSigner};
-pub use source::KeySource;
+pub use live::{KeyRing, KeySetSigner};
+pub use manager::KeyManager;
 pub use trusted::TrustedKey;
 
 use crate::error::DependencyError;
 
 /// The JOSE algorithm of a key. Fixed by the key, never taken from a token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum KeyAlgorithm {
     /// ECDSA P-256 SHA-256 (RFC 7518 §3.4), signature `r||s` (64 bytes).
     ES256,
@@ -45,18 +52,15 @@ impl KeyAlgorithm {
     }
 }
 
-/// A boxed future, so [`Signer`] can be used as `dyn Signer`.
-pub type SignFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, DependencyError>> + Send + 'a>>;
+/// A boxed future of a compact JWS, so [`Signer`] can be used as `dyn Signer`.
+pub type JwsFuture<'a> = Pin<Box<dyn Future<Output = Result<String, DependencyError>> + Send + 'a>>;
 
-/// Something that signs a SHA-256 digest and returns the JWS signature bytes
-/// (`r || s` for ES256). KMS in production; a local key in unit tests.
+/// Something that signs access tokens: the key that signs decides the header (`alg`,
+/// `kid`), so a signer whose key changes at run time cannot pair one key's header with
+/// another key's signature.
 pub trait Signer: Send + Sync {
-    /// The key's algorithm.
-    fn algorithm(&self) -> KeyAlgorithm;
-    /// The key id put in the JWS header: the RFC 7638 thumbprint of the public key.
-    fn kid(&self) -> &str;
-    /// Signs a SHA-256 digest of the JWS signing input.
-    fn sign_digest<'a>(&'a self, digest: &'a [u8; 32]) -> SignFuture<'a>;
+    /// Signs `payload` (the claims JSON) into a compact JWS `header.payload.signature`.
+    fn sign_jws<'a>(&'a self, payload: &'a [u8]) -> JwsFuture<'a>;
 }
 
 #[cfg(test)]

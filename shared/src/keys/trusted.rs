@@ -21,6 +21,8 @@ pub struct TrustedKey {
     encoded_header: String,
     /// The public JWK, with `kid`, `alg` and `use`.
     jwk: serde_json::Value,
+    /// DER SubjectPublicKeyInfo, as KMS hands it out.
+    spki: Vec<u8>,
 }
 
 impl fmt::Debug for TrustedKey {
@@ -53,7 +55,7 @@ impl TrustedKey {
             members.insert("alg".into(), algorithm.as_str().into());
             members.insert("use".into(), "sig".into());
         }
-        Ok(Self { kid, algorithm, key, encoded_header, jwk })
+        Ok(Self { kid, algorithm, key, encoded_header, jwk, spki: der.to_vec() })
     }
 
     /// A key from a public JWK (RFC 7517): EC P-256 (`x`, `y`) or RSA (`n`, `e`). Its `kid`
@@ -105,6 +107,11 @@ impl TrustedKey {
     /// The public key as a JWK (RFC 7517) with `kid`, `alg` and `use`: what a JWKS lists.
     pub fn public_jwk(&self) -> &serde_json::Value {
         &self.jwk
+    }
+
+    /// The DER SubjectPublicKeyInfo.
+    pub fn spki(&self) -> &[u8] {
+        &self.spki
     }
 
     /// The key id.

@@ -1,10 +1,12 @@
-//! Where state lives: DynamoDB repositories for users and refresh-token families.
+//! Where state lives: DynamoDB repositories for users, refresh-token families, the
+//! revocation denylist and the signing key set.
 //!
 //! Item conversion goes through `serde_dynamo` in one place per table. Every call maps its
 //! SDK error to a [`crate::error::DependencyError`] (a 503 for the client). These types are tested only
 //! against DynamoDB Local: conditional writes are the point, and a map cannot show them.
 
 mod families;
+mod keys;
 mod revocations;
 mod users;
 
@@ -12,6 +14,7 @@ pub use families::{
     AccountGuard, AccountState, DynamoFamilies, FamilyRecord, FamilyStatus, Guarded, RotateOutcome, Rotation,
     HISTORY_SLOTS,
 };
+pub use keys::DynamoKeys;
 pub use revocations::{DynamoRevocations, Revocation, RevocationKind};
 pub use users::{AccountChange, AttemptCounter, DynamoUsers, LoginFailures, UserRecord, UserStatus, UserWriteError};
 
@@ -34,6 +37,8 @@ pub mod schema {
     pub const REVOCATIONS_PARTITION_KEY: &str = "bucket";
     /// Revocations: sort key (`<revoked_at>#<kind>#<id>`).
     pub const REVOCATIONS_SORT_KEY: &str = "entry";
+    /// Keys: partition key (`signing`, the one key set).
+    pub const KEYS_PARTITION_KEY: &str = "id";
     /// The TTL attribute of every table (Unix seconds).
     pub const TTL_ATTRIBUTE: &str = "expires_at";
 }

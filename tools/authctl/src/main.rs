@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use tokenauth::keys::TrustedKey;
+use tokenauth::keys::manager::{KeyChangeError, KeySource};
+use tokenauth::keys::set::{KeyRefusal, KeyStep};
+use tokenauth::keys::{KeyAlgorithm, KeyManager};
 use tokenauth::password;
 use tokenauth::scope::Scope;
 use tokenauth::store::AccountChange;
@@ -32,15 +34,47 @@ enum Command {
     /// Manage sessions (refresh-token families).
     #[command(subcommand)]
     Session(SessionCommand),
-    /// Inspect the signing keys.
+    /// Manage the signing key set (README: "Keys and rotation").
     #[command(subcommand)]
     Keys(KeysCommand),
 }
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Print the public JWKS of the authorizer's trusted keys (`TRUSTED_KEY_IDS`, else
-    /// `SIGNING_KEY_ID`, from KMS): what `TRUSTED_JWKS` takes to spare it the KMS calls.
+    /// Every key of the set: state, kid, alg, KMS key, since when.
+    List,
+    /// Add a key as pending (as current if the set is empty): a new KMS key, or --key-id.
+    Add {
+        /// An RSA_2048 key (RS256) instead of ECC_NIST_P256 (ES256).
+        #[arg(long, conflicts_with = "key_id")]
+        rsa: bool,
+        /// Adopt this existing KMS key (id, ARN or alias) instead of creating one.
+        #[arg(long)]
+        key_id: Option<String>,
+    },
+    /// Make the pending key current (the current one becomes previous), once it has been
+    /// published for KEY_PUBLISH_LEAD_SECS.
+    Promote {
+        /// Promote before the gate opens (logged in the audit log).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Retire the oldest previous key once its last token has expired; schedules its KMS
+    /// key for deletion.
+    Retire {
+        /// Retire before the gate opens (logged in the audit log).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Emergency: distrust a key now, live tokens included. A current key hands over to
+    /// the pending one (a new key is added first if none is pending).
+    Revoke {
+        /// The key's kid.
+        kid: String,
+    },
+    /// Perform the next due step of the schedule, if any (what the key-rotation function runs).
+    Rotate,
+    /// Print the JWKS document as the jwks function serves it.
     Jwks,
 }
 
@@ -81,6 +115,8 @@ enum UserCommand {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Audit lines (JSON) on stderr: key changes, and whether a gate was forced.
+    tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_target(true).init();
     match run(cli).await {
         Ok(message) => {
             println!("{message}");
@@ -100,7 +136,7 @@ async fn run(cli: Cli) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let users = DynamoUsers::new(dynamodb.clone(), &config.users_table);
-    let revoker = Revoker::new(&config, dynamodb, Arc::new(SystemClock));
+    let revoker = Revoker::new(&config, dynamodb.clone(), Arc::new(SystemClock));
     let change = |name: Username, change: AccountChange, reason: &'static str| {
         let revoker = revoker.clone();
         async move {
@@ -109,14 +145,10 @@ async fn run(cli: Cli) -> Result<String, String> {
     };
     let command = match cli.command {
         Command::User(command) => command,
-        Command::Keys(KeysCommand::Jwks) => {
-            let keys = config
-                .trusted_keys
-                .load(|| aws_sdk_kms::Client::new(&sdk))
-                .await
-                .map_err(|e| format!("could not load the trusted keys: {e}"))?;
-            let jwks = serde_json::json!({"keys": keys.iter().map(TrustedKey::public_jwk).collect::<Vec<_>>()});
-            return Ok(jwks.to_string());
+        Command::Keys(command) => {
+            let manager =
+                KeyManager::from_config(&config, dynamodb, aws_sdk_kms::Client::new(&sdk), Arc::new(SystemClock));
+            return keys(&manager, command).await;
         }
         Command::Session(SessionCommand::RevokeAll { username }) => {
             let name = parse_username(&username)?;
@@ -157,6 +189,45 @@ async fn run(cli: Cli) -> Result<String, String> {
                 scopes.join(" "),
                 changed.user.not_before
             ))
+        }
+    }
+}
+
+async fn keys(manager: &KeyManager, command: KeysCommand) -> Result<String, String> {
+    let done = |step: KeyStep| step.to_string();
+    match command {
+        KeysCommand::List => {
+            let set = manager.list().await.map_err(|e| e.to_string())?;
+            let lines: Vec<String> = set.entries.iter().map(ToString::to_string).collect();
+            Ok(format!("key set version {}\n{}", set.version, lines.join("\n")))
+        }
+        KeysCommand::Add { rsa, key_id } => {
+            let source = match (key_id, rsa) {
+                (Some(id), _) => KeySource::Adopt(id),
+                (None, true) => KeySource::Create(KeyAlgorithm::RS256),
+                (None, false) => KeySource::Create(KeyAlgorithm::ES256),
+            };
+            manager.add(source).await.map(done).map_err(|e| e.to_string())
+        }
+        KeysCommand::Promote { force } => manager.promote(force).await.map(done).map_err(|e| e.to_string()),
+        KeysCommand::Retire { force } => manager.retire(force).await.map(done).map_err(|e| e.to_string()),
+        KeysCommand::Revoke { kid } => match manager.revoke(&kid).await {
+            Err(KeyChangeError::Refused(KeyRefusal::NoPending(_))) => {
+                let set = manager.list().await.map_err(|e| e.to_string())?;
+                let alg = set.current().map_or(KeyAlgorithm::ES256, |c| c.alg);
+                let added = manager.add(KeySource::Create(alg)).await.map_err(|e| e.to_string())?;
+                let revoked = manager.revoke(&kid).await.map_err(|e| e.to_string())?;
+                Ok(format!("{}\n{}", done(added), done(revoked)))
+            }
+            outcome => outcome.map(done).map_err(|e| e.to_string()),
+        },
+        KeysCommand::Rotate => match manager.rotate().await.map_err(|e| e.to_string())? {
+            Some(step) => Ok(done(step)),
+            None => Ok("nothing is due".to_owned()),
+        },
+        KeysCommand::Jwks => {
+            let set = manager.list().await.map_err(|e| e.to_string())?;
+            Ok(tokenauth::discovery::jwks(&set).map_err(|e| e.to_string())?.body)
         }
     }
 }

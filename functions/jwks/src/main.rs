@@ -1,0 +1,17 @@
+//! The `jwks` Lambda: wiring only. Publishes the key set's public keys (RFC 7517) and the
+//! RFC 8414 metadata; one DynamoDB read per JWKS request, no KMS call.
+
+mod handler;
+
+use lambda_http::{run, service_fn, Error};
+use tokenauth::discovery::DiscoveryService;
+use tokenauth::Config;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let sdk = tokenauth::aws::sdk_config(&config.trust_roots, tokenauth::aws::Credentials::Environment).await?;
+    let service = DiscoveryService::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk));
+    run(service_fn(|event| handler::function_handler(&service, event))).await
+}

@@ -1,0 +1,285 @@
+//! The key set at run time. Verifiers keep their trusted keys in step with it
+//! ([`KeyRing`]); signers sign with its current key ([`KeySetSigner`]). Both read the one
+//! item of the Keys table and neither calls KMS to learn a key, so a rotation needs no
+//! redeploy and a function's cold start no `kms:GetPublicKey`.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+
+use super::set::{KeyEntry, KeySet};
+use super::{KmsSigner, TrustedKey};
+use crate::clock::Clock;
+use crate::error::DependencyError;
+use crate::revocation_cache::Freshness;
+use crate::store::DynamoKeys;
+use crate::verify::Verifier;
+
+/// A key of the set as a verifier trusts it. The stored `kid` must be the thumbprint of the
+/// stored public key: a set whose entries disagree with themselves is not used.
+pub fn trusted_key(entry: &KeyEntry) -> Result<TrustedKey, DependencyError> {
+    let corrupt = |why: &str| DependencyError::Corrupt(format!("key set entry {}: {why}", entry.kid));
+    let der = B64.decode(&entry.public_key).map_err(|_| corrupt("public key is not base64"))?;
+    let key = TrustedKey::from_spki(&der, entry.alg).map_err(corrupt)?;
+    if key.kid() != entry.kid {
+        return Err(corrupt("kid is not the thumbprint of the public key"));
+    }
+    Ok(key)
+}
+
+/// Every key of the set whose tokens are accepted (pending, current, previous).
+pub fn trusted_keys(set: &KeySet) -> Result<Vec<TrustedKey>, DependencyError> {
+    set.trusted().map(trusted_key).collect()
+}
+
+/// What a [`KeyRing::sync`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySync {
+    /// Whether the keys may be relied on (loaded within the staleness bound).
+    pub freshness: Freshness,
+    /// Whether this call replaced the verifier's keys.
+    pub changed: bool,
+}
+
+#[derive(Debug, Default)]
+struct RingState {
+    version: Option<u64>,
+    last_attempt: Option<u64>,
+    last_success: Option<u64>,
+}
+
+/// Keeps a [`Verifier`]'s trusted keys equal to the key set: reloaded at most once per
+/// `every` (inline with the caller's other polling, or in the background when a token names
+/// a key we do not know), never more often, however many requests ask. If reading fails, the
+/// last keys serve for `max_staleness`; after that the ring reports itself stale and the
+/// caller refuses (an emergency revoke must not go unseen for long).
+pub struct KeyRing {
+    keys: DynamoKeys,
+    verifier: Arc<Verifier>,
+    every_secs: u64,
+    max_staleness_secs: u64,
+    state: Mutex<RingState>,
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing").field("every_secs", &self.every_secs).finish_non_exhaustive()
+    }
+}
+
+impl KeyRing {
+    /// The ring a function builds: the configured verifier, kept up to date from the Keys
+    /// table every `every`, relied on for `max_staleness` after the last good read.
+    pub fn from_config(
+        config: &crate::Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        every: Duration,
+        max_staleness: Duration,
+    ) -> Self {
+        let verifier = Arc::new(Verifier::for_config(config));
+        Self::new(DynamoKeys::new(dynamodb, &config.keys_table), verifier, every, max_staleness)
+    }
+
+    /// A ring that keeps `verifier` (usually built with no keys) up to date from `keys`.
+    pub fn new(keys: DynamoKeys, verifier: Arc<Verifier>, every: Duration, max_staleness: Duration) -> Self {
+        Self {
+            keys,
+            verifier,
+            every_secs: every.as_secs().max(1),
+            max_staleness_secs: max_staleness.as_secs(),
+            state: Mutex::new(RingState::default()),
+        }
+    }
+
+    /// A ring whose verifier already holds the keys as of `loaded_at` (benchmarks: no read
+    /// falls due for `every`).
+    pub fn preloaded(
+        keys: DynamoKeys,
+        verifier: Arc<Verifier>,
+        every: Duration,
+        max_staleness: Duration,
+        loaded_at: u64,
+    ) -> Self {
+        let ring = Self::new(keys, verifier, every, max_staleness);
+        *ring.lock() = RingState { version: None, last_attempt: Some(loaded_at), last_success: Some(loaded_at) };
+        ring
+    }
+
+    /// The verifier whose keys this ring keeps.
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+
+    /// Reloads the set if the last attempt is `every` old (inline: the caller waits for
+    /// that one read), and says whether the keys may be used.
+    pub async fn sync(&self, now: u64) -> KeySync {
+        let changed = if self.claim_reload(now) { self.load(now).await } else { false };
+        KeySync { freshness: self.freshness(now), changed }
+    }
+
+    /// A token named a key we do not know: reload in the background if the last attempt is
+    /// `every` old. The caller answers without waiting; a flood of such tokens causes at most
+    /// one read per interval.
+    pub fn reload_soon(self: &Arc<Self>, now: u64) {
+        if self.claim_reload(now) {
+            let ring = Arc::clone(self);
+            tokio::spawn(async move { ring.load(now).await });
+        }
+    }
+
+    /// Whether the keys were loaded within the staleness bound.
+    pub fn freshness(&self, now: u64) -> Freshness {
+        match self.lock().last_success {
+            Some(at) if now.saturating_sub(at) <= self.max_staleness_secs => Freshness::Fresh,
+            _ => Freshness::Stale,
+        }
+    }
+
+    /// Takes the one reload of this interval, if it is still free.
+    fn claim_reload(&self, now: u64) -> bool {
+        let mut state = self.lock();
+        let due = state.last_attempt.is_none_or(|at| now >= at.saturating_add(self.every_secs));
+        if due {
+            state.last_attempt = Some(now);
+        }
+        due
+    }
+
+    /// Reads the set and hands its trusted keys to the verifier if its version changed.
+    async fn load(&self, now: u64) -> bool {
+        let loaded = self.keys.get().await.and_then(|set| Ok((set.version, trusted_keys(&set)?)));
+        match loaded {
+            Ok((version, keys)) => {
+                let mut state = self.lock();
+                state.last_success = Some(now);
+                let changed = state.version != Some(version);
+                if changed {
+                    tracing::info!(version, keys = keys.len(), "key set loaded");
+                    self.verifier.replace_keys(keys);
+                    state.version = Some(version);
+                }
+                changed
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "key set not reloaded; the last keys stay in use");
+                false
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RingState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The signer of login and refresh: signs with the key set's current key, re-reading the
+/// set at most once per `every`. A promotion therefore reaches every signer within `every`;
+/// the retirement gate waits that long on top of the token lifetime
+/// ([`crate::Config::key_timings`]). If a re-read fails, the key it knows keeps signing for
+/// another two intervals, then signing fails (503) rather than guess.
+pub struct KeySetSigner {
+    keys: DynamoKeys,
+    kms: aws_sdk_kms::Client,
+    every_secs: u64,
+    clock: Arc<dyn Clock>,
+    loaded: tokio::sync::Mutex<Option<LoadedKey>>,
+}
+
+struct LoadedKey {
+    read_at: u64,
+    signer: Arc<KmsSigner>,
+}
+
+impl fmt::Debug for KeySetSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySetSigner").field("every_secs", &self.every_secs).finish_non_exhaustive()
+    }
+}
+
+impl KeySetSigner {
+    /// A signer over the set in `keys`, signing through `kms`.
+    pub fn new(keys: DynamoKeys, kms: aws_sdk_kms::Client, every: Duration, clock: Arc<dyn Clock>) -> Self {
+        Self { keys, kms, every_secs: every.as_secs().max(1), clock, loaded: tokio::sync::Mutex::new(None) }
+    }
+
+    /// The signer a deployment configured (Keys table, `KEY_SET_RELOAD_SECS`), having read
+    /// the set once so the first request need not. A failed read is not fatal here: the
+    /// first request reads again, and answers 503 if it fails too.
+    pub async fn from_config(
+        config: &crate::Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        kms: aws_sdk_kms::Client,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let signer = Self::new(DynamoKeys::new(dynamodb, &config.keys_table), kms, config.key_reload, clock);
+        if let Err(e) = signer.current().await {
+            tracing::warn!(error = %e, "no signing key at start-up");
+        }
+        signer
+    }
+
+    /// The KMS signer of the current key, as of at most `every` ago.
+    pub async fn current(&self) -> Result<Arc<KmsSigner>, DependencyError> {
+        self.current_as_of(false).await
+    }
+
+    /// With `reread`, reads the set now whatever the interval.
+    async fn current_as_of(&self, reread: bool) -> Result<Arc<KmsSigner>, DependencyError> {
+        let now = self.clock.now();
+        let mut loaded = self.loaded.lock().await;
+        if let Some(key) = loaded.as_ref().filter(|k| !reread && now < k.read_at.saturating_add(self.every_secs)) {
+            return Ok(Arc::clone(&key.signer));
+        }
+        match self.read_current().await {
+            Ok(signer) => {
+                let signer = match loaded.as_ref() {
+                    Some(key) if key.signer.kid() == signer.kid() => Arc::clone(&key.signer),
+                    _ => Arc::new(signer),
+                };
+                *loaded = Some(LoadedKey { read_at: now, signer: Arc::clone(&signer) });
+                Ok(signer)
+            }
+            Err(e) => match loaded.as_ref() {
+                Some(key) if now < key.read_at.saturating_add(3 * self.every_secs) => {
+                    tracing::warn!(error = %e, "key set not reloaded; signing with the key last read");
+                    Ok(Arc::clone(&key.signer))
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    async fn read_current(&self) -> Result<KmsSigner, DependencyError> {
+        let set = self.keys.get().await?;
+        let current = set.current().ok_or_else(|| {
+            DependencyError::Corrupt("the key set has no current key (run `authctl keys rotate`)".to_owned())
+        })?;
+        let key = trusted_key(current)?;
+        Ok(KmsSigner::new(self.kms.clone(), &current.kms_key_id, &key))
+    }
+}
+
+impl super::Signer for KeySetSigner {
+    /// Signs with the current key. If KMS refuses, the key may have just been revoked (its
+    /// KMS key is then pending deletion and cannot sign): the set is read again at once and,
+    /// if another key signs now, the token is signed with that one, so an emergency revoke
+    /// costs no request its token.
+    fn sign_jws<'a>(&'a self, payload: &'a [u8]) -> super::JwsFuture<'a> {
+        Box::pin(async move {
+            let signer = self.current().await?;
+            match signer.sign_jws(payload).await {
+                Err(refused @ DependencyError::Kms { .. }) => {
+                    let now_current = self.current_as_of(true).await?;
+                    if now_current.kid() == signer.kid() {
+                        return Err(refused);
+                    }
+                    now_current.sign_jws(payload).await
+                }
+                outcome => outcome,
+            }
+        })
+    }
+}

@@ -1,0 +1,74 @@
+//! The Keys table: the signing key set as one item (`id` = `signing`). One strongly
+//! consistent `GetItem` tells a verifier every key it trusts and a signer the key it signs
+//! with, public keys included, so no function needs KMS to learn a key. Every change is a
+//! `PutItem` conditional on the version it read: two changes made from the same set
+//! (two rotation runs at once) cannot both land.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::is_conditional_check_failed;
+use super::schema::KEYS_PARTITION_KEY;
+use crate::error::DependencyError;
+use crate::keys::set::KeySet;
+
+/// The one item's key.
+const SIGNING_SET: &str = "signing";
+
+/// The key set in DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoKeys {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoKeys {
+    /// The repository over `table`.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    /// The key set, strongly consistent; the empty set (version 0) if none was written yet.
+    pub async fn get(&self) -> Result<KeySet, DependencyError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEYS_PARTITION_KEY, AttributeValue::S(SIGNING_SET.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DependencyError::dynamodb("GetItem", e))?;
+        match out.item {
+            None => Ok(KeySet::default()),
+            Some(mut item) => {
+                item.remove(KEYS_PARTITION_KEY);
+                serde_dynamo::from_item(item).map_err(|e| DependencyError::Corrupt(format!("key set: {e}")))
+            }
+        }
+    }
+
+    /// Writes `set` if the stored set is still at `read_version` (0: none stored).
+    /// `Ok(false)`: another change landed first; read again and decide again.
+    pub async fn replace(&self, set: &KeySet, read_version: u64) -> Result<bool, DependencyError> {
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(set).map_err(|e| DependencyError::Internal(format!("key set: {e}")))?;
+        item.insert(KEYS_PARTITION_KEY.to_owned(), AttributeValue::S(SIGNING_SET.to_owned()));
+        let request = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        let request = if read_version == 0 {
+            request
+                .condition_expression("attribute_not_exists(#id)")
+                .expression_attribute_names("#id", KEYS_PARTITION_KEY)
+        } else {
+            request
+                .condition_expression("version = :read")
+                .expression_attribute_values(":read", AttributeValue::N(read_version.to_string()))
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_check_failed(&e) => Ok(false),
+            Err(e) => Err(DependencyError::dynamodb("PutItem", e)),
+        }
+    }
+}
