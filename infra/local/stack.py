@@ -279,6 +279,12 @@ def up(stack: Stack) -> None:
         wait_ready("KMS emulator", kms.list_keys)
 
         tables = create_tables(ddb, "local")
+        sealing_key = kms.create_key(
+            KeySpec="SYMMETRIC_DEFAULT",
+            KeyUsage="ENCRYPT_DECRYPT",
+            Description="tokenauth local sealing key (the data key of refresh-token successors)",
+        )["KeyMetadata"]["KeyId"]
+        log(f"created KMS sealing key {sealing_key}")
     except BaseException:
         down(stack)
         raise
@@ -291,6 +297,7 @@ def up(stack: Stack) -> None:
         **CREDENTIALS,
         "AWS_EC2_METADATA_DISABLED": "true",
         **tables,
+        "SEALING_KEY_ID": sealing_key,
         "TOKEN_ISSUER": "https://auth.local.test",
         "TOKEN_AUDIENCE": "tokenauth-api",
         # The template's rule for /api/whoami, and one for the route of the sample events;

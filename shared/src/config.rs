@@ -51,6 +51,10 @@ pub struct Config {
     /// `KEY_SET_TAG` (default `tokenauth`): the value of the `tokenauth:key-set` tag on every
     /// KMS key of the set; signers may use only keys that carry it.
     pub key_set_tag: String,
+    /// `SEALING_KEY_ID` (default empty; needed where the first key is added: the
+    /// key-rotation function and `authctl`): the symmetric KMS key under which the
+    /// sealing secret of refresh-token successors is generated.
+    pub sealing_key_id: String,
     /// `KEY_DELETION_DAYS` (default 30, 7 to 30): KMS's waiting period before a retired or
     /// revoked key is deleted.
     pub key_deletion_days: i32,
@@ -128,6 +132,7 @@ impl Config {
             key_max_age: Duration::from_secs(u64::from(env.count("KEY_MAX_AGE_DAYS", 90)?) * 24 * 3600),
             jwks_max_age: env.secs("JWKS_MAX_AGE_SECS", 3600, Zero::Allowed)?,
             key_set_tag: env.text("KEY_SET_TAG", "tokenauth"),
+            sealing_key_id: env.text("SEALING_KEY_ID", ""),
             key_deletion_days: match env.count("KEY_DELETION_DAYS", 30)? {
                 days @ 7..=30 => i32::try_from(days).unwrap_or(30),
                 _ => return Err(ConfigError::Invalid { name: "KEY_DELETION_DAYS", reason: "7 to 30 (days)" }),

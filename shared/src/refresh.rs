@@ -18,10 +18,12 @@ use crate::audit::{self, RequestMeta};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ReuseScope};
 use crate::error::{ApiError, DependencyError, StartError};
+use crate::keys::sealing::SealingSecrets;
 use crate::keys::{KeySetSigner, Signer};
 use crate::revoke::Revoker;
 use crate::rotation::{classify, follow_account, seal_successor, AccountVerdict, Refusal};
 use crate::scope::Scope;
+use crate::store::DynamoKeys;
 use crate::store::{AccountGuard, DynamoFamilies, DynamoUsers, FamilyRecord, RotateOutcome, Rotation};
 use crate::token::{AccessGrant, AccessTokenIssuer, RefreshToken, TokenResponse};
 use crate::username::Username;
@@ -47,6 +49,7 @@ pub struct RefreshService {
     users: DynamoUsers,
     revoker: Revoker,
     issuer: AccessTokenIssuer,
+    sealing: SealingSecrets,
     clock: Arc<dyn Clock>,
     leeway_secs: u64,
     idle_secs: u64,
@@ -76,18 +79,31 @@ impl RefreshService {
         kms: aws_sdk_kms::Client,
     ) -> Result<Self, StartError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let signer = KeySetSigner::from_config(config, dynamodb.clone(), kms, clock.clone()).await;
-        Ok(Self::new(config, dynamodb, Arc::new(signer), clock))
+        let signer = KeySetSigner::from_config(config, dynamodb.clone(), kms.clone(), clock.clone()).await;
+        let service = Self::new(config, dynamodb, kms, Arc::new(signer), clock);
+        service.warm_up().await;
+        Ok(service)
     }
 
-    /// Builds the service around an existing signer and clock.
+    /// Decrypts the sealing secret now (at cold start), so the first request need not; if
+    /// this fails, the first request tries again.
+    pub async fn warm_up(&self) {
+        if let Err(e) = self.sealing.get().await {
+            tracing::warn!(error = %e, "no sealing secret at start-up");
+        }
+    }
+
+    /// Builds the service around an existing signer and clock; `kms` decrypts the sealing
+    /// secret of successors.
     pub fn new(
         config: &Config,
         dynamodb: aws_sdk_dynamodb::Client,
+        kms: aws_sdk_kms::Client,
         signer: Arc<dyn Signer>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
+            sealing: SealingSecrets::new(DynamoKeys::new(dynamodb.clone(), &config.keys_table), kms),
             families: DynamoFamilies::new(dynamodb.clone(), &config.families_table, &config.users_table),
             users: DynamoUsers::new(dynamodb.clone(), &config.users_table),
             revoker: Revoker::new(config, dynamodb, clock.clone()),
@@ -112,7 +128,8 @@ impl RefreshService {
             Some(raw) => Scope::parse(raw).map_err(|_| ApiError::InvalidScope)?.tokens().map(str::to_owned).collect(),
         };
         let successor = presented.successor().ok_or(ApiError::InvalidGrant)?;
-        let sealed = if self.leeway_secs > 0 { seal_successor(&presented, &successor) } else { None };
+        let server = self.sealing.get().await?;
+        let sealed = if self.leeway_secs > 0 { seal_successor(server, &presented, &successor) } else { None };
         let (presented_hash, successor_hash) = (presented.hash(), successor.hash());
         let now = self.clock.now();
 
@@ -237,7 +254,8 @@ impl RefreshService {
     ) -> Result<TokenResponse, ApiError> {
         let family_id = family.family_id.clone();
         let user_id = Some(family.user_id.as_str());
-        match classify(presented, Some(&family), required, now, self.leeway_secs) {
+        let server = self.sealing.get().await?;
+        match classify(server, presented, Some(&family), required, now, self.leeway_secs) {
             Refusal::Retry(same_successor) => {
                 // No write, so the account is checked by reading it.
                 let Some((family, _)) = self.follow(family.clone(), now, ip).await? else {

@@ -6,8 +6,10 @@
 //! still holds token k while the family has moved on to k+1. Within a short leeway after
 //! the rotation we hand that client **the same** k+1 again (no branch in the family),
 //! which requires keeping k+1 somewhere. We keep it sealed (AES-256-GCM) under a key
-//! derived by HKDF-SHA256 from k's secret: only a holder of k can open it, a database
-//! reader cannot, and since k+1's secret is random, a holder of k cannot compute it.
+//! derived by HKDF-SHA256 from k's secret and a server-side [`SealingSecret`] that is not
+//! in the Families table (a KMS data key, [`crate::keys::sealing`]): opening it takes both
+//! k and the secret, so neither a reader of the table (even with a leaked old token) nor a
+//! holder of k alone can; and since k+1's secret is random, no one can compute it.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
@@ -18,12 +20,32 @@ use subtle::ConstantTimeEq;
 use crate::store::{AccountState, FamilyRecord, UserRecord, UserStatus};
 use crate::token::{random_bytes, RefreshToken};
 
-fn sealing_key(previous: &RefreshToken) -> Option<LessSafeKey> {
+/// The server-side half of every sealing key: 32 random bytes held outside the Families
+/// table. Never logged, never shown.
+#[derive(Clone)]
+pub struct SealingSecret([u8; 32]);
+
+impl SealingSecret {
+    /// The secret from its bytes (a decrypted KMS data key).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl std::fmt::Debug for SealingSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealingSecret(..)")
+    }
+}
+
+/// HKDF-SHA256: the server secret is the salt, the previous token's secret the input key
+/// material; the family and generation bind the key to one place in one family.
+fn sealing_key(server: &SealingSecret, previous: &RefreshToken) -> Option<LessSafeKey> {
     let family = previous.family_id();
-    let salt = Salt::new(HKDF_SHA256, family.as_bytes());
-    let info = previous.generation().to_be_bytes();
+    let salt = Salt::new(HKDF_SHA256, &server.0);
+    let generation = previous.generation().to_be_bytes();
     let prk = salt.extract(previous.secret());
-    let info: [&[u8]; 2] = [b"tokenauth successor v1", &info];
+    let info: [&[u8]; 3] = [b"tokenauth successor v2", family.as_bytes(), &generation];
     let okm = prk.expand(&info, &AES_256_GCM).ok()?;
     Some(LessSafeKey::new(UnboundKey::from(okm)))
 }
@@ -34,10 +56,10 @@ fn aad(successor_generation: u32, family_id: &str) -> Vec<u8> {
     aad
 }
 
-/// Seals `successor`'s secret under a key derived from `previous`'s secret.
-/// Output: base64url(nonce ‖ ciphertext ‖ tag).
-pub fn seal_successor(previous: &RefreshToken, successor: &RefreshToken) -> Option<String> {
-    let key = sealing_key(previous)?;
+/// Seals `successor`'s secret under a key derived from `previous`'s secret and the server
+/// secret. Output: base64url(nonce ‖ ciphertext ‖ tag).
+pub fn seal_successor(server: &SealingSecret, previous: &RefreshToken, successor: &RefreshToken) -> Option<String> {
+    let key = sealing_key(server, previous)?;
     let nonce_bytes = random_bytes::<NONCE_LEN>();
     let mut in_out = successor.secret().to_vec();
     key.seal_in_place_append_tag(
@@ -51,9 +73,10 @@ pub fn seal_successor(previous: &RefreshToken, successor: &RefreshToken) -> Opti
     Some(B64URL.encode(sealed))
 }
 
-/// Opens a sealed successor with the previous token; `None` if this token cannot open it.
-pub fn open_successor(previous: &RefreshToken, sealed: &str) -> Option<RefreshToken> {
-    let key = sealing_key(previous)?;
+/// Opens a sealed successor with the previous token and the server secret; `None` if they
+/// cannot open it.
+pub fn open_successor(server: &SealingSecret, previous: &RefreshToken, sealed: &str) -> Option<RefreshToken> {
+    let key = sealing_key(server, previous)?;
     let bytes = B64URL.decode(sealed).ok()?;
     if bytes.len() <= NONCE_LEN {
         return None;
@@ -88,8 +111,10 @@ pub enum Refusal {
     Reuse,
 }
 
-/// Classifies a refused rotation of `presented` given the family item as it was.
+/// Classifies a refused rotation of `presented` given the family item as it was (`server`
+/// opens a sealed successor for a retry).
 pub fn classify(
+    server: &SealingSecret,
     presented: &RefreshToken,
     family: Option<&FamilyRecord>,
     required_scopes: &[String],
@@ -116,7 +141,7 @@ pub fn classify(
         && family.rotated_at.is_some_and(|at| now <= at.saturating_add(leeway_secs))
         && presented.generation().checked_add(1) == Some(family.generation);
     if is_previous && within_leeway {
-        if let Some(successor) = family.sealed_successor.as_deref().and_then(|s| open_successor(presented, s)) {
+        if let Some(successor) = family.sealed_successor.as_deref().and_then(|s| open_successor(server, presented, s)) {
             // The successor must be exactly the family's current token.
             if same_hash(&successor.hash(), &family.token_hash) {
                 return if scopes_granted { Refusal::Retry(successor) } else { Refusal::ScopeNotGranted };
@@ -159,6 +184,8 @@ mod tests {
     use super::*;
     use crate::store::{FamilyStatus, HISTORY_SLOTS};
 
+    const SERVER: SealingSecret = SealingSecret([42; 32]);
+
     fn family_after_rotation(previous: &RefreshToken, current: &RefreshToken, rotated_at: u64) -> FamilyRecord {
         let mut recent = vec![String::new(); HISTORY_SLOTS];
         recent[previous.generation() as usize % HISTORY_SLOTS] = previous.hash();
@@ -172,7 +199,7 @@ mod tests {
             recent,
             previous_hash: Some(previous.hash()),
             rotated_at: Some(rotated_at),
-            sealed_successor: seal_successor(previous, current),
+            sealed_successor: seal_successor(&SERVER, previous, current),
             status: FamilyStatus::Active,
             revoked_reason: None,
             revoked_at: None,
@@ -226,15 +253,27 @@ mod tests {
     fn only_the_previous_token_opens_the_sealed_successor() {
         let k = RefreshToken::new_family();
         let k1 = k.successor().expect("successor");
-        let sealed = seal_successor(&k, &k1).expect("sealed");
-        assert_eq!(open_successor(&k, &sealed), Some(k1.clone()));
-        assert_eq!(open_successor(&k1, &sealed), None, "the successor cannot open itself");
+        let sealed = seal_successor(&SERVER, &k, &k1).expect("sealed");
+        assert_eq!(open_successor(&SERVER, &k, &sealed), Some(k1.clone()));
+        assert_eq!(open_successor(&SERVER, &k1, &sealed), None, "the successor cannot open itself");
         let forged = RefreshToken::from_parts(&k.family_id(), 0, [7; 32]).expect("parts");
-        assert_eq!(open_successor(&forged, &sealed), None, "a forged token with the real family id cannot");
+        assert_eq!(open_successor(&SERVER, &forged, &sealed), None, "a forged token with the real family id cannot");
         let mut tampered = B64URL.decode(&sealed).expect("b64");
         tampered[NONCE_LEN] ^= 1;
-        assert_eq!(open_successor(&k, &B64URL.encode(tampered)), None);
+        assert_eq!(open_successor(&SERVER, &k, &B64URL.encode(tampered)), None);
         assert!(!sealed.contains(&B64URL.encode(k1.secret())), "sealed text does not show the secret");
+    }
+
+    #[test]
+    fn the_previous_token_without_the_server_secret_cannot_open_the_successor() {
+        let k = RefreshToken::new_family();
+        let k1 = k.successor().expect("successor");
+        let sealed = seal_successor(&SERVER, &k, &k1).expect("sealed");
+        let other = SealingSecret::from_bytes([43; 32]);
+        assert_eq!(open_successor(&other, &k, &sealed), None, "a reader of the table holding k, without the secret");
+        let family = family_after_rotation(&k, &k1, 1000);
+        assert_eq!(classify(&other, &k, Some(&family), &[], 1010, 30), Refusal::Reuse, "no retry without it");
+        assert!(format!("{SERVER:?}").contains(".."), "never printed");
     }
 
     #[test]
@@ -242,11 +281,11 @@ mod tests {
         let k = RefreshToken::new_family();
         let k1 = k.successor().expect("successor");
         let family = family_after_rotation(&k, &k1, 1000);
-        assert_eq!(classify(&k, Some(&family), &[], 1030, 30), Refusal::Retry(k1.clone()));
-        assert_eq!(classify(&k, Some(&family), &[], 1031, 30), Refusal::Reuse, "after the leeway");
-        assert_eq!(classify(&k, Some(&family), &[], 1000, 0), Refusal::Reuse, "leeway off");
+        assert_eq!(classify(&SERVER, &k, Some(&family), &[], 1030, 30), Refusal::Retry(k1.clone()));
+        assert_eq!(classify(&SERVER, &k, Some(&family), &[], 1031, 30), Refusal::Reuse, "after the leeway");
+        assert_eq!(classify(&SERVER, &k, Some(&family), &[], 1000, 0), Refusal::Reuse, "leeway off");
         assert_eq!(
-            classify(&k, Some(&family), &["admin".into()], 1010, 30),
+            classify(&SERVER, &k, Some(&family), &["admin".into()], 1010, 30),
             Refusal::ScopeNotGranted,
             "a retry cannot widen scope"
         );
@@ -259,10 +298,10 @@ mod tests {
         let k2 = k1.successor().expect("successor");
         let mut family = family_after_rotation(&k1, &k2, 1000);
         family.recent[0] = k0.hash();
-        assert_eq!(classify(&k0, Some(&family), &[], 1001, 30), Refusal::Reuse, "older than previous");
+        assert_eq!(classify(&SERVER, &k0, Some(&family), &[], 1001, 30), Refusal::Reuse, "older than previous");
         let forged = RefreshToken::from_parts(&k2.family_id(), 1, [9; 32]).expect("parts");
-        assert_eq!(classify(&forged, Some(&family), &[], 1001, 30), Refusal::Unknown);
-        assert_eq!(classify(&k0, None, &[], 1001, 30), Refusal::Unknown, "no family");
+        assert_eq!(classify(&SERVER, &forged, Some(&family), &[], 1001, 30), Refusal::Unknown);
+        assert_eq!(classify(&SERVER, &k0, None, &[], 1001, 30), Refusal::Unknown, "no family");
     }
 
     #[test]
@@ -270,9 +309,9 @@ mod tests {
         let k = RefreshToken::new_family();
         let k1 = k.successor().expect("successor");
         let mut family = family_after_rotation(&k, &k1, 1000);
-        assert_eq!(classify(&k1, Some(&family), &[], 10_001, 30), Refusal::Dead, "expired");
+        assert_eq!(classify(&SERVER, &k1, Some(&family), &[], 10_001, 30), Refusal::Dead, "expired");
         family.status = FamilyStatus::Revoked;
-        assert_eq!(classify(&k1, Some(&family), &[], 1001, 30), Refusal::Dead);
-        assert_eq!(classify(&k, Some(&family), &[], 1001, 30), Refusal::Dead, "no second revocation");
+        assert_eq!(classify(&SERVER, &k1, Some(&family), &[], 1001, 30), Refusal::Dead);
+        assert_eq!(classify(&SERVER, &k, Some(&family), &[], 1001, 30), Refusal::Dead, "no second revocation");
     }
 }

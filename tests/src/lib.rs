@@ -162,7 +162,10 @@ pub async fn login_service(config: &Config, clients: &Clients, clock: Arc<dyn Cl
 /// The refresh service as the function builds it, on the given clients and clock.
 pub async fn refresh_service(config: &Config, clients: &Clients, clock: Arc<dyn Clock>) -> tokenauth::RefreshService {
     let signer = key_set_signer(config, clients, clock.clone()).await;
-    tokenauth::RefreshService::new(config, clients.dynamodb.clone(), Arc::new(signer), clock)
+    let service =
+        tokenauth::RefreshService::new(config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(signer), clock);
+    service.warm_up().await;
+    service
 }
 
 /// The revocation service as the function builds it.

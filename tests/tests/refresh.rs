@@ -371,7 +371,13 @@ async fn dynamodb_unreachable_answers_503_and_the_token_still_works_afterwards()
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let signer = current_kms_signer(&s.config, &s.clients).await;
-    let down = RefreshService::new(&s.config, dynamodb_at(&url).await, Arc::new(signer), s.clock.clone());
+    let down = RefreshService::new(
+        &s.config,
+        dynamodb_at(&url).await,
+        s.clients.kms.clone(),
+        Arc::new(signer),
+        s.clock.clone(),
+    );
 
     let response = tokenauth::http::refresh(&down, &refresh_request(&r0, None, false)).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -389,7 +395,13 @@ async fn kms_failing_after_the_rotation_answers_503_and_the_retry_recovers_the_s
         let emulator = KmsEmulator::start();
         let signer = emulator.signer().await;
         drop(emulator);
-        let broken = RefreshService::new(&s.config, s.clients.dynamodb.clone(), Arc::new(signer), s.clock.clone());
+        let broken = RefreshService::new(
+            &s.config,
+            s.clients.dynamodb.clone(),
+            s.clients.kms.clone(),
+            Arc::new(signer),
+            s.clock.clone(),
+        );
 
         let response = tokenauth::http::refresh(&broken, &refresh_request(&r0, None, false)).await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -408,4 +420,32 @@ async fn kms_failing_after_the_rotation_answers_503_and_the_retry_recovers_the_s
             assert_eq!(s.family(&r0).await.status, FamilyStatus::Revoked);
         }
     }
+}
+
+#[tokio::test]
+async fn a_sealed_successor_opens_only_with_the_previous_token_and_the_kms_held_secret() {
+    use tokenauth::keys::sealing::SealingSecrets;
+    use tokenauth::rotation::{open_successor, SealingSecret};
+    use tokenauth::store::DynamoKeys;
+
+    let s = setup("sealed", |_| {}).await;
+    let r0 = s.login().await;
+    let r1 = s.rotate(&r0).await;
+    let sealed = s.family(&r1).await.sealed_successor.expect("a successor is sealed for the retry window");
+    let previous = RefreshToken::parse(&r0).unwrap();
+
+    // What a reader of the tables has: the family item, the previous token (leaked, say) and
+    // the Keys table's item, which holds the secret only as KMS ciphertext.
+    let keys = DynamoKeys::new(s.clients.dynamodb.clone(), &s.config.keys_table);
+    let ciphertext = keys.sealing_ciphertext().await.unwrap().expect("the stack made a sealing secret");
+    assert_ne!(ciphertext.len(), 32, "stored encrypted (a KMS ciphertext blob), not as the 32 key bytes");
+    let guessed = <[u8; 32]>::try_from(&ciphertext[..32]).unwrap();
+    for secret in [SealingSecret::from_bytes(guessed), SealingSecret::from_bytes([0; 32])] {
+        assert_eq!(open_successor(&secret, &previous, &sealed), None, "the table's contents alone do not open it");
+    }
+
+    // With kms:Decrypt of the secret as well, the previous token opens exactly r1.
+    let secrets = SealingSecrets::new(keys, s.clients.kms.clone());
+    let opened = open_successor(secrets.get().await.unwrap(), &previous, &sealed).expect("opens");
+    assert_eq!(opened.encode(), r1);
 }

@@ -55,6 +55,7 @@ pub struct KeyManager {
     timings: KeyTimings,
     set_name: String,
     deletion_window_days: i32,
+    sealing_key_id: String,
     clock: Arc<dyn Clock>,
 }
 
@@ -78,6 +79,7 @@ impl KeyManager {
             timings: config.key_timings(),
             set_name: config.key_set_tag.clone(),
             deletion_window_days: config.key_deletion_days,
+            sealing_key_id: config.sealing_key_id.clone(),
             clock,
         }
     }
@@ -98,6 +100,10 @@ impl KeyManager {
         source: KeySource,
         still_wanted: impl Fn(&KeySet, u64) -> bool,
     ) -> Result<KeyStep, KeyChangeError> {
+        // A set with keys has a sealing secret for refresh: made with its first key.
+        if super::sealing::ensure_sealing_secret(&self.keys, &self.kms, &self.sealing_key_id).await? {
+            tracing::info!(target: "audit", event = "sealing_secret_created");
+        }
         // Refuse before creating anything in KMS when the set already says no.
         let set = self.keys.get().await?;
         if let Some(pending) = set.pending() {

@@ -8,6 +8,7 @@
 //!   [`KeySetSigner`] signs with its current key.
 //! - [`manager`]: the changes (add, promote, retire, revoke, the next due step), with KMS
 //!   and a conditional write of the set.
+//! - [`sealing`]: the server-side secret of sealed refresh-token successors, a KMS data key.
 //! - [`Signer`] and [`KmsSigner`]: the private key never leaves KMS. We hash
 //!   `header.payload` ourselves and send only the digest (`MessageType=DIGEST`), so the
 //!   claims never travel to KMS either.
@@ -20,6 +21,7 @@ pub mod jwk;
 mod kms;
 pub mod live;
 pub mod manager;
+pub mod sealing;
 pub mod set;
 mod trusted;
 

@@ -1,4 +1,5 @@
-//! The Keys table: the signing key set as one item (`id` = `signing`). One strongly
+//! The Keys table: the signing key set as one item (`id` = `signing`), and the encrypted
+//! sealing secret of refresh-token successors (`id` = `sealing`). One strongly
 //! consistent `GetItem` tells a verifier every key it trusts and a signer the key it signs
 //! with, public keys included, so no function needs KMS to learn a key. Every change is a
 //! `PutItem` conditional on the version it read: two changes made from the same set
@@ -15,6 +16,9 @@ use crate::keys::set::KeySet;
 
 /// The one item's key.
 const SIGNING_SET: &str = "signing";
+
+/// The item of the sealing secret (encrypted under KMS; see [`crate::keys::sealing`]).
+const SEALING: &str = "sealing";
 
 /// The key set in DynamoDB.
 #[derive(Debug, Clone)]
@@ -66,6 +70,43 @@ impl DynamoKeys {
                 .expression_attribute_values(":read", AttributeValue::N(read_version.to_string()))
         };
         match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_check_failed(&e) => Ok(false),
+            Err(e) => Err(DependencyError::dynamodb("PutItem", e)),
+        }
+    }
+
+    /// The encrypted sealing secret, if one was made.
+    pub async fn sealing_ciphertext(&self) -> Result<Option<Vec<u8>>, DependencyError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEYS_PARTITION_KEY, AttributeValue::S(SEALING.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DependencyError::dynamodb("GetItem", e))?;
+        match out.item.as_ref().and_then(|item| item.get("ciphertext")) {
+            None => Ok(None),
+            Some(AttributeValue::B(blob)) => Ok(Some(blob.as_ref().to_vec())),
+            Some(_) => Err(DependencyError::Corrupt("sealing secret: ciphertext is not binary".to_owned())),
+        }
+    }
+
+    /// Stores the encrypted sealing secret unless one exists; whether this call stored it.
+    pub async fn put_sealing_ciphertext(&self, ciphertext: &[u8]) -> Result<bool, DependencyError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEYS_PARTITION_KEY, AttributeValue::S(SEALING.to_owned()))
+            .item("ciphertext", AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(ciphertext)))
+            .condition_expression("attribute_not_exists(#id)")
+            .expression_attribute_names("#id", KEYS_PARTITION_KEY)
+            .send()
+            .await;
+        match put {
             Ok(_) => Ok(true),
             Err(e) if is_conditional_check_failed(&e) => Ok(false),
             Err(e) => Err(DependencyError::dynamodb("PutItem", e)),
