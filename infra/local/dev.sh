@@ -52,7 +52,9 @@ Log in as the demo user:
 
 Refresh and revoke live beside it: $URL/lambda-url/refresh/auth/refresh,
 $URL/lambda-url/revoke/auth/revoke and $URL/lambda-url/revoke/auth/revoke-all
-(README.md has a whole session).
+(README.md has a whole session). The public keys that verify the access tokens:
+
+  curl -s $URL/lambda-url/jwks/.well-known/jwks.json
 
 Or through a sample API Gateway event:
 
