@@ -4,6 +4,7 @@
 //! redeploy and a function's cold start no `kms:GetPublicKey`.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -44,11 +45,18 @@ pub struct KeySync {
     pub changed: bool,
 }
 
+/// Unix seconds of an event, 0 for never: read on every request without a lock.
 #[derive(Debug, Default)]
-struct RingState {
-    version: Option<u64>,
-    last_attempt: Option<u64>,
-    last_success: Option<u64>,
+struct Moment(AtomicU64);
+
+impl Moment {
+    fn get(&self) -> Option<u64> {
+        Some(self.0.load(Ordering::Acquire)).filter(|at| *at != 0)
+    }
+
+    fn set(&self, at: u64) {
+        self.0.store(at, Ordering::Release);
+    }
 }
 
 /// Keeps a [`Verifier`]'s trusted keys equal to the key set: reloaded at most once per
@@ -61,7 +69,10 @@ pub struct KeyRing {
     verifier: Arc<Verifier>,
     every_secs: u64,
     max_staleness_secs: u64,
-    state: Mutex<RingState>,
+    last_attempt: Moment,
+    last_success: Moment,
+    /// The version the verifier's keys are from; only a read holds it.
+    version: Mutex<Option<u64>>,
 }
 
 impl fmt::Debug for KeyRing {
@@ -90,7 +101,9 @@ impl KeyRing {
             verifier,
             every_secs: every.as_secs().max(1),
             max_staleness_secs: max_staleness.as_secs(),
-            state: Mutex::new(RingState::default()),
+            last_attempt: Moment::default(),
+            last_success: Moment::default(),
+            version: Mutex::new(None),
         }
     }
 
@@ -104,7 +117,8 @@ impl KeyRing {
         loaded_at: u64,
     ) -> Self {
         let ring = Self::new(keys, verifier, every, max_staleness);
-        *ring.lock() = RingState { version: None, last_attempt: Some(loaded_at), last_success: Some(loaded_at) };
+        ring.last_attempt.set(loaded_at);
+        ring.last_success.set(loaded_at);
         ring
     }
 
@@ -132,46 +146,49 @@ impl KeyRing {
 
     /// Whether the keys were loaded within the staleness bound.
     pub fn freshness(&self, now: u64) -> Freshness {
-        match self.lock().last_success {
+        match self.last_success.get() {
             Some(at) if now.saturating_sub(at) <= self.max_staleness_secs => Freshness::Fresh,
             _ => Freshness::Stale,
         }
     }
 
-    /// Takes the one reload of this interval, if it is still free.
+    /// Takes the one reload of this interval, if it is still free (lock-free: this runs on
+    /// every request).
     fn claim_reload(&self, now: u64) -> bool {
-        let mut state = self.lock();
-        let due = state.last_attempt.is_none_or(|at| now >= at.saturating_add(self.every_secs));
-        if due {
-            state.last_attempt = Some(now);
+        let attempt = self.last_attempt.0.load(Ordering::Acquire);
+        if attempt != 0 && now < attempt.saturating_add(self.every_secs) {
+            return false;
         }
-        due
+        self.last_attempt.0.compare_exchange(attempt, now.max(1), Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
-    /// Reads the set and hands its trusted keys to the verifier if its version changed.
+    /// Reads the set and hands its trusted keys to the verifier if it is newer than the one
+    /// the verifier has (versions only grow, so a slow read never undoes a newer one).
     async fn load(&self, now: u64) -> bool {
-        let loaded = self.keys.get().await.and_then(|set| Ok((set.version, trusted_keys(&set)?)));
-        match loaded {
-            Ok((version, keys)) => {
-                let mut state = self.lock();
-                state.last_success = Some(now);
-                let changed = state.version != Some(version);
-                if changed {
-                    tracing::info!(version, keys = keys.len(), "key set loaded");
-                    self.verifier.replace_keys(keys);
-                    state.version = Some(version);
-                }
-                changed
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "key set not reloaded; the last keys stay in use");
-                false
-            }
+        let set = match self.keys.get().await {
+            Ok(set) => set,
+            Err(e) => return self.failed(&e),
+        };
+        let mut version = self.version.lock().unwrap_or_else(PoisonError::into_inner);
+        if version.is_some_and(|v| set.version <= v) {
+            self.last_success.set(now);
+            return false;
         }
+        let keys = match trusted_keys(&set) {
+            Ok(keys) => keys,
+            Err(e) => return self.failed(&e),
+        };
+        tracing::info!(version = set.version, keys = keys.len(), "key set loaded");
+        self.verifier.replace_keys(keys);
+        *version = Some(set.version);
+        self.last_success.set(now);
+        true
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, RingState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn failed(&self, e: &DependencyError) -> bool {
+        tracing::warn!(error = %e, "key set not reloaded; the last keys stay in use");
+        crate::metrics::count("keys", "KeySetReadFailures", "failed");
+        false
     }
 }
 

@@ -118,7 +118,19 @@ impl KeyManager {
             .await;
         match &result {
             Ok(step) => audit(step, false),
-            Err(_) if created => self.delete_key(&key.kms_key_id).await,
+            // Certainly not in the set: the write was refused or never landed.
+            Err(KeyChangeError::Refused(_) | KeyChangeError::Contended) if created => {
+                self.delete_key(&key.kms_key_id).await
+            }
+            // The write may have landed with its answer lost: the key may be in the set, so
+            // it stays (a tagged key; `authctl keys list` shows whether the set has it).
+            Err(KeyChangeError::Dependency(e)) if created => tracing::error!(
+                target: "audit",
+                event = "key_add_uncertain",
+                kms_key_id = key.kms_key_id.as_str(),
+                error = %e,
+                "the key set write failed; if `authctl keys list` does not show this key, schedule its deletion"
+            ),
             Err(_) => {}
         }
         result
