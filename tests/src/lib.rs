@@ -3,6 +3,8 @@
 //! stack's coordinates come from the environment (`.local/test-stack.env`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub mod iam;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -133,6 +135,19 @@ pub async fn clients() -> Clients {
     );
     let kms =
         aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&sdk).interceptor(calls.clone()).build());
+    Clients { dynamodb, kms, calls }
+}
+
+/// Clients like [`clients`] that also record every call as IAM authorises it.
+pub async fn clients_recorded_by(recorder: &iam::IamRecorder) -> Clients {
+    let sdk = sdk_config().await;
+    let calls = CallLog::default();
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(calls.clone()).interceptor(recorder.clone()).build(),
+    );
+    let kms = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::config::Builder::from(&sdk).interceptor(calls.clone()).interceptor(recorder.clone()).build(),
+    );
     Clients { dynamodb, kms, calls }
 }
 
