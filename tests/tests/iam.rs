@@ -314,3 +314,69 @@ async fn every_call_is_allowed_by_its_functions_role_and_every_grant_is_used() {
         "{report:#}"
     );
 }
+
+/// A template value as the function would see it: parameters at their defaults (the
+/// issuer, which has none, an example), resources by logical id.
+fn resolved(template: &serde_yaml::Value, value: &serde_yaml::Value) -> String {
+    use serde_yaml::Value as Y;
+    match value {
+        Y::String(s) => s.clone(),
+        Y::Number(n) => n.to_string(),
+        Y::Bool(b) => b.to_string(),
+        Y::Tagged(tagged) => {
+            let target = tagged.value.as_str().unwrap_or_default();
+            match (tagged.tag.to_string().as_str(), target) {
+                ("!Ref", "AWS::StackName") => STACK.to_owned(),
+                ("!Ref", name) => match &template["Parameters"][name] {
+                    Y::Null => name.to_owned(),
+                    parameter => match &parameter["Default"] {
+                        Y::Null => "https://auth.example.com".to_owned(),
+                        default => resolved(template, default),
+                    },
+                },
+                (_, name) => format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/{name}"),
+            }
+        }
+        other => panic!("unexpected environment value {other:?}"),
+    }
+}
+
+#[test]
+fn every_variable_a_function_reads_is_set_or_defaulted_and_the_template_sets_none_it_ignores() {
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap()).unwrap();
+    let globals = template["Globals"]["Function"]["Environment"]["Variables"].as_mapping().unwrap().clone();
+    let functions: Vec<String> = template["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+        .map(|(id, _)| id.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(functions.len(), 7, "{functions:?}");
+    for function in functions {
+        let mut set = globals.clone();
+        if let Some(own) =
+            template["Resources"][function.as_str()]["Properties"]["Environment"]["Variables"].as_mapping()
+        {
+            set.extend(own.clone());
+        }
+        let set: BTreeMap<String, String> =
+            set.iter().map(|(k, v)| (k.as_str().unwrap().to_owned(), resolved(&template, v))).collect();
+        if function == "WhoamiFunction" {
+            // SAM's Globals reach every function and cannot be opted out of; whoami, the demo
+            // backend, reads none of them (only Lambda's own logging variables).
+            continue;
+        }
+        // What the function reads: its configuration asks for each variable by name.
+        let asked = std::sync::Mutex::new(std::collections::BTreeSet::new());
+        let config = Config::from_lookup(|name| {
+            asked.lock().unwrap().insert(name.to_owned());
+            set.get(name).cloned()
+        });
+        assert!(config.is_ok(), "{function}: the template's variables do not make a configuration: {config:?}");
+        let asked = asked.into_inner().unwrap();
+        let ignored: Vec<&String> = set.keys().filter(|k| !asked.contains(*k)).collect();
+        assert!(ignored.is_empty(), "{function}: the template sets variables it never reads: {ignored:?}");
+    }
+}
