@@ -105,6 +105,9 @@ pub struct AuthorizerSettings {
     /// `REVOCATION_MAX_STALENESS_SECS` (default 60, at least 3 polls): serve a failed
     /// poll's state this long, then deny everything until a poll succeeds.
     pub max_staleness: Duration,
+    /// `AUTHORIZER_METRICS_SECS` (default 10; 0 writes on every request): how often an
+    /// instance writes its request counts and latencies as EMF.
+    pub metrics_every: Duration,
 }
 
 impl Config {
@@ -162,6 +165,7 @@ impl Config {
                 })?,
                 poll_every: env.secs("REVOCATION_POLL_SECS", 5, Zero::Allowed)?,
                 max_staleness: env.secs("REVOCATION_MAX_STALENESS_SECS", 60, Zero::Refused)?,
+                metrics_every: env.secs("AUTHORIZER_METRICS_SECS", 10, Zero::Allowed)?,
             },
             trust_roots: TrustRoots::from_path(env.optional(TrustRoots::VARIABLE).as_deref())?,
         };

@@ -125,6 +125,16 @@ impl DependencyError {
         Self::DynamoDb { operation, message: error_chain(&err) }
     }
 
+    /// The failure's class for metrics: `dynamodb`, `kms`, `corrupt`, `internal`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::DynamoDb { .. } => "dynamodb",
+            Self::Kms { .. } => "kms",
+            Self::Corrupt(_) => "corrupt",
+            Self::Internal(_) => "internal",
+        }
+    }
+
     /// A KMS failure, with the full source chain of the SDK error.
     pub fn kms(operation: &'static str, err: impl std::error::Error) -> Self {
         Self::Kms { operation, message: error_chain(&err) }

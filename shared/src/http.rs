@@ -310,6 +310,7 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
         }
         ApiError::Unavailable(cause) => {
             tracing::error!(cause = %cause, "dependency failure; answering 503");
+            crate::metrics::count("http", "DependencyFailures", cause.kind());
             (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", Some("the service is temporarily unavailable"))
         }
     };

@@ -155,9 +155,14 @@ impl RevocationFeed {
         let due = self.last_attempt.is_none_or(|at| now >= at.saturating_add(self.poll_every_secs));
         if due {
             self.last_attempt = Some(now);
-            if let Err(e) = self.poll(now).await {
-                tracing::warn!(error = %e, "revocation poll failed; serving the last known state");
-                crate::metrics::count("authorize", "RevocationPollFailures", "failed");
+            let age = self.last_success.map_or(0, |at| now.saturating_sub(at));
+            match self.poll(now).await {
+                // How old the state was when this poll renewed it.
+                Ok(()) => crate::metrics::measure("authorize", "RevocationFeedAge", "poll", "Seconds", age as f64),
+                Err(e) => {
+                    tracing::warn!(error = %e, "revocation poll failed; serving the last known state");
+                    crate::metrics::count("authorize", "RevocationPollFailures", "failed");
+                }
             }
         }
         match self.last_success {
@@ -265,6 +270,7 @@ mod tests {
             rules: vec![],
             poll_every: std::time::Duration::from_secs(5),
             max_staleness: std::time::Duration::from_secs(60),
+            metrics_every: std::time::Duration::from_secs(10),
         };
         (source.clone(), RevocationFeed::new(Box::new(source), &settings, 1_000))
     }

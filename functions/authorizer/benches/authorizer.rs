@@ -64,6 +64,7 @@ fn authorizer(key: TrustedKey, now: u64) -> Authorizer {
         rules: RouteRule::parse_list("GET /api/whoami=read;$default=").expect("valid rules"),
         poll_every: Duration::from_secs(86_400),
         max_staleness: Duration::from_secs(86_400),
+        metrics_every: Duration::from_secs(10),
     };
     let feed =
         RevocationFeed::preloaded(Box::new(DynamoRevocations::new(dynamodb.clone(), "unused")), &settings, cache, now);

@@ -25,6 +25,7 @@ pub use rules::RouteRule;
 use crate::clock::Clock;
 use crate::config::{AuthorizerSettings, Config};
 use crate::keys::KeyRing;
+use crate::metrics::Tally;
 use crate::revocation_cache::{Freshness, RevocationFeed};
 use crate::token::AccessClaims;
 use crate::verify::{Rejection, Verifier};
@@ -74,6 +75,7 @@ impl std::error::Error for Unauthorized {}
 /// once per cold start.
 pub struct Authorizer {
     keys: Arc<KeyRing>,
+    tally: Tally,
     feed: tokio::sync::Mutex<RevocationFeed>,
     settings: AuthorizerSettings,
     clock: Arc<dyn Clock>,
@@ -88,7 +90,8 @@ impl fmt::Debug for Authorizer {
 impl Authorizer {
     /// Assembles an authorizer.
     pub fn new(keys: KeyRing, feed: RevocationFeed, settings: AuthorizerSettings, clock: Arc<dyn Clock>) -> Self {
-        Self { keys: Arc::new(keys), feed: tokio::sync::Mutex::new(feed), settings, clock }
+        let tally = Tally::new("authorize", settings.metrics_every);
+        Self { keys: Arc::new(keys), tally, feed: tokio::sync::Mutex::new(feed), settings, clock }
     }
 
     /// Builds the authorizer as the function does: the key set and the revocation feed from
@@ -126,8 +129,17 @@ impl Authorizer {
     }
 
     /// Answers one raw authorizer event: `Ok(response JSON)` for allow and deny,
-    /// `Err(Unauthorized)` where API Gateway must answer 401 (REST).
+    /// `Err(Unauthorized)` where API Gateway must answer 401 (REST). Every answer is counted
+    /// by outcome, with its latency, in the instance's [`Tally`].
     pub async fn handle(&self, raw_event: &str) -> Result<Answer, Unauthorized> {
+        let started = std::time::Instant::now();
+        let (answer, outcome) = self.decide(raw_event).await;
+        self.tally.record(outcome, started.elapsed());
+        answer
+    }
+
+    /// The answer and its outcome class (`allow`, `insufficient_scope`, or a refusal's).
+    async fn decide(&self, raw_event: &str) -> (Result<Answer, Unauthorized>, &'static str) {
         let Some(event) = Event::read(raw_event) else {
             return self.refuse(None, Unauthorized::UnknownEvent);
         };
@@ -186,15 +198,17 @@ impl Authorizer {
         }
 
         let allowed = rules::decide(&self.settings.rules, method, path, &verified.scope);
+        let outcome = if allowed { "allow" } else { "insufficient_scope" };
         if !allowed {
-            audit("deny", "insufficient_scope");
+            audit("deny", outcome);
         }
-        Ok(match (shape, self.settings.style) {
+        let answer = match (shape, self.settings.style) {
             (Shape::HttpV2, ResponseStyle::Simple) => {
                 Answer::Simple { is_authorized: allowed, context: Some(AuthContext::from(verified)) }
             }
             _ => self.policy(base, verified),
-        })
+        };
+        (Ok(answer), outcome)
     }
 
     /// An IAM policy for the whole API that stays right for every route (see
@@ -207,9 +221,9 @@ impl Authorizer {
         }
     }
 
-    fn refuse(&self, shape: Option<Shape>, why: Unauthorized) -> Result<Answer, Unauthorized> {
+    fn refuse(&self, shape: Option<Shape>, why: Unauthorized) -> (Result<Answer, Unauthorized>, &'static str) {
         audit("unauthorized", why.class());
-        match (shape, self.settings.style) {
+        let answer = match (shape, self.settings.style) {
             (Some(Shape::HttpV2), ResponseStyle::Simple) => Ok(Answer::Simple { is_authorized: false, context: None }),
             (Some(Shape::HttpV1 | Shape::HttpV2), _) => Ok(Answer::Policy {
                 principal_id: "unauthorized".to_owned(),
@@ -217,12 +231,12 @@ impl Authorizer {
                 context: None,
             }),
             _ => Err(why),
-        }
+        };
+        (answer, why.class())
     }
 }
 
-/// One audit line and one metric per refusal class; never the token.
+/// One audit line per refusal class; never the token. (Counted by the tally, not here.)
 fn audit(outcome: &'static str, reason: &'static str) {
     tracing::warn!(target: "audit", event = "authorize", outcome, reason, "request not authorized");
-    crate::metrics::count("authorize", "AuthorizerRefusals", reason);
 }

@@ -1,6 +1,7 @@
 //! KMS: the signer (`kms:Sign` of a digest) and the public half of a key
 //! (`kms:GetPublicKey`), whose own signing algorithms decide ES256 or RS256.
 
+use aws_sdk_kms::error::ProvideErrorMetadata as _;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -88,6 +89,7 @@ impl KmsSigner {
     /// Signs a SHA-256 digest (`MessageType=DIGEST`) and returns the JWS signature bytes
     /// (`r || s` for ES256).
     pub async fn sign_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>, DependencyError> {
+        let started = std::time::Instant::now();
         let out = self
             .client
             .sign()
@@ -96,8 +98,15 @@ impl KmsSigner {
             .message_type(MessageType::Digest)
             .signing_algorithm(self.algorithm.kms_spec())
             .send()
-            .await
-            .map_err(|e| DependencyError::kms("Sign", e))?;
+            .await;
+        let outcome = match &out {
+            Ok(_) => "ok",
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_kms_invalid_state_exception()) => "invalid_state",
+            Err(e) if e.code() == Some("ThrottlingException") => "throttled",
+            Err(_) => "error",
+        };
+        crate::metrics::measure("kms", "SignLatency", outcome, "Milliseconds", started.elapsed().as_secs_f64() * 1e3);
+        let out = out.map_err(|e| DependencyError::kms("Sign", e))?;
         let unusable = |message: String| DependencyError::Kms { operation: "Sign", message };
         let signature = out.signature().ok_or_else(|| unusable("no signature in the answer".to_owned()))?;
         match self.algorithm {

@@ -1,0 +1,218 @@
+//! Metrics: every outcome the functions count reaches stdout as a CloudWatch Embedded Metric
+//! Format document when the binaries run as Lambda runs them (a local Runtime API, the
+//! variables Lambda sets). Nothing else is needed for CloudWatch to turn them into metrics.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tokenauth::clock::SystemClock;
+use tokenauth_tests::runtime::{run_function, stack_environment, LambdaRun};
+use tokenauth_tests::*;
+
+/// (Operation, Outcome, metric name) of every EMF document of a run.
+fn metrics(run: &LambdaRun) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for doc in run.emf() {
+        let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], tokenauth::metrics::NAMESPACE, "{doc}");
+        for metric in directive["Metrics"].as_array().unwrap() {
+            let name = metric["Name"].as_str().unwrap();
+            assert!(doc[name].is_number() || doc[name].is_array(), "the value of {name} is in the document: {doc}");
+            out.insert((
+                doc["Operation"].as_str().unwrap().to_owned(),
+                doc["Outcome"].as_str().unwrap().to_owned(),
+                name.to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+fn expect(found: &BTreeSet<(String, String, String)>, wanted: &[(&str, &str, &str)], run: &LambdaRun) {
+    for (operation, outcome, metric) in wanted {
+        assert!(
+            found.contains(&((*operation).to_owned(), (*outcome).to_owned(), (*metric).to_owned())),
+            "no EMF {metric} for {operation}/{outcome}; found {found:?}\nstdout:\n{}",
+            run.stdout.join("\n")
+        );
+    }
+}
+
+fn http_event(file: &str, body: Option<String>, headers: &[(&str, &str)]) -> Value {
+    let mut e = event(file);
+    if let Some(body) = body {
+        e["body"] = Value::String(body);
+    }
+    for (k, v) in headers {
+        e["headers"][*k] = Value::String((*v).to_owned());
+    }
+    e
+}
+
+fn body_of(answer: &Value) -> Value {
+    serde_json::from_str(answer["body"].as_str().unwrap_or("{}")).unwrap_or(Value::Null)
+}
+
+fn login_event(username: &str, password: &str) -> Value {
+    http_event("login-http-api.json", Some(json!({"username": username, "password": password}).to_string()), &[])
+}
+
+#[tokio::test]
+async fn every_outcome_is_an_emf_line_on_the_functions_stdout() {
+    let config = config();
+    let clients = clients().await;
+    let (username, password, _) = create_user(&config, &clients, "emf", &["read"]).await;
+    let (writer, writer_password, _) = create_user(&config, &clients, "emf-w", &["write"]).await;
+    let (locked, _, _) = create_user(&config, &clients, "emf-locked", &["read"]).await;
+    let env = stack_environment(&[]);
+
+    // login: success, each failure, throttled, and a KMS signing latency.
+    let mut events = vec![
+        login_event(&username, &password),
+        login_event(&writer, &writer_password),
+        login_event(&username, &password),
+        login_event(&username, &password),
+        login_event(&username, "wrong"),
+        login_event(&unique_username("nobody"), "wrong"),
+    ];
+    events.extend((0..6).map(|_| login_event(&locked, "wrong")));
+    let login = run_function("login", &env, events).await;
+    expect(
+        &metrics(&login),
+        &[
+            ("login", "success", "LoginAttempts"),
+            ("login", "wrong_password", "LoginAttempts"),
+            ("login", "unknown_user", "LoginAttempts"),
+            ("login", "throttled", "LoginAttempts"),
+            ("kms", "ok", "SignLatency"),
+        ],
+        &login,
+    );
+    let tokens: Vec<Value> = login.answers[..4].iter().map(body_of).collect();
+    let write_tokens = &tokens[1];
+
+    // refresh: rotated, retry served, refused, reuse detected.
+    let r0 = tokens[2]["refresh_token"].as_str().unwrap();
+    let refresh_event =
+        |token: &str| http_event("refresh-json.json", Some(json!({"refresh_token": token}).to_string()), &[]);
+    let refresh = run_function(
+        "refresh",
+        &env,
+        vec![refresh_event(r0), refresh_event(r0), refresh_event("tkrt_not-a-token"), refresh_event(r0)],
+    )
+    .await;
+    let rotated = body_of(&refresh.answers[0]);
+    assert!(rotated["refresh_token"].is_string(), "{:?}", refresh.answers);
+    let mut found = metrics(&refresh);
+    // The retry window passes before the reuse: run the same token again after a rotation.
+    let r1 = rotated["refresh_token"].as_str().unwrap().to_owned();
+    let again = run_function(
+        "refresh",
+        &stack_environment(&[("REFRESH_LEEWAY_SECS", "0")]),
+        vec![refresh_event(&r1), refresh_event(&r1)],
+    )
+    .await;
+    found.extend(metrics(&again));
+    expect(
+        &found,
+        &[
+            ("refresh_rotated", "success", "SessionEvents"),
+            ("refresh_retry", "success", "SessionEvents"),
+            ("refresh", "malformed_token", "SessionEvents"),
+            ("refresh_reuse_detected", "revoked", "SessionEvents"),
+            ("kms", "ok", "SignLatency"),
+        ],
+        &again,
+    );
+
+    // revocations by kind.
+    let form = |token: &str| {
+        http_event(
+            "revoke-refresh-token-form.json",
+            Some(format!("token={token}")),
+            &[("content-type", "application/x-www-form-urlencoded")],
+        )
+    };
+    // (The reuse above ended every session of `username`: these are the writer's.)
+    let second = run_function("login", &env, vec![login_event(&writer, &writer_password)]).await;
+    let bearer = format!("Bearer {}", body_of(&second.answers[0])["access_token"].as_str().unwrap());
+    let revoke_all = http_event("revoke-all.json", None, &[("authorization", &bearer)]);
+    let revoke = run_function(
+        "revoke",
+        &env,
+        vec![
+            form(write_tokens["refresh_token"].as_str().unwrap()),
+            form(write_tokens["access_token"].as_str().unwrap()),
+            revoke_all,
+        ],
+    )
+    .await;
+    expect(
+        &metrics(&revoke),
+        &[
+            ("revoke_refresh_token", "success", "SessionEvents"),
+            ("revoke_access_token", "success", "SessionEvents"),
+            ("revoke_all", "success", "SessionEvents"),
+        ],
+        &revoke,
+    );
+
+    // authorizer: allow, deny (scope), unauthorized by reason, with latency and the feed's age.
+    let (reader_name, reader_password, _) = create_user(&config, &clients, "emf-r", &["read"]).await;
+    let reader =
+        body_of(&run_function("login", &env, vec![login_event(&reader_name, &reader_password)]).await.answers[0]);
+    let authorize = |authorization: &str| {
+        serde_json::from_str::<Value>(&event_text_with("authorizer-http-api-v2.json", authorization)).unwrap()
+    };
+    let (other_writer, other_password, _) = create_user(&config, &clients, "emf-w2", &["write"]).await;
+    let writer_login = run_function("login", &env, vec![login_event(&other_writer, &other_password)]).await;
+    let write_only = body_of(&writer_login.answers[0]);
+    let authorizer = run_function(
+        "authorizer",
+        &stack_environment(&[("AUTHORIZER_METRICS_SECS", "0"), ("REVOCATION_POLL_SECS", "0")]),
+        vec![
+            authorize(&format!("Bearer {}", reader["access_token"].as_str().unwrap())),
+            authorize(&format!("Bearer {}", write_only["access_token"].as_str().unwrap())),
+            authorize("Basic dXNlcjpwYXNz"),
+            authorize(PLACEHOLDER_AUTHORIZATION),
+        ],
+    )
+    .await;
+    assert_eq!(authorizer.answers[0]["isAuthorized"], true, "{:?}", authorizer.answers);
+    expect(
+        &metrics(&authorizer),
+        &[
+            ("authorize", "allow", "Requests"),
+            ("authorize", "insufficient_scope", "Requests"),
+            ("authorize", "missing_token", "Requests"),
+            ("authorize", "bad_signature", "Requests"),
+            ("authorize", "all", "Latency"),
+            ("authorize", "poll", "RevocationFeedAge"),
+        ],
+        &authorizer,
+    );
+
+    // A dependency failure: DynamoDB unreachable, a 503 and its class.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let down = run_function(
+        "login",
+        &stack_environment(&[("AWS_ENDPOINT_URL_DYNAMODB", &closed_url)]),
+        vec![login_event(&username, &password)],
+    )
+    .await;
+    assert_eq!(down.answers[0]["statusCode"], 503);
+    expect(&metrics(&down), &[("http", "dynamodb", "DependencyFailures")], &down);
+
+    // No line carries a token, a password or the username.
+    let _ = login_service(&config, &clients, Arc::new(SystemClock)).await;
+    for run in [&login, &refresh, &again, &revoke, &authorizer, &down] {
+        let text = run.stdout.join("\n");
+        for secret in [password.as_str(), username.as_str(), tokens[0]["access_token"].as_str().unwrap(), r0] {
+            assert!(!text.contains(secret), "stdout carries a secret");
+        }
+    }
+}
