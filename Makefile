@@ -27,7 +27,7 @@ SAM := SAM_CLI_TELEMETRY=0 __SAM_CLI_APP_DIR=$(abspath $(LOCAL))/sam-cli sam
 # GB-second) where the aarch64 Rust target is installed, else x86_64. ARCH=... overrides.
 ARCH ?= $(shell rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu && echo arm64 || echo x86_64)
 
-.PHONY: help tools java dev dev-down stack-up stack-down test lint build package deploy deploy-args bench bench-authorizer coldstart fuzz clean
+.PHONY: help tools java dev dev-down stack-up stack-down test lint build package deploy deploy-args cost bench bench-authorizer coldstart fuzz clean
 
 help:
 	@echo "make dev        local stack + demo user + functions under cargo lambda watch"
@@ -38,6 +38,7 @@ help:
 	@echo "make package    sam build of infra/template.yaml (no Docker; ARCH=$(ARCH))"
 	@echo "make deploy     make package, sam deploy, the first signing key (TOKEN_ISSUER=https://...; your AWS credentials)"
 	@echo "make bench      criterion benchmarks"
+	@echo "make cost       docs/cost.md from the benchmarks and the measured consumption of each request"
 	@echo "make fuzz       fuzz the token verifier (FUZZ_SECS, default 60)"
 	@echo "make coldstart  cold start of the release authorizer (keys preloaded / from KMS)"
 
@@ -123,6 +124,13 @@ fuzz:
 
 bench-authorizer:
 	cargo bench --locked -p authorizer
+
+# docs/cost.md from what is measured here: the benchmarks, then what each request consumes
+# (tests/tests/cost.rs against a private stack), then infra/local/cost.py.
+cost: bench
+	cargo build --locked -p tokenauth-tests --tests
+	infra/local/with-stack.sh $(LOCAL)/cost-stack cargo test --locked -p tokenauth-tests --test cost
+	$(PY) infra/local/cost.py docs/cost.md
 
 # Process start -> first answered invocation of the release authorizer against a local
 # Runtime API stub (the key set and revocations from DynamoDB Local, or from the stub).

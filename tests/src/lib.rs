@@ -3,6 +3,7 @@
 //! stack's coordinates come from the environment (`.local/test-stack.env`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub mod capacity;
 pub mod iam;
 pub mod runtime;
 
