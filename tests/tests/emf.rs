@@ -206,10 +206,19 @@ async fn every_outcome_is_an_emf_line_on_the_functions_stdout() {
     .await;
     assert_eq!(down.answers[0]["statusCode"], 503);
     expect(&metrics(&down), &[("http", "dynamodb", "DependencyFailures")], &down);
+    // KMS unreachable: the signing attempt's latency under `error`, and a 503 of class kms.
+    let kms_down = run_function(
+        "login",
+        &stack_environment(&[("AWS_ENDPOINT_URL_KMS", &closed_url)]),
+        vec![login_event(&reader_name, &reader_password)],
+    )
+    .await;
+    assert_eq!(kms_down.answers[0]["statusCode"], 503);
+    expect(&metrics(&kms_down), &[("kms", "error", "SignLatency"), ("http", "kms", "DependencyFailures")], &kms_down);
 
     // No line carries a token, a password or the username.
     let _ = login_service(&config, &clients, Arc::new(SystemClock)).await;
-    for run in [&login, &refresh, &again, &revoke, &authorizer, &down] {
+    for run in [&login, &refresh, &again, &revoke, &authorizer, &down, &kms_down] {
         let text = run.stdout.join("\n");
         for secret in [password.as_str(), username.as_str(), tokens[0]["access_token"].as_str().unwrap(), r0] {
             assert!(!text.contains(secret), "stdout carries a secret");
