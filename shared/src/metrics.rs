@@ -155,6 +155,7 @@ impl Tally {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -173,7 +174,7 @@ mod tests {
         assert_eq!(count("allow"), Some(json!(401.0)));
         assert_eq!(count("deny"), Some(json!(100.0)));
         let latency = lines.iter().find(|l| l["Latency"].is_array()).expect("a latency document");
-        let samples = latency["Latency"].as_array().unwrap();
+        let samples = latency["Latency"].as_array().expect("an array of samples");
         assert!(!samples.is_empty() && samples.len() <= Tally::LATENCY_SAMPLES, "{}", samples.len());
         assert_eq!(latency["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"], "Microseconds");
         assert!(tally.record_at("allow", Duration::from_micros(40), t0 + 10_001).is_empty(), "a new window");
