@@ -12,19 +12,7 @@ pub const NAMESPACE: &str = "tokenauth";
 
 /// The EMF document counting one `metric` event with the given `outcome` of `operation`.
 pub fn count_line(operation: &str, metric: &str, outcome: &str, timestamp_ms: u128) -> Value {
-    json!({
-        "_aws": {
-            "Timestamp": timestamp_ms as u64,
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [["Operation", "Outcome"]],
-                "Metrics": [{ "Name": metric, "Unit": "Count" }],
-            }],
-        },
-        "Operation": operation,
-        "Outcome": outcome,
-        metric: 1,
-    })
+    values_line(operation, metric, outcome, "Count", &[1.0], timestamp_ms)
 }
 
 /// Whether stdout goes to CloudWatch ([`crate::config::running_in_lambda`]). Elsewhere
@@ -191,7 +179,8 @@ mod tests {
             assert!(line[dimension.as_str().expect("name")].is_string());
         }
         assert_eq!(directive["Metrics"][0]["Name"], "LoginAttempts");
-        assert_eq!(line["LoginAttempts"], 1);
+        assert_eq!(line["LoginAttempts"].as_f64(), Some(1.0));
+        assert_eq!(directive["Metrics"][0]["Unit"], "Count");
         assert_eq!(line["Outcome"], "wrong_password");
     }
 }

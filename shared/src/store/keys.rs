@@ -35,22 +35,27 @@ impl DynamoKeys {
 
     /// The key set, strongly consistent; the empty set (version 0) if none was written yet.
     pub async fn get(&self) -> Result<KeySet, DependencyError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(KEYS_PARTITION_KEY, AttributeValue::S(SIGNING_SET.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| DependencyError::dynamodb("GetItem", e))?;
-        match out.item {
+        match self.item(SIGNING_SET).await? {
             None => Ok(KeySet::default()),
             Some(mut item) => {
                 item.remove(KEYS_PARTITION_KEY);
                 serde_dynamo::from_item(item).map_err(|e| DependencyError::Corrupt(format!("key set: {e}")))
             }
         }
+    }
+
+    /// One item of the table by its id, strongly consistent.
+    async fn item(&self, id: &str) -> Result<Option<HashMap<String, AttributeValue>>, DependencyError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEYS_PARTITION_KEY, AttributeValue::S(id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DependencyError::dynamodb("GetItem", e))?;
+        Ok(out.item)
     }
 
     /// Writes `set` if the stored set is still at `read_version` (0: none stored).
@@ -78,16 +83,7 @@ impl DynamoKeys {
 
     /// The encrypted sealing secret, if one was made.
     pub async fn sealing_ciphertext(&self) -> Result<Option<Vec<u8>>, DependencyError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(KEYS_PARTITION_KEY, AttributeValue::S(SEALING.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| DependencyError::dynamodb("GetItem", e))?;
-        match out.item.as_ref().and_then(|item| item.get("ciphertext")) {
+        match self.item(SEALING).await?.as_ref().and_then(|item| item.get("ciphertext")) {
             None => Ok(None),
             Some(AttributeValue::B(blob)) => Ok(Some(blob.as_ref().to_vec())),
             Some(_) => Err(DependencyError::Corrupt("sealing secret: ciphertext is not binary".to_owned())),
