@@ -66,6 +66,16 @@ async fn every_outcome_is_an_emf_line_on_the_functions_stdout() {
     let (username, password, _) = create_user(&config, &clients, "emf", &["read"]).await;
     let (writer, writer_password, _) = create_user(&config, &clients, "emf-w", &["write"]).await;
     let (locked, _, _) = create_user(&config, &clients, "emf-locked", &["read"]).await;
+    let (disabled, disabled_password, _) = create_user(&config, &clients, "emf-disabled", &["read"]).await;
+    tokenauth::Revoker::new(&config, clients.dynamodb.clone(), Arc::new(SystemClock))
+        .change_account(
+            &tokenauth::username::Username::normalise(&disabled).unwrap(),
+            &tokenauth::store::AccountChange::Disable,
+            "test",
+            tokenauth::clock::Clock::now(&SystemClock),
+        )
+        .await
+        .unwrap();
     let env = stack_environment(&[]);
 
     // login: success, each failure, throttled, and a KMS signing latency.
@@ -78,6 +88,12 @@ async fn every_outcome_is_an_emf_line_on_the_functions_stdout() {
         login_event(&unique_username("nobody"), "wrong"),
     ];
     events.extend((0..6).map(|_| login_event(&locked, "wrong")));
+    events.push(login_event(&disabled, &disabled_password));
+    events.push(http_event(
+        "login-http-api.json",
+        Some(json!({"username": username, "password": password, "scope": "admin"}).to_string()),
+        &[],
+    ));
     let login = run_function("login", &env, events).await;
     expect(
         &metrics(&login),
@@ -86,6 +102,8 @@ async fn every_outcome_is_an_emf_line_on_the_functions_stdout() {
             ("login", "wrong_password", "LoginAttempts"),
             ("login", "unknown_user", "LoginAttempts"),
             ("login", "throttled", "LoginAttempts"),
+            ("login", "disabled", "LoginAttempts"),
+            ("login", "invalid_scope", "LoginAttempts"),
             ("kms", "ok", "SignLatency"),
         ],
         &login,
@@ -205,7 +223,11 @@ async fn every_outcome_is_an_emf_line_on_the_functions_stdout() {
     )
     .await;
     assert_eq!(down.answers[0]["statusCode"], 503);
-    expect(&metrics(&down), &[("http", "dynamodb", "DependencyFailures")], &down);
+    expect(
+        &metrics(&down),
+        &[("http", "dynamodb", "DependencyFailures"), ("login", "unavailable", "LoginAttempts")],
+        &down,
+    );
     // KMS unreachable: the signing attempt's latency under `error`, and a 503 of class kms.
     let kms_down = run_function(
         "login",
