@@ -202,7 +202,9 @@ impl KeyManager {
         for _ in 0..ATTEMPTS {
             let mut set = self.keys.get().await?;
             let read_version = set.version;
-            let step = rule(&mut set, self.clock.now())?;
+            let now = self.clock.now();
+            let step = rule(&mut set, now)?;
+            set.forget_old_keys(now);
             if self.keys.replace(&set, read_version).await? {
                 return Ok(step);
             }

@@ -99,6 +99,9 @@ pub struct NewKey {
     pub public_key: String,
 }
 
+/// How long a retired or revoked key stays listed in the set (for `authctl keys list`).
+pub const RETAINED_FOR: Duration = Duration::from_secs(400 * 86_400);
+
 /// How long each gate waits. Derived from the configuration
 /// ([`crate::Config::key_timings`]), so a test shortens them by configuring, never by force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -370,6 +373,16 @@ impl KeySet {
         }
     }
 
+    /// Forgets retired and revoked keys that left the set more than `RETAINED_FOR` ago, so
+    /// the one item never outgrows DynamoDB's 400 KB (an RSA entry is about 700 bytes). No
+    /// verifier trusts them, their KMS keys are long deleted; the audit log keeps their
+    /// history. Whether anything was dropped.
+    pub fn forget_old_keys(&mut self, now: u64) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|e| e.state.is_trusted() || now.saturating_sub(e.since) <= RETAINED_FOR.as_secs());
+        before != self.entries.len()
+    }
+
     fn promote_pending(&mut self, now: u64) -> KeyStep {
         let mut replaced = None;
         for entry in &mut self.entries {
@@ -567,6 +580,19 @@ mod tests {
         assert_eq!(set.due_step(add_at + 4600, &TIMINGS), Some(DueStep::Retire("kid-1".into())));
         set.retire(add_at + 4600, &TIMINGS, false).unwrap();
         assert_eq!(set.due_step(add_at + 4600, &TIMINGS), None);
+    }
+
+    #[test]
+    fn keys_that_left_the_set_long_ago_are_forgotten_and_no_trusted_key_ever_is() {
+        let mut set = bootstrapped();
+        set.add(key(2), T0).unwrap();
+        set.promote(T0 + 3600, &TIMINGS, false).unwrap();
+        set.retire(T0 + 4600, &TIMINGS, false).unwrap();
+        let kept = T0 + 4600 + RETAINED_FOR.as_secs();
+        assert!(!set.forget_old_keys(kept), "kept for the retention period");
+        assert_eq!(set.entries.len(), 2);
+        assert!(set.forget_old_keys(kept + 1));
+        assert_eq!(states(&set), [("kid-2", KeyState::Current)], "the current key stays, however old");
     }
 
     #[test]
