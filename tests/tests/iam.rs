@@ -267,6 +267,7 @@ fn judge(template: &str, calls: &Value) -> (i32, Value) {
         .args([&template_path, &calls_path])
         .output()
         .expect("iam_check.py runs (make tools installs the venv)");
+    let _ = std::fs::remove_dir_all(&dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("a JSON report; stderr: {stderr}"));
     (out.status.code().unwrap_or(-1), report)
