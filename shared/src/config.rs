@@ -228,12 +228,6 @@ impl Config {
         }
     }
 
-    /// How often the authorizer re-reads the key set: with its revocation poll, at most
-    /// once a second.
-    pub fn authorizer_key_reload(&self) -> Duration {
-        self.authorizer.poll_every.max(Duration::from_secs(1))
-    }
-
     /// How long a denylist entry written now must live: a token issued up to now expires
     /// within the access-token lifetime and is accepted a leeway past that by a verifier
     /// whose clock may run a leeway ahead of the writer's.

@@ -101,7 +101,7 @@ impl Authorizer {
         let keys = KeyRing::from_config(
             config,
             dynamodb.clone(),
-            config.authorizer_key_reload(),
+            config.authorizer.poll_every,
             config.authorizer.max_staleness,
         );
         let feed = RevocationFeed::new(

@@ -94,7 +94,9 @@ impl KeyRing {
         Self::new(DynamoKeys::new(dynamodb, &config.keys_table), verifier, every, max_staleness)
     }
 
-    /// A ring that keeps `verifier` (usually built with no keys) up to date from `keys`.
+    /// A ring that keeps `verifier` (usually built with no keys) up to date from `keys`,
+    /// reading at most once per `every` and never more than once a second (a revocation
+    /// poll of 0, every request, does not make the key set a read per request).
     pub fn new(keys: DynamoKeys, verifier: Arc<Verifier>, every: Duration, max_staleness: Duration) -> Self {
         Self {
             keys,

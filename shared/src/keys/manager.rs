@@ -158,7 +158,7 @@ impl KeyManager {
     /// schedules its KMS key for deletion, which also stops it signing at once.
     pub async fn revoke(&self, kid: &str) -> Result<KeyStep, KeyChangeError> {
         let step = self.change(|set, now| set.revoke(kid, now)).await?;
-        audit(&step, true);
+        audit(&step, false);
         if let KeyStep::Revoked { kms_key_id, .. } = &step {
             self.delete_key(kms_key_id).await;
         }
@@ -218,18 +218,13 @@ impl KeyManager {
             KeyAlgorithm::ES256 => KeySpec::EccNistP256,
             KeyAlgorithm::RS256 => KeySpec::Rsa2048,
         };
-        let tag = Tag::builder()
-            .tag_key(KEY_SET_TAG_KEY)
-            .tag_value(&self.set_name)
-            .build()
-            .map_err(|e| DependencyError::Internal(e.to_string()))?;
         let out = self
             .kms
             .create_key()
             .key_spec(spec)
             .key_usage(KeyUsageType::SignVerify)
             .description(format!("tokenauth access-token signing key ({})", self.set_name))
-            .tags(tag)
+            .tags(self.set_tag()?)
             .send()
             .await
             .map_err(|e| DependencyError::kms("CreateKey", e))?;
@@ -249,19 +244,23 @@ impl KeyManager {
     /// An existing key, tagged for the set so signers may use it.
     async fn adopt_key(&self, key_id: &str) -> Result<NewKey, DependencyError> {
         let key = self.describe(key_id).await?;
-        let tag = Tag::builder()
-            .tag_key(KEY_SET_TAG_KEY)
-            .tag_value(&self.set_name)
-            .build()
-            .map_err(|e| DependencyError::Internal(e.to_string()))?;
         self.kms
             .tag_resource()
             .key_id(&key.kms_key_id)
-            .tags(tag)
+            .tags(self.set_tag()?)
             .send()
             .await
             .map_err(|e| DependencyError::kms("TagResource", e))?;
         Ok(key)
+    }
+
+    /// The tag that makes a KMS key one of the set's (the one IAM lets signers use).
+    fn set_tag(&self) -> Result<Tag, DependencyError> {
+        Tag::builder()
+            .tag_key(KEY_SET_TAG_KEY)
+            .tag_value(&self.set_name)
+            .build()
+            .map_err(|e| DependencyError::Internal(e.to_string()))
     }
 
     /// The key's public half (`kms:GetPublicKey`) as an entry to add.
@@ -313,7 +312,7 @@ fn audit(step: &KeyStep, forced: bool) {
         | KeyStep::Retired { kid, .. }
         | KeyStep::Revoked { kid, .. } => kid.as_str(),
     };
-    if forced && !matches!(step, KeyStep::Revoked { .. }) {
+    if forced {
         tracing::warn!(target: "audit", event = step.name(), kid, forced, "a lifecycle gate was overridden with --force");
     } else {
         tracing::info!(target: "audit", event = step.name(), kid, forced);
