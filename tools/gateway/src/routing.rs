@@ -1,0 +1,123 @@
+//! Route selection as HTTP APIs do it: the most specific route wins. A full match of
+//! method and path beats a path with variables, which beats a greedy `{proxy+}`; a
+//! method beats `ANY`; `$default` catches the rest.
+
+use std::collections::BTreeMap;
+
+use crate::template::Route;
+
+/// The route chosen for a request, with its path parameters (percent-decoded).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Matched<'a> {
+    pub route: &'a Route,
+    pub path_parameters: BTreeMap<String, String>,
+}
+
+/// The route for `method` and `path`, or `None` (API Gateway answers 404).
+pub fn select<'a>(routes: &'a [Route], method: &str, path: &str) -> Option<Matched<'a>> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    routes
+        .iter()
+        .filter(|r| r.path != "$default" && (r.method == "ANY" || r.method.eq_ignore_ascii_case(method)))
+        .filter_map(|route| {
+            let (parameters, specificity) = match_path(&route.path, &segments)?;
+            // Lower sorts first: no greedy variable, fewer variables, then a named method.
+            Some((specificity, route.method == "ANY", Matched { route, path_parameters: parameters }))
+        })
+        .min_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)))
+        .map(|(_, _, matched)| matched)
+        .or_else(|| {
+            let route = routes.iter().find(|r| r.path == "$default")?;
+            Some(Matched { route, path_parameters: BTreeMap::new() })
+        })
+}
+
+/// Matches a template path against the request's segments: its parameters and its
+/// specificity `(greedy, number of variables)`.
+fn match_path(template: &str, segments: &[&str]) -> Option<(BTreeMap<String, String>, (bool, usize))> {
+    let parts: Vec<&str> = template.trim_start_matches('/').split('/').collect();
+    let mut parameters = BTreeMap::new();
+    for (i, part) in parts.iter().enumerate() {
+        let variable = part.strip_prefix('{').and_then(|p| p.strip_suffix('}'));
+        match variable {
+            Some(name) if name.ends_with('+') => {
+                // Greedy: the rest of the path, at least one segment, only at the end.
+                let rest = segments.get(i..).filter(|rest| i + 1 == parts.len() && !rest.is_empty())?;
+                let value = rest.join("/");
+                if value.is_empty() {
+                    return None;
+                }
+                parameters.insert(name.trim_end_matches('+').to_owned(), decode(&value));
+                return Some((parameters, (true, parts.len())));
+            }
+            Some(name) => {
+                let segment = segments.get(i).filter(|s| !s.is_empty())?;
+                parameters.insert(name.to_owned(), decode(segment));
+            }
+            None => {
+                if segments.get(i) != Some(part) {
+                    return None;
+                }
+            }
+        }
+    }
+    (parts.len() == segments.len()).then(|| {
+        let variables = parameters.len();
+        (parameters, (false, variables))
+    })
+}
+
+fn decode(raw: &str) -> String {
+    percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn route(method: &str, path: &str) -> Route {
+        Route { method: method.into(), path: path.into(), function: format!("{method} {path}"), authorizer: None }
+    }
+
+    fn chosen(routes: &[Route], method: &str, path: &str) -> Option<String> {
+        select(routes, method, path).map(|m| m.route.function.clone())
+    }
+
+    #[test]
+    fn the_most_specific_route_wins_and_default_catches_the_rest() {
+        let routes = [
+            route("GET", "/items/{id}"),
+            route("GET", "/items/special"),
+            route("ANY", "/items/special"),
+            route("ANY", "/{proxy+}"),
+            route("ANY", "$default"),
+            route("POST", "/auth/login"),
+        ];
+        assert_eq!(chosen(&routes, "GET", "/items/special").unwrap(), "GET /items/special");
+        assert_eq!(chosen(&routes, "PUT", "/items/special").unwrap(), "ANY /items/special");
+        assert_eq!(chosen(&routes, "GET", "/items/7").unwrap(), "GET /items/{id}");
+        assert_eq!(chosen(&routes, "GET", "/auth/login").unwrap(), "ANY /{proxy+}");
+        assert_eq!(chosen(&routes, "POST", "/auth/login").unwrap(), "POST /auth/login");
+        assert_eq!(chosen(&routes, "GET", "/").unwrap(), "ANY $default");
+    }
+
+    #[test]
+    fn no_route_and_no_default_is_none() {
+        let routes = [route("POST", "/auth/login")];
+        assert_eq!(chosen(&routes, "GET", "/auth/login"), None);
+        assert_eq!(chosen(&routes, "POST", "/auth/login/extra"), None);
+        assert_eq!(chosen(&routes, "POST", "/auth"), None);
+    }
+
+    #[test]
+    fn path_parameters_are_decoded_and_a_greedy_one_takes_the_rest() {
+        let routes = [route("GET", "/items/{id}"), route("GET", "/files/{path+}")];
+        let item = select(&routes, "GET", "/items/a%20b").unwrap();
+        assert_eq!(item.path_parameters["id"], "a b");
+        let file = select(&routes, "GET", "/files/x/y+z").unwrap();
+        assert_eq!(file.path_parameters["path"], "x/y+z");
+        assert_eq!(chosen(&routes, "GET", "/items/"), None);
+        assert_eq!(chosen(&routes, "GET", "/files/"), None);
+    }
+}
