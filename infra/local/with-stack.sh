@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# with-stack.sh DIR COMMAND...: start a private local stack in DIR (its own ports, so a
-# running `make dev` stack is left alone), run COMMAND with the stack's variables, and
-# stop the stack again whatever happened.
+# with-stack.sh [--gateway] DIR COMMAND...: start a private local stack in DIR (its own
+# ports, so a running `make dev` stack is left alone), run COMMAND with the stack's
+# variables, and stop the stack again whatever happened.
+#
+# --gateway also runs every function under `cargo lambda watch` (GATEWAY_CONCURRENCY
+# instances each, default 4, so concurrent requests really run concurrently) and the local
+# gateway in front of them, and exports GATEWAY_URL, GATEWAY_FUNCTION_ENV (the settings the
+# functions get beyond the stack's) and GATEWAY_PARAMETERS (the template parameters the
+# gateway is given). Short revocation poll, authorizer cache and key gates keep the
+# end-to-end tests quick; they are still the production code paths.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 PY=.local/venv/bin/python
+GATEWAY=false
+if [ "${1:-}" = --gateway ]; then
+  GATEWAY=true
+  shift
+fi
 DIR=$1
 shift
 
@@ -20,5 +32,20 @@ set -a
 set +a
 export TOKENAUTH_KMS_EMULATOR="$PWD/$PY $PWD/infra/local/kms_emulator.py"
 export TOKENAUTH_TLS_PROXY="$PWD/$PY $PWD/infra/local/tls_proxy.py"
+
+if $GATEWAY; then
+  export GATEWAY_FUNCTION_ENV=${GATEWAY_FUNCTION_ENV:-REVOCATION_POLL_SECS=1,KEY_SET_RELOAD_SECS=1,JWKS_MAX_AGE_SECS=1,KEY_PUBLISH_LEAD_SECS=4}
+  export GATEWAY_PARAMETERS=${GATEWAY_PARAMETERS:-AuthorizerCacheSecs=2}
+  env_args=()
+  IFS=, read -ra assignments <<<"$GATEWAY_FUNCTION_ENV"
+  for a in "${assignments[@]}"; do env_args+=(--env "$a"); done
+  param_args=()
+  IFS=, read -ra parameters <<<"$GATEWAY_PARAMETERS"
+  for p in "${parameters[@]}"; do param_args+=(--parameter "$p"); done
+  "$PY" infra/local/stack.py functions --dir "$DIR" --port 0 --concurrency "${GATEWAY_CONCURRENCY:-4}" --no-reload "${env_args[@]}"
+  "$PY" infra/local/stack.py gateway --dir "$DIR" --port 0 "${param_args[@]}"
+  GATEWAY_URL=$(cat "$DIR/gateway.url")
+  export GATEWAY_URL
+fi
 
 "$@"

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 pub mod capacity;
+pub mod gateway;
 pub mod iam;
 pub mod runtime;
 

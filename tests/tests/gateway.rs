@@ -1,0 +1,232 @@
+//! End to end through the local gateway (`with-stack.sh --gateway`): HTTP on loopback to
+//! the gateway, which reads its routes and authorizer from the template and invokes the
+//! real handlers under `cargo lambda watch` (several instances of each, so concurrent
+//! requests run concurrently). Nothing here calls a handler directly.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine as _;
+use serde_json::Value;
+use tokenauth::keys::manager::KeySource;
+use tokenauth::keys::set::KeyState;
+use tokenauth::keys::{KeyAlgorithm, KeyManager};
+use tokenauth::SystemClock;
+use tokenauth_tests::gateway::{gateway_setting, stated_revocation_lag, Answer, GatewayClient};
+use tokenauth_tests::{clients, config_with, create_user, repo_root};
+
+fn kid_of(token: &str) -> String {
+    let header: Value = serde_json::from_slice(&B64URL.decode(token.split('.').next().unwrap_or("")).unwrap()).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+/// The configuration the functions behind the gateway run with.
+fn function_config() -> tokenauth::Config {
+    let settings = std::env::var("GATEWAY_FUNCTION_ENV").unwrap_or_default();
+    let pairs: Vec<(String, String)> =
+        settings.split(',').filter_map(|a| a.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    config_with(&borrowed)
+}
+
+/// Polls `whoami` with `access_token` until it is refused; how long that took.
+async fn time_until_refused(gateway: &GatewayClient, access_token: &str, limit: Duration) -> (Duration, Answer) {
+    let started = Instant::now();
+    loop {
+        let answer = gateway.whoami(access_token).await;
+        if answer.status != 200 || started.elapsed() > limit {
+            return (started.elapsed(), answer);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn the_gateway_serves_the_routes_authorizers_and_cache_of_the_translated_template() {
+    let root = repo_root();
+    let template = root.join("infra/template.yaml");
+    let translated = Command::new(root.join(".local/venv/bin/python"))
+        .arg(root.join("infra/local/api_routes.py"))
+        .arg(&template)
+        .output()
+        .expect("api_routes.py runs (make tools installs the venv)");
+    assert!(translated.status.success(), "{}", String::from_utf8_lossy(&translated.stderr));
+    let gateway = tokenauth_tests::runtime::function_binary("gateway");
+    let read = Command::new(&gateway).arg("--template").arg(&template).arg("--print-routes").output().unwrap();
+    assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+    let translated: Value = serde_json::from_slice(&translated.stdout).unwrap();
+    let read: Value = serde_json::from_slice(&read.stdout).unwrap();
+    assert_eq!(read, translated, "the gateway's routes differ from what the SAM translator builds");
+    // The protected route is there, behind an authorizer with a cache: the comparison
+    // above compared something.
+    let whoami = read["routes"].as_array().unwrap().iter().find(|r| r["path"] == "/api/whoami").unwrap();
+    let authorizer = &read["authorizers"][whoami["authorizer"].as_str().unwrap()];
+    assert!(authorizer["result_ttl_secs"].as_u64().unwrap() > 0);
+    assert_eq!(authorizer["identity_sources"][0], "$request.header.Authorization");
+
+    // A parameter override reaches the cache setting, as `sam deploy --parameter-overrides`.
+    let overridden = Command::new(&gateway)
+        .arg("--template")
+        .arg(&template)
+        .args(["--parameter", "AuthorizerCacheSecs=17", "--print-routes"])
+        .output()
+        .unwrap();
+    let overridden: Value = serde_json::from_slice(&overridden.stdout).unwrap();
+    assert_eq!(overridden["authorizers"]["TokenAuthorizer"]["result_ttl_secs"], 17);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_through_the_gateway_ends_with_the_revoked_token_refused_within_the_stated_lag() {
+    let config = function_config();
+    let clients = clients().await;
+    let (username, password, user_id) = create_user(&config, &clients, "gateway", &["read", "write"]).await;
+    let gateway = GatewayClient::default();
+
+    let login = gateway.login(&username, &password).await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    assert_eq!(login.headers["cache-control"], "no-store");
+    assert_eq!(login.str("token_type"), "Bearer");
+
+    // The protected route sees the authorizer's context, never the token.
+    let me = gateway.whoami(login.str("access_token")).await;
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(me.json["authorizer"]["sub"], user_id.as_str());
+    assert_eq!(me.json["authorizer"]["scope"], "read write");
+    assert!(!me.text.contains(login.str("access_token")));
+    assert_eq!(me.headers["x-gateway-authorizer"], "invoked");
+    let again = gateway.whoami(login.str("access_token")).await;
+    assert_eq!((again.status, &again.headers["x-gateway-authorizer"]), (200, &"cached".parse().unwrap()));
+
+    // API Gateway's own answers: no identity source, a token the authorizer denies.
+    let anonymous = gateway.send("GET", "/api/whoami", &[], None).await;
+    assert_eq!((anonymous.status, anonymous.json["message"].as_str()), (401, Some("Unauthorized")));
+    assert!(anonymous.headers.get("x-gateway-authorizer").is_none(), "401 without invoking the authorizer");
+    let forged = gateway.whoami("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.").await;
+    assert_eq!((forged.status, forged.json["message"].as_str()), (403, Some("Forbidden")));
+    let nowhere = gateway.send("GET", "/api/nowhere", &[], None).await;
+    assert_eq!(nowhere.status, 404);
+
+    let refreshed = gateway.refresh(login.str("refresh_token")).await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.text);
+    assert_ne!(refreshed.str("refresh_token"), login.str("refresh_token"));
+    assert_eq!(gateway.whoami(refreshed.str("access_token")).await.status, 200);
+
+    let revoked = gateway.revoke(refreshed.str("refresh_token"), "refresh_token").await;
+    assert_eq!(revoked.status, 200, "{}", revoked.text);
+    let after = gateway.refresh(refreshed.str("refresh_token")).await;
+    assert_eq!(after.str("error"), "invalid_grant");
+
+    let lag = stated_revocation_lag();
+    let (took, refused) = time_until_refused(&gateway, refreshed.str("access_token"), lag * 3).await;
+    println!("the revoked session's access token was refused after {took:?} (stated lag {lag:?})");
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    // One poll of slack: the authorizer instance may have polled just before the revoke.
+    assert!(took <= lag + Duration::from_secs(1), "refused after {took:?}, stated lag {lag:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replayed_refresh_token_ends_the_family_end_to_end_and_parallel_retries_rotate_once() {
+    let config = function_config();
+    let clients = clients().await;
+    let (username, password, _) = create_user(&config, &clients, "gwreuse", &["read"]).await;
+    let gateway = GatewayClient::default();
+    let login = gateway.login(&username, &password).await;
+    assert_eq!(login.status, 200, "{}", login.text);
+
+    // Four parallel refreshes of one token, on four function instances: one rotation; the
+    // others are served the same successor (the retry leeway) or refused, never a second one.
+    let mut racing = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (gateway, token) = (gateway.clone(), login.str("refresh_token").to_owned());
+        racing.spawn(async move { gateway.refresh(&token).await });
+    }
+    let mut successors = std::collections::BTreeSet::new();
+    while let Some(answer) = racing.join_next().await {
+        let answer = answer.unwrap();
+        match answer.status {
+            200 => {
+                successors.insert(answer.str("refresh_token").to_owned());
+            }
+            _ => assert_eq!(answer.str("error"), "invalid_grant", "{}", answer.text),
+        }
+    }
+    assert_eq!(successors.len(), 1, "parallel refreshes of one token rotated more than once");
+    let second = successors.pop_first().unwrap();
+
+    let third = gateway.refresh(&second).await;
+    assert_eq!(third.status, 200, "{}", third.text);
+    // The first token again, after its successor was used: a thief's replay.
+    let replay = gateway.refresh(login.str("refresh_token")).await;
+    assert_eq!((replay.status, replay.str("error")), (401, "invalid_grant"), "{}", replay.text);
+    // The whole family is gone: the legitimate holder's newest token is refused too...
+    let holder = gateway.refresh(third.str("refresh_token")).await;
+    assert_eq!(holder.str("error"), "invalid_grant", "{}", holder.text);
+    // ...and its access token within the stated lag.
+    let lag = stated_revocation_lag();
+    let (took, refused) = time_until_refused(&gateway, third.str("access_token"), lag * 3).await;
+    assert_eq!(refused.status, 403, "still allowed after {took:?}");
+    assert!(took <= lag + Duration::from_secs(1), "refused after {took:?}, stated lag {lag:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_rotate_while_clients_keep_calling_through_the_gateway() {
+    let config = function_config();
+    let clients = clients().await;
+    let lead: u64 = gateway_setting("KEY_PUBLISH_LEAD_SECS").unwrap().parse().unwrap();
+    let manager =
+        KeyManager::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock));
+    let old_kid = manager.list().await.unwrap().current().map(|k| k.kid.clone()).unwrap();
+
+    let gateway = GatewayClient::default();
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut callers = tokio::task::JoinSet::new();
+    for n in 0..3 {
+        let (username, password, _) = create_user(&config, &clients, &format!("gwkeys{n}"), &["read"]).await;
+        let (gateway, running) = (gateway.clone(), running.clone());
+        callers.spawn(async move {
+            let login = gateway.login(&username, &password).await;
+            assert_eq!(login.status, 200, "{}", login.text);
+            let mut tokens = (login.str("access_token").to_owned(), login.str("refresh_token").to_owned());
+            let mut kids = Vec::new();
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                let me = gateway.whoami(&tokens.0).await;
+                assert_eq!(me.status, 200, "a valid token was refused during the rotation: {}", me.text);
+                let next = gateway.refresh(&tokens.1).await;
+                assert_eq!(next.status, 200, "a refresh failed during the rotation: {}", next.text);
+                tokens = (next.str("access_token").to_owned(), next.str("refresh_token").to_owned());
+                kids.push(kid_of(&tokens.0));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            kids
+        });
+    }
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    manager.add(KeySource::Create(KeyAlgorithm::ES256)).await.expect("a pending key");
+    let new_kid =
+        manager.list().await.unwrap().entries.iter().find(|k| k.state == KeyState::Pending).unwrap().kid.clone();
+    // The gate, not --force: wait until it opens.
+    tokio::time::sleep(Duration::from_secs(lead) + Duration::from_millis(500)).await;
+    manager.promote(false).await.expect("the promote gate is open after the publish lead");
+    let promoted = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+
+    let mut new_kid_seen = 0;
+    while let Some(kids) = callers.join_next().await {
+        let kids = kids.expect("no caller failed");
+        assert!(kids.contains(&old_kid), "tokens of the old key were issued before the promotion");
+        new_kid_seen += usize::from(kids.last() == Some(&new_kid));
+    }
+    assert_eq!(
+        new_kid_seen,
+        3,
+        "every client's newest token carries the new kid {:?} after the promotion",
+        promoted.elapsed()
+    );
+    let jwks = gateway.send("GET", "/.well-known/jwks.json", &[], None).await;
+    let kids: Vec<&str> = jwks.json["keys"].as_array().unwrap().iter().filter_map(|k| k["kid"].as_str()).collect();
+    assert!(kids.contains(&new_kid.as_str()) && kids.contains(&old_kid.as_str()), "{kids:?}");
+}
