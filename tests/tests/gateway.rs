@@ -230,3 +230,44 @@ async fn keys_rotate_while_clients_keep_calling_through_the_gateway() {
     let kids: Vec<&str> = jwks.json["keys"].as_array().unwrap().iter().filter_map(|k| k["kid"].as_str()).collect();
     assert!(kids.contains(&new_kid.as_str()) && kids.contains(&old_kid.as_str()), "{kids:?}");
 }
+
+#[tokio::test]
+async fn the_readme_session_runs_as_written_through_the_gateway() {
+    let config = function_config();
+    let clients = clients().await;
+    // The demo user `make dev` seeds; an earlier run may have made it already.
+    let username = tokenauth::username::Username::normalise("demo").unwrap();
+    let users = tokenauth::store::DynamoUsers::new(clients.dynamodb.clone(), &config.users_table);
+    if users.get(&username).await.unwrap().is_none() {
+        let hash = tokenauth::password::hash("demo-password").unwrap();
+        let record = tokenauth::store::UserRecord::new(
+            tokenauth::token::random_id(),
+            hash,
+            vec!["read".into(), "write".into()],
+            0,
+        );
+        users.create(&username, &record).await.unwrap();
+    }
+
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = &readme[readme.find("## A session, end to end").expect("the README's session section")..];
+    let block = section.split("```sh\n").nth(1).unwrap().split("\n```").next().unwrap();
+    // `make dev` is what `with-stack.sh --gateway` did; the gateway's port is this run's.
+    let gateway = GatewayClient::default();
+    let script: Vec<String> = block
+        .lines()
+        .filter(|line| !line.starts_with("make "))
+        .map(|line| if line.starts_with("GW=") { format!("GW={}", gateway.url("")) } else { line.to_owned() })
+        .collect();
+    let output = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script.join("\n")])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "the README session failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let statuses: Vec<&str> = stdout.lines().filter(|l| l.starts_with("HTTP/1.1")).map(str::trim).collect();
+    assert_eq!(statuses, ["HTTP/1.1 401 Unauthorized", "HTTP/1.1 200 OK", "HTTP/1.1 403 Forbidden"], "{stdout}");
+    assert_eq!(stdout.matches(r#"{"authorizer":{"client_id":"first-party""#).count(), 2, "{stdout}");
+    assert!(stdout.trim_end().ends_with(r#"{"message":"Forbidden"}"#), "{stdout}");
+}

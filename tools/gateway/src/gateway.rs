@@ -248,8 +248,10 @@ impl Gateway {
                 let answer =
                     invoked.ok().and_then(|bytes| simple_answer(&bytes)).ok_or(StatusCode::INTERNAL_SERVER_ERROR)?;
                 if spec.result_ttl_secs > 0 {
-                    let until = now + Duration::from_secs(spec.result_ttl_secs);
-                    self.cache_store(key, CachedAnswer { until, ..answer.clone() }, now);
+                    // The TTL runs from the answer, not from the request.
+                    let answered = Instant::now();
+                    let until = answered + Duration::from_secs(spec.result_ttl_secs);
+                    self.cache_store(key, CachedAnswer { until, ..answer.clone() }, answered);
                 }
                 answer
             }
