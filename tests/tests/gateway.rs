@@ -265,7 +265,11 @@ async fn the_readme_session_runs_as_written_through_the_gateway() {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "the README session failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "the README session failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let statuses: Vec<&str> = stdout.lines().filter(|l| l.starts_with("HTTP/1.1")).map(str::trim).collect();
     assert_eq!(statuses, ["HTTP/1.1 401 Unauthorized", "HTTP/1.1 200 OK", "HTTP/1.1 403 Forbidden"], "{stdout}");
     assert_eq!(stdout.matches(r#"{"authorizer":{"client_id":"first-party""#).count(), 2, "{stdout}");
