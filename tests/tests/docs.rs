@@ -59,5 +59,7 @@ fn every_function_and_tool_the_docs_name_is_a_crate() {
     for name in ["login", "refresh", "revoke", "authorizer", "jwks", "key-rotation", "whoami"] {
         assert!(repo_root().join("functions").join(name).join("src/main.rs").is_file(), "{name}");
     }
-    assert!(repo_root().join("tools/authctl/Cargo.toml").is_file());
+    for tool in ["authctl", "gateway", "loadgen"] {
+        assert!(repo_root().join("tools").join(tool).join("Cargo.toml").is_file(), "{tool}");
+    }
 }
