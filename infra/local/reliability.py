@@ -39,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stack as stacklib  # noqa: E402
+import tls_proxy  # noqa: E402  (its byte relay)
 
 ROOT = stacklib.ROOT
 DOCS = ROOT / "docs"
@@ -96,23 +97,12 @@ class DelayingProxy:
             return
         upstream.settimeout(None)
 
-        def pump(src, dst, delayed):
-            try:
-                while data := src.recv(65536):
-                    if delayed and self.delay:
-                        time.sleep(self.delay)
-                    dst.sendall(data)
-            except OSError:
-                pass
-            finally:
-                for s in (src, dst):
-                    try:
-                        s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+        def hold() -> None:
+            if self.delay:
+                time.sleep(self.delay)
 
-        threading.Thread(target=pump, args=(client, upstream, False), daemon=True).start()
-        pump(upstream, client, True)
+        threading.Thread(target=tls_proxy.relay, args=(client, upstream), daemon=True).start()
+        tls_proxy.relay(upstream, client, hold)
 
 
 # ---------------------------------------------------------------- the stack
@@ -325,25 +315,24 @@ def faults_run() -> dict:
         held = [run.login(n) for n in range(4)]
         held_statuses: dict[str, dict[str, int]] = {"GET /api/whoami": {}, "POST /auth/refresh": {}}
 
-        def use_held_sessions(until: float) -> None:
+        def use_held_sessions(route: str, until: float) -> None:
             while time.time() < until:
                 for session in held:
-                    for route, (method, path, body, bearer) in {
-                        "GET /api/whoami": ("GET", "/api/whoami", None, session["access_token"]),
-                        "POST /auth/refresh": ("POST", "/auth/refresh",
-                                               f"grant_type=refresh_token&refresh_token={session['refresh_token']}",
-                                               None),
-                    }.items():
-                        status, _ = run.http(method, path, body, bearer)
-                        held_statuses[route][str(status)] = held_statuses[route].get(str(status), 0) + 1
-                time.sleep(0.2)
+                    if route == "GET /api/whoami":
+                        status, _ = run.http("GET", "/api/whoami", bearer=session["access_token"])
+                    else:
+                        status, _ = run.http("POST", "/auth/refresh",
+                                             f"grant_type=refresh_token&refresh_token={session['refresh_token']}")
+                    held_statuses[route][str(status)] = held_statuses[route].get(str(status), 0) + 1
+                time.sleep(0.1)
 
         kms_pid = run.service_pid("kms")
         os.killpg(kms_pid, signal.SIGSTOP)
         try:
             load = run.loadgen(15, 8, verify_secs=None)
-            user = threading.Thread(target=use_held_sessions, args=(time.time() + 15,))
-            user.start()
+            users = [threading.Thread(target=use_held_sessions, args=(route, time.time() + 15)) for route in held_statuses]
+            for user in users:
+                user.start()
             revoke_status, _ = run.http("POST", "/auth/revoke",
                                         f"token={doomed['refresh_token']}&token_type_hint=refresh_token")
             revoked_at = time.time()
@@ -357,7 +346,8 @@ def faults_run() -> dict:
             valid_status, _ = run.http("GET", "/api/whoami", bearer=valid["access_token"])
             login_status, _ = run.http("POST", "/auth/login", {"username": "nobody", "password": "x"})
             report = run.report(load)
-            user.join()
+            for user in users:
+                user.join()
         finally:
             os.killpg(kms_pid, signal.SIGCONT)
         report["sessions_made_before"] = held_statuses

@@ -40,9 +40,13 @@ def certificate(subject, issuer, public_key, signing_key, ca, extra):
     return builder.sign(signing_key, hashes.SHA256())
 
 
-def relay(source, sink):
+def relay(source, sink, before_send=None):
+    """Copies bytes from source to sink until either side closes, then closes both;
+    `before_send` runs before each chunk goes on (the fault runs' delay)."""
     try:
         while data := source.recv(65536):
+            if before_send:
+                before_send()
             sink.sendall(data)
     except OSError:
         pass

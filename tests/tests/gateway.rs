@@ -2,6 +2,7 @@
 //! the gateway, which reads its routes and authorizer from the template and invokes the
 //! real handlers under `cargo lambda watch` (several instances of each, so concurrent
 //! requests run concurrently). Nothing here calls a handler directly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 use std::sync::Arc;

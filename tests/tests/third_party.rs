@@ -2,6 +2,7 @@
 //! refresh-token grant and RFC 7009 revocation, and our access tokens verified from our
 //! JWKS URL by PyJWT's `PyJWKClient` and by AWS's `aws-jwt-verify` (both installed into
 //! `.local/` by `make tools`). The scripts are in `tests/clients/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -9,9 +9,6 @@ use std::time::Duration;
 
 use clap::Parser;
 use gateway::gateway::{Gateway, Timeouts};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 
 #[derive(Parser)]
 #[command(about = "The template's HTTP API, routes and Lambda authorizer, in front of cargo lambda watch")]
@@ -93,23 +90,5 @@ async fn main() -> std::process::ExitCode {
     }
     eprintln!("gateway: listening on http://{} (functions at {})", args.listen, args.lambda_url);
 
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                eprintln!("gateway: accept failed: {e}");
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let gateway = gateway.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let gateway = gateway.clone();
-                async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, peer.ip()).await) }
-            });
-            // A client that goes away mid-request is its own business.
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-        });
-    }
+    gateway::gateway::serve(listener, gateway).await
 }
