@@ -18,6 +18,9 @@ use tokenauth::SystemClock;
 use tokenauth_tests::gateway::{gateway_setting, stated_revocation_lag, Answer, GatewayClient};
 use tokenauth_tests::{clients, config_with, create_user, repo_root};
 
+/// One client's refreshes: when each was sent, and the kid of the token it returned.
+type Issued = Vec<(Instant, String)>;
+
 fn kid_of(token: &str) -> String {
     let header: Value = serde_json::from_slice(&B64URL.decode(token.split('.').next().unwrap_or("")).unwrap()).unwrap();
     header["kid"].as_str().unwrap().to_owned()
@@ -32,14 +35,19 @@ fn function_config() -> tokenauth::Config {
     config_with(&borrowed)
 }
 
-/// Polls `whoami` with `access_token` until it is refused; how long that took.
-async fn time_until_refused(gateway: &GatewayClient, access_token: &str, limit: Duration) -> (Duration, Answer) {
+/// Polls `whoami` with `access_token` until it is refused: the refusal, and when the last
+/// request that was still allowed had started (the lag is about requests that begin after
+/// it; a request may take long when cargo lambda watch starts an instance cold).
+async fn last_allowed_start(gateway: &GatewayClient, access_token: &str, limit: Duration) -> (Duration, Answer) {
     let started = Instant::now();
+    let mut last_allowed = Duration::ZERO;
     loop {
+        let sent = started.elapsed();
         let answer = gateway.whoami(access_token).await;
         if answer.status != 200 || started.elapsed() > limit {
-            return (started.elapsed(), answer);
+            return (last_allowed, answer);
         }
+        last_allowed = sent;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -97,8 +105,19 @@ async fn a_session_through_the_gateway_ends_with_the_revoked_token_refused_withi
     assert_eq!(me.json["authorizer"]["scope"], "read write");
     assert!(!me.text.contains(login.str("access_token")));
     assert_eq!(me.headers["x-gateway-authorizer"], "invoked");
-    let again = gateway.whoami(login.str("access_token")).await;
-    assert_eq!((again.status, &again.headers["x-gateway-authorizer"]), (200, &"cached".parse().unwrap()));
+    // The same token at once again is answered from the gateway's cache. The TTL runs from
+    // the authorizer's answer, and a function instance that cargo lambda watch starts cold
+    // can outlast it, so up to three tries; on a warm instance the first one hits.
+    let mut hits = Vec::new();
+    for _ in 0..3 {
+        let again = gateway.whoami(login.str("access_token")).await;
+        assert_eq!(again.status, 200, "{}", again.text);
+        hits.push(again.headers["x-gateway-authorizer"].to_str().unwrap().to_owned());
+        if hits.last().map(String::as_str) == Some("cached") {
+            break;
+        }
+    }
+    assert_eq!(hits.last().map(String::as_str), Some("cached"), "never answered from the cache: {hits:?}");
 
     // API Gateway's own answers: no identity source, a token the authorizer denies.
     let anonymous = gateway.send("GET", "/api/whoami", &[], None).await;
@@ -120,11 +139,13 @@ async fn a_session_through_the_gateway_ends_with_the_revoked_token_refused_withi
     assert_eq!(after.str("error"), "invalid_grant");
 
     let lag = stated_revocation_lag();
-    let (took, refused) = time_until_refused(&gateway, refreshed.str("access_token"), lag * 3).await;
-    println!("the revoked session's access token was refused after {took:?} (stated lag {lag:?})");
+    let (allowed_until, refused) = last_allowed_start(&gateway, refreshed.str("access_token"), lag * 3).await;
+    println!(
+        "the revoked session's access token was last allowed {allowed_until:?} after the revoke (stated lag {lag:?})"
+    );
     assert_eq!(refused.status, 403, "{}", refused.text);
     // One poll of slack: the authorizer instance may have polled just before the revoke.
-    assert!(took <= lag + Duration::from_secs(1), "refused after {took:?}, stated lag {lag:?}");
+    assert!(allowed_until <= lag + Duration::from_secs(1), "allowed {allowed_until:?} after, stated lag {lag:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -166,9 +187,9 @@ async fn a_replayed_refresh_token_ends_the_family_end_to_end_and_parallel_retrie
     assert_eq!(holder.str("error"), "invalid_grant", "{}", holder.text);
     // ...and its access token within the stated lag.
     let lag = stated_revocation_lag();
-    let (took, refused) = time_until_refused(&gateway, third.str("access_token"), lag * 3).await;
-    assert_eq!(refused.status, 403, "still allowed after {took:?}");
-    assert!(took <= lag + Duration::from_secs(1), "refused after {took:?}, stated lag {lag:?}");
+    let (allowed_until, refused) = last_allowed_start(&gateway, third.str("access_token"), lag * 3).await;
+    assert_eq!(refused.status, 403, "still allowed after {allowed_until:?}");
+    assert!(allowed_until <= lag + Duration::from_secs(1), "allowed {allowed_until:?} after, stated lag {lag:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -182,25 +203,26 @@ async fn keys_rotate_while_clients_keep_calling_through_the_gateway() {
 
     let gateway = GatewayClient::default();
     let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let issued: Arc<std::sync::Mutex<Vec<Issued>>> = Arc::default();
     let mut callers = tokio::task::JoinSet::new();
     for n in 0..3 {
         let (username, password, _) = create_user(&config, &clients, &format!("gwkeys{n}"), &["read"]).await;
-        let (gateway, running) = (gateway.clone(), running.clone());
+        let (gateway, running, issued) = (gateway.clone(), running.clone(), issued.clone());
+        issued.lock().unwrap().push(Vec::new());
         callers.spawn(async move {
             let login = gateway.login(&username, &password).await;
             assert_eq!(login.status, 200, "{}", login.text);
             let mut tokens = (login.str("access_token").to_owned(), login.str("refresh_token").to_owned());
-            let mut kids = Vec::new();
             while running.load(std::sync::atomic::Ordering::Relaxed) {
                 let me = gateway.whoami(&tokens.0).await;
                 assert_eq!(me.status, 200, "a valid token was refused during the rotation: {}", me.text);
+                let sent = Instant::now();
                 let next = gateway.refresh(&tokens.1).await;
                 assert_eq!(next.status, 200, "a refresh failed during the rotation: {}", next.text);
                 tokens = (next.str("access_token").to_owned(), next.str("refresh_token").to_owned());
-                kids.push(kid_of(&tokens.0));
+                issued.lock().unwrap()[n].push((sent, kid_of(&tokens.0)));
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            kids
         });
     }
 
@@ -211,22 +233,27 @@ async fn keys_rotate_while_clients_keep_calling_through_the_gateway() {
     // The gate, not --force: wait until it opens.
     tokio::time::sleep(Duration::from_secs(lead) + Duration::from_millis(500)).await;
     manager.promote(false).await.expect("the promote gate is open after the publish lead");
-    let promoted = Instant::now();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    running.store(false, std::sync::atomic::Ordering::Relaxed);
-
-    let mut new_kid_seen = 0;
-    while let Some(kids) = callers.join_next().await {
-        let kids = kids.expect("no caller failed");
-        assert!(kids.contains(&old_kid), "tokens of the old key were issued before the promotion");
-        new_kid_seen += usize::from(kids.last() == Some(&new_kid));
+    // Signers re-read the set every KEY_SET_RELOAD_SECS; refreshes sent after that carry
+    // the new kid. Keep calling until every client has sent two of them (at most 60 s).
+    let reload: u64 = gateway_setting("KEY_SET_RELOAD_SECS").unwrap().parse().unwrap();
+    let picked_up = Instant::now() + Duration::from_secs(reload) + Duration::from_millis(500);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline
+        && issued.lock().unwrap().iter().any(|c| c.iter().filter(|(sent, _)| *sent >= picked_up).count() < 2)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(
-        new_kid_seen,
-        3,
-        "every client's newest token carries the new kid {:?} after the promotion",
-        promoted.elapsed()
-    );
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    while let Some(caller) = callers.join_next().await {
+        caller.expect("no caller failed");
+    }
+
+    for (n, client) in issued.lock().unwrap().iter().enumerate() {
+        assert_eq!(client.first().map(|(_, kid)| kid), Some(&old_kid), "client {n} began with the old key");
+        let after: Vec<&String> = client.iter().filter(|(sent, _)| *sent >= picked_up).map(|(_, kid)| kid).collect();
+        assert!(after.len() >= 2, "client {n} kept calling after the promotion");
+        assert!(after.iter().all(|kid| **kid == new_kid), "client {n}: tokens after the promotion: {after:?}");
+    }
     let jwks = gateway.send("GET", "/.well-known/jwks.json", &[], None).await;
     let kids: Vec<&str> = jwks.json["keys"].as_array().unwrap().iter().filter_map(|k| k["kid"].as_str()).collect();
     assert!(kids.contains(&new_kid.as_str()) && kids.contains(&old_kid.as_str()), "{kids:?}");
