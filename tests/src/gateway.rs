@@ -19,13 +19,27 @@ pub fn gateway_url() -> String {
     )
 }
 
+/// The `NAME=VALUE,...` assignments of a list variable of `with-stack.sh --gateway`.
+fn assignments(variable: &str) -> Vec<(String, String)> {
+    let list = std::env::var(variable).unwrap_or_default();
+    list.split(',').filter_map(|a| a.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+}
+
 /// A setting given to the functions behind the gateway (`GATEWAY_FUNCTION_ENV`), or to
 /// the gateway as a template parameter (`GATEWAY_PARAMETERS`).
 pub fn gateway_setting(name: &str) -> Option<String> {
-    ["GATEWAY_FUNCTION_ENV", "GATEWAY_PARAMETERS"].iter().find_map(|list| {
-        let list = std::env::var(list).ok()?;
-        list.split(',').find_map(|a| a.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.to_owned()))
-    })
+    ["GATEWAY_FUNCTION_ENV", "GATEWAY_PARAMETERS"]
+        .iter()
+        .flat_map(|variable| assignments(variable))
+        .find_map(|(k, v)| (k == name).then_some(v))
+}
+
+/// The configuration the functions behind the gateway run with: the stack's, and
+/// `GATEWAY_FUNCTION_ENV` over it.
+pub fn gateway_function_config() -> tokenauth::Config {
+    let settings = assignments("GATEWAY_FUNCTION_ENV");
+    let borrowed: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    crate::config_with(&borrowed)
 }
 
 /// The revocation lag the gateway's setup states: the authorizer's poll plus the cache.

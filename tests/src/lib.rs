@@ -449,3 +449,16 @@ impl Drop for KmsEmulator {
         let _ = self.child.wait();
     }
 }
+
+/// A JWT's header, decoded (not verified).
+pub fn jwt_header(token: &str) -> Value {
+    use base64::Engine as _;
+    let segment = token.split('.').next().unwrap_or("");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(segment).expect("a base64url JWT header");
+    serde_json::from_slice(&bytes).expect("a JSON JWT header")
+}
+
+/// The `kid` of a JWT's header.
+pub fn kid_of(token: &str) -> String {
+    jwt_header(token)["kid"].as_str().expect("a kid").to_owned()
+}

@@ -8,32 +8,18 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use base64::Engine as _;
 use serde_json::Value;
 use tokenauth::keys::manager::KeySource;
 use tokenauth::keys::set::KeyState;
 use tokenauth::keys::{KeyAlgorithm, KeyManager};
 use tokenauth::SystemClock;
-use tokenauth_tests::gateway::{gateway_setting, stated_revocation_lag, Answer, GatewayClient};
-use tokenauth_tests::{clients, config_with, create_user, repo_root};
+use tokenauth_tests::gateway::{
+    gateway_function_config, gateway_setting, stated_revocation_lag, Answer, GatewayClient,
+};
+use tokenauth_tests::{clients, create_user, kid_of, repo_root};
 
 /// One client's refreshes: when each was sent, and the kid of the token it returned.
 type Issued = Vec<(Instant, String)>;
-
-fn kid_of(token: &str) -> String {
-    let header: Value = serde_json::from_slice(&B64URL.decode(token.split('.').next().unwrap_or("")).unwrap()).unwrap();
-    header["kid"].as_str().unwrap().to_owned()
-}
-
-/// The configuration the functions behind the gateway run with.
-fn function_config() -> tokenauth::Config {
-    let settings = std::env::var("GATEWAY_FUNCTION_ENV").unwrap_or_default();
-    let pairs: Vec<(String, String)> =
-        settings.split(',').filter_map(|a| a.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-    let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    config_with(&borrowed)
-}
 
 /// Polls `whoami` with `access_token` until it is refused: the refusal, and when the last
 /// request that was still allowed had started (the lag is about requests that begin after
@@ -88,7 +74,7 @@ fn the_gateway_serves_the_routes_authorizers_and_cache_of_the_translated_templat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_session_through_the_gateway_ends_with_the_revoked_token_refused_within_the_stated_lag() {
-    let config = function_config();
+    let config = gateway_function_config();
     let clients = clients().await;
     let (username, password, user_id) = create_user(&config, &clients, "gateway", &["read", "write"]).await;
     let gateway = GatewayClient::default();
@@ -150,7 +136,7 @@ async fn a_session_through_the_gateway_ends_with_the_revoked_token_refused_withi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replayed_refresh_token_ends_the_family_end_to_end_and_parallel_retries_rotate_once() {
-    let config = function_config();
+    let config = gateway_function_config();
     let clients = clients().await;
     let (username, password, _) = create_user(&config, &clients, "gwreuse", &["read"]).await;
     let gateway = GatewayClient::default();
@@ -194,7 +180,7 @@ async fn a_replayed_refresh_token_ends_the_family_end_to_end_and_parallel_retrie
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keys_rotate_while_clients_keep_calling_through_the_gateway() {
-    let config = function_config();
+    let config = gateway_function_config();
     let clients = clients().await;
     let lead: u64 = gateway_setting("KEY_PUBLISH_LEAD_SECS").unwrap().parse().unwrap();
     let manager =
@@ -261,7 +247,7 @@ async fn keys_rotate_while_clients_keep_calling_through_the_gateway() {
 
 #[tokio::test]
 async fn the_readme_session_runs_as_written_through_the_gateway() {
-    let config = function_config();
+    let config = gateway_function_config();
     let clients = clients().await;
     // The demo user `make dev` seeds; an earlier run may have made it already.
     let username = tokenauth::username::Username::normalise("demo").unwrap();

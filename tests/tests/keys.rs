@@ -59,11 +59,6 @@ async fn allowed(a: &Authorizer, token: &str) -> bool {
     answer["isAuthorized"] == true
 }
 
-fn kid_of(token: &str) -> String {
-    let header: Value = serde_json::from_slice(&B64URL.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
-    header["kid"].as_str().unwrap().to_owned()
-}
-
 /// A token with valid claims for ten minutes, signed directly with `kms_key_id`: what a
 /// token of that key looks like to the authorizer, whether or not the key still signs.
 async fn token_of_key(config: &Config, clients: &Clients, kms_key_id: &str) -> String {

@@ -4,33 +4,27 @@
 //! `.local/` by `make tools`). The scripts are in `tests/clients/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use base64::Engine as _;
 use serde_json::Value;
 use tokenauth_tests::gateway::{stated_revocation_lag, GatewayClient};
-use tokenauth_tests::{clients, config, create_user, repo_root};
+use tokenauth_tests::{clients, config, create_user, jwt_header, repo_root};
 
 /// Runs a client script with the venv's Python, or with `node` (Debian's, on PATH; the
 /// library comes from `.local/node`), and parses the one JSON object it prints.
-fn run(program: &str, script: &str, args: &[&str]) -> Value {
+async fn run(program: &str, script: &str, args: &[&str]) -> Value {
     let root = repo_root();
     let program = if program == "node" { "node".into() } else { root.join(program) };
-    let output = Command::new(&program)
+    let output = tokio::process::Command::new(&program)
         .arg(root.join("tests/clients").join(script))
         .args(args)
         .env("NODE_PREFIX", root.join(".local/node"))
         .output()
+        .await
         .unwrap_or_else(|e| panic!("{} {script}: {e} (make tools installs it)", program.display()));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{script} failed:\n{}\n{stdout}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}"))
-}
-
-fn header_of(token: &str) -> Value {
-    serde_json::from_slice(&B64URL.decode(token.split('.').next().unwrap_or("")).unwrap()).unwrap()
 }
 
 #[tokio::test]
@@ -40,11 +34,7 @@ async fn authlib_refreshes_and_revokes_by_the_rfcs_through_the_gateway() {
     let (username, password, _) = create_user(&config, &clients, "authlib", &["read"]).await;
     let gateway = GatewayClient::default();
     let base = gateway.url("");
-    let out = tokio::task::spawn_blocking(move || {
-        run(".local/venv/bin/python", "authlib_session.py", &[&base, &username, &password])
-    })
-    .await
-    .unwrap();
+    let out = run(".local/venv/bin/python", "authlib_session.py", &[&base, &username, &password]).await;
 
     assert_eq!(out["login_status"], 200, "{out}");
     assert_eq!((out["whoami_status"].as_u64(), out["whoami_scope"].as_str()), (Some(200), Some("read")), "{out}");
@@ -79,24 +69,13 @@ async fn pyjwt_and_aws_jwt_verify_verify_our_access_token_from_our_jwks_url_and_
     let login = gateway.login(&username, &password).await;
     assert_eq!(login.status, 200, "{}", login.text);
     let token = login.str("access_token").to_owned();
-    let header = header_of(&token);
+    let header = jwt_header(&token);
     let jwks_url = gateway.url("/.well-known/jwks.json");
     let (issuer, audience) = (config.issuer.clone(), config.audience.clone());
 
     let args = [jwks_url.as_str(), token.as_str(), issuer.as_str(), audience.as_str()];
-    let (pyjwt, node) = {
-        let owned: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let again = owned.clone();
-        let pyjwt = tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = owned.iter().map(String::as_str).collect();
-            run(".local/venv/bin/python", "pyjwt_verify.py", &args)
-        });
-        let node = tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = again.iter().map(String::as_str).collect();
-            run("node", "aws_jwt_verify.mjs", &args)
-        });
-        (pyjwt.await.unwrap(), node.await.unwrap())
-    };
+    let (pyjwt, node) =
+        tokio::join!(run(".local/venv/bin/python", "pyjwt_verify.py", &args), run("node", "aws_jwt_verify.mjs", &args));
 
     assert_eq!(pyjwt["kid"], header["kid"], "PyJWKClient chose the key by kid: {pyjwt}");
     assert_eq!(pyjwt["algorithm"], header["alg"]);

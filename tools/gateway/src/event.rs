@@ -37,16 +37,8 @@ impl Incoming<'_> {
             let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
             if name == COOKIE {
                 cookies.extend(value.split(';').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned));
-                continue;
-            }
-            match headers.get_mut(name.as_str()) {
-                Some(Value::String(joined)) => {
-                    joined.push(',');
-                    joined.push_str(&value);
-                }
-                _ => {
-                    headers.insert(name.as_str().to_owned(), Value::String(value));
-                }
+            } else {
+                insert_joined(&mut headers, name.as_str(), &value);
             }
         }
         (headers, cookies)
@@ -56,15 +48,7 @@ impl Incoming<'_> {
     fn query_parameters(&self) -> Map<String, Value> {
         let mut parameters = Map::new();
         for (name, value) in form_urlencoded::parse(self.raw_query.as_bytes()) {
-            match parameters.get_mut(name.as_ref()) {
-                Some(Value::String(joined)) => {
-                    joined.push(',');
-                    joined.push_str(&value);
-                }
-                _ => {
-                    parameters.insert(name.into_owned(), Value::String(value.into_owned()));
-                }
-            }
+            insert_joined(&mut parameters, &name, &value);
         }
         parameters
     }
@@ -171,6 +155,20 @@ impl Incoming<'_> {
             }
         };
         value.filter(|v| !v.trim().is_empty())
+    }
+}
+
+/// Adds `name: value`; a name seen before gets the value appended after a comma, as
+/// payload 2.0 joins repeated headers and query parameters.
+fn insert_joined(map: &mut Map<String, Value>, name: &str, value: &str) {
+    match map.get_mut(name) {
+        Some(Value::String(joined)) => {
+            joined.push(',');
+            joined.push_str(value);
+        }
+        _ => {
+            map.insert(name.to_owned(), Value::String(value.to_owned()));
+        }
     }
 }
 

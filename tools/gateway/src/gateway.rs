@@ -45,17 +45,18 @@ impl Default for Timeouts {
 pub struct Gateway {
     api: HttpApi,
     lambda: Invoker,
-    cache: Mutex<HashMap<String, CachedAnswer>>,
+    /// Answers by authorizer and identity-source values, each with when it expires.
+    /// Denials are cached too.
+    cache: Mutex<HashMap<String, (Instant, AuthorizerAnswer)>>,
     timeouts: Timeouts,
     requests: AtomicU64,
 }
 
-/// An authorizer's answer, kept for the authorizer's result TTL. Denials are cached too.
+/// An authorizer's simple response.
 #[derive(Clone)]
-struct CachedAnswer {
+struct AuthorizerAnswer {
     authorized: bool,
     context: Option<Value>,
-    until: Instant,
 }
 
 /// Why a function gave no answer.
@@ -253,7 +254,7 @@ impl Gateway {
                     // The TTL runs from the answer, not from the request.
                     let answered = Instant::now();
                     let until = answered + Duration::from_secs(spec.result_ttl_secs);
-                    self.cache_store(key, CachedAnswer { until, ..answer.clone() }, answered);
+                    self.cache_store(key, until, answer.clone(), answered);
                 }
                 answer
             }
@@ -266,17 +267,17 @@ impl Gateway {
         }
     }
 
-    fn cache_lookup(&self, key: &str, now: Instant) -> Option<CachedAnswer> {
+    fn cache_lookup(&self, key: &str, now: Instant) -> Option<AuthorizerAnswer> {
         let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache.get(key).filter(|a| a.until > now).cloned()
+        cache.get(key).filter(|(until, _)| *until > now).map(|(_, answer)| answer.clone())
     }
 
-    fn cache_store(&self, key: String, answer: CachedAnswer, now: Instant) {
+    fn cache_store(&self, key: String, until: Instant, answer: AuthorizerAnswer, now: Instant) {
         let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if cache.len() >= 10_000 {
-            cache.retain(|_, a| a.until > now);
+            cache.retain(|_, (until, _)| *until > now);
         }
-        cache.insert(key, answer);
+        cache.insert(key, (until, answer));
     }
 }
 
@@ -305,7 +306,7 @@ pub async fn serve(listener: tokio::net::TcpListener, gateway: Arc<Gateway>) -> 
 
 /// A simple response (`{"isAuthorized": bool, "context": {...}}`); anything else is an
 /// authorizer error.
-fn simple_answer(bytes: &[u8]) -> Option<CachedAnswer> {
+fn simple_answer(bytes: &[u8]) -> Option<AuthorizerAnswer> {
     let value: Value = serde_json::from_slice(bytes).ok()?;
     let authorized = value.get("isAuthorized")?.as_bool()?;
     let context = match value.get("context") {
@@ -313,7 +314,7 @@ fn simple_answer(bytes: &[u8]) -> Option<CachedAnswer> {
         Some(context @ Value::Object(_)) => Some(context.clone()),
         Some(_) => return None,
     };
-    Some(CachedAnswer { authorized, context, until: Instant::now() })
+    Some(AuthorizerAnswer { authorized, context })
 }
 
 #[cfg(test)]
