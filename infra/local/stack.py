@@ -179,6 +179,16 @@ class Stack:
                 env=env,
             )
         self.pid_file(name).write_text(f"{proc.pid} {marker}\n")
+        # Until the child has exec'd, its command line is still this Python's, and
+        # running_pid (which checks the marker) would call it stopped: wait for the exec.
+        deadline = time.time() + 10
+        while proc.poll() is None and time.time() < deadline:
+            try:
+                if marker in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace"):
+                    break
+            except FileNotFoundError:
+                break
+            time.sleep(0.01)
         log(f"started {name} (pid {proc.pid}), log {logs}")
         return proc
 
