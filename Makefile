@@ -20,7 +20,8 @@ FUNCTIONS   := login refresh revoke authorizer jwks key-rotation whoami
 # The template's logical ids of those functions (sam build's output directories).
 FUNCTION_IDS := LoginFunction RefreshFunction RevokeFunction AuthorizerFunction JwksFunction KeyRotationFunction WhoamiFunction
 
-# cargo-lambda, zig, cfn-lint and the SAM CLI live in the venv.
+# cargo-lambda, zig, cfn-lint and the SAM CLI live in the venv (the unit tier runs without).
+PATH_WITHOUT_TOOLS := $(PATH)
 export PATH := $(abspath $(VENV)/bin):$(PATH)
 
 # The SAM CLI keeps its settings under .local and sends no telemetry.
@@ -29,11 +30,13 @@ SAM := SAM_CLI_TELEMETRY=0 __SAM_CLI_APP_DIR=$(abspath $(LOCAL))/sam-cli sam
 # GB-second) where the aarch64 Rust target is installed, else x86_64. ARCH=... overrides.
 ARCH ?= $(shell rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu && echo arm64 || echo x86_64)
 
-.PHONY: help tools java dev dev-down stack-up stack-down test lint build package deploy deploy-args cost bench bench-authorizer coldstart fuzz load faults clean
+.PHONY: help tools java dev dev-down stack-up stack-down unit test lint build package deploy deploy-args cost bench bench-authorizer coldstart fuzz load faults clean
 
 help:
 	@echo "make dev        local stack + demo user + functions under cargo lambda watch + the gateway on 127.0.0.1:$(GATEWAY_PORT)"
-	@echo "make test       lint, local stack, every test, stack stopped afterwards"
+	@echo "make unit       the unit tier: every test that needs no stack (cargo only: no Java, Python or Node)"
+	@echo "make test       lint, local stack, every test of both tiers, stack stopped afterwards"
+	@echo "make lint       rustfmt, clippy -D warnings, unused dependencies, cfn-lint, sam validate"
 	@echo "make stack-up   DynamoDB Local + KMS emulator only (writes $(STACK_DIR).env)"
 	@echo "make stack-down stop what stack-up/dev started"
 	@echo "make build      cargo lambda build --release for every function"
@@ -74,11 +77,29 @@ MACHETE := $(LOCAL)/cargo/bin/cargo-machete
 $(MACHETE):
 	cargo install cargo-machete --locked --version 0.9.2 --root $(abspath $(LOCAL)/cargo)
 
+# The layer check (the library's imports run downwards only, no cycle) joins the recipe
+# after clippy.
 lint: tools $(MACHETE)
 	cargo fmt --all -- --check
+	cargo clippy --locked --workspace --all-targets -- -D warnings
 	$(MACHETE) --with-metadata
 	cfn-lint infra/template.yaml
 	$(SAM) validate --lint --template infra/template.yaml --region us-east-1
+
+# Two tiers of tests. The unit tier needs nothing but cargo: the library's and the tools'
+# unit tests, the handlers' tests of every answer that needs no AWS call (their `tests`
+# modules, on SDK clients that reach nothing and record every call), and the test targets
+# in UNIT_TEST_TARGETS. The stack tier is everything else: in the library and binary
+# targets a test needs the stack iff its path has a `needs_stack` module; every other test
+# target needs it. `make unit` runs the first tier; with TOKENAUTH_TEST_TIER=unit a test
+# that reaches for the stack fails at once. `make test` runs both tiers against the stack,
+# as plain `cargo test --workspace` does (which fails, saying so, where no stack is up).
+UNIT_TEST_TARGETS := authorizer_wiring docs docs_facts template
+unit: export PATH := $(PATH_WITHOUT_TOOLS)
+unit: export TOKENAUTH_TEST_TIER := unit
+unit:
+	cargo test --locked --workspace --lib --bins $(addprefix --test ,$(UNIT_TEST_TARGETS)) -- --skip needs_stack::
+	cargo test --locked --workspace --doc
 
 # Build first, so the stack does not sit idle during compilation.
 test: tools lint
@@ -147,9 +168,11 @@ cost: bench
 	infra/local/with-stack.sh $(LOCAL)/cost-stack cargo test --locked -p tokenauth-tests --test cost
 	$(PY) infra/local/cost.py docs/cost.md
 
-# Process start -> first answered invocation of the release authorizer against a local
-# Runtime API stub (the key set and revocations from DynamoDB Local, or from the stub).
+# Process start -> first answered invocation of the release authorizer on the tests' Lambda
+# Runtime API stub (the runtime-stub binary; the key set and revocations from DynamoDB
+# Local, or from the stub).
 coldstart: build
+	cargo build --locked -p tokenauth-tests --bin runtime-stub
 	infra/local/with-stack.sh $(LOCAL)/bench-stack infra/local/coldstart.sh
 
 clean: stack-down

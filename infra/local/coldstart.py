@@ -3,10 +3,12 @@
 
     coldstart.py [--valid-token] [--empty-dynamodb] BINARY EVENT_FILE [RUNS]
 
-A minimal Lambda Runtime API stub on a free loopback port hands the binary one event and
-times the moment its answer (or error) arrives. The binary gets a Lambda-like environment:
-the function's configuration from the caller (the stack's variables, for its start-up
-calls) and the runtime's variables, AWS_LAMBDA_RUNTIME_API among them; nothing else.
+Each run hands the binary one event on the project's one Lambda Runtime API stub (the
+tests' `tests/src/runtime.rs`, as the `runtime-stub` binary: `cargo build -p
+tokenauth-tests --bin runtime-stub`), which times the moment its answer (or error)
+arrives. The binary gets a Lambda-like environment: the function's configuration from the
+caller (the stack's variables, for its start-up calls) and the runtime's variables,
+AWS_LAMBDA_RUNTIME_API among them; nothing else.
 With --empty-dynamodb the stub also stands in for DynamoDB and answers at once (the key
 set as stored, an empty denylist), which takes DynamoDB Local's own latency out of the
 figure.
@@ -18,18 +20,19 @@ Prints each run and the median, in milliseconds.
 
 import base64
 import hashlib
-import http.server
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[2]
+STUB = ROOT / "target" / "debug" / "runtime-stub"
 PLACEHOLDER = (
     "Bearer eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6Im5vbmUifQ.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
 )
@@ -86,82 +89,18 @@ def function_environment() -> dict:
     return env
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run_once(binary: str, event: bytes, empty_dynamodb: bool) -> tuple[float, bytes]:
-    key_set = key_set_item() if empty_dynamodb else None
-    answered = threading.Event()
-    served = {"next": False, "answer": b""}
-
-    class Stub(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):  # quiet
-            pass
-
-        def do_GET(self):
-            if self.path.endswith("/invocation/next") and not served["next"]:
-                served["next"] = True
-                self.send_response(200)
-                self.send_header("Lambda-Runtime-Aws-Request-Id", "coldstart-1")
-                self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30_000))
-                self.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:f")
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(event)))
-                self.end_headers()
-                self.wfile.write(event)
-            else:
-                time.sleep(5)  # the next invocation never comes
-                self.send_response(503)
-                self.end_headers()
-
-        def do_POST(self):
-            length = int(self.headers.get("Content-Length", 0))
-            body = self.rfile.read(length)
-            target = self.headers.get("X-Amz-Target", "")
-            if self.path == "/" and target.startswith("DynamoDB_"):
-                # --empty-dynamodb: the key set at once, and every other call finds nothing.
-                if target.endswith(".GetItem"):
-                    body = json.dumps({"Item": key_set}).encode()
-                else:
-                    body = b'{"Count":0,"Items":[],"ScannedCount":0}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-amz-json-1.0")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
-            served["answer"] = body
-            answered.set()
-            self.send_response(202)
-            self.end_headers()
-
-    port = free_port()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Stub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = dict(
-        function_environment(),
-        AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}",
-        AWS_LAMBDA_FUNCTION_NAME="coldstart",
-        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",
-        AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
-        AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/coldstart",
-        AWS_LAMBDA_LOG_STREAM_NAME="local",
-    )
-    if empty_dynamodb:
-        env["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{port}"
-    start = time.perf_counter()
-    proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ok = answered.wait(30)
-    elapsed = (time.perf_counter() - start) * 1000
-    proc.kill()
-    proc.wait()
-    server.shutdown()
-    if not ok:
-        raise SystemExit("the function never answered")
-    return elapsed, served["answer"]
+def run_once(binary: str, event_file: str, dynamodb_item_file: str | None) -> tuple[float, str]:
+    """One cold start on the stub: (milliseconds to the first answer, the answer)."""
+    argv = [str(STUB), "--name", "coldstart"]
+    if dynamodb_item_file:
+        argv += ["--dynamodb-item", dynamodb_item_file]
+    argv += [binary, event_file]
+    # The stub hands its own environment to the function: only the function's.
+    out = subprocess.run(argv, env=function_environment(), capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"runtime-stub failed (the function never answered?):\n{out.stderr}")
+    result = json.loads(out.stdout)
+    return result["first_answer_ms"], json.dumps(result["answers"][0], separators=(",", ":"))
 
 
 def main() -> None:
@@ -169,13 +108,22 @@ def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     binary, event_file = args[0], args[1]
     runs = int(args[2]) if len(args) > 2 else 10
+    if not STUB.exists():
+        raise SystemExit(f"{STUB} is not built (cargo build -p tokenauth-tests --bin runtime-stub)")
     event = open(event_file, "rb").read()
     if "--valid-token" in flags:
         event = event.replace(PLACEHOLDER.encode(), f"Bearer {mint_access_token()}".encode())
-    results = [run_once(binary, event, "--empty-dynamodb" in flags) for _ in range(runs)]
+    with tempfile.TemporaryDirectory(prefix="coldstart-") as tmp:
+        event_path = Path(tmp) / "event.json"
+        event_path.write_bytes(event)
+        item_path = None
+        if "--empty-dynamodb" in flags:
+            item_path = Path(tmp) / "key-set-item.json"
+            item_path.write_text(json.dumps(key_set_item()))
+        results = [run_once(binary, str(event_path), item_path and str(item_path)) for _ in range(runs)]
     times = [t for t, _ in results]
     answers = {a for _, a in results}
-    print("answer:", " | ".join(a.decode(errors="replace")[:160] for a in answers))
+    print("answer:", " | ".join(a[:300] for a in answers))
     print("runs (ms):", " ".join(f"{t:.1f}" for t in times))
     print(f"median process start -> first answered invocation: {statistics.median(times):.1f} ms")
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # coldstart.sh: cold start of the release authorizer, process start -> first answered
-# invocation, against the Runtime API stub of coldstart.py. Run inside with-stack.sh (the
+# invocation, on the tests' Lambda Runtime API stub (tests/src/runtime.rs, the runtime-stub
+# binary; coldstart.py drives it). Run inside with-stack.sh (the
 # stack's variables set). The authorizer gets a valid access token signed by the stack's
 # key, so its first answer is an allow that needed the keys and the revocation state.
 # Three measurements:

@@ -449,7 +449,12 @@ def gateway(stack: Stack, port: int, parameters: list[str]) -> None:
 
 
 def port_free(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:port now. Bound with SO_REUSEADDR, as the
+    gateway (tokio) and cargo lambda bind theirs: connections of an earlier run still in
+    TIME-WAIT do not keep a listener out, so they must not make the port look taken; on
+    Linux such a bind still fails while anything listens there."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True

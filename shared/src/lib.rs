@@ -11,6 +11,7 @@
 //! [`revocation_cache`] and [`authorizer`] (the API Gateway hot path), [`discovery`] (the JWKS and metadata others
 //! verify with), [`store`] (where state lives), [`http`] and [`bearer`] (the one place requests and errors meet HTTP).
 //! The function binaries only wire these together; `docs/architecture.md` maps the tree.
+#![warn(missing_docs)]
 
 pub mod audit;
 pub mod authorizer;

@@ -1,16 +1,10 @@
-//! A plain HTTP client for the local gateway that `with-stack.sh --gateway` starts: the
-//! end-to-end tests talk to it as any client on the network would.
+//! The local gateway that `with-stack.sh --gateway` starts, and a client of it
+//! (`api-client`, which `tools/loadgen` calls through too): the end-to-end tests talk to it
+//! as any client on the network would.
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::HeaderMap;
-use hyper::Request;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
+pub use api_client::{Answer, ApiClient};
 
 /// The gateway's address, from `with-stack.sh --gateway`.
 pub fn gateway_url() -> String {
@@ -49,96 +43,7 @@ pub fn stated_revocation_lag() -> Duration {
     Duration::from_secs(secs("REVOCATION_POLL_SECS") + secs("AuthorizerCacheSecs"))
 }
 
-/// One answer: its status, headers and body (JSON where it is JSON, else `Null`).
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub json: Value,
-    pub text: String,
-}
-
-impl Answer {
-    /// A string member of the JSON body.
-    pub fn str(&self, name: &str) -> &str {
-        self.json[name].as_str().unwrap_or_else(|| panic!("no {name} in {}: {}", self.status, self.text))
-    }
-}
-
-#[derive(Clone)]
-pub struct GatewayClient {
-    base: String,
-    client: Client<HttpConnector, Full<Bytes>>,
-}
-
-impl Default for GatewayClient {
-    fn default() -> Self {
-        Self::new(&gateway_url())
-    }
-}
-
-impl GatewayClient {
-    pub fn new(base: &str) -> Self {
-        Self { base: base.trim_end_matches('/').to_owned(), client: Client::builder(TokioExecutor::new()).build_http() }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    pub async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<(&str, String)>,
-    ) -> Answer {
-        let mut request = Request::builder().method(method).uri(self.url(path));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let body = match body {
-            Some((content_type, body)) => {
-                request = request.header("content-type", content_type);
-                Bytes::from(body)
-            }
-            None => Bytes::new(),
-        };
-        let request = request.body(Full::new(body)).expect("a valid request");
-        let response = tokio::time::timeout(Duration::from_secs(60), self.client.request(request))
-            .await
-            .expect("the gateway answers within 60 s")
-            .expect("the gateway is reachable");
-        let (parts, body) = response.into_parts();
-        let bytes = body.collect().await.expect("a whole body").to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        Answer {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            json: serde_json::from_str(&text).unwrap_or(Value::Null),
-            text,
-        }
-    }
-
-    pub async fn login(&self, username: &str, password: &str) -> Answer {
-        let body = serde_json::json!({ "username": username, "password": password }).to_string();
-        self.send("POST", "/auth/login", &[], Some(("application/json", body))).await
-    }
-
-    /// The RFC 6749 refresh-token grant, as a form.
-    pub async fn refresh(&self, refresh_token: &str) -> Answer {
-        let body = format!("grant_type=refresh_token&refresh_token={refresh_token}");
-        self.send("POST", "/auth/refresh", &[], Some(("application/x-www-form-urlencoded", body))).await
-    }
-
-    /// RFC 7009 revocation, as a form.
-    pub async fn revoke(&self, token: &str, hint: &str) -> Answer {
-        let body = format!("token={token}&token_type_hint={hint}");
-        self.send("POST", "/auth/revoke", &[], Some(("application/x-www-form-urlencoded", body))).await
-    }
-
-    pub async fn whoami(&self, access_token: &str) -> Answer {
-        let bearer = format!("Bearer {access_token}");
-        self.send("GET", "/api/whoami", &[("authorization", &bearer)], None).await
-    }
+/// A client of the gateway that `with-stack.sh --gateway` started.
+pub fn gateway_client() -> ApiClient {
+    ApiClient::new(&gateway_url()).expect("GATEWAY_URL is the local gateway")
 }

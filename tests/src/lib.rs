@@ -1,12 +1,16 @@
-//! Helpers for the integration tests. Every test runs against the local stack that
-//! `make test` starts (DynamoDB Local, KMS emulator) through the real SDK clients; the
-//! stack's coordinates come from the environment (`.local/test-stack.env`).
+//! Helpers for the tests. The stack tier runs against the local stack that `make test`
+//! starts (DynamoDB Local, KMS emulator) through the real SDK clients; the stack's
+//! coordinates come from the environment (`.local/test-stack.env`). The unit tier
+//! (`make unit`) needs none of it: [`unit`] builds the same services on clients that reach
+//! nothing, and every helper here that needs the stack refuses to run there
+//! ([`stack_required`]).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 pub mod capacity;
 pub mod gateway;
 pub mod iam;
 pub mod runtime;
+pub mod unit;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -34,14 +38,38 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// The variable `make unit` sets to `unit`: the stack is not there, whatever the environment
+/// holds.
+pub const TIER_VARIABLE: &str = "TOKENAUTH_TEST_TIER";
+
+/// Fails the test at once in the unit tier: `what` needs the local stack, so the test that
+/// asked for it belongs in the stack tier (a `needs_stack` module, or a test target that
+/// `make unit` does not name).
+#[track_caller]
+pub fn stack_required(what: &str) {
+    if std::env::var(TIER_VARIABLE).is_ok_and(|tier| tier == "unit") {
+        panic!(
+            "this test asked for {what}, which the unit tier (`make unit`) does not have: move it into a \
+             `needs_stack` module or a test target of the stack tier (`make test`)"
+        );
+    }
+}
+
 /// The configuration the stack wrote, as the functions read it.
+#[track_caller]
 pub fn config() -> Config {
-    Config::from_env().expect("run the tests with `make test`: the local stack's variables are not set")
+    stack_required("the stack's configuration");
+    Config::from_env().expect(
+        "the local stack's variables are not set: this test is in the stack tier (`make test`); `make unit` runs \
+         the tests that need no stack",
+    )
 }
 
 /// The stack's configuration with some variables set otherwise, read as the functions
 /// read theirs (so the overrides go through the same parser and checks).
+#[track_caller]
 pub fn config_with(overrides: &[(&str, &str)]) -> Config {
+    stack_required("the stack's configuration");
     Config::from_lookup(|name| match overrides.iter().find(|(k, _)| *k == name) {
         Some((_, v)) => Some((*v).to_owned()),
         None => std::env::var(name).ok(),
@@ -125,6 +153,7 @@ pub struct Clients {
 
 /// The SDK configuration the functions load (credentials from the environment).
 async fn sdk_config() -> aws_config::SdkConfig {
+    stack_required("an SDK client of the stack");
     tokenauth::aws::sdk_config(&config().trust_roots, tokenauth::aws::Credentials::Environment)
         .await
         .expect("SDK configuration loads")
@@ -200,22 +229,69 @@ pub async fn key_set(config: &Config, clients: &Clients) -> KeySet {
     DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table).get().await.expect("key set readable")
 }
 
-/// Creates a Keys table named `name`, keyed as the template declares it (a test's own set).
-pub async fn create_keys_table(clients: &Clients, name: &str) {
-    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
-    let key = tokenauth::store::schema::KEYS_PARTITION_KEY;
-    clients
+/// `infra/template.yaml`, read by the one template reader (`sam-template`), with its
+/// parameters at their defaults and `overrides` over them.
+pub fn template_with(overrides: &[(&str, &str)]) -> sam_template::Template {
+    let overrides = overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    sam_template::Template::load(&repo_root().join("infra/template.yaml"), &overrides).expect("the template reads")
+}
+
+/// The template's tables, by the variable that names each (`KEYS_TABLE`...): the one
+/// definition that `infra/local/stack.py` creates the stack's tables from, too.
+pub fn template_tables() -> std::collections::BTreeMap<String, sam_template::Table> {
+    template_with(&[]).tables().expect("the template's tables read")
+}
+
+/// Creates a table named `name` as `table` defines it: keys, indexes, TTL.
+pub async fn create_table(clients: &Clients, table: &sam_template::Table, name: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+        ScalarAttributeType, TimeToLiveSpecification,
+    };
+    let key_schema = |keys: &[(String, String)]| -> Vec<KeySchemaElement> {
+        keys.iter()
+            .map(|(name, kind)| {
+                KeySchemaElement::builder().attribute_name(name).key_type(KeyType::from(kind.as_str())).build().unwrap()
+            })
+            .collect()
+    };
+    let mut create = clients
         .dynamodb
         .create_table()
         .table_name(name)
-        .attribute_definitions(
-            AttributeDefinition::builder().attribute_name(key).attribute_type(ScalarAttributeType::S).build().unwrap(),
-        )
-        .key_schema(KeySchemaElement::builder().attribute_name(key).key_type(KeyType::Hash).build().unwrap())
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+        .set_key_schema(Some(key_schema(&table.key_schema)))
+        .billing_mode(BillingMode::from(table.billing_mode.as_str()));
+    for (attribute, kind) in &table.attributes {
+        create = create.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attribute)
+                .attribute_type(ScalarAttributeType::from(kind.as_str()))
+                .build()
+                .unwrap(),
+        );
+    }
+    for (index, definition) in &table.indexes {
+        create = create.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index)
+                .set_key_schema(Some(key_schema(&definition.key_schema)))
+                .projection(
+                    Projection::builder().projection_type(ProjectionType::from(definition.projection.as_str())).build(),
+                )
+                .build()
+                .unwrap(),
+        );
+    }
+    create.send().await.unwrap();
+    if let Some(attribute) = &table.ttl_attribute {
+        let ttl = TimeToLiveSpecification::builder().enabled(true).attribute_name(attribute).build().unwrap();
+        clients.dynamodb.update_time_to_live().table_name(name).time_to_live_specification(ttl).send().await.unwrap();
+    }
+}
+
+/// Creates a Keys table named `name`, as the template defines it (a test's own set).
+pub async fn create_keys_table(clients: &Clients, name: &str) {
+    create_table(clients, &template_tables()["KEYS_TABLE"], name).await;
 }
 
 /// The KMS key that signs now (the key set's current key).
@@ -401,6 +477,7 @@ pub struct KmsEmulator {
 
 impl KmsEmulator {
     pub fn start() -> Self {
+        stack_required("a KMS emulator");
         let command = std::env::var("TOKENAUTH_KMS_EMULATOR").expect("TOKENAUTH_KMS_EMULATOR is set by make test");
         let mut parts = command.split_whitespace();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -1,13 +1,15 @@
 //! A function binary run as Lambda runs it: a minimal Lambda Runtime API on 127.0.0.1 hands
 //! it events one at a time and takes its answers, with the variables Lambda sets, and its
-//! stdout (where Lambda's logs and EMF metrics go) is captured.
+//! stdout (where Lambda's logs and EMF metrics go) is captured. The project's one Runtime
+//! API stub: the tests run functions on it, and `make coldstart` times cold starts on it
+//! (the `runtime-stub` binary, `src/bin/runtime_stub.rs`).
 
 use std::collections::VecDeque;
 use std::io::Read as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -29,6 +31,9 @@ pub struct LambdaRun {
     pub answers: Vec<Value>,
     /// Every line the function wrote to stdout.
     pub stdout: Vec<String>,
+    /// From the start of the process to its first answer: the cold start, as Lambda's
+    /// INIT plus the first invocation.
+    pub first_answer: Duration,
 }
 
 impl LambdaRun {
@@ -42,12 +47,29 @@ impl LambdaRun {
     }
 }
 
-/// Runs `binary` as the function `name` with `env` (on top of nothing but PATH and what
-/// Lambda sets) and hands it `events` one by one.
+/// Runs the function binary `name` of this build with `env` (on top of nothing but PATH
+/// and what Lambda sets) and hands it `events` one by one.
 pub async fn run_function(name: &str, env: &[(String, String)], events: Vec<Value>) -> LambdaRun {
+    let events = events.iter().map(Value::to_string).collect();
+    run_binary(&function_binary(name), name, env, events, None).await
+}
+
+/// [`run_function`] for any `binary`, with each event's JSON text handed over as it is
+/// (members in the order written). With `dynamodb_item`, the stub stands in for
+/// DynamoDB too (the function's `AWS_ENDPOINT_URL_DYNAMODB` points at it) and answers at
+/// once: `GetItem` with that item (DynamoDB's JSON), any other call with nothing found,
+/// which takes DynamoDB Local's own latency out of a measurement.
+pub async fn run_binary(
+    binary: &Path,
+    name: &str,
+    env: &[(String, String)],
+    events: Vec<String>,
+    dynamodb_item: Option<Value>,
+) -> LambdaRun {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut child = Command::new(function_binary(name))
+    let mut command = Command::new(binary);
+    command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.iter().cloned())
@@ -58,9 +80,12 @@ pub async fn run_function(name: &str, env: &[(String, String)], events: Vec<Valu
         .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    if dynamodb_item.is_some() {
+        command.env("AWS_ENDPOINT_URL_DYNAMODB", format!("http://127.0.0.1:{port}"));
+    }
+    let started = Instant::now();
+    let mut child = command.spawn().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut text = String::new();
@@ -73,13 +98,17 @@ pub async fn run_function(name: &str, env: &[(String, String)], events: Vec<Valu
     let answers = Arc::new(Mutex::new(vec![Value::Null; total]));
     let done = Arc::new(tokio::sync::Notify::new());
     let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let first_answer = Arc::new(Mutex::new(None::<Instant>));
+    let dynamodb_item = Arc::new(dynamodb_item);
     let server = {
         let (pending, answers, done, answered) = (pending.clone(), answers.clone(), done.clone(), answered.clone());
+        let (first_answer, dynamodb_item) = (first_answer.clone(), dynamodb_item.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else { return };
                 let (pending, answers, done, answered) =
                     (pending.clone(), answers.clone(), done.clone(), answered.clone());
+                let (first_answer, dynamodb_item) = (first_answer.clone(), dynamodb_item.clone());
                 tokio::spawn(async move {
                     let (read, mut write) = socket.into_split();
                     let mut read = BufReader::new(read);
@@ -89,6 +118,7 @@ pub async fn run_function(name: &str, env: &[(String, String)], events: Vec<Valu
                             return;
                         }
                         let mut length = 0usize;
+                        let mut amz_target = String::new();
                         loop {
                             let mut header = String::new();
                             read.read_line(&mut header).await.unwrap();
@@ -99,20 +129,37 @@ pub async fn run_function(name: &str, env: &[(String, String)], events: Vec<Valu
                             if let Some((k, v)) = header.split_once(':') {
                                 if k.eq_ignore_ascii_case("content-length") {
                                     length = v.trim().parse().unwrap_or(0);
+                                } else if k.eq_ignore_ascii_case("x-amz-target") {
+                                    v.trim().clone_into(&mut amz_target);
                                 }
                             }
                         }
                         let mut body = vec![0; length];
                         read.read_exact(&mut body).await.unwrap();
                         let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_owned();
-                        if path.ends_with("/invocation/next") {
+                        if let (Some(item), "/", true) =
+                            (dynamodb_item.as_ref(), path.as_str(), amz_target.starts_with("DynamoDB_"))
+                        {
+                            // The DynamoDB stand-in: the item for GetItem, nothing for the rest.
+                            let body = if amz_target.ends_with(".GetItem") {
+                                serde_json::json!({ "Item": item }).to_string()
+                            } else {
+                                r#"{"Count":0,"Items":[],"ScannedCount":0}"#.to_owned()
+                            };
+                            let response = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\n\
+                                 content-length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            write.write_all(response.as_bytes()).await.unwrap();
+                        } else if path.ends_with("/invocation/next") {
                             let next = pending.lock().unwrap().pop_front();
                             let Some((index, event)) = next else {
                                 // No more events: the function waits here until it is stopped.
                                 tokio::time::sleep(Duration::from_secs(3600)).await;
                                 return;
                             };
-                            let body = event.to_string();
+                            let body = event;
                             let deadline =
                                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
                                     + 30_000;
@@ -137,6 +184,7 @@ pub async fn run_function(name: &str, env: &[(String, String)], events: Vec<Valu
                             if let Some(slot) = answers.lock().unwrap().get_mut(index) {
                                 *slot = answer;
                             }
+                            first_answer.lock().unwrap().get_or_insert_with(Instant::now);
                             write.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n").await.unwrap();
                             if answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == total {
                                 done.notify_one();
@@ -156,11 +204,13 @@ pub async fn run_function(name: &str, env: &[(String, String)], events: Vec<Valu
     let text = reader.join().unwrap();
     assert!(finished.is_ok(), "{name} did not answer every event; stdout:\n{text}");
     let answers = answers.lock().unwrap().clone();
-    LambdaRun { answers, stdout: text.lines().map(str::to_owned).collect() }
+    let first_answer = first_answer.lock().unwrap().map(|at| at - started).unwrap_or_default();
+    LambdaRun { answers, stdout: text.lines().map(str::to_owned).collect(), first_answer }
 }
 
 /// The local stack's variables, as the functions get them (`.local/*.env` through `make test`).
 pub fn stack_environment(overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+    crate::stack_required("the stack's variables");
     let mut env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| {
             k.starts_with("AWS_")

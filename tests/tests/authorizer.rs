@@ -385,17 +385,12 @@ async fn simple_and_iam_answers_agree_on_every_request_and_spellings_off_the_rul
 #[tokio::test]
 async fn answers_cached_by_the_templates_identity_sources_are_never_reused_to_over_grant() {
     // The cache key as the template configures it: the identity headers and context.
-    let template: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap()).unwrap();
-    let identity =
-        &template["Resources"]["HttpApi"]["Properties"]["Auth"]["Authorizers"]["TokenAuthorizer"]["Identity"];
-    let list = |name: &str| -> Vec<String> {
-        identity[name]
-            .as_sequence()
-            .map(|s| s.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
-            .unwrap_or_default()
+    let sources = template_with(&[]).http_api().unwrap().authorizers["TokenAuthorizer"].identity_sources.clone();
+    let list = |prefix: &str| -> Vec<String> {
+        sources.iter().filter_map(|s| s.strip_prefix(prefix)).map(str::to_owned).collect()
     };
-    let (headers, context) = (list("Headers"), list("Context"));
+    let (headers, context) = (list("$request.header."), list("$context."));
+    assert_eq!(headers.len() + context.len(), sources.len(), "sources this test does not model: {sources:?}");
     assert_eq!(headers, ["Authorization"]);
     let cache_key = |event: &Value| -> String {
         let mut key = event["headers"]["authorization"].as_str().unwrap().to_owned();

@@ -14,7 +14,7 @@ use tokenauth::keys::set::KeyState;
 use tokenauth::keys::{KeyAlgorithm, KeyManager};
 use tokenauth::SystemClock;
 use tokenauth_tests::gateway::{
-    gateway_function_config, gateway_setting, stated_revocation_lag, Answer, GatewayClient,
+    gateway_client, gateway_function_config, gateway_setting, stated_revocation_lag, Answer, ApiClient,
 };
 use tokenauth_tests::{clients, create_user, kid_of, repo_root};
 
@@ -24,12 +24,12 @@ type Issued = Vec<(Instant, String)>;
 /// Polls `whoami` with `access_token` until it is refused: the refusal, and when the last
 /// request that was still allowed had started (the lag is about requests that begin after
 /// it; a request may take long when cargo lambda watch starts an instance cold).
-async fn last_allowed_start(gateway: &GatewayClient, access_token: &str, limit: Duration) -> (Duration, Answer) {
+async fn last_allowed_start(gateway: &ApiClient, access_token: &str, limit: Duration) -> (Duration, Answer) {
     let started = Instant::now();
     let mut last_allowed = Duration::ZERO;
     loop {
         let sent = started.elapsed();
-        let answer = gateway.whoami(access_token).await;
+        let answer = gateway.whoami(access_token).await.unwrap();
         if answer.status != 200 || started.elapsed() > limit {
             return (last_allowed, answer);
         }
@@ -77,15 +77,15 @@ async fn a_session_through_the_gateway_ends_with_the_revoked_token_refused_withi
     let config = gateway_function_config();
     let clients = clients().await;
     let (username, password, user_id) = create_user(&config, &clients, "gateway", &["read", "write"]).await;
-    let gateway = GatewayClient::default();
+    let gateway = gateway_client();
 
-    let login = gateway.login(&username, &password).await;
+    let login = gateway.login(&username, &password).await.unwrap();
     assert_eq!(login.status, 200, "{}", login.text);
     assert_eq!(login.headers["cache-control"], "no-store");
     assert_eq!(login.str("token_type"), "Bearer");
 
     // The protected route sees the authorizer's context, never the token.
-    let me = gateway.whoami(login.str("access_token")).await;
+    let me = gateway.whoami(login.str("access_token")).await.unwrap();
     assert_eq!(me.status, 200, "{}", me.text);
     assert_eq!(me.json["authorizer"]["sub"], user_id.as_str());
     assert_eq!(me.json["authorizer"]["scope"], "read write");
@@ -96,7 +96,7 @@ async fn a_session_through_the_gateway_ends_with_the_revoked_token_refused_withi
     // can outlast it, so up to three tries; on a warm instance the first one hits.
     let mut hits = Vec::new();
     for _ in 0..3 {
-        let again = gateway.whoami(login.str("access_token")).await;
+        let again = gateway.whoami(login.str("access_token")).await.unwrap();
         assert_eq!(again.status, 200, "{}", again.text);
         hits.push(again.headers["x-gateway-authorizer"].to_str().unwrap().to_owned());
         if hits.last().map(String::as_str) == Some("cached") {
@@ -106,22 +106,22 @@ async fn a_session_through_the_gateway_ends_with_the_revoked_token_refused_withi
     assert_eq!(hits.last().map(String::as_str), Some("cached"), "never answered from the cache: {hits:?}");
 
     // API Gateway's own answers: no identity source, a token the authorizer denies.
-    let anonymous = gateway.send("GET", "/api/whoami", &[], None).await;
+    let anonymous = gateway.send("GET", "/api/whoami", &[], None).await.unwrap();
     assert_eq!((anonymous.status, anonymous.json["message"].as_str()), (401, Some("Unauthorized")));
     assert!(anonymous.headers.get("x-gateway-authorizer").is_none(), "401 without invoking the authorizer");
-    let forged = gateway.whoami("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.").await;
+    let forged = gateway.whoami("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.").await.unwrap();
     assert_eq!((forged.status, forged.json["message"].as_str()), (403, Some("Forbidden")));
-    let nowhere = gateway.send("GET", "/api/nowhere", &[], None).await;
+    let nowhere = gateway.send("GET", "/api/nowhere", &[], None).await.unwrap();
     assert_eq!(nowhere.status, 404);
 
-    let refreshed = gateway.refresh(login.str("refresh_token")).await;
+    let refreshed = gateway.refresh(login.str("refresh_token")).await.unwrap();
     assert_eq!(refreshed.status, 200, "{}", refreshed.text);
     assert_ne!(refreshed.str("refresh_token"), login.str("refresh_token"));
-    assert_eq!(gateway.whoami(refreshed.str("access_token")).await.status, 200);
+    assert_eq!(gateway.whoami(refreshed.str("access_token")).await.unwrap().status, 200);
 
-    let revoked = gateway.revoke(refreshed.str("refresh_token"), "refresh_token").await;
+    let revoked = gateway.revoke(refreshed.str("refresh_token"), "refresh_token").await.unwrap();
     assert_eq!(revoked.status, 200, "{}", revoked.text);
-    let after = gateway.refresh(refreshed.str("refresh_token")).await;
+    let after = gateway.refresh(refreshed.str("refresh_token")).await.unwrap();
     assert_eq!(after.str("error"), "invalid_grant");
 
     let lag = stated_revocation_lag();
@@ -139,8 +139,8 @@ async fn a_replayed_refresh_token_ends_the_family_end_to_end_and_parallel_retrie
     let config = gateway_function_config();
     let clients = clients().await;
     let (username, password, _) = create_user(&config, &clients, "gwreuse", &["read"]).await;
-    let gateway = GatewayClient::default();
-    let login = gateway.login(&username, &password).await;
+    let gateway = gateway_client();
+    let login = gateway.login(&username, &password).await.unwrap();
     assert_eq!(login.status, 200, "{}", login.text);
 
     // Four parallel refreshes of one token, on four function instances: one rotation; the
@@ -148,7 +148,7 @@ async fn a_replayed_refresh_token_ends_the_family_end_to_end_and_parallel_retrie
     let mut racing = tokio::task::JoinSet::new();
     for _ in 0..4 {
         let (gateway, token) = (gateway.clone(), login.str("refresh_token").to_owned());
-        racing.spawn(async move { gateway.refresh(&token).await });
+        racing.spawn(async move { gateway.refresh(&token).await.unwrap() });
     }
     let mut successors = std::collections::BTreeSet::new();
     while let Some(answer) = racing.join_next().await {
@@ -163,13 +163,13 @@ async fn a_replayed_refresh_token_ends_the_family_end_to_end_and_parallel_retrie
     assert_eq!(successors.len(), 1, "parallel refreshes of one token rotated more than once");
     let second = successors.pop_first().unwrap();
 
-    let third = gateway.refresh(&second).await;
+    let third = gateway.refresh(&second).await.unwrap();
     assert_eq!(third.status, 200, "{}", third.text);
     // The first token again, after its successor was used: a thief's replay.
-    let replay = gateway.refresh(login.str("refresh_token")).await;
+    let replay = gateway.refresh(login.str("refresh_token")).await.unwrap();
     assert_eq!((replay.status, replay.str("error")), (401, "invalid_grant"), "{}", replay.text);
     // The whole family is gone: the legitimate holder's newest token is refused too...
-    let holder = gateway.refresh(third.str("refresh_token")).await;
+    let holder = gateway.refresh(third.str("refresh_token")).await.unwrap();
     assert_eq!(holder.str("error"), "invalid_grant", "{}", holder.text);
     // ...and its access token within the stated lag.
     let lag = stated_revocation_lag();
@@ -187,7 +187,7 @@ async fn keys_rotate_while_clients_keep_calling_through_the_gateway() {
         KeyManager::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock));
     let old_kid = manager.list().await.unwrap().current().map(|k| k.kid.clone()).unwrap();
 
-    let gateway = GatewayClient::default();
+    let gateway = gateway_client();
     let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let issued: Arc<std::sync::Mutex<Vec<Issued>>> = Arc::default();
     let mut callers = tokio::task::JoinSet::new();
@@ -196,14 +196,14 @@ async fn keys_rotate_while_clients_keep_calling_through_the_gateway() {
         let (gateway, running, issued) = (gateway.clone(), running.clone(), issued.clone());
         issued.lock().unwrap().push(Vec::new());
         callers.spawn(async move {
-            let login = gateway.login(&username, &password).await;
+            let login = gateway.login(&username, &password).await.unwrap();
             assert_eq!(login.status, 200, "{}", login.text);
             let mut tokens = (login.str("access_token").to_owned(), login.str("refresh_token").to_owned());
             while running.load(std::sync::atomic::Ordering::Relaxed) {
-                let me = gateway.whoami(&tokens.0).await;
+                let me = gateway.whoami(&tokens.0).await.unwrap();
                 assert_eq!(me.status, 200, "a valid token was refused during the rotation: {}", me.text);
                 let sent = Instant::now();
-                let next = gateway.refresh(&tokens.1).await;
+                let next = gateway.refresh(&tokens.1).await.unwrap();
                 assert_eq!(next.status, 200, "a refresh failed during the rotation: {}", next.text);
                 tokens = (next.str("access_token").to_owned(), next.str("refresh_token").to_owned());
                 issued.lock().unwrap()[n].push((sent, kid_of(&tokens.0)));
@@ -240,7 +240,7 @@ async fn keys_rotate_while_clients_keep_calling_through_the_gateway() {
         assert!(after.len() >= 2, "client {n} kept calling after the promotion");
         assert!(after.iter().all(|kid| **kid == new_kid), "client {n}: tokens after the promotion: {after:?}");
     }
-    let jwks = gateway.send("GET", "/.well-known/jwks.json", &[], None).await;
+    let jwks = gateway.send("GET", "/.well-known/jwks.json", &[], None).await.unwrap();
     let kids: Vec<&str> = jwks.json["keys"].as_array().unwrap().iter().filter_map(|k| k["kid"].as_str()).collect();
     assert!(kids.contains(&new_kid.as_str()) && kids.contains(&old_kid.as_str()), "{kids:?}");
 }
@@ -267,7 +267,7 @@ async fn the_readme_session_runs_as_written_through_the_gateway() {
     let section = &readme[readme.find("## A session, end to end").expect("the README's session section")..];
     let block = section.split("```sh\n").nth(1).unwrap().split("\n```").next().unwrap();
     // `make dev` is what `with-stack.sh --gateway` did; the gateway's port is this run's.
-    let gateway = GatewayClient::default();
+    let gateway = gateway_client();
     let script: Vec<String> = block
         .lines()
         .filter(|line| !line.starts_with("make "))

@@ -157,22 +157,6 @@ async fn unknown_expired_and_garbage_tokens_get_200_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn bad_revocation_requests_get_400_invalid_request() {
-    let s = setup("revbad").await;
-    for (body, form) in [
-        ("token_type_hint=refresh_token", true),
-        ("", true),
-        (r#"{"token":""}"#, false),
-        (r#"{"token":5}"#, false),
-        ("{", false),
-    ] {
-        let response = tokenauth::http::revoke(&s.revoke, &revoke_request(body, form)).await;
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
-        assert_eq!(json_of(&response)["error"], "invalid_request", "{body}");
-    }
-}
-
-#[tokio::test]
 async fn revoke_all_ends_every_session_of_the_bearer_and_writes_a_not_before_entry() {
     let s = setup("revall").await;
     let (_, first) = s.session().await;
@@ -189,13 +173,12 @@ async fn revoke_all_ends_every_session_of_the_bearer_and_writes_a_not_before_ent
     assert_eq!(entries[0].kind, RevocationKind::User);
     assert!(entries[0].not_before.unwrap() > now);
 
-    // Without a valid bearer token: 401 invalid_token and a challenge.
-    for header in [None, Some("Basic abc"), Some("Bearer"), Some("Bearer a b"), Some("Bearer not-a-jwt")] {
-        let response = tokenauth::http::revoke(&s.revoke, &revoke_all_request(header)).await;
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{header:?}");
-        assert_eq!(json_of(&response)["error"], "invalid_token");
-        assert_eq!(response.headers()["www-authenticate"], r#"Bearer error="invalid_token""#);
-    }
+    // A bearer token that does not verify: 401 invalid_token and a challenge (without one
+    // bearer token at all: the revoke handler's unit tests).
+    let response = tokenauth::http::revoke(&s.revoke, &revoke_all_request(Some("Bearer not-a-jwt"))).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json_of(&response)["error"], "invalid_token");
+    assert_eq!(response.headers()["www-authenticate"], r#"Bearer error="invalid_token""#);
 }
 
 #[tokio::test]

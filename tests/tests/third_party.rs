@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokenauth_tests::gateway::{stated_revocation_lag, GatewayClient};
+use tokenauth_tests::gateway::{gateway_client, stated_revocation_lag};
 use tokenauth_tests::{clients, config, create_user, jwt_header, repo_root};
 
 /// Runs a client script with the venv's Python, or with `node` (Debian's, on PATH; the
@@ -32,7 +32,7 @@ async fn authlib_refreshes_and_revokes_by_the_rfcs_through_the_gateway() {
     let config = config();
     let clients = clients().await;
     let (username, password, _) = create_user(&config, &clients, "authlib", &["read"]).await;
-    let gateway = GatewayClient::default();
+    let gateway = gateway_client();
     let base = gateway.url("");
     let out = run(".local/venv/bin/python", "authlib_session.py", &[&base, &username, &password]).await;
 
@@ -52,7 +52,7 @@ async fn authlib_refreshes_and_revokes_by_the_rfcs_through_the_gateway() {
     let (started, lag) = (Instant::now(), stated_revocation_lag());
     loop {
         let sent = started.elapsed();
-        if gateway.whoami(access_token).await.status != 200 {
+        if gateway.whoami(access_token).await.unwrap().status != 200 {
             break;
         }
         assert!(sent <= lag + Duration::from_secs(1), "a request sent {sent:?} after the revoke was allowed");
@@ -65,8 +65,8 @@ async fn pyjwt_and_aws_jwt_verify_verify_our_access_token_from_our_jwks_url_and_
     let config = config();
     let clients = clients().await;
     let (username, password, user_id) = create_user(&config, &clients, "verifiers", &["read"]).await;
-    let gateway = GatewayClient::default();
-    let login = gateway.login(&username, &password).await;
+    let gateway = gateway_client();
+    let login = gateway.login(&username, &password).await.unwrap();
     assert_eq!(login.status, 200, "{}", login.text);
     let token = login.str("access_token").to_owned();
     let header = jwt_header(&token);

@@ -18,8 +18,9 @@ pub async fn function_handler(
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    //! The sample schedule event, against a Keys table of the test's own.
+mod needs_stack {
+    //! The sample schedule event, against a Keys table of the test's own in the local stack
+    //! (the stack tier, `make test`): every step of the lifecycle reads and writes the set.
     use std::sync::Arc;
 
     use lambda_runtime::Context;

@@ -11,7 +11,81 @@ pub async fn function_handler(service: &RevocationService, event: Request) -> Re
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    //! The sample events in `events/`, through the handler, against the local stack.
+    //! Answers that need no AWS call (the unit tier, `make unit`): bad requests and bearer
+    //! headers through the handler, on clients that reach nothing. Whether a token is ours
+    //! needs the key set, so every answer about a token itself is in [`super::needs_stack`].
+    use serde_json::Value;
+    use tokenauth_tests::{event, json_of, request_from_event, unit};
+
+    use super::*;
+
+    fn revoke_request(body: &str, form: bool) -> Request {
+        let mut e = event(if form { "revoke-refresh-token-form.json" } else { "revoke-access-token-json.json" });
+        e["body"] = Value::String(body.to_owned());
+        request_from_event(&e)
+    }
+
+    fn revoke_all_request(authorization: Option<&str>) -> Request {
+        let mut e = event("revoke-all.json");
+        let headers = e["headers"].as_object_mut().unwrap();
+        headers.remove("authorization");
+        if let Some(value) = authorization {
+            headers.insert("authorization".into(), Value::String(value.to_owned()));
+        }
+        request_from_event(&e)
+    }
+
+    #[tokio::test]
+    async fn bad_revocation_requests_get_4xx_invalid_request_and_make_no_aws_call() {
+        let clients = unit::clients();
+        let service = unit::revocation_service(&unit::config(), &clients).await;
+        let mut text = event("revoke-access-token-json.json");
+        text["headers"]["content-type"] = Value::String("text/plain".into());
+        let mut get = event("revoke-refresh-token-form.json");
+        get["requestContext"]["http"]["method"] = Value::String("GET".into());
+        let oversized = format!(r#"{{"token":"{}"}}"#, "x".repeat(17 * 1024));
+        let cases = [
+            ("no token", revoke_request("token_type_hint=refresh_token", true), 400),
+            ("empty form", revoke_request("", true), 400),
+            ("repeated token", revoke_request("token=a&token=b", true), 400),
+            ("empty token", revoke_request(r#"{"token":""}"#, false), 400),
+            ("numeric token", revoke_request(r#"{"token":5}"#, false), 400),
+            ("malformed JSON", revoke_request("{", false), 400),
+            ("wrong content type", request_from_event(&text), 400),
+            ("GET", request_from_event(&get), 405),
+            ("oversized", revoke_request(&oversized, false), 413),
+        ];
+        for (name, request, status) in cases {
+            let response = function_handler(&service, request).await.unwrap();
+            assert_eq!(response.status(), status, "{name}");
+            assert_eq!(json_of(&response)["error"], "invalid_request", "{name}");
+        }
+        clients.assert_no_call("a bad revocation request");
+    }
+
+    #[tokio::test]
+    async fn revoke_all_without_one_bearer_token_gets_401_with_a_challenge_and_makes_no_aws_call() {
+        let clients = unit::clients();
+        let service = unit::revocation_service(&unit::config(), &clients).await;
+        for header in [None, Some("Basic abc"), Some("Bearer"), Some("Bearer a b"), Some("Bearer a,b")] {
+            let response = function_handler(&service, revoke_all_request(header)).await.unwrap();
+            assert_eq!(response.status(), 401, "{header:?}");
+            assert_eq!(json_of(&response)["error"], "invalid_token", "{header:?}");
+            assert_eq!(response.headers()["www-authenticate"], r#"Bearer error="invalid_token""#, "{header:?}");
+        }
+        let mut get = event("revoke-all.json");
+        get["requestContext"]["http"]["method"] = Value::String("GET".into());
+        let response = function_handler(&service, request_from_event(&get)).await.unwrap();
+        assert_eq!(response.status(), 405);
+        clients.assert_no_call("revoke-all without a bearer token");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod needs_stack {
+    //! The sample events, through the handler, against the local stack (the stack tier,
+    //! `make test`): telling a token of ours from another needs the key set.
     use std::sync::Arc;
 
     use tokenauth::clock::SystemClock;

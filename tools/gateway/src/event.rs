@@ -1,22 +1,34 @@
-//! HTTP request → the HTTP API payload format 2.0 event API Gateway sends to a Lambda, and
-//! the function's answer → the HTTP response API Gateway makes of it.
+//! HTTP request → the HTTP API payload format 2.0 event API Gateway sends to a Lambda (the
+//! `aws_lambda_events` types that `lambda_http` reads them into, serialized), and the
+//! function's answer → the HTTP response API Gateway makes of it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use aws_lambda_events::apigw::{
+    ApiGatewayRequestAuthorizer, ApiGatewayV2CustomAuthorizerV2Request, ApiGatewayV2httpRequest,
+    ApiGatewayV2httpRequestContext, ApiGatewayV2httpRequestContextHttpDescription,
+};
+use aws_lambda_events::query_map::QueryMap;
 use base64::Engine as _;
 use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, COOKIE, SET_COOKIE};
-use hyper::{Response, StatusCode};
+use hyper::{Method, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 const ACCOUNT_ID: &str = "000000000000";
 const API_ID: &str = "local";
 const REGION: &str = "us-east-1";
 
+/// Members that `ApiGatewayV2httpRequest` serializes for the custom-authorizer payloads it
+/// also reads (deprecated there since aws_lambda_events 1.1) and that payload 2.0 does not
+/// have; `httpMethod` would even say `GET` for every request. Left out of the event.
+const NOT_IN_PAYLOAD_2_0: [&str; 6] =
+    ["type", "methodArn", "httpMethod", "identitySource", "authorizationToken", "resource"];
+
 /// What a request is, as far as events go.
 pub struct Incoming<'a> {
-    pub method: &'a str,
+    pub method: &'a Method,
     pub path: &'a str,
     pub raw_query: &'a str,
     pub headers: &'a HeaderMap,
@@ -30,110 +42,112 @@ pub struct Incoming<'a> {
 
 impl Incoming<'_> {
     /// Header names in lower case, repeated headers joined with commas; cookies apart.
-    fn headers_and_cookies(&self) -> (Map<String, Value>, Vec<String>) {
-        let mut headers = Map::new();
+    fn headers_and_cookies(&self) -> (HeaderMap, Vec<String>) {
+        let mut headers = HeaderMap::new();
         let mut cookies = Vec::new();
-        for (name, value) in self.headers {
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        for name in self.headers.keys() {
+            let values = self.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
             if name == COOKIE {
-                cookies.extend(value.split(';').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned));
-            } else {
-                insert_joined(&mut headers, name.as_str(), &value);
+                for value in values {
+                    cookies.extend(value.split(';').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned));
+                }
+            } else if let Ok(joined) = HeaderValue::from_str(&values.collect::<Vec<_>>().join(",")) {
+                headers.insert(name.clone(), joined);
             }
         }
         (headers, cookies)
     }
 
-    /// Decoded query parameters, repeated names joined with commas.
-    fn query_parameters(&self) -> Map<String, Value> {
-        let mut parameters = Map::new();
+    /// Decoded query parameters, each name's values in order.
+    fn query_parameters(&self) -> HashMap<String, Vec<String>> {
+        let mut parameters: HashMap<String, Vec<String>> = HashMap::new();
         for (name, value) in form_urlencoded::parse(self.raw_query.as_bytes()) {
-            insert_joined(&mut parameters, &name, &value);
+            parameters.entry(name.into_owned()).or_default().push(value.into_owned());
         }
         parameters
     }
 
-    fn request_context(&self) -> Value {
+    fn request_context(&self) -> ApiGatewayV2httpRequestContext {
         let epoch = self.time.duration_since(UNIX_EPOCH).unwrap_or_default();
         let host = self.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
         let user_agent = self.headers.get("user-agent").and_then(|h| h.to_str().ok()).unwrap_or("");
-        json!({
-            "accountId": ACCOUNT_ID,
-            "apiId": API_ID,
-            "domainName": host,
-            "domainPrefix": host.split('.').next().unwrap_or(host),
-            "http": {
-                "method": self.method,
-                "path": self.path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": self.source_ip,
-                "userAgent": user_agent,
-            },
-            "requestId": self.request_id,
-            "routeKey": self.route_key,
-            "stage": "$default",
-            "time": clf_time(epoch.as_secs()),
-            "timeEpoch": u64::try_from(epoch.as_millis()).unwrap_or(u64::MAX),
-        })
-    }
-
-    /// The fields the integration event and the authorizer event share.
-    fn common(&self) -> Map<String, Value> {
-        let (headers, cookies) = self.headers_and_cookies();
-        let mut event = Map::new();
-        event.insert("version".into(), "2.0".into());
-        event.insert("routeKey".into(), self.route_key.into());
-        event.insert("rawPath".into(), self.path.into());
-        event.insert("rawQueryString".into(), self.raw_query.into());
-        if !cookies.is_empty() {
-            event.insert("cookies".into(), cookies.into());
-        }
-        event.insert("headers".into(), headers.into());
-        let query = self.query_parameters();
-        if !query.is_empty() {
-            event.insert("queryStringParameters".into(), query.into());
-        }
-        event.insert("requestContext".into(), self.request_context());
-        if !self.path_parameters.is_empty() {
-            event.insert("pathParameters".into(), json!(self.path_parameters));
-        }
-        event
+        let mut http = ApiGatewayV2httpRequestContextHttpDescription::default();
+        http.method = self.method.clone();
+        http.path = Some(self.path.to_owned());
+        http.protocol = Some("HTTP/1.1".to_owned());
+        http.source_ip = Some(self.source_ip.clone());
+        http.user_agent = Some(user_agent.to_owned());
+        let mut context = ApiGatewayV2httpRequestContext::default();
+        context.account_id = Some(ACCOUNT_ID.to_owned());
+        context.apiid = Some(API_ID.to_owned());
+        context.domain_name = Some(host.to_owned());
+        context.domain_prefix = Some(host.split('.').next().unwrap_or(host).to_owned());
+        context.http = http;
+        context.request_id = Some(self.request_id.to_owned());
+        context.route_key = Some(self.route_key.to_owned());
+        context.stage = Some("$default".to_owned());
+        context.time = Some(clf_time(self.time));
+        context.time_epoch = i64::try_from(epoch.as_millis()).unwrap_or(i64::MAX);
+        context
     }
 
     /// The event for the route's function; `authorizer` is the Lambda authorizer's context.
-    pub fn integration_event(&self, authorizer: Option<&Value>) -> Value {
-        let mut event = self.common();
-        if let (Some(context), Some(Value::Object(request_context))) = (authorizer, event.get_mut("requestContext")) {
-            request_context.insert("authorizer".into(), json!({ "lambda": context }));
+    pub fn integration_event(&self, authorizer: Option<&Map<String, Value>>) -> Value {
+        let (headers, cookies) = self.headers_and_cookies();
+        let mut event = ApiGatewayV2httpRequest::default();
+        event.version = Some("2.0".to_owned());
+        event.route_key = Some(self.route_key.to_owned());
+        event.raw_path = Some(self.path.to_owned());
+        event.raw_query_string = Some(self.raw_query.to_owned());
+        event.cookies = (!cookies.is_empty()).then_some(cookies);
+        event.headers = headers;
+        event.query_string_parameters = QueryMap::from(self.query_parameters());
+        event.path_parameters = self.path_parameters.clone().into_iter().collect();
+        event.request_context = self.request_context();
+        if let Some(context) = authorizer {
+            let mut lambda = ApiGatewayRequestAuthorizer::default();
+            lambda.fields = context.clone().into_iter().collect();
+            event.request_context.authorizer = Some(lambda);
         }
         if !self.body.is_empty() {
             let textual = self.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(is_textual);
             match std::str::from_utf8(self.body) {
-                Ok(text) if textual => {
-                    event.insert("body".into(), text.into());
-                    event.insert("isBase64Encoded".into(), false.into());
-                }
+                Ok(text) if textual => event.body = Some(text.to_owned()),
                 _ => {
-                    event.insert("body".into(), base64::engine::general_purpose::STANDARD.encode(self.body).into());
-                    event.insert("isBase64Encoded".into(), true.into());
+                    event.body = Some(base64::engine::general_purpose::STANDARD.encode(self.body));
+                    event.is_base64_encoded = true;
                 }
             }
-        } else {
-            event.insert("isBase64Encoded".into(), false.into());
         }
-        Value::Object(event)
+        let mut event = serde_json::to_value(event).unwrap_or_default();
+        if let Value::Object(members) = &mut event {
+            for member in NOT_IN_PAYLOAD_2_0 {
+                members.remove(member);
+            }
+        }
+        event
     }
 
     /// The `REQUEST` event of a payload 2.0 Lambda authorizer, with the values of its
     /// identity sources in order.
     pub fn authorizer_event(&self, identity: &[String]) -> Value {
-        let mut event = self.common();
-        event.insert("type".into(), "REQUEST".into());
-        let route_arn =
-            format!("arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{API_ID}/$default/{}{}", self.method, self.path);
-        event.insert("routeArn".into(), route_arn.into());
-        event.insert("identitySource".into(), json!(identity));
-        Value::Object(event)
+        let (headers, cookies) = self.headers_and_cookies();
+        let mut event = ApiGatewayV2CustomAuthorizerV2Request::default();
+        event.version = Some("2.0".to_owned());
+        event.type_ = Some("REQUEST".to_owned());
+        event.route_arn =
+            Some(format!("arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{API_ID}/$default/{}{}", self.method, self.path));
+        event.identity_source = Some(identity.to_vec());
+        event.route_key = Some(self.route_key.to_owned());
+        event.raw_path = Some(self.path.to_owned());
+        event.raw_query_string = Some(self.raw_query.to_owned());
+        event.cookies = cookies;
+        event.headers = headers;
+        event.query_string_parameters =
+            self.query_parameters().into_iter().map(|(name, values)| (name, values.join(","))).collect();
+        event.request_context = self.request_context();
+        event.path_parameters = self.path_parameters.clone().into_iter().collect();
+        serde_json::to_value(event).unwrap_or_default()
     }
 
     /// The value of one identity source (`$request.header.X`, `$request.querystring.X`,
@@ -143,10 +157,10 @@ impl Incoming<'_> {
             let values: Vec<&str> = self.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
             (!values.is_empty()).then(|| values.join(","))
         } else if let Some(name) = source.strip_prefix("$request.querystring.") {
-            self.query_parameters().get(name).and_then(Value::as_str).map(str::to_owned)
+            self.query_parameters().get(name).map(|values| values.join(","))
         } else {
             match source {
-                "$context.httpMethod" => Some(self.method.to_owned()),
+                "$context.httpMethod" => Some(self.method.as_str().to_owned()),
                 "$context.path" => Some(self.path.to_owned()),
                 "$context.routeKey" => Some(self.route_key.to_owned()),
                 "$context.stage" => Some("$default".to_owned()),
@@ -155,20 +169,6 @@ impl Incoming<'_> {
             }
         };
         value.filter(|v| !v.trim().is_empty())
-    }
-}
-
-/// Adds `name: value`; a name seen before gets the value appended after a comma, as
-/// payload 2.0 joins repeated headers and query parameters.
-fn insert_joined(map: &mut Map<String, Value>, name: &str, value: &str) {
-    match map.get_mut(name) {
-        Some(Value::String(joined)) => {
-            joined.push(',');
-            joined.push_str(value);
-        }
-        _ => {
-            map.insert(name.to_owned(), Value::String(value.to_owned()));
-        }
     }
 }
 
@@ -185,22 +185,9 @@ fn is_textual(content_type: &str) -> bool {
 }
 
 /// `12/Mar/2020:19:03:58 +0000`, the `time` of a request context.
-fn clf_time(epoch_secs: u64) -> String {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let days = i64::try_from(epoch_secs / 86_400).unwrap_or(0);
-    let secs = epoch_secs % 86_400;
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let month_name = MONTHS[usize::try_from(month - 1).unwrap_or(0)];
-    format!("{day:02}/{month_name}/{year}:{:02}:{:02}:{:02} +0000", secs / 3600, secs % 3600 / 60, secs % 60)
+fn clf_time(at: SystemTime) -> String {
+    let format = time::macros::format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
+    time::OffsetDateTime::from(at).format(format).unwrap_or_default()
 }
 
 /// The answers API Gateway itself gives, with its bodies.
@@ -293,7 +280,7 @@ mod tests {
         params: &'a BTreeMap<String, String>,
     ) -> Incoming<'a> {
         Incoming {
-            method: "POST",
+            method: &Method::POST,
             path: "/items/7",
             raw_query: query,
             headers,
@@ -318,7 +305,8 @@ mod tests {
         let body = Bytes::from_static(br#"{"a":1}"#);
         let params = BTreeMap::from([("id".to_owned(), "7".to_owned())]);
         let request = incoming(&h, &body, "q=1&q=2&s=a%20b", &params);
-        let event = request.integration_event(Some(&json!({ "sub": "u1" })));
+        let context = json!({ "sub": "u1" });
+        let event = request.integration_event(context.as_object());
         assert_eq!(event["version"], "2.0");
         assert_eq!(event["routeKey"], "POST /items/{id}");
         assert_eq!(event["rawPath"], "/items/7");
@@ -337,6 +325,9 @@ mod tests {
         assert_eq!(context["timeEpoch"], 1_584_039_838_123_u64);
         assert_eq!(context["time"], "12/Mar/2020:19:03:58 +0000");
         assert_eq!(context["authorizer"]["lambda"]["sub"], "u1");
+        for member in NOT_IN_PAYLOAD_2_0 {
+            assert!(event.get(member).is_none(), "{member}");
+        }
     }
 
     #[test]
@@ -363,7 +354,10 @@ mod tests {
         let values: Vec<String> = sources.iter().map(|s| request.identity_value(s).unwrap()).collect();
         assert_eq!(values, ["Bearer abc", "POST", "/items/7"]);
         let event = request.authorizer_event(&values);
+        assert_eq!(event["version"], "2.0");
         assert_eq!(event["type"], "REQUEST");
+        assert_eq!(event["headers"]["authorization"], "Bearer abc");
+        assert_eq!(event["requestContext"]["http"]["method"], "POST");
         assert_eq!(event["identitySource"], json!(values));
         assert_eq!(event["routeArn"], "arn:aws:execute-api:us-east-1:000000000000:local/$default/POST/items/7");
         let empty = headers(&[("authorization", " ")]);

@@ -18,11 +18,11 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::event::{gateway_answer, integration_response, Incoming};
 use crate::routing;
-use crate::template::{HttpApi, LambdaAuthorizer};
+use sam_template::{HttpApi, LambdaAuthorizer};
 
 /// API Gateway's limit on a request payload.
 const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
@@ -56,7 +56,7 @@ pub struct Gateway {
 #[derive(Clone)]
 struct AuthorizerAnswer {
     authorized: bool,
-    context: Option<Value>,
+    context: Option<Map<String, Value>>,
 }
 
 /// Why a function gave no answer.
@@ -140,7 +140,7 @@ impl Gateway {
                     Some(matched) => {
                         let route_key = matched.route.key();
                         let incoming = Incoming {
-                            method: parts.method.as_str(),
+                            method: &parts.method,
                             path,
                             raw_query: parts.uri.query().unwrap_or(""),
                             headers: &parts.headers,
@@ -230,7 +230,7 @@ impl Gateway {
         spec: &LambdaAuthorizer,
         incoming: &Incoming<'_>,
         spent: &mut Spent,
-    ) -> Result<Option<Value>, StatusCode> {
+    ) -> Result<Option<Map<String, Value>>, StatusCode> {
         let identity: Option<Vec<String>> = spec.identity_sources.iter().map(|s| incoming.identity_value(s)).collect();
         let Some(identity) = identity else {
             return Err(StatusCode::UNAUTHORIZED);
@@ -311,7 +311,7 @@ fn simple_answer(bytes: &[u8]) -> Option<AuthorizerAnswer> {
     let authorized = value.get("isAuthorized")?.as_bool()?;
     let context = match value.get("context") {
         None | Some(Value::Null) => None,
-        Some(context @ Value::Object(_)) => Some(context.clone()),
+        Some(Value::Object(context)) => Some(context.clone()),
         Some(_) => return None,
     };
     Some(AuthorizerAnswer { authorized, context })

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use gateway::gateway::{Gateway, Timeouts};
+use sam_template::Template;
 
 #[derive(Parser)]
 #[command(about = "The template's HTTP API, routes and Lambda authorizer, in front of cargo lambda watch")]
@@ -41,7 +42,7 @@ fn parse_parameter(raw: &str) -> Result<(String, String), String> {
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let overrides: BTreeMap<String, String> = args.parameters.into_iter().collect();
-    let api = match gateway::template::load(&args.template, &overrides) {
+    let api = match Template::load(&args.template, &overrides).and_then(|template| template.http_api()) {
         Ok(api) => api,
         Err(e) => {
             eprintln!("gateway: {}: {e}", args.template.display());

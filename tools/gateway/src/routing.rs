@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::template::Route;
+use sam_template::Route;
 
 /// The route chosen for a request, with its path parameters (percent-decoded).
 #[derive(Debug, PartialEq, Eq)]

@@ -99,7 +99,7 @@ async fn setup() -> Setup {
             });
         }
     });
-    let api = gateway::template::parse(TEMPLATE, &BTreeMap::new()).unwrap();
+    let api = sam_template::Template::parse(TEMPLATE, &BTreeMap::new()).unwrap().http_api().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(serve(listener, Arc::new(Gateway::new(api, &lambda_url, Timeouts::default()))));

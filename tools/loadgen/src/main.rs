@@ -6,16 +6,12 @@
 //! Loopback only: it refuses any other address.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use api_client::{Answer, ApiClient, NoAnswer};
 use clap::Parser;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
@@ -55,68 +51,49 @@ struct Observed {
 
 #[derive(Clone)]
 struct Gateway {
-    base: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    api: ApiClient,
     observed: Arc<Mutex<Observed>>,
 }
 
-struct Answer {
+/// A call's outcome: its status (0: no answer at all) and JSON body.
+struct Outcome {
     status: u16,
     json: Value,
 }
 
 impl Gateway {
-    async fn call(&self, route: &'static str, request: Request<Full<Bytes>>) -> Answer {
+    /// Makes the call, recording its latency under `route` and the gateway's overhead.
+    async fn call(&self, route: &'static str, call: impl Future<Output = Result<Answer, NoAnswer>>) -> Outcome {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(Duration::from_secs(60), self.client.request(request)).await;
-        let (status, overhead, body) = match outcome {
-            Ok(Ok(response)) => {
-                let status = response.status().as_u16();
-                let overhead = response
-                    .headers()
-                    .get("x-gateway-overhead-us")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                (status, overhead, body)
-            }
-            // No answer at all: recorded as status 0.
-            _ => (0, None, Bytes::new()),
-        };
+        let answer = call.await.ok();
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let overhead = answer.as_ref().and_then(|a| {
+            a.headers.get("x-gateway-overhead-us").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        });
+        let outcome = match answer {
+            Some(answer) => Outcome { status: answer.status, json: answer.json },
+            None => Outcome { status: 0, json: Value::Null },
+        };
         let mut observed = self.observed.lock().await;
-        observed.latencies.entry((route, status)).or_default().push(micros);
+        observed.latencies.entry((route, outcome.status)).or_default().push(micros);
         observed.overhead_us.extend(overhead);
-        Answer { status, json: serde_json::from_slice(&body).unwrap_or(Value::Null) }
+        outcome
     }
 
-    fn post(&self, path: &str, content_type: &str, body: String) -> Request<Full<Bytes>> {
-        Request::post(format!("{}{path}", self.base))
-            .header("content-type", content_type)
-            .body(Full::new(Bytes::from(body)))
-            .unwrap_or_default()
+    async fn login(&self, username: &str, password: &str) -> Outcome {
+        self.call("POST /auth/login", self.api.login(username, password)).await
     }
 
-    async fn login(&self, username: &str, password: &str) -> Answer {
-        let body = json!({ "username": username, "password": password }).to_string();
-        self.call("POST /auth/login", self.post("/auth/login", "application/json", body)).await
+    async fn refresh(&self, refresh_token: &str) -> Outcome {
+        self.call("POST /auth/refresh", self.api.refresh(refresh_token)).await
     }
 
-    async fn refresh(&self, refresh_token: &str) -> Answer {
-        let body = format!("grant_type=refresh_token&refresh_token={refresh_token}");
-        self.call("POST /auth/refresh", self.post("/auth/refresh", "application/x-www-form-urlencoded", body)).await
-    }
-
-    async fn whoami(&self, access_token: &str) -> Answer {
-        let request = Request::get(format!("{}/api/whoami", self.base))
-            .header("authorization", format!("Bearer {access_token}"))
-            .body(Full::new(Bytes::new()))
-            .unwrap_or_default();
-        self.call("GET /api/whoami", request).await
+    async fn whoami(&self, access_token: &str) -> Outcome {
+        self.call("GET /api/whoami", self.api.whoami(access_token)).await
     }
 }
 
-fn tokens_of(answer: &Answer) -> Option<(String, String)> {
+fn tokens_of(answer: &Outcome) -> Option<(String, String)> {
     Some((answer.json["access_token"].as_str()?.to_owned(), answer.json["refresh_token"].as_str()?.to_owned()))
 }
 
@@ -183,11 +160,13 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"];
-    if !loopback.iter().any(|prefix| args.url.starts_with(prefix)) {
-        eprintln!("loadgen: {} is not a loopback address", args.url);
-        return std::process::ExitCode::from(2);
-    }
+    let api = match ApiClient::new(&args.url) {
+        Ok(api) => api,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let users: Vec<(String, String)> = std::fs::read_to_string(&args.users)
         .unwrap_or_default()
         .lines()
@@ -197,9 +176,7 @@ async fn main() -> std::process::ExitCode {
         eprintln!("loadgen: no users in {}", args.users.display());
         return std::process::ExitCode::from(2);
     }
-    let client_pool = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(args.clients).build_http();
-    let gateway =
-        Gateway { base: args.url.trim_end_matches('/').to_owned(), client: client_pool, observed: Arc::default() };
+    let gateway = Gateway { api, observed: Arc::default() };
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.secs);

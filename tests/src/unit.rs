@@ -1,0 +1,193 @@
+//! The unit tier (`make unit`): the services built as the functions build them, for the
+//! answers that need no AWS call (bad input, wrong method, oversized bodies, malformed
+//! tokens, the metadata). Nothing here reads the environment or needs the stack: the
+//! configuration is fixed below, the SDK clients point at a loopback port nothing serves,
+//! and every call they are asked to make is recorded ([`CallLog`]) and refused before it is
+//! sent. A test shows that its answer needed no AWS call with [`Clients::assert_no_call`];
+//! a path that does need one fails at once (503, and the recorded call) instead of waiting
+//! on a connection. Answers that need DynamoDB or KMS stay in the stack tier, against the
+//! real ones.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use tokenauth::authorizer::Authorizer;
+use tokenauth::clock::{Clock, SystemClock};
+use tokenauth::keys::{KeyRing, KeySetSigner};
+use tokenauth::revocation_cache::RevocationFeed;
+use tokenauth::store::{DynamoKeys, DynamoRevocations};
+use tokenauth::verify::Verifier;
+use tokenauth::{Config, LoginService, RefreshService, RevocationService};
+
+use crate::{CallLog, Clients};
+
+/// Where the unit tier's clients would connect: a loopback port nothing serves (they never
+/// do: [`Unreachable`] refuses every call first).
+pub const UNREACHABLE_ENDPOINT: &str = "http://127.0.0.1:1";
+
+/// The unit tier's deployment: what a function reads, as fixed values (no environment).
+const VARIABLES: &[(&str, &str)] = &[
+    ("USERS_TABLE", "unit-users"),
+    ("FAMILIES_TABLE", "unit-families"),
+    ("REVOCATIONS_TABLE", "unit-revocations"),
+    ("KEYS_TABLE", "unit-keys"),
+    ("TOKEN_ISSUER", "https://auth.example.com"),
+    ("TOKEN_AUDIENCE", "https://api.example.com"),
+];
+
+/// The unit tier's configuration, read through the functions' parser and checks.
+pub fn config() -> Config {
+    Config::from_lookup(|name| VARIABLES.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()))
+        .expect("the unit tier's configuration loads")
+}
+
+/// An SDK interceptor that refuses every call before it is serialised, so nothing is sent
+/// and nothing is retried.
+#[derive(Debug, Clone, Copy)]
+struct Unreachable;
+
+impl Intercept for Unreachable {
+    fn name(&self) -> &'static str {
+        "Unreachable"
+    }
+
+    fn read_before_serialization(
+        &self,
+        _: &BeforeSerializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        Err("the unit tier makes no AWS call: an answer that needs one belongs in the stack tier (`make test`)".into())
+    }
+}
+
+/// SDK clients that reach nothing: static credentials, no retries, [`UNREACHABLE_ENDPOINT`],
+/// every call recorded in `calls` and then refused.
+pub fn clients() -> Clients {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    let calls = CallLog::default();
+    let credentials = Credentials::new("unit", "unit", None, None, "unit-tier");
+    let region = Region::new("us-east-1");
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(region.clone())
+            .credentials_provider(credentials.clone())
+            .endpoint_url(UNREACHABLE_ENDPOINT)
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+            .interceptor(calls.clone())
+            .interceptor(Unreachable)
+            .build(),
+    );
+    let kms = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(region)
+            .credentials_provider(credentials)
+            .endpoint_url(UNREACHABLE_ENDPOINT)
+            .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+            .interceptor(calls.clone())
+            .interceptor(Unreachable)
+            .build(),
+    );
+    Clients { dynamodb, kms, calls }
+}
+
+impl Clients {
+    /// Fails the test if any AWS call was asked of these clients (since the last clear).
+    #[track_caller]
+    pub fn assert_no_call(&self, what: &str) {
+        assert!(self.calls.calls().is_empty(), "{what} reached AWS: {:?}", self.calls.names());
+    }
+}
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
+/// The signer login and refresh build, before it has read the key set (it reads it on the
+/// first token it signs, which no unit-tier answer does).
+fn signer(config: &Config, clients: &Clients) -> Arc<KeySetSigner> {
+    let keys = DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table);
+    Arc::new(KeySetSigner::new(keys, clients.kms.clone(), config.key_reload, clock()))
+}
+
+/// The login service as the function builds it.
+pub fn login_service(config: &Config, clients: &Clients) -> LoginService {
+    LoginService::new(config, clients.dynamodb.clone(), signer(config, clients), clock())
+}
+
+/// The refresh service as the function builds it (without the warm-up read of the sealing
+/// secret, which is a KMS call).
+pub fn refresh_service(config: &Config, clients: &Clients) -> RefreshService {
+    RefreshService::new(config, clients.dynamodb.clone(), clients.kms.clone(), signer(config, clients), clock())
+}
+
+/// The revocation service as the function builds it. Its only constructor reads the key set
+/// at once; here that read is refused (as at a cold start with DynamoDB down) and then
+/// forgotten, so the call log starts empty. Answers decided before the service is asked
+/// (the request's parsing, the bearer header) need no call.
+pub async fn revocation_service(config: &Config, clients: &Clients) -> RevocationService {
+    let service = RevocationService::from_config(config, clients.dynamodb.clone(), clock()).await;
+    clients.calls.clear();
+    service
+}
+
+/// The authorizer of a warm instance: its key ring counts as read just now, with no keys
+/// (so no token verifies) and no re-read due for a minute (so a token naming an unknown
+/// key makes none); its revocation feed never polled. A token refused before the
+/// revocation check gets its answer with no call.
+pub fn authorizer(config: &Config, clients: &Clients) -> Authorizer {
+    let keys = KeyRing::preloaded(
+        DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table),
+        Arc::new(Verifier::for_config(config)),
+        config.authorizer.poll_every.max(Duration::from_secs(60)),
+        config.authorizer.max_staleness,
+        SystemClock.now(),
+    );
+    let feed = RevocationFeed::new(
+        Box::new(DynamoRevocations::new(clients.dynamodb.clone(), &config.revocations_table)),
+        &config.authorizer,
+        config.revocation_lookback().as_secs(),
+    );
+    Authorizer::new(keys, feed, config.authorizer.clone(), clock())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_is_recorded_and_refused_at_once_without_reaching_the_network() {
+        let clients = clients();
+        let started = Instant::now();
+        let outcome = clients.dynamodb.get_item().table_name("unit-keys").send().await;
+        let kms = clients.kms.get_public_key().key_id("alias/none").send().await;
+        assert!(outcome.is_err() && kms.is_err(), "nothing answers in the unit tier");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "refused, not retried or timed out: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(clients.calls.names(), ["DynamoDB.GetItem", "KMS.GetPublicKey"]);
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_needs_aws_fails_loudly_with_the_call_on_record() {
+        let clients = clients();
+        let service = login_service(&config(), &clients);
+        let request = crate::login_request("someone", "a password", None);
+        let response = tokenauth::http::login(&service, &request).await;
+        assert_eq!(response.status(), 503);
+        let check = std::panic::AssertUnwindSafe(|| clients.assert_no_call("a login"));
+        let failed = std::panic::catch_unwind(check);
+        assert!(failed.is_err(), "the call log saw the login's reads: {:?}", clients.calls.names());
+    }
+}
