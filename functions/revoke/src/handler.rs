@@ -5,7 +5,7 @@ use tokenauth::RevocationService;
 
 /// Hands the request to the library; every outcome is a response.
 pub async fn function_handler(service: &RevocationService, event: Request) -> Result<Response<Body>, Error> {
-    Ok(tokenauth::http::revoke(service, &event).await)
+    Ok(tokenauth::edge::http::revoke(service, &event).await)
 }
 
 #[cfg(test)]
@@ -14,7 +14,7 @@ mod tests {
     //! The sample events in `events/`, through the handler, against the local stack.
     use std::sync::Arc;
 
-    use tokenauth::clock::SystemClock;
+    use tokenauth::platform::clock::SystemClock;
     use tokenauth_tests::{clients, config, event, json_of, request_from_event};
 
     use super::*;
