@@ -75,7 +75,7 @@ pub fn judge(
         Some(_) if !password_verified => return Err(LoginFailure::WrongPassword),
         Some(u) => u,
     };
-    let allowed = Scope::from_tokens(user.scopes.iter().cloned());
+    let allowed = user.scope();
     match requested {
         None => Ok(allowed),
         Some(requested) if requested.is_subset_of(&allowed) => Ok(requested),

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::rules::scope::Scope;
+
 /// How many earlier generations' hashes a family remembers, to recognise a genuinely
 /// issued but rotated token (reuse) and tell it from a forgery. Older tokens than this
 /// are treated like unknown ones: refused, with no revocation.
@@ -86,9 +88,9 @@ impl FamilyRecord {
         self.status == FamilyStatus::Active && now < self.expires_at && now < self.idle_expires_at
     }
 
-    /// Whether `hash` is one of the remembered earlier tokens.
-    pub fn remembers(&self, hash: &str) -> bool {
-        self.previous_hash.as_deref() == Some(hash) || self.recent.iter().any(|h| h == hash)
+    /// The scope granted at login, as the family now has it.
+    pub fn scope(&self) -> Scope {
+        Scope::from_tokens(self.scopes.iter().cloned())
     }
 
     /// What the family keeps of its owner's account.
@@ -105,7 +107,7 @@ impl FamilyRecord {
 
     /// The granted scope as an RFC 6749 string.
     pub fn scope_string(&self) -> String {
-        crate::rules::scope::Scope::from_tokens(self.scopes.iter().cloned()).to_scope_string()
+        self.scope().to_scope_string()
     }
 }
 
@@ -159,6 +161,11 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
+    /// The scopes the user may be granted.
+    pub fn scope(&self) -> Scope {
+        Scope::from_tokens(self.scopes.iter().cloned())
+    }
+
     /// A new active account.
     pub fn new(user_id: String, password_hash: String, scopes: Vec<String>, created_at: u64) -> Self {
         Self {

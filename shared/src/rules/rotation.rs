@@ -18,6 +18,7 @@ use base64::Engine as _;
 use subtle::ConstantTimeEq;
 
 use crate::rules::records::{AccountState, FamilyRecord, UserRecord, UserStatus};
+use crate::rules::scope::Scope;
 use crate::rules::token::{random_bytes, RefreshToken};
 
 /// The server-side half of every sealing key: 32 random bytes held outside the Families
@@ -91,8 +92,67 @@ pub fn open_successor(server: &SealingSecret, previous: &RefreshToken, sealed: &
     RefreshToken::from_parts(&family, generation, plain.try_into().ok()?)
 }
 
-fn same_hash(a: &str, b: &str) -> bool {
-    a.as_bytes().ct_eq(b.as_bytes()).into()
+/// Which of a family's tokens a presented hash is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issued {
+    /// The current token.
+    Current,
+    /// The token the last rotation replaced.
+    Previous,
+    /// An earlier token the family still remembers.
+    Earlier,
+    /// None it issued, as far as it remembers: forged, guessed or too old.
+    Never,
+}
+
+/// Whether the family issued the token of `hash`, and which: the one place that asks,
+/// in constant time per comparison (a hash is compared against a stored one).
+pub fn issued_by(family: &FamilyRecord, hash: &str) -> Issued {
+    let same = |stored: &str| -> bool { stored.as_bytes().ct_eq(hash.as_bytes()).into() };
+    // Empty history slots hold "": no hash is empty, and nothing presented may match one.
+    if hash.is_empty() {
+        Issued::Never
+    } else if same(&family.token_hash) {
+        Issued::Current
+    } else if family.previous_hash.as_deref().is_some_and(same) {
+        Issued::Previous
+    } else if family.recent.iter().fold(false, |found, h| found | same(h)) {
+        Issued::Earlier
+    } else {
+        Issued::Never
+    }
+}
+
+/// What a refresh does with its family as it now reads: the step before each write of
+/// the rotation loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshStep {
+    /// The presented token is current, the family alive and the scope asked for granted:
+    /// write the rotation (conditioned on exactly that).
+    Rotate,
+    /// No family has the presented token's id: refuse, change nothing.
+    Unknown,
+    /// A family written before sessions followed their account: refuse, change nothing.
+    NoAccount,
+    /// The presented token cannot rotate the family as it is: [`classify`] says why.
+    Refused,
+}
+
+/// The next step of a refresh of `presented`, asking for `required` (empty: the family's
+/// own scope), given the family as read or as a refused write returned it.
+pub fn next_step(family: Option<&FamilyRecord>, presented: &RefreshToken, required: &Scope, now: u64) -> RefreshStep {
+    let Some(family) = family else { return RefreshStep::Unknown };
+    let rotatable = issued_by(family, &presented.hash()) == Issued::Current
+        && family.generation == presented.generation()
+        && family.is_alive(now)
+        && required.is_subset_of(&family.scope());
+    if !rotatable {
+        RefreshStep::Refused
+    } else if family.user_key.is_none() {
+        RefreshStep::NoAccount
+    } else {
+        RefreshStep::Rotate
+    }
 }
 
 /// What a refused rotation means, decided from the family as it was.
@@ -117,33 +177,30 @@ pub fn classify(
     server: &SealingSecret,
     presented: &RefreshToken,
     family: Option<&FamilyRecord>,
-    required_scopes: &[String],
+    required: &Scope,
     now: u64,
     leeway_secs: u64,
 ) -> Refusal {
     let Some(family) = family else { return Refusal::Unknown };
-    let hash = presented.hash();
-    let is_current = same_hash(&family.token_hash, &hash);
-    let is_previous = family.previous_hash.as_deref().is_some_and(|p| same_hash(p, &hash));
-    let remembered = is_previous || family.recent.iter().any(|h| same_hash(h, &hash));
-    if !is_current && !remembered {
+    let issued = issued_by(family, &presented.hash());
+    if issued == Issued::Never {
         return Refusal::Unknown;
     }
     if !family.is_alive(now) {
         return Refusal::Dead;
     }
-    let scopes_granted = required_scopes.iter().all(|s| family.scopes.contains(s));
-    if is_current {
+    let scopes_granted = required.is_subset_of(&family.scope());
+    if issued == Issued::Current {
         // The token is current and the family alive, so the condition failed on scope.
         return if scopes_granted { Refusal::Dead } else { Refusal::ScopeNotGranted };
     }
     let within_leeway = leeway_secs > 0
         && family.rotated_at.is_some_and(|at| now <= at.saturating_add(leeway_secs))
         && presented.generation().checked_add(1) == Some(family.generation);
-    if is_previous && within_leeway {
+    if issued == Issued::Previous && within_leeway {
         if let Some(successor) = family.sealed_successor.as_deref().and_then(|s| open_successor(server, presented, s)) {
             // The successor must be exactly the family's current token.
-            if same_hash(&successor.hash(), &family.token_hash) {
+            if issued_by(family, &successor.hash()) == Issued::Current {
                 return if scopes_granted { Refusal::Retry(successor) } else { Refusal::ScopeNotGranted };
             }
         }
@@ -173,7 +230,7 @@ pub fn follow_account(family: &FamilyRecord, user: Option<&UserRecord>) -> Accou
         return AccountVerdict::Unchanged;
     }
     AccountVerdict::Follow(AccountState {
-        scopes: family.scopes.iter().filter(|s| user.scopes.contains(s)).cloned().collect(),
+        scopes: family.scope().intersection(&user.scope()).tokens().map(str::to_owned).collect(),
         user_version: user.version,
         not_before: user.not_before,
     })
@@ -272,7 +329,11 @@ mod tests {
         let other = SealingSecret::from_bytes([43; 32]);
         assert_eq!(open_successor(&other, &k, &sealed), None, "a reader of the table holding k, without the secret");
         let family = family_after_rotation(&k, &k1, 1000);
-        assert_eq!(classify(&other, &k, Some(&family), &[], 1010, 30), Refusal::Reuse, "no retry without it");
+        assert_eq!(
+            classify(&other, &k, Some(&family), &Scope::default(), 1010, 30),
+            Refusal::Reuse,
+            "no retry without it"
+        );
         assert!(format!("{SERVER:?}").contains(".."), "never printed");
     }
 
@@ -281,11 +342,15 @@ mod tests {
         let k = RefreshToken::new_family();
         let k1 = k.successor().expect("successor");
         let family = family_after_rotation(&k, &k1, 1000);
-        assert_eq!(classify(&SERVER, &k, Some(&family), &[], 1030, 30), Refusal::Retry(k1.clone()));
-        assert_eq!(classify(&SERVER, &k, Some(&family), &[], 1031, 30), Refusal::Reuse, "after the leeway");
-        assert_eq!(classify(&SERVER, &k, Some(&family), &[], 1000, 0), Refusal::Reuse, "leeway off");
+        assert_eq!(classify(&SERVER, &k, Some(&family), &Scope::default(), 1030, 30), Refusal::Retry(k1.clone()));
         assert_eq!(
-            classify(&SERVER, &k, Some(&family), &["admin".into()], 1010, 30),
+            classify(&SERVER, &k, Some(&family), &Scope::default(), 1031, 30),
+            Refusal::Reuse,
+            "after the leeway"
+        );
+        assert_eq!(classify(&SERVER, &k, Some(&family), &Scope::default(), 1000, 0), Refusal::Reuse, "leeway off");
+        assert_eq!(
+            classify(&SERVER, &k, Some(&family), &Scope::from_tokens(["admin"]), 1010, 30),
             Refusal::ScopeNotGranted,
             "a retry cannot widen scope"
         );
@@ -298,10 +363,14 @@ mod tests {
         let k2 = k1.successor().expect("successor");
         let mut family = family_after_rotation(&k1, &k2, 1000);
         family.recent[0] = k0.hash();
-        assert_eq!(classify(&SERVER, &k0, Some(&family), &[], 1001, 30), Refusal::Reuse, "older than previous");
+        assert_eq!(
+            classify(&SERVER, &k0, Some(&family), &Scope::default(), 1001, 30),
+            Refusal::Reuse,
+            "older than previous"
+        );
         let forged = RefreshToken::from_parts(&k2.family_id(), 1, [9; 32]).expect("parts");
-        assert_eq!(classify(&SERVER, &forged, Some(&family), &[], 1001, 30), Refusal::Unknown);
-        assert_eq!(classify(&SERVER, &k0, None, &[], 1001, 30), Refusal::Unknown, "no family");
+        assert_eq!(classify(&SERVER, &forged, Some(&family), &Scope::default(), 1001, 30), Refusal::Unknown);
+        assert_eq!(classify(&SERVER, &k0, None, &Scope::default(), 1001, 30), Refusal::Unknown, "no family");
     }
 
     #[test]
@@ -309,9 +378,65 @@ mod tests {
         let k = RefreshToken::new_family();
         let k1 = k.successor().expect("successor");
         let mut family = family_after_rotation(&k, &k1, 1000);
-        assert_eq!(classify(&SERVER, &k1, Some(&family), &[], 10_001, 30), Refusal::Dead, "expired");
+        assert_eq!(classify(&SERVER, &k1, Some(&family), &Scope::default(), 10_001, 30), Refusal::Dead, "expired");
         family.status = FamilyStatus::Revoked;
-        assert_eq!(classify(&SERVER, &k1, Some(&family), &[], 1001, 30), Refusal::Dead);
-        assert_eq!(classify(&SERVER, &k, Some(&family), &[], 1001, 30), Refusal::Dead, "no second revocation");
+        assert_eq!(classify(&SERVER, &k1, Some(&family), &Scope::default(), 1001, 30), Refusal::Dead);
+        assert_eq!(
+            classify(&SERVER, &k, Some(&family), &Scope::default(), 1001, 30),
+            Refusal::Dead,
+            "no second revocation"
+        );
+    }
+
+    #[test]
+    fn a_family_knows_which_of_its_tokens_a_hash_is() {
+        let k0 = RefreshToken::new_family();
+        let k1 = k0.successor().expect("successor");
+        let k2 = k1.successor().expect("successor");
+        let mut family = family_after_rotation(&k1, &k2, 1000);
+        family.recent[0] = k0.hash();
+        assert_eq!(issued_by(&family, &k2.hash()), Issued::Current);
+        assert_eq!(issued_by(&family, &k1.hash()), Issued::Previous);
+        assert_eq!(issued_by(&family, &k0.hash()), Issued::Earlier);
+        assert_eq!(issued_by(&family, &RefreshToken::new_family().hash()), Issued::Never);
+        assert_eq!(issued_by(&family, ""), Issued::Never, "an empty history slot matches nothing presented");
+    }
+
+    #[test]
+    fn the_current_token_of_a_live_family_rotates() {
+        let k = RefreshToken::new_family();
+        let k1 = k.successor().expect("successor");
+        let family = family_after_rotation(&k, &k1, 1000);
+        assert_eq!(next_step(Some(&family), &k1, &Scope::default(), 1001), RefreshStep::Rotate);
+        assert_eq!(next_step(Some(&family), &k1, &Scope::from_tokens(["read"]), 1001), RefreshStep::Rotate, "narrower");
+    }
+
+    #[test]
+    fn a_refresh_without_a_family_is_unknown() {
+        let k = RefreshToken::new_family();
+        assert_eq!(next_step(None, &k, &Scope::default(), 1001), RefreshStep::Unknown);
+    }
+
+    #[test]
+    fn a_family_that_follows_no_account_does_not_rotate() {
+        let k = RefreshToken::new_family();
+        let k1 = k.successor().expect("successor");
+        let family = FamilyRecord { user_key: None, ..family_after_rotation(&k, &k1, 1000) };
+        assert_eq!(next_step(Some(&family), &k1, &Scope::default(), 1001), RefreshStep::NoAccount);
+    }
+
+    #[test]
+    fn anything_but_the_current_token_of_a_live_family_within_its_scope_is_refused() {
+        let k = RefreshToken::new_family();
+        let k1 = k.successor().expect("successor");
+        let family = family_after_rotation(&k, &k1, 1000);
+        assert_eq!(next_step(Some(&family), &k, &Scope::default(), 1001), RefreshStep::Refused, "the previous");
+        let wider = Scope::from_tokens(["admin"]);
+        assert_eq!(next_step(Some(&family), &k1, &wider, 1001), RefreshStep::Refused, "a scope not granted");
+        assert_eq!(next_step(Some(&family), &k1, &Scope::default(), 10_001), RefreshStep::Refused, "expired");
+        let revoked = FamilyRecord { status: FamilyStatus::Revoked, ..family.clone() };
+        assert_eq!(next_step(Some(&revoked), &k1, &Scope::default(), 1001), RefreshStep::Refused, "revoked");
+        let forged = RefreshToken::from_parts(&k1.family_id(), 1, [9; 32]).expect("parts");
+        assert_eq!(next_step(Some(&family), &forged, &Scope::default(), 1001), RefreshStep::Refused, "forged");
     }
 }

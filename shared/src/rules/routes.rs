@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::rules::scope::Scope;
+
 /// How HTTP API payload 2.0 events are answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseStyle {
@@ -71,7 +73,7 @@ pub struct RouteRule {
     /// `None` for `$default`; else the method (`None` inside for `ANY`) and the path
     /// pattern with `*` for parameters.
     route: Option<(Option<String>, String)>,
-    scopes: Vec<String>,
+    scopes: Scope,
 }
 
 /// Methods a route may name.
@@ -87,7 +89,7 @@ impl RouteRule {
             .filter(|r| !r.is_empty())
             .map(|rule| {
                 let (route, scopes) = rule.split_once('=').ok_or_else(|| format!("rule {rule:?} lacks '='"))?;
-                let scopes = scopes.split_whitespace().map(str::to_owned).collect();
+                let scopes = Scope::from_tokens(scopes.split_whitespace());
                 let route = route.trim();
                 if route == "$default" {
                     return Ok(Self { route: None, scopes });
@@ -119,7 +121,7 @@ impl RouteRule {
     }
 
     fn granted(&self, scope: &str) -> bool {
-        self.scopes.iter().all(|s| scope.split(' ').any(|t| t == s))
+        self.scopes.is_granted_by(scope)
     }
 
     /// The execute-api ARN pattern of the rule under `base`.

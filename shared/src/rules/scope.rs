@@ -38,6 +38,22 @@ impl Scope {
         self.0.is_subset(&other.0)
     }
 
+    /// Whether every token of `self` is in `granted`, a scope string as a token carries it
+    /// (the authorizer's hot path: no set is built).
+    pub fn is_granted_by(&self, granted: &str) -> bool {
+        self.tokens().all(|needed| granted.split(' ').any(|token| token == needed))
+    }
+
+    /// The tokens in both.
+    pub fn intersection(&self, other: &Scope) -> Scope {
+        Self(self.0.intersection(&other.0).cloned().collect())
+    }
+
+    /// Whether no token is in it.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The tokens.
     pub fn tokens(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(String::as_str)
@@ -64,6 +80,21 @@ mod tests {
         for raw in ["", " ", "read  write", "read ", "a\"b", "a\\b", "caf\u{e9}", "a\tb"] {
             assert_eq!(Scope::parse(raw), Err(MalformedScope), "{raw:?}");
         }
+    }
+
+    #[test]
+    fn checks_a_scope_string_without_building_a_set() {
+        let needed = Scope::from_tokens(["read", "write"]);
+        assert!(needed.is_granted_by("write admin read"));
+        assert!(!needed.is_granted_by("read"));
+        assert!(!needed.is_granted_by("readwrite"), "whole tokens only");
+        assert!(Scope::default().is_granted_by(""), "nothing needed");
+    }
+
+    #[test]
+    fn intersects() {
+        let login = Scope::from_tokens(["read", "write"]);
+        assert_eq!(login.intersection(&Scope::from_tokens(["read", "admin"])).to_scope_string(), "read");
     }
 
     #[test]

@@ -12,14 +12,14 @@
 use std::fmt;
 use std::sync::Arc;
 
-use subtle::ConstantTimeEq;
-
 use crate::error::{ApiError, DependencyError, StartError};
 use crate::platform::audit::{self, RequestMeta};
 use crate::platform::clock::{Clock, SystemClock};
 use crate::platform::config::{Config, ReuseScope};
 use crate::rules::keys::Signer;
-use crate::rules::rotation::{classify, follow_account, seal_successor, AccountVerdict, Refusal};
+use crate::rules::rotation::{
+    classify, follow_account, next_step, seal_successor, AccountVerdict, RefreshStep, Refusal,
+};
 use crate::rules::scope::Scope;
 use crate::rules::token::{AccessGrant, AccessTokenIssuer, RefreshToken, TokenResponse};
 use crate::rules::username::Username;
@@ -124,10 +124,11 @@ impl RefreshService {
             return Err(ApiError::InvalidGrant);
         };
         let family_id = presented.family_id();
-        let required: Vec<String> = match request.scope.as_deref() {
-            None => Vec::new(),
-            Some(raw) => Scope::parse(raw).map_err(|_| ApiError::InvalidScope)?.tokens().map(str::to_owned).collect(),
+        let required = match request.scope.as_deref() {
+            None => Scope::default(),
+            Some(raw) => Scope::parse(raw).map_err(|_| ApiError::InvalidScope)?,
         };
+        let required_scopes: Vec<String> = required.tokens().map(str::to_owned).collect();
         let successor = presented.successor().ok_or(ApiError::InvalidGrant)?;
         let server = self.sealing.get().await?;
         let sealed = if self.leeway_secs > 0 { seal_successor(server, &presented, &successor) } else { None };
@@ -137,28 +138,28 @@ impl RefreshService {
         let mut family = self.families.get(&family_id).await?;
         let mut following = None;
         for _ in 0..ROTATION_ATTEMPTS {
-            let Some(current) = family.take() else {
-                audit::session_event("refresh", "unknown_token", None, &family_id, None, ip);
-                return Err(ApiError::InvalidGrant);
+            let current = match (next_step(family.as_ref(), &presented, &required, now), family.take()) {
+                (RefreshStep::Rotate, Some(current)) => current,
+                (RefreshStep::Refused, Some(current)) => {
+                    return self.refused(&presented, current, &required, now, ip).await;
+                }
+                (RefreshStep::NoAccount, Some(current)) => {
+                    audit::session_event("refresh", "no_account", Some(&current.user_id), &family_id, None, ip);
+                    return Err(ApiError::InvalidGrant);
+                }
+                (RefreshStep::Unknown, _) | (_, None) => {
+                    audit::session_event("refresh", "unknown_token", None, &family_id, None, ip);
+                    return Err(ApiError::InvalidGrant);
+                }
             };
-            let rotatable = current.token_hash.as_bytes().ct_eq(presented_hash.as_bytes()).into()
-                && current.generation == presented.generation()
-                && current.is_alive(now)
-                && required.iter().all(|s| current.scopes.contains(s));
-            if !rotatable {
-                return self.refused(&presented, current, &required, now, ip).await;
-            }
-            let Some(guard) = AccountGuard::of(&current) else {
-                audit::session_event("refresh", "no_account", Some(&current.user_id), &family_id, None, ip);
-                return Err(ApiError::InvalidGrant);
-            };
+            let Some(guard) = AccountGuard::of(&current) else { return Err(ApiError::InvalidGrant) };
             let rotation = Rotation {
                 family_id: &family_id,
                 presented_hash: &presented_hash,
                 presented_generation: presented.generation(),
                 successor_hash: &successor_hash,
                 sealed_successor: sealed.as_deref(),
-                required_scopes: &required,
+                required_scopes: &required_scopes,
                 now,
                 idle_secs: self.idle_secs,
                 follow: following.as_ref(),
@@ -194,16 +195,12 @@ impl RefreshService {
     async fn issue(
         &self,
         family: &FamilyRecord,
-        required: &[String],
+        required: &Scope,
         refresh_token: &RefreshToken,
         now: u64,
     ) -> Result<TokenResponse, DependencyError> {
         // RFC 6749 §6: the narrowed scope if one was asked for, else the one granted at login.
-        let scope = if required.is_empty() {
-            family.scope_string()
-        } else {
-            Scope::from_tokens(required.iter().cloned()).to_scope_string()
-        };
+        let scope = if required.is_empty() { family.scope_string() } else { required.to_scope_string() };
         let grant = AccessGrant {
             subject: &family.user_id,
             client_id: &family.client_id,
@@ -249,7 +246,7 @@ impl RefreshService {
         &self,
         presented: &RefreshToken,
         family: FamilyRecord,
-        required: &[String],
+        required: &Scope,
         now: u64,
         ip: Option<&str>,
     ) -> Result<TokenResponse, ApiError> {
@@ -262,7 +259,7 @@ impl RefreshService {
                 let Some((family, _)) = self.follow(family.clone(), now, ip).await? else {
                     return Err(ApiError::InvalidGrant);
                 };
-                if !required.iter().all(|s| family.scopes.contains(s)) {
+                if !required.is_subset_of(&family.scope()) {
                     return Err(ApiError::InvalidScope);
                 }
                 let tokens = self.issue(&family, required, &same_successor, now).await?;
