@@ -7,6 +7,8 @@
 //! ([`crate::store::DynamoUsers::reserve_attempt`]), tested against DynamoDB Local.
 //! [`crate::services::login::LoginService`] runs them between its calls.
 
+use std::time::Duration;
+
 use crate::rules::records::{FamilyRecord, FamilyStatus, UserRecord, UserStatus, HISTORY_SLOTS};
 use crate::rules::scope::Scope;
 use crate::rules::token::RefreshToken;
@@ -119,6 +121,83 @@ pub fn new_family(
     }
 }
 
+/// The failed-login window of a counter: at most `max` attempts are counted in
+/// `window_secs` from the first; then attempts are refused until the window ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutWindow {
+    /// Attempts a window counts.
+    pub max: u32,
+    /// Its length, seconds.
+    pub window_secs: u64,
+}
+
+/// What a counter that refused to count an attempt means, as it was when it refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterRefusal {
+    /// Full within its window: refused until the window ends (the `Retry-After`).
+    Throttled(Duration),
+    /// Its window has passed: a new one starts with this attempt.
+    WindowPassed,
+}
+
+impl LockoutWindow {
+    /// A counter whose window began at or before this, at `now`, counts no more.
+    pub fn cutoff(&self, now: u64) -> u64 {
+        now.saturating_sub(self.window_secs)
+    }
+
+    /// Why a counter whose window began at `window_start` refused an attempt at `now`.
+    /// A counter with no window (a device forgotten meanwhile) refuses this once, like a
+    /// full one.
+    pub fn refused(&self, window_start: Option<u64>, now: u64) -> CounterRefusal {
+        match window_start {
+            None => CounterRefusal::Throttled(Duration::from_secs(1)),
+            Some(start) if start > self.cutoff(now) => {
+                CounterRefusal::Throttled(Duration::from_secs((start + self.window_secs).saturating_sub(now).max(1)))
+            }
+            Some(_) => CounterRefusal::WindowPassed,
+        }
+    }
+}
+
+/// How a granted login's family write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FamilyWrite {
+    /// The family is written and the counter cleared.
+    Written,
+    /// The account changed since it was read (disabled, new scopes, sessions ended):
+    /// nothing written.
+    AccountChanged,
+    /// DynamoDB failed: nothing written.
+    Failed,
+}
+
+/// What a granted login does once its token was signed (or not) and its family written
+/// (or not), both at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Both held: answer with the tokens.
+    Issue,
+    /// The account moved under the login: refuse as for a wrong password; nothing to undo.
+    Refuse,
+    /// Written but not signed: delete the family again (its secret never left this
+    /// process), answer 503. The attempt stays counted: the counter was cleared with
+    /// the write.
+    DeleteFamily,
+    /// Not written: give the attempt back (an outage must not lock users out), answer 503.
+    ReleaseAttempt,
+}
+
+/// The outcome table of a granted login's (sign, write) pair.
+pub fn settle(signed: bool, write: FamilyWrite) -> Settlement {
+    match (signed, write) {
+        (true, FamilyWrite::Written) => Settlement::Issue,
+        (_, FamilyWrite::AccountChanged) => Settlement::Refuse,
+        (false, FamilyWrite::Written) => Settlement::DeleteFamily,
+        (_, FamilyWrite::Failed) => Settlement::ReleaseAttempt,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! One test per login outcome, on plain values: no stack.
@@ -200,5 +279,53 @@ mod tests {
         let account = user(UserStatus::Active, &["read"]);
         let family = new_family("alice", &account, &scope("read"), &RefreshToken::new_family(), 0, &short);
         assert_eq!(family.idle_expires_at, 3_600);
+    }
+
+    #[test]
+    fn a_login_issues_only_when_signed_and_written() {
+        assert_eq!(settle(true, FamilyWrite::Written), Settlement::Issue);
+    }
+
+    #[test]
+    fn a_login_whose_account_moved_is_refused_signed_or_not() {
+        assert_eq!(settle(true, FamilyWrite::AccountChanged), Settlement::Refuse);
+        assert_eq!(settle(false, FamilyWrite::AccountChanged), Settlement::Refuse);
+    }
+
+    #[test]
+    fn a_family_written_for_a_token_that_could_not_be_signed_is_deleted() {
+        assert_eq!(settle(false, FamilyWrite::Written), Settlement::DeleteFamily);
+    }
+
+    #[test]
+    fn a_login_that_could_not_be_written_gives_its_attempt_back() {
+        assert_eq!(settle(true, FamilyWrite::Failed), Settlement::ReleaseAttempt);
+        assert_eq!(settle(false, FamilyWrite::Failed), Settlement::ReleaseAttempt);
+    }
+
+    const WINDOW: LockoutWindow = LockoutWindow { max: 5, window_secs: 900 };
+
+    #[test]
+    fn a_full_counter_refuses_until_its_window_ends() {
+        assert_eq!(WINDOW.refused(Some(1_000), 1_000), CounterRefusal::Throttled(Duration::from_secs(900)));
+        assert_eq!(WINDOW.refused(Some(1_000), 1_899), CounterRefusal::Throttled(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_counter_whose_window_passed_starts_a_new_one() {
+        assert_eq!(WINDOW.cutoff(1_900), 1_000);
+        assert_eq!(WINDOW.refused(Some(1_000), 1_900), CounterRefusal::WindowPassed, "exactly at its end");
+        assert_eq!(WINDOW.refused(Some(1_000), 5_000), CounterRefusal::WindowPassed);
+    }
+
+    #[test]
+    fn a_counter_without_a_window_refuses_this_once() {
+        assert_eq!(WINDOW.refused(None, 1_000), CounterRefusal::Throttled(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_window_never_asks_to_wait_less_than_a_second_or_underflows() {
+        assert_eq!(WINDOW.refused(Some(50), 10), CounterRefusal::Throttled(Duration::from_secs(940)), "early clock");
+        assert_eq!(WINDOW.cutoff(10), 0);
     }
 }

@@ -28,7 +28,9 @@ use crate::platform::audit::{self, RequestMeta};
 use crate::platform::clock::{Clock, SystemClock};
 use crate::platform::config::Config;
 use crate::rules::keys::Signer;
-use crate::rules::login::{judge, new_family, LoginFailure, LoginPolicy};
+use crate::rules::login::{
+    judge, new_family, settle, FamilyWrite, LockoutWindow, LoginFailure, LoginPolicy, Settlement,
+};
 use crate::rules::password;
 use crate::rules::scope::Scope;
 use crate::rules::token::{AccessGrant, AccessTokenIssuer, DeviceToken, RefreshToken, TokenResponse};
@@ -125,8 +127,8 @@ impl LoginService {
         let device = request.device_token.as_deref().and_then(DeviceToken::parse);
         let device_hash = device.as_ref().map(DeviceToken::hash);
         let now = self.clock.now();
-        let (max, window) = (self.policy.max_failures, self.policy.failure_window_secs);
-        let reserve = |counter| self.users.reserve_attempt(&username, counter, now, max, window);
+        let window = LockoutWindow { max: self.policy.max_failures, window_secs: self.policy.failure_window_secs };
+        let reserve = |counter| self.users.reserve_attempt(&username, counter, now, window);
         let (user, counter, reserved) = match device_hash.as_deref() {
             None => {
                 let (user, reserved) = tokio::join!(self.users.get(&username), reserve(AttemptCounter::Username));
@@ -195,25 +197,32 @@ impl LoginService {
             self.users.after_login(&username, counter, new_device_hash.as_deref().map(|h| (h, device_expires)), now)?;
         let (issued, created) =
             tokio::join!(self.issuer.issue(&grant, &refresh, issued_at), self.families.create(&family, also));
-        let tokens = match (issued, created) {
-            (Ok(tokens), Ok(Guarded::Done)) => tokens,
-            (_, Ok(Guarded::AccountChanged)) => {
+        let write = match &created {
+            Ok(Guarded::Done) => FamilyWrite::Written,
+            Ok(Guarded::AccountChanged) => FamilyWrite::AccountChanged,
+            Err(_) => FamilyWrite::Failed,
+        };
+        let tokens = match (settle(issued.is_ok(), write), issued, created) {
+            (Settlement::Issue, Ok(tokens), _) => tokens,
+            (Settlement::Refuse, _, _) => {
                 failed(LoginFailure::AccountChanged, Some(user_id));
                 return Err(ApiError::InvalidGrant);
             }
-            (Err(e), Ok(Guarded::Done)) => {
+            (Settlement::DeleteFamily, Err(e), _) => {
                 if let Err(cleanup) = self.families.delete_unissued(&family).await {
                     tracing::warn!(error = %cleanup, family_id = %family.family_id, "could not delete an unissued family");
                 }
                 failed(LoginFailure::Unavailable, Some(user_id));
                 return Err(e.into());
             }
-            // Nothing written, the counter not cleared: the attempt is given back, so an
-            // outage does not lock users out.
-            (_, Err(e)) => {
+            (Settlement::ReleaseAttempt, _, created) => {
                 self.users.release_attempt(&username, counter).await;
                 failed(LoginFailure::Unavailable, Some(user_id));
-                return Err(e.into());
+                let cause = created.err().unwrap_or_else(|| DependencyError::Internal("family not written".into()));
+                return Err(cause.into());
+            }
+            (Settlement::Issue | Settlement::DeleteFamily, _, _) => {
+                return Err(DependencyError::Internal("login settled against its outcome".into()).into());
             }
         };
 

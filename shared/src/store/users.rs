@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::is_conditional_check_failed;
 use super::schema::{TTL_ATTRIBUTE, USERS_PARTITION_KEY as PK, USERS_SORT_KEY as SK};
 use crate::error::DependencyError;
+use crate::rules::login::{CounterRefusal, LockoutWindow};
 use crate::rules::records::{AccountChange, UserRecord};
 use crate::rules::username::Username;
 
@@ -137,10 +138,10 @@ impl DynamoUsers {
         username: &Username,
         counter: AttemptCounter<'_>,
         now: u64,
-        max: u32,
-        window_secs: u64,
+        window: LockoutWindow,
     ) -> Result<Result<(), std::time::Duration>, DependencyError> {
-        let cutoff = now.saturating_sub(window_secs);
+        let LockoutWindow { max, window_secs } = window;
+        let cutoff = window.cutoff(now);
         let device = matches!(counter, AttemptCounter::Device(_));
         // The username's counter expires with its window; a device keeps its own lifetime.
         let ttl = if device { "" } else { ", #ttl = :exp" };
@@ -174,12 +175,8 @@ impl DynamoUsers {
                 .map(serde_dynamo::from_item)
                 .transpose()
                 .map_err(|e| DependencyError::Corrupt(format!("login failures: {e}")))?;
-            let Some(LoginFailures { window_start: Some(start), .. }) = old else {
-                // A device forgotten meanwhile: refuse this once, like a full counter.
-                return Ok(Err(std::time::Duration::from_secs(1)));
-            };
-            if start > cutoff {
-                return Ok(Err(std::time::Duration::from_secs(start + window_secs - now)));
+            if let CounterRefusal::Throttled(retry_after) = window.refused(old.and_then(|o| o.window_start), now) {
+                return Ok(Err(retry_after));
             }
             // The window has passed: start a new one with this attempt (unless a concurrent
             // attempt just did; then count on in the loop).
