@@ -7,3 +7,4 @@ pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod metrics;
+pub mod retry;

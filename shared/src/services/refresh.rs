@@ -16,6 +16,7 @@ use crate::error::{ApiError, DependencyError, StartError};
 use crate::platform::audit::{self, RequestMeta};
 use crate::platform::clock::{Clock, SystemClock};
 use crate::platform::config::{Config, ReuseScope};
+use crate::platform::retry;
 use crate::rules::keys::Signer;
 use crate::rules::rotation::{
     classify, follow_account, next_step, seal_successor, AccountVerdict, RefreshStep, Refusal,
@@ -66,10 +67,6 @@ impl fmt::Debug for RefreshService {
             .finish_non_exhaustive()
     }
 }
-
-/// How many times a rotation is tried when concurrent writes keep moving the family or
-/// the account under it, before answering 503.
-const ROTATION_ATTEMPTS: usize = 3;
 
 impl RefreshService {
     /// Builds the service from configuration and SDK clients, signing with the key set's
@@ -137,7 +134,8 @@ impl RefreshService {
 
         let mut family = self.families.get(&family_id).await?;
         let mut following = None;
-        for _ in 0..ROTATION_ATTEMPTS {
+        for attempt in 0..retry::ATTEMPTS {
+            retry::backoff(attempt).await;
             let current = match (next_step(family.as_ref(), &presented, &required, now), family.take()) {
                 (RefreshStep::Rotate, Some(current)) => current,
                 (RefreshStep::Refused, Some(current)) => {

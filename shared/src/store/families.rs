@@ -19,6 +19,7 @@ use aws_sdk_dynamodb::types::{
 use super::is_conditional_check_failed;
 use super::schema::{FAMILIES_BY_USER_INDEX, FAMILIES_BY_USER_PARTITION_KEY, FAMILIES_PARTITION_KEY};
 use crate::error::DependencyError;
+use crate::platform::retry;
 use crate::rules::records::{AccountState, FamilyRecord, HISTORY_SLOTS};
 
 /// What a rotation attempt found.
@@ -120,9 +121,6 @@ fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
 
-/// How often a transaction that conflicted with another is sent.
-const TRANSACTION_ATTEMPTS: u64 = 4;
-
 /// How a transaction ended.
 enum Transacted {
     Done,
@@ -176,11 +174,8 @@ impl DynamoFamilies {
     /// `TransactionConflict`: the account item is in every login and rotation of its user)
     /// is tried again a few times, a few milliseconds later, before it counts as a failure.
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Transacted, DependencyError> {
-        for attempt in 0..TRANSACTION_ATTEMPTS {
-            if attempt > 0 {
-                let jitter = u64::from(crate::rules::token::random_bytes::<1>()[0] % 16);
-                tokio::time::sleep(std::time::Duration::from_millis(5 * attempt + jitter)).await;
-            }
+        for attempt in 0..retry::ATTEMPTS {
+            retry::backoff(attempt).await;
             let sent = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
             match sent {
                 Ok(_) => return Ok(Transacted::Done),
@@ -203,7 +198,7 @@ impl DynamoFamilies {
         }
         Err(DependencyError::DynamoDb {
             operation: "TransactWriteItems",
-            message: format!("still conflicting after {TRANSACTION_ATTEMPTS} attempts"),
+            message: format!("still conflicting after {} attempts", retry::ATTEMPTS),
         })
     }
 

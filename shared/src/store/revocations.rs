@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
 use super::schema::{REVOCATIONS_PARTITION_KEY, REVOCATIONS_SORT_KEY, TTL_ATTRIBUTE};
 use crate::error::DependencyError;
+use crate::platform::retry;
 use crate::rules::records::{Revocation, RevocationKind};
 
 /// The partition of the item that records a revoked `jti` (never an hour bucket, so the
@@ -88,7 +89,7 @@ impl DynamoRevocations {
                     Ok(WriteRequest::builder().put_request(put).build())
                 })
                 .collect::<Result<Vec<_>, DependencyError>>()?;
-            for attempt in 0..5u32 {
+            for attempt in 0..retry::ATTEMPTS {
                 if requests.is_empty() {
                     break;
                 }
@@ -99,9 +100,7 @@ impl DynamoRevocations {
                 if started.elapsed() > WRITE_BUDGET {
                     break;
                 }
-                if attempt > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
-                }
+                retry::backoff(attempt).await;
                 let out = self
                     .client
                     .batch_write_item()

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::is_conditional_check_failed;
 use super::schema::{TTL_ATTRIBUTE, USERS_PARTITION_KEY as PK, USERS_SORT_KEY as SK};
 use crate::error::DependencyError;
+use crate::platform::retry;
 use crate::rules::login::{CounterRefusal, LockoutWindow};
 use crate::rules::records::{AccountChange, UserRecord};
 use crate::rules::username::Username;
@@ -146,7 +147,8 @@ impl DynamoUsers {
         // The username's counter expires with its window; a device keeps its own lifetime.
         let ttl = if device { "" } else { ", #ttl = :exp" };
         let exists = if device { " AND attribute_exists(#pk)" } else { "" };
-        for _ in 0..3 {
+        for attempt in 0..retry::ATTEMPTS {
+            retry::backoff(attempt).await;
             let counted = self
                 .counter_update(username, counter, now, window_secs)
                 .update_expression(format!(

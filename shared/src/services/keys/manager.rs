@@ -14,6 +14,7 @@ use base64::Engine as _;
 use super::kms::fetch_public_key;
 use crate::error::DependencyError;
 use crate::platform::clock::Clock;
+use crate::platform::retry;
 use crate::rules::keys::set::{DueStep, KeyRefusal, KeySet, KeyStep, KeyTimings, NewKey};
 use crate::rules::keys::KeyAlgorithm;
 use crate::store::DynamoKeys;
@@ -21,9 +22,6 @@ use crate::store::DynamoKeys;
 /// The tag every key of a set carries (value: the set's name, `KEY_SET_TAG`). Signers may
 /// `kms:Sign` only with keys that carry it (`infra/template.yaml`).
 pub const KEY_SET_TAG_KEY: &str = "tokenauth:key-set";
-
-/// How often a change is decided again after another change landed first.
-const ATTEMPTS: usize = 5;
 
 /// Why a change did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -169,7 +167,8 @@ impl KeyManager {
     /// run twice at once: the second finds the step done, or loses the write and finds
     /// nothing due.
     pub async fn rotate(&self) -> Result<Option<KeyStep>, KeyChangeError> {
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..retry::ATTEMPTS {
+            retry::backoff(attempt).await;
             let set = self.keys.get().await?;
             let step = match set.due_step(self.clock.now(), &self.timings) {
                 None => return Ok(None),
@@ -199,7 +198,8 @@ impl KeyManager {
         &self,
         rule: impl Fn(&mut KeySet, u64) -> Result<KeyStep, KeyRefusal>,
     ) -> Result<KeyStep, KeyChangeError> {
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..retry::ATTEMPTS {
+            retry::backoff(attempt).await;
             let mut set = self.keys.get().await?;
             let read_version = set.version;
             let now = self.clock.now();
