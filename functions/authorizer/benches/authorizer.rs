@@ -10,16 +10,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, ParsedPublicKey, RsaKeyPair};
+use aws_lc_rs::signature::{self, ParsedPublicKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, Criterion};
 use tokenauth::edge::authorizer::Authorizer;
 use tokenauth::platform::clock::{Clock, SystemClock};
 use tokenauth::platform::config::AuthorizerSettings;
-use tokenauth::rules::keys::{KeyAlgorithm, TrustedKey};
+use tokenauth::rules::keys::testing::LocalSigner;
+use tokenauth::rules::keys::TrustedKey;
 use tokenauth::rules::revocations::RevocationCache;
 use tokenauth::rules::routes::{ResponseStyle, RouteRule};
 use tokenauth::rules::verify::Verifier;
@@ -78,23 +77,11 @@ fn authorizer(key: TrustedKey, now: u64) -> Authorizer {
 }
 
 fn cases(now: u64) -> Vec<Case> {
-    let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let ec = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    let ec_spki = ec.public_key().as_der().unwrap().as_ref().to_vec();
-    let rsa = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-    let rsa_spki = rsa.public_key().as_der().unwrap().as_ref().to_vec();
-
-    let es_key = TrustedKey::from_spki(&ec_spki, KeyAlgorithm::ES256).unwrap();
-    let rs_key = TrustedKey::from_spki(&rsa_spki, KeyAlgorithm::RS256).unwrap();
-    let es_input =
-        format!("{}.{}", tokenauth::rules::token::encoded_header("ES256", es_key.kid()), B64URL.encode(claims(now)));
-    let es_token = format!("{es_input}.{}", B64URL.encode(ec.sign(&rng, es_input.as_bytes()).unwrap()));
-    let rs_input =
-        format!("{}.{}", tokenauth::rules::token::encoded_header("RS256", rs_key.kid()), B64URL.encode(claims(now)));
-    let mut rs_sig = vec![0; rsa.public_modulus_len()];
-    rsa.sign(&signature::RSA_PKCS1_SHA256, &rng, rs_input.as_bytes(), &mut rs_sig).unwrap();
-    let rs_token = format!("{rs_input}.{}", B64URL.encode(rs_sig));
+    let (ec, rsa) = (LocalSigner::new(), LocalSigner::rs256());
+    let (es_key, rs_key) = (ec.trusted(), rsa.trusted());
+    let es_token = ec.sign_claims(&serde_json::from_str(&claims(now)).unwrap());
+    let rs_token = rsa.sign_claims(&serde_json::from_str(&claims(now)).unwrap());
+    let (ec_spki, rsa_spki) = (ec.spki().to_vec(), rsa.spki().to_vec());
 
     vec![
         Case {

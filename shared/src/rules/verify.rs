@@ -315,10 +315,9 @@ impl<'de> Deserialize<'de> for Claims<'de> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     //! Attack tests: every way of getting a token past a careless verifier that we know of.
-    use aws_lc_rs::encoding::AsDer;
-    use aws_lc_rs::rand::SystemRandom;
-    use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
     use proptest::prelude::*;
+
+    use crate::rules::keys::testing::LocalSigner;
     use serde_json::{json, Value};
 
     use super::*;
@@ -328,24 +327,20 @@ mod tests {
     const AUD: &str = "api";
 
     struct Keys {
-        ec: EcdsaKeyPair,
+        ec: LocalSigner,
         ec_spki: Vec<u8>,
-        rsa: RsaKeyPair,
+        rsa: LocalSigner,
         verifier: Verifier,
     }
 
     fn keys() -> &'static Keys {
         static KEYS: std::sync::OnceLock<Keys> = std::sync::OnceLock::new();
         KEYS.get_or_init(|| {
-            let rng = SystemRandom::new();
-            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-            let ec = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-            let ec_spki = ec.public_key().as_der().unwrap().as_ref().to_vec();
-            let rsa = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-            let rsa_spki = rsa.public_key().as_der().unwrap().as_ref().to_vec();
+            let (ec, rsa) = (LocalSigner::new(), LocalSigner::rs256());
+            let ec_spki = ec.spki().to_vec();
             let trusted = vec![
                 TrustedKey::from_spki(&ec_spki, KeyAlgorithm::ES256).unwrap(),
-                TrustedKey::from_spki(&rsa_spki, KeyAlgorithm::RS256).unwrap(),
+                TrustedKey::from_spki(rsa.spki(), KeyAlgorithm::RS256).unwrap(),
             ];
             let verifier = Verifier::new(trusted, ISS.into(), AUD.into(), 30);
             Keys { ec, ec_spki, rsa, verifier }
@@ -372,8 +367,7 @@ mod tests {
     /// `header.payload.signature` over raw JSON texts, signed with the EC key.
     fn es256_raw(header: &str, payload: &str) -> String {
         let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
-        let sig = keys().ec.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
-        format!("{input}.{}", b64(sig.as_ref()))
+        format!("{input}.{}", b64(&keys().ec.signature(input.as_bytes())))
     }
 
     fn es256(header: &Value, payload: &Value) -> String {
@@ -382,9 +376,7 @@ mod tests {
 
     fn rs256(header: &Value, payload: &Value) -> String {
         let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(payload.to_string().as_bytes()));
-        let mut sig = vec![0; keys().rsa.public_modulus_len()];
-        keys().rsa.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut sig).unwrap();
-        format!("{input}.{}", b64(&sig))
+        format!("{input}.{}", b64(&keys().rsa.signature(input.as_bytes())))
     }
 
     /// A valid ES256 token with the header exactly as our issuer writes it.
@@ -619,7 +611,7 @@ mod tests {
         let at = bytes.windows(2).position(|w| w == b"XX").unwrap();
         bytes[at..at + 2].copy_from_slice(&[0xff, 0xfe]);
         let input = format!("{}.{}", b64(header.as_bytes()), b64(&bytes));
-        let sig = keys().ec.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+        let sig = keys().ec.signature(input.as_bytes());
         assert_eq!(verify(&format!("{input}.{}", b64(sig.as_ref()))), Err(Rejection::Malformed));
         // The same member with valid UTF-8 is ignored as before.
         let fine = payload.replacen('{', r#"{"note":"\u00ff é","#, 1);
@@ -641,7 +633,7 @@ mod tests {
     /// The public JWKS of the test keys, as the issuer would publish it.
     fn jwks() -> Value {
         let ec = crate::rules::keys::der::p256_spki_to_jwk(&keys().ec_spki).unwrap();
-        let rsa_spki = keys().rsa.public_key().as_der().unwrap().as_ref().to_vec();
+        let rsa_spki = keys().rsa.spki().to_vec();
         let rsa = crate::rules::keys::der::rsa_spki_to_jwk(&rsa_spki).unwrap();
         json!({"keys": [
             {"kty": "EC", "crv": "P-256", "x": ec.x, "y": ec.y, "alg": "ES256", "use": "sig", "kid": kid(KeyAlgorithm::ES256)},
