@@ -13,7 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::{ApiError, DependencyError, StartError};
-use crate::platform::audit::{self, RequestMeta};
+use crate::platform::audit::{self, RequestMeta, Session, SessionEvent};
 use crate::platform::clock::{Clock, SystemClock};
 use crate::platform::config::{Config, ReuseScope};
 use crate::platform::retry;
@@ -117,7 +117,7 @@ impl RefreshService {
     pub async fn refresh(&self, request: RefreshRequest, meta: &RequestMeta) -> Result<TokenResponse, ApiError> {
         let ip = meta.source_ip.as_deref();
         let Some(presented) = RefreshToken::parse(&request.refresh_token) else {
-            audit::session_event("refresh", "malformed_token", None, "-", None, ip);
+            audit::session(SessionEvent::MalformedToken, Session::new("-", ip));
             return Err(ApiError::InvalidGrant);
         };
         let family_id = presented.family_id();
@@ -142,11 +142,11 @@ impl RefreshService {
                     return self.refused(&presented, current, &required, now, ip).await;
                 }
                 (RefreshStep::NoAccount, Some(current)) => {
-                    audit::session_event("refresh", "no_account", Some(&current.user_id), &family_id, None, ip);
+                    audit::session(SessionEvent::NoAccount, Session::new(&family_id, ip).user(&current.user_id));
                     return Err(ApiError::InvalidGrant);
                 }
                 (RefreshStep::Unknown, _) | (_, None) => {
-                    audit::session_event("refresh", "unknown_token", None, &family_id, None, ip);
+                    audit::session(SessionEvent::UnknownToken, Session::new(&family_id, ip));
                     return Err(ApiError::InvalidGrant);
                 }
             };
@@ -168,8 +168,8 @@ impl RefreshService {
             match rotated? {
                 RotateOutcome::Rotated => {
                     let tokens = issued?;
-                    let (user, client) = (Some(current.user_id.as_str()), Some(current.client_id.as_str()));
-                    audit::session_event("refresh_rotated", "success", user, &family_id, client, ip);
+                    let session = Session::new(&family_id, ip).user(&current.user_id).client(&current.client_id);
+                    audit::session(SessionEvent::Rotated, session);
                     return Ok(tokens);
                 }
                 RotateOutcome::Refused(old) => {
@@ -223,7 +223,7 @@ impl RefreshService {
         };
         match follow_account(&family, user.as_ref()) {
             AccountVerdict::Dead => {
-                audit::session_event("refresh", "account_ended", Some(&family.user_id), &family.family_id, None, ip);
+                audit::session(SessionEvent::AccountEnded, Session::new(&family.family_id, ip).user(&family.user_id));
                 self.revoker.end_family(&family.family_id, "account_changed", now).await?;
                 Ok(None)
             }
@@ -248,8 +248,8 @@ impl RefreshService {
         now: u64,
         ip: Option<&str>,
     ) -> Result<TokenResponse, ApiError> {
-        let family_id = family.family_id.clone();
-        let user_id = Some(family.user_id.as_str());
+        let (family_id, user_id) = (family.family_id.clone(), family.user_id.clone());
+        let known = Session::new(&family_id, ip).user(&user_id);
         let server = self.sealing.get().await?;
         match classify(server, presented, Some(&family), required, now, self.leeway_secs) {
             Refusal::Retry(same_successor) => {
@@ -261,24 +261,24 @@ impl RefreshService {
                     return Err(ApiError::InvalidScope);
                 }
                 let tokens = self.issue(&family, required, &same_successor, now).await?;
-                let client = Some(family.client_id.as_str());
-                audit::session_event("refresh_retry", "success", Some(&family.user_id), &family_id, client, ip);
+                let session = Session::new(&family_id, ip).user(&family.user_id).client(&family.client_id);
+                audit::session(SessionEvent::Retried, session);
                 Ok(tokens)
             }
             Refusal::ScopeNotGranted => {
-                audit::session_event("refresh", "invalid_scope", user_id, &family_id, None, ip);
+                audit::session(SessionEvent::ScopeNotGranted, known);
                 Err(ApiError::InvalidScope)
             }
             Refusal::Unknown => {
-                audit::session_event("refresh", "unknown_token", None, &family_id, None, ip);
+                audit::session(SessionEvent::UnknownToken, Session::new(&family_id, ip));
                 Err(ApiError::InvalidGrant)
             }
             Refusal::Dead => {
-                audit::session_event("refresh", "dead_family", user_id, &family_id, None, ip);
+                audit::session(SessionEvent::DeadFamily, known);
                 Err(ApiError::InvalidGrant)
             }
             Refusal::Reuse => {
-                audit::session_event("refresh_reuse_detected", "revoked", user_id, &family_id, None, ip);
+                audit::session(SessionEvent::ReuseDetected, known);
                 self.revoker.revoke_for_reuse(self.reuse_revokes, &family, now).await?;
                 Err(ApiError::InvalidGrant)
             }

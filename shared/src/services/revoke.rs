@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::{ApiError, DependencyError};
-use crate::platform::audit;
+use crate::platform::audit::{self, Session, SessionEvent};
 use crate::platform::clock::Clock;
 use crate::platform::config::{Config, ReuseScope};
 use crate::rules::polled::Freshness;
@@ -274,19 +274,13 @@ impl RevocationService {
         match classify(&request.token, self.verifier(now).await?, now) {
             RevokeTarget::Session(refresh) => {
                 let revoked = self.revoker.revoke_presented(&refresh, "revoked_by_client", now).await?;
-                let outcome = if revoked { "success" } else { "nothing_to_revoke" };
-                audit::session_event("revoke_refresh_token", outcome, None, &refresh.family_id(), None, source_ip);
+                let event = if revoked { SessionEvent::RefreshTokenRevoked } else { SessionEvent::NothingToRevoke };
+                audit::session(event, Session::new(&refresh.family_id(), source_ip));
             }
             RevokeTarget::AccessToken(claims) => {
                 self.revoker.revoke_access_token(&claims.jti, claims.exp).await?;
-                audit::session_event(
-                    "revoke_access_token",
-                    "success",
-                    Some(&claims.sub),
-                    &claims.sid,
-                    Some(&claims.client_id),
-                    source_ip,
-                );
+                let session = Session::new(&claims.sid, source_ip).user(&claims.sub).client(&claims.client_id);
+                audit::session(SessionEvent::AccessTokenRevoked, session);
             }
             RevokeTarget::Nothing => {}
         }
@@ -298,7 +292,7 @@ impl RevocationService {
         let now = self.clock.now();
         let claims = revoke_all_subject(bearer, self.verifier(now).await?, now)?;
         let Some(username) = self.revoker.bearer_account(&claims).await? else {
-            audit::session_event("revoke_all", "revoked_bearer", Some(&claims.sub), &claims.sid, None, source_ip);
+            audit::session(SessionEvent::RevokedBearer, Session::new(&claims.sid, source_ip).user(&claims.sub));
             return Err(ApiError::InvalidToken);
         };
         let changed = match self.revoker.change_account(&username, &AccountChange::EndSessions, "revoke_all", now).await
@@ -308,14 +302,8 @@ impl RevocationService {
             Err(UserWriteError::NotFound | UserWriteError::AlreadyExists) => return Err(ApiError::InvalidToken),
         };
         let revoked = changed.families_revoked;
-        audit::session_event(
-            "revoke_all",
-            "success",
-            Some(&claims.sub),
-            &claims.sid,
-            Some(&claims.client_id),
-            source_ip,
-        );
+        let session = Session::new(&claims.sid, source_ip).user(&claims.sub).client(&claims.client_id);
+        audit::session(SessionEvent::AllSessionsRevoked, session);
         Ok(revoked)
     }
 }

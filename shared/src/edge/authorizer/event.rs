@@ -29,10 +29,18 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
-/// The `Authorization` header, found case-insensitively; `None` if absent, repeated in
-/// different spellings, or not a string.
+/// The `Authorization` header, found case-insensitively.
 #[derive(Default)]
-pub(super) struct AuthorizationHeader<'a>(pub(super) Option<Cow<'a, str>>, pub(super) bool);
+pub(super) enum AuthorizationHeader<'a> {
+    /// Absent, or not a string.
+    #[default]
+    Missing,
+    /// Exactly one.
+    One(Cow<'a, str>),
+    /// More than one, in different spellings: which one API Gateway checked is unknown,
+    /// so none is used.
+    Ambiguous,
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for AuthorizationHeader<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -43,14 +51,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for AuthorizationHeader<'a> {
                 f.write_str("a map of headers")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut found = AuthorizationHeader::default();
+                let mut found = AuthorizationHeader::Missing;
                 while let Some(key) = map.next_key::<Text<'_>>()? {
                     if key.0.eq_ignore_ascii_case("authorization") {
                         let value = map.next_value::<Option<Text<'a>>>()?;
-                        if found.0.is_some() {
-                            found.1 = true; // ambiguous: two Authorization headers
-                        }
-                        found.0 = value.map(|t| t.0);
+                        found = match (found, value) {
+                            (AuthorizationHeader::Missing, Some(text)) => AuthorizationHeader::One(text.0),
+                            (AuthorizationHeader::Missing, None) => AuthorizationHeader::Missing,
+                            (_, _) => AuthorizationHeader::Ambiguous,
+                        };
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -185,6 +194,27 @@ pub(super) fn split_arn(arn: &str) -> Option<(&str, &str, &str)> {
 mod tests {
     use super::*;
 
+    fn header_of(headers: &str) -> AuthorizationHeader<'_> {
+        let event = format!(r#"{{"type":"REQUEST","methodArn":"a","headers":{headers}}}"#);
+        let parsed: Event<'_> = Event::read(&event).expect("an event");
+        match parsed.headers {
+            Some(AuthorizationHeader::One(value)) => AuthorizationHeader::One(value.into_owned().into()),
+            Some(AuthorizationHeader::Ambiguous) => AuthorizationHeader::Ambiguous,
+            _ => AuthorizationHeader::Missing,
+        }
+    }
+
+    #[test]
+    fn two_authorization_headers_in_different_spellings_are_ambiguous_and_used_by_no_one() {
+        let two = header_of(r#"{"authorization":"Bearer a","Authorization":"Bearer b"}"#);
+        assert!(matches!(two, AuthorizationHeader::Ambiguous));
+        let then_null = header_of(r#"{"authorization":"Bearer a","AUTHORIZATION":null}"#);
+        assert!(matches!(then_null, AuthorizationHeader::Ambiguous));
+        let null_first = header_of(r#"{"authorization":null,"Authorization":"Bearer b"}"#);
+        assert!(matches!(null_first, AuthorizationHeader::One(v) if v == "Bearer b"));
+        assert!(matches!(header_of("{}"), AuthorizationHeader::Missing));
+    }
+
     #[test]
     fn reads_an_http_api_event_only_as_far_as_it_needs() {
         let arn = "arn:aws:execute-api:us-east-1:1:abc/$default/GET/x";
@@ -195,7 +225,7 @@ mod tests {
         let truncated = format!(r#"{head},"requestContext":{{"never":"#);
         let event = Event::read(&truncated).expect("read enough");
         assert!(event.read_enough);
-        assert!(matches!(&event.headers, Some(AuthorizationHeader(Some(v), false)) if v == "Bearer t"));
+        assert!(matches!(&event.headers, Some(AuthorizationHeader::One(v)) if v == "Bearer t"));
         // In another order, the whole event is read.
         let reordered = format!(
             r#"{{"headers":{{"authorization":"Bearer t"}},"routeArn":"{arn}","type":"REQUEST","version":"2.0"}}"#

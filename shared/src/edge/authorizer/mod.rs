@@ -157,7 +157,7 @@ impl Authorizer {
         let header = match shape {
             Shape::RestToken => event.authorization_token.as_ref().map(|t| t.0.as_ref()),
             _ => match &event.headers {
-                Some(AuthorizationHeader(Some(value), false)) => Some(value.as_ref()),
+                Some(AuthorizationHeader::One(value)) => Some(value.as_ref()),
                 _ => None,
             },
         };
