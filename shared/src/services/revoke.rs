@@ -249,7 +249,12 @@ impl RevocationService {
     pub async fn from_config(config: &Config, dynamodb: aws_sdk_dynamodb::Client, clock: Arc<dyn Clock>) -> Self {
         let keys = KeyRing::from_config(config, dynamodb.clone(), config.key_reload, config.key_set_max_staleness());
         keys.sync(clock.now()).await;
-        Self { revoker: Revoker::new(config, dynamodb, clock.clone()), keys, clock }
+        Self::new(Revoker::new(config, dynamodb, clock.clone()), keys, clock)
+    }
+
+    /// The service around a revoker and a key ring as they are (no I/O here).
+    pub fn new(revoker: Revoker, keys: KeyRing, clock: Arc<dyn Clock>) -> Self {
+        Self { revoker, keys, clock }
     }
 
     /// The verifier with the key set as of at most `KEY_SET_RELOAD_SECS` ago; a 503 if the
