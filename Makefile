@@ -77,11 +77,12 @@ MACHETE := $(LOCAL)/cargo/bin/cargo-machete
 $(MACHETE):
 	cargo install cargo-machete --locked --version 0.9.2 --root $(abspath $(LOCAL)/cargo)
 
-# The layer check (the library's imports run downwards only, no cycle) joins the recipe
-# after clippy.
+# The layer check: the library's imports run only downwards, so no cycle
+# (shared/tests/layers.rs, against the diagram in shared/src/lib.rs).
 lint: tools $(MACHETE)
 	cargo fmt --all -- --check
 	cargo clippy --locked --workspace --all-targets -- -D warnings
+	cargo test --locked -p tokenauth --test layers
 	$(MACHETE) --with-metadata
 	cfn-lint infra/template.yaml
 	$(SAM) validate --lint --template infra/template.yaml --region us-east-1
@@ -94,7 +95,7 @@ lint: tools $(MACHETE)
 # target needs it. `make unit` runs the first tier; with TOKENAUTH_TEST_TIER=unit a test
 # that reaches for the stack fails at once. `make test` runs both tiers against the stack,
 # as plain `cargo test --workspace` does (which fails, saying so, where no stack is up).
-UNIT_TEST_TARGETS := authorizer_wiring docs docs_facts template
+UNIT_TEST_TARGETS := authorizer_wiring docs docs_facts layers template
 unit: export PATH := $(PATH_WITHOUT_TOOLS)
 unit: export TOKENAUTH_TEST_TIER := unit
 unit:

@@ -1,5 +1,5 @@
 //! Errors: one enum per layer. [`ApiError`] is what a client can see; its variants are
-//! named for the RFC 6749 §5.2 error they become, and [`crate::http`] maps them to
+//! named for the RFC 6749 §5.2 error they become, and [`crate::edge::http`] maps them to
 //! responses in one place. Causes are logged there, never sent.
 
 use std::time::Duration;

@@ -4,43 +4,35 @@
 //! password, an access token (RFC 9068 JWT, ES256 or RS256) signed by a key that never
 //! leaves AWS KMS, and an opaque refresh token whose session family lives in DynamoDB.
 //!
-//! Read it top to bottom in this order: [`config`] (what a deployment sets), [`login`]
-//! (the login rules), [`token`] (what is issued), [`keys`] (how it is signed and which
-//! keys are trusted), [`verify`] (the one verifier of access tokens), [`rotation`] and
-//! [`refresh`] (refresh-token rotation, retry and reuse), [`revoke`] (ending sessions),
-//! [`revocation_cache`] and [`authorizer`] (the API Gateway hot path), [`discovery`] (the JWKS and metadata others
-//! verify with), [`store`] (where state lives), [`http`] and [`bearer`] (the one place requests and errors meet HTTP).
-//! The function binaries only wire these together; `docs/architecture.md` maps the tree.
+//! The tree is the diagram. Each folder is a layer and imports only from the layers below
+//! it (a test, `shared/tests/layers.rs`, keeps it so):
+//!
+//! ```text
+//! edge       HTTP parsing and the one error mapping, bearer, the authorizer's events and answers
+//! services   login, refresh, revoke, discovery, keys at run time: the I/O around the rules
+//! store      DynamoDB repositories
+//! platform   config, AWS SDK set-up, clock, audit, metrics
+//! rules      every decision, over plain values, no I/O
+//! error      the error vocabulary of every layer
+//! ```
+//!
+//! Read it bottom up: [`rules`] says what the service decides, [`services`] when it reads
+//! and writes, [`edge`] how requests arrive. The function binaries only wire these
+//! together; `docs/architecture.md` maps the tree.
 #![warn(missing_docs)]
 
-pub mod audit;
-pub mod authorizer;
-pub mod aws;
-pub mod bearer;
-pub mod clock;
-pub mod config;
-pub mod discovery;
+pub mod edge;
 pub mod error;
-pub mod http;
-pub mod keys;
-pub mod login;
-pub mod metrics;
-pub mod password;
-pub mod refresh;
-pub mod revocation_cache;
-pub mod revoke;
-pub mod rotation;
-pub mod scope;
+pub mod platform;
+pub mod rules;
+pub mod services;
 pub mod store;
-pub mod token;
-pub mod username;
-pub mod verify;
 
-pub use audit::RequestMeta;
-pub use clock::{Clock, SystemClock};
-pub use config::Config;
 pub use error::{ApiError, ConfigError, StartError};
-pub use login::{LoginRequest, LoginService};
-pub use refresh::{RefreshRequest, RefreshService};
-pub use revoke::{RevocationService, RevokeRequest, Revoker};
-pub use token::TokenResponse;
+pub use platform::audit::RequestMeta;
+pub use platform::clock::{Clock, SystemClock};
+pub use platform::config::Config;
+pub use rules::token::TokenResponse;
+pub use services::login::{LoginRequest, LoginService};
+pub use services::refresh::{RefreshRequest, RefreshService};
+pub use services::revoke::{RevocationService, RevokeRequest, Revoker};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use tokenauth::clock::SystemClock;
+use tokenauth::platform::clock::SystemClock;
 use tokenauth_tests::*;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -22,7 +22,7 @@ fn login(c: &mut Criterion) {
         let clients = clients().await;
         let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
         let (username, password, _) = create_user(&config, &clients, "bench", &["read"]).await;
-        let phc = tokenauth::password::hash(&password).unwrap();
+        let phc = tokenauth::rules::password::hash(&password).unwrap();
         (service, username, password, phc)
     });
     let request = || tokenauth::LoginRequest {
@@ -35,7 +35,8 @@ fn login(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("login");
     group.sample_size(30).measurement_time(Duration::from_secs(8));
-    group.bench_function("argon2id_verify", |b| b.iter(|| assert!(tokenauth::password::verify(&password, &phc))));
+    group
+        .bench_function("argon2id_verify", |b| b.iter(|| assert!(tokenauth::rules::password::verify(&password, &phc))));
     group.bench_function("login_end_to_end_local_stack", |b| {
         b.to_async(&runtime).iter(|| async { service.login(request(), &meta).await.unwrap() })
     });
@@ -46,7 +47,7 @@ fn login(c: &mut Criterion) {
     let argon: Vec<Duration> = (0..RUNS)
         .map(|_| {
             let t = Instant::now();
-            assert!(tokenauth::password::verify(&password, &phc));
+            assert!(tokenauth::rules::password::verify(&password, &phc));
             t.elapsed()
         })
         .collect();

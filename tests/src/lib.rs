@@ -26,11 +26,12 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
-use tokenauth::clock::Clock;
-use tokenauth::keys::set::KeySet;
-use tokenauth::keys::{KeyAlgorithm, KeySetSigner, KmsSigner};
+use tokenauth::platform::clock::Clock;
+use tokenauth::rules::keys::set::KeySet;
+use tokenauth::rules::keys::KeyAlgorithm;
+use tokenauth::rules::username::Username;
+use tokenauth::services::keys::{KeySetSigner, KmsSigner};
 use tokenauth::store::{DynamoKeys, DynamoUsers, UserRecord};
-use tokenauth::username::Username;
 use tokenauth::{Config, LoginService};
 
 /// The repository root.
@@ -154,7 +155,7 @@ pub struct Clients {
 /// The SDK configuration the functions load (credentials from the environment).
 async fn sdk_config() -> aws_config::SdkConfig {
     stack_required("an SDK client of the stack");
-    tokenauth::aws::sdk_config(&config().trust_roots, tokenauth::aws::Credentials::Environment)
+    tokenauth::platform::aws::sdk_config(&config().trust_roots, tokenauth::platform::aws::Credentials::Environment)
         .await
         .expect("SDK configuration loads")
 }
@@ -325,7 +326,7 @@ pub async fn independently_verified(
     config: &Config,
     clients: &Clients,
     token: &str,
-) -> Option<tokenauth::token::AccessClaims> {
+) -> Option<tokenauth::rules::token::AccessClaims> {
     use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
     let kid = decode_header(token).ok()?.kid?;
     let set = key_set(config, clients).await;
@@ -339,12 +340,12 @@ pub async fn independently_verified(
     validation.set_audience(&[&config.audience]);
     validation.set_issuer(&[&config.issuer]);
     validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-    decode::<tokenauth::token::AccessClaims>(token, &key, &validation).ok().map(|data| data.claims)
+    decode::<tokenauth::rules::token::AccessClaims>(token, &key, &validation).ok().map(|data| data.claims)
 }
 
 /// Logs `username` in and returns the token response body.
 pub async fn login_tokens(service: &LoginService, username: &str, password: &str) -> Value {
-    let response = tokenauth::http::login(service, &login_request(username, password, None)).await;
+    let response = tokenauth::edge::http::login(service, &login_request(username, password, None)).await;
     assert_eq!(response.status(), 200, "login failed: {:?}", response.body());
     json_of(&response)
 }
@@ -380,7 +381,7 @@ pub async fn family(config: &Config, clients: &Clients, family_id: &str) -> toke
 
 /// Denylist entries about `subject` written in the last hour.
 pub async fn revocations_of(config: &Config, clients: &Clients, subject: &str) -> Vec<tokenauth::store::Revocation> {
-    let now_ms = tokenauth::clock::Clock::now(&tokenauth::SystemClock) * 1000;
+    let now_ms = tokenauth::platform::clock::Clock::now(&tokenauth::SystemClock) * 1000;
     tokenauth::store::DynamoRevocations::new(clients.dynamodb.clone(), &config.revocations_table)
         .since(now_ms.saturating_sub(3_600_000), now_ms + 7_200_000)
         .await
@@ -392,7 +393,7 @@ pub async fn revocations_of(config: &Config, clients: &Clients, subject: &str) -
 
 /// A username no other test uses.
 pub fn unique_username(prefix: &str) -> String {
-    format!("{prefix}-{}", tokenauth::token::random_id().replace(['-', '_'], "x").to_lowercase())
+    format!("{prefix}-{}", tokenauth::rules::token::random_id().replace(['-', '_'], "x").to_lowercase())
 }
 
 /// Creates an active user with `scopes`; returns (username, password, user id).
@@ -403,10 +404,10 @@ pub async fn create_user(
     scopes: &[&str],
 ) -> (String, String, String) {
     let username = unique_username(prefix);
-    let password = format!("pw-{}", tokenauth::token::random_id());
-    let user_id = tokenauth::token::random_id();
+    let password = format!("pw-{}", tokenauth::rules::token::random_id());
+    let user_id = tokenauth::rules::token::random_id();
     let scopes = scopes.iter().map(|s| s.to_string()).collect();
-    let record = UserRecord::new(user_id.clone(), tokenauth::password::hash(&password).unwrap(), scopes, 0);
+    let record = UserRecord::new(user_id.clone(), tokenauth::rules::password::hash(&password).unwrap(), scopes, 0);
     DynamoUsers::new(clients.dynamodb.clone(), &config.users_table)
         .create(&Username::normalise(&username).unwrap(), &record)
         .await
@@ -456,7 +457,7 @@ pub fn login_request(username: &str, password: &str, scope: Option<&str>) -> Req
 
 /// The family (session) id inside a refresh token.
 pub fn family_of(refresh_token: &str) -> String {
-    tokenauth::token::RefreshToken::parse(refresh_token).expect("a refresh token of ours").family_id()
+    tokenauth::rules::token::RefreshToken::parse(refresh_token).expect("a refresh token of ours").family_id()
 }
 
 /// The tail of a refresh token's string: base64url of its secret bytes only.

@@ -16,12 +16,11 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationIn
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use tokenauth::authorizer::Authorizer;
-use tokenauth::clock::{Clock, SystemClock};
-use tokenauth::keys::{KeyRing, KeySetSigner};
-use tokenauth::revocation_cache::RevocationFeed;
+use tokenauth::edge::authorizer::Authorizer;
+use tokenauth::platform::clock::{Clock, SystemClock};
+use tokenauth::services::keys::{KeyRing, KeySetSigner};
+use tokenauth::services::revocation_feed::RevocationFeed;
 use tokenauth::store::{DynamoKeys, DynamoRevocations};
-use tokenauth::verify::Verifier;
 use tokenauth::{Config, LoginService, RefreshService, RevocationService};
 
 use crate::{CallLog, Clients};
@@ -114,7 +113,7 @@ fn clock() -> Arc<dyn Clock> {
 /// first token it signs, which no unit-tier answer does).
 fn signer(config: &Config, clients: &Clients) -> Arc<KeySetSigner> {
     let keys = DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table);
-    Arc::new(KeySetSigner::new(keys, clients.kms.clone(), config.key_reload, clock()))
+    Arc::new(KeySetSigner::new(keys, clients.kms.clone(), config.key_reload, config.key_set_max_staleness(), clock()))
 }
 
 /// The login service as the function builds it.
@@ -145,7 +144,7 @@ pub async fn revocation_service(config: &Config, clients: &Clients) -> Revocatio
 pub fn authorizer(config: &Config, clients: &Clients) -> Authorizer {
     let keys = KeyRing::preloaded(
         DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table),
-        Arc::new(Verifier::for_config(config)),
+        Arc::new(tokenauth::services::verifier_for(config)),
         config.authorizer.poll_every.max(Duration::from_secs(60)),
         config.authorizer.max_staleness,
         SystemClock.now(),
@@ -184,7 +183,7 @@ mod tests {
         let clients = clients();
         let service = login_service(&config(), &clients);
         let request = crate::login_request("someone", "a password", None);
-        let response = tokenauth::http::login(&service, &request).await;
+        let response = tokenauth::edge::http::login(&service, &request).await;
         assert_eq!(response.status(), 503);
         let check = std::panic::AssertUnwindSafe(|| clients.assert_no_call("a login"));
         let failed = std::panic::catch_unwind(check);

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use lambda_http::http::StatusCode;
 use serde_json::Value;
-use tokenauth::authorizer::Authorizer;
-use tokenauth::clock::SystemClock;
+use tokenauth::edge::authorizer::Authorizer;
+use tokenauth::platform::clock::SystemClock;
+use tokenauth::rules::username::Username;
 use tokenauth::store::AccountChange;
-use tokenauth::username::Username;
 use tokenauth::{Clock, Config, LoginService, RefreshService, RevocationService, Revoker};
 use tokenauth_tests::*;
 
@@ -60,14 +60,14 @@ async fn allowed(a: &Authorizer, access_token: &str) -> bool {
 
 /// One refresh: (status, body).
 async fn refresh(service: &RefreshService, token: &str, scope: Option<&str>) -> (StatusCode, Value) {
-    let response = tokenauth::http::refresh(service, &refresh_request(token, scope, false)).await;
+    let response = tokenauth::edge::http::refresh(service, &refresh_request(token, scope, false)).await;
     let status = response.status();
     (status, if response.body().is_empty() { Value::Null } else { json_of(&response) })
 }
 
 /// One login: (status, body).
 async fn login(service: &LoginService, username: &str, password: &str) -> (StatusCode, Value) {
-    let response = tokenauth::http::login(service, &login_request(username, password, None)).await;
+    let response = tokenauth::edge::http::login(service, &login_request(username, password, None)).await;
     (response.status(), json_of(&response))
 }
 
@@ -215,7 +215,7 @@ async fn revoke_all_racing_refreshes_leaves_no_earlier_token_and_a_login_right_a
     let bearer = format!("Bearer {}", str_of(&sessions[0], "access_token"));
     let mut event = event("revoke-all.json");
     event["headers"]["authorization"] = Value::String(bearer);
-    let response = tokenauth::http::revoke(&s.revoke, &request_from_event(&event)).await;
+    let response = tokenauth::edge::http::revoke(&s.revoke, &request_from_event(&event)).await;
     assert_eq!(response.status(), StatusCode::OK);
     // A login right after it, very likely in the same second: valid.
     let (status, after) = login(&s.login, &username, &password).await;
@@ -254,13 +254,13 @@ async fn revoke_all_refuses_a_revoked_bearer_and_ends_nothing() {
     // A token revoked by its jti (RFC 7009), and one whose session was logged out.
     let (_, by_jti) = login(&s.login, &username, &password).await;
     let body = serde_json::json!({"token": str_of(&by_jti, "access_token")}).to_string();
-    assert_eq!(tokenauth::http::revoke(&s.revoke, &revoke(body)).await.status(), StatusCode::OK);
+    assert_eq!(tokenauth::edge::http::revoke(&s.revoke, &revoke(body)).await.status(), StatusCode::OK);
     let (_, logged_out) = login(&s.login, &username, &password).await;
     let body = serde_json::json!({"token": str_of(&logged_out, "refresh_token")}).to_string();
-    assert_eq!(tokenauth::http::revoke(&s.revoke, &revoke(body)).await.status(), StatusCode::OK);
+    assert_eq!(tokenauth::edge::http::revoke(&s.revoke, &revoke(body)).await.status(), StatusCode::OK);
 
     for revoked in [&by_jti, &logged_out] {
-        let response = tokenauth::http::revoke(&s.revoke, &revoke_all(str_of(revoked, "access_token"))).await;
+        let response = tokenauth::edge::http::revoke(&s.revoke, &revoke_all(str_of(revoked, "access_token"))).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(json_of(&response)["error"], "invalid_token");
     }
@@ -268,10 +268,10 @@ async fn revoke_all_refuses_a_revoked_bearer_and_ends_nothing() {
     assert_eq!(status, StatusCode::OK, "the victim's session lives on");
 
     // After a revoke-all, a token from before it cannot trigger another one.
-    let response = tokenauth::http::revoke(&s.revoke, &revoke_all(str_of(&victim, "access_token"))).await;
+    let response = tokenauth::edge::http::revoke(&s.revoke, &revoke_all(str_of(&victim, "access_token"))).await;
     assert_eq!(response.status(), StatusCode::OK);
     let (_, fresh) = login(&s.login, &username, &password).await;
-    let response = tokenauth::http::revoke(&s.revoke, &revoke_all(str_of(&victim, "access_token"))).await;
+    let response = tokenauth::edge::http::revoke(&s.revoke, &revoke_all(str_of(&victim, "access_token"))).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "issued before the cut-off");
     assert_eq!(refresh(&s.refresh, str_of(&fresh, "refresh_token"), None).await.0, StatusCode::OK);
 }

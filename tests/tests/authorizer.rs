@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokenauth::authorizer::{Authorizer, Unauthorized};
-use tokenauth::clock::{Clock, ManualClock, SystemClock};
+use tokenauth::edge::authorizer::{Authorizer, Unauthorized};
+use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
 use tokenauth_tests::*;
 
 const SHAPES: [&str; 4] = [
@@ -191,12 +191,16 @@ async fn revocations_reach_a_warm_instance_within_the_poll_interval() {
     let refresh_clock = Arc::new(ManualClock::new(SystemClock.now()));
     let refresh = refresh_service(&config, &clients, refresh_clock.clone()).await;
     let r0 = two["refresh_token"].as_str().unwrap();
-    let rotated = tokenauth::http::refresh(&refresh, &refresh_request(r0, None, false)).await;
+    let rotated = tokenauth::edge::http::refresh(&refresh, &refresh_request(r0, None, false)).await;
     assert_eq!(rotated.status(), 200);
     let session_token = two["access_token"].as_str().unwrap();
     assert!(decide(&a, &event_text_with(SHAPES[3], &allowed(session_token))).await.unwrap()["isAuthorized"] == true);
     refresh_clock.advance(31);
-    assert_eq!(tokenauth::http::refresh(&refresh, &refresh_request(r0, None, false)).await.status(), 401, "reuse");
+    assert_eq!(
+        tokenauth::edge::http::refresh(&refresh, &refresh_request(r0, None, false)).await.status(),
+        401,
+        "reuse"
+    );
     clock.advance(1);
     assert_eq!(
         decide(&a, &event_text_with(SHAPES[3], &allowed(session_token))).await.unwrap()["isAuthorized"],

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use tokenauth::authorizer::Authorizer;
-use tokenauth::clock::{Clock, ManualClock, SystemClock};
+use tokenauth::edge::authorizer::Authorizer;
+use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
 use tokenauth_tests::capacity::CapacityMeter;
 use tokenauth_tests::*;
 
@@ -65,12 +65,14 @@ async fn measure_what_each_request_consumes() {
 
     let tokens = login_tokens(&login, &username, &password).await;
     let login_ok = measured(&clients, &meter);
-    let wrong = tokenauth::http::login(&login, &login_request(&username, "wrong", None)).await;
+    let wrong = tokenauth::edge::http::login(&login, &login_request(&username, "wrong", None)).await;
     assert_eq!(wrong.status(), 401);
     let login_failed = measured(&clients, &meter);
-    let response =
-        tokenauth::http::refresh(&refresh, &refresh_request(tokens["refresh_token"].as_str().unwrap(), None, false))
-            .await;
+    let response = tokenauth::edge::http::refresh(
+        &refresh,
+        &refresh_request(tokens["refresh_token"].as_str().unwrap(), None, false),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let refreshed = measured(&clients, &meter);
 

@@ -59,7 +59,7 @@ fn every_function_and_tool_the_docs_name_is_a_crate() {
     for name in ["login", "refresh", "revoke", "authorizer", "jwks", "key-rotation", "whoami"] {
         assert!(repo_root().join("functions").join(name).join("src/main.rs").is_file(), "{name}");
     }
-    for tool in ["authctl", "gateway", "loadgen"] {
+    for tool in ["authctl", "gateway", "loadgen", "sam-template", "api-client"] {
         assert!(repo_root().join("tools").join(tool).join("Cargo.toml").is_file(), "{tool}");
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use tokenauth::clock::SystemClock;
+use tokenauth::platform::clock::SystemClock;
 use tokenauth_tests::runtime::{run_function, stack_environment, LambdaRun};
 use tokenauth_tests::*;
 
@@ -16,7 +16,7 @@ fn metrics(run: &LambdaRun) -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
     for doc in run.emf() {
         let directive = &doc["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(directive["Namespace"], tokenauth::metrics::NAMESPACE, "{doc}");
+        assert_eq!(directive["Namespace"], tokenauth::platform::metrics::NAMESPACE, "{doc}");
         for metric in directive["Metrics"].as_array().unwrap() {
             let name = metric["Name"].as_str().unwrap();
             assert!(doc[name].is_number() || doc[name].is_array(), "the value of {name} is in the document: {doc}");
@@ -69,10 +69,10 @@ async fn every_outcome_is_an_emf_line_on_the_functions_stdout() {
     let (disabled, disabled_password, _) = create_user(&config, &clients, "emf-disabled", &["read"]).await;
     tokenauth::Revoker::new(&config, clients.dynamodb.clone(), Arc::new(SystemClock))
         .change_account(
-            &tokenauth::username::Username::normalise(&disabled).unwrap(),
+            &tokenauth::rules::username::Username::normalise(&disabled).unwrap(),
             &tokenauth::store::AccountChange::Disable,
             "test",
-            tokenauth::clock::Clock::now(&SystemClock),
+            tokenauth::platform::clock::Clock::now(&SystemClock),
         )
         .await
         .unwrap();

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use tokenauth::clock::{Clock, ManualClock, SystemClock};
+use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
+use tokenauth::rules::token::RefreshToken;
 use tokenauth::store::{FamilyRecord, FamilyStatus};
-use tokenauth::token::RefreshToken;
 use tokenauth_tests::*;
 
 #[derive(Debug, Clone)]
@@ -69,9 +69,11 @@ async fn run(w: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Refresh | Op::Revoke => Some(issued.last().unwrap().clone()),
             Op::RetryPrevious => Some(issued[issued.len().saturating_sub(2)].clone()),
             Op::ReplayOld(i) => Some(issued[i % issued.len()].clone()),
-            Op::Forge(g) => {
-                Some(RefreshToken::from_parts(&family_id, *g, tokenauth::token::random_bytes::<32>()).unwrap().encode())
-            }
+            Op::Forge(g) => Some(
+                RefreshToken::from_parts(&family_id, *g, tokenauth::rules::token::random_bytes::<32>())
+                    .unwrap()
+                    .encode(),
+            ),
             Op::Wait(secs) => {
                 w.clock.advance(*secs);
                 None
@@ -82,7 +84,7 @@ async fn run(w: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let request = tokenauth::RevokeRequest { token, token_type_hint: None };
                 w.revoke.revoke(request, None).await.map_err(|e| TestCaseError::fail(format!("revoke: {e}")))?;
             } else {
-                let response = tokenauth::http::refresh(&w.refresh, &refresh_request(&token, None, false)).await;
+                let response = tokenauth::edge::http::refresh(&w.refresh, &refresh_request(&token, None, false)).await;
                 if response.status() == 200 {
                     let handed = json_of(&response)["refresh_token"].as_str().unwrap().to_owned();
                     if !issued.contains(&handed) {

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokenauth::keys::manager::KeySource;
-use tokenauth::keys::set::KeyState;
-use tokenauth::keys::{KeyAlgorithm, KeyManager};
+use tokenauth::rules::keys::set::KeyState;
+use tokenauth::rules::keys::KeyAlgorithm;
+use tokenauth::services::keys::manager::KeySource;
+use tokenauth::services::keys::KeyManager;
 use tokenauth::SystemClock;
 use tokenauth_tests::gateway::{
     gateway_client, gateway_function_config, gateway_setting, stated_revocation_lag, Answer, ApiClient,
@@ -250,12 +251,12 @@ async fn the_readme_session_runs_as_written_through_the_gateway() {
     let config = gateway_function_config();
     let clients = clients().await;
     // The demo user `make dev` seeds; an earlier run may have made it already.
-    let username = tokenauth::username::Username::normalise("demo").unwrap();
+    let username = tokenauth::rules::username::Username::normalise("demo").unwrap();
     let users = tokenauth::store::DynamoUsers::new(clients.dynamodb.clone(), &config.users_table);
     if users.get(&username).await.unwrap().is_none() {
-        let hash = tokenauth::password::hash("demo-password").unwrap();
+        let hash = tokenauth::rules::password::hash("demo-password").unwrap();
         let record = tokenauth::store::UserRecord::new(
-            tokenauth::token::random_id(),
+            tokenauth::rules::token::random_id(),
             hash,
             vec!["read".into(), "write".into()],
             0,

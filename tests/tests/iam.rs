@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use tokenauth::authorizer::Authorizer;
-use tokenauth::clock::{Clock, ManualClock, SystemClock};
-use tokenauth::discovery::DiscoveryService;
-use tokenauth::keys::KeyManager;
+use tokenauth::edge::authorizer::Authorizer;
+use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
+use tokenauth::rules::username::Username;
+use tokenauth::services::discovery::DiscoveryService;
+use tokenauth::services::keys::KeyManager;
 use tokenauth::store::AccountChange;
-use tokenauth::username::Username;
 use tokenauth::{Config, Revoker};
 use tokenauth_tests::iam::{IamCall, IamRecorder, Resource};
 use tokenauth_tests::*;
@@ -101,19 +101,23 @@ async fn login_paths(config: &Config, recorder: &IamRecorder) {
     let first = login_tokens(&login, &username, &password).await;
     let device = first["device_token"].as_str().unwrap();
     let body = json!({"username": username, "password": password, "device_token": device});
-    let known = tokenauth::http::login(&login, &login_event_with_body(&body.to_string())).await;
+    let known = tokenauth::edge::http::login(&login, &login_event_with_body(&body.to_string())).await;
     assert_eq!(known.status(), 200);
-    let wrong = tokenauth::http::login(&login, &login_request(&username, "wrong", None)).await;
+    let wrong = tokenauth::edge::http::login(&login, &login_request(&username, "wrong", None)).await;
     assert_eq!(wrong.status(), 401);
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let kms_down = aws_sdk_kms::Client::from_conf(clients.kms.config().to_builder().endpoint_url(&closed_url).build());
-    let signer =
-        tokenauth::keys::KeySetSigner::from_config(config, clients.dynamodb.clone(), kms_down, Arc::new(SystemClock))
-            .await;
+    let signer = tokenauth::services::keys::KeySetSigner::from_config(
+        config,
+        clients.dynamodb.clone(),
+        kms_down,
+        Arc::new(SystemClock),
+    )
+    .await;
     let down = tokenauth::LoginService::new(config, clients.dynamodb.clone(), Arc::new(signer), Arc::new(SystemClock));
-    let refused = tokenauth::http::login(&down, &login_request(&username, &password, None)).await;
+    let refused = tokenauth::edge::http::login(&down, &login_request(&username, &password, None)).await;
     assert_eq!(refused.status(), 503);
 }
 
@@ -127,7 +131,7 @@ async fn refresh_paths(config: &Config, recorder: &IamRecorder) {
     let r0 = login_tokens(&login, &username, &password).await["refresh_token"].as_str().unwrap().to_owned();
     let rotate = |token: String| {
         let refresh = &refresh;
-        async move { tokenauth::http::refresh(refresh, &refresh_request(&token, None, false)).await }
+        async move { tokenauth::edge::http::refresh(refresh, &refresh_request(&token, None, false)).await }
     };
     let r1 = json_of(&rotate(r0.clone()).await)["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(rotate(r0.clone()).await.status(), 200, "the retry within the leeway");
@@ -155,12 +159,12 @@ async fn revoke_paths(config: &Config, recorder: &IamRecorder) {
         let body = format!("token={}", tokens[field].as_str().unwrap());
         let mut event = event("revoke-refresh-token-form.json");
         event["body"] = Value::String(body);
-        assert_eq!(tokenauth::http::revoke(&revoke, &request_from_event(&event)).await.status(), 200);
+        assert_eq!(tokenauth::edge::http::revoke(&revoke, &request_from_event(&event)).await.status(), 200);
     }
     let tokens = login_tokens(&login, &username, &password).await;
     let mut event = event("revoke-all.json");
     event["headers"]["authorization"] = Value::String(format!("Bearer {}", tokens["access_token"].as_str().unwrap()));
-    assert_eq!(tokenauth::http::revoke(&revoke, &request_from_event(&event)).await.status(), 200);
+    assert_eq!(tokenauth::edge::http::revoke(&revoke, &request_from_event(&event)).await.status(), 200);
 }
 
 /// authorizer: start, a valid token, a due poll, an unknown kid.
@@ -169,7 +173,7 @@ async fn authorizer_paths(config: &Config, recorder: &IamRecorder) {
     let clients = clients_recorded_by(recorder).await;
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
     let config = Config {
-        authorizer: tokenauth::config::AuthorizerSettings { rules: vec![], ..config.authorizer.clone() },
+        authorizer: tokenauth::platform::config::AuthorizerSettings { rules: vec![], ..config.authorizer.clone() },
         ..config.clone()
     };
     let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clock.clone());
@@ -181,8 +185,8 @@ async fn authorizer_paths(config: &Config, recorder: &IamRecorder) {
     clock.advance(config.authorizer.poll_every.as_secs() + 1);
     a.handle(&event).await.unwrap();
     let stranger = create_signing_key(&plain.kms, aws_sdk_kms::types::KeySpec::EccNistP256).await;
-    let foreign = tokenauth::keys::KmsSigner::load(plain.kms.clone(), &stranger).await.unwrap();
-    let forged = tokenauth::keys::Signer::sign_jws(&foreign, b"{}").await.unwrap();
+    let foreign = tokenauth::services::keys::KmsSigner::load(plain.kms.clone(), &stranger).await.unwrap();
+    let forged = tokenauth::rules::keys::Signer::sign_jws(&foreign, b"{}").await.unwrap();
     clock.advance(config.authorizer.poll_every.as_secs() + 1);
     a.handle(&event_text_with("authorizer-http-api-v2.json", &format!("Bearer {forged}"))).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

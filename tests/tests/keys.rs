@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use tokenauth::authorizer::Authorizer;
-use tokenauth::clock::{Clock, ManualClock, SystemClock};
-use tokenauth::discovery::DiscoveryService;
-use tokenauth::keys::manager::{KeyChangeError, KeySource, KEY_SET_TAG_KEY};
-use tokenauth::keys::set::{KeyRefusal, KeyState, KeyStep};
-use tokenauth::keys::{KeyAlgorithm, KeyManager, KmsSigner, Signer};
+use tokenauth::edge::authorizer::Authorizer;
+use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
+use tokenauth::rules::keys::set::{KeyRefusal, KeyState, KeyStep};
+use tokenauth::rules::keys::{KeyAlgorithm, Signer};
+use tokenauth::services::discovery::DiscoveryService;
+use tokenauth::services::keys::manager::{KeyChangeError, KeySource, KEY_SET_TAG_KEY};
+use tokenauth::services::keys::{KeyManager, KmsSigner};
 use tokenauth::Config;
 use tokenauth_tests::*;
 
@@ -65,8 +66,8 @@ async fn token_of_key(config: &Config, clients: &Clients, kms_key_id: &str) -> S
     let signer = KmsSigner::load(clients.kms.clone(), kms_key_id).await.unwrap();
     let now = SystemClock.now();
     let claims = json!({"iss": config.issuer, "sub": "u-keys", "aud": config.audience, "exp": now + 600,
-        "iat": now, "jti": tokenauth::token::random_id(), "client_id": "first-party", "scope": "read",
-        "sid": tokenauth::token::random_id()});
+        "iat": now, "jti": tokenauth::rules::token::random_id(), "client_id": "first-party", "scope": "read",
+        "sid": tokenauth::rules::token::random_id()});
     signer.sign_jws(claims.to_string().as_bytes()).await.unwrap()
 }
 
@@ -124,7 +125,7 @@ async fn traffic(
             }
         }
         let request = refresh_request(tokens["refresh_token"].as_str().unwrap(), None, false);
-        let response = tokenauth::http::refresh(&refresh, &request).await;
+        let response = tokenauth::edge::http::refresh(&refresh, &request).await;
         let ok = response.status() == 200;
         let body = json_of(&response);
         let kid = body["access_token"].as_str().map(kid_of).unwrap_or_default();
@@ -389,7 +390,7 @@ async fn get(
     if let Some(tag) = if_none_match {
         event["headers"]["if-none-match"] = json!(tag);
     }
-    tokenauth::http::discovery(service, &request_from_event(&event)).await
+    tokenauth::edge::http::discovery(service, &request_from_event(&event)).await
 }
 
 #[tokio::test]
@@ -496,7 +497,7 @@ async fn the_metadata_names_every_endpoint_under_the_issuer() {
 
     let mut post = event("refresh-json.json");
     post["rawPath"] = json!("/.well-known/jwks.json");
-    let refused = tokenauth::http::discovery(&service, &request_from_event(&post)).await;
+    let refused = tokenauth::edge::http::discovery(&service, &request_from_event(&post)).await;
     assert_eq!(refused.status(), 405);
     assert_eq!(refused.headers()["allow"], "GET, HEAD");
     assert_eq!(get(&service, "/.well-known/other", None).await.status(), 404);

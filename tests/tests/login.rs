@@ -11,9 +11,9 @@ use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use lambda_http::http::StatusCode;
 use serde_json::Value;
-use tokenauth::clock::{ManualClock, SystemClock};
+use tokenauth::platform::clock::{ManualClock, SystemClock};
+use tokenauth::rules::token::AccessClaims;
 use tokenauth::store::schema;
-use tokenauth::token::AccessClaims;
 use tokenauth_tests::*;
 
 #[tokio::test]
@@ -23,7 +23,7 @@ async fn login_issues_an_es256_access_token_that_verifies_with_the_kms_public_ke
     let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
     let (username, password, user_id) = create_user(&config, &clients, "verify", &["read", "write"]).await;
 
-    let response = tokenauth::http::login(&service, &login_request(&username, &password, None)).await;
+    let response = tokenauth::edge::http::login(&service, &login_request(&username, &password, None)).await;
 
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["cache-control"], "no-store");
@@ -83,7 +83,7 @@ async fn family_item_holds_a_hash_and_the_ttl_never_the_token() {
     let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
     let (username, password, user_id) = create_user(&config, &clients, "family", &["read"]).await;
 
-    let body = json_of(&tokenauth::http::login(&service, &login_request(&username, &password, None)).await);
+    let body = json_of(&tokenauth::edge::http::login(&service, &login_request(&username, &password, None)).await);
     let refresh = body["refresh_token"].as_str().unwrap();
     let secret = secret_part(refresh);
 
@@ -104,7 +104,7 @@ async fn family_item_holds_a_hash_and_the_ttl_never_the_token() {
     assert_eq!(s("status"), "active");
     assert_eq!(item["scopes"].as_l().unwrap().len(), 1);
     assert_eq!(n("generation"), 0);
-    assert_eq!(s("token_hash"), tokenauth::token::RefreshToken::parse(refresh).unwrap().hash());
+    assert_eq!(s("token_hash"), tokenauth::rules::token::RefreshToken::parse(refresh).unwrap().hash());
     assert_eq!(n(schema::TTL_ATTRIBUTE), n("created_at") + 30 * 24 * 3600, "TTL = absolute expiry");
     assert_eq!(n("idle_expires_at"), n("created_at") + 7 * 24 * 3600);
     for (name, value) in &item {
@@ -124,16 +124,17 @@ async fn unknown_user_wrong_password_and_disabled_user_get_byte_identical_answer
     let (disabled, disabled_password, _) = create_user(&config, &clients, "disabled", &["read"]).await;
     tokenauth::store::DynamoUsers::new(clients.dynamodb.clone(), &config.users_table)
         .change(
-            &tokenauth::username::Username::normalise(&disabled).unwrap(),
+            &tokenauth::rules::username::Username::normalise(&disabled).unwrap(),
             &tokenauth::store::AccountChange::Disable,
             tokenauth::Clock::now(&SystemClock),
         )
         .await
         .unwrap();
 
-    let unknown = tokenauth::http::login(&service, &login_request(&unique_username("nobody"), &password, None)).await;
-    let wrong = tokenauth::http::login(&service, &login_request(&username, "not-the-password", None)).await;
-    let off = tokenauth::http::login(&service, &login_request(&disabled, &disabled_password, None)).await;
+    let unknown =
+        tokenauth::edge::http::login(&service, &login_request(&unique_username("nobody"), &password, None)).await;
+    let wrong = tokenauth::edge::http::login(&service, &login_request(&username, "not-the-password", None)).await;
+    let off = tokenauth::edge::http::login(&service, &login_request(&disabled, &disabled_password, None)).await;
 
     for response in [&unknown, &wrong, &off] {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -150,12 +151,12 @@ async fn requested_scope_must_be_within_the_users_scopes() {
     let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
     let (username, password, _) = create_user(&config, &clients, "scope", &["read", "write"]).await;
 
-    let narrowed = tokenauth::http::login(&service, &login_request(&username, &password, Some("read"))).await;
+    let narrowed = tokenauth::edge::http::login(&service, &login_request(&username, &password, Some("read"))).await;
     assert_eq!(narrowed.status(), StatusCode::OK);
     assert_eq!(json_of(&narrowed)["scope"], "read");
 
     for scope in ["read admin", "admin", "read  write", "caf\u{e9}"] {
-        let response = tokenauth::http::login(&service, &login_request(&username, &password, Some(scope))).await;
+        let response = tokenauth::edge::http::login(&service, &login_request(&username, &password, Some(scope))).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{scope:?}");
         let body = json_of(&response);
         assert_eq!(body["error"], "invalid_scope", "{scope:?}");
@@ -168,14 +169,14 @@ async fn login_status(
     username: &str,
     password: &str,
 ) -> lambda_http::Response<lambda_http::Body> {
-    tokenauth::http::login(service, &login_request(username, password, None)).await
+    tokenauth::edge::http::login(service, &login_request(username, password, None)).await
 }
 
 #[tokio::test]
 async fn throttles_after_five_failures_for_known_and_unknown_users_until_the_window_passes() {
     let config = config();
     let clients = clients().await;
-    let clock = Arc::new(ManualClock::new(tokenauth::clock::Clock::now(&SystemClock)));
+    let clock = Arc::new(ManualClock::new(tokenauth::platform::clock::Clock::now(&SystemClock)));
     let service = login_service(&config, &clients, clock.clone()).await;
     let (username, password, _) = create_user(&config, &clients, "throttle", &["read"]).await;
     let nobody = unique_username("ghost");

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use tokenauth::clock::SystemClock;
+use tokenauth::platform::clock::SystemClock;
 use tokenauth_tests::*;
 
 #[derive(Clone, Default)]
@@ -37,10 +37,10 @@ async fn login_logs_audit_lines_and_no_secret_even_at_debug_level() {
     let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
     let (username, password, user_id) = create_user(&config, &clients, "logs", &["read"]).await;
 
-    let ok = tokenauth::http::login(&service, &login_request(&username, &password, None)).await;
+    let ok = tokenauth::edge::http::login(&service, &login_request(&username, &password, None)).await;
     let body = json_of(&ok);
     let wrong_password = format!("{password}-wrong");
-    let failed = tokenauth::http::login(&service, &login_request(&username, &wrong_password, None)).await;
+    let failed = tokenauth::edge::http::login(&service, &login_request(&username, &wrong_password, None)).await;
     assert_eq!(failed.status(), 401);
 
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
@@ -65,7 +65,7 @@ async fn login_logs_audit_lines_and_no_secret_even_at_debug_level() {
         ("access token", body["access_token"].as_str().unwrap()),
         ("access token signature", body["access_token"].as_str().unwrap().rsplit('.').next().unwrap()),
         ("refresh token secret", secret_part(refresh)),
-        ("refresh token hash", &tokenauth::token::RefreshToken::parse(refresh).unwrap().hash()),
+        ("refresh token hash", &tokenauth::rules::token::RefreshToken::parse(refresh).unwrap().hash()),
     ];
     for (what, secret) in secrets {
         assert!(!log.contains(secret), "the log contains the {what}");

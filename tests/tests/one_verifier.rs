@@ -8,9 +8,9 @@ use std::sync::Arc;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use tokenauth::authorizer::Authorizer;
-use tokenauth::clock::{Clock, SystemClock};
-use tokenauth::keys::KmsSigner;
+use tokenauth::edge::authorizer::Authorizer;
+use tokenauth::platform::clock::{Clock, SystemClock};
+use tokenauth::services::keys::KmsSigner;
 use tokenauth::{ApiError, RevocationService, RevokeRequest};
 use tokenauth_tests::*;
 
@@ -54,7 +54,7 @@ impl Paths {
         let tokens = login_tokens(&login, &username, &password).await;
         let now = SystemClock.now();
         json!({"iss": self.config.issuer, "sub": user_id, "aud": self.config.audience,
-               "exp": now + 600, "iat": now, "jti": tokenauth::token::random_id(), "client_id": "first-party",
+               "exp": now + 600, "iat": now, "jti": tokenauth::rules::token::random_id(), "client_id": "first-party",
                "scope": "read write", "sid": family_of(tokens["refresh_token"].as_str().unwrap())})
     }
 
@@ -189,8 +189,8 @@ async fn no_mutation_of_a_kms_signed_token_is_accepted_by_any_path() {
 #[tokio::test]
 async fn an_rsa_kms_key_signs_rs256_tokens_that_our_verifier_and_jsonwebtoken_accept() {
     use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
-    use tokenauth::keys::KeyAlgorithm;
-    use tokenauth::token::{AccessClaims, AccessGrant, AccessTokenIssuer, RefreshToken};
+    use tokenauth::rules::keys::KeyAlgorithm;
+    use tokenauth::rules::token::{AccessClaims, AccessGrant, RefreshToken};
 
     let clients = clients().await;
     let key_id = create_signing_key(&clients.kms, aws_sdk_kms::types::KeySpec::Rsa2048).await;
@@ -198,14 +198,14 @@ async fn an_rsa_kms_key_signs_rs256_tokens_that_our_verifier_and_jsonwebtoken_ac
     let signer = KmsSigner::load(clients.kms.clone(), &key_id).await.unwrap();
     assert_eq!(signer.algorithm(), KeyAlgorithm::RS256, "the key decides the algorithm");
 
-    let issuer = AccessTokenIssuer::for_config(Arc::new(signer), &config);
+    let issuer = tokenauth::services::issuer_for(Arc::new(signer), &config);
     let grant = AccessGrant { subject: "u-rsa", client_id: "first-party", scope: "read", session_id: "s-rsa" };
     let now = SystemClock.now();
     let token = issuer.issue(&grant, &RefreshToken::new_family(), now).await.unwrap().access_token;
 
     // Ours, with the key as KMS hands it out.
-    let verifier = tokenauth::verify::Verifier::for_config(&config);
-    verifier.replace_keys(vec![tokenauth::keys::fetch_trusted_key(&clients.kms, &key_id).await.unwrap()]);
+    let verifier = tokenauth::services::verifier_for(&config);
+    verifier.replace_keys(vec![tokenauth::services::keys::fetch_trusted_key(&clients.kms, &key_id).await.unwrap()]);
     assert_eq!(verifier.verify(&token, now).unwrap().sub, "u-rsa");
 
     // jsonwebtoken, with the public key fetched from KMS.

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use lambda_http::http::StatusCode;
 use serde_json::Value;
-use tokenauth::clock::{Clock, ManualClock, SystemClock};
-use tokenauth::config::ReuseScope;
+use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
+use tokenauth::platform::config::ReuseScope;
+use tokenauth::rules::token::RefreshToken;
 use tokenauth::store::{FamilyStatus, RevocationKind};
-use tokenauth::token::RefreshToken;
 use tokenauth::{Config, LoginService, RefreshService};
 use tokenauth_tests::*;
 
@@ -43,7 +43,7 @@ impl Setup {
     }
 
     async fn refresh(&self, token: &str) -> lambda_http::Response<lambda_http::Body> {
-        tokenauth::http::refresh(&self.refresh, &refresh_request(token, None, false)).await
+        tokenauth::edge::http::refresh(&self.refresh, &refresh_request(token, None, false)).await
     }
 
     async fn rotate(&self, token: &str) -> String {
@@ -292,13 +292,13 @@ async fn scope_may_be_narrowed_never_widened() {
     let s = setup("scope", |_| {}).await;
     let r0 = s.login().await;
     for form in [false, true] {
-        let wide = tokenauth::http::refresh(&s.refresh, &refresh_request(&r0, Some("read admin"), form)).await;
+        let wide = tokenauth::edge::http::refresh(&s.refresh, &refresh_request(&r0, Some("read admin"), form)).await;
         assert_eq!(wide.status(), StatusCode::BAD_REQUEST);
         assert_eq!(json_of(&wide)["error"], "invalid_scope");
     }
     assert_eq!(s.family(&r0).await.generation, 0, "a refused widening rotates nothing");
 
-    let narrow = tokenauth::http::refresh(&s.refresh, &refresh_request(&r0, Some("read"), true)).await;
+    let narrow = tokenauth::edge::http::refresh(&s.refresh, &refresh_request(&r0, Some("read"), true)).await;
     assert_eq!(narrow.status(), StatusCode::OK);
     let narrow = json_of(&narrow);
     assert_eq!(narrow["scope"], "read");
@@ -325,7 +325,7 @@ async fn dynamodb_unreachable_answers_503_and_the_token_still_works_afterwards()
         s.clock.clone(),
     );
 
-    let response = tokenauth::http::refresh(&down, &refresh_request(&r0, None, false)).await;
+    let response = tokenauth::edge::http::refresh(&down, &refresh_request(&r0, None, false)).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(json_of(&response).get("refresh_token").is_none());
     assert_eq!(s.family(&r0).await.generation, 0, "nothing was written");
@@ -349,7 +349,7 @@ async fn kms_failing_after_the_rotation_answers_503_and_the_retry_recovers_the_s
             s.clock.clone(),
         );
 
-        let response = tokenauth::http::refresh(&broken, &refresh_request(&r0, None, false)).await;
+        let response = tokenauth::edge::http::refresh(&broken, &refresh_request(&r0, None, false)).await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(json_of(&response).get("refresh_token").is_none());
 
@@ -370,8 +370,8 @@ async fn kms_failing_after_the_rotation_answers_503_and_the_retry_recovers_the_s
 
 #[tokio::test]
 async fn a_sealed_successor_opens_only_with_the_previous_token_and_the_kms_held_secret() {
-    use tokenauth::keys::sealing::SealingSecrets;
-    use tokenauth::rotation::{open_successor, SealingSecret};
+    use tokenauth::rules::rotation::{open_successor, SealingSecret};
+    use tokenauth::services::keys::sealing::SealingSecrets;
     use tokenauth::store::DynamoKeys;
 
     let s = setup("sealed", |_| {}).await;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use lambda_http::http::StatusCode;
 use serde_json::Value;
-use tokenauth::clock::{Clock, ManualClock, SystemClock};
+use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
 use tokenauth::store::{FamilyStatus, RevocationKind};
 use tokenauth::{Config, LoginService, RefreshService, RevocationService};
 use tokenauth_tests::*;
@@ -64,7 +64,7 @@ async fn revoking_a_refresh_token_ends_its_family_and_denylists_its_session() {
     let (_, refresh) = s.session().await;
 
     let response =
-        tokenauth::http::revoke(&s.revoke, &revoke_request(&form_body(&refresh, "refresh_token"), true)).await;
+        tokenauth::edge::http::revoke(&s.revoke, &revoke_request(&form_body(&refresh, "refresh_token"), true)).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.body().as_ref().is_empty());
 
@@ -72,10 +72,11 @@ async fn revoking_a_refresh_token_ends_its_family_and_denylists_its_session() {
     let entries = revocations_of(&s.config, &s.clients, &family_of(&refresh)).await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].kind, RevocationKind::Sid);
-    let refused = tokenauth::http::refresh(&s.refresh, &refresh_request(&refresh, None, false)).await;
+    let refused = tokenauth::edge::http::refresh(&s.refresh, &refresh_request(&refresh, None, false)).await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     // Revoking again is still 200 and writes nothing more.
-    let again = tokenauth::http::revoke(&s.revoke, &revoke_request(&form_body(&refresh, "refresh_token"), true)).await;
+    let again =
+        tokenauth::edge::http::revoke(&s.revoke, &revoke_request(&form_body(&refresh, "refresh_token"), true)).await;
     assert_eq!(again.status(), StatusCode::OK);
     assert_eq!(revocations_of(&s.config, &s.clients, &family_of(&refresh)).await.len(), 1);
 }
@@ -87,7 +88,7 @@ async fn revoking_an_access_token_verifies_it_then_denylists_its_jti_until_it_ex
     let claims = independently_verified(&s.config, &s.clients, &access).await.unwrap();
 
     let body = serde_json::json!({"token": access, "token_type_hint": "access_token"}).to_string();
-    assert_eq!(tokenauth::http::revoke(&s.revoke, &revoke_request(&body, false)).await.status(), StatusCode::OK);
+    assert_eq!(tokenauth::edge::http::revoke(&s.revoke, &revoke_request(&body, false)).await.status(), StatusCode::OK);
 
     let entries = revocations_of(&s.config, &s.clients, &claims.jti).await;
     assert_eq!(entries.len(), 1);
@@ -114,7 +115,10 @@ async fn revoking_an_access_token_verifies_it_then_denylists_its_jti_until_it_ex
     let spliced = parts.join(".");
     for token in [forged, spliced] {
         let body = serde_json::json!({"token": token}).to_string();
-        assert_eq!(tokenauth::http::revoke(&s.revoke, &revoke_request(&body, false)).await.status(), StatusCode::OK);
+        assert_eq!(
+            tokenauth::edge::http::revoke(&s.revoke, &revoke_request(&body, false)).await.status(),
+            StatusCode::OK
+        );
     }
     assert!(revocations_of(&s.config, &s.clients, &claims2.jti).await.is_empty(), "unverified claims revoked nothing");
 }
@@ -135,15 +139,18 @@ async fn unknown_expired_and_garbage_tokens_get_200_and_change_nothing() {
         .unwrap(),
     )
     .unwrap();
-    let forged_refresh =
-        tokenauth::token::RefreshToken::from_parts(&family_of(expired["refresh_token"].as_str().unwrap()), 0, [1; 32])
-            .unwrap()
-            .encode();
+    let forged_refresh = tokenauth::rules::token::RefreshToken::from_parts(
+        &family_of(expired["refresh_token"].as_str().unwrap()),
+        0,
+        [1; 32],
+    )
+    .unwrap()
+    .encode();
 
     for token in ["garbage", "tkrt_nope", "a.b.c", expired_access, &forged_refresh] {
         s.clients.calls.clear();
         let body = serde_json::json!({ "token": token }).to_string();
-        let response = tokenauth::http::revoke(&s.revoke, &revoke_request(&body, false)).await;
+        let response = tokenauth::edge::http::revoke(&s.revoke, &revoke_request(&body, false)).await;
         assert_eq!(response.status(), StatusCode::OK, "{token}");
         let writes: Vec<String> = s.clients.calls.names().into_iter().filter(|n| !n.ends_with("UpdateItem")).collect();
         assert!(writes.is_empty(), "{token}: {writes:?}");
@@ -163,7 +170,8 @@ async fn revoke_all_ends_every_session_of_the_bearer_and_writes_a_not_before_ent
     let (access, second) = s.session().await;
     let now = SystemClock.now();
 
-    let response = tokenauth::http::revoke(&s.revoke, &revoke_all_request(Some(&format!("bEaReR {access}")))).await;
+    let response =
+        tokenauth::edge::http::revoke(&s.revoke, &revoke_all_request(Some(&format!("bEaReR {access}")))).await;
     assert_eq!(response.status(), StatusCode::OK);
     for token in [&first, &second] {
         assert_eq!(family(&s.config, &s.clients, &family_of(token)).await.status, FamilyStatus::Revoked);
@@ -175,7 +183,7 @@ async fn revoke_all_ends_every_session_of_the_bearer_and_writes_a_not_before_ent
 
     // A bearer token that does not verify: 401 invalid_token and a challenge (without one
     // bearer token at all: the revoke handler's unit tests).
-    let response = tokenauth::http::revoke(&s.revoke, &revoke_all_request(Some("Bearer not-a-jwt"))).await;
+    let response = tokenauth::edge::http::revoke(&s.revoke, &revoke_all_request(Some("Bearer not-a-jwt"))).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(json_of(&response)["error"], "invalid_token");
     assert_eq!(response.headers()["www-authenticate"], r#"Bearer error="invalid_token""#);
@@ -188,7 +196,7 @@ async fn the_admin_revoke_all_ends_every_session() {
     let (_, second) = s.session().await;
     let revoker = tokenauth::Revoker::new(&s.config, s.clients.dynamodb.clone(), Arc::new(SystemClock));
 
-    let username = tokenauth::username::Username::normalise(&s.username).unwrap();
+    let username = tokenauth::rules::username::Username::normalise(&s.username).unwrap();
     let end = tokenauth::store::AccountChange::EndSessions;
     let changed = revoker.change_account(&username, &end, "revoked_by_admin", SystemClock.now()).await.unwrap();
     assert_eq!(changed.families_revoked, 2);

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use lambda_http::http::StatusCode;
 use serde_json::{json, Value};
-use tokenauth::clock::SystemClock;
+use tokenauth::platform::clock::SystemClock;
 use tokenauth::LoginService;
 use tokenauth_tests::*;
 
 async fn attempt(service: &LoginService, body: Value) -> (StatusCode, Value) {
-    let response = tokenauth::http::login(service, &login_event_with_body(&body.to_string())).await;
+    let response = tokenauth::edge::http::login(service, &login_event_with_body(&body.to_string())).await;
     (response.status(), json_of(&response))
 }
 
@@ -71,7 +71,7 @@ async fn the_owners_device_logs_in_during_an_attack_that_locks_out_everyone_else
     let (status, _) = attempt(&service, json!({"username": username, "password": password})).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     // ...and a made-up device token is a stranger's.
-    let forged = tokenauth::token::DeviceToken::new().encode();
+    let forged = tokenauth::rules::token::DeviceToken::new().encode();
     let body = json!({"username": username, "password": password, "device_token": forged});
     assert_eq!(attempt(&service, body).await.0, StatusCode::TOO_MANY_REQUESTS);
 

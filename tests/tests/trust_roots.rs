@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aws_smithy_types::error::display::DisplayErrorContext;
-use tokenauth::aws::{sdk_config, Credentials, TrustRoots};
+use tokenauth::platform::aws::{sdk_config, Credentials, TrustRoots};
 
 /// `tls_proxy.py` of this test's own in front of DynamoDB Local, stopped when dropped.
 struct TlsRelay {

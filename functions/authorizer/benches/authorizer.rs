@@ -10,19 +10,21 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, ParsedPublicKey, RsaKeyPair};
+use aws_lc_rs::signature::{self, ParsedPublicKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, Criterion};
-use tokenauth::authorizer::{Authorizer, ResponseStyle, RouteRule};
-use tokenauth::clock::{Clock, SystemClock};
-use tokenauth::config::AuthorizerSettings;
-use tokenauth::keys::{KeyAlgorithm, KeyRing, TrustedKey};
-use tokenauth::revocation_cache::{RevocationCache, RevocationFeed};
+use tokenauth::edge::authorizer::Authorizer;
+use tokenauth::platform::clock::{Clock, SystemClock};
+use tokenauth::platform::config::AuthorizerSettings;
+use tokenauth::rules::keys::testing::LocalSigner;
+use tokenauth::rules::keys::TrustedKey;
+use tokenauth::rules::revocations::RevocationCache;
+use tokenauth::rules::routes::{ResponseStyle, RouteRule};
+use tokenauth::rules::verify::Verifier;
+use tokenauth::services::keys::KeyRing;
+use tokenauth::services::revocation_feed::RevocationFeed;
 use tokenauth::store::{DynamoKeys, DynamoRevocations, Revocation, RevocationKind};
-use tokenauth::verify::Verifier;
 
 const ISS: &str = "https://auth.example.test";
 const AUD: &str = "tokenauth-api";
@@ -75,23 +77,11 @@ fn authorizer(key: TrustedKey, now: u64) -> Authorizer {
 }
 
 fn cases(now: u64) -> Vec<Case> {
-    let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let ec = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    let ec_spki = ec.public_key().as_der().unwrap().as_ref().to_vec();
-    let rsa = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-    let rsa_spki = rsa.public_key().as_der().unwrap().as_ref().to_vec();
-
-    let es_key = TrustedKey::from_spki(&ec_spki, KeyAlgorithm::ES256).unwrap();
-    let rs_key = TrustedKey::from_spki(&rsa_spki, KeyAlgorithm::RS256).unwrap();
-    let es_input =
-        format!("{}.{}", tokenauth::token::encoded_header("ES256", es_key.kid()), B64URL.encode(claims(now)));
-    let es_token = format!("{es_input}.{}", B64URL.encode(ec.sign(&rng, es_input.as_bytes()).unwrap()));
-    let rs_input =
-        format!("{}.{}", tokenauth::token::encoded_header("RS256", rs_key.kid()), B64URL.encode(claims(now)));
-    let mut rs_sig = vec![0; rsa.public_modulus_len()];
-    rsa.sign(&signature::RSA_PKCS1_SHA256, &rng, rs_input.as_bytes(), &mut rs_sig).unwrap();
-    let rs_token = format!("{rs_input}.{}", B64URL.encode(rs_sig));
+    let (ec, rsa) = (LocalSigner::new(), LocalSigner::rs256());
+    let (es_key, rs_key) = (ec.trusted(), rsa.trusted());
+    let es_token = ec.sign_claims(&serde_json::from_str(&claims(now)).unwrap());
+    let rs_token = rsa.sign_claims(&serde_json::from_str(&claims(now)).unwrap());
+    let (ec_spki, rsa_spki) = (ec.spki().to_vec(), rsa.spki().to_vec());
 
     vec![
         Case {
@@ -120,7 +110,7 @@ async fn handle_to_bytes(authorizer: &Authorizer, event: &str) -> Vec<u8> {
 
 /// The handler as lambda_runtime calls it: raw event text in, the answer out (the runtime
 /// then serialises it, as it read the event bytes before).
-async fn handle(authorizer: &Authorizer, event: &str) -> tokenauth::authorizer::Answer {
+async fn handle(authorizer: &Authorizer, event: &str) -> tokenauth::edge::authorizer::Answer {
     authorizer.handle(event).await.unwrap()
 }
 
@@ -173,7 +163,7 @@ fn bench(c: &mut Criterion) {
     }
     // What each answer adds in Lambda, where the tally records it (outside Lambda `handle`
     // skips it, so the figures above do not include it): a lock, a map entry, a sample.
-    let tally = tokenauth::metrics::Tally::new("authorize", Duration::from_secs(10));
+    let tally = tokenauth::platform::metrics::Tally::new("authorize", Duration::from_secs(10));
     let mut tick = 0u128;
     group.bench_function("tally_record", |b| {
         b.iter(|| {

@@ -2,7 +2,7 @@
 
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::value::RawValue;
-use tokenauth::authorizer::{Answer, Authorizer};
+use tokenauth::edge::authorizer::{Answer, Authorizer};
 
 /// The event stays raw JSON here: the library reads only the fields it needs from it.
 /// `Unauthorized` becomes the Lambda error of that name, which API Gateway (REST) turns into

@@ -1,11 +1,11 @@
 //! `GET /.well-known/jwks.json` and `GET /.well-known/oauth-authorization-server`.
 
 use lambda_http::{Body, Error, Request, Response};
-use tokenauth::discovery::DiscoveryService;
+use tokenauth::services::discovery::DiscoveryService;
 
 /// Hands the request to the library; every outcome is a response.
 pub async fn function_handler(service: &DiscoveryService, event: Request) -> Result<Response<Body>, Error> {
-    Ok(tokenauth::http::discovery(service, &event).await)
+    Ok(tokenauth::edge::http::discovery(service, &event).await)
 }
 
 #[cfg(test)]

@@ -4,14 +4,16 @@
 mod handler;
 
 use lambda_http::{run, service_fn, Error};
-use tokenauth::discovery::DiscoveryService;
+use tokenauth::services::discovery::DiscoveryService;
 use tokenauth::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let sdk = tokenauth::aws::sdk_config(&config.trust_roots, tokenauth::aws::Credentials::Environment).await?;
+    let sdk =
+        tokenauth::platform::aws::sdk_config(&config.trust_roots, tokenauth::platform::aws::Credentials::Environment)
+            .await?;
     let service = DiscoveryService::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk));
     run(service_fn(|event| handler::function_handler(&service, event))).await
 }

@@ -1,7 +1,7 @@
 //! The scheduled event (its content is not used): one due step, or none.
 
 use lambda_runtime::{Error, LambdaEvent};
-use tokenauth::keys::KeyManager;
+use tokenauth::services::keys::KeyManager;
 
 /// The step taken (`{"step": null}` if none was due). A failure fails the invocation, so
 /// the function's error metric and EventBridge's retry see it.

@@ -7,14 +7,16 @@ mod handler;
 use std::sync::Arc;
 
 use lambda_runtime::{run, service_fn, Error};
-use tokenauth::keys::KeyManager;
+use tokenauth::services::keys::KeyManager;
 use tokenauth::{Config, SystemClock};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let sdk = tokenauth::aws::sdk_config(&config.trust_roots, tokenauth::aws::Credentials::Environment).await?;
+    let sdk =
+        tokenauth::platform::aws::sdk_config(&config.trust_roots, tokenauth::platform::aws::Credentials::Environment)
+            .await?;
     let manager = KeyManager::from_config(
         &config,
         aws_sdk_dynamodb::Client::new(&sdk),

@@ -6,7 +6,7 @@ use tokenauth::LoginService;
 /// Hands the request to the library; every outcome (including bad input and a failed
 /// dependency) is a response, so this never returns an error to the runtime.
 pub async fn function_handler(service: &LoginService, event: Request) -> Result<Response<Body>, Error> {
-    Ok(tokenauth::http::login(service, &event).await)
+    Ok(tokenauth::edge::http::login(service, &event).await)
 }
 
 #[cfg(test)]
@@ -116,9 +116,9 @@ mod needs_stack {
     //! the local stack (the stack tier, `make test`).
     use std::sync::Arc;
 
-    use tokenauth::clock::SystemClock;
+    use tokenauth::platform::clock::SystemClock;
+    use tokenauth::rules::username::Username;
     use tokenauth::store::{DynamoUsers, UserRecord, UserWriteError};
-    use tokenauth::username::Username;
     use tokenauth_tests::{clients, config, event, json_of, login_service, request_from_event};
 
     use super::*;
@@ -128,8 +128,8 @@ mod needs_stack {
         let config = config();
         let clients = clients().await;
         let demo = UserRecord::new(
-            tokenauth::token::random_id(),
-            tokenauth::password::hash("demo-password").unwrap(),
+            tokenauth::rules::token::random_id(),
+            tokenauth::rules::password::hash("demo-password").unwrap(),
             vec!["read".into(), "write".into()],
             0,
         );

@@ -5,7 +5,7 @@ use tokenauth::RefreshService;
 
 /// Hands the request to the library; every outcome is a response.
 pub async fn function_handler(service: &RefreshService, event: Request) -> Result<Response<Body>, Error> {
-    Ok(tokenauth::http::refresh(service, &event).await)
+    Ok(tokenauth::edge::http::refresh(service, &event).await)
 }
 
 #[cfg(test)]
@@ -15,7 +15,7 @@ mod tests {
     //! event and bad input through the handler, on clients that reach nothing.
     use lambda_http::http::StatusCode;
     use serde_json::Value;
-    use tokenauth::token::RefreshToken;
+    use tokenauth::rules::token::RefreshToken;
     use tokenauth_tests::{event, json_of, request_from_event, unit, Clients};
 
     use super::*;
@@ -117,7 +117,7 @@ mod needs_stack {
     //! local stack (the stack tier, `make test`): their family must be looked up.
     use std::sync::Arc;
 
-    use tokenauth::clock::SystemClock;
+    use tokenauth::platform::clock::SystemClock;
     use tokenauth_tests::{clients, config, event, json_of, request_from_event};
 
     use super::*;

@@ -5,7 +5,7 @@ use tokenauth::RevocationService;
 
 /// Hands the request to the library; every outcome is a response.
 pub async fn function_handler(service: &RevocationService, event: Request) -> Result<Response<Body>, Error> {
-    Ok(tokenauth::http::revoke(service, &event).await)
+    Ok(tokenauth::edge::http::revoke(service, &event).await)
 }
 
 #[cfg(test)]
@@ -88,7 +88,7 @@ mod needs_stack {
     //! `make test`): telling a token of ours from another needs the key set.
     use std::sync::Arc;
 
-    use tokenauth::clock::SystemClock;
+    use tokenauth::platform::clock::SystemClock;
     use tokenauth_tests::{clients, config, event, json_of, request_from_event};
 
     use super::*;

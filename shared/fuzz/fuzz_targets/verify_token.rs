@@ -8,8 +8,8 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
 use libfuzzer_sys::fuzz_target;
-use tokenauth::keys::{KeyAlgorithm, TrustedKey};
-use tokenauth::verify::Verifier;
+use tokenauth::rules::keys::{KeyAlgorithm, TrustedKey};
+use tokenauth::rules::verify::Verifier;
 
 fn verifier() -> &'static Verifier {
     static VERIFIER: OnceLock<Verifier> = OnceLock::new();

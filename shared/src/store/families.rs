@@ -15,116 +15,12 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, ConditionCheck, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update,
 };
-use serde::{Deserialize, Serialize};
 
 use super::is_conditional_check_failed;
 use super::schema::{FAMILIES_BY_USER_INDEX, FAMILIES_BY_USER_PARTITION_KEY, FAMILIES_PARTITION_KEY};
 use crate::error::DependencyError;
-
-/// How many earlier generations' hashes a family remembers, to recognise a genuinely
-/// issued but rotated token (reuse) and tell it from a forgery. Older tokens than this
-/// are treated like unknown ones: refused, with no revocation.
-pub const HISTORY_SLOTS: usize = 16;
-
-/// Whether a family's refresh token may still be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FamilyStatus {
-    /// The current token may be exchanged.
-    Active,
-    /// Revoked (logout, reuse detected, admin action); never active again.
-    Revoked,
-}
-
-/// A refresh-token family. Holds hashes of tokens, never a token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FamilyRecord {
-    /// Family (session) id: the `sid` claim and part of the refresh token.
-    pub family_id: String,
-    /// Owner (GSI `by_user`).
-    pub user_id: String,
-    /// The client the session was issued to.
-    pub client_id: String,
-    /// Scopes granted at login (a list, so conditions can test membership).
-    pub scopes: Vec<String>,
-    /// Hash of the current refresh token ([`crate::token::RefreshToken::hash`]).
-    pub token_hash: String,
-    /// Generation of the current token: 0 at login, +1 per rotation.
-    pub generation: u32,
-    /// Hashes of earlier tokens, slot = generation mod [`HISTORY_SLOTS`]; "" = empty.
-    pub recent: Vec<String>,
-    /// Hash of the immediately previous token (set by the first rotation).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_hash: Option<String>,
-    /// When the last rotation happened, Unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rotated_at: Option<u64>,
-    /// The current token's secret sealed under a key only the previous token's holder can
-    /// derive, for the exactly-once retry window ([`crate::rotation`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sealed_successor: Option<String>,
-    /// Active or revoked.
-    pub status: FamilyStatus,
-    /// Why it was revoked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked_reason: Option<String>,
-    /// When it was revoked, Unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked_at: Option<u64>,
-    /// Login time, Unix seconds (GSI sort key).
-    pub created_at: u64,
-    /// Last login or refresh, Unix seconds.
-    pub last_used_at: u64,
-    /// The family dies if unused until then (sliding, never past `expires_at`).
-    pub idle_expires_at: u64,
-    /// Absolute expiry, Unix seconds; also the TTL attribute.
-    pub expires_at: u64,
-    /// The owner's Users key (normalised username): the account every login and rotation
-    /// of this family is checked against. Families written before it existed have none and
-    /// cannot be refreshed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_key: Option<String>,
-    /// The account version this family last followed ([`crate::store::UserRecord::version`]).
-    #[serde(default)]
-    pub user_version: u64,
-    /// The sessions epoch the family was created in; a later epoch ended it.
-    #[serde(default)]
-    pub sessions_epoch: u64,
-    /// The account's cut-off when the family last followed it: tokens it issues have
-    /// `iat` at or after it.
-    #[serde(default)]
-    pub not_before: u64,
-}
-
-impl FamilyRecord {
-    /// Whether the family can still be used at `now` (TTL deletion is lazy: an expired item
-    /// may linger for days, so expiry is always checked).
-    pub fn is_alive(&self, now: u64) -> bool {
-        self.status == FamilyStatus::Active && now < self.expires_at && now < self.idle_expires_at
-    }
-
-    /// Whether `hash` is one of the remembered earlier tokens.
-    pub fn remembers(&self, hash: &str) -> bool {
-        self.previous_hash.as_deref() == Some(hash) || self.recent.iter().any(|h| h == hash)
-    }
-
-    /// What the family keeps of its owner's account.
-    pub fn account_state(&self) -> AccountState {
-        AccountState { scopes: self.scopes.clone(), user_version: self.user_version, not_before: self.not_before }
-    }
-
-    /// Takes on the account's state (as a rotation that follows it writes it).
-    pub fn follow(&mut self, state: &AccountState) {
-        self.scopes.clone_from(&state.scopes);
-        self.user_version = state.user_version;
-        self.not_before = state.not_before;
-    }
-
-    /// The granted scope as an RFC 6749 string.
-    pub fn scope_string(&self) -> String {
-        crate::scope::Scope::from_tokens(self.scopes.iter().cloned()).to_scope_string()
-    }
-}
+use crate::platform::retry;
+use crate::rules::records::{AccountState, FamilyRecord, HISTORY_SLOTS};
 
 /// What a rotation attempt found.
 #[derive(Debug, Clone)]
@@ -138,7 +34,7 @@ pub enum RotateOutcome {
     AccountChanged,
 }
 
-/// Everything a rotation writes. Built by [`crate::rotation`].
+/// Everything a rotation writes. Built by [`crate::rules::rotation`].
 #[derive(Debug, Clone)]
 pub struct Rotation<'a> {
     /// Family to rotate.
@@ -160,17 +56,6 @@ pub struct Rotation<'a> {
     /// The account as the family must now follow it, if it moved since the family last
     /// looked (narrowed scopes, new version and cut-off, written with the rotation).
     pub follow: Option<&'a AccountState>,
-}
-
-/// What a family keeps of its owner's account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountState {
-    /// The family's scopes: its own, narrowed to the account's.
-    pub scopes: Vec<String>,
-    /// The account version followed.
-    pub user_version: u64,
-    /// The account's cut-off.
-    pub not_before: u64,
 }
 
 /// The account condition of a family write: the owner's profile still at `version` and
@@ -236,9 +121,6 @@ fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
 
-/// How often a transaction that conflicted with another is sent.
-const TRANSACTION_ATTEMPTS: u64 = 4;
-
 /// How a transaction ended.
 enum Transacted {
     Done,
@@ -292,11 +174,8 @@ impl DynamoFamilies {
     /// `TransactionConflict`: the account item is in every login and rotation of its user)
     /// is tried again a few times, a few milliseconds later, before it counts as a failure.
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Transacted, DependencyError> {
-        for attempt in 0..TRANSACTION_ATTEMPTS {
-            if attempt > 0 {
-                let jitter = u64::from(crate::token::random_bytes::<1>()[0] % 16);
-                tokio::time::sleep(std::time::Duration::from_millis(5 * attempt + jitter)).await;
-            }
+        for attempt in 0..retry::ATTEMPTS {
+            retry::backoff(attempt).await;
             let sent = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
             match sent {
                 Ok(_) => return Ok(Transacted::Done),
@@ -319,7 +198,7 @@ impl DynamoFamilies {
         }
         Err(DependencyError::DynamoDb {
             operation: "TransactWriteItems",
-            message: format!("still conflicting after {TRANSACTION_ATTEMPTS} attempts"),
+            message: format!("still conflicting after {} attempts", retry::ATTEMPTS),
         })
     }
 

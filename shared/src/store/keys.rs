@@ -12,12 +12,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::is_conditional_check_failed;
 use super::schema::KEYS_PARTITION_KEY;
 use crate::error::DependencyError;
-use crate::keys::set::KeySet;
+use crate::rules::keys::set::KeySet;
 
 /// The one item's key.
 const SIGNING_SET: &str = "signing";
 
-/// The item of the sealing secret (encrypted under KMS; see [`crate::keys::sealing`]).
+/// The item of the sealing secret (encrypted under KMS; see [`crate::services::keys::sealing`]).
 const SEALING: &str = "sealing";
 
 /// The key set in DynamoDB.

@@ -10,13 +10,17 @@ mod keys;
 mod revocations;
 mod users;
 
-pub use families::{
-    AccountGuard, AccountState, DynamoFamilies, FamilyRecord, FamilyStatus, Guarded, RotateOutcome, Rotation,
+pub use families::{AccountGuard, DynamoFamilies, Guarded, RotateOutcome, Rotation};
+pub use keys::DynamoKeys;
+pub use revocations::DynamoRevocations;
+pub use users::{AttemptCounter, DynamoUsers, LoginFailures, UserWriteError};
+
+/// The records these repositories read and write (defined with the rules that decide
+/// over them).
+pub use crate::rules::records::{
+    AccountChange, AccountState, FamilyRecord, FamilyStatus, Revocation, RevocationKind, UserRecord, UserStatus,
     HISTORY_SLOTS,
 };
-pub use keys::DynamoKeys;
-pub use revocations::{DynamoRevocations, Revocation, RevocationKind};
-pub use users::{AccountChange, AttemptCounter, DynamoUsers, LoginFailures, UserRecord, UserStatus, UserWriteError};
 
 /// Table layouts the code relies on. `infra/template.yaml` must declare the same keys,
 /// indexes and TTL attributes; a test compares the two, and DynamoDB Local's tables.

@@ -10,10 +10,11 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
-use serde::{Deserialize, Serialize};
 
 use super::schema::{REVOCATIONS_PARTITION_KEY, REVOCATIONS_SORT_KEY, TTL_ATTRIBUTE};
 use crate::error::DependencyError;
+use crate::platform::retry;
+use crate::rules::records::{Revocation, RevocationKind};
 
 /// The partition of the item that records a revoked `jti` (never an hour bucket, so the
 /// feed's queries do not see it).
@@ -22,50 +23,12 @@ fn jti_key(jti: &str) -> String {
 }
 
 /// How long [`DynamoRevocations::put`] keeps retrying unprocessed entries: well inside
-/// the authorizer's re-read window ([`crate::revocation_cache::POLL_OVERLAP_MS`], 15 s)
+/// the authorizer's re-read window ([`crate::services::revocation_feed::POLL_OVERLAP_MS`], 15 s)
 /// with the SDK's 4 s per call.
 const WRITE_BUDGET: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// The sort key of that item.
 const JTI_ENTRY: &str = "revoked";
-
-/// What an entry revokes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RevocationKind {
-    /// One access token, by `jti`.
-    Jti,
-    /// Every access token of one session, by `sid` (the family id).
-    Sid,
-    /// Every access token of a user issued before `not_before`, by `sub`.
-    User,
-}
-
-impl RevocationKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Jti => "jti",
-            Self::Sid => "sid",
-            Self::User => "user",
-        }
-    }
-}
-
-/// One denylist entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Revocation {
-    /// What it covers.
-    pub kind: RevocationKind,
-    /// The `jti`, `sid` or `sub` it covers.
-    pub subject: String,
-    /// When it was revoked, Unix milliseconds.
-    pub revoked_at_ms: u64,
-    /// For `User`: tokens with `iat` before this (Unix seconds) are revoked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_before: Option<u64>,
-    /// TTL, Unix seconds: after this no token the entry covers can be valid.
-    pub expires_at: u64,
-}
 
 impl Revocation {
     fn bucket(revoked_at_ms: u64) -> String {
@@ -126,7 +89,7 @@ impl DynamoRevocations {
                     Ok(WriteRequest::builder().put_request(put).build())
                 })
                 .collect::<Result<Vec<_>, DependencyError>>()?;
-            for attempt in 0..5u32 {
+            for attempt in 0..retry::ATTEMPTS {
                 if requests.is_empty() {
                     break;
                 }
@@ -137,9 +100,7 @@ impl DynamoRevocations {
                 if started.elapsed() > WRITE_BUDGET {
                     break;
                 }
-                if attempt > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
-                }
+                retry::backoff(attempt).await;
                 let out = self
                     .client
                     .batch_write_item()

@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 use super::is_conditional_check_failed;
 use super::schema::{TTL_ATTRIBUTE, USERS_PARTITION_KEY as PK, USERS_SORT_KEY as SK};
 use crate::error::DependencyError;
-use crate::username::Username;
+use crate::platform::retry;
+use crate::rules::login::{CounterRefusal, LockoutWindow};
+use crate::rules::records::{AccountChange, UserRecord};
+use crate::rules::username::Username;
 
 const PROFILE: &str = "profile";
 const LOGIN_FAILURES: &str = "login_failures";
@@ -40,92 +43,6 @@ impl AttemptCounter<'_> {
             Self::Username => LOGIN_FAILURES.to_owned(),
             Self::Device(hash) => format!("{DEVICE}{hash}"),
         }
-    }
-}
-
-/// Whether an account may log in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UserStatus {
-    /// May log in.
-    Active,
-    /// May not log in; answers like a wrong password.
-    Disabled,
-}
-
-/// An account.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserRecord {
-    /// Stable, random user id: the `sub` claim.
-    pub user_id: String,
-    /// argon2id PHC string.
-    pub password_hash: String,
-    /// Scopes the user may be granted.
-    pub scopes: Vec<String>,
-    /// Active or disabled.
-    pub status: UserStatus,
-    /// Unix seconds.
-    pub created_at: u64,
-    /// Bumped by every change that live sessions must follow (scopes, status, sessions
-    /// ended). A family remembers the version it last saw; logins and rotations are
-    /// conditioned on it, so none slips past a change.
-    #[serde(default)]
-    pub version: u64,
-    /// Bumped when every session of the user ends (disable, revoke-all, reuse): a family
-    /// of an earlier epoch is dead.
-    #[serde(default)]
-    pub sessions_epoch: u64,
-    /// The user cut-off, Unix seconds: access tokens issued before it are dead, and every
-    /// token issued after the change that set it has its `iat` at or after it.
-    #[serde(default)]
-    pub not_before: u64,
-}
-
-impl UserRecord {
-    /// A new active account.
-    pub fn new(user_id: String, password_hash: String, scopes: Vec<String>, created_at: u64) -> Self {
-        Self {
-            user_id,
-            password_hash,
-            scopes,
-            status: UserStatus::Active,
-            created_at,
-            version: 0,
-            sessions_epoch: 0,
-            not_before: 0,
-        }
-    }
-}
-
-/// An account change that every session of the account must follow.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AccountChange {
-    /// New scopes: sessions narrow to them at their next refresh; live access tokens end.
-    SetScopes(Vec<String>),
-    /// No more logins; every session and access token ends.
-    Disable,
-    /// Every session and access token ends; the account stays usable (revoke-all, reuse).
-    EndSessions,
-}
-
-impl AccountChange {
-    /// Whether the change ends every session (a new sessions epoch).
-    pub fn ends_sessions(&self) -> bool {
-        matches!(self, Self::Disable | Self::EndSessions)
-    }
-}
-
-impl std::fmt::Debug for UserRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserRecord")
-            .field("user_id", &self.user_id)
-            .field("password_hash", &"<redacted>")
-            .field("scopes", &self.scopes)
-            .field("status", &self.status)
-            .field("version", &self.version)
-            .field("sessions_epoch", &self.sessions_epoch)
-            .field("not_before", &self.not_before)
-            .finish()
     }
 }
 
@@ -222,15 +139,16 @@ impl DynamoUsers {
         username: &Username,
         counter: AttemptCounter<'_>,
         now: u64,
-        max: u32,
-        window_secs: u64,
+        window: LockoutWindow,
     ) -> Result<Result<(), std::time::Duration>, DependencyError> {
-        let cutoff = now.saturating_sub(window_secs);
+        let LockoutWindow { max, window_secs } = window;
+        let cutoff = window.cutoff(now);
         let device = matches!(counter, AttemptCounter::Device(_));
         // The username's counter expires with its window; a device keeps its own lifetime.
         let ttl = if device { "" } else { ", #ttl = :exp" };
         let exists = if device { " AND attribute_exists(#pk)" } else { "" };
-        for _ in 0..3 {
+        for attempt in 0..retry::ATTEMPTS {
+            retry::backoff(attempt).await;
             let counted = self
                 .counter_update(username, counter, now, window_secs)
                 .update_expression(format!(
@@ -259,12 +177,8 @@ impl DynamoUsers {
                 .map(serde_dynamo::from_item)
                 .transpose()
                 .map_err(|e| DependencyError::Corrupt(format!("login failures: {e}")))?;
-            let Some(LoginFailures { window_start: Some(start), .. }) = old else {
-                // A device forgotten meanwhile: refuse this once, like a full counter.
-                return Ok(Err(std::time::Duration::from_secs(1)));
-            };
-            if start > cutoff {
-                return Ok(Err(std::time::Duration::from_secs(start + window_secs - now)));
+            if let CounterRefusal::Throttled(retry_after) = window.refused(old.and_then(|o| o.window_start), now) {
+                return Ok(Err(retry_after));
             }
             // The window has passed: start a new one with this attempt (unless a concurrent
             // attempt just did; then count on in the loop).

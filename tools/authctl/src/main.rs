@@ -8,15 +8,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use tokenauth::keys::manager::{KeyChangeError, KeySource};
-use tokenauth::keys::set::{KeyRefusal, KeyStep};
-use tokenauth::keys::{KeyAlgorithm, KeyManager};
-use tokenauth::password;
-use tokenauth::scope::Scope;
+use tokenauth::rules::keys::set::{KeyRefusal, KeyStep};
+use tokenauth::rules::keys::KeyAlgorithm;
+use tokenauth::rules::password;
+use tokenauth::rules::scope::Scope;
+use tokenauth::rules::token::random_id;
+use tokenauth::rules::username::Username;
+use tokenauth::services::keys::manager::{KeyChangeError, KeySource};
+use tokenauth::services::keys::KeyManager;
 use tokenauth::store::AccountChange;
 use tokenauth::store::{DynamoUsers, UserRecord, UserWriteError};
-use tokenauth::token::random_id;
-use tokenauth::username::Username;
 use tokenauth::{Clock, Config, Revoker, SystemClock};
 
 #[derive(Parser)]
@@ -131,9 +132,10 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<String, String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
-    let sdk = tokenauth::aws::sdk_config(&config.trust_roots, tokenauth::aws::Credentials::DefaultChain)
-        .await
-        .map_err(|e| e.to_string())?;
+    let sdk =
+        tokenauth::platform::aws::sdk_config(&config.trust_roots, tokenauth::platform::aws::Credentials::DefaultChain)
+            .await
+            .map_err(|e| e.to_string())?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let users = DynamoUsers::new(dynamodb.clone(), &config.users_table);
     let revoker = Revoker::new(&config, dynamodb.clone(), Arc::new(SystemClock));
@@ -227,7 +229,7 @@ async fn keys(manager: &KeyManager, command: KeysCommand) -> Result<String, Stri
         },
         KeysCommand::Jwks => {
             let set = manager.list().await.map_err(|e| e.to_string())?;
-            Ok(tokenauth::discovery::jwks(&set).map_err(|e| e.to_string())?.body)
+            Ok(tokenauth::services::discovery::jwks(&set).map_err(|e| e.to_string())?.body)
         }
     }
 }

@@ -1,0 +1,423 @@
+//! HTTP at the edge: request parsing and the one mapping from [`ApiError`] to a response.
+//!
+//! Bodies and errors follow RFC 6749: §5.1 token responses with `Cache-Control: no-store`,
+//! §5.2 error bodies `{"error": .., "error_description": ..}`. Causes of 5xx answers are
+//! logged here and never sent.
+
+use lambda_http::http::header::{
+    ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use lambda_http::http::{HeaderValue, Method, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Allowed, ApiError};
+use crate::platform::audit::RequestMeta;
+use crate::rules::password::MAX_PASSWORD_BYTES;
+use crate::rules::token::TokenResponse;
+use crate::services::discovery::DiscoveryService;
+use crate::services::login::{LoginRequest, LoginService};
+use crate::services::refresh::{RefreshRequest, RefreshService};
+use crate::services::revoke::{RevocationService, RevokeRequest};
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// `POST /auth/login`: parse, log in, answer. Never fails: every outcome is a response.
+pub async fn login(service: &LoginService, request: &Request) -> Response<Body> {
+    let outcome = match parse_login(request) {
+        Ok(login) => service.login(login, &request_meta(request)).await,
+        Err(e) => Err(e),
+    };
+    token_or_error(outcome)
+}
+
+/// `POST /auth/refresh` (RFC 6749 §6): JSON `{"refresh_token", "scope"?}` or form
+/// `grant_type=refresh_token&refresh_token=..[&scope=..]`.
+pub async fn refresh(service: &RefreshService, request: &Request) -> Response<Body> {
+    let outcome = match parse_refresh(request) {
+        Ok(refresh) => service.refresh(refresh, &request_meta(request)).await,
+        Err(e) => Err(e),
+    };
+    token_or_error(outcome)
+}
+
+/// A token endpoint's answer: the token response, or the error's one mapping.
+fn token_or_error(outcome: Result<TokenResponse, ApiError>) -> Response<Body> {
+    match outcome {
+        Ok(tokens) => token_response(&tokens),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `POST /auth/revoke` (RFC 7009) and `POST /auth/revoke-all` (bearer token), told apart
+/// by the path.
+pub async fn revoke(service: &RevocationService, request: &Request) -> Response<Body> {
+    let ip = request_meta(request).source_ip;
+    let outcome = if request.raw_http_path().trim_end_matches('/').ends_with("/revoke-all") {
+        match (request.method() == Method::POST, bearer_token(request)) {
+            (false, _) => Err(ApiError::MethodNotAllowed(Allowed::Post)),
+            (true, Err(e)) => Err(e),
+            (true, Ok(token)) => service.revoke_all(token, ip.as_deref()).await.map(|_| ()),
+        }
+    } else {
+        match parse_revoke(request) {
+            Ok(revoke) => service.revoke(revoke, ip.as_deref()).await,
+            Err(e) => Err(e),
+        }
+    };
+    match outcome {
+        // RFC 7009 §2.2: 200 and an empty body.
+        Ok(()) => {
+            let mut response = json_response(StatusCode::OK, &serde_json::json!({}));
+            *response.body_mut() = Body::Empty;
+            response.headers_mut().remove(CONTENT_TYPE);
+            response
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `GET /.well-known/jwks.json` and `GET /.well-known/oauth-authorization-server`: the
+/// document with `Cache-Control: public, max-age` and an `ETag`; 304 when the client's
+/// `If-None-Match` names it; 404 for any other path.
+pub async fn discovery(service: &DiscoveryService, request: &Request) -> Response<Body> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return error_response(&ApiError::MethodNotAllowed(Allowed::Get));
+    }
+    let path = request.raw_http_path();
+    let document = if path.ends_with(crate::services::discovery::JWKS_PATH) {
+        match service.jwks().await {
+            Ok(document) => document,
+            Err(e) => return error_response(&ApiError::Unavailable(e)),
+        }
+    } else if path.ends_with(crate::services::discovery::METADATA_PATH) {
+        service.metadata()
+    } else {
+        return error_response(&ApiError::NotFound);
+    };
+    let not_modified =
+        request.headers().get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| document.matches(v));
+    let mut response = if not_modified {
+        let mut response = Response::new(Body::Empty);
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        let mut response = Response::new(Body::Text(document.body));
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    };
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&document.etag) {
+        headers.insert(ETAG, etag);
+    }
+    if let Ok(cache) = HeaderValue::from_str(&service.cache_control()) {
+        headers.insert(CACHE_CONTROL, cache);
+    }
+    response
+}
+
+/// The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1): scheme
+/// case-insensitive, exactly one token of the b64token alphabet, nothing else.
+pub fn bearer_token(request: &Request) -> Result<&str, ApiError> {
+    let mut values = request.headers().get_all(AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else { return Err(ApiError::InvalidToken) };
+    value.to_str().ok().and_then(crate::edge::bearer::parse_bearer).ok_or(ApiError::InvalidToken)
+}
+
+/// The caller's IP as API Gateway (REST or HTTP API) reports it.
+pub fn request_meta(request: &Request) -> RequestMeta {
+    let source_ip = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.clone(),
+        _ => None,
+    };
+    RequestMeta { source_ip }
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    device_token: Option<String>,
+}
+
+/// Reads a login body: POST, `application/json`, at most [`MAX_BODY_BYTES`], UTF-8,
+/// string fields, `username` and `password` present and non-empty.
+pub fn parse_login(request: &Request) -> Result<LoginRequest, ApiError> {
+    let body: LoginBody = json_body(request, "content type must be application/json")?;
+    if body.username.trim().is_empty() {
+        return Err(ApiError::InvalidRequest("username must not be empty"));
+    }
+    if body.password.is_empty() {
+        return Err(ApiError::InvalidRequest("password must not be empty"));
+    }
+    if body.password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::InvalidRequest("password is too long"));
+    }
+    if body.scope.as_deref().is_some_and(str::is_empty) {
+        return Err(ApiError::InvalidRequest("scope must not be empty when present"));
+    }
+    Ok(LoginRequest {
+        username: body.username,
+        password: body.password,
+        scope: body.scope,
+        device_token: body.device_token,
+    })
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    #[serde(default)]
+    grant_type: Option<String>,
+    refresh_token: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// Reads a refresh body, JSON or form. A `grant_type` other than `refresh_token` is
+/// `unsupported_grant_type`; in a form (the RFC 6749 shape) `grant_type` is required.
+pub fn parse_refresh(request: &Request) -> Result<RefreshRequest, ApiError> {
+    let (body, form): (RefreshBody, bool) = json_or_form_body(request)?;
+    match body.grant_type.as_deref() {
+        Some("refresh_token") => {}
+        None if !form => {}
+        None => return Err(ApiError::InvalidRequest("grant_type is required")),
+        Some(_) => return Err(ApiError::UnsupportedGrantType),
+    }
+    let refresh_token =
+        body.refresh_token.filter(|t| !t.is_empty()).ok_or(ApiError::InvalidRequest("refresh_token is required"))?;
+    if body.scope.as_deref().is_some_and(str::is_empty) {
+        return Err(ApiError::InvalidRequest("scope must not be empty when present"));
+    }
+    Ok(RefreshRequest { refresh_token, scope: body.scope })
+}
+
+#[derive(Deserialize)]
+struct RevokeBody {
+    token: Option<String>,
+    #[serde(default)]
+    token_type_hint: Option<String>,
+}
+
+/// Reads an RFC 7009 revocation body, JSON or form; `token` is required.
+pub fn parse_revoke(request: &Request) -> Result<RevokeRequest, ApiError> {
+    let (body, _): (RevokeBody, bool) = json_or_form_body(request)?;
+    let token = body.token.filter(|t| !t.is_empty()).ok_or(ApiError::InvalidRequest("token is required"))?;
+    Ok(RevokeRequest { token, token_type_hint: body.token_type_hint })
+}
+
+/// A JSON or `application/x-www-form-urlencoded` body, and whether it was a form.
+fn json_or_form_body<T: for<'de> Deserialize<'de>>(request: &Request) -> Result<(T, bool), ApiError> {
+    let is_form = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !is_form {
+        let wrong_type = "content type must be application/json or application/x-www-form-urlencoded";
+        return json_body(request, wrong_type).map(|body| (body, false));
+    }
+    if request.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed(Allowed::Post));
+    }
+    let bytes = request.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| ApiError::InvalidRequest("body is not UTF-8"))?;
+    // RFC 6749 §3.2: parameters must not be repeated; serde refuses duplicate fields.
+    serde_urlencoded::from_str(text)
+        .map(|body| (body, true))
+        .map_err(|_| ApiError::InvalidRequest("form body is malformed or repeats a parameter"))
+}
+
+/// A JSON body; `wrong_type` is what a client sending another content type is told.
+fn json_body<T: for<'de> Deserialize<'de>>(request: &Request, wrong_type: &'static str) -> Result<T, ApiError> {
+    if request.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed(Allowed::Post));
+    }
+    let bytes = request.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    if !is_json_content_type(request.headers().get(CONTENT_TYPE)) {
+        return Err(ApiError::InvalidRequest(wrong_type));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| ApiError::InvalidRequest("body is not UTF-8"))?;
+    if text.trim().is_empty() {
+        return Err(ApiError::InvalidRequest("body is empty"));
+    }
+    // serde would also build a struct from a JSON array; only an object is a valid body.
+    if !text.trim_start().starts_with('{') {
+        return Err(ApiError::InvalidRequest("body must be a JSON object"));
+    }
+    serde_json::from_str(text).map_err(|e| {
+        ApiError::InvalidRequest(match e.classify() {
+            serde_json::error::Category::Data => "body has a missing field or a field of the wrong type",
+            _ => "body is not valid JSON",
+        })
+    })
+}
+
+/// `application/json`, optionally with `charset=utf-8`; case-insensitive.
+fn is_json_content_type(value: Option<&HeaderValue>) -> bool {
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else { return false };
+    let mut parts = value.split(';');
+    let media = parts.next().unwrap_or_default().trim();
+    media.eq_ignore_ascii_case("application/json")
+        && parts.all(|p| {
+            let p = p.trim();
+            p.is_empty() || p.eq_ignore_ascii_case("charset=utf-8") || p.eq_ignore_ascii_case("charset=\"utf-8\"")
+        })
+}
+
+/// 200 with an RFC 6749 §5.1 body; never cached.
+pub fn token_response(tokens: &TokenResponse) -> Response<Body> {
+    json_response(StatusCode::OK, tokens)
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<&'static str>,
+}
+
+/// The one mapping from [`ApiError`] to HTTP: status, RFC 6749 §5.2 body, headers.
+pub fn error_response(error: &ApiError) -> Response<Body> {
+    let (status, error_code, description) = match error {
+        ApiError::InvalidRequest(why) => (StatusCode::BAD_REQUEST, "invalid_request", Some(*why)),
+        ApiError::MethodNotAllowed(Allowed::Post) => {
+            (StatusCode::METHOD_NOT_ALLOWED, "invalid_request", Some("use POST"))
+        }
+        ApiError::MethodNotAllowed(Allowed::Get) => {
+            (StatusCode::METHOD_NOT_ALLOWED, "invalid_request", Some("use GET"))
+        }
+        ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", Some("request body too large")),
+        ApiError::InvalidGrant => (StatusCode::UNAUTHORIZED, "invalid_grant", None),
+        ApiError::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope", None),
+        ApiError::UnsupportedGrantType => (StatusCode::BAD_REQUEST, "unsupported_grant_type", None),
+        ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", None),
+        ApiError::NotFound => (StatusCode::NOT_FOUND, "invalid_request", Some("no such resource")),
+        ApiError::Throttled { .. } => {
+            (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", Some("too many failed attempts; retry later"))
+        }
+        ApiError::Unavailable(cause) => {
+            tracing::error!(cause = %cause, "dependency failure; answering 503");
+            crate::platform::metrics::count("http", "DependencyFailures", cause.kind());
+            (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", Some("the service is temporarily unavailable"))
+        }
+    };
+    let mut response = json_response(status, &ErrorBody { error: error_code, error_description: description });
+    let retry_after = match error {
+        ApiError::Throttled { retry_after } => Some(retry_after.as_secs().max(1)),
+        ApiError::Unavailable(_) => Some(1),
+        _ => None,
+    };
+    if let Some(secs) = retry_after {
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if let ApiError::MethodNotAllowed(allowed) = error {
+        let allow = match allowed {
+            Allowed::Post => "POST",
+            Allowed::Get => "GET, HEAD",
+        };
+        response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    if matches!(error, ApiError::InvalidToken) {
+        // RFC 6750 §3.
+        response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
+    }
+    response
+}
+
+fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
+    // Our response types serialise infallibly (strings and integers only).
+    let json = serde_json::to_string(body).unwrap_or_else(|_| r#"{"error":"server_error"}"#.to_owned());
+    let mut response = Response::new(Body::Text(json));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::http;
+
+    fn post(content_type: Option<&str>, body: impl Into<Body>) -> Request {
+        let mut builder = http::Request::builder().method("POST").uri("/auth/login");
+        if let Some(ct) = content_type {
+            builder = builder.header("content-type", ct);
+        }
+        builder.body(body.into()).expect("request")
+    }
+
+    fn invalid_request(request: &Request) -> &'static str {
+        match parse_login(request) {
+            Err(ApiError::InvalidRequest(why)) => why,
+            other => panic!("expected invalid_request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_json_with_optional_scope_and_charset() {
+        let login = parse_login(&post(
+            Some("Application/JSON; charset=UTF-8"),
+            r#"{"username":"a","password":"p","scope":"read"}"#,
+        ))
+        .expect("valid");
+        assert_eq!(login.username, "a");
+        assert_eq!(login.scope.as_deref(), Some("read"));
+        let login = parse_login(&post(Some("application/json"), r#"{"username":"a","password":"p"}"#)).expect("valid");
+        assert_eq!(login.scope, None);
+    }
+
+    #[test]
+    fn refuses_each_kind_of_bad_input_with_invalid_request() {
+        let json = Some("application/json");
+        invalid_request(&post(Some("text/plain"), r#"{"username":"a","password":"p"}"#));
+        invalid_request(&post(None, r#"{"username":"a","password":"p"}"#));
+        invalid_request(&post(json, "{"));
+        invalid_request(&post(json, r#"["a","p"]"#));
+        invalid_request(&post(json, ""));
+        invalid_request(&post(json, r#"{"username":"a"}"#));
+        invalid_request(&post(json, r#"{"username":"","password":"p"}"#));
+        invalid_request(&post(json, r#"{"username":"a","password":""}"#));
+        invalid_request(&post(json, r#"{"username":1,"password":"p"}"#));
+        invalid_request(&post(json, r#"{"username":"a","password":["p"]}"#));
+        invalid_request(&post(json, r#"{"username":"a","password":"p","scope":""}"#));
+        invalid_request(&post(json, r#"{"username":"a","password":"p","scope":7}"#));
+        invalid_request(&post(json, r#"{"username":"a","username":"b","password":"p"}"#));
+        invalid_request(&post(json, Body::Binary(vec![b'{', 0xff, 0xfe, b'}'])));
+    }
+
+    #[test]
+    fn refuses_oversized_bodies_with_413() {
+        let body = format!(r#"{{"username":"a","password":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
+        let err = parse_login(&post(Some("application/json"), body)).expect_err("too large");
+        assert!(matches!(err, ApiError::PayloadTooLarge));
+        assert_eq!(error_response(&err).status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn error_bodies_are_rfc6749_and_uncacheable() {
+        let response = error_response(&ApiError::InvalidGrant);
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        assert_eq!(response.body().as_ref(), br#"{"error":"invalid_grant"}"#);
+        let throttled = error_response(&ApiError::Throttled { retry_after: std::time::Duration::from_secs(42) });
+        assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(throttled.headers()["retry-after"], "42");
+    }
+}

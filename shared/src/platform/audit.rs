@@ -1,0 +1,139 @@
+//! Audit trail: one structured log line per security event, under the tracing target
+//! `audit`, and one EMF count per event ([`crate::platform::metrics`]). Never a password, token, hash or username (users type passwords into the
+//! username field); the stable user id when it is known.
+
+use crate::rules::login::LoginFailure;
+
+/// Facts about the caller that go into the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    /// The caller's IP address as API Gateway saw it.
+    pub source_ip: Option<String>,
+}
+
+/// A login issued tokens.
+pub fn login_succeeded(user_id: &str, family_id: &str, client_id: &str, source_ip: Option<&str>) {
+    tracing::info!(
+        target: "audit",
+        event = "login",
+        outcome = "success",
+        user_id,
+        family_id,
+        client_id,
+        source_ip = source_ip.unwrap_or("-"),
+        "login succeeded"
+    );
+    crate::platform::metrics::count("login", "LoginAttempts", "success");
+}
+
+/// A login issued nothing.
+pub fn login_failed(reason: LoginFailure, user_id: Option<&str>, client_id: &str, source_ip: Option<&str>) {
+    tracing::warn!(
+        target: "audit",
+        event = "login",
+        outcome = "failure",
+        reason = reason.as_str(),
+        user_id = user_id.unwrap_or("-"),
+        client_id,
+        source_ip = source_ip.unwrap_or("-"),
+        "login failed"
+    );
+    crate::platform::metrics::count("login", "LoginAttempts", reason.as_str());
+}
+
+/// A session event other than login, one variant per kind of audit line. Its name and
+/// outcome are the line's `event` and `outcome` and the `SessionEvents` metric's operation
+/// and outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// A refresh rotated its family.
+    Rotated,
+    /// A client whose response was lost got the same successor again.
+    Retried,
+    /// A refresh token not of our form.
+    MalformedToken,
+    /// No family issued the presented refresh token.
+    UnknownToken,
+    /// A family that follows no account cannot be refreshed.
+    NoAccount,
+    /// The account ended the family (disabled, sessions ended, gone).
+    AccountEnded,
+    /// A refresh asked for a scope the family lacks.
+    ScopeNotGranted,
+    /// A genuine token of a revoked or expired family.
+    DeadFamily,
+    /// A rotated token came back: the family (or every family of the user) is revoked.
+    ReuseDetected,
+    /// RFC 7009: a refresh token's family revoked.
+    RefreshTokenRevoked,
+    /// RFC 7009: a refresh token of our form that revoked nothing.
+    NothingToRevoke,
+    /// RFC 7009: an access token denylisted.
+    AccessTokenRevoked,
+    /// Revoke-all refused a bearer whose session or account no longer holds.
+    RevokedBearer,
+    /// Revoke-all ended every session of the user.
+    AllSessionsRevoked,
+}
+
+impl SessionEvent {
+    /// The line's `event` and `outcome`.
+    pub fn name_and_outcome(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Rotated => ("refresh_rotated", "success"),
+            Self::Retried => ("refresh_retry", "success"),
+            Self::MalformedToken => ("refresh", "malformed_token"),
+            Self::UnknownToken => ("refresh", "unknown_token"),
+            Self::NoAccount => ("refresh", "no_account"),
+            Self::AccountEnded => ("refresh", "account_ended"),
+            Self::ScopeNotGranted => ("refresh", "invalid_scope"),
+            Self::DeadFamily => ("refresh", "dead_family"),
+            Self::ReuseDetected => ("refresh_reuse_detected", "revoked"),
+            Self::RefreshTokenRevoked => ("revoke_refresh_token", "success"),
+            Self::NothingToRevoke => ("revoke_refresh_token", "nothing_to_revoke"),
+            Self::AccessTokenRevoked => ("revoke_access_token", "success"),
+            Self::RevokedBearer => ("revoke_all", "revoked_bearer"),
+            Self::AllSessionsRevoked => ("revoke_all", "success"),
+        }
+    }
+}
+
+/// Whom a session event concerns: its family (`-` when none is known), and the user,
+/// client and caller where they are known.
+#[derive(Debug, Clone, Copy)]
+pub struct Session<'a> {
+    family_id: &'a str,
+    user_id: Option<&'a str>,
+    client_id: Option<&'a str>,
+    source_ip: Option<&'a str>,
+}
+
+impl<'a> Session<'a> {
+    /// The family `family_id`, from `source_ip`.
+    pub fn new(family_id: &'a str, source_ip: Option<&'a str>) -> Self {
+        Self { family_id, user_id: None, client_id: None, source_ip }
+    }
+
+    /// Owned by `user_id`.
+    pub fn user(self, user_id: &'a str) -> Self {
+        Self { user_id: Some(user_id), ..self }
+    }
+
+    /// Issued to `client_id`.
+    pub fn client(self, client_id: &'a str) -> Self {
+        Self { client_id: Some(client_id), ..self }
+    }
+}
+
+/// Writes the audit line of a session event and counts it.
+pub fn session(event: SessionEvent, session: Session<'_>) {
+    let (event, outcome) = event.name_and_outcome();
+    let Session { family_id, user_id, client_id, source_ip } = session;
+    let (user_id, client_id, source_ip) = (user_id.unwrap_or("-"), client_id.unwrap_or("-"), source_ip.unwrap_or("-"));
+    if outcome == "success" {
+        tracing::info!(target: "audit", event, outcome, user_id, family_id, client_id, source_ip, "{event}");
+    } else {
+        tracing::warn!(target: "audit", event, outcome, user_id, family_id, client_id, source_ip, "{event}");
+    }
+    crate::platform::metrics::count(event, "SessionEvents", outcome);
+}

@@ -1,0 +1,17 @@
+//! The rules: every decision the service makes, over plain values, with no I/O. Each has
+//! unit tests by outcome and needs no stack. The layers above read and write around them
+//! ([`crate::services`]) and persist their records ([`crate::store`]).
+
+pub mod keys;
+pub mod login;
+pub mod password;
+pub mod polled;
+pub mod records;
+pub mod revocations;
+pub mod revoke;
+pub mod rotation;
+pub mod routes;
+pub mod scope;
+pub mod token;
+pub mod username;
+pub mod verify;

@@ -1,0 +1,253 @@
+//! The records the rules decide over: a session (refresh-token family), an account, a
+//! denylist entry. Plain data in the shape of their DynamoDB items (serde); `store/` reads
+//! and writes them, the rules take them as values.
+
+use serde::{Deserialize, Serialize};
+
+use crate::rules::scope::Scope;
+
+/// How many earlier generations' hashes a family remembers, to recognise a genuinely
+/// issued but rotated token (reuse) and tell it from a forgery. Older tokens than this
+/// are treated like unknown ones: refused, with no revocation.
+pub const HISTORY_SLOTS: usize = 16;
+
+/// Whether a family's refresh token may still be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FamilyStatus {
+    /// The current token may be exchanged.
+    Active,
+    /// Revoked (logout, reuse detected, admin action); never active again.
+    Revoked,
+}
+
+/// A refresh-token family. Holds hashes of tokens, never a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilyRecord {
+    /// Family (session) id: the `sid` claim and part of the refresh token.
+    pub family_id: String,
+    /// Owner (GSI `by_user`).
+    pub user_id: String,
+    /// The client the session was issued to.
+    pub client_id: String,
+    /// Scopes granted at login (a list, so conditions can test membership).
+    pub scopes: Vec<String>,
+    /// Hash of the current refresh token ([`crate::rules::token::RefreshToken::hash`]).
+    pub token_hash: String,
+    /// Generation of the current token: 0 at login, +1 per rotation.
+    pub generation: u32,
+    /// Hashes of earlier tokens, slot = generation mod [`HISTORY_SLOTS`]; "" = empty.
+    pub recent: Vec<String>,
+    /// Hash of the immediately previous token (set by the first rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_hash: Option<String>,
+    /// When the last rotation happened, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<u64>,
+    /// The current token's secret sealed under a key only the previous token's holder can
+    /// derive, for the exactly-once retry window ([`crate::rules::rotation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_successor: Option<String>,
+    /// Active or revoked.
+    pub status: FamilyStatus,
+    /// Why it was revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_reason: Option<String>,
+    /// When it was revoked, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
+    /// Login time, Unix seconds (GSI sort key).
+    pub created_at: u64,
+    /// Last login or refresh, Unix seconds.
+    pub last_used_at: u64,
+    /// The family dies if unused until then (sliding, never past `expires_at`).
+    pub idle_expires_at: u64,
+    /// Absolute expiry, Unix seconds; also the TTL attribute.
+    pub expires_at: u64,
+    /// The owner's Users key (normalised username): the account every login and rotation
+    /// of this family is checked against. Families written before it existed have none and
+    /// cannot be refreshed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_key: Option<String>,
+    /// The account version this family last followed ([`UserRecord::version`]).
+    #[serde(default)]
+    pub user_version: u64,
+    /// The sessions epoch the family was created in; a later epoch ended it.
+    #[serde(default)]
+    pub sessions_epoch: u64,
+    /// The account's cut-off when the family last followed it: tokens it issues have
+    /// `iat` at or after it.
+    #[serde(default)]
+    pub not_before: u64,
+}
+
+impl FamilyRecord {
+    /// Whether the family can still be used at `now` (TTL deletion is lazy: an expired item
+    /// may linger for days, so expiry is always checked).
+    pub fn is_alive(&self, now: u64) -> bool {
+        self.status == FamilyStatus::Active && now < self.expires_at && now < self.idle_expires_at
+    }
+
+    /// The scope granted at login, as the family now has it.
+    pub fn scope(&self) -> Scope {
+        Scope::from_tokens(self.scopes.iter().cloned())
+    }
+
+    /// What the family keeps of its owner's account.
+    pub fn account_state(&self) -> AccountState {
+        AccountState { scopes: self.scopes.clone(), user_version: self.user_version, not_before: self.not_before }
+    }
+
+    /// Takes on the account's state (as a rotation that follows it writes it).
+    pub fn follow(&mut self, state: &AccountState) {
+        self.scopes.clone_from(&state.scopes);
+        self.user_version = state.user_version;
+        self.not_before = state.not_before;
+    }
+
+    /// The granted scope as an RFC 6749 string.
+    pub fn scope_string(&self) -> String {
+        self.scope().to_scope_string()
+    }
+}
+
+/// What a family keeps of its owner's account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountState {
+    /// The family's scopes: its own, narrowed to the account's.
+    pub scopes: Vec<String>,
+    /// The account version followed.
+    pub user_version: u64,
+    /// The account's cut-off.
+    pub not_before: u64,
+}
+
+/// Whether an account may log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    /// May log in.
+    Active,
+    /// May not log in; answers like a wrong password.
+    Disabled,
+}
+
+/// An account.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Stable, random user id: the `sub` claim.
+    pub user_id: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Scopes the user may be granted.
+    pub scopes: Vec<String>,
+    /// Active or disabled.
+    pub status: UserStatus,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Bumped by every change that live sessions must follow (scopes, status, sessions
+    /// ended). A family remembers the version it last saw; logins and rotations are
+    /// conditioned on it, so none slips past a change.
+    #[serde(default)]
+    pub version: u64,
+    /// Bumped when every session of the user ends (disable, revoke-all, reuse): a family
+    /// of an earlier epoch is dead.
+    #[serde(default)]
+    pub sessions_epoch: u64,
+    /// The user cut-off, Unix seconds: access tokens issued before it are dead, and every
+    /// token issued after the change that set it has its `iat` at or after it.
+    #[serde(default)]
+    pub not_before: u64,
+}
+
+impl UserRecord {
+    /// The scopes the user may be granted.
+    pub fn scope(&self) -> Scope {
+        Scope::from_tokens(self.scopes.iter().cloned())
+    }
+
+    /// A new active account.
+    pub fn new(user_id: String, password_hash: String, scopes: Vec<String>, created_at: u64) -> Self {
+        Self {
+            user_id,
+            password_hash,
+            scopes,
+            status: UserStatus::Active,
+            created_at,
+            version: 0,
+            sessions_epoch: 0,
+            not_before: 0,
+        }
+    }
+}
+
+/// An account change that every session of the account must follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountChange {
+    /// New scopes: sessions narrow to them at their next refresh; live access tokens end.
+    SetScopes(Vec<String>),
+    /// No more logins; every session and access token ends.
+    Disable,
+    /// Every session and access token ends; the account stays usable (revoke-all, reuse).
+    EndSessions,
+}
+
+impl AccountChange {
+    /// Whether the change ends every session (a new sessions epoch).
+    pub fn ends_sessions(&self) -> bool {
+        matches!(self, Self::Disable | Self::EndSessions)
+    }
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("user_id", &self.user_id)
+            .field("password_hash", &"<redacted>")
+            .field("scopes", &self.scopes)
+            .field("status", &self.status)
+            .field("version", &self.version)
+            .field("sessions_epoch", &self.sessions_epoch)
+            .field("not_before", &self.not_before)
+            .finish()
+    }
+}
+
+/// What an entry revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationKind {
+    /// One access token, by `jti`.
+    Jti,
+    /// Every access token of one session, by `sid` (the family id).
+    Sid,
+    /// Every access token of a user issued before `not_before`, by `sub`.
+    User,
+}
+
+impl RevocationKind {
+    /// Its name in the item's sort key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Jti => "jti",
+            Self::Sid => "sid",
+            Self::User => "user",
+        }
+    }
+}
+
+/// One denylist entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// What it covers.
+    pub kind: RevocationKind,
+    /// The `jti`, `sid` or `sub` it covers.
+    pub subject: String,
+    /// When it was revoked, Unix milliseconds.
+    pub revoked_at_ms: u64,
+    /// For `User`: tokens with `iat` before this (Unix seconds) are revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<u64>,
+    /// TTL, Unix seconds: after this no token the entry covers can be valid.
+    pub expires_at: u64,
+}

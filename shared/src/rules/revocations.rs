@@ -1,0 +1,108 @@
+//! What a warm authorizer knows about revocations: the denylist in memory, applied from
+//! entries and asked per verified token. Kept up to date by
+//! [`crate::services::revocation_feed::RevocationFeed`].
+
+use std::collections::HashMap;
+
+use crate::rules::records::{Revocation, RevocationKind};
+use crate::rules::token::AccessClaims;
+
+/// The denylist in memory.
+#[derive(Debug, Default, Clone)]
+pub struct RevocationCache {
+    jti: HashMap<String, u64>,
+    sid: HashMap<String, u64>,
+    users: HashMap<String, (u64, u64)>,
+}
+
+impl RevocationCache {
+    /// Adds entries (idempotent).
+    pub fn apply(&mut self, entries: impl IntoIterator<Item = Revocation>) {
+        for e in entries {
+            match e.kind {
+                RevocationKind::Jti => {
+                    self.jti.insert(e.subject, e.expires_at);
+                }
+                RevocationKind::Sid => {
+                    self.sid.insert(e.subject, e.expires_at);
+                }
+                RevocationKind::User => {
+                    let not_before = e.not_before.unwrap_or(e.revoked_at_ms / 1000 + 1);
+                    let entry = self.users.entry(e.subject).or_insert((0, 0));
+                    *entry = (entry.0.max(not_before), entry.1.max(e.expires_at));
+                }
+            }
+        }
+    }
+
+    /// Whether a verified token is covered by an entry.
+    pub fn is_revoked(&self, token: &AccessClaims) -> bool {
+        self.jti.contains_key(&token.jti)
+            || self.sid.contains_key(&token.sid)
+            || self.users.get(&token.sub).is_some_and(|(not_before, _)| token.iat < *not_before)
+    }
+
+    /// Drops entries past their expiry (no token they cover can still be valid).
+    pub fn prune(&mut self, now: u64) {
+        self.jti.retain(|_, exp| *exp > now);
+        self.sid.retain(|_, exp| *exp > now);
+        self.users.retain(|_, (_, exp)| *exp > now);
+    }
+
+    /// Number of entries held.
+    pub fn len(&self) -> usize {
+        self.jti.len() + self.sid.len() + self.users.len()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(jti: &str, sid: &str, sub: &str, iat: u64) -> AccessClaims {
+        AccessClaims {
+            iss: "https://auth.example.test".into(),
+            aud: "api".into(),
+            sub: sub.into(),
+            scope: String::new(),
+            client_id: String::new(),
+            sid: sid.into(),
+            jti: jti.into(),
+            iat,
+            exp: iat + 900,
+        }
+    }
+
+    fn entry(kind: RevocationKind, subject: &str, not_before: Option<u64>, expires_at: u64) -> Revocation {
+        Revocation { kind, subject: subject.into(), revoked_at_ms: 1_000_000, not_before, expires_at }
+    }
+
+    #[test]
+    fn covers_tokens_by_jti_sid_and_user_not_before() {
+        let mut cache = RevocationCache::default();
+        cache.apply([
+            entry(RevocationKind::Jti, "j1", None, 2000),
+            entry(RevocationKind::Sid, "s1", None, 2000),
+            entry(RevocationKind::User, "u1", Some(1000), 2000),
+        ]);
+        assert!(cache.is_revoked(&token("j1", "x", "x", 0)));
+        assert!(cache.is_revoked(&token("x", "s1", "x", 0)));
+        assert!(cache.is_revoked(&token("x", "x", "u1", 999)), "issued before not-before");
+        assert!(!cache.is_revoked(&token("x", "x", "u1", 1000)), "issued after: a new login");
+        assert!(!cache.is_revoked(&token("j2", "s2", "u2", 0)));
+    }
+
+    #[test]
+    fn prunes_entries_no_token_can_outlive() {
+        let mut cache = RevocationCache::default();
+        cache.apply([entry(RevocationKind::Jti, "old", None, 100), entry(RevocationKind::Jti, "new", None, 300)]);
+        cache.prune(200);
+        assert_eq!(cache.len(), 1);
+        assert!(cache.is_revoked(&token("new", "x", "x", 0)));
+    }
+}

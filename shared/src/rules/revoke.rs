@@ -1,0 +1,139 @@
+//! The revocation rules, without I/O: what an RFC 7009 request targets ([`classify`]),
+//! whose sessions revoke-all ends ([`revoke_all_subject`], [`bearer_session`],
+//! [`bearer_account_holds`]), and the cut-off of an account change ([`cut_off`]).
+
+use crate::error::ApiError;
+use crate::rules::records::{FamilyRecord, FamilyStatus, UserRecord};
+use crate::rules::token::{AccessClaims, RefreshToken};
+use crate::rules::username::Username;
+use crate::rules::verify::Verifier;
+
+/// How far ahead of an account change's time its cut-off lies, seconds ([`cut_off`]);
+/// tokens issued after the change carry an `iat` up to this far ahead, so the clock
+/// leeway must allow at least this.
+pub const CUT_OFF_MARGIN_SECS: u64 = 2;
+
+/// What the token of an RFC 7009 request is, decided without I/O. A refresh token is
+/// recognised by its form (its family decides later whether it is genuine); an access
+/// token must pass the one verifier, so nothing is revoked on unverified claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeTarget {
+    /// A refresh token of our form: its family (session) is the target.
+    Session(RefreshToken),
+    /// A valid access token: its `jti` is the target.
+    AccessToken(AccessClaims),
+    /// Anything else: invalid, expired, foreign or garbage. RFC 7009 §2.2: answered like
+    /// a success, nothing changes.
+    Nothing,
+}
+
+/// Classifies a presented token. The `token_type_hint` is not needed (RFC 7009 §2.1 lets
+/// a server ignore it): the two kinds cannot be mistaken for each other.
+pub fn classify(token: &str, verifier: &Verifier, now: u64) -> RevokeTarget {
+    if let Some(refresh) = RefreshToken::parse(token) {
+        return RevokeTarget::Session(refresh);
+    }
+    match verifier.verify(token, now) {
+        Ok(claims) => RevokeTarget::AccessToken(claims),
+        Err(_) => RevokeTarget::Nothing,
+    }
+}
+
+/// Whose sessions revoke-all ends: the subject of a valid bearer token, else 401.
+pub fn revoke_all_subject(bearer: &str, verifier: &Verifier, now: u64) -> Result<AccessClaims, ApiError> {
+    verifier.verify(bearer, now).map_err(|_| ApiError::InvalidToken)
+}
+
+/// The cut-off of an account change at `now`: tokens issued before it are dead. `iat` is
+/// in whole seconds, so a token issued earlier in this second must die too (+1), and the
+/// hosts' clocks may disagree within a second (+1). Tokens issued after the change carry
+/// `iat` at or after it, up to this many seconds ahead: well inside any verifier's
+/// leeway (the configuration keeps `TOKEN_LEEWAY_SECS` at least this).
+pub fn cut_off(now: u64) -> u64 {
+    now + CUT_OFF_MARGIN_SECS
+}
+
+/// Revoke-all's first check of a verified bearer, on what its session and the denylist
+/// say: the session is alive and belongs to the token's subject, and the token's `jti` is
+/// not revoked. The account to check next ([`bearer_account_holds`]), or `None` (a
+/// thief's revoked token must not end the victim's new sessions).
+pub fn bearer_session(claims: &AccessClaims, family: Option<&FamilyRecord>, jti_revoked: bool) -> Option<Username> {
+    let family = family.filter(|f| f.status == FamilyStatus::Active && f.user_id == claims.sub)?;
+    let username = family.user_key.as_deref().and_then(Username::normalise)?;
+    (!jti_revoked).then_some(username)
+}
+
+/// Revoke-all's second check: the account is still the token's subject's, and the token
+/// was issued at or after the account's cut-off.
+pub fn bearer_account_holds(claims: &AccessClaims, user: Option<&UserRecord>) -> bool {
+    user.is_some_and(|u| u.user_id == claims.sub && claims.iat >= u.not_before)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    //! One test per revocation outcome, on plain values: no stack.
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::rules::keys::testing::LocalSigner;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn claims() -> Value {
+        json!({"iss": "https://auth.example.test", "sub": "u-1", "aud": "api", "exp": NOW + 600, "iat": NOW - 10,
+               "jti": "j-1", "client_id": "first-party", "scope": "read", "sid": "s-1"})
+    }
+
+    fn setup() -> (LocalSigner, Verifier) {
+        let signer = LocalSigner::new();
+        let verifier = Verifier::new(vec![signer.trusted()], "https://auth.example.test".into(), "api".into(), 30);
+        (signer, verifier)
+    }
+
+    #[test]
+    fn a_refresh_token_targets_its_session_without_any_check_of_its_secret() {
+        let (_, verifier) = setup();
+        let refresh = RefreshToken::new_family();
+        assert_eq!(classify(&refresh.encode(), &verifier, NOW), RevokeTarget::Session(refresh));
+    }
+
+    #[test]
+    fn a_valid_access_token_targets_its_jti() {
+        let (signer, verifier) = setup();
+        match classify(&signer.sign_claims(&claims()), &verifier, NOW) {
+            RevokeTarget::AccessToken(c) => assert_eq!((c.jti.as_str(), c.exp), ("j-1", NOW + 600)),
+            other => panic!("expected the access token, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_expired_foreign_or_malformed_token_targets_nothing() {
+        let (signer, verifier) = setup();
+        let mut expired = claims();
+        expired["exp"] = json!(NOW - 60);
+        let mut no_sid = claims();
+        no_sid.as_object_mut().unwrap().remove("sid");
+        let (stranger, _) = setup();
+        for token in [
+            signer.sign_claims(&expired),
+            signer.sign_claims(&no_sid),
+            stranger.sign_claims(&claims()),
+            "not-a-token".to_owned(),
+            format!("{}x", RefreshToken::new_family().encode()),
+        ] {
+            assert_eq!(classify(&token, &verifier, NOW), RevokeTarget::Nothing, "{token}");
+        }
+    }
+
+    #[test]
+    fn revoke_all_takes_the_subject_of_a_valid_bearer_and_refuses_anything_else() {
+        let (signer, verifier) = setup();
+        assert_eq!(revoke_all_subject(&signer.sign_claims(&claims()), &verifier, NOW).unwrap().sub, "u-1");
+        let refresh = RefreshToken::new_family().encode();
+        assert!(matches!(revoke_all_subject(&refresh, &verifier, NOW), Err(ApiError::InvalidToken)));
+        let (stranger, _) = setup();
+        let foreign = stranger.sign_claims(&claims());
+        assert!(matches!(revoke_all_subject(&foreign, &verifier, NOW), Err(ApiError::InvalidToken)));
+    }
+}

@@ -1,0 +1,149 @@
+//! What we publish so others can verify our tokens without asking us: the JWKS (RFC 7517)
+//! of every trusted key and the authorization-server metadata (RFC 8414). The `jwks`
+//! function serves both from the key set, read per request (one `GetItem`; consumers cache
+//! for `max-age`).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::error::DependencyError;
+use crate::platform::config::Config;
+use crate::rules::keys::set::KeySet;
+use crate::services::keys::live::trusted_keys;
+use crate::store::DynamoKeys;
+
+/// The path of the JWKS.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+/// The path of the RFC 8414 metadata.
+pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+
+/// A published document: its JSON and its entity tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The JSON body.
+    pub body: String,
+    /// A strong entity tag of the body (quoted, as the `ETag` header carries it).
+    pub etag: String,
+}
+
+impl Published {
+    fn of(body: String) -> Self {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body.as_bytes());
+        let etag = format!("\"{}\"", B64URL.encode(&digest.as_ref()[..16]));
+        Self { body, etag }
+    }
+
+    /// Whether an `If-None-Match` value names this document (RFC 9110 §13.1.2, weak
+    /// comparison).
+    pub fn matches(&self, if_none_match: &str) -> bool {
+        if_none_match.trim() == "*"
+            || if_none_match.split(',').map(|tag| tag.trim().trim_start_matches("W/")).any(|tag| tag == self.etag)
+    }
+}
+
+/// The JWKS of a key set: every pending, current and previous key as a public JWK with
+/// `kid`, `alg` and `use: sig`, nothing else.
+pub fn jwks(set: &KeySet) -> Result<Published, DependencyError> {
+    let keys: Vec<serde_json::Value> = trusted_keys(set)?.iter().map(|k| k.public_jwk().clone()).collect();
+    Ok(Published::of(serde_json::json!({ "keys": keys }).to_string()))
+}
+
+/// RFC 8414 §2 metadata, every URL under the issuer.
+#[derive(Debug, Serialize)]
+struct Metadata<'a> {
+    issuer: &'a str,
+    jwks_uri: String,
+    token_endpoint: String,
+    revocation_endpoint: String,
+    /// The refresh grant only: login takes a username and password in its own request.
+    grant_types_supported: [&'static str; 1],
+    /// Required by RFC 8414; there is no authorization endpoint, so no response type.
+    response_types_supported: [&'static str; 0],
+    /// Public clients: nothing to authenticate with.
+    token_endpoint_auth_methods_supported: [&'static str; 1],
+    revocation_endpoint_auth_methods_supported: [&'static str; 1],
+}
+
+/// The metadata document for `issuer` (RFC 8414 §3: the issuer's URL is the base of the
+/// others; a trailing `/` is not doubled).
+pub fn metadata(issuer: &str) -> Published {
+    let base = issuer.trim_end_matches('/');
+    let metadata = Metadata {
+        issuer,
+        jwks_uri: format!("{base}{JWKS_PATH}"),
+        token_endpoint: format!("{base}/auth/refresh"),
+        revocation_endpoint: format!("{base}/auth/revoke"),
+        grant_types_supported: ["refresh_token"],
+        response_types_supported: [],
+        token_endpoint_auth_methods_supported: ["none"],
+        revocation_endpoint_auth_methods_supported: ["none"],
+    };
+    // Serialising a struct of strings cannot fail.
+    Published::of(serde_json::to_string(&metadata).unwrap_or_default())
+}
+
+/// The `jwks` function's service.
+#[derive(Debug, Clone)]
+pub struct DiscoveryService {
+    keys: DynamoKeys,
+    issuer: String,
+    max_age_secs: u64,
+}
+
+impl DiscoveryService {
+    /// The service a deployment configured.
+    pub fn from_config(config: &Config, dynamodb: aws_sdk_dynamodb::Client) -> Self {
+        Self {
+            keys: DynamoKeys::new(dynamodb, &config.keys_table),
+            issuer: config.issuer.clone(),
+            max_age_secs: config.jwks_max_age.as_secs(),
+        }
+    }
+
+    /// The JWKS as the key set is now.
+    pub async fn jwks(&self) -> Result<Published, DependencyError> {
+        jwks(&self.keys.get().await?)
+    }
+
+    /// The metadata.
+    pub fn metadata(&self) -> Published {
+        metadata(&self.issuer)
+    }
+
+    /// `Cache-Control` of both documents: shorter than a new key's publish lead
+    /// ([`Config::check`]), so every cache has seen a key before it signs.
+    pub fn cache_control(&self) -> String {
+        format!("public, max-age={}", self.max_age_secs)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_urls_sit_under_the_issuer() {
+        for issuer in ["https://auth.example.com", "https://auth.example.com/"] {
+            let doc: serde_json::Value = serde_json::from_str(&metadata(issuer).body).unwrap();
+            assert_eq!(doc["issuer"], issuer, "the issuer exactly as tokens carry it");
+            assert_eq!(doc["jwks_uri"], "https://auth.example.com/.well-known/jwks.json");
+            assert_eq!(doc["token_endpoint"], "https://auth.example.com/auth/refresh");
+            assert_eq!(doc["revocation_endpoint"], "https://auth.example.com/auth/revoke");
+            assert_eq!(doc["grant_types_supported"], serde_json::json!(["refresh_token"]));
+            assert_eq!(doc["response_types_supported"], serde_json::json!([]));
+        }
+    }
+
+    #[test]
+    fn an_etag_matches_itself_weakly_and_in_lists_only() {
+        let doc = metadata("https://a.test");
+        assert!(doc.matches(&doc.etag));
+        assert!(doc.matches(&format!("W/{}", doc.etag)));
+        assert!(doc.matches(&format!("\"other\", {}", doc.etag)));
+        assert!(doc.matches("*"));
+        assert!(!doc.matches("\"other\""));
+        assert_ne!(doc.etag, metadata("https://b.test").etag);
+    }
+}

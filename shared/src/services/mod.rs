@@ -1,0 +1,29 @@
+//! Services: the rules of [`crate::rules`] with their I/O around them, one per function
+//! (login, refresh, revoke, discovery), the key set at run time, and the authorizer's
+//! revocation feed. Each reads, asks a rule, writes; the decisions are not made here.
+
+pub mod discovery;
+pub mod keys;
+pub mod login;
+pub mod refresh;
+pub mod revocation_feed;
+pub mod revoke;
+
+use std::sync::Arc;
+
+use crate::platform::config::Config;
+use crate::rules::keys::Signer;
+use crate::rules::token::AccessTokenIssuer;
+use crate::rules::verify::Verifier;
+
+/// The one verifier of access tokens as a deployment configured it (issuer, audience,
+/// clock leeway), trusting no key until a [`keys::KeyRing`] hands it the key set's. Every
+/// function that accepts an access token builds this one.
+pub fn verifier_for(config: &Config) -> Verifier {
+    Verifier::new(Vec::new(), config.issuer.clone(), config.audience.clone(), config.token_leeway.as_secs())
+}
+
+/// The issuer a deployment configured (`iss`, `aud`, lifetime), signing with `signer`.
+pub fn issuer_for(signer: Arc<dyn Signer>, config: &Config) -> AccessTokenIssuer {
+    AccessTokenIssuer::new(signer, config.issuer.clone(), config.audience.clone(), config.access_token_ttl)
+}

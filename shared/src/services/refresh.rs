@@ -1,0 +1,287 @@
+//! `POST /auth/refresh`: rotate the refresh token, issue a new access token.
+//!
+//! A refresh reads its family (one GetItem), then makes one transaction that rotates it,
+//! conditioned on the presented token being current and on the owner's account being
+//! unchanged and active, while `kms:Sign` signs the access token: two sequential round
+//! trips, three calls. When the account moved, the owner's account is read once
+//! ([`crate::rules::rotation::follow_account`]): a disabled account or ended sessions end the
+//! family; new scopes narrow it, in the same rotation. A refused rotation is classified
+//! by [`crate::rules::rotation::classify`]: retry within the leeway (same successor, no write),
+//! reuse (revoke), or nothing.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{ApiError, DependencyError, StartError};
+use crate::platform::audit::{self, RequestMeta, Session, SessionEvent};
+use crate::platform::clock::{Clock, SystemClock};
+use crate::platform::config::{Config, ReuseScope};
+use crate::platform::retry;
+use crate::rules::keys::Signer;
+use crate::rules::rotation::{
+    classify, follow_account, next_step, seal_successor, AccountVerdict, RefreshStep, Refusal,
+};
+use crate::rules::scope::Scope;
+use crate::rules::token::{AccessGrant, AccessTokenIssuer, RefreshToken, TokenResponse};
+use crate::rules::username::Username;
+use crate::services::keys::sealing::SealingSecrets;
+use crate::services::keys::KeySetSigner;
+use crate::services::revoke::Revoker;
+use crate::store::DynamoKeys;
+use crate::store::{AccountGuard, DynamoFamilies, DynamoUsers, FamilyRecord, RotateOutcome, Rotation};
+
+/// A refresh request (RFC 6749 §6), already parsed.
+#[derive(Clone)]
+pub struct RefreshRequest {
+    /// The presented refresh token.
+    pub refresh_token: String,
+    /// A narrower scope for the new access token (never wider than the login's).
+    pub scope: Option<String>,
+}
+
+impl fmt::Debug for RefreshRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshRequest").field("scope", &self.scope).finish_non_exhaustive()
+    }
+}
+
+/// Rotates refresh tokens. Built once per cold start.
+pub struct RefreshService {
+    families: DynamoFamilies,
+    users: DynamoUsers,
+    revoker: Revoker,
+    issuer: AccessTokenIssuer,
+    sealing: SealingSecrets,
+    clock: Arc<dyn Clock>,
+    leeway_secs: u64,
+    idle_secs: u64,
+    reuse_revokes: ReuseScope,
+}
+
+impl fmt::Debug for RefreshService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshService")
+            .field("issuer", &self.issuer)
+            .field("leeway_secs", &self.leeway_secs)
+            .field("reuse_revokes", &self.reuse_revokes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RefreshService {
+    /// Builds the service from configuration and SDK clients, signing with the key set's
+    /// current key ([`KeySetSigner`]).
+    pub async fn from_config(
+        config: &Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        kms: aws_sdk_kms::Client,
+    ) -> Result<Self, StartError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let signer = KeySetSigner::from_config(config, dynamodb.clone(), kms.clone(), clock.clone()).await;
+        let service = Self::new(config, dynamodb, kms, Arc::new(signer), clock);
+        service.warm_up().await;
+        Ok(service)
+    }
+
+    /// Decrypts the sealing secret now (at cold start), so the first request need not; if
+    /// this fails, the first request tries again.
+    pub async fn warm_up(&self) {
+        if let Err(e) = self.sealing.get().await {
+            tracing::warn!(error = %e, "no sealing secret at start-up");
+        }
+    }
+
+    /// Builds the service around an existing signer and clock; `kms` decrypts the sealing
+    /// secret of successors.
+    pub fn new(
+        config: &Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        kms: aws_sdk_kms::Client,
+        signer: Arc<dyn Signer>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            sealing: SealingSecrets::new(DynamoKeys::new(dynamodb.clone(), &config.keys_table), kms),
+            families: DynamoFamilies::new(dynamodb.clone(), &config.families_table, &config.users_table),
+            users: DynamoUsers::new(dynamodb.clone(), &config.users_table),
+            revoker: Revoker::new(config, dynamodb, clock.clone()),
+            issuer: super::issuer_for(signer, config),
+            clock,
+            leeway_secs: config.refresh_leeway.as_secs(),
+            idle_secs: config.refresh_idle_ttl.as_secs(),
+            reuse_revokes: config.reuse_revokes,
+        }
+    }
+
+    /// Exchanges a refresh token for a new access token and a new refresh token.
+    pub async fn refresh(&self, request: RefreshRequest, meta: &RequestMeta) -> Result<TokenResponse, ApiError> {
+        let ip = meta.source_ip.as_deref();
+        let Some(presented) = RefreshToken::parse(&request.refresh_token) else {
+            audit::session(SessionEvent::MalformedToken, Session::new("-", ip));
+            return Err(ApiError::InvalidGrant);
+        };
+        let family_id = presented.family_id();
+        let required = match request.scope.as_deref() {
+            None => Scope::default(),
+            Some(raw) => Scope::parse(raw).map_err(|_| ApiError::InvalidScope)?,
+        };
+        let required_scopes: Vec<String> = required.tokens().map(str::to_owned).collect();
+        let successor = presented.successor().ok_or(ApiError::InvalidGrant)?;
+        let server = self.sealing.get().await?;
+        let sealed = if self.leeway_secs > 0 { seal_successor(server, &presented, &successor) } else { None };
+        let (presented_hash, successor_hash) = (presented.hash(), successor.hash());
+        let now = self.clock.now();
+
+        let mut family = self.families.get(&family_id).await?;
+        let mut following = None;
+        for attempt in 0..retry::ATTEMPTS {
+            retry::backoff(attempt).await;
+            let current = match (next_step(family.as_ref(), &presented, &required, now), family.take()) {
+                (RefreshStep::Rotate, Some(current)) => current,
+                (RefreshStep::Refused, Some(current)) => {
+                    return self.refused(&presented, current, &required, now, ip).await;
+                }
+                (RefreshStep::NoAccount, Some(current)) => {
+                    audit::session(SessionEvent::NoAccount, Session::new(&family_id, ip).user(&current.user_id));
+                    return Err(ApiError::InvalidGrant);
+                }
+                (RefreshStep::Unknown, _) | (_, None) => {
+                    audit::session(SessionEvent::UnknownToken, Session::new(&family_id, ip));
+                    return Err(ApiError::InvalidGrant);
+                }
+            };
+            let Some(guard) = AccountGuard::of(&current) else { return Err(ApiError::InvalidGrant) };
+            let rotation = Rotation {
+                family_id: &family_id,
+                presented_hash: &presented_hash,
+                presented_generation: presented.generation(),
+                successor_hash: &successor_hash,
+                sealed_successor: sealed.as_deref(),
+                required_scopes: &required_scopes,
+                now,
+                idle_secs: self.idle_secs,
+                follow: following.as_ref(),
+            };
+            // Signed while the rotation is written; thrown away unless it commits.
+            let (issued, rotated) =
+                tokio::join!(self.issue(&current, &required, &successor, now), self.families.rotate(&rotation, guard));
+            match rotated? {
+                RotateOutcome::Rotated => {
+                    let tokens = issued?;
+                    let session = Session::new(&family_id, ip).user(&current.user_id).client(&current.client_id);
+                    audit::session(SessionEvent::Rotated, session);
+                    return Ok(tokens);
+                }
+                RotateOutcome::Refused(old) => {
+                    family = old.map(|f| *f);
+                    following = None;
+                }
+                RotateOutcome::AccountChanged => match self.follow(current, now, ip).await? {
+                    Some((followed, state)) => {
+                        family = Some(followed);
+                        following = Some(state);
+                    }
+                    None => return Err(ApiError::InvalidGrant),
+                },
+            }
+        }
+        Err(DependencyError::Internal("the family kept changing under the rotation".into()).into())
+    }
+
+    /// The access token a family issues now, for `required` scopes or all of its own, at
+    /// or after the account's cut-off, with the refresh token that goes with it.
+    async fn issue(
+        &self,
+        family: &FamilyRecord,
+        required: &Scope,
+        refresh_token: &RefreshToken,
+        now: u64,
+    ) -> Result<TokenResponse, DependencyError> {
+        // RFC 6749 §6: the narrowed scope if one was asked for, else the one granted at login.
+        let scope = if required.is_empty() { family.scope_string() } else { required.to_scope_string() };
+        let grant = AccessGrant {
+            subject: &family.user_id,
+            client_id: &family.client_id,
+            scope: &scope,
+            session_id: &family.family_id,
+        };
+        self.issuer.issue(&grant, refresh_token, now.max(family.not_before)).await
+    }
+
+    /// Reads the owner's account after it moved: the family as it must now be (narrowed,
+    /// following the new version), or `None` when the account ended it (the family is
+    /// revoked too, idempotently).
+    async fn follow(
+        &self,
+        mut family: FamilyRecord,
+        now: u64,
+        ip: Option<&str>,
+    ) -> Result<Option<(FamilyRecord, crate::store::AccountState)>, ApiError> {
+        let user = match family.user_key.as_deref().and_then(Username::normalise) {
+            Some(key) => self.users.get(&key).await?,
+            None => None,
+        };
+        match follow_account(&family, user.as_ref()) {
+            AccountVerdict::Dead => {
+                audit::session(SessionEvent::AccountEnded, Session::new(&family.family_id, ip).user(&family.user_id));
+                self.revoker.end_family(&family.family_id, "account_changed", now).await?;
+                Ok(None)
+            }
+            // The condition failed yet the account reads as followed: try again as it is.
+            AccountVerdict::Unchanged => {
+                let state = family.account_state();
+                Ok(Some((family, state)))
+            }
+            AccountVerdict::Follow(state) => {
+                family.follow(&state);
+                Ok(Some((family, state)))
+            }
+        }
+    }
+
+    /// A token that cannot rotate this family as it is: what does it mean?
+    async fn refused(
+        &self,
+        presented: &RefreshToken,
+        family: FamilyRecord,
+        required: &Scope,
+        now: u64,
+        ip: Option<&str>,
+    ) -> Result<TokenResponse, ApiError> {
+        let (family_id, user_id) = (family.family_id.clone(), family.user_id.clone());
+        let known = Session::new(&family_id, ip).user(&user_id);
+        let server = self.sealing.get().await?;
+        match classify(server, presented, Some(&family), required, now, self.leeway_secs) {
+            Refusal::Retry(same_successor) => {
+                // No write, so the account is checked by reading it.
+                let Some((family, _)) = self.follow(family.clone(), now, ip).await? else {
+                    return Err(ApiError::InvalidGrant);
+                };
+                if !required.is_subset_of(&family.scope()) {
+                    return Err(ApiError::InvalidScope);
+                }
+                let tokens = self.issue(&family, required, &same_successor, now).await?;
+                let session = Session::new(&family_id, ip).user(&family.user_id).client(&family.client_id);
+                audit::session(SessionEvent::Retried, session);
+                Ok(tokens)
+            }
+            Refusal::ScopeNotGranted => {
+                audit::session(SessionEvent::ScopeNotGranted, known);
+                Err(ApiError::InvalidScope)
+            }
+            Refusal::Unknown => {
+                audit::session(SessionEvent::UnknownToken, Session::new(&family_id, ip));
+                Err(ApiError::InvalidGrant)
+            }
+            Refusal::Dead => {
+                audit::session(SessionEvent::DeadFamily, known);
+                Err(ApiError::InvalidGrant)
+            }
+            Refusal::Reuse => {
+                audit::session(SessionEvent::ReuseDetected, known);
+                self.revoker.revoke_for_reuse(self.reuse_revokes, &family, now).await?;
+                Err(ApiError::InvalidGrant)
+            }
+        }
+    }
+}

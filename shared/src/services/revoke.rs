@@ -1,0 +1,314 @@
+//! Ending sessions: RFC 7009 token revocation, revoke-all, and the revocation that reuse
+//! detection triggers.
+//!
+//! Ending a session is two writes: the family becomes `revoked` (no refresh ever again)
+//! and a denylist entry goes into Revocations (`sid`, or a user's not-before), so access
+//! tokens already out there die at the authorizer too. Entries live until the last token
+//! they cover has expired.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{ApiError, DependencyError};
+use crate::platform::audit::{self, Session, SessionEvent};
+use crate::platform::clock::Clock;
+use crate::platform::config::{Config, ReuseScope};
+use crate::rules::polled::Freshness;
+use crate::rules::revoke::{bearer_account_holds, bearer_session, classify, cut_off, revoke_all_subject, RevokeTarget};
+use crate::rules::token::{AccessClaims, RefreshToken};
+use crate::rules::username::Username;
+use crate::rules::verify::Verifier;
+use crate::services::keys::KeyRing;
+use crate::store::{
+    AccountChange, DynamoFamilies, DynamoRevocations, DynamoUsers, FamilyRecord, Revocation, RevocationKind,
+    UserRecord, UserWriteError,
+};
+
+/// How long ending a user's families may take before the rest is left to their owner's
+/// cut-off: a rotation of a family of an ended epoch fails anyway, so finishing is only
+/// tidiness, and the time stays bounded however many families there are.
+const FAMILY_CLEAN_UP_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How many families are revoked at once during a clean-up.
+const FAMILY_CLEAN_UP_CONCURRENCY: usize = 8;
+
+/// Revokes families and writes the matching denylist entries.
+#[derive(Clone)]
+pub struct Revoker {
+    families: DynamoFamilies,
+    users: DynamoUsers,
+    revocations: DynamoRevocations,
+    /// How long an entry written now must live ([`Config::revocation_lifetime`]).
+    lifetime_secs: u64,
+    /// How long past a token's `exp` its entry must live ([`Config::revocation_grace`]).
+    grace_secs: u64,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Revoker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Revoker").field("lifetime_secs", &self.lifetime_secs).finish_non_exhaustive()
+    }
+}
+
+/// What an account change did.
+#[derive(Debug, Clone)]
+pub struct AccountChanged {
+    /// The account as written.
+    pub user: UserRecord,
+    /// Families revoked by the clean-up (not necessarily all: the cut-off covers the rest).
+    pub families_revoked: usize,
+}
+
+impl Revoker {
+    /// Over the configured tables.
+    pub fn new(config: &Config, dynamodb: aws_sdk_dynamodb::Client, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            families: DynamoFamilies::new(dynamodb.clone(), &config.families_table, &config.users_table),
+            users: DynamoUsers::new(dynamodb.clone(), &config.users_table),
+            revocations: DynamoRevocations::new(dynamodb, &config.revocations_table),
+            lifetime_secs: config.revocation_lifetime().as_secs(),
+            grace_secs: config.revocation_grace().as_secs(),
+            clock,
+        }
+    }
+
+    /// A denylist entry, stamped now (just before it is written: the authorizer's overlap
+    /// covers the time a write takes to land, not the time a request took before it).
+    fn entry(&self, kind: RevocationKind, subject: &str, not_before: Option<u64>) -> Revocation {
+        Revocation {
+            kind,
+            subject: subject.to_owned(),
+            revoked_at_ms: self.clock.now_ms(),
+            not_before,
+            expires_at: self.clock.now() + self.lifetime_secs,
+        }
+    }
+
+    /// Revokes one family if `presented` is a token it issued (current or remembered) and
+    /// denylists its `sid`. A forged token changes nothing. Returns whether it revoked.
+    pub async fn revoke_presented(
+        &self,
+        presented: &RefreshToken,
+        reason: &str,
+        now: u64,
+    ) -> Result<bool, DependencyError> {
+        let family_id = presented.family_id();
+        match self.families.revoke(&family_id, Some(&presented.hash()), reason, now).await? {
+            Some(_) => {
+                self.revocations.put(&[self.entry(RevocationKind::Sid, &family_id, None)]).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Revokes one family (idempotent): its account already cut off its access tokens.
+    pub async fn end_family(&self, family_id: &str, reason: &str, now: u64) -> Result<(), DependencyError> {
+        self.families.revoke(family_id, None, reason, now).await.map(|_| ())
+    }
+
+    /// Applies an account change that every session must follow. First the cut-off entry,
+    /// so live access tokens die at the authorizer within the stated lag (if it cannot be
+    /// written, nothing has changed and the call can simply be repeated). Then the account
+    /// write, the commit point: from it on, no login or rotation decided on the account as
+    /// it was can succeed (both are conditioned on its version), and every token issued
+    /// after it is at or after the cut-off. Then, if the change ends sessions, the families
+    /// are revoked as far as the clean-up budget (3 s) allows.
+    pub async fn change_account(
+        &self,
+        username: &Username,
+        change: &AccountChange,
+        reason: &str,
+        now: u64,
+    ) -> Result<AccountChanged, UserWriteError> {
+        let user_id = self.users.get(username).await?.ok_or(UserWriteError::NotFound)?.user_id;
+        let not_before = cut_off(now);
+        self.revocations.put(&[self.entry(RevocationKind::User, &user_id, Some(not_before))]).await?;
+        let user = self.users.change(username, change, not_before).await?;
+        let families_revoked =
+            if change.ends_sessions() { self.end_families_of(&user.user_id, reason, now).await } else { 0 };
+        Ok(AccountChanged { user, families_revoked })
+    }
+
+    /// Revokes a user's families and denylists their `sid`s, concurrently, for at most the
+    /// clean-up budget; failures are logged, not fatal (the account's cut-off already ended
+    /// these sessions).
+    async fn end_families_of(&self, user_id: &str, reason: &str, now: u64) -> usize {
+        use futures_util::StreamExt as _;
+        let revoked = std::sync::atomic::AtomicUsize::new(0);
+        let clean_up = async {
+            let ids = match self.families.family_ids_of_user(user_id).await {
+                Ok(ids) => ids,
+                Err(e) => return tracing::warn!(error = %e, "could not list a user's families"),
+            };
+            // Each family revoked, and its `sid` denylisted (its tokens are under the cut-off
+            // already; the entry says so per session too).
+            let end_family = |id: String| async move {
+                if self.families.revoke(&id, None, reason, now).await?.is_none() {
+                    return Ok(false);
+                }
+                self.revocations.put(&[self.entry(RevocationKind::Sid, &id, None)]).await?;
+                Ok::<bool, DependencyError>(true)
+            };
+            futures_util::stream::iter(ids)
+                .map(end_family)
+                .buffer_unordered(FAMILY_CLEAN_UP_CONCURRENCY)
+                .for_each(|outcome| {
+                    match outcome {
+                        Ok(true) => {
+                            revoked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not revoke a family; its cut-off covers it"),
+                    }
+                    std::future::ready(())
+                })
+                .await;
+        };
+        if tokio::time::timeout(FAMILY_CLEAN_UP_BUDGET, clean_up).await.is_err() {
+            tracing::warn!("family clean-up stopped at its time budget; the cut-off covers the rest");
+        }
+        revoked.into_inner()
+    }
+
+    /// Reacts to a detected reuse in `family`: its `sid` is denylisted and, with
+    /// [`ReuseScope::User`], every session of its owner ends (an account change). The
+    /// reused family is revoked last, so if any step fails, presenting the stolen token
+    /// again detects the reuse again and finishes the job.
+    pub async fn revoke_for_reuse(
+        &self,
+        scope: ReuseScope,
+        family: &FamilyRecord,
+        now: u64,
+    ) -> Result<(), DependencyError> {
+        self.revocations.put(&[self.entry(RevocationKind::Sid, &family.family_id, None)]).await?;
+        if scope == ReuseScope::User {
+            if let Some(username) = family.user_key.as_deref().and_then(Username::normalise) {
+                match self.change_account(&username, &AccountChange::EndSessions, "reuse_detected", now).await {
+                    Ok(_) | Err(UserWriteError::NotFound | UserWriteError::AlreadyExists) => {}
+                    Err(UserWriteError::Dependency(e)) => return Err(e),
+                }
+            }
+        }
+        self.families.revoke(&family.family_id, None, "reuse_detected", now).await?;
+        Ok(())
+    }
+
+    /// Denylists one access token until it expires (and records it for
+    /// [`Revoker::bearer_account`]).
+    pub async fn revoke_access_token(&self, jti: &str, exp: u64) -> Result<(), DependencyError> {
+        let mut entry = self.entry(RevocationKind::Jti, jti, None);
+        entry.expires_at = exp + self.grace_secs;
+        self.revocations.put(&[entry]).await
+    }
+
+    /// The account of a bearer token that is not revoked: its session alive, its `jti`
+    /// not revoked, issued at or after its account's cut-off. `None` otherwise (a thief's
+    /// revoked token must not end the victim's new sessions).
+    pub async fn bearer_account(&self, claims: &AccessClaims) -> Result<Option<Username>, DependencyError> {
+        let (family, jti_revoked) =
+            tokio::try_join!(self.families.get(&claims.sid), self.revocations.is_jti_revoked(&claims.jti))?;
+        let Some(username) = bearer_session(claims, family.as_ref(), jti_revoked) else { return Ok(None) };
+        let user = self.users.get(&username).await?;
+        Ok(bearer_account_holds(claims, user.as_ref()).then_some(username))
+    }
+}
+
+/// A revocation request (RFC 7009 §2.1).
+#[derive(Clone)]
+pub struct RevokeRequest {
+    /// The token to revoke.
+    pub token: String,
+    /// `access_token` or `refresh_token`; a hint only (RFC 7009 §2.1).
+    pub token_type_hint: Option<String>,
+}
+
+impl fmt::Debug for RevokeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RevokeRequest").field("token_type_hint", &self.token_type_hint).finish_non_exhaustive()
+    }
+}
+
+/// The revoke function's service.
+pub struct RevocationService {
+    revoker: Revoker,
+    keys: KeyRing,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for RevocationService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RevocationService").field("keys", &self.keys).finish_non_exhaustive()
+    }
+}
+
+impl RevocationService {
+    /// Builds the service with the one verifier, its keys read now (so the first request
+    /// need not) and again at most once per `KEY_SET_RELOAD_SECS`.
+    pub async fn from_config(config: &Config, dynamodb: aws_sdk_dynamodb::Client, clock: Arc<dyn Clock>) -> Self {
+        let keys = KeyRing::from_config(config, dynamodb.clone(), config.key_reload, config.key_set_max_staleness());
+        keys.sync(clock.now()).await;
+        Self::new(Revoker::new(config, dynamodb, clock.clone()), keys, clock)
+    }
+
+    /// The service around a revoker and a key ring as they are (no I/O here).
+    pub fn new(revoker: Revoker, keys: KeyRing, clock: Arc<dyn Clock>) -> Self {
+        Self { revoker, keys, clock }
+    }
+
+    /// The verifier with the key set as of at most `KEY_SET_RELOAD_SECS` ago; a 503 if the
+    /// set could not be read for longer than the staleness bound (a revoked key must not
+    /// end sessions).
+    async fn verifier(&self, now: u64) -> Result<&Verifier, ApiError> {
+        if self.keys.sync(now).await.freshness == Freshness::Stale {
+            return Err(ApiError::Unavailable(DependencyError::DynamoDb {
+                operation: "GetItem",
+                message: "the key set could not be read".to_owned(),
+            }));
+        }
+        Ok(self.keys.verifier())
+    }
+
+    /// RFC 7009: revokes the token if it is one of ours and valid; answers the same for
+    /// unknown, expired and malformed tokens (§2.2: "invalid tokens do not cause an error").
+    /// A refresh token revokes its family and the family's access tokens (`sid`); an access
+    /// token is denylisted by `jti`.
+    pub async fn revoke(&self, request: RevokeRequest, source_ip: Option<&str>) -> Result<(), ApiError> {
+        let now = self.clock.now();
+        match classify(&request.token, self.verifier(now).await?, now) {
+            RevokeTarget::Session(refresh) => {
+                let revoked = self.revoker.revoke_presented(&refresh, "revoked_by_client", now).await?;
+                let event = if revoked { SessionEvent::RefreshTokenRevoked } else { SessionEvent::NothingToRevoke };
+                audit::session(event, Session::new(&refresh.family_id(), source_ip));
+            }
+            RevokeTarget::AccessToken(claims) => {
+                self.revoker.revoke_access_token(&claims.jti, claims.exp).await?;
+                let session = Session::new(&claims.sid, source_ip).user(&claims.sub).client(&claims.client_id);
+                audit::session(SessionEvent::AccessTokenRevoked, session);
+            }
+            RevokeTarget::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// `POST /auth/revoke-all`: the bearer token's user loses every session.
+    pub async fn revoke_all(&self, bearer: &str, source_ip: Option<&str>) -> Result<usize, ApiError> {
+        let now = self.clock.now();
+        let claims = revoke_all_subject(bearer, self.verifier(now).await?, now)?;
+        let Some(username) = self.revoker.bearer_account(&claims).await? else {
+            audit::session(SessionEvent::RevokedBearer, Session::new(&claims.sid, source_ip).user(&claims.sub));
+            return Err(ApiError::InvalidToken);
+        };
+        let changed = match self.revoker.change_account(&username, &AccountChange::EndSessions, "revoke_all", now).await
+        {
+            Ok(changed) => changed,
+            Err(UserWriteError::Dependency(e)) => return Err(e.into()),
+            Err(UserWriteError::NotFound | UserWriteError::AlreadyExists) => return Err(ApiError::InvalidToken),
+        };
+        let revoked = changed.families_revoked;
+        let session = Session::new(&claims.sid, source_ip).user(&claims.sub).client(&claims.client_id);
+        audit::session(SessionEvent::AllSessionsRevoked, session);
+        Ok(revoked)
+    }
+}
