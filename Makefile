@@ -36,7 +36,7 @@ help:
 	@echo "make dev        local stack + demo user + functions under cargo lambda watch + the gateway on 127.0.0.1:$(GATEWAY_PORT)"
 	@echo "make unit       the unit tier: every test that needs no stack (cargo only: no Java, Python or Node)"
 	@echo "make test       lint, local stack, every test of both tiers, stack stopped afterwards"
-	@echo "make lint       rustfmt, clippy -D warnings, unused dependencies, cfn-lint, sam validate"
+	@echo "make lint       rustfmt, clippy -D warnings, the layer check, rustdoc links, unused dependencies, cfn-lint, sam validate"
 	@echo "make stack-up   DynamoDB Local + KMS emulator only (writes $(STACK_DIR).env)"
 	@echo "make stack-down stop what stack-up/dev started"
 	@echo "make build      cargo lambda build --release for every function"
@@ -83,6 +83,7 @@ lint: tools $(MACHETE)
 	cargo fmt --all -- --check
 	cargo clippy --locked --workspace --all-targets -- -D warnings
 	cargo test --locked -p tokenauth --test layers
+	RUSTDOCFLAGS="-D warnings" cargo doc --locked -p tokenauth --no-deps
 	$(MACHETE) --with-metadata
 	cfn-lint infra/template.yaml
 	$(SAM) validate --lint --template infra/template.yaml --region us-east-1

@@ -439,6 +439,25 @@ pub fn request_from_event(event: &Value) -> Request {
     lambda_http::request::from_str(&event.to_string()).expect("event parses as an API Gateway request")
 }
 
+/// A revoke sample event (`revoke-refresh-token-form.json` or, for JSON,
+/// `revoke-access-token-json.json`) with `body` instead of its own.
+pub fn revoke_request(body: &str, form: bool) -> Request {
+    let mut e = event(if form { "revoke-refresh-token-form.json" } else { "revoke-access-token-json.json" });
+    e["body"] = Value::String(body.to_owned());
+    request_from_event(&e)
+}
+
+/// The revoke-all sample event with this `Authorization` header, or none.
+pub fn revoke_all_request(authorization: Option<&str>) -> Request {
+    let mut e = event("revoke-all.json");
+    let headers = e["headers"].as_object_mut().expect("the sample event has headers");
+    headers.remove("authorization");
+    if let Some(value) = authorization {
+        headers.insert("authorization".into(), Value::String(value.to_owned()));
+    }
+    request_from_event(&e)
+}
+
 /// The HTTP API (payload 2.0) login event with `body` as its body.
 pub fn login_event_with_body(body: &str) -> Request {
     let mut event = event("login-http-api.json");

@@ -31,24 +31,8 @@ async fn setup(prefix: &str) -> Setup {
     Setup { config, clients, login, refresh, revoke, username, password, user_id }
 }
 
-fn revoke_request(body: &str, form: bool) -> lambda_http::Request {
-    let mut e = event(if form { "revoke-refresh-token-form.json" } else { "revoke-access-token-json.json" });
-    e["body"] = Value::String(body.to_owned());
-    request_from_event(&e)
-}
-
 fn form_body(token: &str, hint: &str) -> String {
     format!("token={token}&token_type_hint={hint}")
-}
-
-fn revoke_all_request(authorization: Option<&str>) -> lambda_http::Request {
-    let mut e = event("revoke-all.json");
-    let headers = e["headers"].as_object_mut().unwrap();
-    headers.remove("authorization");
-    if let Some(value) = authorization {
-        headers.insert("authorization".into(), Value::String(value.to_owned()));
-    }
-    request_from_event(&e)
 }
 
 impl Setup {

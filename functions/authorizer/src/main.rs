@@ -15,9 +15,7 @@ use tokenauth::{Config, SystemClock};
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let sdk =
-        tokenauth::platform::aws::sdk_config(&config.trust_roots, tokenauth::platform::aws::Credentials::Environment)
-            .await?;
+    let sdk = tokenauth::platform::aws::function_sdk_config(&config).await?;
     let authorizer = Authorizer::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk), Arc::new(SystemClock));
     // Before the runtime asks for the first event, not alongside: Lambda may freeze the
     // instance as soon as it asks (an instance initialised ahead of traffic), and a read

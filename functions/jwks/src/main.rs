@@ -11,9 +11,7 @@ use tokenauth::Config;
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let sdk =
-        tokenauth::platform::aws::sdk_config(&config.trust_roots, tokenauth::platform::aws::Credentials::Environment)
-            .await?;
+    let sdk = tokenauth::platform::aws::function_sdk_config(&config).await?;
     let service = DiscoveryService::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk));
     run(service_fn(|event| handler::function_handler(&service, event))).await
 }

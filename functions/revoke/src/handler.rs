@@ -15,25 +15,9 @@ mod tests {
     //! headers through the handler, on clients that reach nothing. Whether a token is ours
     //! needs the key set, so every answer about a token itself is in [`super::needs_stack`].
     use serde_json::Value;
-    use tokenauth_tests::{event, json_of, request_from_event, unit};
+    use tokenauth_tests::{event, json_of, request_from_event, revoke_all_request, revoke_request, unit};
 
     use super::*;
-
-    fn revoke_request(body: &str, form: bool) -> Request {
-        let mut e = event(if form { "revoke-refresh-token-form.json" } else { "revoke-access-token-json.json" });
-        e["body"] = Value::String(body.to_owned());
-        request_from_event(&e)
-    }
-
-    fn revoke_all_request(authorization: Option<&str>) -> Request {
-        let mut e = event("revoke-all.json");
-        let headers = e["headers"].as_object_mut().unwrap();
-        headers.remove("authorization");
-        if let Some(value) = authorization {
-            headers.insert("authorization".into(), Value::String(value.to_owned()));
-        }
-        request_from_event(&e)
-    }
 
     #[tokio::test]
     async fn bad_revocation_requests_get_4xx_invalid_request_and_make_no_aws_call() {

@@ -11,9 +11,7 @@ use tokenauth::{Config, RevocationService, SystemClock};
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let sdk =
-        tokenauth::platform::aws::sdk_config(&config.trust_roots, tokenauth::platform::aws::Credentials::Environment)
-            .await?;
+    let sdk = tokenauth::platform::aws::function_sdk_config(&config).await?;
     let service =
         RevocationService::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk), Arc::new(SystemClock)).await;
     run(service_fn(|event| handler::function_handler(&service, event))).await

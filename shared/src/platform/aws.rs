@@ -129,6 +129,14 @@ pub async fn sdk_config(roots: &TrustRoots, credentials: Credentials) -> Result<
     Ok(config)
 }
 
+/// The SDK configuration a function loads at cold start: the deployment's trust roots and
+/// the credentials Lambda puts in the environment.
+pub async fn function_sdk_config(
+    config: &crate::platform::config::Config,
+) -> Result<aws_config::SdkConfig, ConfigError> {
+    sdk_config(&config.trust_roots, Credentials::Environment).await
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -61,10 +61,11 @@ impl RevocationCache {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    //! The cache's tests, and the tokens and entries the feed's tests use too.
     use super::*;
 
-    fn token(jti: &str, sid: &str, sub: &str, iat: u64) -> AccessClaims {
+    pub(crate) fn token(jti: &str, sid: &str, sub: &str, iat: u64) -> AccessClaims {
         AccessClaims {
             iss: "https://auth.example.test".into(),
             aud: "api".into(),
@@ -78,7 +79,7 @@ mod tests {
         }
     }
 
-    fn entry(kind: RevocationKind, subject: &str, not_before: Option<u64>, expires_at: u64) -> Revocation {
+    pub(crate) fn entry(kind: RevocationKind, subject: &str, not_before: Option<u64>, expires_at: u64) -> Revocation {
         Revocation { kind, subject: subject.into(), revoked_at_ms: 1_000_000, not_before, expires_at }
     }
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use crate::error::{ApiError, DependencyError, StartError};
 use crate::platform::audit::{self, RequestMeta};
-use crate::platform::clock::{Clock, SystemClock};
+use crate::platform::clock::Clock;
 use crate::platform::config::Config;
 use crate::rules::keys::Signer;
 use crate::rules::login::{
@@ -35,7 +35,6 @@ use crate::rules::password;
 use crate::rules::scope::Scope;
 use crate::rules::token::{AccessGrant, AccessTokenIssuer, DeviceToken, RefreshToken, TokenResponse};
 use crate::rules::username::Username;
-use crate::services::keys::KeySetSigner;
 use crate::store::{AttemptCounter, DynamoFamilies, DynamoUsers, Guarded};
 
 /// A login attempt, already parsed from the request body.
@@ -80,15 +79,14 @@ impl fmt::Debug for LoginService {
 
 impl LoginService {
     /// Builds the service from configuration and SDK clients, signing with the key set's
-    /// current key ([`KeySetSigner`]).
+    /// current key ([`crate::services::keys::KeySetSigner`]).
     pub async fn from_config(
         config: &Config,
         dynamodb: aws_sdk_dynamodb::Client,
         kms: aws_sdk_kms::Client,
     ) -> Result<Self, StartError> {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let signer = KeySetSigner::from_config(config, dynamodb.clone(), kms, clock.clone()).await;
-        Ok(Self::new(config, dynamodb, Arc::new(signer), clock))
+        let (clock, signer) = super::cold_start_signer(config, &dynamodb, &kms).await;
+        Ok(Self::new(config, dynamodb, signer, clock))
     }
 
     /// Builds the service around an existing signer and clock.

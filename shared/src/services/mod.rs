@@ -11,6 +11,7 @@ pub mod revoke;
 
 use std::sync::Arc;
 
+use crate::platform::clock::{Clock, SystemClock};
 use crate::platform::config::Config;
 use crate::rules::keys::Signer;
 use crate::rules::token::AccessTokenIssuer;
@@ -21,6 +22,18 @@ use crate::rules::verify::Verifier;
 /// function that accepts an access token builds this one.
 pub fn verifier_for(config: &Config) -> Verifier {
     Verifier::new(Vec::new(), config.issuer.clone(), config.audience.clone(), config.token_leeway.as_secs())
+}
+
+/// The clock and the signer of login and refresh at cold start: the system clock and the
+/// key set's current key, read once now so the first request need not.
+async fn cold_start_signer(
+    config: &Config,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    kms: &aws_sdk_kms::Client,
+) -> (Arc<dyn Clock>, Arc<dyn Signer>) {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let signer = keys::KeySetSigner::from_config(config, dynamodb.clone(), kms.clone(), clock.clone()).await;
+    (clock, Arc::new(signer))
 }
 
 /// The issuer a deployment configured (`iss`, `aud`, lifetime), signing with `signer`.

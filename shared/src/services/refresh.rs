@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::error::{ApiError, DependencyError, StartError};
 use crate::platform::audit::{self, RequestMeta, Session, SessionEvent};
-use crate::platform::clock::{Clock, SystemClock};
+use crate::platform::clock::Clock;
 use crate::platform::config::{Config, ReuseScope};
 use crate::platform::retry;
 use crate::rules::keys::Signer;
@@ -25,7 +25,6 @@ use crate::rules::scope::Scope;
 use crate::rules::token::{AccessGrant, AccessTokenIssuer, RefreshToken, TokenResponse};
 use crate::rules::username::Username;
 use crate::services::keys::sealing::SealingSecrets;
-use crate::services::keys::KeySetSigner;
 use crate::services::revoke::Revoker;
 use crate::store::DynamoKeys;
 use crate::store::{AccountGuard, DynamoFamilies, DynamoUsers, FamilyRecord, RotateOutcome, Rotation};
@@ -70,15 +69,14 @@ impl fmt::Debug for RefreshService {
 
 impl RefreshService {
     /// Builds the service from configuration and SDK clients, signing with the key set's
-    /// current key ([`KeySetSigner`]).
+    /// current key ([`crate::services::keys::KeySetSigner`]).
     pub async fn from_config(
         config: &Config,
         dynamodb: aws_sdk_dynamodb::Client,
         kms: aws_sdk_kms::Client,
     ) -> Result<Self, StartError> {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let signer = KeySetSigner::from_config(config, dynamodb.clone(), kms.clone(), clock.clone()).await;
-        let service = Self::new(config, dynamodb, kms, Arc::new(signer), clock);
+        let (clock, signer) = super::cold_start_signer(config, &dynamodb, &kms).await;
+        let service = Self::new(config, dynamodb, kms, signer, clock);
         service.warm_up().await;
         Ok(service)
     }

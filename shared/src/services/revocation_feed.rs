@@ -133,24 +133,7 @@ impl RevocationFeed {
 mod tests {
     use super::*;
     use crate::rules::records::RevocationKind;
-
-    fn token(jti: &str, sid: &str, sub: &str, iat: u64) -> AccessClaims {
-        AccessClaims {
-            iss: "https://auth.example.test".into(),
-            aud: "api".into(),
-            sub: sub.into(),
-            scope: String::new(),
-            client_id: String::new(),
-            sid: sid.into(),
-            jti: jti.into(),
-            iat,
-            exp: iat + 900,
-        }
-    }
-
-    fn entry(kind: RevocationKind, subject: &str, not_before: Option<u64>, expires_at: u64) -> Revocation {
-        Revocation { kind, subject: subject.into(), revoked_at_ms: 1_000_000, not_before, expires_at }
-    }
+    use crate::rules::revocations::tests::{entry, token};
 
     /// A source that answers from a script, one answer per read, and records each read.
     #[derive(Debug, Default)]

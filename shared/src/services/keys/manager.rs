@@ -1,5 +1,5 @@
 //! Changes to the key set: the one path for `authctl keys` and the scheduled rotation.
-//! Each change reads the set, applies one rule of [`super::set`] and writes the set back
+//! Each change reads the set, applies one rule of [`crate::rules::keys::set`] and writes the set back
 //! conditionally on the version it read; if another change landed in between, it reads
 //! again and decides again, so two runs at once leave one consistent set. KMS work that a
 //! lost race leaves behind (a key created for a set that got another) is undone.
