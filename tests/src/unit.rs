@@ -18,10 +18,11 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use tokenauth::edge::authorizer::Authorizer;
 use tokenauth::platform::clock::{Clock, SystemClock};
+use tokenauth::rules::keys::testing::LocalSigner;
 use tokenauth::services::keys::{KeyRing, KeySetSigner};
 use tokenauth::services::revocation_feed::RevocationFeed;
 use tokenauth::store::{DynamoKeys, DynamoRevocations};
-use tokenauth::{Config, LoginService, RefreshService, RevocationService};
+use tokenauth::{Config, LoginService, RefreshService, RevocationService, Revoker};
 
 use crate::{CallLog, Clients};
 
@@ -127,24 +128,41 @@ pub fn refresh_service(config: &Config, clients: &Clients) -> RefreshService {
     RefreshService::new(config, clients.dynamodb.clone(), clients.kms.clone(), signer(config, clients), clock())
 }
 
-/// The revocation service as the function builds it. Its only constructor reads the key set
-/// at once; here that read is refused (as at a cold start with DynamoDB down) and then
-/// forgotten, so the call log starts empty. Answers decided before the service is asked
-/// (the request's parsing, the bearer header) need no call.
-pub async fn revocation_service(config: &Config, clients: &Clients) -> RevocationService {
-    let service = RevocationService::from_config(config, clients.dynamodb.clone(), clock()).await;
-    clients.calls.clear();
-    service
-}
-
-/// The authorizer of a warm instance: its key ring counts as read just now, with no keys
-/// (so no token verifies) and no re-read due for a minute (so a token naming an unknown
-/// key makes none); its revocation feed never polled. A token refused before the
-/// revocation check gets its answer with no call.
-pub fn authorizer(config: &Config, clients: &Clients) -> Authorizer {
+/// The revocation service of a warm instance: its key ring read just now, trusting `key`
+/// only, with no re-read due. Answers decided by the request, the bearer header or the
+/// token itself (garbage, expired, foreign, another audience) need no call.
+pub fn revocation_service(config: &Config, clients: &Clients, key: &LocalSigner) -> RevocationService {
+    let verifier = tokenauth::services::verifier_for(config);
+    verifier.replace_keys(vec![key.trusted()]);
     let keys = KeyRing::preloaded(
         DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table),
-        Arc::new(tokenauth::services::verifier_for(config)),
+        Arc::new(verifier),
+        config.key_reload,
+        config.key_set_max_staleness(),
+        SystemClock.now(),
+    );
+    RevocationService::new(Revoker::new(config, clients.dynamodb.clone(), clock()), keys, clock())
+}
+
+/// Claims as login issues them under the unit tier's configuration (issued now, valid for
+/// the configured lifetime), to sign with a [`LocalSigner`] and alter.
+pub fn claims(config: &Config) -> serde_json::Value {
+    let now = SystemClock.now();
+    serde_json::json!({"iss": config.issuer, "sub": "unit-user", "aud": config.audience, "iat": now,
+        "exp": now + config.access_token_ttl.as_secs(), "jti": "unit-jti", "client_id": config.client_id,
+        "scope": "read", "sid": "unit-sid"})
+}
+
+/// The authorizer of a warm instance: its key ring counts as read just now, trusting `key`
+/// only, with no re-read due for a minute (so a token naming an unknown key makes none);
+/// its revocation feed never polled. A token refused before the revocation check gets its
+/// answer with no call.
+pub fn authorizer(config: &Config, clients: &Clients, key: &LocalSigner) -> Authorizer {
+    let verifier = tokenauth::services::verifier_for(config);
+    verifier.replace_keys(vec![key.trusted()]);
+    let keys = KeyRing::preloaded(
+        DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table),
+        Arc::new(verifier),
         config.authorizer.poll_every.max(Duration::from_secs(60)),
         config.authorizer.max_staleness,
         SystemClock.now(),

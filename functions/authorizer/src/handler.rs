@@ -19,7 +19,8 @@ mod tests {
     //! tier, `make unit`), by a warm authorizer on clients that reach nothing. Valid tokens,
     //! revocations and the key set are the stack tier's (`tests/tests/authorizer.rs`).
     use lambda_runtime::{Context, LambdaEvent};
-    use serde_json::Value;
+    use serde_json::{json, Value};
+    use tokenauth::rules::keys::testing::LocalSigner;
     use tokenauth_tests::{event, event_text_with, unit, PLACEHOLDER_AUTHORIZATION};
 
     use super::*;
@@ -56,9 +57,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_trusted_key_s_token_with_one_claim_wrong_is_refused_in_every_shape_without_an_aws_call() {
+        let (clients, key, config) = (unit::clients(), LocalSigner::new(), unit::config());
+        let authorizer = unit::authorizer(&config, &clients, &key);
+        let now = unit::claims(&config)["iat"].as_u64().unwrap();
+        for (case, claim, value) in [
+            ("expired", "exp", json!(now - 3600)),
+            ("issued in the future", "iat", json!(now + 3600)),
+            ("another audience", "aud", json!("https://other.example.com")),
+            ("another issuer", "iss", json!("https://evil.example.com")),
+            ("no session", "sid", json!("")),
+        ] {
+            let mut claims = unit::claims(&config);
+            claims[claim] = value;
+            let authorization = format!("Bearer {}", key.sign_claims(&claims));
+            for shape in SHAPES {
+                assert_refused(shape, invoke(&authorizer, event_text_with(shape, &authorization)).await, case);
+            }
+        }
+        clients.assert_no_call("tokens refused by the verifier");
+    }
+
+    #[tokio::test]
     async fn sample_events_are_refused_without_panicking_each_in_its_own_way() {
         let clients = unit::clients();
-        let authorizer = unit::authorizer(&unit::config(), &clients);
+        let authorizer = unit::authorizer(&unit::config(), &clients, &LocalSigner::new());
         for shape in SHAPES {
             assert_refused(shape, invoke(&authorizer, event(shape).to_string()).await, "the sample event");
         }
@@ -68,7 +91,7 @@ mod tests {
     #[tokio::test]
     async fn missing_malformed_and_garbage_tokens_are_refused_in_every_shape_without_an_aws_call() {
         let clients = unit::clients();
-        let authorizer = unit::authorizer(&unit::config(), &clients);
+        let authorizer = unit::authorizer(&unit::config(), &clients, &LocalSigner::new());
         let placeholder_token = PLACEHOLDER_AUTHORIZATION.trim_start_matches("Bearer ");
         let headers = [
             String::new(),

@@ -11,10 +11,12 @@ pub async fn function_handler(service: &RevocationService, event: Request) -> Re
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    //! Answers that need no AWS call (the unit tier, `make unit`): bad requests and bearer
-    //! headers through the handler, on clients that reach nothing. Whether a token is ours
-    //! needs the key set, so every answer about a token itself is in [`super::needs_stack`].
-    use serde_json::Value;
+    //! Answers that need no AWS call (the unit tier, `make unit`): bad requests, bearer
+    //! headers and tokens that are not valid access tokens of ours, through the handler, on
+    //! clients that reach nothing and a key ring read just now. What revoking a valid token
+    //! writes is in [`super::needs_stack`].
+    use serde_json::{json, Value};
+    use tokenauth::rules::keys::testing::LocalSigner;
     use tokenauth_tests::{event, json_of, request_from_event, revoke_all_request, revoke_request, unit};
 
     use super::*;
@@ -22,7 +24,7 @@ mod tests {
     #[tokio::test]
     async fn bad_revocation_requests_get_4xx_invalid_request_and_make_no_aws_call() {
         let clients = unit::clients();
-        let service = unit::revocation_service(&unit::config(), &clients).await;
+        let service = unit::revocation_service(&unit::config(), &clients, &LocalSigner::new());
         let mut text = event("revoke-access-token-json.json");
         text["headers"]["content-type"] = Value::String("text/plain".into());
         let mut get = event("revoke-refresh-token-form.json");
@@ -50,7 +52,7 @@ mod tests {
     #[tokio::test]
     async fn revoke_all_without_one_bearer_token_gets_401_with_a_challenge_and_makes_no_aws_call() {
         let clients = unit::clients();
-        let service = unit::revocation_service(&unit::config(), &clients).await;
+        let service = unit::revocation_service(&unit::config(), &clients, &LocalSigner::new());
         for header in [None, Some("Basic abc"), Some("Bearer"), Some("Bearer a b"), Some("Bearer a,b")] {
             let response = function_handler(&service, revoke_all_request(header)).await.unwrap();
             assert_eq!(response.status(), 401, "{header:?}");
@@ -62,6 +64,50 @@ mod tests {
         let response = function_handler(&service, request_from_event(&get)).await.unwrap();
         assert_eq!(response.status(), 405);
         clients.assert_no_call("revoke-all without a bearer token");
+    }
+
+    /// Tokens that are not valid access tokens of ours, each with the claims of a real one
+    /// but one thing wrong (or no JWT at all).
+    fn not_ours(key: &LocalSigner) -> Vec<(&'static str, String)> {
+        let config = unit::config();
+        let with = |name: &str, value: Value| {
+            let mut claims = unit::claims(&config);
+            claims[name] = value;
+            key.sign_claims(&claims)
+        };
+        let past = unit::claims(&config)["iat"].as_u64().unwrap() - 3600;
+        vec![
+            ("garbage", "not-a-token".to_owned()),
+            ("a refresh token's prefix, malformed", "rt_x".to_owned()),
+            ("expired", with("exp", json!(past))),
+            ("another audience", with("aud", json!("https://other.example.com"))),
+            ("another issuer", with("iss", json!("https://evil.example.com"))),
+            ("signed by another key", LocalSigner::new().sign_claims(&unit::claims(&config))),
+        ]
+    }
+
+    #[tokio::test]
+    async fn revoking_what_is_not_a_valid_token_of_ours_answers_200_and_makes_no_aws_call() {
+        let (clients, key) = (unit::clients(), LocalSigner::new());
+        let service = unit::revocation_service(&unit::config(), &clients, &key);
+        for (name, token) in not_ours(&key) {
+            let response = function_handler(&service, revoke_request(&format!("token={token}"), true)).await.unwrap();
+            assert_eq!(response.status(), 200, "{name}: RFC 7009 §2.2");
+        }
+        clients.assert_no_call("revoking tokens that are not ours");
+    }
+
+    #[tokio::test]
+    async fn revoke_all_with_a_bearer_that_is_not_a_valid_token_of_ours_gets_401_and_makes_no_aws_call() {
+        let (clients, key) = (unit::clients(), LocalSigner::new());
+        let service = unit::revocation_service(&unit::config(), &clients, &key);
+        for (name, token) in not_ours(&key) {
+            let response =
+                function_handler(&service, revoke_all_request(Some(&format!("Bearer {token}")))).await.unwrap();
+            assert_eq!(response.status(), 401, "{name}");
+            assert_eq!(json_of(&response)["error"], "invalid_token", "{name}");
+        }
+        clients.assert_no_call("revoke-all with bearers that are not ours");
     }
 }
 
