@@ -376,6 +376,26 @@ async fn an_unknown_kid_flood_reloads_the_key_set_at_most_once_per_interval() {
     assert!(clients.calls.names().iter().all(|c| c == "DynamoDB.GetItem"), "nothing else: {:?}", clients.calls.names());
 }
 
+#[tokio::test]
+async fn a_warm_instance_idle_through_a_promotion_accepts_the_new_keys_first_token() {
+    // GIVEN an authorizer instance that read the set (one current key) and then got no
+    // request while a new key was published for the lead and promoted
+    let clients = clients().await;
+    let config = short_gates(&clients, &[]).await;
+    let keys = manager(&config, &clients, Arc::new(SystemClock));
+    keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
+    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock));
+    a.warm_up().await;
+    keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
+    let pending = keys.list().await.unwrap().pending().unwrap().kms_key_id.clone();
+    tokio::time::sleep(config.key_publish_lead + Duration::from_millis(500)).await;
+    keys.promote(false).await.expect("the gate is open after the publish lead");
+    // WHEN its first request carries a token of the new current key
+    let token = token_of_key(&config, &clients, &pending).await;
+    // THEN it is allowed: publish-before-sign holds for instances that were idle too
+    assert!(allowed(&a, &token).await, "a genuine token of the promoted key was refused");
+}
+
 /// The documents as the jwks function serves them.
 async fn get(
     service: &DiscoveryService,

@@ -168,13 +168,17 @@ impl Authorizer {
         let now = self.clock.now();
         let mut verified = match self.verifier().verify(token, now) {
             Ok(v) => v,
-            Err(rejection) => {
-                if rejection == Rejection::UnknownKey {
-                    // Perhaps a key newer than ours: look, but not for this request.
-                    self.keys.reload_soon(now);
+            // Perhaps a key newer than ours: a warm instance reads the set only when invoked,
+            // so one left idle while a key was published and promoted meets its first token
+            // here. Read the set now if the last read is an interval old (a flood of unknown
+            // kids still costs at most one read per interval) and verify with what it holds.
+            Err(Rejection::UnknownKey) if self.keys.sync(now).await.changed => {
+                match self.verifier().verify(token, now) {
+                    Ok(v) => v,
+                    Err(rejection) => return self.refuse(Some(shape), Unauthorized::Invalid(rejection)),
                 }
-                return self.refuse(Some(shape), Unauthorized::Invalid(rejection));
             }
+            Err(rejection) => return self.refuse(Some(shape), Unauthorized::Invalid(rejection)),
         };
         {
             let mut feed = self.feed.lock().await;

@@ -48,8 +48,8 @@ pub struct KeySync {
 }
 
 /// Keeps a [`Verifier`]'s trusted keys equal to the key set: reloaded at most once per
-/// `every` (inline with the caller's other polling, or in the background when a token names
-/// a key we do not know), never more often, however many requests ask. If reading fails, the
+/// `every` (inline with the caller's other polling, or at once when a token names a key we
+/// do not know), never more often, however many requests ask. If reading fails, the
 /// last keys serve for `max_staleness`; after that the ring reports itself stale and the
 /// caller refuses (an emergency revoke must not go unseen for long).
 pub struct KeyRing {
@@ -110,16 +110,6 @@ impl KeyRing {
     pub async fn sync(&self, now: u64) -> KeySync {
         let changed = if self.polled.claim(now) { self.load(now).await } else { false };
         KeySync { freshness: self.freshness(now), changed }
-    }
-
-    /// A token named a key we do not know: reload in the background if the last attempt is
-    /// `every` old. The caller answers without waiting; a flood of such tokens causes at most
-    /// one read per interval.
-    pub fn reload_soon(self: &Arc<Self>, now: u64) {
-        if self.polled.claim(now) {
-            let ring = Arc::clone(self);
-            tokio::spawn(async move { ring.load(now).await });
-        }
     }
 
     /// Whether the keys were loaded within the staleness bound.
