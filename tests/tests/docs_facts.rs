@@ -22,7 +22,7 @@
 //!   be a parameter of `infra/template.yaml`, and every parameter must be in
 //!   `docs/configuration.md`'s table;
 //! - a **file path**: a backticked path whose first folder is one of the repository's. It
-//!   must exist. A bare file name (`verify.rs`, `authorizer/rules.rs`) must end the path of
+//!   must exist. A bare file name (`verify.rs`, `keys/live.rs`) must end the path of
 //!   a file: a library or function source for `.rs`, any file of the tree otherwise. Paths
 //!   with placeholders (`<name>`) or globs, and generated ones (`.local/`, `target/`), are
 //!   skipped. Every sample event of `events/` must be in `docs/local-stack.md`;

@@ -1,24 +1,19 @@
-//! The login rules: who gets a session, with which scope, and what is written.
-//!
-//! The decisions take plain values and do no I/O ([`judge`] after the password check,
-//! [`new_family`] for what a granted login writes), so each outcome has a unit test
-//! without a stack; whether an attempt may reach the password check at all is one
-//! conditional write ([`crate::store::DynamoUsers::reserve_attempt`]), tested against
-//! DynamoDB Local. [`LoginService`] runs them between its calls.
+//! `POST /auth/login`: the login service, the I/O around the login rules
+//! ([`crate::rules::login`]: `judge` after the password check, `new_family` for what a
+//! granted login writes, `settle` for what its (sign, write) pair leaves behind,
+//! `LockoutWindow` for a refused attempt).
 //!
 //! Throttling (OWASP's device cookies): every attempt is reserved on a failed-login counter
-//! before the password is checked, so N parallel guesses bring at most
+//! before the password is checked ([`crate::store::DynamoUsers::reserve_attempt`], one
+//! conditional write, tested against DynamoDB Local), so N parallel guesses bring at most
 //! `LOGIN_MAX_FAILURES` of them to argon2. Attempts are charged to the username, except
 //! from a device that logged in as that user before and presents its device token: it has
 //! a counter of its own, so a stranger who exhausts the username's counter locks out
 //! strangers only, never the owner's devices.
 //!
-//! One successful login without a device token makes four AWS calls in two sequential
-//! round trips: the account read and the reservation at once (GetItem, UpdateItem), then
-//! `kms:Sign` and one transaction at once (the family, conditioned on the account as read;
-//! the counter cleared; the new device remembered). With a well-formed device token: the
-//! account and device reads at once, then the reservation, then the two at once (five
-//! calls, three round trips). A counter whose window has passed costs one more write. Every other outcome issues nothing and leaves no usable session behind.
+//! The account read and the reservation go out at once, then `kms:Sign` and the family's
+//! transaction at once (`docs/architecture.md` counts the calls and round trips). Every
+//! outcome but success issues nothing and leaves no usable session behind.
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,13 +1,13 @@
 //! `POST /auth/refresh`: rotate the refresh token, issue a new access token.
 //!
-//! A refresh reads its family (one GetItem), then makes one transaction that rotates it,
-//! conditioned on the presented token being current and on the owner's account being
-//! unchanged and active, while `kms:Sign` signs the access token: two sequential round
-//! trips, three calls. When the account moved, the owner's account is read once
-//! ([`crate::rules::rotation::follow_account`]): a disabled account or ended sessions end the
-//! family; new scopes narrow it, in the same rotation. A refused rotation is classified
-//! by [`crate::rules::rotation::classify`]: retry within the leeway (same successor, no write),
-//! reuse (revoke), or nothing.
+//! A refresh reads its family, asks [`crate::rules::rotation::next_step`] what to do with
+//! it, and rotates it in one transaction conditioned on the presented token being current
+//! and on the owner's account being unchanged and active, while `kms:Sign` signs the
+//! access token (`docs/architecture.md` counts the calls). When the account moved, the
+//! owner's account is read once ([`crate::rules::rotation::follow_account`]): a disabled
+//! account or ended sessions end the family; new scopes narrow it, in the same rotation. A
+//! refused rotation is classified by [`crate::rules::rotation::classify`]: retry within the
+//! leeway (same successor, no write), reuse (revoke), or nothing.
 
 use std::fmt;
 use std::sync::Arc;
