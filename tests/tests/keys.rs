@@ -377,6 +377,38 @@ async fn an_unknown_kid_flood_reloads_the_key_set_at_most_once_per_interval() {
 }
 
 #[tokio::test]
+async fn a_signer_signs_with_the_key_last_read_only_within_the_staleness_bound() {
+    // GIVEN a signer that read the set (one current key) at T0, re-reading every 10 s and
+    // relying on a read for 30 s, whose key set then becomes unreadable
+    let clients = clients().await;
+    let config = short_gates(&clients, &[]).await;
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    manager(&config, &clients, clock.clone()).add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
+    let keys = tokenauth::store::DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table);
+    let signer = tokenauth::services::keys::KeySetSigner::new(
+        keys,
+        clients.kms.clone(),
+        Duration::from_secs(10),
+        Duration::from_secs(30),
+        clock.clone(),
+    );
+    assert!(signer.sign_jws(b"{}").await.is_ok(), "the first read succeeds");
+    clients.dynamodb.delete_table().table_name(&config.keys_table).send().await.unwrap();
+    // WHEN reads fail, THEN the key last read signs until the bound, and nothing past it,
+    // also between two reads (a request that takes no read must not outlive the bound)
+    for (advance, signs, when) in [
+        (10, true, "a read failed 10 s after the last good one"),
+        (5, true, "inside the interval, within the bound"),
+        (15, true, "30 s after the last good read: at the bound"),
+        (1, false, "past the bound, with no read due"),
+        (10, false, "past the bound, the read failed again"),
+    ] {
+        clock.advance(advance);
+        assert_eq!(signer.sign_jws(b"{}").await.is_ok(), signs, "{when}");
+    }
+}
+
+#[tokio::test]
 async fn a_warm_instance_idle_through_a_promotion_accepts_the_new_keys_first_token() {
     // GIVEN an authorizer instance that read the set (one current key) and then got no
     // request while a new key was published for the lead and promoted

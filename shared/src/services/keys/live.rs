@@ -208,8 +208,20 @@ impl KeySetSigner {
         let now = self.clock.now();
         let mut loaded = self.loaded.lock().await;
         let due = self.polled.claim(now);
-        if let Some(key) = loaded.as_ref().filter(|_| !reread && !due) {
-            return Ok(Arc::clone(key));
+        match loaded.as_ref() {
+            // Read within the interval: the key as read, while the last good read is within
+            // the staleness bound; past it, refuse until the next read succeeds.
+            Some(key) if !reread && !due => {
+                return match self.polled.freshness(now) {
+                    Freshness::Fresh => Ok(Arc::clone(key)),
+                    Freshness::Stale => Err(DependencyError::DynamoDb {
+                        operation: "GetItem",
+                        message: "the key set could not be read for longer than its staleness bound".to_owned(),
+                    }),
+                };
+            }
+            // Due, asked to re-read, or never read: read now.
+            _ => {}
         }
         match self.read_current().await {
             Ok(signer) => {
