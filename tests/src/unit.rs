@@ -128,19 +128,25 @@ pub fn refresh_service(config: &Config, clients: &Clients) -> RefreshService {
     RefreshService::new(config, clients.dynamodb.clone(), clients.kms.clone(), signer(config, clients), clock())
 }
 
+/// A key ring read just now, trusting `key` only: no re-read falls due for `every`.
+fn warm_key_ring(
+    config: &Config,
+    clients: &Clients,
+    key: &LocalSigner,
+    every: Duration,
+    max_staleness: Duration,
+) -> KeyRing {
+    let verifier = tokenauth::services::verifier_for(config);
+    verifier.replace_keys(vec![key.trusted()]);
+    let keys = DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table);
+    KeyRing::preloaded(keys, Arc::new(verifier), every, max_staleness, SystemClock.now())
+}
+
 /// The revocation service of a warm instance: its key ring read just now, trusting `key`
 /// only, with no re-read due. Answers decided by the request, the bearer header or the
 /// token itself (garbage, expired, foreign, another audience) need no call.
 pub fn revocation_service(config: &Config, clients: &Clients, key: &LocalSigner) -> RevocationService {
-    let verifier = tokenauth::services::verifier_for(config);
-    verifier.replace_keys(vec![key.trusted()]);
-    let keys = KeyRing::preloaded(
-        DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table),
-        Arc::new(verifier),
-        config.key_reload,
-        config.key_set_max_staleness(),
-        SystemClock.now(),
-    );
+    let keys = warm_key_ring(config, clients, key, config.key_reload, config.key_set_max_staleness());
     RevocationService::new(Revoker::new(config, clients.dynamodb.clone(), clock()), keys, clock())
 }
 
@@ -158,15 +164,8 @@ pub fn claims(config: &Config) -> serde_json::Value {
 /// its revocation feed never polled. A token refused before the revocation check gets its
 /// answer with no call.
 pub fn authorizer(config: &Config, clients: &Clients, key: &LocalSigner) -> Authorizer {
-    let verifier = tokenauth::services::verifier_for(config);
-    verifier.replace_keys(vec![key.trusted()]);
-    let keys = KeyRing::preloaded(
-        DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table),
-        Arc::new(verifier),
-        config.authorizer.poll_every.max(Duration::from_secs(60)),
-        config.authorizer.max_staleness,
-        SystemClock.now(),
-    );
+    let every = config.authorizer.poll_every.max(Duration::from_secs(60));
+    let keys = warm_key_ring(config, clients, key, every, config.authorizer.max_staleness);
     let feed = RevocationFeed::new(
         Box::new(DynamoRevocations::new(clients.dynamodb.clone(), &config.revocations_table)),
         &config.authorizer,

@@ -18,6 +18,7 @@ use crate::rules::revoke::{bearer_account_holds, bearer_session, classify, cut_o
 use crate::rules::token::{AccessClaims, RefreshToken};
 use crate::rules::username::Username;
 use crate::rules::verify::Verifier;
+use crate::services::keys::live::stale_key_set;
 use crate::services::keys::KeyRing;
 use crate::store::{
     AccountChange, DynamoFamilies, DynamoRevocations, DynamoUsers, FamilyRecord, Revocation, RevocationKind,
@@ -262,10 +263,7 @@ impl RevocationService {
     /// end sessions).
     async fn verifier(&self, now: u64) -> Result<&Verifier, ApiError> {
         if self.keys.sync(now).await.freshness == Freshness::Stale {
-            return Err(ApiError::Unavailable(DependencyError::DynamoDb {
-                operation: "GetItem",
-                message: "the key set could not be read".to_owned(),
-            }));
+            return Err(ApiError::Unavailable(stale_key_set()));
         }
         Ok(self.keys.verifier())
     }

@@ -38,6 +38,15 @@ pub fn trusted_keys(set: &KeySet) -> Result<Vec<TrustedKey>, DependencyError> {
     set.trusted().map(trusted_key).collect()
 }
 
+/// The key set could not be read for longer than its staleness bound: whoever relies on it
+/// refuses (503) rather than use keys that may have been revoked since.
+pub fn stale_key_set() -> DependencyError {
+    DependencyError::DynamoDb {
+        operation: "GetItem",
+        message: "the key set could not be read for longer than its staleness bound".to_owned(),
+    }
+}
+
 /// What a [`KeyRing::sync`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeySync {
@@ -214,10 +223,7 @@ impl KeySetSigner {
             Some(key) if !reread && !due => {
                 return match self.polled.freshness(now) {
                     Freshness::Fresh => Ok(Arc::clone(key)),
-                    Freshness::Stale => Err(DependencyError::DynamoDb {
-                        operation: "GetItem",
-                        message: "the key set could not be read for longer than its staleness bound".to_owned(),
-                    }),
+                    Freshness::Stale => Err(stale_key_set()),
                 };
             }
             // Due, asked to re-read, or never read: read now.
