@@ -48,11 +48,6 @@ impl Polled {
         self
     }
 
-    /// The interval between reads, seconds.
-    pub fn every_secs(&self) -> u64 {
-        self.every_secs
-    }
-
     /// Takes the one read of this interval if it is still free: `true` means the caller
     /// reads now, and nobody else does until `every` has passed.
     pub fn claim(&self, now: u64) -> bool {
