@@ -310,6 +310,12 @@ def up(stack: Stack, persistent: bool = False) -> None:
             Description="tokenauth local sealing key (the data key of refresh-token successors)",
         )["KeyMetadata"]["KeyId"]
         log(f"created KMS sealing key {sealing_key}")
+        mac_key = kms.create_key(
+            KeySpec="HMAC_256",
+            KeyUsage="GENERATE_VERIFY_MAC",
+            Description="tokenauth local key-set MAC key (only key-set writers make MACs with it)",
+        )["KeyMetadata"]["KeyId"]
+        log(f"created KMS key-set MAC key {mac_key}")
     except BaseException:
         down(stack)
         raise
@@ -323,6 +329,7 @@ def up(stack: Stack, persistent: bool = False) -> None:
         "AWS_EC2_METADATA_DISABLED": "true",
         **tables,
         "SEALING_KEY_ID": sealing_key,
+        "KEY_SET_MAC_KEY_ID": mac_key,
         "TOKEN_ISSUER": "https://auth.local.test",
         "TOKEN_AUDIENCE": "tokenauth-api",
         # The template's rule for /api/whoami, and one for the route of the sample events;

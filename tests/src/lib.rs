@@ -222,12 +222,12 @@ pub async fn revocation_service(
     clients: &Clients,
     clock: Arc<dyn Clock>,
 ) -> tokenauth::RevocationService {
-    tokenauth::RevocationService::from_config(config, clients.dynamodb.clone(), clock).await
+    tokenauth::RevocationService::from_config(config, clients.dynamodb.clone(), clients.kms.clone(), clock).await
 }
 
 /// The key set of `config`'s Keys table, as stored.
 pub async fn key_set(config: &Config, clients: &Clients) -> KeySet {
-    DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table).get().await.expect("key set readable")
+    DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table).read().await.expect("key set readable").set
 }
 
 /// `infra/template.yaml`, read by the one template reader (`sam-template`), with its

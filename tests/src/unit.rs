@@ -19,9 +19,9 @@ use aws_smithy_types::config_bag::ConfigBag;
 use tokenauth::edge::authorizer::Authorizer;
 use tokenauth::platform::clock::{Clock, SystemClock};
 use tokenauth::rules::keys::testing::LocalSigner;
-use tokenauth::services::keys::{KeyRing, KeySetSigner};
+use tokenauth::services::keys::{AuthenticatedKeys, KeyRing, KeySetSigner};
 use tokenauth::services::revocation_feed::RevocationFeed;
-use tokenauth::store::{DynamoKeys, DynamoRevocations};
+use tokenauth::store::DynamoRevocations;
 use tokenauth::{Config, LoginService, RefreshService, RevocationService, Revoker};
 
 use crate::{CallLog, Clients};
@@ -113,7 +113,7 @@ fn clock() -> Arc<dyn Clock> {
 /// The signer login and refresh build, before it has read the key set (it reads it on the
 /// first token it signs, which no unit-tier answer does).
 fn signer(config: &Config, clients: &Clients) -> Arc<KeySetSigner> {
-    let keys = DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table);
+    let keys = AuthenticatedKeys::from_config(config, clients.dynamodb.clone(), clients.kms.clone());
     Arc::new(KeySetSigner::new(keys, clients.kms.clone(), config.key_reload, config.key_set_max_staleness(), clock()))
 }
 
@@ -138,7 +138,7 @@ fn warm_key_ring(
 ) -> KeyRing {
     let verifier = tokenauth::services::verifier_for(config);
     verifier.replace_keys(vec![key.trusted()]);
-    let keys = DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table);
+    let keys = AuthenticatedKeys::from_config(config, clients.dynamodb.clone(), clients.kms.clone());
     KeyRing::preloaded(keys, Arc::new(verifier), every, max_staleness, SystemClock.now())
 }
 

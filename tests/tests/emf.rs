@@ -228,7 +228,8 @@ async fn every_outcome_is_an_emf_line_on_the_functions_stdout() {
         &[("http", "dynamodb", "DependencyFailures"), ("login", "unavailable", "LoginAttempts")],
         &down,
     );
-    // KMS unreachable: the signing attempt's latency under `error`, and a 503 of class kms.
+    // KMS unreachable: a cold instance cannot check the key set's MAC, so it signs with no
+    // key at all (no `kms:Sign` is attempted): a 503 of class kms.
     let kms_down = run_function(
         "login",
         &stack_environment(&[("AWS_ENDPOINT_URL_KMS", &closed_url)]),
@@ -236,7 +237,8 @@ async fn every_outcome_is_an_emf_line_on_the_functions_stdout() {
     )
     .await;
     assert_eq!(kms_down.answers[0]["statusCode"], 503);
-    expect(&metrics(&kms_down), &[("kms", "error", "SignLatency"), ("http", "kms", "DependencyFailures")], &kms_down);
+    expect(&metrics(&kms_down), &[("http", "kms", "DependencyFailures")], &kms_down);
+    assert!(!metrics(&kms_down).iter().any(|(_, _, name)| name == "SignLatency"), "no key was used unverified");
 
     // No line carries a token, a password or the username.
     let _ = login_service(&config, &clients, Arc::new(SystemClock)).await;
@@ -246,4 +248,34 @@ async fn every_outcome_is_an_emf_line_on_the_functions_stdout() {
             assert!(!text.contains(secret), "stdout carries a secret");
         }
     }
+}
+
+#[tokio::test]
+async fn a_key_set_whose_mac_does_not_vouch_for_it_is_counted() {
+    // A set of its own, made by the rotation, then changed by someone without the MAC key.
+    let clients = clients().await;
+    let table = format!("keys-{}", unique_username("emf"));
+    create_keys_table(&clients, &table).await;
+    let tag = unique_username("set");
+    let config = config_with(&[("KEYS_TABLE", &table), ("KEY_SET_TAG", &tag)]);
+    let manager = tokenauth::services::keys::KeyManager::from_config(
+        &config,
+        clients.dynamodb.clone(),
+        clients.kms.clone(),
+        Arc::new(SystemClock),
+    );
+    manager
+        .add(tokenauth::services::keys::manager::KeySource::Create(tokenauth::rules::keys::KeyAlgorithm::ES256))
+        .await
+        .unwrap();
+    let keys = tokenauth::store::DynamoKeys::new(clients.dynamodb.clone(), &table);
+    let stored = keys.read().await.unwrap();
+    let mut tampered = stored.set.clone();
+    tampered.version += 1;
+    assert!(keys.replace(&tampered, &stored.mac.unwrap(), stored.set.version).await.unwrap());
+
+    let jwks =
+        run_function("jwks", &stack_environment(&[("KEYS_TABLE", &table)]), vec![event("jwks-http-api.json")]).await;
+    assert_eq!(jwks.answers[0]["statusCode"], 503, "a set that fails its MAC is not published");
+    expect(&metrics(&jwks), &[("keys", "bad_mac", "KeySetRejected")], &jwks);
 }

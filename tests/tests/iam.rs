@@ -176,7 +176,7 @@ async fn authorizer_paths(config: &Config, recorder: &IamRecorder) {
         authorizer: tokenauth::platform::config::AuthorizerSettings { rules: vec![], ..config.authorizer.clone() },
         ..config.clone()
     };
-    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clock.clone());
+    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), clock.clone());
     a.warm_up().await;
     let login = login_service(&config, &plain, Arc::new(SystemClock)).await;
     let (username, password, _) = create_user(&config, &plain, "iam-authz", &["read"]).await;
@@ -195,7 +195,7 @@ async fn authorizer_paths(config: &Config, recorder: &IamRecorder) {
 /// jwks: the document and the metadata.
 async fn jwks_paths(config: &Config, recorder: &IamRecorder) {
     let clients = clients_recorded_by(recorder).await;
-    let service = DiscoveryService::from_config(config, clients.dynamodb.clone());
+    let service = DiscoveryService::from_config(config, clients.dynamodb.clone(), clients.kms.clone());
     service.jwks().await.unwrap();
     service.metadata();
 }

@@ -17,7 +17,7 @@ use tokenauth::rules::keys::set::{KeyRefusal, KeyState, KeyStep};
 use tokenauth::rules::keys::{KeyAlgorithm, Signer};
 use tokenauth::services::discovery::DiscoveryService;
 use tokenauth::services::keys::manager::{KeyChangeError, KeySource, KEY_SET_TAG_KEY};
-use tokenauth::services::keys::{KeyManager, KmsSigner};
+use tokenauth::services::keys::{AuthenticatedKeys, KeyManager, KmsSigner};
 use tokenauth::Config;
 use tokenauth_tests::*;
 
@@ -157,8 +157,8 @@ async fn keys_rotate_and_are_revoked_under_continuous_traffic_without_failing_a_
     let key1 = key_set(&config, &clients).await.current().unwrap().clone();
 
     let authorizers: Arc<Vec<Authorizer>> = Arc::new(vec![
-        Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock)),
-        Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock)),
+        Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock)),
+        Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock)),
     ]);
     for a in authorizers.iter() {
         a.warm_up().await;
@@ -346,7 +346,7 @@ async fn an_unknown_kid_flood_reloads_the_key_set_at_most_once_per_interval() {
     let clients = clients().await;
     let config = short_gates(&clients, &[("REVOCATION_POLL_SECS", "1")]).await;
     manager(&config, &clients, Arc::new(SystemClock)).add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
-    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock));
+    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock));
     a.warm_up().await;
     // A well-formed token whose kid no key of the set has (signed by a key of another set).
     let stranger = tokenauth_tests::create_signing_key(&clients.kms, aws_sdk_kms::types::KeySpec::EccNistP256).await;
@@ -384,7 +384,7 @@ async fn a_signer_signs_with_the_key_last_read_only_within_the_staleness_bound()
     let config = short_gates(&clients, &[]).await;
     let clock = Arc::new(ManualClock::new(1_000_000));
     manager(&config, &clients, clock.clone()).add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
-    let keys = tokenauth::store::DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table);
+    let keys = AuthenticatedKeys::from_config(&config, clients.dynamodb.clone(), clients.kms.clone());
     let signer = tokenauth::services::keys::KeySetSigner::new(
         keys,
         clients.kms.clone(),
@@ -416,7 +416,7 @@ async fn a_warm_instance_idle_through_a_promotion_accepts_the_new_keys_first_tok
     let config = short_gates(&clients, &[]).await;
     let keys = manager(&config, &clients, Arc::new(SystemClock));
     keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
-    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock));
+    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock));
     a.warm_up().await;
     keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
     let pending = keys.list().await.unwrap().pending().unwrap().kms_key_id.clone();
@@ -453,7 +453,7 @@ async fn the_jwks_publishes_every_trusted_key_and_each_verifies_our_tokens_indep
     let clients = clients().await;
     let config = short_gates(&clients, &[]).await;
     let keys = manager(&config, &clients, Arc::new(SystemClock));
-    let service = DiscoveryService::from_config(&config, clients.dynamodb.clone());
+    let service = DiscoveryService::from_config(&config, clients.dynamodb.clone(), clients.kms.clone());
     keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
     keys.add(KeySource::Create(KeyAlgorithm::RS256)).await.unwrap();
     let es256_key = key_set(&config, &clients).await.current().unwrap().clone();
@@ -524,7 +524,7 @@ async fn the_jwks_publishes_every_trusted_key_and_each_verifies_our_tokens_indep
 async fn the_metadata_names_every_endpoint_under_the_issuer() {
     let clients = clients().await;
     let config = config_with(&[("TOKEN_ISSUER", "https://auth.example.test/tenant-a")]);
-    let service = DiscoveryService::from_config(&config, clients.dynamodb.clone());
+    let service = DiscoveryService::from_config(&config, clients.dynamodb.clone(), clients.kms.clone());
     let response = get(&service, "/.well-known/oauth-authorization-server", None).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers()["cache-control"].to_str().unwrap().starts_with("public, max-age="));
@@ -553,4 +553,128 @@ async fn the_metadata_names_every_endpoint_under_the_issuer() {
     assert_eq!(refused.status(), 405);
     assert_eq!(refused.headers()["allow"], "GET, HEAD");
     assert_eq!(get(&service, "/.well-known/other", None).await.status(), 404);
+}
+
+/// What someone who can write the Keys table but not make a MAC does: adds a P-256 key of
+/// their own (a made-up KMS key id, pending) to the stored set and bumps its version,
+/// keeping the MAC that was there. Returns the key, whose tokens they can now sign offline.
+async fn plant_key(config: &Config, clients: &Clients) -> tokenauth::rules::keys::testing::LocalSigner {
+    use base64::engine::general_purpose::STANDARD as B64;
+    let planted = tokenauth::rules::keys::testing::LocalSigner::new();
+    let table = tokenauth::store::DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table);
+    let stored = table.read().await.unwrap();
+    let mut set = stored.set.clone();
+    set.entries.push(tokenauth::rules::keys::set::KeyEntry {
+        kid: planted.trusted().kid().to_owned(),
+        alg: KeyAlgorithm::ES256,
+        kms_key_id: "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-00000000beef".to_owned(),
+        public_key: B64.encode(planted.spki()),
+        state: KeyState::Pending,
+        since: SystemClock.now(),
+    });
+    set.version += 1;
+    let old_mac = stored.mac.expect("the rotation MAC'd the set it wrote");
+    assert!(table.replace(&set, &old_mac, stored.set.version).await.unwrap(), "the planted set is written");
+    planted
+}
+
+/// Valid claims for this deployment with this `jti`, signed by `key`.
+fn token_signed_by(config: &Config, key: &tokenauth::rules::keys::testing::LocalSigner, jti: &str) -> String {
+    let now = SystemClock.now();
+    key.sign_claims(&json!({"iss": config.issuer, "sub": "u-planted", "aud": config.audience, "exp": now + 600,
+        "iat": now, "jti": jti, "client_id": "first-party", "scope": "read",
+        "sid": tokenauth::rules::token::random_id()}))
+}
+
+#[tokio::test]
+async fn a_key_written_into_the_table_by_hand_is_trusted_by_no_one() {
+    // GIVEN a set made by the rotation (one current key), and warm readers of it: an
+    // authorizer, the revoke function's service and the JWKS
+    let clients = clients().await;
+    let config = short_gates(&clients, &[]).await;
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let keys = manager(&config, &clients, clock.clone());
+    keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
+    let genuine = token_of_key(&config, &clients, &keys.list().await.unwrap().current().unwrap().kms_key_id).await;
+    let warm = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), clock.clone());
+    warm.warm_up().await;
+    let revoke = tokenauth::RevocationService::from_config(
+        &config,
+        clients.dynamodb.clone(),
+        clients.kms.clone(),
+        clock.clone(),
+    )
+    .await;
+    let jwks = DiscoveryService::from_config(&config, clients.dynamodb.clone(), clients.kms.clone());
+    assert!(allowed(&warm, &genuine).await);
+
+    // WHEN someone without the MAC key adds a key of their own to the table
+    let planted = plant_key(&config, &clients).await;
+    let jti = tokenauth::rules::token::random_id();
+    let forged = token_signed_by(&config, &planted, &jti);
+    clock.advance(2); // every reader's next request re-reads the set
+    let cold = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), clock.clone());
+    cold.warm_up().await;
+
+    // THEN no verifier accepts its tokens: neither the warm authorizer (which keeps the
+    // set it verified, genuine tokens included), nor one that starts now
+    assert!(!allowed(&warm, &forged).await, "a warm authorizer trusted the planted key");
+    assert!(allowed(&warm, &genuine).await, "the last verified set still serves");
+    assert!(!allowed(&cold, &forged).await, "a cold authorizer trusted the planted key");
+    // revoke-all refuses its bearer, and revoking it writes nothing
+    let response = tokenauth::edge::http::revoke(&revoke, &revoke_all_request(Some(&format!("Bearer {forged}")))).await;
+    assert_eq!(response.status(), 401, "revoke-all took a bearer of the planted key");
+    let body = format!("token={forged}&token_type_hint=access_token");
+    assert_eq!(tokenauth::edge::http::revoke(&revoke, &revoke_request(&body, true)).await.status(), 200);
+    assert!(revocations_of(&config, &clients, &jti).await.is_empty(), "revoke acted on a forged token");
+    // the JWKS does not publish it
+    let response = get(&jwks, "/.well-known/jwks.json", None).await;
+    let published = String::from_utf8(response.body().to_vec()).unwrap();
+    assert!(!published.contains(planted.trusted().kid()), "the JWKS published the planted key: {published}");
+    // and the rotation does not vouch for it by MAC'ing its next change over it
+    let refused = keys.add(KeySource::Create(KeyAlgorithm::ES256)).await;
+    assert!(matches!(refused, Err(KeyChangeError::Dependency(_))), "the rotation changed a tampered set: {refused:?}");
+    let stored = tokenauth::store::DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table).read().await.unwrap();
+    assert_eq!(stored.set.entries.len(), 2, "nothing was added over the planted key");
+}
+
+#[tokio::test]
+async fn a_reader_fails_closed_once_the_last_verified_set_is_past_its_staleness_bound() {
+    // GIVEN a warm authorizer whose set is then tampered with
+    let clients = clients().await;
+    let config = short_gates(&clients, &[("REVOCATION_MAX_STALENESS_SECS", "3")]).await;
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let keys = manager(&config, &clients, clock.clone());
+    keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
+    let genuine = token_of_key(&config, &clients, &keys.list().await.unwrap().current().unwrap().kms_key_id).await;
+    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), clock.clone());
+    a.warm_up().await;
+    plant_key(&config, &clients).await;
+    // WHEN the rejections outlast the staleness bound THEN even genuine tokens are refused
+    clock.advance(2);
+    assert!(allowed(&a, &genuine).await, "within the bound, the last verified set serves");
+    clock.advance(2);
+    assert!(!allowed(&a, &genuine).await, "past the bound, a reader with no verified set refuses");
+}
+
+#[tokio::test]
+async fn an_older_set_with_a_valid_mac_is_refused_once_a_newer_one_was_verified() {
+    // GIVEN a set at version 1, whose item (with its valid MAC) someone keeps
+    let clients = clients().await;
+    let config = short_gates(&clients, &[]).await;
+    let keys = manager(&config, &clients, Arc::new(SystemClock));
+    keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
+    let table = tokenauth::store::DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table);
+    let old = table.read().await.unwrap();
+    // and a reader that verified the set after a later change
+    keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
+    let reader = AuthenticatedKeys::from_config(&config, clients.dynamodb.clone(), clients.kms.clone());
+    let newer = reader.get().await.expect("the rotation's set verifies");
+    assert_eq!(newer.version, old.set.version + 1);
+    // WHEN the old item is written back
+    assert!(table.replace(&old.set, old.mac.as_deref().unwrap(), newer.version).await.unwrap());
+    // THEN the reader refuses it, while a reader that never saw the newer one verifies it
+    assert!(reader.get().await.is_err(), "a replayed older set was used");
+    let fresh = AuthenticatedKeys::from_config(&config, clients.dynamodb.clone(), clients.kms.clone());
+    assert_eq!(fresh.get().await.unwrap(), old.set, "the old set's MAC is still genuine");
 }

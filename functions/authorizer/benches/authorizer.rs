@@ -22,7 +22,7 @@ use tokenauth::rules::keys::TrustedKey;
 use tokenauth::rules::revocations::RevocationCache;
 use tokenauth::rules::routes::{ResponseStyle, RouteRule};
 use tokenauth::rules::verify::Verifier;
-use tokenauth::services::keys::KeyRing;
+use tokenauth::services::keys::{AuthenticatedKeys, KeyRing};
 use tokenauth::services::revocation_feed::RevocationFeed;
 use tokenauth::store::{DynamoKeys, DynamoRevocations, Revocation, RevocationKind};
 
@@ -72,7 +72,15 @@ fn authorizer(key: TrustedKey, now: u64) -> Authorizer {
         RevocationFeed::preloaded(Box::new(DynamoRevocations::new(dynamodb.clone(), "unused")), &settings, cache, now);
     let verifier = Arc::new(Verifier::new(vec![key], ISS.into(), AUD.into(), 30));
     let day = Duration::from_secs(86_400);
-    let keys = KeyRing::preloaded(DynamoKeys::new(dynamodb, "unused"), verifier, day, day, now);
+    let kms = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .region(aws_sdk_kms::config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build(),
+    );
+    let keys = AuthenticatedKeys::new(DynamoKeys::new(dynamodb, "unused"), kms, "unused");
+    let keys = KeyRing::preloaded(keys, verifier, day, day, now);
     Authorizer::new(keys, feed, settings, Arc::new(SystemClock))
 }
 

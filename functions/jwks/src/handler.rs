@@ -22,7 +22,7 @@ mod tests {
     async fn the_metadata_sample_event_needs_no_aws_call() {
         let config = unit::config();
         let clients = unit::clients();
-        let service = DiscoveryService::from_config(&config, clients.dynamodb.clone());
+        let service = DiscoveryService::from_config(&config, clients.dynamodb.clone(), clients.kms.clone());
         let response = function_handler(&service, request_from_event(&event("metadata-http-api.json"))).await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(json_of(&response)["issuer"], config.issuer.as_str());
@@ -33,7 +33,7 @@ mod tests {
     #[tokio::test]
     async fn other_methods_and_paths_get_405_and_404_without_an_aws_call() {
         let clients = unit::clients();
-        let service = DiscoveryService::from_config(&unit::config(), clients.dynamodb.clone());
+        let service = DiscoveryService::from_config(&unit::config(), clients.dynamodb.clone(), clients.kms.clone());
         for name in ["jwks-http-api.json", "metadata-http-api.json"] {
             let mut post = event(name);
             post["requestContext"]["http"]["method"] = Value::String("POST".into());
@@ -63,7 +63,7 @@ mod needs_stack {
     async fn the_jwks_sample_event_gets_the_stack_keys() {
         let config = config();
         let clients = clients().await;
-        let service = DiscoveryService::from_config(&config, clients.dynamodb.clone());
+        let service = DiscoveryService::from_config(&config, clients.dynamodb.clone(), clients.kms.clone());
         let response = function_handler(&service, request_from_event(&event("jwks-http-api.json"))).await.unwrap();
         assert_eq!(response.status(), 200);
         let jwks = json_of(&response);

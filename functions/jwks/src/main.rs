@@ -1,5 +1,6 @@
 //! The `jwks` Lambda: wiring only. Publishes the key set's public keys (RFC 7517) and the
-//! RFC 8414 metadata; one DynamoDB read per JWKS request, no KMS call.
+//! RFC 8414 metadata; one DynamoDB read per JWKS request, and a `kms:VerifyMac` only for a
+//! key set this instance has not verified yet.
 
 mod handler;
 
@@ -12,6 +13,7 @@ async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Config::from_env()?;
     let sdk = tokenauth::platform::aws::function_sdk_config(&config).await?;
-    let service = DiscoveryService::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk));
+    let service =
+        DiscoveryService::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk), aws_sdk_kms::Client::new(&sdk));
     run(service_fn(|event| handler::function_handler(&service, event))).await
 }

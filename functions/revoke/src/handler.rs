@@ -127,7 +127,13 @@ mod needs_stack {
     async fn sample_events_get_rfc7009_answers() {
         let config = config();
         let clients = clients().await;
-        let service = RevocationService::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock)).await;
+        let service = RevocationService::from_config(
+            &config,
+            clients.dynamodb.clone(),
+            clients.kms.clone(),
+            Arc::new(SystemClock),
+        )
+        .await;
         // Unknown tokens: 200 and nothing changes (RFC 7009 §2.2).
         for name in ["revoke-refresh-token-form.json", "revoke-access-token-json.json"] {
             let response = function_handler(&service, request_from_event(&event(name))).await.unwrap();

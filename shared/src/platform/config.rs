@@ -56,6 +56,9 @@ pub struct Config {
     /// key-rotation function and `authctl`): the symmetric KMS key under which the
     /// sealing secret of refresh-token successors is generated.
     pub sealing_key_id: String,
+    /// `KEY_SET_MAC_KEY_ID` (default empty: no key set is trusted): the KMS HMAC key whose
+    /// MAC over the key set every reader checks and only key-set writers make.
+    pub key_set_mac_key_id: String,
     /// `KEY_DELETION_DAYS` (default 30, 7 to 30): KMS's waiting period before a retired or
     /// revoked key is deleted.
     pub key_deletion_days: i32,
@@ -137,6 +140,7 @@ impl Config {
             jwks_max_age: env.secs("JWKS_MAX_AGE_SECS", 3600, Zero::Allowed)?,
             key_set_tag: env.text("KEY_SET_TAG", "tokenauth"),
             sealing_key_id: env.text("SEALING_KEY_ID", ""),
+            key_set_mac_key_id: env.text("KEY_SET_MAC_KEY_ID", ""),
             key_deletion_days: match env.count("KEY_DELETION_DAYS", 30)? {
                 days @ 7..=30 => i32::try_from(days).unwrap_or(30),
                 _ => return Err(ConfigError::Invalid { name: "KEY_DELETION_DAYS", reason: "7 to 30 (days)" }),

@@ -11,7 +11,7 @@ use crate::error::DependencyError;
 use crate::platform::config::Config;
 use crate::rules::keys::set::KeySet;
 use crate::services::keys::live::trusted_keys;
-use crate::store::DynamoKeys;
+use crate::services::keys::AuthenticatedKeys;
 
 /// The path of the JWKS.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
@@ -84,24 +84,25 @@ pub fn metadata(issuer: &str) -> Published {
 }
 
 /// The `jwks` function's service.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DiscoveryService {
-    keys: DynamoKeys,
+    keys: AuthenticatedKeys,
     issuer: String,
     max_age_secs: u64,
 }
 
 impl DiscoveryService {
     /// The service a deployment configured.
-    pub fn from_config(config: &Config, dynamodb: aws_sdk_dynamodb::Client) -> Self {
+    pub fn from_config(config: &Config, dynamodb: aws_sdk_dynamodb::Client, kms: aws_sdk_kms::Client) -> Self {
         Self {
-            keys: DynamoKeys::new(dynamodb, &config.keys_table),
+            keys: AuthenticatedKeys::from_config(config, dynamodb, kms),
             issuer: config.issuer.clone(),
             max_age_secs: config.jwks_max_age.as_secs(),
         }
     }
 
-    /// The JWKS as the key set is now.
+    /// The JWKS as the key set is now, if its MAC verifies (only verified keys are
+    /// published).
     pub async fn jwks(&self) -> Result<Published, DependencyError> {
         jwks(&self.keys.get().await?)
     }

@@ -247,8 +247,14 @@ impl fmt::Debug for RevocationService {
 impl RevocationService {
     /// Builds the service with the one verifier, its keys read now (so the first request
     /// need not) and again at most once per `KEY_SET_RELOAD_SECS`.
-    pub async fn from_config(config: &Config, dynamodb: aws_sdk_dynamodb::Client, clock: Arc<dyn Clock>) -> Self {
-        let keys = KeyRing::from_config(config, dynamodb.clone(), config.key_reload, config.key_set_max_staleness());
+    pub async fn from_config(
+        config: &Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        kms: aws_sdk_kms::Client,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let keys =
+            KeyRing::from_config(config, dynamodb.clone(), kms, config.key_reload, config.key_set_max_staleness());
         keys.sync(clock.now()).await;
         Self::new(Revoker::new(config, dynamodb, clock.clone()), keys, clock)
     }

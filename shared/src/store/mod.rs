@@ -11,7 +11,7 @@ mod revocations;
 mod users;
 
 pub use families::{AccountGuard, DynamoFamilies, Guarded, RotateOutcome, Rotation};
-pub use keys::DynamoKeys;
+pub use keys::{DynamoKeys, StoredKeySet};
 pub use revocations::DynamoRevocations;
 pub use users::{AttemptCounter, DynamoUsers, LoginFailures, UserWriteError};
 

@@ -96,11 +96,18 @@ impl Authorizer {
 
     /// Builds the authorizer as the function does: the key set and the revocation feed from
     /// their tables, re-read together at most once per `REVOCATION_POLL_SECS` (keys: at
-    /// most once a second), the settings of `config`. No KMS call at all.
-    pub fn from_config(config: &Config, dynamodb: aws_sdk_dynamodb::Client, clock: Arc<dyn Clock>) -> Self {
+    /// most once a second), the settings of `config`. KMS only to check the key set's MAC
+    /// (`kms:VerifyMac`, once per set version).
+    pub fn from_config(
+        config: &Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        kms: aws_sdk_kms::Client,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let keys = KeyRing::from_config(
             config,
             dynamodb.clone(),
+            kms,
             config.authorizer.poll_every,
             config.authorizer.max_staleness,
         );

@@ -239,7 +239,21 @@ pub enum KeyRefusal {
     UnknownKid(String),
 }
 
+/// The label in front of every MAC'd set: a MAC made for anything else never verifies a set.
+const AUTHENTICATED_LABEL: &[u8] = b"tokenauth key set v1\n";
+
 impl KeySet {
+    /// The bytes the set's MAC covers (`kms:GenerateMac`, HMAC-SHA-256): a fixed label and
+    /// the SHA-256 of the set as JSON (fields in declaration order, entries as stored), so a
+    /// change to the version or to any field of any entry changes them, and they stay 53
+    /// bytes however many keys the set lists (KMS takes at most 4 KiB to MAC).
+    pub fn authenticated_bytes(&self) -> Vec<u8> {
+        // Serialising a struct of strings and numbers cannot fail.
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &json);
+        [AUTHENTICATED_LABEL, digest.as_ref()].concat()
+    }
+
     /// The key that signs now.
     pub fn current(&self) -> Option<&KeyEntry> {
         self.entries.iter().find(|e| e.state == KeyState::Current)
@@ -454,6 +468,32 @@ mod tests {
         let mut set = KeySet::default();
         assert_eq!(set.add(key(1), T0), Ok(KeyStep::Bootstrapped { kid: "kid-1".into() }));
         set
+    }
+
+    #[test]
+    fn the_authenticated_bytes_change_with_every_field_and_nothing_else() {
+        let mut set = bootstrapped();
+        set.add(key(2), T0 + 10).unwrap();
+        let bytes = set.authenticated_bytes();
+        assert_eq!(bytes.len(), AUTHENTICATED_LABEL.len() + 32);
+        assert_eq!(bytes, set.clone().authenticated_bytes(), "the same set, the same bytes");
+        let changes: [fn(&mut KeySet); 7] = [
+            |s| s.version += 1,
+            |s| s.entries[1].kid.push('x'),
+            |s| s.entries[1].alg = KeyAlgorithm::RS256,
+            |s| s.entries[1].kms_key_id.push('x'),
+            |s| s.entries[1].public_key = "AQ==".into(),
+            |s| s.entries[1].state = KeyState::Current,
+            |s| s.entries[1].since += 1,
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut changed = set.clone();
+            change(&mut changed);
+            assert_ne!(changed.authenticated_bytes(), bytes, "change {i} left the MAC'd bytes as they were");
+        }
+        let mut swapped = set.clone();
+        swapped.entries.reverse();
+        assert_ne!(swapped.authenticated_bytes(), bytes, "the order of entries is covered");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The key set at run time. Verifiers keep their trusted keys in step with it
 //! ([`KeyRing`]); signers sign with its current key ([`KeySetSigner`]). Both read the one
-//! item of the Keys table and neither calls KMS to learn a key, so a rotation needs no
-//! redeploy and a function's cold start no `kms:GetPublicKey`.
+//! item of the Keys table, used only if its MAC verifies ([`AuthenticatedKeys`]: one
+//! `kms:VerifyMac` per set version an instance meets), and neither calls KMS to learn a
+//! key, so a rotation needs no redeploy and a function's cold start no `kms:GetPublicKey`.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,7 +11,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
-use super::KmsSigner;
+use super::{AuthenticatedKeys, KmsSigner};
 use crate::error::DependencyError;
 use crate::platform::clock::Clock;
 use crate::platform::config::Config;
@@ -19,7 +20,6 @@ use crate::rules::keys::set::{KeyEntry, KeySet};
 use crate::rules::keys::{JwsFuture, Signer, TrustedKey};
 use crate::rules::polled::{Freshness, Polled};
 use crate::rules::verify::Verifier;
-use crate::store::DynamoKeys;
 
 /// A key of the set as a verifier trusts it. The stored `kid` must be the thumbprint of the
 /// stored public key: a set whose entries disagree with themselves is not used.
@@ -62,7 +62,7 @@ pub struct KeySync {
 /// last keys serve for `max_staleness`; after that the ring reports itself stale and the
 /// caller refuses (an emergency revoke must not go unseen for long).
 pub struct KeyRing {
-    keys: DynamoKeys,
+    keys: AuthenticatedKeys,
     verifier: Arc<Verifier>,
     polled: Polled,
     /// The version the verifier's keys are from; only a read holds it.
@@ -81,17 +81,18 @@ impl KeyRing {
     pub fn from_config(
         config: &Config,
         dynamodb: aws_sdk_dynamodb::Client,
+        kms: aws_sdk_kms::Client,
         every: Duration,
         max_staleness: Duration,
     ) -> Self {
         let verifier = Arc::new(crate::services::verifier_for(config));
-        Self::new(DynamoKeys::new(dynamodb, &config.keys_table), verifier, every, max_staleness)
+        Self::new(AuthenticatedKeys::from_config(config, dynamodb, kms), verifier, every, max_staleness)
     }
 
     /// A ring that keeps `verifier` (usually built with no keys) up to date from `keys`,
     /// reading at most once per `every` and never more than once a second (a revocation
     /// poll of 0, every request, does not make the key set a read per request).
-    pub fn new(keys: DynamoKeys, verifier: Arc<Verifier>, every: Duration, max_staleness: Duration) -> Self {
+    pub fn new(keys: AuthenticatedKeys, verifier: Arc<Verifier>, every: Duration, max_staleness: Duration) -> Self {
         let every = every.max(Duration::from_secs(1));
         Self { keys, verifier, polled: Polled::new(every, max_staleness), version: Mutex::new(None) }
     }
@@ -99,7 +100,7 @@ impl KeyRing {
     /// A ring whose verifier already holds the keys as of `loaded_at` (benchmarks: no read
     /// falls due for `every`).
     pub fn preloaded(
-        keys: DynamoKeys,
+        keys: AuthenticatedKeys,
         verifier: Arc<Verifier>,
         every: Duration,
         max_staleness: Duration,
@@ -163,7 +164,7 @@ impl KeyRing {
 /// the staleness bound ([`Config::key_set_max_staleness`]), then signing fails (503)
 /// rather than guess.
 pub struct KeySetSigner {
-    keys: DynamoKeys,
+    keys: AuthenticatedKeys,
     kms: aws_sdk_kms::Client,
     polled: Polled,
     clock: Arc<dyn Clock>,
@@ -180,7 +181,7 @@ impl KeySetSigner {
     /// A signer over the set in `keys`, signing through `kms`, re-reading the set every
     /// `every` and signing with the key last read for at most `max_staleness`.
     pub fn new(
-        keys: DynamoKeys,
+        keys: AuthenticatedKeys,
         kms: aws_sdk_kms::Client,
         every: Duration,
         max_staleness: Duration,
@@ -199,7 +200,7 @@ impl KeySetSigner {
         kms: aws_sdk_kms::Client,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let keys = DynamoKeys::new(dynamodb, &config.keys_table);
+        let keys = AuthenticatedKeys::from_config(config, dynamodb, kms.clone());
         let signer = Self::new(keys, kms, config.key_reload, config.key_set_max_staleness(), clock);
         if let Err(e) = signer.current().await {
             tracing::warn!(error = %e, "no signing key at start-up");

@@ -1,7 +1,9 @@
 //! Changes to the key set: the one path for `authctl keys` and the scheduled rotation.
 //! Each change reads the set, applies one rule of [`crate::rules::keys::set`] and writes the set back
 //! conditionally on the version it read; if another change landed in between, it reads
-//! again and decides again, so two runs at once leave one consistent set. KMS work that a
+//! again and decides again, so two runs at once leave one consistent set. It changes only
+//! a set whose MAC verifies and writes each change with a new MAC, so a rotation never
+//! vouches for a key that someone else put into the table. KMS work that a
 //! lost race leaves behind (a key created for a set that got another) is undone.
 
 use std::fmt;
@@ -12,12 +14,12 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
 use super::kms::fetch_public_key;
+use super::AuthenticatedKeys;
 use crate::error::DependencyError;
 use crate::platform::clock::Clock;
 use crate::platform::retry;
 use crate::rules::keys::set::{DueStep, KeyRefusal, KeySet, KeyStep, KeyTimings, NewKey};
 use crate::rules::keys::KeyAlgorithm;
-use crate::store::DynamoKeys;
 
 /// The tag every key of a set carries (value: the set's name, `KEY_SET_TAG`). Signers may
 /// `kms:Sign` only with keys that carry it (`infra/template.yaml`).
@@ -48,7 +50,7 @@ pub enum KeySource {
 
 /// Performs key-set changes with KMS and the Keys table.
 pub struct KeyManager {
-    keys: DynamoKeys,
+    keys: AuthenticatedKeys,
     kms: aws_sdk_kms::Client,
     timings: KeyTimings,
     set_name: String,
@@ -72,7 +74,7 @@ impl KeyManager {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            keys: DynamoKeys::new(dynamodb, &config.keys_table),
+            keys: AuthenticatedKeys::from_config(config, dynamodb, kms.clone()),
             kms,
             timings: config.key_timings(),
             set_name: config.key_set_tag.clone(),
@@ -82,7 +84,7 @@ impl KeyManager {
         }
     }
 
-    /// The set as stored.
+    /// The set as stored, if its MAC verifies.
     pub async fn list(&self) -> Result<KeySet, DependencyError> {
         self.keys.get().await
     }
@@ -99,7 +101,7 @@ impl KeyManager {
         still_wanted: impl Fn(&KeySet, u64) -> bool,
     ) -> Result<KeyStep, KeyChangeError> {
         // A set with keys has a sealing secret for refresh: made with its first key.
-        if super::sealing::ensure_sealing_secret(&self.keys, &self.kms, &self.sealing_key_id).await? {
+        if super::sealing::ensure_sealing_secret(self.keys.table(), &self.kms, &self.sealing_key_id).await? {
             tracing::info!(target: "audit", event = "sealing_secret_created");
         }
         // Refuse before creating anything in KMS when the set already says no.
