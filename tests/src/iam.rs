@@ -122,6 +122,10 @@ impl Intercept for IamRecorder {
             self.push("kms:Sign", key(i.key_id()), none());
         } else if let Some(i) = input.downcast_ref::<kms::get_public_key::GetPublicKeyInput>() {
             self.push("kms:GetPublicKey", key(i.key_id()), none());
+        } else if let Some(i) = input.downcast_ref::<kms::verify_mac::VerifyMacInput>() {
+            self.push("kms:VerifyMac", key(i.key_id()), none());
+        } else if let Some(i) = input.downcast_ref::<kms::generate_mac::GenerateMacInput>() {
+            self.push("kms:GenerateMac", key(i.key_id()), none());
         } else if let Some(i) = input.downcast_ref::<kms::decrypt::DecryptInput>() {
             self.push("kms:Decrypt", key(i.key_id()), encryption_context(i.encryption_context()));
         } else if let Some(i) = input.downcast_ref::<kms::generate_data_key::GenerateDataKeyInput>() {
