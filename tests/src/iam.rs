@@ -4,7 +4,7 @@
 //! paths with its own recorder and has `infra/local/iam_check.py` judge the calls against
 //! the role the template gives that function.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::operation as ddb;
@@ -68,6 +68,51 @@ fn encryption_context(ec: Option<&std::collections::HashMap<String, String>>) ->
     ec.into_iter().flatten().map(|(k, v)| (format!("kms:EncryptionContext:{k}"), vec![v.clone()])).collect()
 }
 
+/// `dynamodb:Attributes` of an item write as DynamoDB computes it: the top-level attributes
+/// its key, item, update expression and condition name (`#name`s resolved; values, functions
+/// and keywords left out).
+fn attributes(
+    key: Option<&HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+    expressions: &[Option<&str>],
+    names: Option<&HashMap<String, String>>,
+) -> BTreeMap<String, Vec<String>> {
+    const KEYWORDS: [&str; 9] = ["set", "remove", "add", "delete", "and", "or", "not", "between", "in"];
+    let mut found: std::collections::BTreeSet<String> = key.into_iter().flat_map(|k| k.keys().cloned()).collect();
+    for expression in expressions.iter().flatten() {
+        let chars: Vec<char> = expression.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if !(c.is_alphanumeric() || c == '_' || c == '#' || c == ':') {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '#' | ':')) {
+                i += 1;
+            }
+            let token: String = chars[start..i].iter().collect();
+            let nested = start > 0 && matches!(chars[start - 1], '.' | '[');
+            let function = chars[i..].iter().find(|c| !c.is_whitespace()) == Some(&'(');
+            if nested || function || token.starts_with(':') || token.chars().all(|c| c.is_ascii_digit()) {
+                continue;
+            }
+            if KEYWORDS.contains(&token.to_ascii_lowercase().as_str()) {
+                continue;
+            }
+            let name = match token.strip_prefix('#') {
+                Some(_) => names.and_then(|n| n.get(&token)).cloned().unwrap_or(token),
+                None => token,
+            };
+            found.insert(name);
+        }
+    }
+    if found.is_empty() {
+        return BTreeMap::new();
+    }
+    BTreeMap::from([("dynamodb:Attributes".to_owned(), found.into_iter().collect())])
+}
+
 fn tag_context(tags: &[aws_sdk_kms::types::Tag]) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> =
         tags.iter().map(|t| (format!("aws:RequestTag/{}", t.tag_key()), vec![t.tag_value().to_owned()])).collect();
@@ -91,11 +136,15 @@ impl Intercept for IamRecorder {
         if let Some(i) = input.downcast_ref::<ddb::get_item::GetItemInput>() {
             self.push("dynamodb:GetItem", table(i.table_name().unwrap_or_default(), None), none());
         } else if let Some(i) = input.downcast_ref::<ddb::put_item::PutItemInput>() {
-            self.push("dynamodb:PutItem", table(i.table_name().unwrap_or_default(), None), none());
+            let written = attributes(i.item(), &[i.condition_expression()], i.expression_attribute_names());
+            self.push("dynamodb:PutItem", table(i.table_name().unwrap_or_default(), None), written);
         } else if let Some(i) = input.downcast_ref::<ddb::update_item::UpdateItemInput>() {
-            self.push("dynamodb:UpdateItem", table(i.table_name().unwrap_or_default(), None), none());
+            let written =
+                attributes(i.key(), &[i.update_expression(), i.condition_expression()], i.expression_attribute_names());
+            self.push("dynamodb:UpdateItem", table(i.table_name().unwrap_or_default(), None), written);
         } else if let Some(i) = input.downcast_ref::<ddb::delete_item::DeleteItemInput>() {
-            self.push("dynamodb:DeleteItem", table(i.table_name().unwrap_or_default(), None), none());
+            let written = attributes(i.key(), &[i.condition_expression()], i.expression_attribute_names());
+            self.push("dynamodb:DeleteItem", table(i.table_name().unwrap_or_default(), None), written);
         } else if let Some(i) = input.downcast_ref::<ddb::query::QueryInput>() {
             self.push("dynamodb:Query", table(i.table_name().unwrap_or_default(), i.index_name()), none());
         } else if let Some(i) = input.downcast_ref::<ddb::batch_write_item::BatchWriteItemInput>() {
@@ -106,13 +155,22 @@ impl Intercept for IamRecorder {
             // Each part is authorised as the action it is.
             for item in i.transact_items() {
                 if let Some(p) = item.put() {
-                    self.push("dynamodb:PutItem", table(p.table_name(), None), none());
+                    let written =
+                        attributes(Some(p.item()), &[p.condition_expression()], p.expression_attribute_names());
+                    self.push("dynamodb:PutItem", table(p.table_name(), None), written);
                 }
                 if let Some(u) = item.update() {
-                    self.push("dynamodb:UpdateItem", table(u.table_name(), None), none());
+                    let written = attributes(
+                        Some(u.key()),
+                        &[Some(u.update_expression()), u.condition_expression()],
+                        u.expression_attribute_names(),
+                    );
+                    self.push("dynamodb:UpdateItem", table(u.table_name(), None), written);
                 }
                 if let Some(d) = item.delete() {
-                    self.push("dynamodb:DeleteItem", table(d.table_name(), None), none());
+                    let written =
+                        attributes(Some(d.key()), &[d.condition_expression()], d.expression_attribute_names());
+                    self.push("dynamodb:DeleteItem", table(d.table_name(), None), written);
                 }
                 if let Some(c) = item.condition_check() {
                     self.push("dynamodb:ConditionCheckItem", table(c.table_name(), None), none());
@@ -122,10 +180,12 @@ impl Intercept for IamRecorder {
             self.push("kms:Sign", key(i.key_id()), none());
         } else if let Some(i) = input.downcast_ref::<kms::get_public_key::GetPublicKeyInput>() {
             self.push("kms:GetPublicKey", key(i.key_id()), none());
-        } else if let Some(i) = input.downcast_ref::<kms::verify_mac::VerifyMacInput>() {
-            self.push("kms:VerifyMac", key(i.key_id()), none());
         } else if let Some(i) = input.downcast_ref::<kms::generate_mac::GenerateMacInput>() {
-            self.push("kms:GenerateMac", key(i.key_id()), none());
+            let algorithm = i.mac_algorithm().map(|a| a.as_str()).unwrap_or_default();
+            self.push("kms:GenerateMac", key(i.key_id()), context(&[("kms:MacAlgorithm", algorithm)]));
+        } else if let Some(i) = input.downcast_ref::<kms::verify_mac::VerifyMacInput>() {
+            let algorithm = i.mac_algorithm().map(|a| a.as_str()).unwrap_or_default();
+            self.push("kms:VerifyMac", key(i.key_id()), context(&[("kms:MacAlgorithm", algorithm)]));
         } else if let Some(i) = input.downcast_ref::<kms::decrypt::DecryptInput>() {
             self.push("kms:Decrypt", key(i.key_id()), encryption_context(i.encryption_context()));
         } else if let Some(i) = input.downcast_ref::<kms::generate_data_key::GenerateDataKeyInput>() {
@@ -149,5 +209,30 @@ impl Intercept for IamRecorder {
             self.push("unknown:UnrecordedOperation", key(None), none());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    use super::*;
+
+    #[test]
+    fn the_attributes_of_a_write_are_the_top_level_names_its_key_and_expressions_touch() {
+        let key = HashMap::from([
+            ("pk".to_owned(), AttributeValue::S("someone".into())),
+            ("sk".to_owned(), AttributeValue::S("profile".into())),
+        ]);
+        let names = HashMap::from([("#ttl".to_owned(), "expires_at".to_owned())]);
+        let update = "SET failures = if_not_exists(failures, :zero) + :one, #ttl = :exp, info.nested = :v, \
+                      list[0] = :x REMOVE window_start ADD version :one";
+        let condition = "attribute_exists(#ttl) AND size(tags) > :n AND NOT contains(scopes, :s)";
+        let got = attributes(Some(&key), &[Some(update), Some(condition)], Some(&names));
+        assert_eq!(
+            got["dynamodb:Attributes"],
+            ["expires_at", "failures", "info", "list", "pk", "scopes", "sk", "tags", "version", "window_start"]
+        );
+        assert!(attributes(None, &[None], None).is_empty(), "a read names no attribute");
     }
 }

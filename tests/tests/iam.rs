@@ -3,6 +3,9 @@
 //! `infra/local/iam_check.py` transforms `infra/template.yaml` with the SAM translator and
 //! judges every call against that function's role, and every grant against the calls.
 //! The emulators enforce no IAM: this is where a missing or an excess permission shows.
+//! KMS calls are judged against the key's policy too (the template's keys, and the
+//! `SIGNING_KEY_POLICY` rotation creates keys with), as KMS judges them; a second test shows
+//! what the key policies refuse that IAM alone would not.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -27,6 +30,8 @@ const STACK: &str = "tokenauth";
 struct Namer {
     tables: BTreeMap<String, &'static str>,
     sealing_key: String,
+    /// The key-set MAC key (`KEY_SET_MAC_KEY_ID` of the stack), where the stack has one.
+    mac_key: Option<String>,
     tags: BTreeMap<String, Option<String>>,
     key_set_tag: String,
 }
@@ -49,7 +54,14 @@ impl Namer {
                 listed.tags().iter().find(|t| t.tag_key() == "tokenauth:key-set").map(|t| t.tag_value().to_owned());
             tags.insert(id, tag);
         }
-        Self { tables, sealing_key: config.sealing_key_id.clone(), tags, key_set_tag: config.key_set_tag.clone() }
+        let mac_key = std::env::var("KEY_SET_MAC_KEY_ID").ok().filter(|k| !k.is_empty());
+        Self {
+            tables,
+            sealing_key: config.sealing_key_id.clone(),
+            mac_key,
+            tags,
+            key_set_tag: config.key_set_tag.clone(),
+        }
     }
 
     fn name(&self, call: &IamCall) -> Value {
@@ -75,10 +87,13 @@ impl Namer {
             }
             Resource::Key(None) => format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/a-new-key"),
             Resource::Key(Some(id)) => {
-                let id = id.rsplit_once(":key/").map_or(id.as_str(), |(_, id)| id);
-                let sealing = self.sealing_key.rsplit_once(":key/").map_or(self.sealing_key.as_str(), |(_, id)| id);
-                if id == sealing {
+                let bare = |id: &str| id.rsplit_once(":key/").map_or(id, |(_, id)| id).to_owned();
+                let id = bare(id);
+                let id = id.as_str();
+                if id == bare(&self.sealing_key) {
                     format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/SealingKey")
+                } else if self.mac_key.as_deref().map(bare).as_deref() == Some(id) {
+                    format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/KeySetMacKey")
                 } else {
                     if let Some(Some(tag)) = self.tags.get(id) {
                         let tag = if *tag == self.key_set_tag { STACK.to_owned() } else { tag.clone() };
@@ -203,6 +218,7 @@ async fn jwks_paths(config: &Config, recorder: &IamRecorder) {
 /// key-rotation: every step of the schedule on a set of its own (first key with the
 /// sealing secret, successor, promotion, retirement and the deletion it schedules).
 async fn key_rotation_paths(config: &Config, recorder: &IamRecorder) {
+    let plain = tokenauth_tests::clients().await;
     let clients = clients_recorded_by(recorder).await;
     let timings = config.key_timings();
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
@@ -216,6 +232,22 @@ async fn key_rotation_paths(config: &Config, recorder: &IamRecorder) {
         clock.advance(advance);
         assert!(manager.rotate().await.unwrap().is_some(), "a step was due");
     }
+    // Every key it created carries SIGNING_KEY_POLICY (the emulator keeps what CreateKey
+    // was given) and the set's tag.
+    let policy = config.signing_key_policy.as_deref().expect("the rotation's config sets a policy");
+    let set = manager.list().await.unwrap();
+    assert!(!set.entries.is_empty());
+    for key in &set.entries {
+        let id = key.kms_key_id.rsplit_once(":key/").map_or(key.kms_key_id.as_str(), |(_, id)| id);
+        let got = plain.kms.get_key_policy().key_id(id).policy_name("default").send().await.unwrap();
+        let got: Value = serde_json::from_str(got.policy().unwrap()).unwrap();
+        assert_eq!(got, serde_json::from_str::<Value>(policy).unwrap(), "key {id}");
+        let tags = plain.kms.list_resource_tags().key_id(id).send().await.unwrap();
+        assert!(
+            tags.tags().iter().any(|t| t.tag_key() == "tokenauth:key-set" && t.tag_value() == config.key_set_tag),
+            "key {id} is tagged for the set"
+        );
+    }
 }
 
 /// Runs every function's paths once; the recorded calls, named as the template names them.
@@ -224,7 +256,18 @@ async fn recorded_calls() -> Value {
     let plain = tokenauth_tests::clients().await;
     let rotation_table = format!("keys-{}", unique_username("iam"));
     create_keys_table(&plain, &rotation_table).await;
-    let rotation_config = config_with(&[("KEYS_TABLE", &rotation_table), ("KEY_SET_TAG", &unique_username("iam"))]);
+    // A key policy of the template's shape (the emulator keeps it but enforces none).
+    let policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "AccountAdministersWithoutUse", "Effect": "Allow",
+         "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")},
+         "Action": ["kms:DescribeKey", "kms:PutKeyPolicy", "kms:ScheduleKeyDeletion"], "Resource": "*"},
+        {"Sid": "SignersSign", "Effect": "Allow",
+         "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:role/login")}, "Action": "kms:Sign", "Resource": "*"}]});
+    let rotation_config = config_with(&[
+        ("KEYS_TABLE", &rotation_table),
+        ("KEY_SET_TAG", &unique_username("iam")),
+        ("SIGNING_KEY_POLICY", &policy.to_string()),
+    ]);
 
     let mut recorders: BTreeMap<&str, IamRecorder> = BTreeMap::new();
     for function in [
@@ -285,11 +328,12 @@ async fn every_call_is_allowed_by_its_functions_role_and_every_grant_is_used() {
     assert_eq!(code, 0, "the template against the recorded calls:\n{report:#}\ncalls:\n{calls:#}");
 
     // A permission removed from the template: the call that needs it is denied.
-    let login_statement =
-        "Action: [dynamodb:GetItem, dynamodb:UpdateItem, dynamodb:PutItem, dynamodb:ConditionCheckItem]";
+    let login_statement = "Sid: ReadUsers\n              Effect: Allow\n              Action: [dynamodb:GetItem, dynamodb:ConditionCheckItem]";
     assert_eq!(template.matches(login_statement).count(), 1, "the login statement this test edits");
-    let narrowed =
-        template.replace(login_statement, "Action: [dynamodb:GetItem, dynamodb:UpdateItem, dynamodb:PutItem]");
+    let narrowed = template.replace(
+        login_statement,
+        "Sid: ReadUsers\n              Effect: Allow\n              Action: [dynamodb:GetItem]",
+    );
     let (code, report) = judge(&narrowed, &calls);
     assert_eq!(code, 1);
     let denied = report["denied"].as_array().unwrap();
@@ -297,6 +341,44 @@ async fn every_call_is_allowed_by_its_functions_role_and_every_grant_is_used() {
         denied.iter().any(|d| d["function"] == "LoginFunction" && d["action"] == "dynamodb:ConditionCheckItem"),
         "{report:#}"
     );
+
+    // An attribute taken out of login's list: the write of a new device is denied.
+    let login_attributes = r#""dynamodb:Attributes": [pk, sk, failures, window_start, expires_at, created_at]"#;
+    assert_eq!(template.matches(login_attributes).count(), 1, "login's attribute list");
+    let narrowed =
+        template.replace(login_attributes, r#""dynamodb:Attributes": [pk, sk, failures, window_start, expires_at]"#);
+    let (code, report) = judge(&narrowed, &calls);
+    assert_eq!(code, 1);
+    assert!(
+        report["denied"].as_array().unwrap().iter().any(|d| d["function"] == "LoginFunction"
+            && d["action"] == "dynamodb:UpdateItem"
+            && d["context"]["dynamodb:Attributes"].as_array().unwrap().contains(&json!("created_at"))),
+        "{report:#}"
+    );
+
+    // Writes of other attributes of a user item: refused to every function.
+    let users = format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/UsersTable");
+    let mut extra = calls.clone();
+    for function in ["LoginFunction", "RefreshFunction", "RevokeFunction"] {
+        extra["functions"][function].as_array_mut().unwrap().extend([
+            json!({"action": "dynamodb:UpdateItem", "resource": users,
+                   "context": {"dynamodb:Attributes": ["pk", "sk", "password_hash"]}}),
+            json!({"action": "dynamodb:UpdateItem", "resource": users,
+                   "context": {"dynamodb:Attributes": ["pk", "scopes", "sk"]}}),
+            json!({"action": "dynamodb:PutItem", "resource": users,
+                   "context": {"dynamodb:Attributes": ["pk", "sk", "failures"]}}),
+        ]);
+    }
+    let (code, report) = judge(&template, &extra);
+    assert_eq!(code, 1);
+    let denied = report["denied"].as_array().unwrap();
+    for function in ["LoginFunction", "RefreshFunction", "RevokeFunction"] {
+        assert_eq!(
+            denied.iter().filter(|d| d["function"] == function && d["resource"] == users).count(),
+            3,
+            "{function}: {report:#}"
+        );
+    }
 
     // A call added to a function without a grant: denied; and a grant no call uses: reported.
     let mut extra = calls.clone();
@@ -318,4 +400,164 @@ async fn every_call_is_allowed_by_its_functions_role_and_every_grant_is_used() {
             .any(|u| u["function"] == "JwksFunction" && u["action"] == "dynamodb:GetItem"),
         "{report:#}"
     );
+}
+
+/// A key of the account that is not the stack's, under KMS's default key policy (the
+/// account root may do anything: IAM alone decides).
+fn unrelated_key() -> (String, Value) {
+    let arn = format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/unrelated-key");
+    let policy = json!({"Version": "2012-10-17", "Statement": [{"Sid": "Enable IAM User Permissions",
+        "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": "kms:*",
+        "Resource": "*"}]});
+    (arn, policy)
+}
+
+/// Synthetic calls (no stack needed to record them): each function with none but `calls`.
+fn only(calls: &[(&str, Value)], key_policies: Value) -> Value {
+    let mut functions = serde_json::Map::new();
+    for function in [
+        "LoginFunction",
+        "RefreshFunction",
+        "RevokeFunction",
+        "AuthorizerFunction",
+        "JwksFunction",
+        "KeyRotationFunction",
+        "WhoamiFunction",
+    ] {
+        let mine: Vec<Value> = calls.iter().filter(|(f, _)| *f == function).map(|(_, c)| c.clone()).collect();
+        functions.insert(function.to_owned(), Value::Array(mine));
+    }
+    json!({"region": REGION, "account": ACCOUNT, "stack_name": STACK, "functions": functions,
+           "key_policies": key_policies})
+}
+
+fn denied_of<'r>(report: &'r Value, function: &str, action: &str, resource: &str) -> Option<&'r Value> {
+    report["denied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["function"] == function && d["action"] == action && d["resource"] == resource)
+}
+
+#[test]
+fn key_policies_refuse_what_a_broad_iam_grant_would_allow() {
+    let template = std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap();
+    let (unrelated, default_policy) = unrelated_key();
+    let ours = format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/created-by-rotation");
+    let policies = json!({ unrelated.clone(): default_policy });
+    let tag = json!({"aws:RequestTag/tokenauth:key-set": [STACK], "aws:TagKeys": ["tokenauth:key-set"]});
+    let ours_tag = json!({"aws:ResourceTag/tokenauth:key-set": [STACK]});
+
+    // The rotation role tags and deletes keys created under SIGNING_KEY_POLICY, and nothing
+    // else: an unrelated key (no set tag) cannot be adopted into the set or deleted.
+    let calls = only(
+        &[
+            ("KeyRotationFunction", json!({"action": "kms:TagResource", "resource": ours, "context": tag})),
+            (
+                "KeyRotationFunction",
+                json!({"action": "kms:ScheduleKeyDeletion", "resource": ours, "context": ours_tag}),
+            ),
+            ("KeyRotationFunction", json!({"action": "kms:TagResource", "resource": unrelated, "context": tag})),
+            ("KeyRotationFunction", json!({"action": "kms:ScheduleKeyDeletion", "resource": unrelated, "context": {}})),
+            ("KeyRotationFunction", json!({"action": "kms:GetPublicKey", "resource": unrelated, "context": {}})),
+        ],
+        policies.clone(),
+    );
+    let (_, report) = judge(&template, &calls);
+    for action in ["kms:TagResource", "kms:ScheduleKeyDeletion"] {
+        assert!(denied_of(&report, "KeyRotationFunction", action, &ours).is_none(), "{action} on its key: {report:#}");
+        assert!(denied_of(&report, "KeyRotationFunction", action, &unrelated).is_some(), "{action}: {report:#}");
+    }
+    assert!(denied_of(&report, "KeyRotationFunction", "kms:GetPublicKey", &unrelated).is_some(), "{report:#}");
+
+    // A broad kms:Sign in a role the signing key's policy does not name: refused on the
+    // set's keys; the same grant works on a key whose policy delegates to IAM, so it is
+    // the key policy that refuses.
+    let poll = "- Sid: PollRevocations\n              Effect: Allow\n              Action: [dynamodb:Query]\n              Resource: !GetAtt RevocationsTable.Arn\n";
+    assert_eq!(template.matches(poll).count(), 1, "the authorizer statement this test extends");
+    let broad = template.replace(
+        poll,
+        &format!("{poll}            - Sid: SignWithAnything\n              Effect: Allow\n              Action: [kms:Sign]\n              Resource: \"*\"\n"),
+    );
+    let calls = only(
+        &[
+            ("AuthorizerFunction", json!({"action": "kms:Sign", "resource": ours, "context": ours_tag})),
+            ("AuthorizerFunction", json!({"action": "kms:Sign", "resource": unrelated, "context": {}})),
+            ("LoginFunction", json!({"action": "kms:Sign", "resource": ours, "context": ours_tag})),
+        ],
+        policies.clone(),
+    );
+    let (_, report) = judge(&broad, &calls);
+    let refused = denied_of(&report, "AuthorizerFunction", "kms:Sign", &ours).unwrap_or_else(|| panic!("{report:#}"));
+    assert!(refused["why"].as_str().unwrap().contains("key policy"), "{report:#}");
+    assert!(denied_of(&report, "AuthorizerFunction", "kms:Sign", &unrelated).is_none(), "{report:#}");
+    assert!(denied_of(&report, "LoginFunction", "kms:Sign", &ours).is_none(), "{report:#}");
+    // The key-set MAC and the sealing secret: only the roles their policies name.
+    let mac = format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/KeySetMacKey");
+    let sealing = format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/SealingKey");
+    let hmac = json!({"kms:MacAlgorithm": ["HMAC_SHA_256"]});
+    let sealing_context = json!({"kms:EncryptionContext:tokenauth": ["successor-sealing"]});
+    let calls = only(
+        &[
+            ("LoginFunction", json!({"action": "kms:GenerateMac", "resource": mac, "context": hmac})),
+            ("KeyRotationFunction", json!({"action": "kms:GenerateMac", "resource": mac, "context": hmac})),
+            ("JwksFunction", json!({"action": "kms:VerifyMac", "resource": mac, "context": hmac})),
+            ("WhoamiFunction", json!({"action": "kms:VerifyMac", "resource": mac, "context": hmac})),
+            ("LoginFunction", json!({"action": "kms:Decrypt", "resource": sealing, "context": sealing_context})),
+            ("RefreshFunction", json!({"action": "kms:Decrypt", "resource": sealing, "context": sealing_context})),
+            ("RefreshFunction", json!({"action": "kms:Decrypt", "resource": sealing, "context": {}})),
+        ],
+        json!({}),
+    );
+    let (_, report) = judge(&template, &calls);
+    assert!(denied_of(&report, "LoginFunction", "kms:GenerateMac", &mac).is_some(), "{report:#}");
+    assert!(denied_of(&report, "KeyRotationFunction", "kms:GenerateMac", &mac).is_none(), "{report:#}");
+    assert!(denied_of(&report, "JwksFunction", "kms:VerifyMac", &mac).is_none(), "{report:#}");
+    assert!(denied_of(&report, "WhoamiFunction", "kms:VerifyMac", &mac).is_some(), "{report:#}");
+    assert!(denied_of(&report, "LoginFunction", "kms:Decrypt", &sealing).is_some(), "{report:#}");
+    let refresh_decrypts = report["denied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["function"] == "RefreshFunction" && d["action"] == "kms:Decrypt")
+        .count();
+    assert_eq!(refresh_decrypts, 1, "only the Decrypt outside the sealing context: {report:#}");
+}
+
+#[test]
+fn the_account_root_administers_keys_but_never_uses_them() {
+    let template = std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap();
+    let (_, report) = judge(&template, &only(&[], json!({})));
+    assert_eq!(report["key_policy"], json!([]), "{report:#}");
+
+    // The sealing key's account statement widened to kms:* (what it was): reported.
+    let account = "Sid: AccountAdministersWithoutUse\n            Effect: Allow\n            Principal:\n              AWS: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:root\"\n            Action: [";
+    assert_eq!(template.matches(account).count(), 2, "the sealing and MAC keys' account statements");
+    let widened = template.replacen(account, &account.replace("Action: [", "Action: [\"kms:*\", "), 1);
+    let (code, report) = judge(&widened, &only(&[], json!({})));
+    assert_eq!(code, 1);
+    let problems = report["key_policy"].as_array().unwrap();
+    for action in ["kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant"] {
+        assert!(problems.iter().any(|p| p["key"] == "SealingKey" && p["action"] == action), "{action}: {report:#}");
+    }
+    // The signing keys' account statement given kms:Sign: reported.
+    let signing = r#"{"Sid":"AccountAdministersWithoutUse","Effect":"Allow","Principal":{"AWS":"arn:${AWS::Partition}:iam::${AWS::AccountId}:root"},"Action":["#;
+    assert_eq!(template.matches(signing).count(), 1, "SIGNING_KEY_POLICY's account statement");
+    let (_, report) = judge(&template.replace(signing, &format!("{signing}\"kms:Sign\",")), &only(&[], json!({})));
+    assert!(
+        report["key_policy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["key"] == "SIGNING_KEY_POLICY" && p["action"] == "kms:Sign"),
+        "{report:#}"
+    );
+
+    // KMS's lockout check: without PutKeyPolicy for the rotation role, CreateKey with the
+    // policy would be refused; the check says so.
+    let keeps = r#""Action":["kms:GetPublicKey","kms:ScheduleKeyDeletion","kms:PutKeyPolicy"]"#;
+    assert_eq!(template.matches(keeps).count(), 1, "the rotation role's statement in SIGNING_KEY_POLICY");
+    let locked = template.replace(keeps, r#""Action":["kms:GetPublicKey","kms:ScheduleKeyDeletion"]"#);
+    let (_, report) = judge(&locked, &only(&[], json!({})));
+    assert!(report["key_policy"].as_array().unwrap().iter().any(|p| p["action"] == "kms:PutKeyPolicy"), "{report:#}");
 }

@@ -59,6 +59,11 @@ pub struct Config {
     /// `KEY_SET_MAC_KEY_ID` (default empty: no key set is trusted): the KMS HMAC key whose
     /// MAC over the key set every reader checks and only key-set writers make.
     pub key_set_mac_key_id: String,
+    /// `SIGNING_KEY_POLICY` (default empty: KMS's default key policy, as the local stack
+    /// leaves it): the key policy, a JSON document, every signing key is created with (the
+    /// key-rotation function and `authctl keys`). The template renders it naming the roles
+    /// that may use the key, so a broad IAM grant elsewhere cannot.
+    pub signing_key_policy: Option<String>,
     /// `KEY_DELETION_DAYS` (default 30, 7 to 30): KMS's waiting period before a retired or
     /// revoked key is deleted.
     pub key_deletion_days: i32,
@@ -141,6 +146,15 @@ impl Config {
             key_set_tag: env.text("KEY_SET_TAG", "tokenauth"),
             sealing_key_id: env.text("SEALING_KEY_ID", ""),
             key_set_mac_key_id: env.text("KEY_SET_MAC_KEY_ID", ""),
+            signing_key_policy: match env.optional("SIGNING_KEY_POLICY") {
+                Some(policy) if !serde_json::from_str::<serde_json::Value>(&policy).is_ok_and(|p| p.is_object()) => {
+                    return Err(ConfigError::Invalid {
+                        name: "SIGNING_KEY_POLICY",
+                        reason: "a JSON key policy document",
+                    })
+                }
+                policy => policy,
+            },
             key_deletion_days: match env.count("KEY_DELETION_DAYS", 30)? {
                 days @ 7..=30 => i32::try_from(days).unwrap_or(30),
                 _ => return Err(ConfigError::Invalid { name: "KEY_DELETION_DAYS", reason: "7 to 30 (days)" }),
@@ -379,6 +393,7 @@ mod tests {
         assert_eq!(config.jwks_max_age, Duration::from_secs(3600));
         assert_eq!(config.key_set_tag, "tokenauth");
         assert_eq!(config.key_deletion_days, 30);
+        assert_eq!(config.signing_key_policy, None, "KMS's default key policy");
         assert_eq!(
             config.key_timings(),
             KeyTimings {
@@ -442,6 +457,8 @@ mod tests {
             ("KEY_DELETION_DAYS", "31"),
             ("KEY_SET_RELOAD_SECS", "0"),
             ("KEY_MAX_AGE_DAYS", "0"),
+            ("SIGNING_KEY_POLICY", "{not json"),
+            ("SIGNING_KEY_POLICY", "[]"),
         ] {
             let err = with(name, value).expect_err(&format!("{name}={value} must be refused"));
             assert!(err.to_string().contains(name), "{err} should name {name}");

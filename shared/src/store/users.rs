@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use serde::{Deserialize, Serialize};
 
@@ -284,11 +284,19 @@ impl DynamoUsers {
             .map_err(invalid)?;
         let mut items = vec![TransactWriteItem::builder().update(clear).build()];
         if let Some((hash, expires_at)) = new_device {
-            let mut item = key(username, &AttemptCounter::Device(hash).sort_key());
-            item.insert(TTL_ATTRIBUTE.to_owned(), n(expires_at));
-            item.insert("created_at".to_owned(), n(now));
-            let put = Put::builder().table_name(&self.table).set_item(Some(item)).build().map_err(invalid)?;
-            items.push(TransactWriteItem::builder().put(put).build());
+            // An update, not a put (the item is new either way: the token was just made):
+            // login's role may write only the attributes it names (the template's
+            // `dynamodb:Attributes` condition), never a whole user item.
+            let remember = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(username, &AttemptCounter::Device(hash).sort_key())))
+                .update_expression("SET #ttl = :exp, created_at = :now")
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                .expression_attribute_values(":exp", n(expires_at))
+                .expression_attribute_values(":now", n(now))
+                .build()
+                .map_err(invalid)?;
+            items.push(TransactWriteItem::builder().update(remember).build());
         }
         Ok(items)
     }

@@ -121,12 +121,14 @@ impl Template {
             Value::Tagged(tagged) => match (tagged.tag.to_string().as_str(), &tagged.value) {
                 ("!Ref", Value::String(name)) => self.reference(name),
                 ("!GetAtt", Value::String(path)) => Ok(path.split('.').next().unwrap_or_default().to_owned()),
+                ("!Sub", Value::String(text)) => self.substitute(text),
                 (tag, _) => Err(TemplateError::Unsupported(format!("{tag} {:?}", tagged.value))),
             },
             Value::Mapping(m) if m.len() == 1 => {
                 let (key, inner) = m.iter().next().ok_or_else(|| invalid("empty mapping"))?;
                 match (key.as_str(), inner) {
                     (Some("Ref"), Value::String(name)) => self.reference(name),
+                    (Some("Fn::Sub"), Value::String(text)) => self.substitute(text),
                     (Some("Fn::GetAtt"), Value::Sequence(parts)) => {
                         parts.first().and_then(Value::as_str).map(str::to_owned).ok_or_else(|| invalid("Fn::GetAtt"))
                     }
@@ -135,6 +137,31 @@ impl Template {
             }
             other => Err(invalid(format!("expected a scalar, found {other:?}"))),
         }
+    }
+
+    /// `!Sub` text with each `${Name}` resolved as `!Ref Name`, each `${Resource.Attribute}`
+    /// as `!GetAtt` (the logical id), and the pseudo parameters no override names as an
+    /// example deployment's (`aws`, `us-east-1`, `123456789012`, `amazonaws.com`).
+    fn substitute(&self, text: &str) -> Result<String, TemplateError> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some((before, after)) = rest.split_once("${") {
+            let (name, after) = after.split_once('}').ok_or_else(|| invalid(format!("!Sub {text}")))?;
+            out.push_str(before);
+            let value = match (self.overrides.get(name), name) {
+                (Some(value), _) => value.clone(),
+                (None, "AWS::Partition") => "aws".to_owned(),
+                (None, "AWS::Region") => "us-east-1".to_owned(),
+                (None, "AWS::AccountId") => "123456789012".to_owned(),
+                (None, "AWS::URLSuffix") => "amazonaws.com".to_owned(),
+                (None, name) if name.contains('.') => name.split('.').next().unwrap_or_default().to_owned(),
+                (None, name) => self.reference(name)?,
+            };
+            out.push_str(&value);
+            rest = after;
+        }
+        out.push_str(rest);
+        Ok(out)
     }
 
     /// The name a `Ref` names, in either spelling (`!Ref X`, `{Ref: X}`); `None` for any
@@ -195,7 +222,7 @@ Resources:
   Login:
     Type: AWS::Serverless::Function
     Properties:
-      Environment: { Variables: { POLL_SECS: 7, KEY_ID: !GetAtt Key.Arn } }
+      Environment: { Variables: { POLL_SECS: 7, KEY_ID: !GetAtt Key.Arn, POLICY: !Sub '{"a":"arn:${AWS::Partition}:${Key.Arn}:${Poll}:${AWS::StackName}"}' } }
   Whoami: { Type: AWS::Serverless::Function }
 "#;
 
@@ -213,6 +240,7 @@ Resources:
             pairs,
             [
                 ("KEY_ID", "Key"),
+                ("POLICY", r#"{"a":"arn:aws:Key:5:tokenauth"}"#),
                 ("POLL_SECS", "7"),
                 ("STACK", "tokenauth"),
                 ("TOKEN_ISSUER", "https://auth.example.com")

@@ -56,6 +56,7 @@ pub struct KeyManager {
     set_name: String,
     deletion_window_days: i32,
     sealing_key_id: String,
+    signing_key_policy: Option<String>,
     clock: Arc<dyn Clock>,
 }
 
@@ -80,6 +81,7 @@ impl KeyManager {
             set_name: config.key_set_tag.clone(),
             deletion_window_days: config.key_deletion_days,
             sealing_key_id: config.sealing_key_id.clone(),
+            signing_key_policy: config.signing_key_policy.clone(),
             clock,
         }
     }
@@ -214,7 +216,11 @@ impl KeyManager {
         Err(KeyChangeError::Contended)
     }
 
-    /// A new SIGN_VERIFY key, tagged for the set.
+    /// A new SIGN_VERIFY key under `SIGNING_KEY_POLICY`, then tagged for the set. Tagged
+    /// after creation, not in CreateKey: tags at creation need a `kms:TagResource` grant in
+    /// IAM that covers every key of the account (the key does not exist yet), which would
+    /// let the caller tag, and so adopt, any key; tagging afterwards is granted by the new
+    /// key's own policy. A key whose tagging fails is scheduled for deletion.
     async fn create_key(&self, alg: KeyAlgorithm) -> Result<NewKey, DependencyError> {
         let spec = match alg {
             KeyAlgorithm::ES256 => KeySpec::EccNistP256,
@@ -226,13 +232,29 @@ impl KeyManager {
             .key_spec(spec)
             .key_usage(KeyUsageType::SignVerify)
             .description(format!("tokenauth access-token signing key ({})", self.set_name))
-            .tags(self.set_tag()?)
+            .set_policy(self.signing_key_policy.clone())
             .send()
             .await
             .map_err(|e| DependencyError::kms("CreateKey", e))?;
         let arn = out.key_metadata().map(|m| m.arn().unwrap_or(m.key_id()).to_owned()).ok_or_else(|| {
             DependencyError::Kms { operation: "CreateKey", message: "no key metadata in the answer".into() }
         })?;
+        let tagged = match self.set_tag() {
+            Ok(tag) => self
+                .kms
+                .tag_resource()
+                .key_id(&arn)
+                .tags(tag)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| DependencyError::kms("TagResource", e)),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = tagged {
+            self.delete_key(&arn).await;
+            return Err(e);
+        }
         match self.describe(&arn).await {
             // CreateKey's ARN: the one name of the key in IAM policies and audit lines.
             Ok(key) => Ok(NewKey { kms_key_id: arn, ..key }),
