@@ -4,10 +4,12 @@
 //!
 //! The source is the address API Gateway saw (`requestContext.http.sourceIp`), never a
 //! header the client writes. A request without one (a direct invocation, no gateway) is not
-//! counted. A failing limiter lets the request through (fail open, with a metric): it
-//! protects capacity, not a secret, and an outage of it must not become an outage of
-//! login; guessing stays bounded per username by the failed-attempt counter, which fails
-//! closed (`docs/decisions.md`).
+//! counted. A limit that DynamoDB refuses to count (its table missing, access denied, its
+//! item throttled) lets the request through (fail open, with a metric): it protects
+//! capacity, not a secret, and a fault of it alone must not become an outage of login;
+//! guessing stays bounded per username by the failed-attempt counter, which fails closed.
+//! A DynamoDB that does not answer at all is a 503 at once: every later call of the
+//! request would wait for it too (`docs/decisions.md`).
 
 use std::sync::Arc;
 
@@ -17,7 +19,7 @@ use crate::platform::clock::Clock;
 use crate::platform::config::Config;
 use crate::platform::metrics;
 use crate::rules::limits::{LimitedAction, RateLimit};
-use crate::store::DynamoLimits;
+use crate::store::{DynamoLimits, LimitFailure};
 
 /// The limit of one action per source. Built once per cold start.
 #[derive(Clone)]
@@ -57,7 +59,8 @@ impl SourceLimiter {
     }
 
     /// Counts the request against its source: `Err(Throttled)` (429 + `Retry-After`) when
-    /// the source's bucket is full, `Ok` otherwise, also when the limiter cannot be reached.
+    /// the source's bucket is full, `Err(Unavailable)` (503) when DynamoDB does not answer,
+    /// `Ok` otherwise, also when DynamoDB refuses to count.
     pub async fn admit(&self, meta: &RequestMeta) -> Result<(), ApiError> {
         let (Some(store), Some(source)) = (&self.store, meta.source_ip.as_deref()) else {
             return Ok(());
@@ -69,11 +72,12 @@ impl SourceLimiter {
                 metrics::count(self.action.as_str(), "SourceThrottled", "throttled");
                 Err(ApiError::Throttled { retry_after })
             }
-            Err(e) => {
-                tracing::warn!(error = %e, action = self.action.as_str(), "per-source limit unavailable; admitting");
+            Err(LimitFailure::Refused(e)) => {
+                tracing::warn!(error = %e, action = self.action.as_str(), "per-source limit refused; admitting");
                 metrics::count(self.action.as_str(), "SourceLimitFailures", e.kind());
                 Ok(())
             }
+            Err(LimitFailure::Unreachable(e)) => Err(ApiError::Unavailable(e)),
         }
     }
 }

@@ -5,12 +5,24 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::is_conditional_check_failed;
 use super::schema::{LIMITS_PARTITION_KEY, TTL_ATTRIBUTE};
 use crate::error::DependencyError;
 use crate::rules::limits::LimitCheck;
+
+/// Why a check could not be made.
+#[derive(Debug)]
+pub enum LimitFailure {
+    /// DynamoDB did not answer (connection refused, timeout): the same endpoint serves
+    /// every other call of the request, which would fail as well.
+    Unreachable(DependencyError),
+    /// DynamoDB answered, refusing this call (no such table, access denied, the item
+    /// throttled): a fault of the limit alone.
+    Refused(DependencyError),
+}
 
 /// The Limits table.
 #[derive(Debug, Clone)]
@@ -28,7 +40,7 @@ impl DynamoLimits {
     /// Counts one request against the check's bucket: `Ok(Ok(()))` if it was below its
     /// limit (and now holds one more), `Ok(Err(retry_after))` if it is full (nothing
     /// written; a refused conditional write still costs one write unit).
-    pub async fn take(&self, check: &LimitCheck) -> Result<Result<(), Duration>, DependencyError> {
+    pub async fn take(&self, check: &LimitCheck) -> Result<Result<(), Duration>, LimitFailure> {
         let counted = self
             .client
             .update_item()
@@ -45,7 +57,10 @@ impl DynamoLimits {
         match counted {
             Ok(_) => Ok(Ok(())),
             Err(e) if is_conditional_check_failed(&e) => Ok(Err(check.retry_after)),
-            Err(e) => Err(DependencyError::dynamodb("UpdateItem", e)),
+            Err(e @ SdkError::ServiceError(_)) => {
+                Err(LimitFailure::Refused(DependencyError::dynamodb("UpdateItem", e)))
+            }
+            Err(e) => Err(LimitFailure::Unreachable(DependencyError::dynamodb("UpdateItem", e))),
         }
     }
 }

@@ -13,7 +13,7 @@ mod users;
 
 pub use families::{AccountGuard, DynamoFamilies, Guarded, RotateOutcome, Rotation};
 pub use keys::DynamoKeys;
-pub use limits::DynamoLimits;
+pub use limits::{DynamoLimits, LimitFailure};
 pub use revocations::DynamoRevocations;
 pub use users::{AttemptCounter, DynamoUsers, LoginFailures, UserWriteError};
 
