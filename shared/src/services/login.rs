@@ -110,7 +110,12 @@ impl LoginService {
         let client_id = self.policy.client_id.as_str();
         let failed = |reason, user_id: Option<&str>| audit::login_failed(reason, user_id, client_id, ip);
         // Per source address, before anything that costs (argon2, KMS, the user's counters).
-        self.limiter.admit(meta).await?;
+        // Refused: counted, not audited (docs/api.md); DynamoDB silent: the 503's audit line.
+        self.limiter.admit(meta).await.inspect_err(|e| {
+            if matches!(e, ApiError::Unavailable(_)) {
+                failed(LoginFailure::Unavailable, None);
+            }
+        })?;
 
         let username =
             Username::normalise(&request.username).ok_or(ApiError::InvalidRequest("username is not acceptable"))?;
