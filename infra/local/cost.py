@@ -46,6 +46,10 @@ KMS_SIGN_MS = 13.0  # "~13 ms reported"
 FULL_CORE_MB = 1769  # "one full vCPU at 1,769 MB"
 KMS_ECC_SIGN_PER_SECOND = 1000  # the account-and-region quota DESIGN.md quotes
 PARTITION_WRITES_PER_SECOND, PARTITION_READS_PER_SECOND = 1000, 3000
+# A conditional write whose condition fails is billed as a write (DynamoDB developer guide,
+# condition expressions); DynamoDB Local answers the refusal without ConsumedCapacity.
+REFUSED_CONDITIONAL_WRITE_UNITS = 1.0
+THROTTLED_LOG_BYTES = 250  # one EMF line (SourceThrottled), no audit line
 LOG_BYTES_PER_EVENT = 550  # an audit line and an EMF line per login or refresh (sizes seen in tests/tests/emf.rs)
 LAMBDA_CONCURRENCY = 1000  # the default account quota
 # --- typed: a monthly active user, for the comparison with Cognito ------------------------
@@ -111,8 +115,13 @@ def main() -> int:
     login_ms = cpu_ms(argon2_ms, mem["LoginFunction"]) + network_ms(m["login"]) + 1.0
     refresh_ms = network_ms(m["refresh"]) + 1.0
     authorizer_ms = cpu_ms(handler_ms, mem["AuthorizerFunction"])
+    throttled = dict(m["login_throttled"])
+    throttled["write_units"] = max(throttled["write_units"], REFUSED_CONDITIONAL_WRITE_UNITS)
+    throttled_ms = network_ms(throttled) + 1.0
     rows = {
         "login": per_million(m["login"], login_ms, mem["LoginFunction"], arch, LOG_BYTES_PER_EVENT),
+        "login refused by the per-source limit": per_million(throttled, throttled_ms, mem["LoginFunction"], arch,
+                                                             THROTTLED_LOG_BYTES),
         "refresh": per_million(m["refresh"], refresh_ms, mem["RefreshFunction"], arch, LOG_BYTES_PER_EVENT),
         "authorizer call": per_million(m["authorizer_request"], authorizer_ms, mem["AuthorizerFunction"], arch, 0),
     }
@@ -148,7 +157,7 @@ def main() -> int:
         "| request | AWS calls | round trips | DynamoDB read / write units | KMS requests |",
         "|---|---|---|---|---|",
     ]
-    for name in ["login", "login_failed", "refresh", "authorizer_request", "authorizer_poll"]:
+    for name in ["login", "login_failed", "login_throttled", "refresh", "authorizer_request", "authorizer_poll"]:
         r = m[name]
         lines.append(f"| {name.replace('_', ' ')} | {', '.join(r['calls']) or 'none'} | {r['round_trips']} | "
                      f"{r['read_units']:g} / {r['write_units']:g} | {r['kms_requests']} |")
@@ -156,7 +165,10 @@ def main() -> int:
         "",
         "Capacity is DynamoDB Local's accounting of each call (`ReturnConsumedCapacity`); it",
         "reports one total per call, so a transaction's condition checks are counted as write",
-        "units, the dearer kind.",
+        "units, the dearer kind. Login and refresh begin with the per-source limit's conditional",
+        "UpdateItem (1 write unit). A login the limit refuses (`login throttled`) is that one call;",
+        "DynamoDB Local answers the refused write without its capacity, but DynamoDB bills a failed",
+        f"condition as a write, so the model counts {REFUSED_CONDITIONAL_WRITE_UNITS:g} write unit for it.",
         "",
         "## Duration and price per million",
         "",
@@ -176,7 +188,12 @@ def main() -> int:
             f"| {name} | {row['billed_ms']} | ${l['Lambda requests']:.2f} | ${l['Lambda duration']:.2f} | "
             f"${l['API Gateway']:.2f} | ${l['DynamoDB writes'] + l['DynamoDB reads']:.2f} | ${l['KMS']:.2f} | "
             f"${l['CloudWatch Logs']:.2f} | **${total(row):.2f}** |")
+    flood = total(rows["login refused by the per-source limit"])
     lines += [
+        "",
+        f"A flood from one address: past its limit each login costs ${flood:.2f} per million (one write,"
+        f" {rows['login refused by the per-source limit']['billed_ms']} ms billed, no argon2, no KMS) against"
+        f" ${total(rows['login']):.2f} for a login that reaches the password check.",
         "",
         "The protected API request itself (API Gateway $1.00 per million, and its backend) comes",
         "on top of an authorizer call, whether the answer was cached or not.",
@@ -221,6 +238,9 @@ def main() -> int:
         f"| authorizer polls | one partition of the Revocations hour bucket: {PARTITION_READS_PER_SECOND} reads/s |"
         f" {instances_by_partition:,.0f} warm instances polling every {facts['poll_secs']} s"
         f" ({poll_reads:g} read unit per poll) |",
+        f"| per-source limit | one Limits item per source and window: {PARTITION_WRITES_PER_SECOND} writes/s |"
+        f" {PARTITION_WRITES_PER_SECOND} requests/s from one address; beyond it the item throttles and the limit"
+        " admits that address (fail open); the route throttle keeps one address below it |",
         f"| revocations | the same partition: {PARTITION_WRITES_PER_SECOND} writes/s | {PARTITION_WRITES_PER_SECOND}"
         " denylist entries/s (a revoke-all writes one per session plus one for the user) |",
         "",

@@ -16,6 +16,12 @@ stack of their own (free loopback ports, stopped afterwards whatever happens).
             parallel refreshes of one token rotate once; the authorizer keeps allowing
             valid tokens and denying a session revoked while KMS is down; recovery
             without restarting the functions.
+            Then the attack run (also alone: `reliability.py attack`).
+    attack  one address (127.0.0.2) sends logins at ATTACK_FACTOR (10) times the rate of a
+            legitimate user at another address (127.0.0.1), with the deployment's default
+            per-source limit; the legitimate user's logins are measured alone and during
+            the attack. Asserts: every legitimate login succeeds during the attack; the
+            attacker is refused with 429 + Retry-After beyond its limit; no 5xx.
 
 Each run writes its figures and the command to docs/reliability/<run>.json and renders
 docs/reliability.md from both files.
@@ -23,6 +29,7 @@ docs/reliability.md from both files.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import platform
@@ -115,9 +122,10 @@ class DelayingProxy:
 
 
 class Run:
-    def __init__(self, name: str, persistent: bool):
+    def __init__(self, name: str, persistent: bool, function_env: list[str] = ()):
         self.stack = stacklib.Stack((ROOT / ".local" / f"{name}-stack").resolve())
         self.persistent = persistent
+        self.function_env = list(function_env)
         self.proxy: DelayingProxy | None = None
 
     def __enter__(self) -> "Run":
@@ -134,7 +142,7 @@ class Run:
         ddb_port = int(self.env["AWS_ENDPOINT_URL_DYNAMODB"].rsplit(":", 1)[1])
         # The functions reach DynamoDB through the proxy; the checks here go direct.
         self.proxy = DelayingProxy(ddb_port)
-        env = FUNCTION_ENV + [f"AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:{self.proxy.port}"]
+        env = FUNCTION_ENV + self.function_env + [f"AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:{self.proxy.port}"]
         stacklib.functions(self.stack, 0, CONCURRENCY, env, reload=False)
         stacklib.gateway(self.stack, 0, [f"AuthorizerCacheSecs={CACHE_SECS}"])
         self.url = (self.stack.dir / "gateway.url").read_text().strip()
@@ -387,16 +395,132 @@ def faults_run() -> dict:
     return {"faults": phases, "failures": failures}
 
 
+# The attack run: the deployment's default per-source limit (shared/src/platform/config.rs),
+# set explicitly because the local stack's own is far above any test's rate.
+ATTACK_LIMIT, ATTACK_WINDOW_SECS = 60, 60
+LEGIT_SOURCE, ATTACK_SOURCE = "127.0.0.1", "127.0.0.2"
+LEGIT_PER_SEC = 1.0
+
+
+def paced_logins(url: str, source: str, per_sec: float, secs: float, credentials) -> list[dict]:
+    """Logins from `source` at `per_sec` for `secs`, open loop (each at its scheduled time,
+    however slow the earlier ones are); each answer's status, Retry-After and latency."""
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+
+    def one(n: int) -> dict:
+        username, password = credentials(n)
+        body = json.dumps({"username": username, "password": password})
+        started = time.monotonic()
+        try:
+            conn = http.client.HTTPConnection(host, int(port), timeout=60, source_address=(source, 0))
+            conn.request("POST", "/auth/login", body, {"content-type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            status, retry_after = response.status, response.getheader("retry-after")
+            conn.close()
+        except OSError:
+            status, retry_after = 0, None
+        return {"status": status, "retry_after": retry_after, "ms": (time.monotonic() - started) * 1000}
+
+    count = int(per_sec * secs)
+    start = time.monotonic()
+    with ThreadPoolExecutor(max(4, int(per_sec * 4))) as pool:
+        futures = []
+        for n in range(count):
+            delay = start + n / per_sec - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(one, n))
+        return [f.result() for f in futures]
+
+
+def summary(answers: list[dict], source: str, per_sec: float) -> dict:
+    latencies = sorted(a["ms"] for a in answers)
+    codes: dict[str, int] = {}
+    for a in answers:
+        codes[str(a["status"])] = codes.get(str(a["status"]), 0) + 1
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1) if latencies else 0.0
+
+    return {"source": source, "per_sec": per_sec, "requests": len(answers), "statuses": codes,
+            "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": round(latencies[-1], 1) if latencies else 0.0}
+
+
+def attack_run() -> dict:
+    secs = int(os.environ.get("ATTACK_SECS", 30))
+    factor = int(os.environ.get("ATTACK_FACTOR", 10))
+    failures: list[str] = []
+    limits = [f"LOGIN_LIMIT_PER_SOURCE={ATTACK_LIMIT}", f"SOURCE_LIMIT_WINDOW_SECS={ATTACK_WINDOW_SECS}"]
+    with Run("attack", persistent=False, function_env=limits) as run:
+        username, password = run.users_file.read_text().splitlines()[0].split(" ", 1)
+
+        def legit(_: int) -> tuple[str, str]:
+            return username, password
+
+        def stuffing(n: int) -> tuple[str, str]:
+            return f"stuffed{n}-{os.getpid()}", f"guess-{n}"
+
+        log(f"attack: the legitimate user alone, {LEGIT_PER_SEC}/s for 10 s from {LEGIT_SOURCE}")
+        alone = summary(paced_logins(run.url, LEGIT_SOURCE, LEGIT_PER_SEC, 10, legit), LEGIT_SOURCE, LEGIT_PER_SEC)
+        attack_rate = factor * LEGIT_PER_SEC
+        log(f"attack: {ATTACK_SOURCE} at {attack_rate}/s and the user at {LEGIT_PER_SEC}/s for {secs} s")
+        with ThreadPoolExecutor(2) as pool:
+            attacking = pool.submit(paced_logins, run.url, ATTACK_SOURCE, attack_rate, secs, stuffing)
+            during = pool.submit(paced_logins, run.url, LEGIT_SOURCE, LEGIT_PER_SEC, secs, legit)
+            attacker_answers, legit_answers = attacking.result(), during.result()
+        attacker = summary(attacker_answers, ATTACK_SOURCE, attack_rate)
+        legit_during = summary(legit_answers, LEGIT_SOURCE, LEGIT_PER_SEC)
+
+        check(alone["statuses"] == {"200": alone["requests"]}, f"alone: every legitimate login succeeds ({alone['statuses']})",
+              failures)
+        ok = legit_during["statuses"].get("200", 0)
+        check(ok == legit_during["requests"], f"one address at {factor}x the login rate does not stop another "
+              f"address's logins: {ok} of {legit_during['requests']} succeeded ({legit_during['statuses']})", failures)
+        windows = secs // ATTACK_WINDOW_SECS + 2
+        through = attacker["statuses"].get("401", 0)
+        throttled = [a for a in attacker_answers if a["status"] == 429]
+        check(throttled and through <= ATTACK_LIMIT * windows,
+              f"the attacker is refused beyond its limit: {len(throttled)} answered 429, {through} reached the "
+              f"password check (at most {ATTACK_LIMIT} per {ATTACK_WINDOW_SECS} s window)", failures)
+        retry = [int(a["retry_after"] or 0) for a in throttled]
+        check(all(1 <= r <= ATTACK_WINDOW_SECS for r in retry),
+              f"every 429 carries a Retry-After within the window ({min(retry, default=0)}..{max(retry, default=0)} s)",
+              failures)
+        fives = {s: n for s, n in {**attacker["statuses"], **legit_during["statuses"]}.items()
+                 if s == "0" or int(s) >= 500}
+        check(not fives, f"no 5xx and no unanswered request ({fives})", failures)
+        check(not run.functions_log_has_panics(), "no function panicked", failures)
+    return {"attack": {"limit": ATTACK_LIMIT, "window_secs": ATTACK_WINDOW_SECS, "seconds": secs,
+                       "legitimate_alone": alone, "legitimate_during_attack": legit_during, "attacker": attacker},
+            "failures": failures}
+
+
 # ---------------------------------------------------------------- docs/reliability.md
+
+
+def render_attack(a: dict) -> list[str]:
+    out = [f"Per-source limit {a['limit']} logins per {a['window_secs']} s (the defaults); {a['seconds']} s of attack.",
+           "", "| who | source | logins/s | requests | p50 ms | p99 ms | max ms | statuses |",
+           "|---|---|---:|---:|---:|---:|---:|---|"]
+    for who, key in (("legitimate user, alone", "legitimate_alone"),
+                     ("legitimate user, during the attack", "legitimate_during_attack"),
+                     ("attacker", "attacker")):
+        r = a[key]
+        st = ", ".join(f"{s}: {n}" for s, n in sorted(r["statuses"].items()))
+        out.append(f"| {who} | {r['source']} | {r['per_sec']:g} | {r['requests']} | {r['p50_ms']} | {r['p99_ms']} | "
+                   f"{r['max_ms']} | {st} |")
+    return out + [""]
 
 
 def render() -> None:
     out = ["# Reliability: the last load and fault runs", "",
-           "Written by `infra/local/reliability.py` (`make load`, `make faults`); do not edit by hand.",
+           "Written by `infra/local/reliability.py` (`make load`, `make faults`, which ends with the attack",
+           "run); do not edit by hand.",
            "Everything runs on this machine through the local gateway (tools/gateway) in front of",
            "`cargo lambda watch` (debug builds, 4 instances per function), against DynamoDB Local",
            "and the KMS emulator. Figures are the gateway's clients' view (loopback HTTP).", ""]
-    for name in ("load", "faults"):
+    for name in ("load", "faults", "attack"):
         path = DOCS / "reliability" / f"{name}.json"
         if not path.exists():
             out += [f"## {name}", "", "Not run yet.", ""]
@@ -404,7 +528,10 @@ def render() -> None:
         data = json.loads(path.read_text())
         out += [f"## {name}", "", f"`{data['command']}` on {data['date']} ({data['machine']}): "
                 f"**{'passed' if not data['failures'] else 'FAILED: ' + '; '.join(data['failures'])}**", ""]
-        reports = {k: data[k] for k in ("load", "one_client") if k in data} if name == "load" else data["faults"]
+        if name == "attack":
+            out += render_attack(data["attack"])
+        reports = {"load": {k: data[k] for k in ("load", "one_client") if k in data},
+                   "faults": data.get("faults", {})}.get(name, {})
         for phase, report in reports.items():
             out += [f"### {phase}", "",
                     f"{report['clients']} clients, {report['seconds']} s, {report['requests']} requests, "
@@ -431,16 +558,15 @@ def render() -> None:
     (DOCS / "reliability.md").write_text("\n".join(out))
 
 
-def main() -> int:
-    run = sys.argv[1]
-    started = time.time()
-    result = load_run() if run == "load" else faults_run()
+def record(run: str, command: str, result: dict, started: float) -> int:
+    """Writes docs/reliability/<run>.json with this run's checks and renders the page."""
     result.update({
-        "command": f"make {run}",
+        "command": command,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "checks": CHECKS,
+        "checks": list(CHECKS),
     })
+    CHECKS.clear()
     (DOCS / "reliability").mkdir(exist_ok=True)
     (DOCS / "reliability" / f"{run}.json").write_text(json.dumps(result, indent=2) + "\n")
     render()
@@ -449,6 +575,19 @@ def main() -> int:
         log(f"{len(result['failures'])} check(s) failed")
         return 1
     return 0
+
+
+def main() -> int:
+    run = sys.argv[1]
+    runs = {"load": load_run, "faults": faults_run, "attack": attack_run}
+    # `make faults` is the fault runs and the attack.
+    order = ["faults", "attack"] if run == "faults" else [run]
+    status = 0
+    for name in order:
+        started = time.time()
+        command = "make faults" if run == "faults" else f"make {run}" if run == "load" else f"reliability.py {run}"
+        status |= record(name, command, runs[name](), started)
+    return status
 
 
 if __name__ == "__main__":

@@ -335,6 +335,12 @@ def up(stack: Stack, persistent: bool = False) -> None:
         # The template's rule for /api/whoami, and one for the route of the sample events;
         # every other route is denied (no `$default` rule).
         "AUTHORIZER_ROUTE_SCOPES": "GET /api/whoami=read;GET /api/items=read",
+        # The per-source limits are on (LIMITS_TABLE is the stack's), but far above the
+        # tests' rate: every stack test logs in from the sample events' one address, and
+        # `make load` from 127.0.0.1. tests/tests/limits.rs and the attack run of
+        # `make faults` set deployment-like limits of their own.
+        "LOGIN_LIMIT_PER_SOURCE": "1000000",
+        "REFRESH_LIMIT_PER_SOURCE": "1000000",
     }
     try:
         first_signing_key(env)

@@ -72,8 +72,9 @@ pub enum ApiError {
     /// 400 `invalid_scope`: the requested scope is malformed or not granted to the user.
     #[error("invalid scope")]
     InvalidScope,
-    /// 429: too many failed logins for this username; retry after the given time.
-    #[error("too many failed attempts")]
+    /// 429: too many failed logins for this username, or too many requests from this
+    /// source address; retry after the given time.
+    #[error("too many attempts")]
     Throttled {
         /// When the client may try again.
         retry_after: Duration,

@@ -1,7 +1,8 @@
 //! The inputs of the cost model, measured: for each kind of request, its AWS calls, how many
 //! round trips they take one after another, the DynamoDB capacity they consume (as DynamoDB
-//! Local accounts it) and its KMS requests. Written to `.local/cost/measured.json`, which
-//! `infra/local/cost.py` turns into `docs/cost.md` (`make cost`).
+//! Local accounts it) and its KMS requests, a login refused by the per-source limit among
+//! them. Written to `.local/cost/measured.json`, which `infra/local/cost.py` turns into
+//! `docs/cost.md` (`make cost`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -76,6 +77,23 @@ async fn measure_what_each_request_consumes() {
     assert_eq!(response.status(), 200);
     let refreshed = measured(&clients, &meter);
 
+    // A login refused by the per-source limit: a source whose one login this window is spent.
+    let one_per_source = config_with(&[("LOGIN_LIMIT_PER_SOURCE", "1")]);
+    let limited = login_service(&one_per_source, &clients, Arc::new(SystemClock)).await;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let source = format!("2001:db8:{:x}:{:x}::1", nanos >> 16, nanos & 0xffff);
+    let mut from_source = event("login-http-api.json");
+    from_source["body"] = json!({"username": username, "password": password}).to_string().into();
+    from_source["requestContext"]["http"]["sourceIp"] = source.into();
+    let first = tokenauth::edge::http::login(&limited, &request_from_event(&from_source)).await;
+    assert_eq!(first.status(), 200);
+    clients.calls.clear();
+    meter.take();
+    let refused = tokenauth::edge::http::login(&limited, &request_from_event(&from_source)).await;
+    assert_eq!(refused.status(), 429);
+    let login_throttled = measured(&clients, &meter);
+    assert_eq!(login_throttled["calls"], json!(["DynamoDB.UpdateItem"]), "a refused login is one write, nothing else");
+
     // The authorizer: a request with no poll due, and one that polls.
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
     let authorizer = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), clock.clone());
@@ -101,6 +119,7 @@ async fn measure_what_each_request_consumes() {
         "login": login_ok,
         "login_failed": login_failed,
         "refresh": refreshed,
+        "login_throttled": login_throttled,
         "authorizer_request": steady,
         "authorizer_poll": poll,
         "poll_every_secs": config.authorizer.poll_every.as_secs(),

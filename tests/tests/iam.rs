@@ -44,6 +44,7 @@ impl Namer {
             tables.insert(config.families_table.clone(), "FamiliesTable");
             tables.insert(config.revocations_table.clone(), "RevocationsTable");
             tables.insert(config.keys_table.clone(), "KeysTable");
+            tables.insert(config.source_limits.table.clone(), "LimitsTable");
         }
         let config = configs[0];
         let mut tags = BTreeMap::new();

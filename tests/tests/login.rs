@@ -309,7 +309,7 @@ async fn dynamodb_unreachable_or_hanging_answers_503() {
 }
 
 #[tokio::test]
-async fn one_login_makes_four_aws_calls_in_two_round_trips() {
+async fn one_login_makes_five_aws_calls_in_three_round_trips() {
     let config = config();
     let clients = clients().await;
     let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
@@ -322,7 +322,11 @@ async fn one_login_makes_four_aws_calls_in_two_round_trips() {
     let calls = clients.calls.calls();
     let names = clients.calls.names();
     println!("AWS calls for one successful login: {} {:?}", calls.len(), names);
-    assert_eq!(calls.len(), 4, "{names:?}");
+    assert_eq!(calls.len(), 5, "{names:?}");
+    // First, alone: the per-source limit (an UpdateItem of the Limits table).
+    let (limit, calls) = (&calls[0], &calls[1..]);
+    assert_eq!(limit.operation, "UpdateItem", "{names:?}");
+    assert!(calls.iter().all(|c| limit.finished.unwrap() <= c.started), "the limit is checked before anything else");
     let find = |operation: &str| calls.iter().find(|c| c.operation == operation).unwrap();
     // First round trip: the account and the attempt's reservation, at once.
     let (read, reserve) = (find("GetItem"), find("UpdateItem"));

@@ -98,8 +98,9 @@ async fn a_retry_within_the_leeway_gets_the_identical_successor_and_no_branch() 
     assert_eq!(retry["refresh_token"], r1.as_str(), "the same successor, not a new branch");
     let calls = s.clients.calls.names();
     println!("AWS calls for an exactly-once retry: {} {:?}", calls.len(), calls);
-    // The family, the account it must still follow (no write to condition on), the signature.
-    assert_eq!(calls, ["DynamoDB.GetItem", "DynamoDB.GetItem", "KMS.Sign"]);
+    // The per-source limit, the family, the account it must still follow (no write to
+    // condition on), the signature.
+    assert_eq!(calls, ["DynamoDB.UpdateItem", "DynamoDB.GetItem", "DynamoDB.GetItem", "KMS.Sign"]);
 
     let f = s.family(&r1).await;
     assert_eq!((f.generation, f.status), (1, FamilyStatus::Active), "the retry wrote nothing");
@@ -116,7 +117,11 @@ async fn one_successful_refresh_is_one_read_then_one_conditional_write_while_sig
     let calls = s.clients.calls.calls();
     let names = s.clients.calls.names();
     println!("AWS calls for one successful refresh: {} {:?}", calls.len(), names);
-    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names.len(), 4, "{names:?}");
+    // First, alone: the per-source limit (an UpdateItem of the Limits table).
+    assert_eq!(names[0], "DynamoDB.UpdateItem");
+    assert!(calls[0].finished.unwrap() <= calls[1].started, "the limit is checked before the family is read");
+    let (calls, names) = (&calls[1..], &names[1..]);
     assert_eq!(names[0], "DynamoDB.GetItem", "the family first: it names the account to check");
     let mut rest = names[1..].to_vec();
     rest.sort();

@@ -28,6 +28,7 @@ fn code_uses_the_keys_index_and_ttl_the_template_declares() {
         [pair(schema::REVOCATIONS_PARTITION_KEY, "HASH"), pair(schema::REVOCATIONS_SORT_KEY, "RANGE")]
     );
     assert_eq!(tables["KEYS_TABLE"].key_schema, [pair(schema::KEYS_PARTITION_KEY, "HASH")]);
+    assert_eq!(tables["LIMITS_TABLE"].key_schema, [pair(schema::LIMITS_PARTITION_KEY, "HASH")]);
     // The key set never expires: a TTL on it would delete every key at once.
     assert_eq!(tables["KEYS_TABLE"].ttl_attribute, None);
     for (name, table) in &tables {

@@ -306,7 +306,7 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
         ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", None),
         ApiError::NotFound => (StatusCode::NOT_FOUND, "invalid_request", Some("no such resource")),
         ApiError::Throttled { .. } => {
-            (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", Some("too many failed attempts; retry later"))
+            (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", Some("too many attempts; retry later"))
         }
         ApiError::Unavailable(cause) => {
             tracing::error!(cause = %cause, "dependency failure; answering 503");

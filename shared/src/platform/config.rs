@@ -84,6 +84,8 @@ pub struct Config {
     /// `REUSE_REVOKES` (`user` or `family`, default `user`): what a detected refresh-token
     /// reuse revokes.
     pub reuse_revokes: ReuseScope,
+    /// The per-source limits of login and refresh.
+    pub source_limits: SourceLimits,
     /// The authorizer's own settings.
     pub authorizer: AuthorizerSettings,
     /// `AWS_CA_BUNDLE` (default: the Amazon Trust Services roots): the CA certificates the
@@ -98,6 +100,19 @@ pub enum ReuseScope {
     Family,
     /// Every family of that user.
     User,
+}
+
+/// The per-source limits of login and refresh ([`crate::rules::limits`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLimits {
+    /// `LIMITS_TABLE` (default empty: no per-source limit): the Limits table.
+    pub table: String,
+    /// `LOGIN_LIMIT_PER_SOURCE` (default 60): logins per source address per window.
+    pub login_max: u32,
+    /// `REFRESH_LIMIT_PER_SOURCE` (default 300): refreshes per source address per window.
+    pub refresh_max: u32,
+    /// `SOURCE_LIMIT_WINDOW_SECS` (default 60): the counting window.
+    pub window: Duration,
 }
 
 /// Settings only the authorizer reads.
@@ -170,6 +185,12 @@ impl Config {
                 "`user` or `family`",
                 &[("user", ReuseScope::User), ("family", ReuseScope::Family)],
             )?,
+            source_limits: SourceLimits {
+                table: env.text("LIMITS_TABLE", ""),
+                login_max: env.count("LOGIN_LIMIT_PER_SOURCE", 60)?,
+                refresh_max: env.count("REFRESH_LIMIT_PER_SOURCE", 300)?,
+                window: env.secs("SOURCE_LIMIT_WINDOW_SECS", 60, Zero::Refused)?,
+            },
             authorizer: AuthorizerSettings {
                 style: env.choice(
                     "AUTHORIZER_RESPONSE",
@@ -395,6 +416,10 @@ mod tests {
         assert_eq!(config.key_deletion_days, 30);
         assert_eq!(config.signing_key_policy, None, "KMS's default key policy");
         assert_eq!(
+            config.source_limits,
+            SourceLimits { table: String::new(), login_max: 60, refresh_max: 300, window: Duration::from_secs(60) }
+        );
+        assert_eq!(
             config.key_timings(),
             KeyTimings {
                 publish_lead: Duration::from_secs(172_800),
@@ -419,6 +444,23 @@ mod tests {
         assert_eq!(config.reuse_revokes, ReuseScope::Family);
         env.insert("REUSE_REVOKES", "everything".to_owned());
         assert!(load(&env).expect_err("invalid").to_string().contains("REUSE_REVOKES"));
+    }
+
+    #[test]
+    fn source_limits_parse_and_refuse_a_zero_limit_or_window() {
+        let mut env = complete();
+        env.insert("LIMITS_TABLE", "limits".to_owned());
+        env.insert("LOGIN_LIMIT_PER_SOURCE", "7".to_owned());
+        env.insert("REFRESH_LIMIT_PER_SOURCE", "9".to_owned());
+        env.insert("SOURCE_LIMIT_WINDOW_SECS", "10".to_owned());
+        let limits = load(&env).expect("valid").source_limits;
+        assert_eq!(
+            limits,
+            SourceLimits { table: "limits".into(), login_max: 7, refresh_max: 9, window: Duration::from_secs(10) }
+        );
+        for name in ["LOGIN_LIMIT_PER_SOURCE", "REFRESH_LIMIT_PER_SOURCE", "SOURCE_LIMIT_WINDOW_SECS"] {
+            assert!(with(name, "0").expect_err("zero refused").to_string().contains(name));
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! ([`crate::services`]) and persist their records ([`crate::store`]).
 
 pub mod keys;
+pub mod limits;
 pub mod login;
 pub mod password;
 pub mod polled;

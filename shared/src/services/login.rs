@@ -23,6 +23,7 @@ use crate::platform::audit::{self, RequestMeta};
 use crate::platform::clock::Clock;
 use crate::platform::config::Config;
 use crate::rules::keys::Signer;
+use crate::rules::limits::LimitedAction;
 use crate::rules::login::{
     judge, new_family, settle, FamilyWrite, LockoutWindow, LoginFailure, LoginPolicy, Settlement,
 };
@@ -30,6 +31,7 @@ use crate::rules::password;
 use crate::rules::scope::Scope;
 use crate::rules::token::{AccessGrant, AccessTokenIssuer, DeviceToken, RefreshToken, TokenResponse};
 use crate::rules::username::Username;
+use crate::services::limits::SourceLimiter;
 use crate::store::{AttemptCounter, DynamoFamilies, DynamoUsers, Guarded};
 
 /// A login attempt, already parsed from the request body.
@@ -61,6 +63,7 @@ pub struct LoginService {
     issuer: AccessTokenIssuer,
     policy: LoginPolicy,
     clock: Arc<dyn Clock>,
+    limiter: SourceLimiter,
 }
 
 impl fmt::Debug for LoginService {
@@ -93,6 +96,7 @@ impl LoginService {
     ) -> Self {
         Self {
             users: DynamoUsers::new(dynamodb.clone(), &config.users_table),
+            limiter: SourceLimiter::new(config, dynamodb.clone(), LimitedAction::Login, clock.clone()),
             families: DynamoFamilies::new(dynamodb, &config.families_table, &config.users_table),
             issuer: super::issuer_for(signer, config),
             policy: login_policy(config),
@@ -105,6 +109,13 @@ impl LoginService {
         let ip = meta.source_ip.as_deref();
         let client_id = self.policy.client_id.as_str();
         let failed = |reason, user_id: Option<&str>| audit::login_failed(reason, user_id, client_id, ip);
+        // Per source address, before anything that costs (argon2, KMS, the user's counters).
+        // Refused: counted, not audited (docs/api.md); DynamoDB silent: the 503's audit line.
+        self.limiter.admit(meta).await.inspect_err(|e| {
+            if matches!(e, ApiError::Unavailable(_)) {
+                failed(LoginFailure::Unavailable, None);
+            }
+        })?;
 
         let username =
             Username::normalise(&request.username).ok_or(ApiError::InvalidRequest("username is not acceptable"))?;

@@ -1,9 +1,11 @@
 //! Services: the rules of [`crate::rules`] with their I/O around them, one per function
-//! (login, refresh, revoke, discovery), the key set at run time, and the authorizer's
-//! revocation feed. Each reads, asks a rule, writes; the decisions are not made here.
+//! (login, refresh, revoke, discovery), the key set at run time, the per-source limit of
+//! login and refresh, and the authorizer's revocation feed. Each reads, asks a rule,
+//! writes; the decisions are not made here.
 
 pub mod discovery;
 pub mod keys;
+pub mod limits;
 pub mod login;
 pub mod refresh;
 pub mod revocation_feed;

@@ -18,6 +18,7 @@ use crate::platform::clock::Clock;
 use crate::platform::config::{Config, ReuseScope};
 use crate::platform::retry;
 use crate::rules::keys::Signer;
+use crate::rules::limits::LimitedAction;
 use crate::rules::rotation::{
     classify, follow_account, next_step, seal_successor, AccountVerdict, RefreshStep, Refusal,
 };
@@ -25,6 +26,7 @@ use crate::rules::scope::Scope;
 use crate::rules::token::{AccessGrant, AccessTokenIssuer, RefreshToken, TokenResponse};
 use crate::rules::username::Username;
 use crate::services::keys::sealing::SealingSecrets;
+use crate::services::limits::SourceLimiter;
 use crate::services::revoke::Revoker;
 use crate::store::DynamoKeys;
 use crate::store::{AccountGuard, DynamoFamilies, DynamoUsers, FamilyRecord, RotateOutcome, Rotation};
@@ -55,6 +57,7 @@ pub struct RefreshService {
     leeway_secs: u64,
     idle_secs: u64,
     reuse_revokes: ReuseScope,
+    limiter: SourceLimiter,
 }
 
 impl fmt::Debug for RefreshService {
@@ -102,6 +105,7 @@ impl RefreshService {
             sealing: SealingSecrets::new(DynamoKeys::new(dynamodb.clone(), &config.keys_table), kms),
             families: DynamoFamilies::new(dynamodb.clone(), &config.families_table, &config.users_table),
             users: DynamoUsers::new(dynamodb.clone(), &config.users_table),
+            limiter: SourceLimiter::new(config, dynamodb.clone(), LimitedAction::Refresh, clock.clone()),
             revoker: Revoker::new(config, dynamodb, clock.clone()),
             issuer: super::issuer_for(signer, config),
             clock,
@@ -114,6 +118,8 @@ impl RefreshService {
     /// Exchanges a refresh token for a new access token and a new refresh token.
     pub async fn refresh(&self, request: RefreshRequest, meta: &RequestMeta) -> Result<TokenResponse, ApiError> {
         let ip = meta.source_ip.as_deref();
+        // Per source address, before the family is read or written.
+        self.limiter.admit(meta).await?;
         let Some(presented) = RefreshToken::parse(&request.refresh_token) else {
             audit::session(SessionEvent::MalformedToken, Session::new("-", ip));
             return Err(ApiError::InvalidGrant);

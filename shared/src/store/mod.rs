@@ -1,5 +1,5 @@
 //! Where state lives: DynamoDB repositories for users, refresh-token families, the
-//! revocation denylist and the signing key set.
+//! revocation denylist, the signing key set and the per-source request counters.
 //!
 //! Item conversion goes through `serde_dynamo` in one place per table. Every call maps its
 //! SDK error to a [`crate::error::DependencyError`] (a 503 for the client). These types are tested only
@@ -7,11 +7,13 @@
 
 mod families;
 mod keys;
+mod limits;
 mod revocations;
 mod users;
 
 pub use families::{AccountGuard, DynamoFamilies, Guarded, RotateOutcome, Rotation};
 pub use keys::{DynamoKeys, StoredKeySet};
+pub use limits::{DynamoLimits, LimitFailure};
 pub use revocations::DynamoRevocations;
 pub use users::{AttemptCounter, DynamoUsers, LoginFailures, UserWriteError};
 
@@ -43,6 +45,8 @@ pub mod schema {
     pub const REVOCATIONS_SORT_KEY: &str = "entry";
     /// Keys: partition key (`signing`, the one key set).
     pub const KEYS_PARTITION_KEY: &str = "id";
+    /// Limits: partition key (`<action>#<source>#<window index>`).
+    pub const LIMITS_PARTITION_KEY: &str = "bucket";
     /// The TTL attribute of every table (Unix seconds).
     pub const TTL_ATTRIBUTE: &str = "expires_at";
 }
