@@ -96,7 +96,7 @@ lint: tools $(MACHETE)
 # target needs it. `make unit` runs the first tier; with TOKENAUTH_TEST_TIER=unit a test
 # that reaches for the stack fails at once. `make test` runs both tiers against the stack,
 # as plain `cargo test --workspace` does (which fails, saying so, where no stack is up).
-UNIT_TEST_TARGETS := authorizer_wiring docs docs_facts layers template
+UNIT_TEST_TARGETS := authorizer_wiring docs docs_facts layers route_selection template
 unit: export PATH := $(PATH_WITHOUT_TOOLS)
 unit: export TOKENAUTH_TEST_TIER := unit
 unit:

@@ -318,6 +318,33 @@ const REQUESTS: [(&str, &str, &str); 10] = [
     ("$default", "PUT", "/"),
 ];
 
+/// Overlapping rules: carve-outs under broader rules both ways round.
+const OVERLAPPING: &str =
+    "GET /api/{id}=;ANY /api/admin/{proxy+}=admin;GET /api/admin/health=;ANY /api/{proxy+}=read;$default=admin";
+
+/// Requests of every rule of [`OVERLAPPING`], and the route API Gateway matches each to.
+const OVERLAPPING_REQUESTS: [(&str, &str, &str); 8] = [
+    ("GET /api/{id}", "GET", "/api/item42"),
+    ("ANY /api/admin/{proxy+}", "GET", "/api/admin/export"),
+    ("GET /api/admin/health", "GET", "/api/admin/health"),
+    ("ANY /api/admin/{proxy+}", "POST", "/api/admin/health"),
+    ("ANY /api/{proxy+}", "POST", "/api/item42"),
+    ("ANY /api/{proxy+}", "GET", "/api/items/7"),
+    ("$default", "GET", "/elsewhere"),
+    ("$default", "GET", "/"),
+];
+
+/// What [`OVERLAPPING`] allows, written out by hand from the routes API Gateway selects.
+fn overlapping_expected(scopes: &[&str], method: &str, path: &str) -> bool {
+    let has = |scope: &str| scopes.contains(&scope);
+    match (method, path) {
+        ("GET", "/api/item42") | ("GET", "/api/admin/health") => true,
+        (_, "/api/admin/export") | ("POST", "/api/admin/health") => has("admin"),
+        (_, "/api/item42") | (_, "/api/items/7") => has("read"),
+        _ => has("admin"),
+    }
+}
+
 /// Whether an answer allows the request at `arn`: the simple answer itself, or the
 /// policy evaluated as IAM does (an explicit deny wins, then an allow).
 fn answer_allows(answer: &Value, arn: &str) -> bool {
@@ -361,6 +388,53 @@ async fn simple_and_iam_answers_agree_on_every_request_and_spellings_off_the_rul
             let by_iam = answer_allows(&decide(&iam, &event).await.unwrap(), arn);
             assert_eq!(by_simple, by_iam, "{scopes:?}: {method} {path}");
         }
+    }
+
+    // Overlapping rules: the rule API Gateway routes to decides, in both styles, and a
+    // policy replayed on every other request (cached per token) never over-grants.
+    for style in ["simple", "iam"] {
+        let a = with_rules(&clients, OVERLAPPING, style).await;
+        for scopes in [&["write"][..], &["read"], &["admin"]] {
+            let bearer = bearer_with(&clients, scopes).await;
+            let mut answers = Vec::new();
+            for (route_key, method, path) in OVERLAPPING_REQUESTS {
+                let event = request_event(&bearer, route_key, method, path);
+                let arn = serde_json::from_str::<Value>(&event).unwrap()["routeArn"].as_str().unwrap().to_owned();
+                answers.push((arn, decide(&a, &event).await.unwrap()));
+            }
+            for (i, (arn, answer)) in answers.iter().enumerate() {
+                let (_, method, path) = OVERLAPPING_REQUESTS[i];
+                let expected = overlapping_expected(scopes, method, path);
+                assert_eq!(answer_allows(answer, arn), expected, "{style} {scopes:?}: {method} {path}");
+                if style == "iam" {
+                    for (other, (other_arn, _)) in answers.iter().enumerate() {
+                        let (_, other_method, other_path) = OVERLAPPING_REQUESTS[other];
+                        assert!(
+                            !answer_allows(answer, other_arn) || overlapping_expected(scopes, other_method, other_path),
+                            "{scopes:?}: the policy for {method} {path} allows {other_method} {other_path}: {answer}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    // Issue 18: a `{id}` rule is one segment, so a route added later under it falls to the
+    // default; in both answer styles.
+    let rules = ("AUTHORIZER_ROUTE_SCOPES", "GET /api/{id}=;$default=admin");
+    for style in ["simple", "iam"] {
+        let a = with_rules(&clients, rules.1, style).await;
+        let bearer = bearer_with(&clients, &["read"]).await;
+        let allows = |route_key: &'static str, path: &'static str| {
+            let event = request_event(&bearer, route_key, "GET", path);
+            let a = &a;
+            async move {
+                let arn: Value = serde_json::from_str(&event).unwrap();
+                answer_allows(&decide(a, &event).await.unwrap(), arn["routeArn"].as_str().unwrap())
+            }
+        };
+        assert!(allows("GET /api/{id}", "/api/item42").await, "{style}: GET /api/item42");
+        assert!(!allows("$default", "/api/admin/export").await, "{style}: GET /api/admin/export without admin");
     }
 
     // A spelling off a rule's own (case, trailing slash, encoding, another method) is not
