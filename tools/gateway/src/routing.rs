@@ -1,6 +1,8 @@
-//! Route selection as HTTP APIs do it: the most specific route wins. A full match of
-//! method and path beats a path with variables, which beats a greedy `{proxy+}`; a
-//! method beats `ANY`; `$default` catches the rest.
+//! Route selection as HTTP APIs do it: the most specific route wins. A route without a
+//! greedy `{proxy+}` beats one with it; then, segment by segment from the left, a literal
+//! beats a `{variable}`, which beats a greedy one; then a method beats `ANY`; `$default`
+//! catches the rest. The authorizer's route rules pick the same way
+//! (`tokenauth::rules::routes::select`; `tests/tests/route_selection.rs` compares them).
 
 use std::collections::BTreeMap;
 
@@ -20,11 +22,17 @@ pub fn select<'a>(routes: &'a [Route], method: &str, path: &str) -> Option<Match
         .iter()
         .filter(|r| r.path != "$default" && (r.method == "ANY" || r.method.eq_ignore_ascii_case(method)))
         .filter_map(|route| {
-            let (parameters, specificity) = match_path(&route.path, &segments)?;
-            // Lower sorts first: no greedy variable, fewer variables, then a named method.
-            Some((specificity, route.method == "ANY", Matched { route, path_parameters: parameters }))
+            let (parameters, greedy) = match_path(&route.path, &segments)?;
+            Some((greedy, route, Matched { route, path_parameters: parameters }))
         })
-        .min_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)))
+        // Lower sorts first: no greedy variable, the ranks of the segments from the left,
+        // then a named method.
+        .min_by(|(greedy_a, a, _), (greedy_b, b, _)| {
+            greedy_a
+                .cmp(greedy_b)
+                .then_with(|| ranks(&a.path).cmp(ranks(&b.path)))
+                .then_with(|| (a.method == "ANY").cmp(&(b.method == "ANY")))
+        })
         .map(|(_, _, matched)| matched)
         .or_else(|| {
             let route = routes.iter().find(|r| r.path == "$default")?;
@@ -32,9 +40,18 @@ pub fn select<'a>(routes: &'a [Route], method: &str, path: &str) -> Option<Match
         })
 }
 
-/// Matches a template path against the request's segments: its parameters and its
-/// specificity `(greedy, number of variables)`.
-fn match_path(template: &str, segments: &[&str]) -> Option<(BTreeMap<String, String>, (bool, usize))> {
+/// Each segment of a template path by preference: 0 a literal, 1 a variable, 2 greedy.
+fn ranks(template: &str) -> impl Iterator<Item = u8> + '_ {
+    template.trim_start_matches('/').split('/').map(|part| match part.strip_prefix('{') {
+        Some(variable) if variable.ends_with("+}") => 2,
+        Some(_) => 1,
+        None => 0,
+    })
+}
+
+/// Matches a template path against the request's segments: its parameters, and whether
+/// it matched through a greedy variable.
+fn match_path(template: &str, segments: &[&str]) -> Option<(BTreeMap<String, String>, bool)> {
     let parts: Vec<&str> = template.trim_start_matches('/').split('/').collect();
     let mut parameters = BTreeMap::new();
     for (i, part) in parts.iter().enumerate() {
@@ -48,7 +65,7 @@ fn match_path(template: &str, segments: &[&str]) -> Option<(BTreeMap<String, Str
                     return None;
                 }
                 parameters.insert(name.trim_end_matches('+').to_owned(), decode(&value));
-                return Some((parameters, (true, parts.len())));
+                return Some((parameters, true));
             }
             Some(name) => {
                 let segment = segments.get(i).filter(|s| !s.is_empty())?;
@@ -61,10 +78,7 @@ fn match_path(template: &str, segments: &[&str]) -> Option<(BTreeMap<String, Str
             }
         }
     }
-    (parts.len() == segments.len()).then(|| {
-        let variables = parameters.len();
-        (parameters, (false, variables))
-    })
+    (parts.len() == segments.len()).then_some((parameters, false))
 }
 
 fn decode(raw: &str) -> String {
@@ -100,6 +114,20 @@ mod tests {
         assert_eq!(chosen(&routes, "GET", "/auth/login").unwrap(), "ANY /{proxy+}");
         assert_eq!(chosen(&routes, "POST", "/auth/login").unwrap(), "POST /auth/login");
         assert_eq!(chosen(&routes, "GET", "/").unwrap(), "ANY $default");
+    }
+
+    #[test]
+    fn a_longer_greedy_prefix_and_a_literal_further_left_win() {
+        let routes = [
+            route("ANY", "/{proxy+}"),
+            route("GET", "/items/{proxy+}"),
+            route("GET", "/{a}/b/c"),
+            route("GET", "/a/{b}/c"),
+        ];
+        assert_eq!(chosen(&routes, "GET", "/items/x/y").unwrap(), "GET /items/{proxy+}");
+        assert_eq!(chosen(&routes, "GET", "/a/b/c").unwrap(), "GET /a/{b}/c");
+        assert_eq!(chosen(&routes, "GET", "/x/b/c").unwrap(), "GET /{a}/b/c");
+        assert_eq!(chosen(&routes, "POST", "/items/x").unwrap(), "ANY /{proxy+}");
     }
 
     #[test]

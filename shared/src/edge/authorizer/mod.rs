@@ -217,17 +217,17 @@ impl Authorizer {
             (Shape::HttpV2, ResponseStyle::Simple) => {
                 Answer::Simple { is_authorized: allowed, context: Some(AuthContext::from(verified)) }
             }
-            _ => self.policy(base, verified),
+            _ => self.policy(base, method, path, verified),
         };
         (Ok(answer), outcome)
     }
 
-    /// An IAM policy for the whole API that stays right for every route (see
-    /// [`routes::policy`]), with the token's context.
-    fn policy(&self, base: &str, token: AccessClaims) -> Answer {
+    /// An IAM policy that answers this request as the rules do and allows nothing they deny
+    /// on another route (see [`routes::policy`]), with the token's context.
+    fn policy(&self, base: &str, method: &str, path: &str, token: AccessClaims) -> Answer {
         Answer::Policy {
             principal_id: token.sub.clone(),
-            policy_document: routes::policy(&self.settings.rules, base, &token.scope),
+            policy_document: routes::policy(&self.settings.rules, base, method, path, &token.scope),
             context: Some(AuthContext::from(token)),
         }
     }
