@@ -219,6 +219,7 @@ pub fn stack_environment(overrides: &[(&str, &str)]) -> Vec<(String, String)> {
                 || k.starts_with("AUTHORIZER_")
                 || k.starts_with("KEY")
                 || k == "SEALING_KEY_ID"
+                || k.ends_with("_PER_SOURCE")
         })
         .filter(|(k, _)| !k.starts_with("AWS_LAMBDA_"))
         .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
