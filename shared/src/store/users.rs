@@ -1,7 +1,8 @@
 //! The Users table, one partition per normalised username: the account (`sk = "profile"`),
 //! the username's failed-login counter (`sk = "login_failures"`, for unknown usernames
 //! too), and the devices that logged in before (`sk = "device#<hash of its token>"`), each
-//! with a failed-login counter of its own.
+//! with a failed-login counter of its own and an expiry that every login from it renews
+//! (a change that ends every session forgets them: [`DynamoUsers::forget_devices`]).
 //!
 //! A login attempt is reserved on a counter before its password is checked
 //! ([`DynamoUsers::reserve_attempt`], one conditional write), so however many guesses run at
@@ -11,7 +12,8 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, DeleteRequest, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    WriteRequest,
 };
 use serde::{Deserialize, Serialize};
 
@@ -267,30 +269,94 @@ impl DynamoUsers {
     }
 
     /// What a successful login writes in its family's transaction: the counter it was
-    /// charged to cleared, and a newly trusted device (its token's hash, until `expires_at`).
+    /// charged to cleared, and a trusted device until `device_expires_at`: a known device
+    /// (the counter charged) has its trust renewed, a new one (its token's hash) is added.
     pub fn after_login(
         &self,
         username: &Username,
         counter: AttemptCounter<'_>,
-        new_device: Option<(&str, u64)>,
+        new_device: Option<&str>,
+        device_expires_at: u64,
         now: u64,
     ) -> Result<Vec<TransactWriteItem>, DependencyError> {
         let invalid = |e: aws_sdk_dynamodb::error::BuildError| DependencyError::Corrupt(e.to_string());
-        let clear = Update::builder()
+        let mut clear = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(username, &counter.sort_key())))
-            .update_expression("REMOVE failures, window_start")
-            .build()
-            .map_err(invalid)?;
+            .update_expression("REMOVE failures, window_start");
+        if matches!(counter, AttemptCounter::Device(_)) {
+            // Trust renews on use. The family's account guard in the same transaction
+            // refuses a login decided before a change that ended the device's trust.
+            clear = clear
+                .update_expression("SET #ttl = :device_expires REMOVE failures, window_start")
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                .expression_attribute_values(":device_expires", n(device_expires_at));
+        }
+        let clear = clear.build().map_err(invalid)?;
         let mut items = vec![TransactWriteItem::builder().update(clear).build()];
-        if let Some((hash, expires_at)) = new_device {
+        if let Some(hash) = new_device {
             let mut item = key(username, &AttemptCounter::Device(hash).sort_key());
-            item.insert(TTL_ATTRIBUTE.to_owned(), n(expires_at));
+            item.insert(TTL_ATTRIBUTE.to_owned(), n(device_expires_at));
             item.insert("created_at".to_owned(), n(now));
             let put = Put::builder().table_name(&self.table).set_item(Some(item)).build().map_err(invalid)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
         Ok(items)
+    }
+
+    /// Forgets every device that logged in as `username` (its token is a stranger's from
+    /// now on): one Query of the partition's device items, then batched deletes.
+    pub async fn forget_devices(&self, username: &Username) -> Result<usize, DependencyError> {
+        let devices: Vec<HashMap<String, AttributeValue>> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :device)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", AttributeValue::S(username.as_str().to_owned()))
+            .expression_attribute_values(":device", AttributeValue::S(DEVICE.to_owned()))
+            .projection_expression("#pk, #sk")
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| DependencyError::dynamodb("Query", e))?;
+        for chunk in devices.chunks(25) {
+            let mut requests = chunk
+                .iter()
+                .map(|device| {
+                    let delete = DeleteRequest::builder()
+                        .set_key(Some(device.clone()))
+                        .build()
+                        .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
+                    Ok(WriteRequest::builder().delete_request(delete).build())
+                })
+                .collect::<Result<Vec<_>, DependencyError>>()?;
+            for attempt in 0..retry::ATTEMPTS {
+                if requests.is_empty() {
+                    break;
+                }
+                retry::backoff(attempt).await;
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| DependencyError::dynamodb("BatchWriteItem", e))?;
+                requests = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+            }
+            if !requests.is_empty() {
+                return Err(DependencyError::DynamoDb {
+                    operation: "BatchWriteItem",
+                    message: format!("{} devices left unprocessed", requests.len()),
+                });
+            }
+        }
+        Ok(devices.len())
     }
 
     /// Reads an account (strongly consistent).
