@@ -140,7 +140,7 @@ impl Revoker {
             // The devices that logged in before are strangers again (a disabled account
             // re-enabled later, or one whose sessions were ended, trusts none of them). A
             // failure leaves the change committed: repeating it finishes this.
-            self.users.forget_devices(username).await?;
+            self.users.forget_devices(username, self.clock.now()).await?;
         }
         let families_revoked =
             if change.ends_sessions() { self.end_families_of(&user.user_id, reason, now).await } else { 0 };

@@ -12,8 +12,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-    WriteRequest,
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +27,9 @@ use crate::rules::username::Username;
 const PROFILE: &str = "profile";
 const LOGIN_FAILURES: &str = "login_failures";
 const DEVICE: &str = "device#";
+
+/// How many device expiries [`DynamoUsers::forget_devices`] sends at once.
+const DEVICE_EXPIRY_CONCURRENCY: usize = 8;
 
 /// Whose failed-login counter an attempt is charged to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,18 +306,24 @@ impl DynamoUsers {
         Ok(items)
     }
 
-    /// Forgets every device that logged in as `username` (its token is a stranger's from
-    /// now on): one Query of the partition's device items, then batched deletes.
-    pub async fn forget_devices(&self, username: &Username) -> Result<usize, DependencyError> {
+    /// Ends the trust of every device that logged in as `username` (its token is a
+    /// stranger's from now on): one Query for the partition's devices still trusted, then
+    /// each one's expiry set to `now`, a few at a time. Expired rather than deleted, so
+    /// this needs no right to delete items of the Users table; TTL removes them later.
+    pub async fn forget_devices(&self, username: &Username, now: u64) -> Result<usize, DependencyError> {
+        use futures_util::StreamExt as _;
         let devices: Vec<HashMap<String, AttributeValue>> = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("#pk = :pk AND begins_with(#sk, :device)")
+            .filter_expression("#ttl > :now")
             .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#sk", SK)
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":pk", AttributeValue::S(username.as_str().to_owned()))
             .expression_attribute_values(":device", AttributeValue::S(DEVICE.to_owned()))
+            .expression_attribute_values(":now", n(now))
             .projection_expression("#pk, #sk")
             .consistent_read(true)
             .into_paginator()
@@ -324,39 +332,33 @@ impl DynamoUsers {
             .try_collect()
             .await
             .map_err(|e| DependencyError::dynamodb("Query", e))?;
-        for chunk in devices.chunks(25) {
-            let mut requests = chunk
-                .iter()
-                .map(|device| {
-                    let delete = DeleteRequest::builder()
-                        .set_key(Some(device.clone()))
-                        .build()
-                        .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
-                    Ok(WriteRequest::builder().delete_request(delete).build())
-                })
-                .collect::<Result<Vec<_>, DependencyError>>()?;
-            for attempt in 0..retry::ATTEMPTS {
-                if requests.is_empty() {
-                    break;
-                }
-                retry::backoff(attempt).await;
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                    .map_err(|e| DependencyError::dynamodb("BatchWriteItem", e))?;
-                requests = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+        let expire = |device: HashMap<String, AttributeValue>| async move {
+            let expired = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(device))
+                .update_expression("SET #ttl = :now")
+                .condition_expression("attribute_exists(#pk)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                .expression_attribute_values(":now", n(now))
+                .send()
+                .await;
+            match expired {
+                Err(e) if !is_conditional_check_failed(&e) => Err(DependencyError::dynamodb("UpdateItem", e)),
+                _ => Ok(()),
             }
-            if !requests.is_empty() {
-                return Err(DependencyError::DynamoDb {
-                    operation: "BatchWriteItem",
-                    message: format!("{} devices left unprocessed", requests.len()),
-                });
-            }
-        }
-        Ok(devices.len())
+        };
+        let count = devices.len();
+        futures_util::stream::iter(devices)
+            .map(expire)
+            .buffer_unordered(DEVICE_EXPIRY_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, DependencyError>>()?;
+        Ok(count)
     }
 
     /// Reads an account (strongly consistent).
