@@ -340,3 +340,94 @@ async fn one_login_makes_five_aws_calls_in_three_round_trips() {
     let first_done = read.finished.unwrap().max(reserve.finished.unwrap());
     assert!(first_done <= sign.started.min(write.started), "the password check comes between the two");
 }
+
+/// A login with `body` on `service`: status and body.
+async fn login_with(service: &tokenauth::LoginService, body: Value) -> (StatusCode, Value) {
+    let response = tokenauth::edge::http::login(service, &login_event_with_body(&body.to_string())).await;
+    (response.status(), json_of(&response))
+}
+
+#[tokio::test]
+async fn a_known_devices_trust_renews_with_each_login_from_it() {
+    use tokenauth::platform::clock::Clock;
+    use tokenauth::rules::token::DeviceToken;
+    use tokenauth::rules::username::Username;
+    // GIVEN a device that logged in at T0 and got a device token trusted until T0 + TTL
+    let config = config();
+    let clients = clients().await;
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let service = login_service(&config, &clients, clock.clone()).await;
+    let (username, password, _) = create_user(&config, &clients, "devrenew", &["read"]).await;
+    let t0 = clock.now();
+    let (status, first) = login_with(&service, serde_json::json!({"username": username, "password": password})).await;
+    assert_eq!(status, StatusCode::OK);
+    let device = first["device_token"].as_str().unwrap().to_owned();
+    let hash = DeviceToken::parse(&device).unwrap().hash();
+    let users = tokenauth::store::DynamoUsers::new(clients.dynamodb.clone(), &config.users_table);
+    let name = Username::normalise(&username).unwrap();
+    let ttl = config.device_token_ttl.as_secs();
+
+    // WHEN it logs in again with it 1000 s later
+    clock.advance(1000);
+    let body = serde_json::json!({"username": username, "password": password, "device_token": device});
+    let (status, second) = login_with(&service, body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(second["device_token"], device.as_str(), "a known device keeps its token");
+
+    // THEN it is trusted until TTL after this login, not the first
+    assert!(users.device_is_known(&name, &hash, t0 + ttl + 500).await.unwrap(), "renewed past the first expiry");
+    assert!(!users.device_is_known(&name, &hash, t0 + 1000 + ttl).await.unwrap(), "and no further");
+}
+
+#[tokio::test]
+async fn disable_and_revoke_all_end_the_trust_of_the_users_devices() {
+    use tokenauth::platform::clock::Clock;
+    use tokenauth::rules::token::DeviceToken;
+    use tokenauth::rules::username::Username;
+    let config = config();
+    let clients = clients().await;
+    let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
+    let revoke = revocation_service(&config, &clients, Arc::new(SystemClock)).await;
+    let revoker = tokenauth::Revoker::new(&config, clients.dynamodb.clone(), Arc::new(SystemClock));
+    let users = tokenauth::store::DynamoUsers::new(clients.dynamodb.clone(), &config.users_table);
+    for ending in ["revoke-all", "disable"] {
+        // GIVEN a user whose device logged in before
+        let (username, password, _) = create_user(&config, &clients, "devend", &["read"]).await;
+        let name = Username::normalise(&username).unwrap();
+        let login = serde_json::json!({"username": username, "password": password});
+        let (_, first) = login_with(&service, login.clone()).await;
+        let device = first["device_token"].as_str().unwrap().to_owned();
+        let hash = DeviceToken::parse(&device).unwrap().hash();
+        assert!(users.device_is_known(&name, &hash, SystemClock.now()).await.unwrap());
+
+        // WHEN every session ends: POST /auth/revoke-all, or `authctl user disable` (the
+        // same account change authctl makes) and the account enabled again by hand
+        if ending == "revoke-all" {
+            let bearer = format!("Bearer {}", first["access_token"].as_str().unwrap());
+            let response = tokenauth::edge::http::revoke(&revoke, &revoke_all_request(Some(&bearer))).await;
+            assert_eq!(response.status(), StatusCode::OK);
+        } else {
+            let disable = tokenauth::store::AccountChange::Disable;
+            revoker.change_account(&name, &disable, "disabled_by_admin", SystemClock.now()).await.unwrap();
+            clients
+                .dynamodb
+                .update_item()
+                .table_name(&config.users_table)
+                .key(schema::USERS_PARTITION_KEY, AttributeValue::S(name.as_str().to_owned()))
+                .key(schema::USERS_SORT_KEY, AttributeValue::S("profile".into()))
+                .update_expression("SET #s = :active")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":active", AttributeValue::S("active".into()))
+                .send()
+                .await
+                .unwrap();
+        }
+
+        // THEN the old device is a stranger: not known, and its next login gets a new token
+        assert!(!users.device_is_known(&name, &hash, SystemClock.now()).await.unwrap(), "{ending}");
+        let body = serde_json::json!({"username": username, "password": password, "device_token": device});
+        let (status, again) = login_with(&service, body).await;
+        assert_eq!(status, StatusCode::OK, "{ending}: {again}");
+        assert_ne!(again["device_token"], device.as_str(), "{ending}: a stranger gets a device token of its own");
+    }
+}

@@ -98,12 +98,15 @@ async fn a_retry_within_the_leeway_gets_the_identical_successor_and_no_branch() 
     assert_eq!(retry["refresh_token"], r1.as_str(), "the same successor, not a new branch");
     let calls = s.clients.calls.names();
     println!("AWS calls for an exactly-once retry: {} {:?}", calls.len(), calls);
-    // The per-source limit, the family, the account it must still follow (no write to
-    // condition on), the signature.
-    assert_eq!(calls, ["DynamoDB.UpdateItem", "DynamoDB.GetItem", "DynamoDB.GetItem", "KMS.Sign"]);
+    // The per-source limit, the family, the account it must still follow (no rotation to
+    // condition on), the answer counted (bounded retries), then the signature.
+    assert_eq!(
+        calls,
+        ["DynamoDB.UpdateItem", "DynamoDB.GetItem", "DynamoDB.GetItem", "DynamoDB.UpdateItem", "KMS.Sign"]
+    );
 
     let f = s.family(&r1).await;
-    assert_eq!((f.generation, f.status), (1, FamilyStatus::Active), "the retry wrote nothing");
+    assert_eq!((f.generation, f.status, f.retries), (1, FamilyStatus::Active, 1), "no rotation, one answer counted");
     let r2 = s.rotate(&r1).await;
     assert_eq!(s.family(&r2).await.generation, 2);
 }
@@ -216,7 +219,7 @@ async fn concurrent_refreshes(s: &Arc<Setup>, token: &str, n: usize) -> Vec<(Sta
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fifty_concurrent_refreshes_with_leeway_rotate_once_and_all_get_the_same_successor() {
+async fn fifty_concurrent_refreshes_with_leeway_rotate_once_and_the_bounded_answers_get_the_same_successor() {
     let s = Arc::new(setup("concurrent", |_| {}).await);
     let r0 = s.login().await;
     let started = std::time::Instant::now();
@@ -231,7 +234,12 @@ async fn fifty_concurrent_refreshes_with_leeway_rotate_once_and_all_get_the_same
         ok.len(),
         successors.len()
     );
-    assert_eq!(ok.len(), 50, "every caller holds the token that was current: all get the successor");
+    // One rotation, then the bounded retry answers; the rest are refused, not reuse.
+    let answers = 1 + tokenauth::rules::rotation::MAX_RETRY_ANSWERS as usize;
+    assert_eq!(ok.len(), answers, "the rotation and its retry answers get the successor");
+    let refused =
+        results.iter().filter(|(st, b)| *st == StatusCode::UNAUTHORIZED && b["error"] == "invalid_grant").count();
+    assert_eq!(refused, 50 - answers, "every other caller: invalid_grant");
     assert_eq!(successors.len(), 1, "exactly one successor");
     let f = s.family(&r0).await;
     assert_eq!(f.generation, 1, "exactly one rotation");
@@ -399,4 +407,88 @@ async fn a_sealed_successor_opens_only_with_the_previous_token_and_the_kms_held_
     let secrets = SealingSecrets::new(keys, s.clients.kms.clone());
     let opened = open_successor(secrets.get().await.unwrap(), &previous, &sealed).expect("opens");
     assert_eq!(opened.encode(), r1);
+}
+
+#[tokio::test]
+async fn a_username_deleted_and_created_again_does_not_resume_the_old_sessions() {
+    use tokenauth::rules::username::Username;
+    use tokenauth::store::{DynamoUsers, UserRecord};
+    // GIVEN a session of a user whose account is then deleted and a new account created
+    // under the same username (a new user_id; version, epoch and password as they were)
+    let s = setup("recreated", |_| {}).await;
+    let token = s.rotate(&s.login().await).await;
+    let username = Username::normalise(&s.username).unwrap();
+    s.clients
+        .dynamodb
+        .delete_item()
+        .table_name(&s.config.users_table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(username.as_str().to_owned()))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("profile".to_owned()))
+        .send()
+        .await
+        .unwrap();
+    let new_id = tokenauth::rules::token::random_id();
+    let hash = tokenauth::rules::password::hash(&s.password).unwrap();
+    let record = UserRecord::new(new_id.clone(), hash, vec!["read".into(), "write".into()], 0);
+    DynamoUsers::new(s.clients.dynamodb.clone(), &s.config.users_table).create(&username, &record).await.unwrap();
+    assert_ne!(new_id, s.user_id);
+
+    // WHEN the old session's refresh token is presented
+    let response = s.refresh(&token).await;
+
+    // THEN it is refused like a dead session, with no token
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json_of(&response)["error"], "invalid_grant");
+    assert!(json_of(&response).get("access_token").is_none());
+    assert_eq!(s.family(&token).await.status, FamilyStatus::Revoked, "the old family is ended");
+    // while a login of the new account works
+    let fresh = s.login().await;
+    assert_eq!(s.refresh(&fresh).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn retries_inside_the_leeway_get_a_bounded_number_of_answers_then_invalid_grant_without_revocation() {
+    use tokenauth::rules::rotation::MAX_RETRY_ANSWERS;
+    // GIVEN a rotation whose response the client lost
+    let s = setup("retrybound", |_| {}).await;
+    let r0 = s.login().await;
+    let r1 = s.rotate(&r0).await;
+    // WHEN it retries with the previous token inside the leeway, again and again
+    for i in 0..MAX_RETRY_ANSWERS {
+        let retry = s.refresh(&r0).await;
+        assert_eq!(retry.status(), StatusCode::OK, "retry {i}");
+        assert_eq!(json_of(&retry)["refresh_token"], r1.as_str());
+    }
+    s.clients.calls.clear();
+    let refused = s.refresh(&r0).await;
+    // THEN the answer after the last is invalid_grant, with no signature and no revocation
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json_of(&refused)["error"], "invalid_grant");
+    assert!(!s.clients.calls.names().iter().any(|c| c == "KMS.Sign"), "{:?}", s.clients.calls.names());
+    let f = s.family(&r1).await;
+    assert_eq!((f.status, f.generation, f.retries), (FamilyStatus::Active, 1, MAX_RETRY_ANSWERS), "not reuse");
+    assert!(revocations_of(&s.config, &s.clients, &family_of(&r1)).await.is_empty(), "no sid entry");
+    // and the successor rotates as usual, its own generation with answers of its own
+    let r2 = s.rotate(&r1).await;
+    assert_eq!(s.family(&r2).await.retries, 0, "a new generation starts with none");
+    assert_eq!(s.refresh(&r1).await.status(), StatusCode::OK, "a retry of the new rotation is answered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retries_inside_the_leeway_get_at_most_the_bounded_answers() {
+    use tokenauth::rules::rotation::MAX_RETRY_ANSWERS;
+    let s = Arc::new(setup("retryrace", |_| {}).await);
+    let r0 = s.login().await;
+    let r1 = s.rotate(&r0).await;
+    let n = MAX_RETRY_ANSWERS as usize + 1;
+    let results = concurrent_refreshes(&s, &r0, n).await;
+    let ok: Vec<&Value> = results.iter().filter(|(st, _)| *st == StatusCode::OK).map(|(_, b)| b).collect();
+    println!("{n} concurrent retries: {} answered 200", ok.len());
+    assert_eq!(ok.len(), MAX_RETRY_ANSWERS as usize, "at most the bound, and the bound when all are in time");
+    assert!(ok.iter().all(|b| b["refresh_token"] == r1.as_str()), "each the same successor");
+    let refused =
+        results.iter().filter(|(st, b)| *st == StatusCode::UNAUTHORIZED && b["error"] == "invalid_grant").count();
+    assert_eq!(refused, 1);
+    let f = s.family(&r1).await;
+    assert_eq!((f.status, f.retries), (FamilyStatus::Active, MAX_RETRY_ANSWERS));
 }

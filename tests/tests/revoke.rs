@@ -224,3 +224,84 @@ async fn the_denylist_read_spans_every_hour_bucket_between_its_bounds_oldest_fir
     assert_eq!(ours, expected, "the three entries inside the bounds, oldest first");
     assert_eq!(clients.calls.names(), ["DynamoDB.Query"; 3], "one Query per hour bucket");
 }
+
+/// Whether an authorizer over `config` lets `token` through (HTTP API, simple answer).
+async fn authorizer_allows(config: &Config, clients: &Clients, token: &str) -> bool {
+    let authorizer =
+        tokenauth::edge::authorizer::Authorizer::from_config(config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock));
+    authorizer.warm_up().await;
+    let event = event_text_with("authorizer-http-api-v2.json", &format!("Bearer {token}"));
+    match authorizer.handle(&event).await {
+        Ok(answer) => serde_json::to_value(answer).unwrap()["isAuthorized"] == true,
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn a_logout_repeated_after_its_sid_write_failed_still_denylists_the_session() {
+    // GIVEN a session, and a revoke function whose Revocations table is not there (its
+    // first denylist write fails after the family write went through)
+    let s = setup("revretry").await;
+    let (access, refresh) = s.session().await;
+    let table = format!("revocations-{}", unique_username("t"));
+    let config = config_with(&[("REVOCATIONS_TABLE", table.as_str()), ("AUTHORIZER_ROUTE_SCOPES", "$default=")]);
+    let revoke = revocation_service(&config, &s.clients, Arc::new(SystemClock)).await;
+    let logout = || revoke_request(&form_body(&refresh, "refresh_token"), true);
+    assert_eq!(tokenauth::edge::http::revoke(&revoke, &logout()).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(family(&s.config, &s.clients, &family_of(&refresh)).await.status, FamilyStatus::Revoked);
+    create_table(&s.clients, &template_tables()["REVOCATIONS_TABLE"], &table).await;
+    assert!(authorizer_allows(&config, &s.clients, &access).await, "no entry yet: the access token still lives");
+
+    // WHEN the client repeats its logout
+    assert_eq!(tokenauth::edge::http::revoke(&revoke, &logout()).await.status(), StatusCode::OK);
+
+    // THEN the session's sid entry is written and its access tokens are denied
+    let entries = revocations_of(&config, &s.clients, &family_of(&refresh)).await;
+    assert_eq!(entries.iter().map(|e| e.kind).collect::<Vec<_>>(), [RevocationKind::Sid]);
+    assert!(!authorizer_allows(&config, &s.clients, &access).await, "the session's access token is denied");
+    // and a third logout writes nothing more
+    assert_eq!(tokenauth::edge::http::revoke(&revoke, &logout()).await.status(), StatusCode::OK);
+    assert_eq!(revocations_of(&config, &s.clients, &family_of(&refresh)).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_refresh_token_logout_works_while_the_key_set_is_stale() {
+    use tokenauth::rules::keys::KeyAlgorithm;
+    use tokenauth::services::keys::manager::KeySource;
+    // GIVEN a revoke function that read its key set once, whose Keys table is then gone
+    // for longer than the staleness bound
+    let s = setup("revstale").await;
+    let (access, refresh) = s.session().await;
+    let keys_table = format!("keys-{}", unique_username("t"));
+    create_keys_table(&s.clients, &keys_table).await;
+    let tag = unique_username("set");
+    let config = config_with(&[
+        ("KEYS_TABLE", keys_table.as_str()),
+        ("KEY_SET_TAG", tag.as_str()),
+        ("KEY_SET_RELOAD_SECS", "1"),
+        ("REVOCATION_POLL_SECS", "1"),
+    ]);
+    let manager = tokenauth::services::keys::KeyManager::from_config(
+        &config,
+        s.clients.dynamodb.clone(),
+        s.clients.kms.clone(),
+        Arc::new(SystemClock),
+    );
+    manager.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let revoke = revocation_service(&config, &s.clients, clock.clone()).await;
+    s.clients.dynamodb.delete_table().table_name(&keys_table).send().await.unwrap();
+    clock.advance(config.key_set_max_staleness().as_secs() + 5);
+
+    // WHEN an access token is presented, THEN it still needs a verifier it can trust: 503
+    let body = serde_json::json!({ "token": access }).to_string();
+    let response = tokenauth::edge::http::revoke(&revoke, &revoke_request(&body, false)).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // WHEN the refresh token is presented, THEN its family is revoked: it needs no key
+    let response =
+        tokenauth::edge::http::revoke(&revoke, &revoke_request(&form_body(&refresh, "refresh_token"), true)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(family(&s.config, &s.clients, &family_of(&refresh)).await.status, FamilyStatus::Revoked);
+    let entries = revocations_of(&s.config, &s.clients, &family_of(&refresh)).await;
+    assert_eq!(entries.iter().map(|e| e.kind).collect::<Vec<_>>(), [RevocationKind::Sid]);
+}

@@ -50,6 +50,8 @@ pub enum SessionEvent {
     Rotated,
     /// A client whose response was lost got the same successor again.
     Retried,
+    /// A retry within the leeway past the generation's retry answers: refused, not reuse.
+    RetriesExhausted,
     /// A refresh token not of our form.
     MalformedToken,
     /// No family issued the presented refresh token.
@@ -82,6 +84,7 @@ impl SessionEvent {
         match self {
             Self::Rotated => ("refresh_rotated", "success"),
             Self::Retried => ("refresh_retry", "success"),
+            Self::RetriesExhausted => ("refresh_retry", "retries_exhausted"),
             Self::MalformedToken => ("refresh", "malformed_token"),
             Self::UnknownToken => ("refresh", "unknown_token"),
             Self::NoAccount => ("refresh", "no_account"),

@@ -109,6 +109,8 @@ pub fn new_family(
         sealed_successor: None,
         revoked_reason: None,
         revoked_at: None,
+        sid_denylisted: false,
+        retries: 0,
         status: FamilyStatus::Active,
         created_at: now,
         last_used_at: now,

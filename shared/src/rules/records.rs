@@ -48,6 +48,10 @@ pub struct FamilyRecord {
     /// derive, for the exactly-once retry window ([`crate::rules::rotation`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_successor: Option<String>,
+    /// Retry answers given for the current generation (reset by each rotation): at most
+    /// [`crate::rules::rotation::MAX_RETRY_ANSWERS`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
     /// Active or revoked.
     pub status: FamilyStatus,
     /// Why it was revoked.
@@ -56,6 +60,10 @@ pub struct FamilyRecord {
     /// When it was revoked, Unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<u64>,
+    /// Set once the `sid` denylist entry of a logout is written: until then a logout of
+    /// the revoked family is repeated in full ([`crate::rules::revoke::sid_entry_owed`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sid_denylisted: bool,
     /// Login time, Unix seconds (GSI sort key).
     pub created_at: u64,
     /// Last login or refresh, Unix seconds.
@@ -79,6 +87,10 @@ pub struct FamilyRecord {
     /// `iat` at or after it.
     #[serde(default)]
     pub not_before: u64,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl FamilyRecord {

@@ -1,9 +1,11 @@
 //! The revocation rules, without I/O: what an RFC 7009 request targets ([`classify`]),
 //! whose sessions revoke-all ends ([`revoke_all_subject`], [`bearer_session`],
-//! [`bearer_account_holds`]), and the cut-off of an account change ([`cut_off`]).
+//! [`bearer_account_holds`]), the cut-off of an account change ([`cut_off`]), and whether a
+//! repeated logout still owes its session's denylist entry ([`sid_entry_owed`]).
 
 use crate::error::ApiError;
 use crate::rules::records::{FamilyRecord, FamilyStatus, UserRecord};
+use crate::rules::rotation::{issued_by, Issued};
 use crate::rules::token::{AccessClaims, RefreshToken};
 use crate::rules::username::Username;
 use crate::rules::verify::Verifier;
@@ -51,6 +53,16 @@ pub fn revoke_all_subject(bearer: &str, verifier: &Verifier, now: u64) -> Result
 /// leeway (the configuration keeps `TOKEN_LEEWAY_SECS` at least this).
 pub fn cut_off(now: u64) -> u64 {
     now + CUT_OFF_MARGIN_SECS
+}
+
+/// Whether a logout that found its family already revoked (`family`, as it was) must
+/// still write the session's `sid` entry: the family is revoked, the entry is not recorded
+/// as written (a logout whose denylist write failed left it owed), and the presented token
+/// is one the family issued (a forged token with a real family id writes nothing).
+pub fn sid_entry_owed(family: Option<&FamilyRecord>, presented_hash: &str) -> bool {
+    family.is_some_and(|f| {
+        f.status == FamilyStatus::Revoked && !f.sid_denylisted && issued_by(f, presented_hash) != Issued::Never
+    })
 }
 
 /// Revoke-all's first check of a verified bearer, on what its session and the denylist
@@ -124,6 +136,35 @@ mod tests {
         ] {
             assert_eq!(classify(&token, &verifier, NOW), RevokeTarget::Nothing, "{token}");
         }
+    }
+
+    fn revoked_family(token: &RefreshToken) -> FamilyRecord {
+        let user = UserRecord::new("u-1".into(), "$argon2id$...".into(), vec!["read".into()], 0);
+        let policy = crate::rules::login::LoginPolicy {
+            client_id: "first-party".into(),
+            refresh_ttl_secs: 3600,
+            refresh_idle_secs: 3600,
+            max_failures: 5,
+            failure_window_secs: 60,
+            device_ttl_secs: 3600,
+        };
+        let scope = crate::rules::scope::Scope::from_tokens(["read"]);
+        let family = crate::rules::login::new_family("alice", &user, &scope, token, NOW, &policy);
+        FamilyRecord { status: FamilyStatus::Revoked, ..family }
+    }
+
+    #[test]
+    fn a_repeated_logout_owes_the_sid_entry_until_it_is_recorded_as_written() {
+        let token = RefreshToken::new_family();
+        let revoked = revoked_family(&token);
+        assert!(sid_entry_owed(Some(&revoked), &token.hash()), "revoked, entry not yet written");
+        let written = FamilyRecord { sid_denylisted: true, ..revoked.clone() };
+        assert!(!sid_entry_owed(Some(&written), &token.hash()), "written once is enough");
+        let active = FamilyRecord { status: FamilyStatus::Active, ..revoked.clone() };
+        assert!(!sid_entry_owed(Some(&active), &token.hash()), "an active family is revoked, not re-denylisted");
+        let forged = RefreshToken::from_parts(&token.family_id(), 0, [7; 32]).unwrap();
+        assert!(!sid_entry_owed(Some(&revoked), &forged.hash()), "a forged token with the real family id");
+        assert!(!sid_entry_owed(None, &token.hash()), "no family");
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! in the Families table (a KMS data key, [`crate::services::keys::sealing`]): opening it takes both
 //! k and the secret, so neither a reader of the table (even with a leaked old token) nor a
 //! holder of k alone can; and since k+1's secret is random, no one can compute it.
+//!
+//! Each retry answer signs a new access token, so their number is bounded: at most
+//! [`MAX_RETRY_ANSWERS`] per rotated token, counted on the family item by a conditional
+//! write; past that, `invalid_grant` without revoking anything (it is not reuse).
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
@@ -155,6 +159,11 @@ pub fn next_step(family: Option<&FamilyRecord>, presented: &RefreshToken, requir
     }
 }
 
+/// How many retry answers a rotated token gets (the same successor, each with a new access
+/// token and a `kms:Sign`): enough for a client that lost a response or two, too few to
+/// turn the leeway into a signing service.
+pub const MAX_RETRY_ANSWERS: u32 = 3;
+
 /// What a refused rotation means, decided from the family as it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -167,6 +176,9 @@ pub enum Refusal {
     ScopeNotGranted,
     /// The immediately previous token within the leeway: answer with this same successor.
     Retry(RefreshToken),
+    /// The same, but the retry answers of this generation are used up: refuse, change
+    /// nothing (not reuse: the family lives on).
+    RetriesExhausted,
     /// A genuinely issued token that has been rotated away: theft. Revoke.
     Reuse,
 }
@@ -201,7 +213,13 @@ pub fn classify(
         if let Some(successor) = family.sealed_successor.as_deref().and_then(|s| open_successor(server, presented, s)) {
             // The successor must be exactly the family's current token.
             if issued_by(family, &successor.hash()) == Issued::Current {
-                return if scopes_granted { Refusal::Retry(successor) } else { Refusal::ScopeNotGranted };
+                return if !scopes_granted {
+                    Refusal::ScopeNotGranted
+                } else if family.retries >= MAX_RETRY_ANSWERS {
+                    Refusal::RetriesExhausted
+                } else {
+                    Refusal::Retry(successor)
+                };
             }
         }
     }
@@ -216,14 +234,20 @@ pub enum AccountVerdict {
     /// The account changed in a way the family survives (new scopes, a new cut-off): it
     /// follows, its scopes narrowed to the account's.
     Follow(AccountState),
-    /// The account is gone or disabled, or ended every session after this family began.
+    /// The account is gone or disabled, ended every session after this family began, or
+    /// is another account under the same username (a new `user_id`).
     Dead,
 }
 
-/// Compares a family with its owner's account as read now.
+/// Compares a family with its owner's account as read now. The account is followed by its
+/// stable `user_id`, not by the username it is stored under: a username deleted and
+/// created again does not resume the old account's sessions.
 pub fn follow_account(family: &FamilyRecord, user: Option<&UserRecord>) -> AccountVerdict {
     let Some(user) = user else { return AccountVerdict::Dead };
-    if user.status != UserStatus::Active || user.sessions_epoch != family.sessions_epoch {
+    if user.user_id != family.user_id
+        || user.status != UserStatus::Active
+        || user.sessions_epoch != family.sessions_epoch
+    {
         return AccountVerdict::Dead;
     }
     if user.version == family.user_version {
@@ -260,6 +284,8 @@ mod tests {
             status: FamilyStatus::Active,
             revoked_reason: None,
             revoked_at: None,
+            sid_denylisted: false,
+            retries: 0,
             created_at: 0,
             last_used_at: rotated_at,
             idle_expires_at: 10_000,
@@ -304,6 +330,15 @@ mod tests {
         assert_eq!(follow_account(&a_family(), Some(&disabled)), AccountVerdict::Dead);
         assert_eq!(follow_account(&a_family(), None), AccountVerdict::Dead);
         assert_eq!(follow_account(&a_family(), Some(&account(4, 2, &["read", "write"]))), AccountVerdict::Dead);
+    }
+
+    #[test]
+    fn a_family_dies_with_a_new_account_under_its_username() {
+        let recreated = UserRecord { user_id: "u-new".into(), ..account(3, 1, &["read", "write"]) };
+        assert_eq!(follow_account(&a_family(), Some(&recreated)), AccountVerdict::Dead, "same username, new user_id");
+        let recreated_fresh = UserRecord { user_id: "u-new".into(), ..account(0, 0, &["read", "write"]) };
+        let fresh_family = FamilyRecord { user_version: 0, sessions_epoch: 0, ..a_family() };
+        assert_eq!(follow_account(&fresh_family, Some(&recreated_fresh)), AccountVerdict::Dead, "even at version 0");
     }
 
     #[test]
@@ -353,6 +388,22 @@ mod tests {
             classify(&SERVER, &k, Some(&family), &Scope::from_tokens(["admin"]), 1010, 30),
             Refusal::ScopeNotGranted,
             "a retry cannot widen scope"
+        );
+    }
+
+    #[test]
+    fn a_retry_past_its_answers_is_refused_without_being_reuse() {
+        let k = RefreshToken::new_family();
+        let k1 = k.successor().expect("successor");
+        let mut family = family_after_rotation(&k, &k1, 1000);
+        family.retries = MAX_RETRY_ANSWERS - 1;
+        assert_eq!(classify(&SERVER, &k, Some(&family), &Scope::default(), 1010, 30), Refusal::Retry(k1.clone()));
+        family.retries = MAX_RETRY_ANSWERS;
+        assert_eq!(classify(&SERVER, &k, Some(&family), &Scope::default(), 1010, 30), Refusal::RetriesExhausted);
+        assert_eq!(
+            classify(&SERVER, &k, Some(&family), &Scope::default(), 1031, 30),
+            Refusal::Reuse,
+            "after the leeway"
         );
     }
 

@@ -193,12 +193,12 @@ impl LoginService {
         // never left this process, so even if the delete fails nobody can use it). The
         // write is conditioned on the account as read: a change committed meanwhile
         // (disable, new scopes, sessions ended) refuses the login.
-        // The counter charged is cleared; a device without a trusted token gets one.
+        // The counter charged is cleared; a known device's trust is renewed, a device
+        // without a trusted token gets one.
         let new_device = if matches!(counter, AttemptCounter::Device(_)) { None } else { Some(DeviceToken::new()) };
         let new_device_hash = new_device.as_ref().map(DeviceToken::hash);
         let device_expires = now + self.policy.device_ttl_secs;
-        let also =
-            self.users.after_login(&username, counter, new_device_hash.as_deref().map(|h| (h, device_expires)), now)?;
+        let also = self.users.after_login(&username, counter, new_device_hash.as_deref(), device_expires, now)?;
         let (issued, created) =
             tokio::join!(self.issuer.issue(&grant, &refresh, issued_at), self.families.create(&family, also));
         let write = match &created {

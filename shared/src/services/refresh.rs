@@ -7,7 +7,8 @@
 //! owner's account is read once ([`crate::rules::rotation::follow_account`]): a disabled
 //! account or ended sessions end the family; new scopes narrow it, in the same rotation. A
 //! refused rotation is classified by [`crate::rules::rotation::classify`]: retry within the
-//! leeway (same successor, no write), reuse (revoke), or nothing.
+//! leeway (same successor, one counted answer of at most
+//! [`crate::rules::rotation::MAX_RETRY_ANSWERS`]), reuse (revoke), or nothing.
 
 use std::fmt;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use crate::platform::retry;
 use crate::rules::keys::Signer;
 use crate::rules::limits::LimitedAction;
 use crate::rules::rotation::{
-    classify, follow_account, next_step, seal_successor, AccountVerdict, RefreshStep, Refusal,
+    classify, follow_account, next_step, seal_successor, AccountVerdict, RefreshStep, Refusal, MAX_RETRY_ANSWERS,
 };
 use crate::rules::scope::Scope;
 use crate::rules::token::{AccessGrant, AccessTokenIssuer, RefreshToken, TokenResponse};
@@ -243,11 +244,13 @@ impl RefreshService {
         }
     }
 
-    /// A token that cannot rotate this family as it is: what does it mean?
+    /// A token that cannot rotate this family as it is: what does it mean? A retry is
+    /// answered only once its answer is counted on the family ([`MAX_RETRY_ANSWERS`]); if
+    /// the family moved meanwhile, the token is judged again on the family as it now is.
     async fn refused(
         &self,
         presented: &RefreshToken,
-        family: FamilyRecord,
+        mut family: FamilyRecord,
         required: &Scope,
         now: u64,
         ip: Option<&str>,
@@ -255,37 +258,56 @@ impl RefreshService {
         let (family_id, user_id) = (family.family_id.clone(), family.user_id.clone());
         let known = Session::new(&family_id, ip).user(&user_id);
         let server = self.sealing.get().await?;
-        match classify(server, presented, Some(&family), required, now, self.leeway_secs) {
-            Refusal::Retry(same_successor) => {
-                // No write, so the account is checked by reading it.
-                let Some((family, _)) = self.follow(family.clone(), now, ip).await? else {
+        for attempt in 0..retry::ATTEMPTS {
+            retry::backoff(attempt).await;
+            match classify(server, presented, Some(&family), required, now, self.leeway_secs) {
+                Refusal::Retry(same_successor) => {
+                    // No rotation, so the account is checked by reading it.
+                    let Some((followed, _)) = self.follow(family.clone(), now, ip).await? else {
+                        return Err(ApiError::InvalidGrant);
+                    };
+                    if !required.is_subset_of(&followed.scope()) {
+                        return Err(ApiError::InvalidScope);
+                    }
+                    match self.families.count_retry(&family, MAX_RETRY_ANSWERS).await? {
+                        Ok(()) => {}
+                        Err(Some(now_is)) => {
+                            family = now_is;
+                            continue;
+                        }
+                        Err(None) => {
+                            audit::session(SessionEvent::UnknownToken, Session::new(&family_id, ip));
+                            return Err(ApiError::InvalidGrant);
+                        }
+                    }
+                    let tokens = self.issue(&followed, required, &same_successor, now).await?;
+                    let session = Session::new(&family_id, ip).user(&followed.user_id).client(&followed.client_id);
+                    audit::session(SessionEvent::Retried, session);
+                    return Ok(tokens);
+                }
+                Refusal::RetriesExhausted => {
+                    audit::session(SessionEvent::RetriesExhausted, known);
                     return Err(ApiError::InvalidGrant);
-                };
-                if !required.is_subset_of(&family.scope()) {
+                }
+                Refusal::ScopeNotGranted => {
+                    audit::session(SessionEvent::ScopeNotGranted, known);
                     return Err(ApiError::InvalidScope);
                 }
-                let tokens = self.issue(&family, required, &same_successor, now).await?;
-                let session = Session::new(&family_id, ip).user(&family.user_id).client(&family.client_id);
-                audit::session(SessionEvent::Retried, session);
-                Ok(tokens)
-            }
-            Refusal::ScopeNotGranted => {
-                audit::session(SessionEvent::ScopeNotGranted, known);
-                Err(ApiError::InvalidScope)
-            }
-            Refusal::Unknown => {
-                audit::session(SessionEvent::UnknownToken, Session::new(&family_id, ip));
-                Err(ApiError::InvalidGrant)
-            }
-            Refusal::Dead => {
-                audit::session(SessionEvent::DeadFamily, known);
-                Err(ApiError::InvalidGrant)
-            }
-            Refusal::Reuse => {
-                audit::session(SessionEvent::ReuseDetected, known);
-                self.revoker.revoke_for_reuse(self.reuse_revokes, &family, now).await?;
-                Err(ApiError::InvalidGrant)
+                Refusal::Unknown => {
+                    audit::session(SessionEvent::UnknownToken, Session::new(&family_id, ip));
+                    return Err(ApiError::InvalidGrant);
+                }
+                Refusal::Dead => {
+                    audit::session(SessionEvent::DeadFamily, known);
+                    return Err(ApiError::InvalidGrant);
+                }
+                Refusal::Reuse => {
+                    audit::session(SessionEvent::ReuseDetected, known);
+                    self.revoker.revoke_for_reuse(self.reuse_revokes, &family, now).await?;
+                    return Err(ApiError::InvalidGrant);
+                }
             }
         }
+        Err(DependencyError::Internal("the family kept changing under the retry".into()).into())
     }
 }

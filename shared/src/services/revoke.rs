@@ -14,7 +14,9 @@ use crate::platform::audit::{self, Session, SessionEvent};
 use crate::platform::clock::Clock;
 use crate::platform::config::{Config, ReuseScope};
 use crate::rules::polled::Freshness;
-use crate::rules::revoke::{bearer_account_holds, bearer_session, classify, cut_off, revoke_all_subject, RevokeTarget};
+use crate::rules::revoke::{
+    bearer_account_holds, bearer_session, classify, cut_off, revoke_all_subject, sid_entry_owed, RevokeTarget,
+};
 use crate::rules::token::{AccessClaims, RefreshToken};
 use crate::rules::username::Username;
 use crate::rules::verify::Verifier;
@@ -88,6 +90,10 @@ impl Revoker {
 
     /// Revokes one family if `presented` is a token it issued (current or remembered) and
     /// denylists its `sid`. A forged token changes nothing. Returns whether it revoked.
+    /// Safe to repeat after a failure: a logout that finds the family already revoked
+    /// still writes the `sid` entry until the family records it as written
+    /// ([`sid_entry_owed`]), so a failed denylist write does not leave the session's access
+    /// tokens alive.
     pub async fn revoke_presented(
         &self,
         presented: &RefreshToken,
@@ -95,13 +101,15 @@ impl Revoker {
         now: u64,
     ) -> Result<bool, DependencyError> {
         let family_id = presented.family_id();
-        match self.families.revoke(&family_id, Some(&presented.hash()), reason, now).await? {
-            Some(_) => {
-                self.revocations.put(&[self.entry(RevocationKind::Sid, &family_id, None)]).await?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        let hash = presented.hash();
+        let revoked_now = match self.families.revoke_or_read(&family_id, Some(&hash), reason, now).await? {
+            Ok(_) => true,
+            Err(was) if sid_entry_owed(was.as_ref(), &hash) => false,
+            Err(_) => return Ok(false),
+        };
+        self.revocations.put(&[self.entry(RevocationKind::Sid, &family_id, None)]).await?;
+        self.families.mark_sid_denylisted(&family_id).await?;
+        Ok(revoked_now)
     }
 
     /// Revokes one family (idempotent): its account already cut off its access tokens.
@@ -114,8 +122,9 @@ impl Revoker {
     /// written, nothing has changed and the call can simply be repeated). Then the account
     /// write, the commit point: from it on, no login or rotation decided on the account as
     /// it was can succeed (both are conditioned on its version), and every token issued
-    /// after it is at or after the cut-off. Then, if the change ends sessions, the families
-    /// are revoked as far as the clean-up budget (3 s) allows.
+    /// after it is at or after the cut-off. Then, if the change ends sessions, the user's
+    /// trusted devices are forgotten and the families are revoked as far as the clean-up
+    /// budget (3 s) allows.
     pub async fn change_account(
         &self,
         username: &Username,
@@ -127,6 +136,12 @@ impl Revoker {
         let not_before = cut_off(now);
         self.revocations.put(&[self.entry(RevocationKind::User, &user_id, Some(not_before))]).await?;
         let user = self.users.change(username, change, not_before).await?;
+        if change.ends_sessions() {
+            // The devices that logged in before are strangers again (a disabled account
+            // re-enabled later, or one whose sessions were ended, trusts none of them). A
+            // failure leaves the change committed: repeating it finishes this.
+            self.users.forget_devices(username, self.clock.now()).await?;
+        }
         let families_revoked =
             if change.ends_sessions() { self.end_families_of(&user.user_id, reason, now).await } else { 0 };
         Ok(AccountChanged { user, families_revoked })
@@ -277,10 +292,15 @@ impl RevocationService {
     /// RFC 7009: revokes the token if it is one of ours and valid; answers the same for
     /// unknown, expired and malformed tokens (§2.2: "invalid tokens do not cause an error").
     /// A refresh token revokes its family and the family's access tokens (`sid`); an access
-    /// token is denylisted by `jti`.
+    /// token is denylisted by `jti`. A refresh token needs no key, so its logout works
+    /// while the key set is stale; anything else waits for a verifier it can trust.
     pub async fn revoke(&self, request: RevokeRequest, source_ip: Option<&str>) -> Result<(), ApiError> {
         let now = self.clock.now();
-        match classify(&request.token, self.verifier(now).await?, now) {
+        let target = match RefreshToken::parse(&request.token) {
+            Some(refresh) => RevokeTarget::Session(refresh),
+            None => classify(&request.token, self.verifier(now).await?, now),
+        };
+        match target {
             RevokeTarget::Session(refresh) => {
                 let revoked = self.revoker.revoke_presented(&refresh, "revoked_by_client", now).await?;
                 let event = if revoked { SessionEvent::RefreshTokenRevoked } else { SessionEvent::NothingToRevoke };

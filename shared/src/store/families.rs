@@ -1,7 +1,7 @@
 //! The Families table: one item per refresh-token family (a login session).
 //!
 //! Creating and rotating a family are each one transaction of two parts: a condition on the
-//! owner's account (its version has not moved and it is active) and the family write (for
+//! owner's account (the same `user_id`, its version has not moved and it is active) and the family write (for
 //! a rotation: the presented token is current and the family alive). An account change
 //! therefore orders every login and rotation: one committed before it is cut off by it,
 //! one after it sees it. When the family's condition fails, DynamoDB returns the item as
@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, ConditionCheck, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update,
@@ -58,12 +59,15 @@ pub struct Rotation<'a> {
     pub follow: Option<&'a AccountState>,
 }
 
-/// The account condition of a family write: the owner's profile still at `version` and
-/// active.
+/// The account condition of a family write: the owner's profile is still the same
+/// account (its stable `user_id`: a username deleted and created again is another account),
+/// still at `version` and active.
 #[derive(Debug, Clone, Copy)]
 pub struct AccountGuard<'a> {
     /// The owner's Users key.
     pub user_key: &'a str,
+    /// The owner's stable id, which the profile under that key must still carry.
+    pub user_id: &'a str,
     /// The version the write was decided on.
     pub version: u64,
 }
@@ -71,23 +75,29 @@ pub struct AccountGuard<'a> {
 impl AccountGuard<'_> {
     /// The guard of a family as stored (`None` for a family without an owner key).
     pub fn of(family: &FamilyRecord) -> Option<AccountGuard<'_>> {
-        Some(AccountGuard { user_key: family.user_key.as_deref()?, version: family.user_version })
+        Some(AccountGuard {
+            user_key: family.user_key.as_deref()?,
+            user_id: &family.user_id,
+            version: family.user_version,
+        })
     }
 
     fn condition_check(&self, users_table: &str) -> Result<TransactWriteItem, DependencyError> {
         // Accounts written before versions existed have none: that is version 0.
         let condition = if self.version == 0 {
-            "#status = :active AND (attribute_not_exists(#v) OR #v = :v)"
+            "#status = :active AND #uid = :uid AND (attribute_not_exists(#v) OR #v = :v)"
         } else {
-            "#status = :active AND #v = :v"
+            "#status = :active AND #uid = :uid AND #v = :v"
         };
         let check = ConditionCheck::builder()
             .table_name(users_table)
             .set_key(Some(crate::store::users::profile_key(self.user_key)))
             .condition_expression(condition)
             .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#uid", "user_id")
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":uid", s(self.user_id))
             .expression_attribute_values(":v", n(self.version))
             .build()
             .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
@@ -247,10 +257,11 @@ impl DynamoFamilies {
         if r.follow.is_some() {
             update.push_str(", scopes = :scopes, user_version = :uv, not_before = :nb");
         }
+        // A new generation starts with no retry answers given.
         if r.sealed_successor.is_some() {
-            update.push_str(", sealed_successor = :sealed");
+            update.push_str(", sealed_successor = :sealed REMOVE retries");
         } else {
-            update.push_str(" REMOVE sealed_successor");
+            update.push_str(" REMOVE sealed_successor, retries");
         }
         let mut condition = "token_hash = :old AND generation = :gen AND #status = :active \
                              AND expires_at > :now AND idle_expires_at > :now"
@@ -299,6 +310,44 @@ impl DynamoFamilies {
         }
     }
 
+    /// Counts one retry answer for `family`'s current generation, if it is still the
+    /// generation `family` shows, alive, and under `max` answers: one conditional write, so
+    /// however many retries arrive at once, at most `max` are answered. When the condition
+    /// fails, the family as it now is (`ALL_OLD`).
+    pub async fn count_retry(
+        &self,
+        family: &FamilyRecord,
+        max: u32,
+    ) -> Result<Result<(), Option<FamilyRecord>>, DependencyError> {
+        let counted = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(FAMILIES_PARTITION_KEY, s(&family.family_id))
+            .update_expression("ADD retries :one")
+            .condition_expression(
+                "token_hash = :current AND generation = :gen AND #status = :active \
+                 AND (attribute_not_exists(retries) OR retries < :max)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":current", s(&family.token_hash))
+            .expression_attribute_values(":gen", n(u64::from(family.generation)))
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":max", n(u64::from(max)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match counted {
+            Ok(_) => Ok(Ok(())),
+            Err(e) if is_conditional_check_failed(&e) => match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(c) => Ok(Err(c.item.map(record).transpose()?)),
+                _ => Ok(Err(None)),
+            },
+            Err(e) => Err(DependencyError::dynamodb("UpdateItem", e)),
+        }
+    }
+
     /// Revokes an active family (no-op if it is already revoked or gone). With
     /// `presented_hash`, only if that token is the family's current or a remembered one:
     /// a forged token revokes nothing. Returns the family if this call revoked it.
@@ -309,6 +358,19 @@ impl DynamoFamilies {
         reason: &str,
         now: u64,
     ) -> Result<Option<FamilyRecord>, DependencyError> {
+        Ok(self.revoke_or_read(family_id, presented_hash, reason, now).await?.ok())
+    }
+
+    /// Like [`DynamoFamilies::revoke`], but when the condition fails it returns the item as
+    /// it was (DynamoDB's `ALL_OLD`, no second read): a logout repeated after a failure can
+    /// see whether the family is revoked and its `sid` entry still owed.
+    pub async fn revoke_or_read(
+        &self,
+        family_id: &str,
+        presented_hash: Option<&str>,
+        reason: &str,
+        now: u64,
+    ) -> Result<Result<FamilyRecord, Option<FamilyRecord>>, DependencyError> {
         let mut condition = "#status = :active".to_owned();
         let mut request = self
             .client
@@ -323,16 +385,46 @@ impl DynamoFamilies {
             .expression_attribute_values(":revoked", s("revoked"))
             .expression_attribute_values(":reason", s(reason))
             .expression_attribute_values(":now", n(now))
-            .return_values(ReturnValue::AllNew);
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if let Some(hash) = presented_hash {
             condition.push_str(" AND (token_hash = :hash OR previous_hash = :hash OR contains(recent, :hash))");
             request = request.expression_attribute_values(":hash", s(hash));
         }
         match request.condition_expression(condition).send().await {
-            Ok(out) => out.attributes.map(record).transpose(),
-            Err(e) if is_conditional_check_failed(&e) => Ok(None),
+            Ok(out) => match out.attributes {
+                Some(item) => Ok(Ok(record(item)?)),
+                None => Err(DependencyError::Corrupt("no family returned".into())),
+            },
+            Err(e) if is_conditional_check_failed(&e) => match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(c) => Ok(Err(c.item.map(record).transpose()?)),
+                _ => Ok(Err(None)),
+            },
             Err(e) => Err(DependencyError::dynamodb("UpdateItem", e)),
         }
+    }
+
+    /// Records that the `sid` entry of a revoked family is written, so a repeated logout
+    /// writes no second one.
+    pub async fn mark_sid_denylisted(&self, family_id: &str) -> Result<(), DependencyError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(FAMILIES_PARTITION_KEY, s(family_id))
+            .update_expression("SET sid_denylisted = :yes")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", FAMILIES_PARTITION_KEY)
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| {
+                if is_conditional_check_failed(&e) {
+                    Ok(())
+                } else {
+                    Err(DependencyError::dynamodb("UpdateItem", e))
+                }
+            })
     }
 
     /// Ids of every family of a user (the `by_user` index), all pages.

@@ -1,7 +1,8 @@
 //! The Users table, one partition per normalised username: the account (`sk = "profile"`),
 //! the username's failed-login counter (`sk = "login_failures"`, for unknown usernames
 //! too), and the devices that logged in before (`sk = "device#<hash of its token>"`), each
-//! with a failed-login counter of its own.
+//! with a failed-login counter of its own and an expiry that every login from it renews
+//! (a change that ends every session forgets them: [`DynamoUsers::forget_devices`]).
 //!
 //! A login attempt is reserved on a counter before its password is checked
 //! ([`DynamoUsers::reserve_attempt`], one conditional write), so however many guesses run at
@@ -26,6 +27,9 @@ use crate::rules::username::Username;
 const PROFILE: &str = "profile";
 const LOGIN_FAILURES: &str = "login_failures";
 const DEVICE: &str = "device#";
+
+/// How many device expiries [`DynamoUsers::forget_devices`] sends at once.
+const DEVICE_EXPIRY_CONCURRENCY: usize = 8;
 
 /// Whose failed-login counter an attempt is charged to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,23 +271,32 @@ impl DynamoUsers {
     }
 
     /// What a successful login writes in its family's transaction: the counter it was
-    /// charged to cleared, and a newly trusted device (its token's hash, until `expires_at`).
+    /// charged to cleared, and a trusted device until `device_expires_at`: a known device
+    /// (the counter charged) has its trust renewed, a new one (its token's hash) is added.
     pub fn after_login(
         &self,
         username: &Username,
         counter: AttemptCounter<'_>,
-        new_device: Option<(&str, u64)>,
+        new_device: Option<&str>,
+        device_expires_at: u64,
         now: u64,
     ) -> Result<Vec<TransactWriteItem>, DependencyError> {
         let invalid = |e: aws_sdk_dynamodb::error::BuildError| DependencyError::Corrupt(e.to_string());
-        let clear = Update::builder()
+        let mut clear = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(username, &counter.sort_key())))
-            .update_expression("REMOVE failures, window_start")
-            .build()
-            .map_err(invalid)?;
+            .update_expression("REMOVE failures, window_start");
+        if matches!(counter, AttemptCounter::Device(_)) {
+            // Trust renews on use. The family's account guard in the same transaction
+            // refuses a login decided before a change that ended the device's trust.
+            clear = clear
+                .update_expression("SET #ttl = :device_expires REMOVE failures, window_start")
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                .expression_attribute_values(":device_expires", n(device_expires_at));
+        }
+        let clear = clear.build().map_err(invalid)?;
         let mut items = vec![TransactWriteItem::builder().update(clear).build()];
-        if let Some((hash, expires_at)) = new_device {
+        if let Some(hash) = new_device {
             // An update, not a put (the item is new either way: the token was just made):
             // login's role may write only the attributes it names (the template's
             // `dynamodb:Attributes` condition), never a whole user item.
@@ -292,13 +305,68 @@ impl DynamoUsers {
                 .set_key(Some(key(username, &AttemptCounter::Device(hash).sort_key())))
                 .update_expression("SET #ttl = :exp, created_at = :now")
                 .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-                .expression_attribute_values(":exp", n(expires_at))
+                .expression_attribute_values(":exp", n(device_expires_at))
                 .expression_attribute_values(":now", n(now))
                 .build()
                 .map_err(invalid)?;
             items.push(TransactWriteItem::builder().update(remember).build());
         }
         Ok(items)
+    }
+
+    /// Ends the trust of every device that logged in as `username` (its token is a
+    /// stranger's from now on): one Query for the partition's devices still trusted, then
+    /// each one's expiry set to `now`, a few at a time. Expired rather than deleted, so
+    /// this needs no right to delete items of the Users table; TTL removes them later.
+    pub async fn forget_devices(&self, username: &Username, now: u64) -> Result<usize, DependencyError> {
+        use futures_util::StreamExt as _;
+        let devices: Vec<HashMap<String, AttributeValue>> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :device)")
+            .filter_expression("#ttl > :now")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":pk", AttributeValue::S(username.as_str().to_owned()))
+            .expression_attribute_values(":device", AttributeValue::S(DEVICE.to_owned()))
+            .expression_attribute_values(":now", n(now))
+            .projection_expression("#pk, #sk")
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| DependencyError::dynamodb("Query", e))?;
+        let expire = |device: HashMap<String, AttributeValue>| async move {
+            let expired = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(device))
+                .update_expression("SET #ttl = :now")
+                .condition_expression("attribute_exists(#pk)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                .expression_attribute_values(":now", n(now))
+                .send()
+                .await;
+            match expired {
+                Err(e) if !is_conditional_check_failed(&e) => Err(DependencyError::dynamodb("UpdateItem", e)),
+                _ => Ok(()),
+            }
+        };
+        let count = devices.len();
+        futures_util::stream::iter(devices)
+            .map(expire)
+            .buffer_unordered(DEVICE_EXPIRY_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, DependencyError>>()?;
+        Ok(count)
     }
 
     /// Reads an account (strongly consistent).

@@ -282,8 +282,11 @@ where
 }
 
 fn parse_username(raw: &str) -> Result<Username, String> {
-    Username::normalise(raw)
-        .ok_or_else(|| "username must be 1-64 characters without spaces or control characters".to_owned())
+    Username::normalise(raw).ok_or_else(|| {
+        "username must be 1-64 characters without spaces, control characters or invisible ones (zero-width, \
+             soft hyphen, word joiner, format, private-use or unassigned characters)"
+            .to_owned()
+    })
 }
 
 fn parse_scopes(raw: &str) -> Result<Vec<String>, String> {
@@ -321,5 +324,19 @@ fn describe(error: UserWriteError, name: &Username) -> String {
         UserWriteError::AlreadyExists => format!("user {name} already exists"),
         UserWriteError::NotFound => format!("no user {name}"),
         UserWriteError::Dependency(e) => format!("DynamoDB failed: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_add_refuses_a_username_with_an_invisible_character_with_a_clear_error() {
+        for raw in ["al\u{200B}ice", "al\u{00AD}ice", "al\u{2060}ice"] {
+            let error = parse_username(raw).expect_err(raw);
+            assert!(error.contains("invisible"), "{error}");
+        }
+        assert_eq!(parse_username(" Alice ").map(|u| u.as_str().to_owned()), Ok("alice".to_owned()));
     }
 }
