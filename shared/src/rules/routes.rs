@@ -191,7 +191,7 @@ impl Route {
 /// `{name+}`; `$default` covers every request no other rule matches.
 ///
 /// A request is decided by the one rule API Gateway's HTTP API would route it to: the
-/// most specific rule that matches it (see [`Route::precedence`]), else `$default`, else
+/// most specific rule that matches it (see `Route::precedence`), else `$default`, else
 /// none (denied). `{name}` matches exactly one non-empty segment, `{name+}` the rest of
 /// the path; everything else is exact (case, trailing slash, encoding, method), so a
 /// request spelled differently from every rule falls to the default.
@@ -293,7 +293,7 @@ pub fn decide(rules: &[RouteRule], method: &str, path: &str, scope: &str) -> boo
 
 /// The IAM policy answering `method /path` for a token with `scope`. It allows nothing
 /// [`decide`] denies on any route, so it may be cached across routes, and it answers this
-/// request as `decide` does. It is the policy for the whole API ([`whole_api_policy`])
+/// request as `decide` does. It is the policy for the whole API (`whole_api_policy`)
 /// where that allows this request; IAM's patterns cannot say "one segment" everywhere (a
 /// denied `{id}` under an allowed `$default`, an allowed route under a denied broader one),
 /// and where they fall short the policy allows this request's resource alone, or nothing
