@@ -68,7 +68,18 @@ def key_set_item() -> dict:
     import boto3
 
     ddb = boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
-    return ddb.get_item(TableName=os.environ["KEYS_TABLE"], Key={"id": {"S": "signing"}}, ConsistentRead=True)["Item"]
+    item = ddb.get_item(TableName=os.environ["KEYS_TABLE"], Key={"id": {"S": "signing"}}, ConsistentRead=True)["Item"]
+    return wire_json(item)
+
+
+def wire_json(value):
+    """boto3's answer back in DynamoDB's wire JSON: binary values (the key set's MAC) as base64."""
+    if isinstance(value, dict):
+        return {k: base64.b64encode(v).decode() if k == "B" and isinstance(v, bytes) else wire_json(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [wire_json(v) for v in value]
+    return value
 
 
 # The function's own configuration (the stack's variables and the settings the functions
