@@ -26,6 +26,17 @@ const REGION: &str = "us-east-1";
 const ACCOUNT: &str = "123456789012";
 const STACK: &str = "tokenauth";
 
+/// The template's functions, each judged against its own role.
+const FUNCTIONS: [&str; 7] = [
+    "LoginFunction",
+    "RefreshFunction",
+    "RevokeFunction",
+    "AuthorizerFunction",
+    "JwksFunction",
+    "KeyRotationFunction",
+    "WhoamiFunction",
+];
+
 /// Names a call's resource as the template names it, with the tag condition of a KMS key.
 struct Namer {
     tables: BTreeMap<String, &'static str>,
@@ -271,15 +282,7 @@ async fn recorded_calls() -> Value {
     ]);
 
     let mut recorders: BTreeMap<&str, IamRecorder> = BTreeMap::new();
-    for function in [
-        "LoginFunction",
-        "RefreshFunction",
-        "RevokeFunction",
-        "AuthorizerFunction",
-        "JwksFunction",
-        "KeyRotationFunction",
-        "WhoamiFunction",
-    ] {
+    for function in FUNCTIONS {
         recorders.insert(function, IamRecorder::default());
     }
     login_paths(&config, &recorders["LoginFunction"]).await;
@@ -416,15 +419,7 @@ fn unrelated_key() -> (String, Value) {
 /// Synthetic calls (no stack needed to record them): each function with none but `calls`.
 fn only(calls: &[(&str, Value)], key_policies: Value) -> Value {
     let mut functions = serde_json::Map::new();
-    for function in [
-        "LoginFunction",
-        "RefreshFunction",
-        "RevokeFunction",
-        "AuthorizerFunction",
-        "JwksFunction",
-        "KeyRotationFunction",
-        "WhoamiFunction",
-    ] {
+    for function in FUNCTIONS {
         let mine: Vec<Value> = calls.iter().filter(|(f, _)| *f == function).map(|(_, c)| c.clone()).collect();
         functions.insert(function.to_owned(), Value::Array(mine));
     }
