@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The local KMS emulator: moto's server, with `Sign` honouring `MessageType=DIGEST`.
+"""The local KMS emulator: moto's server, with `Sign` honouring `MessageType=DIGEST` and
+`GenerateDataKeyPairWithoutPlaintext`, which moto lacks.
 
 moto (5.2) ignores MessageType and always hashes the message it gets, so a digest sent
 the way AWS KMS expects it (and the way our signer sends it) would be hashed twice and
@@ -7,17 +8,26 @@ the signature would not verify. This launcher patches only that: with DIGEST, th
 received are signed as a pre-computed digest of the algorithm's hash, exactly as AWS KMS
 does, and a digest of the wrong length is rejected like AWS does. Everything else is moto.
 
+GenerateDataKeyPairWithoutPlaintext is implemented as AWS documents it: a fresh key pair of
+the requested spec, its public half as DER SubjectPublicKeyInfo, its private half as
+DER PKCS #8 encrypted under the given symmetric key (moto's own encryption, so Decrypt and
+ReEncrypt open it, under the same encryption context only), never returned in clear; an
+asymmetric or disabled key, or an unknown spec, is refused with AWS's errors.
+
 Usage: kms_emulator.py -H 127.0.0.1 -p PORT   (the same arguments as moto_server)
 """
 
+import base64
+import json
 import sys
 import threading
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from moto.kms import utils as kms_utils
-from moto.kms.exceptions import ValidationException
+from moto.core.exceptions import JsonRESTError
+from moto.kms.exceptions import InvalidKeyUsageException, ValidationException
 from moto.kms.responses import KmsResponse
 from moto.server import main
 
@@ -87,6 +97,63 @@ def rsa_sign(self, message: bytes, signing_algorithm: str) -> bytes:
     return self.private_key.sign(message, pad, prehashed)
 
 
+# The key pair specs of GenerateDataKeyPair*, as cryptography makes them.
+KEY_PAIR_SPECS = {
+    "ECC_NIST_P256": lambda: ec.generate_private_key(ec.SECP256R1()),
+    "ECC_NIST_P384": lambda: ec.generate_private_key(ec.SECP384R1()),
+    "ECC_NIST_P521": lambda: ec.generate_private_key(ec.SECP521R1()),
+    "ECC_SECG_P256K1": lambda: ec.generate_private_key(ec.SECP256K1()),
+    "RSA_2048": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    "RSA_3072": lambda: rsa.generate_private_key(public_exponent=65537, key_size=3072),
+    "RSA_4096": lambda: rsa.generate_private_key(public_exponent=65537, key_size=4096),
+}
+
+
+def generate_data_key_pair_without_plaintext(self):  # type: ignore[no-untyped-def]
+    """https://docs.aws.amazon.com/kms/latest/APIReference/API_GenerateDataKeyPairWithoutPlaintext.html"""
+    key_id = self._get_param("KeyId")
+    spec = self._get_param("KeyPairSpec")
+    encryption_context = self._get_param("EncryptionContext", {})
+    self._validate_key_id(key_id)
+    if spec not in KEY_PAIR_SPECS:
+        raise ValidationException(
+            f"1 validation error detected: Value '{spec}' at 'keyPairSpec' failed to satisfy "
+            f"constraint: Member must satisfy enum value set: [{', '.join(sorted(KEY_PAIR_SPECS))}, SM2]"
+        )
+    key = self.kms_backend.describe_key(key_id)
+    if key.key_state != "Enabled":
+        raise DisabledException(f"{key.arn} is {key.key_state.lower()}.")
+    # AWS's default usage and spec where CreateKey named none.
+    if (key.key_usage or "ENCRYPT_DECRYPT") != "ENCRYPT_DECRYPT" or key.key_spec != "SYMMETRIC_DEFAULT":
+        raise InvalidKeyUsageException()
+    private = KEY_PAIR_SPECS[spec]()
+    pkcs8 = private.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    spki = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    ciphertext, arn = self.kms_backend.encrypt(
+        key_id=key.id, plaintext=pkcs8, encryption_context=encryption_context
+    )
+    return json.dumps(
+        {
+            "KeyId": arn,
+            "KeyPairSpec": spec,
+            "PrivateKeyCiphertextBlob": base64.b64encode(ciphertext).decode(),
+            "PublicKey": base64.b64encode(spki).decode(),
+        }
+    )
+
+
+class DisabledException(JsonRESTError):
+    code = 400
+
+    def __init__(self, message: str):
+        super().__init__("DisabledException", message)
+
+
+KmsResponse.generate_data_key_pair_without_plaintext = generate_data_key_pair_without_plaintext
 KmsResponse.sign = response_sign
 kms_utils.ECDSAPrivateKey.sign = ecdsa_sign
 kms_utils.RSAPrivateKey.sign = rsa_sign

@@ -348,6 +348,12 @@ def up(stack: Stack, persistent: bool = False) -> None:
             Description="tokenauth local key-set MAC key (only key-set writers make MACs with it)",
         )["KeyMetadata"]["KeyId"]
         log(f"created KMS key-set MAC key {mac_key}")
+        envelope_key = kms.create_key(
+            KeySpec="SYMMETRIC_DEFAULT",
+            KeyUsage="ENCRYPT_DECRYPT",
+            Description="tokenauth local envelope key (encrypts the private halves of envelope signing keys)",
+        )["KeyMetadata"]["KeyId"]
+        log(f"created KMS envelope key {envelope_key}")
     except BaseException:
         down(stack)
         raise
@@ -362,6 +368,10 @@ def up(stack: Stack, persistent: bool = False) -> None:
         **tables,
         "SEALING_KEY_ID": sealing_key,
         "KEY_SET_MAC_KEY_ID": mac_key,
+        "ENVELOPE_KEY_ID": envelope_key,
+        # The kind of signing key the stack starts with and rotates to: the template's
+        # default unless the caller chose (`SIGNING_KEY_KIND=envelope make dev`).
+        "SIGNING_KEY_KIND": os.environ.get("SIGNING_KEY_KIND") or "kms",
         "TOKEN_ISSUER": "https://auth.local.test",
         "TOKEN_AUDIENCE": "tokenauth-api",
         # The template's rule for /api/whoami, and one for the route of the sample events;
@@ -387,7 +397,8 @@ def up(stack: Stack, persistent: bool = False) -> None:
 
 def first_signing_key(env: dict[str, str]) -> None:
     """The key set's first key, made as a new deployment's first scheduled rotation makes
-    it: `authctl keys rotate` on an empty set creates a KMS key and makes it current."""
+    it: `authctl keys rotate` on an empty set creates a key of SIGNING_KEY_KIND (a KMS key,
+    or an envelope key pair) and makes it current."""
     out = subprocess.run(
         ["cargo", "run", "--quiet", "--locked", "--bin", "authctl", "--", "keys", "rotate"],
         cwd=ROOT,

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use tokenauth::edge::authorizer::Authorizer;
 use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
-use tokenauth::rules::keys::set::{KeyRefusal, KeyState, KeyStep};
+use tokenauth::rules::keys::set::{KeyKind, KeyRefusal, KeyState, KeyStep};
 use tokenauth::rules::keys::{KeyAlgorithm, Signer};
 use tokenauth::services::discovery::DiscoveryService;
 use tokenauth::services::keys::manager::{KeyChangeError, KeySource, KEY_SET_TAG_KEY};
@@ -297,7 +297,8 @@ async fn tagged_keys(clients: &Clients, tag: &str) -> Vec<(String, bool)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotation_runs_at_once_leave_one_consistent_set_and_no_stray_key() {
     let clients = clients().await;
-    let config = short_gates(&clients, &[]).await;
+    // KMS-held keys, whatever the stack's kind: the stray KMS keys are the point.
+    let config = Config { signing_key_kind: KeyKind::Kms, ..short_gates(&clients, &[]).await };
     let timings = config.key_timings();
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
     // Four runs at once at every point of the schedule: first key, successor due,
@@ -567,7 +568,9 @@ async fn plant_key(config: &Config, clients: &Clients) -> tokenauth::rules::keys
     set.entries.push(tokenauth::rules::keys::set::KeyEntry {
         kid: planted.trusted().kid().to_owned(),
         alg: KeyAlgorithm::ES256,
+        kind: KeyKind::Kms,
         kms_key_id: "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-00000000beef".to_owned(),
+        wrapped_private_key: None,
         public_key: B64.encode(planted.spki()),
         state: KeyState::Pending,
         since: SystemClock.now(),

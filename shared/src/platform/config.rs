@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::error::ConfigError;
 use crate::platform::aws::TrustRoots;
-use crate::rules::keys::set::KeyTimings;
+use crate::rules::keys::set::{KeyKind, KeyTimings};
 use crate::rules::revoke::CUT_OFF_MARGIN_SECS;
 use crate::rules::routes::{ResponseStyle, RouteRule};
 
@@ -41,12 +41,24 @@ pub struct Config {
     /// `KEY_SET_RELOAD_SECS` (default 60): how often signers (login, refresh) and revoke
     /// re-read the key set. The authorizer re-reads it with its revocation poll.
     pub key_reload: Duration,
-    /// `KEY_PUBLISH_LEAD_SECS` (default 172 800 = 2 days): how long a new key is published
-    /// before it may sign. Longer than `JWKS_MAX_AGE_SECS` and every reload interval.
+    /// `KEY_PUBLISH_LEAD_SECS` (default 43 200 = 12 hours): how long a new key is published
+    /// before it may sign. Longer than `JWKS_MAX_AGE_SECS` and every reload interval, and
+    /// shorter than the envelope keys' max age.
     pub key_publish_lead: Duration,
     /// `KEY_MAX_AGE_DAYS` (default 90): the scheduled rotation replaces the current key at
     /// this age (adding its successor `KEY_PUBLISH_LEAD_SECS` before).
     pub key_max_age: Duration,
+    /// `SIGNING_KEY_KIND` (`kms`, the default, or `envelope`): the kind of key the
+    /// scheduled rotation adds (see [`KeyKind`]); a change of kind starts a migration at the
+    /// next rotation run.
+    pub signing_key_kind: KeyKind,
+    /// `ENVELOPE_KEY_ID` (default empty; needed where envelope keys are added): the
+    /// symmetric KMS key under which envelope keys' private halves are encrypted.
+    pub envelope_key_id: String,
+    /// `ENVELOPE_KEY_MAX_AGE_SECS` (default 86 400 = a day): the scheduled rotation replaces
+    /// a current envelope key at this age, so a private key in a signer's memory signs for
+    /// at most this long.
+    pub envelope_key_max_age: Duration,
     /// `JWKS_MAX_AGE_SECS` (default 3600): the JWKS `Cache-Control: max-age`.
     pub jwks_max_age: Duration,
     /// `KEY_SET_TAG` (default `tokenauth`): the value of the `tokenauth:key-set` tag on every
@@ -155,7 +167,14 @@ impl Config {
             access_token_ttl: env.secs("ACCESS_TOKEN_TTL_SECS", 900, Zero::Refused)?,
             token_leeway: env.secs("TOKEN_LEEWAY_SECS", 30, Zero::Allowed)?,
             key_reload: env.secs("KEY_SET_RELOAD_SECS", 60, Zero::Refused)?,
-            key_publish_lead: env.secs("KEY_PUBLISH_LEAD_SECS", 2 * 24 * 3600, Zero::Refused)?,
+            key_publish_lead: env.secs("KEY_PUBLISH_LEAD_SECS", 12 * 3600, Zero::Refused)?,
+            signing_key_kind: env.choice(
+                "SIGNING_KEY_KIND",
+                "kms or envelope",
+                &[("kms", KeyKind::Kms), ("envelope", KeyKind::Envelope)],
+            )?,
+            envelope_key_id: env.text("ENVELOPE_KEY_ID", ""),
+            envelope_key_max_age: env.secs("ENVELOPE_KEY_MAX_AGE_SECS", 24 * 3600, Zero::Refused)?,
             key_max_age: Duration::from_secs(u64::from(env.count("KEY_MAX_AGE_DAYS", 90)?) * 24 * 3600),
             jwks_max_age: env.secs("JWKS_MAX_AGE_SECS", 3600, Zero::Allowed)?,
             key_set_tag: env.text("KEY_SET_TAG", "tokenauth"),
@@ -247,6 +266,14 @@ impl Config {
                 slowest_reader.as_secs()
             )));
         }
+        if self.signing_key_kind == KeyKind::Envelope && self.envelope_key_max_age <= self.key_publish_lead {
+            return Err(ConfigError::Inconsistent(format!(
+                "ENVELOPE_KEY_MAX_AGE_SECS ({}) must be longer than KEY_PUBLISH_LEAD_SECS ({}): each envelope key \
+                 is published that long before it signs",
+                self.envelope_key_max_age.as_secs(),
+                self.key_publish_lead.as_secs()
+            )));
+        }
         if self.key_max_age <= self.key_publish_lead {
             return Err(ConfigError::Inconsistent(format!(
                 "KEY_MAX_AGE_DAYS ({} s) must be longer than KEY_PUBLISH_LEAD_SECS ({} s)",
@@ -265,6 +292,7 @@ impl Config {
             publish_lead: self.key_publish_lead,
             retire_after: self.key_reload + self.access_token_ttl + 2 * self.token_leeway,
             max_age: self.key_max_age,
+            envelope_max_age: self.envelope_key_max_age,
         }
     }
 
@@ -409,8 +437,10 @@ mod tests {
         assert_eq!(config.refresh_leeway, Duration::from_secs(30));
         assert_eq!(config.reuse_revokes, ReuseScope::User);
         assert_eq!(config.key_reload, Duration::from_secs(60));
-        assert_eq!(config.key_publish_lead, Duration::from_secs(172_800));
+        assert_eq!(config.key_publish_lead, Duration::from_secs(43_200));
         assert_eq!(config.key_max_age, Duration::from_secs(90 * 86_400));
+        assert_eq!(config.signing_key_kind, KeyKind::Kms, "KMS-held keys unless a deployment chooses");
+        assert_eq!(config.envelope_key_max_age, Duration::from_secs(86_400), "envelope keys: daily");
         assert_eq!(config.jwks_max_age, Duration::from_secs(3600));
         assert_eq!(config.key_set_tag, "tokenauth");
         assert_eq!(config.key_deletion_days, 30);
@@ -422,9 +452,10 @@ mod tests {
         assert_eq!(
             config.key_timings(),
             KeyTimings {
-                publish_lead: Duration::from_secs(172_800),
+                publish_lead: Duration::from_secs(43_200),
                 retire_after: Duration::from_secs(60 + 900 + 2 * 30),
                 max_age: Duration::from_secs(90 * 86_400),
+                envelope_max_age: Duration::from_secs(86_400),
             }
         );
         assert_eq!(config.authorizer.style, ResponseStyle::Simple);
@@ -501,6 +532,8 @@ mod tests {
             ("KEY_MAX_AGE_DAYS", "0"),
             ("SIGNING_KEY_POLICY", "{not json"),
             ("SIGNING_KEY_POLICY", "[]"),
+            ("SIGNING_KEY_KIND", "hsm"),
+            ("ENVELOPE_KEY_MAX_AGE_SECS", "0"),
         ] {
             let err = with(name, value).expect_err(&format!("{name}={value} must be refused"));
             assert!(err.to_string().contains(name), "{err} should name {name}");
@@ -524,6 +557,18 @@ mod tests {
         env.insert("KEY_MAX_AGE_DAYS", "1".to_owned());
         let err = load(&env).expect_err("a key that must be replaced before its successor may sign");
         assert!(err.to_string().contains("KEY_MAX_AGE_DAYS"), "{err}");
+    }
+
+    #[test]
+    fn an_envelope_key_must_be_published_before_it_is_replaced() {
+        let mut env = complete();
+        env.insert("SIGNING_KEY_KIND", "envelope".to_owned());
+        assert_eq!(load(&env).unwrap().signing_key_kind, KeyKind::Envelope, "daily keys, a 12-hour lead");
+        env.insert("KEY_PUBLISH_LEAD_SECS", "86400".to_owned());
+        let err = load(&env).expect_err("a key replaced before it may sign");
+        assert!(err.to_string().contains("ENVELOPE_KEY_MAX_AGE_SECS"), "{err}");
+        env.insert("SIGNING_KEY_KIND", "kms".to_owned());
+        assert!(load(&env).is_ok(), "the envelope max age binds only deployments that make envelope keys");
     }
 
     #[test]

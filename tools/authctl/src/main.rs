@@ -49,9 +49,17 @@ enum Command {
 enum KeysCommand {
     /// Every key of the set: state, kid, alg, KMS key, since when.
     List,
-    /// Add a key as pending (as current if the set is empty): a new KMS key, or --key-id.
+    /// Add a key as pending (as current if the set is empty): a new key of SIGNING_KEY_KIND
+    /// (a KMS key, or an envelope key pair under ENVELOPE_KEY_ID), or --key-id.
     Add {
-        /// An RSA_2048 key (RS256) instead of ECC_NIST_P256 (ES256).
+        /// An envelope key (ES256, its private half encrypted under ENVELOPE_KEY_ID) whatever
+        /// SIGNING_KEY_KIND says.
+        #[arg(long, conflicts_with_all = ["key_id", "rsa", "kms"])]
+        envelope: bool,
+        /// A KMS-held key whatever SIGNING_KEY_KIND says.
+        #[arg(long)]
+        kms: bool,
+        /// An RSA_2048 KMS key (RS256) instead of ECC_NIST_P256 (ES256).
         #[arg(long, conflicts_with = "key_id")]
         rsa: bool,
         /// Adopt this existing KMS key (id, ARN or alias) instead of creating one.
@@ -230,11 +238,12 @@ async fn keys(manager: &KeyManager, capture: &DateCapture, command: KeysCommand)
             let lines: Vec<String> = set.entries.iter().map(ToString::to_string).collect();
             Ok(format!("key set version {}\n{}", set.version, lines.join("\n")))
         }
-        KeysCommand::Add { rsa, key_id } => {
-            let source = match (key_id, rsa) {
-                (Some(id), _) => KeySource::Adopt(id),
-                (None, true) => KeySource::Create(KeyAlgorithm::RS256),
-                (None, false) => KeySource::Create(KeyAlgorithm::ES256),
+        KeysCommand::Add { envelope, kms, rsa, key_id } => {
+            let source = match (key_id, envelope, kms || rsa) {
+                (Some(id), _, _) => KeySource::Adopt(id),
+                (None, true, _) => KeySource::Envelope,
+                (None, false, true) => KeySource::Create(if rsa { KeyAlgorithm::RS256 } else { KeyAlgorithm::ES256 }),
+                (None, false, false) => manager.next_key_source(&manager.list().await.map_err(|e| e.to_string())?),
             };
             manager.add(source).await.map(done).map_err(|e| e.to_string())
         }
@@ -243,8 +252,7 @@ async fn keys(manager: &KeyManager, capture: &DateCapture, command: KeysCommand)
         KeysCommand::Revoke { kid } => match manager.revoke(&kid).await {
             Err(KeyChangeError::Refused(KeyRefusal::NoPending(_))) => {
                 let set = manager.list().await.map_err(|e| e.to_string())?;
-                let alg = set.current().map_or(KeyAlgorithm::ES256, |c| c.alg);
-                let added = manager.add(KeySource::Create(alg)).await.map_err(|e| e.to_string())?;
+                let added = manager.add(manager.next_key_source(&set)).await.map_err(|e| e.to_string())?;
                 let revoked = manager.revoke(&kid).await.map_err(|e| e.to_string())?;
                 Ok(format!("{}\n{}", done(added), done(revoked)))
             }

@@ -58,6 +58,42 @@ impl KeyState {
     }
 }
 
+/// Where a key's private half lives, and so what signing with it costs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// In KMS, never out of it: every token is a `kms:Sign`.
+    #[default]
+    Kms,
+    /// An ES256 key pair made by KMS (`GenerateDataKeyPairWithoutPlaintext`) whose private
+    /// half is stored only encrypted under a symmetric KMS key; a signer decrypts it once
+    /// and signs locally, so a token costs no KMS call. Rotated often.
+    Envelope,
+}
+
+impl KeyKind {
+    /// The kind's name as configured (`SIGNING_KEY_KIND`) and listed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kms => "kms",
+            Self::Envelope => "envelope",
+        }
+    }
+
+    /// `kms` or `envelope`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "kms" => Some(Self::Kms),
+            "envelope" => Some(Self::Envelope),
+            _ => None,
+        }
+    }
+
+    fn is_kms(&self) -> bool {
+        *self == Self::Kms
+    }
+}
+
 /// One key of the set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyEntry {
@@ -65,8 +101,17 @@ pub struct KeyEntry {
     pub kid: String,
     /// ES256 (ECC_NIST_P256) or RS256 (RSA_2048).
     pub alg: KeyAlgorithm,
-    /// The KMS key (ARN) that holds the private half.
+    /// KMS-held or envelope. Not stored for KMS-held keys, so sets written before envelope
+    /// keys existed keep their exact bytes (and their MAC).
+    #[serde(default, skip_serializing_if = "KeyKind::is_kms")]
+    pub kind: KeyKind,
+    /// The KMS key (ARN) that holds the private half (KMS-held), or under which the private
+    /// half is encrypted (envelope).
     pub kms_key_id: String,
+    /// Envelope keys: the private half (PKCS #8) as KMS encrypted it, bound by its
+    /// encryption context to this `kid`. Erased when the key is retired or revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub wrapped_private_key: Option<Vec<u8>>,
     /// The public key, DER SubjectPublicKeyInfo in standard base64, as
     /// `kms:GetPublicKey` returned it: verifiers need no KMS call.
     pub public_key: String,
@@ -93,14 +138,22 @@ pub struct NewKey {
     pub kid: String,
     /// Its algorithm.
     pub alg: KeyAlgorithm,
+    /// KMS-held or envelope.
+    pub kind: KeyKind,
     /// The KMS key (ARN).
     pub kms_key_id: String,
     /// DER SPKI, standard base64.
     pub public_key: String,
+    /// Envelope keys: the encrypted private half.
+    pub wrapped_private_key: Option<Vec<u8>>,
 }
 
 /// How long a retired or revoked key stays listed in the set (for `authctl keys list`).
 pub const RETAINED_FOR: Duration = Duration::from_secs(400 * 86_400);
+
+/// The same for envelope keys, which rotate daily: a year of them would fill a third of
+/// the one item's 400 KB (every reader parses it), and the audit log keeps their history.
+pub const ENVELOPE_RETAINED_FOR: Duration = Duration::from_secs(30 * 86_400);
 
 /// How long each gate waits. Derived from the configuration
 /// ([`crate::platform::config::Config::key_timings`]), so a test shortens them by configuring, never by force.
@@ -116,6 +169,19 @@ pub struct KeyTimings {
     /// The current key is replaced when it is this old: a new key is added
     /// `publish_lead` before, so it can be promoted on time.
     pub max_age: Duration,
+    /// The same for a current envelope key (its private half is in signers' memory: rotated
+    /// far more often).
+    pub envelope_max_age: Duration,
+}
+
+impl KeyTimings {
+    /// The age at which a current key of `kind` is replaced.
+    pub fn max_age_of(&self, kind: KeyKind) -> Duration {
+        match kind {
+            KeyKind::Kms => self.max_age,
+            KeyKind::Envelope => self.envelope_max_age,
+        }
+    }
 }
 
 /// A step of the lifecycle, as performed (for the audit line and the caller).
@@ -143,15 +209,16 @@ pub enum KeyStep {
     Retired {
         /// Its kid.
         kid: String,
-        /// Its KMS key, to schedule for deletion.
-        kms_key_id: String,
+        /// Its KMS key, to schedule for deletion (KMS-held keys; an envelope key's private
+        /// half is erased from the set instead, and the key it was encrypted under stays).
+        kms_key_id: Option<String>,
     },
     /// A key was revoked; if it was current, the pending key took its place.
     Revoked {
         /// Its kid.
         kid: String,
-        /// Its KMS key, to schedule for deletion.
-        kms_key_id: String,
+        /// Its KMS key, to schedule for deletion (KMS-held keys, as for `Retired`).
+        kms_key_id: Option<String>,
         /// The pending key promoted in its place.
         promoted: Option<String>,
     },
@@ -180,16 +247,26 @@ impl fmt::Display for KeyStep {
             }
             Self::Promoted { kid, replaced: None } => write!(f, "promoted key {kid} to current"),
             Self::Retired { kid, kms_key_id } => {
-                write!(f, "retired key {kid}; its KMS key {kms_key_id} is scheduled for deletion")
+                write!(f, "retired key {kid}; ")?;
+                erased(f, kms_key_id.as_deref())
             }
             Self::Revoked { kid, kms_key_id, promoted } => {
-                write!(f, "revoked key {kid}; its KMS key {kms_key_id} is scheduled for deletion")?;
+                write!(f, "revoked key {kid}; ")?;
+                erased(f, kms_key_id.as_deref())?;
                 match promoted {
                     Some(new) => write!(f, "; key {new} is current"),
                     None => Ok(()),
                 }
             }
         }
+    }
+}
+
+/// What became of a key that left the set: its KMS key deleted, or its private half erased.
+fn erased(f: &mut fmt::Formatter<'_>, kms_key_id: Option<&str>) -> fmt::Result {
+    match kms_key_id {
+        Some(id) => write!(f, "its KMS key {id} is scheduled for deletion"),
+        None => f.write_str("its encrypted private key is erased from the set"),
     }
 }
 
@@ -200,7 +277,7 @@ pub enum DueStep {
     Retire(String),
     /// Promote the pending key.
     Promote,
-    /// Add a pending key (a new KMS key).
+    /// Add a pending key of the configured kind.
     Add,
 }
 
@@ -272,7 +349,10 @@ impl KeySet {
 
     /// Adds `key` as pending, or as current if the set has no current key yet.
     pub fn add(&mut self, key: NewKey, now: u64) -> Result<KeyStep, KeyRefusal> {
-        if let Some(existing) = self.entries.iter().find(|e| e.kid == key.kid || e.kms_key_id == key.kms_key_id) {
+        // Envelope keys share the KMS key their private halves are encrypted under.
+        let same_kms_key =
+            |e: &KeyEntry| key.kind == KeyKind::Kms && e.kind == KeyKind::Kms && e.kms_key_id == key.kms_key_id;
+        if let Some(existing) = self.entries.iter().find(|e| e.kid == key.kid || same_kms_key(e)) {
             return Err(KeyRefusal::Duplicate(existing.state.as_str().to_owned()));
         }
         if let Some(pending) = self.pending() {
@@ -284,7 +364,9 @@ impl KeySet {
         self.entries.push(KeyEntry {
             kid: key.kid,
             alg: key.alg,
+            kind: key.kind,
             kms_key_id: key.kms_key_id,
+            wrapped_private_key: key.wrapped_private_key,
             public_key: key.public_key,
             state,
             since: now,
@@ -332,8 +414,9 @@ impl KeySet {
         let entry = &mut self.entries[index];
         entry.state = KeyState::Retired;
         entry.since = now;
+        let kms_key_id = entry.leave();
         self.version += 1;
-        Ok(KeyStep::Retired { kid: entry.kid.clone(), kms_key_id: entry.kms_key_id.clone() })
+        Ok(KeyStep::Retired { kid: entry.kid.clone(), kms_key_id })
     }
 
     /// Distrusts the key `kid` at once. Revoking the current key needs a pending key,
@@ -359,14 +442,17 @@ impl KeySet {
         let entry = &mut self.entries[index];
         entry.state = KeyState::Revoked;
         entry.since = now;
+        let kms_key_id = entry.leave();
         self.version += 1;
-        Ok(KeyStep::Revoked { kid: entry.kid.clone(), kms_key_id: entry.kms_key_id.clone(), promoted })
+        Ok(KeyStep::Revoked { kid: entry.kid.clone(), kms_key_id, promoted })
     }
 
     /// The step a scheduled rotation performs now, if any: retire a previous key whose gate
-    /// opened, else promote a pending key whose gate opened, else add a key when there is
-    /// none or the current key will reach `max_age` within the publish lead.
-    pub fn due_step(&self, now: u64, timings: &KeyTimings) -> Option<DueStep> {
+    /// opened, else promote a pending key whose gate opened, else add a key (of `kind`, the
+    /// deployment's) when there is none, when the current key will reach its kind's max age
+    /// within the publish lead, or when the current key is of another kind (the deployment
+    /// switched kinds: the migration starts at once, through the same gates).
+    pub fn due_step(&self, now: u64, timings: &KeyTimings, kind: KeyKind) -> Option<DueStep> {
         let retire_at = |e: &KeyEntry| e.since.saturating_add(timings.retire_after.as_secs());
         if let Some(previous) =
             self.entries.iter().filter(|e| e.state == KeyState::Previous).find(|e| now >= retire_at(e))
@@ -378,11 +464,12 @@ impl KeySet {
             return (now >= opens).then_some(DueStep::Promote);
         }
         let replace_from = |current: &KeyEntry| {
-            current.since.saturating_add(timings.max_age.saturating_sub(timings.publish_lead).as_secs())
+            let max_age = timings.max_age_of(current.kind);
+            current.since.saturating_add(max_age.saturating_sub(timings.publish_lead).as_secs())
         };
         match self.current() {
             None => Some(DueStep::Add),
-            Some(current) if now >= replace_from(current) => Some(DueStep::Add),
+            Some(current) if current.kind != kind || now >= replace_from(current) => Some(DueStep::Add),
             Some(_) => None,
         }
     }
@@ -393,7 +480,13 @@ impl KeySet {
     /// history. Whether anything was dropped.
     pub fn forget_old_keys(&mut self, now: u64) -> bool {
         let before = self.entries.len();
-        self.entries.retain(|e| e.state.is_trusted() || now.saturating_sub(e.since) <= RETAINED_FOR.as_secs());
+        self.entries.retain(|e| {
+            let retained = match e.kind {
+                KeyKind::Kms => RETAINED_FOR,
+                KeyKind::Envelope => ENVELOPE_RETAINED_FOR,
+            };
+            e.state.is_trusted() || now.saturating_sub(e.since) <= retained.as_secs()
+        });
         before != self.entries.len()
     }
 
@@ -417,6 +510,21 @@ impl KeySet {
     }
 }
 
+impl KeyEntry {
+    /// The key leaves the set (retired or revoked): an envelope key's private half is
+    /// erased, so nothing readable from the table can sign with it again; a KMS-held key's
+    /// KMS key is returned, to be scheduled for deletion.
+    fn leave(&mut self) -> Option<String> {
+        match self.kind {
+            KeyKind::Kms => Some(self.kms_key_id.clone()),
+            KeyKind::Envelope => {
+                self.wrapped_private_key = None;
+                None
+            }
+        }
+    }
+}
+
 /// Unix seconds as an RFC 3339 UTC time, for messages people read.
 pub fn rfc3339(secs: u64) -> String {
     use aws_sdk_dynamodb::primitives::{DateTime, DateTimeFormat};
@@ -428,10 +536,11 @@ impl fmt::Display for KeyEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:<9} {} {} {} since {}",
+            "{:<9} {} {} {:<8} {} since {}",
             self.state.as_str(),
             self.kid,
             self.alg.as_str(),
+            self.kind.as_str(),
             self.kms_key_id,
             rfc3339(self.since)
         )
@@ -448,14 +557,27 @@ mod tests {
         publish_lead: Duration::from_secs(3600),
         retire_after: Duration::from_secs(1000),
         max_age: Duration::from_secs(90 * 86_400),
+        envelope_max_age: Duration::from_secs(86_400),
     };
 
     fn key(n: u8) -> NewKey {
         NewKey {
             kid: format!("kid-{n}"),
             alg: KeyAlgorithm::ES256,
+            kind: KeyKind::Kms,
             kms_key_id: format!("arn:kms:key-{n}"),
             public_key: "AA==".to_owned(),
+            wrapped_private_key: None,
+        }
+    }
+
+    /// An envelope key: its private half encrypted under the one envelope KMS key.
+    fn envelope(n: u8) -> NewKey {
+        NewKey {
+            kind: KeyKind::Envelope,
+            kms_key_id: "arn:kms:envelope".to_owned(),
+            wrapped_private_key: Some(vec![n; 8]),
+            ..key(n)
         }
     }
 
@@ -477,7 +599,7 @@ mod tests {
         let bytes = set.authenticated_bytes();
         assert_eq!(bytes.len(), AUTHENTICATED_LABEL.len() + 32);
         assert_eq!(bytes, set.clone().authenticated_bytes(), "the same set, the same bytes");
-        let changes: [fn(&mut KeySet); 7] = [
+        let changes: [fn(&mut KeySet); 9] = [
             |s| s.version += 1,
             |s| s.entries[1].kid.push('x'),
             |s| s.entries[1].alg = KeyAlgorithm::RS256,
@@ -485,6 +607,8 @@ mod tests {
             |s| s.entries[1].public_key = "AQ==".into(),
             |s| s.entries[1].state = KeyState::Current,
             |s| s.entries[1].since += 1,
+            |s| s.entries[1].kind = KeyKind::Envelope,
+            |s| s.entries[1].wrapped_private_key = Some(vec![1]),
         ];
         for (i, change) in changes.iter().enumerate() {
             let mut changed = set.clone();
@@ -560,7 +684,7 @@ mod tests {
         assert!(refusal.to_string().contains("the last token signed with the previous key to expire"));
         assert_eq!(
             set.retire(T0 + 4600, &TIMINGS, false),
-            Ok(KeyStep::Retired { kid: "kid-1".into(), kms_key_id: "arn:kms:key-1".into() })
+            Ok(KeyStep::Retired { kid: "kid-1".into(), kms_key_id: Some("arn:kms:key-1".into()) })
         );
         assert_eq!(set.trusted().map(|e| e.kid.as_str()).collect::<Vec<_>>(), ["kid-2"]);
     }
@@ -581,7 +705,7 @@ mod tests {
             step,
             KeyStep::Revoked {
                 kid: "kid-1".into(),
-                kms_key_id: "arn:kms:key-1".into(),
+                kms_key_id: Some("arn:kms:key-1".into()),
                 promoted: Some("kid-2".into())
             }
         );
@@ -606,20 +730,20 @@ mod tests {
     #[test]
     fn the_due_step_walks_the_whole_lifecycle() {
         let mut set = KeySet::default();
-        assert_eq!(set.due_step(T0, &TIMINGS), Some(DueStep::Add));
+        assert_eq!(set.due_step(T0, &TIMINGS, KeyKind::Kms), Some(DueStep::Add));
         set.add(key(1), T0).unwrap();
         // Nothing until the current key is `max_age - publish_lead` old.
         let add_at = T0 + TIMINGS.max_age.as_secs() - TIMINGS.publish_lead.as_secs();
-        assert_eq!(set.due_step(add_at - 1, &TIMINGS), None);
-        assert_eq!(set.due_step(add_at, &TIMINGS), Some(DueStep::Add));
+        assert_eq!(set.due_step(add_at - 1, &TIMINGS, KeyKind::Kms), None);
+        assert_eq!(set.due_step(add_at, &TIMINGS, KeyKind::Kms), Some(DueStep::Add));
         set.add(key(2), add_at).unwrap();
-        assert_eq!(set.due_step(add_at + 3599, &TIMINGS), None);
-        assert_eq!(set.due_step(add_at + 3600, &TIMINGS), Some(DueStep::Promote));
+        assert_eq!(set.due_step(add_at + 3599, &TIMINGS, KeyKind::Kms), None);
+        assert_eq!(set.due_step(add_at + 3600, &TIMINGS, KeyKind::Kms), Some(DueStep::Promote));
         set.promote(add_at + 3600, &TIMINGS, false).unwrap();
-        assert_eq!(set.due_step(add_at + 4599, &TIMINGS), None);
-        assert_eq!(set.due_step(add_at + 4600, &TIMINGS), Some(DueStep::Retire("kid-1".into())));
+        assert_eq!(set.due_step(add_at + 4599, &TIMINGS, KeyKind::Kms), None);
+        assert_eq!(set.due_step(add_at + 4600, &TIMINGS, KeyKind::Kms), Some(DueStep::Retire("kid-1".into())));
         set.retire(add_at + 4600, &TIMINGS, false).unwrap();
-        assert_eq!(set.due_step(add_at + 4600, &TIMINGS), None);
+        assert_eq!(set.due_step(add_at + 4600, &TIMINGS, KeyKind::Kms), None);
     }
 
     #[test]
@@ -633,6 +757,78 @@ mod tests {
         assert_eq!(set.entries.len(), 2);
         assert!(set.forget_old_keys(kept + 1));
         assert_eq!(states(&set), [("kid-2", KeyState::Current)], "the current key stays, however old");
+    }
+
+    #[test]
+    fn a_kms_key_is_stored_as_before_envelope_keys_existed_so_its_mac_still_verifies() {
+        let set = bootstrapped();
+        let json = serde_json::to_string(&set).unwrap();
+        assert!(!json.contains("kind") && !json.contains("wrapped_private_key"), "{json}");
+        let before = r#"{"version":1,"entries":[{"kid":"kid-1","alg":"ES256","kms_key_id":"arn:kms:key-1","public_key":"AA==","state":"current","since":1800000000}]}"#;
+        assert_eq!(serde_json::from_str::<KeySet>(before).unwrap(), set);
+        assert_eq!(json, before);
+    }
+
+    #[test]
+    fn envelope_keys_share_their_kms_key_but_not_their_kid() {
+        let mut set = bootstrapped();
+        set.add(envelope(2), T0).unwrap();
+        set.promote(T0 + 3600, &TIMINGS, false).unwrap();
+        assert_eq!(set.add(envelope(3), T0 + 3601), Ok(KeyStep::Added { kid: "kid-3".into() }));
+        assert_eq!(set.add(envelope(3), T0 + 3601), Err(KeyRefusal::Duplicate("pending".into())));
+        let current = set.current().unwrap();
+        assert_eq!((current.kind, current.wrapped_private_key.as_deref()), (KeyKind::Envelope, Some(&[2u8; 8][..])));
+    }
+
+    #[test]
+    fn an_envelope_key_that_leaves_the_set_loses_its_private_half_and_keeps_the_kms_key() {
+        let mut set = bootstrapped();
+        set.add(envelope(2), T0).unwrap();
+        set.promote(T0 + 3600, &TIMINGS, false).unwrap();
+        set.add(envelope(3), T0 + 3601).unwrap();
+        set.promote(T0 + 7201, &TIMINGS, false).unwrap();
+        // kid-1 (KMS) and kid-2 (envelope) are previous.
+        assert_eq!(
+            set.retire(T0 + 9000, &TIMINGS, false).unwrap(),
+            KeyStep::Retired { kid: "kid-1".into(), kms_key_id: Some("arn:kms:key-1".into()) }
+        );
+        let step = set.retire(T0 + 9000, &TIMINGS, false).unwrap();
+        assert_eq!(step, KeyStep::Retired { kid: "kid-2".into(), kms_key_id: None });
+        assert!(step.to_string().contains("encrypted private key is erased"), "{step}");
+        assert_eq!(set.entries[1].wrapped_private_key, None);
+        set.add(envelope(4), T0 + 9001).unwrap();
+        assert_eq!(
+            set.revoke("kid-3", T0 + 9002).unwrap(),
+            KeyStep::Revoked { kid: "kid-3".into(), kms_key_id: None, promoted: Some("kid-4".into()) }
+        );
+        assert_eq!(set.entries[2].wrapped_private_key, None);
+        assert!(set.entries[3].wrapped_private_key.is_some(), "the new current key keeps its private half");
+    }
+
+    #[test]
+    fn an_envelope_key_is_replaced_at_its_own_max_age_and_a_change_of_kind_starts_at_once() {
+        let mut set = KeySet::default();
+        set.add(envelope(1), T0).unwrap();
+        let add_at = T0 + 86_400 - 3600;
+        assert_eq!(set.due_step(add_at - 1, &TIMINGS, KeyKind::Envelope), None);
+        assert_eq!(set.due_step(add_at, &TIMINGS, KeyKind::Envelope), Some(DueStep::Add));
+        assert_eq!(set.due_step(T0, &TIMINGS, KeyKind::Kms), Some(DueStep::Add), "the deployment went back to KMS");
+        set.add(key(2), T0).unwrap();
+        assert_eq!(set.due_step(T0 + 3599, &TIMINGS, KeyKind::Kms), None, "the publish lead still holds");
+        assert_eq!(set.due_step(T0 + 3600, &TIMINGS, KeyKind::Kms), Some(DueStep::Promote));
+    }
+
+    #[test]
+    fn envelope_keys_are_forgotten_after_a_month() {
+        let mut set = bootstrapped();
+        set.add(envelope(2), T0).unwrap();
+        set.promote(T0 + 3600, &TIMINGS, false).unwrap();
+        set.add(key(3), T0 + 3601).unwrap();
+        set.promote(T0 + 7201, &TIMINGS, false).unwrap();
+        set.retire(T0 + 9000, &TIMINGS, false).unwrap();
+        set.retire(T0 + 9000, &TIMINGS, false).unwrap();
+        assert!(set.forget_old_keys(T0 + 9001 + ENVELOPE_RETAINED_FOR.as_secs()));
+        assert_eq!(states(&set), [("kid-1", KeyState::Retired), ("kid-3", KeyState::Current)]);
     }
 
     #[test]

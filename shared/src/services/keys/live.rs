@@ -11,12 +11,12 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
-use super::{AuthenticatedKeys, KmsSigner};
+use super::{AuthenticatedKeys, EnvelopeSigner, KmsSigner};
 use crate::error::DependencyError;
 use crate::platform::clock::Clock;
 use crate::platform::config::Config;
 use crate::platform::metrics;
-use crate::rules::keys::set::{KeyEntry, KeySet};
+use crate::rules::keys::set::{KeyEntry, KeyKind, KeySet};
 use crate::rules::keys::{JwsFuture, Signer, TrustedKey};
 use crate::rules::polled::{Freshness, Polled};
 use crate::rules::verify::Verifier;
@@ -157,29 +157,81 @@ impl KeyRing {
     }
 }
 
+/// How long a request waits for a signer's due re-read of the key set before it signs with
+/// the key it holds: the read goes on beside later requests and its result is used when it
+/// lands. A dependency that is slow or down costs a request at most this, never the SDK's
+/// retries (seconds). A signer that holds no key yet, or whose key is past the staleness
+/// bound, waits for the read: it has nothing it may sign with.
+pub const SIGNER_READ_BUDGET: Duration = Duration::from_millis(25);
+
+/// The key the set names current, ready to sign: through KMS, or decrypted into memory.
+#[derive(Debug)]
+pub enum CurrentKey {
+    /// A KMS-held key: every token a `kms:Sign`.
+    Kms(KmsSigner),
+    /// An envelope key, decrypted once: no KMS call per token.
+    Envelope(EnvelopeSigner),
+}
+
+impl CurrentKey {
+    /// The key id of its tokens.
+    pub fn kid(&self) -> &str {
+        match self {
+            Self::Kms(key) => key.kid(),
+            Self::Envelope(key) => key.kid(),
+        }
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> KeyKind {
+        match self {
+            Self::Kms(_) => KeyKind::Kms,
+            Self::Envelope(_) => KeyKind::Envelope,
+        }
+    }
+}
+
+impl Signer for CurrentKey {
+    fn sign_jws<'a>(&'a self, payload: &'a [u8]) -> JwsFuture<'a> {
+        match self {
+            Self::Kms(key) => key.sign_jws(payload),
+            Self::Envelope(key) => key.sign_jws(payload),
+        }
+    }
+}
+
 /// The signer of login and refresh: signs with the key set's current key, re-reading the
-/// set at most once per `every`. A promotion therefore reaches every signer within `every`;
-/// the retirement gate waits that long on top of the token lifetime
-/// ([`Config::key_timings`]). If a re-read fails, the key it knows keeps signing until
-/// the staleness bound ([`Config::key_set_max_staleness`]), then signing fails (503)
-/// rather than guess.
+/// set at most once per `every`. A promotion therefore reaches every signer within `every`
+/// (plus [`SIGNER_READ_BUDGET`]'s read that lands late); the retirement gate waits that
+/// long on top of the token lifetime ([`Config::key_timings`]). An envelope key is
+/// decrypted once, when the set first names it current. If a re-read fails, the key it
+/// knows keeps signing until the staleness bound ([`Config::key_set_max_staleness`]), then
+/// signing fails (503) rather than guess.
 pub struct KeySetSigner {
+    state: Arc<SignerState>,
+}
+
+/// What a signer and its background reads share.
+struct SignerState {
     keys: AuthenticatedKeys,
     kms: aws_sdk_kms::Client,
     polled: Polled,
     clock: Arc<dyn Clock>,
-    loaded: tokio::sync::Mutex<Option<Arc<KmsSigner>>>,
+    loaded: Mutex<Option<Arc<CurrentKey>>>,
+    /// Held by the one read under way, so concurrent first requests decrypt once.
+    reading: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for KeySetSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeySetSigner").field("polled", &self.polled).finish_non_exhaustive()
+        f.debug_struct("KeySetSigner").field("polled", &self.state.polled).finish_non_exhaustive()
     }
 }
 
 impl KeySetSigner {
-    /// A signer over the set in `keys`, signing through `kms`, re-reading the set every
-    /// `every` and signing with the key last read for at most `max_staleness`.
+    /// A signer over the set in `keys`, signing through `kms` (KMS-held keys) or with keys
+    /// it decrypts through `kms` (envelope keys), re-reading the set every `every` and
+    /// signing with the key last read for at most `max_staleness`.
     pub fn new(
         keys: AuthenticatedKeys,
         kms: aws_sdk_kms::Client,
@@ -188,12 +240,14 @@ impl KeySetSigner {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let polled = Polled::new(every.max(Duration::from_secs(1)), max_staleness);
-        Self { keys, kms, polled, clock, loaded: tokio::sync::Mutex::new(None) }
+        let state =
+            SignerState { keys, kms, polled, clock, loaded: Mutex::new(None), reading: tokio::sync::Mutex::new(()) };
+        Self { state: Arc::new(state) }
     }
 
     /// The signer a deployment configured (Keys table, `KEY_SET_RELOAD_SECS`), having read
-    /// the set once so the first request need not. A failed read is not fatal here: the
-    /// first request reads again, and answers 503 if it fails too.
+    /// the set (and decrypted an envelope key) once so the first request need not. A failed
+    /// read is not fatal here: the first request reads again, and answers 503 if it fails too.
     pub async fn from_config(
         config: &Config,
         dynamodb: aws_sdk_dynamodb::Client,
@@ -208,69 +262,98 @@ impl KeySetSigner {
         signer
     }
 
-    /// The KMS signer of the current key, as of at most `every` ago.
-    pub async fn current(&self) -> Result<Arc<KmsSigner>, DependencyError> {
-        self.current_as_of(false).await
+    /// The current key, as of at most `every` ago (plus a read that outlasted its budget).
+    pub async fn current(&self) -> Result<Arc<CurrentKey>, DependencyError> {
+        let now = self.state.clock.now();
+        let held = self.state.held();
+        let Some(held) = held else {
+            return self.state.read_now(now, false).await;
+        };
+        if self.state.polled.claim(now) {
+            if self.state.polled.freshness(now) == Freshness::Stale {
+                // Past the bound: nothing may sign until a read succeeds, so wait for it.
+                return self.state.read_now(now, true).await;
+            }
+            let state = Arc::clone(&self.state);
+            let read = tokio::spawn(async move { state.read_now(now, false).await });
+            match tokio::time::timeout(SIGNER_READ_BUDGET, read).await {
+                Ok(Ok(Ok(key))) => return Ok(key),
+                Ok(Ok(Err(_))) | Ok(Err(_)) => {}
+                Err(_) => {
+                    tracing::info!("key set re-read outlasted its budget; it goes on beside later requests");
+                    metrics::count("keys", "KeySetReadsDeferred", "deferred");
+                }
+            }
+        }
+        match self.state.polled.freshness(now) {
+            Freshness::Fresh => Ok(self.state.held().unwrap_or(held)),
+            Freshness::Stale => Err(stale_key_set()),
+        }
+    }
+}
+
+impl SignerState {
+    fn held(&self) -> Option<Arc<CurrentKey>> {
+        self.loaded.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// With `reread`, reads the set now whatever the interval.
-    async fn current_as_of(&self, reread: bool) -> Result<Arc<KmsSigner>, DependencyError> {
-        let now = self.clock.now();
-        let mut loaded = self.loaded.lock().await;
-        let due = self.polled.claim(now);
-        match loaded.as_ref() {
-            // Read within the interval: the key as read, while the last good read is within
-            // the staleness bound; past it, refuse until the next read succeeds.
-            Some(key) if !reread && !due => {
-                return match self.polled.freshness(now) {
-                    Freshness::Fresh => Ok(Arc::clone(key)),
-                    Freshness::Stale => Err(stale_key_set()),
-                };
+    /// Reads the set now (one read at a time) and returns its current key, decrypting an
+    /// envelope key only if it is not the one held. Unless `again`, a read that another
+    /// caller finished while this one waited for its turn is taken as this one's.
+    async fn read_now(&self, now: u64, again: bool) -> Result<Arc<CurrentKey>, DependencyError> {
+        let _turn = self.reading.lock().await;
+        if !again {
+            if let Some(held) = self.held() {
+                if self.polled.last_success().is_some_and(|at| at >= now) {
+                    return Ok(held);
+                }
             }
-            // Due, asked to re-read, or never read: read now.
-            _ => {}
         }
         match self.read_current().await {
-            Ok(signer) => {
-                let signer = match loaded.as_ref() {
-                    Some(key) if key.kid() == signer.kid() => Arc::clone(key),
-                    _ => Arc::new(signer),
-                };
-                *loaded = Some(Arc::clone(&signer));
+            Ok(key) => {
+                *self.loaded.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&key));
                 self.polled.succeeded(now);
-                Ok(signer)
+                Ok(key)
             }
-            Err(e) => match loaded.as_ref() {
-                Some(key) if self.polled.freshness(now) == Freshness::Fresh => {
-                    tracing::warn!(error = %e, "key set not reloaded; signing with the key last read");
-                    Ok(Arc::clone(key))
-                }
-                _ => Err(e),
-            },
+            Err(e) => {
+                tracing::warn!(error = %e, "key set not reloaded; signing with the key last read while it is fresh");
+                metrics::count("keys", "KeySetReadFailures", "failed");
+                Err(e)
+            }
         }
     }
 
-    async fn read_current(&self) -> Result<KmsSigner, DependencyError> {
+    async fn read_current(&self) -> Result<Arc<CurrentKey>, DependencyError> {
         let set = self.keys.get().await?;
         let current = set.current().ok_or_else(|| {
             DependencyError::Corrupt("the key set has no current key (run `authctl keys rotate`)".to_owned())
         })?;
-        let key = trusted_key(current)?;
-        Ok(KmsSigner::new(self.kms.clone(), &current.kms_key_id, &key))
+        if let Some(held) = self.held() {
+            if held.kid() == current.kid && held.kind() == current.kind {
+                return Ok(held);
+            }
+        }
+        let public = trusted_key(current)?;
+        let key = match current.kind {
+            KeyKind::Kms => CurrentKey::Kms(KmsSigner::new(self.kms.clone(), &current.kms_key_id, &public)),
+            KeyKind::Envelope => CurrentKey::Envelope(EnvelopeSigner::decrypt(&self.kms, current, &public).await?),
+        };
+        tracing::info!(version = set.version, kid = key.kid(), kind = key.kind().as_str(), "signing key loaded");
+        Ok(Arc::new(key))
     }
 }
 
 impl Signer for KeySetSigner {
-    /// Signs with the current key. If KMS refuses, the key may have just been revoked (its
-    /// KMS key is then pending deletion and cannot sign): the set is read again at once and,
-    /// if another key signs now, the token is signed with that one, so an emergency revoke
-    /// costs no request its token.
+    /// Signs with the current key. If KMS refuses (a KMS-held key), the key may have just
+    /// been revoked (its KMS key is then pending deletion and cannot sign): the set is read
+    /// again at once and, if another key signs now, the token is signed with that one, so an
+    /// emergency revoke costs no request its token.
     fn sign_jws<'a>(&'a self, payload: &'a [u8]) -> JwsFuture<'a> {
         Box::pin(async move {
             let signer = self.current().await?;
             match signer.sign_jws(payload).await {
                 Err(refused @ DependencyError::Kms { .. }) => {
-                    let now_current = self.current_as_of(true).await?;
+                    let now_current = self.state.read_now(self.state.clock.now(), true).await?;
                     if now_current.kid() == signer.kid() {
                         return Err(refused);
                     }

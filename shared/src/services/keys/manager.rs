@@ -13,12 +13,13 @@ use aws_sdk_kms::types::{KeySpec, KeyUsageType, Tag};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
+use super::envelope::create_envelope_key;
 use super::kms::fetch_public_key;
 use super::AuthenticatedKeys;
 use crate::error::DependencyError;
 use crate::platform::clock::Clock;
 use crate::platform::retry;
-use crate::rules::keys::set::{DueStep, KeyRefusal, KeySet, KeyStep, KeyTimings, NewKey};
+use crate::rules::keys::set::{DueStep, KeyKind, KeyRefusal, KeySet, KeyStep, KeyTimings, NewKey};
 use crate::rules::keys::KeyAlgorithm;
 
 /// The tag every key of a set carries (value: the set's name, `KEY_SET_TAG`). Signers may
@@ -44,6 +45,8 @@ pub enum KeyChangeError {
 pub enum KeySource {
     /// Create a new KMS key of this algorithm, tagged for the set.
     Create(KeyAlgorithm),
+    /// Make a new ES256 envelope key under `ENVELOPE_KEY_ID` ([`super::envelope`]).
+    Envelope,
     /// Adopt an existing KMS key (tagged for the set on adoption).
     Adopt(String),
 }
@@ -57,6 +60,8 @@ pub struct KeyManager {
     deletion_window_days: i32,
     sealing_key_id: String,
     signing_key_policy: Option<String>,
+    kind: KeyKind,
+    envelope_key_id: String,
     clock: Arc<dyn Clock>,
 }
 
@@ -82,6 +87,8 @@ impl KeyManager {
             deletion_window_days: config.key_deletion_days,
             sealing_key_id: config.sealing_key_id.clone(),
             signing_key_policy: config.signing_key_policy.clone(),
+            kind: config.signing_key_kind,
+            envelope_key_id: config.envelope_key_id.clone(),
             clock,
         }
     }
@@ -113,6 +120,8 @@ impl KeyManager {
         }
         let (key, created) = match source {
             KeySource::Create(alg) => (self.create_key(alg).await?, true),
+            // Nothing to undo in KMS: a lost key pair is a ciphertext nobody stored.
+            KeySource::Envelope => (create_envelope_key(&self.kms, &self.envelope_key_id).await?, false),
             KeySource::Adopt(id) => (self.adopt_key(&id).await?, false),
         };
         let result = self
@@ -138,6 +147,17 @@ impl KeyManager {
         result
     }
 
+    /// What a new key is made from in this deployment (`SIGNING_KEY_KIND`): an envelope key,
+    /// or a KMS key of the algorithm of the KMS key in use (ES256 if none is).
+    pub fn next_key_source(&self, set: &KeySet) -> KeySource {
+        match self.kind {
+            KeyKind::Envelope => KeySource::Envelope,
+            KeyKind::Kms => KeySource::Create(
+                set.current().filter(|c| c.kind == KeyKind::Kms).map_or(KeyAlgorithm::ES256, |c| c.alg),
+            ),
+        }
+    }
+
     /// Promotes the pending key (gated unless `force`).
     pub async fn promote(&self, force: bool) -> Result<KeyStep, KeyChangeError> {
         let timings = self.timings;
@@ -150,7 +170,7 @@ impl KeyManager {
         let timings = self.timings;
         let step = self.change(|set, now| set.retire(now, &timings, force)).await?;
         audit(&step, force);
-        if let KeyStep::Retired { kms_key_id, .. } = &step {
+        if let KeyStep::Retired { kms_key_id: Some(kms_key_id), .. } = &step {
             self.delete_key(kms_key_id).await;
         }
         Ok(step)
@@ -161,7 +181,7 @@ impl KeyManager {
     pub async fn revoke(&self, kid: &str) -> Result<KeyStep, KeyChangeError> {
         let step = self.change(|set, now| set.revoke(kid, now)).await?;
         audit(&step, false);
-        if let KeyStep::Revoked { kms_key_id, .. } = &step {
+        if let KeyStep::Revoked { kms_key_id: Some(kms_key_id), .. } = &step {
             self.delete_key(kms_key_id).await;
         }
         Ok(step)
@@ -174,15 +194,15 @@ impl KeyManager {
         for attempt in 0..retry::ATTEMPTS {
             retry::backoff(attempt).await;
             let set = self.keys.get().await?;
-            let step = match set.due_step(self.clock.now(), &self.timings) {
+            let kind = self.kind;
+            let step = match set.due_step(self.clock.now(), &self.timings, kind) {
                 None => return Ok(None),
                 Some(DueStep::Add) => {
                     // Only while an addition is still due when the set is written: another
                     // run may have added (or bootstrapped) meanwhile.
-                    let alg = set.current().map_or(KeyAlgorithm::ES256, |c| c.alg);
+                    let source = self.next_key_source(&set);
                     let timings = self.timings;
-                    self.add_when(KeySource::Create(alg), |set, now| set.due_step(now, &timings) == Some(DueStep::Add))
-                        .await
+                    self.add_when(source, |set, now| set.due_step(now, &timings, kind) == Some(DueStep::Add)).await
                 }
                 Some(DueStep::Promote) => self.promote(false).await,
                 Some(DueStep::Retire(_)) => self.retire(false).await,
@@ -293,8 +313,10 @@ impl KeyManager {
         Ok(NewKey {
             kid: key.kid().to_owned(),
             alg: key.algorithm(),
+            kind: KeyKind::Kms,
             kms_key_id: arn,
             public_key: B64.encode(key.spki()),
+            wrapped_private_key: None,
         })
     }
 
