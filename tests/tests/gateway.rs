@@ -9,18 +9,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokenauth::rules::keys::set::KeyState;
+use tokenauth::rules::keys::set::KeyKind;
 use tokenauth::rules::keys::KeyAlgorithm;
 use tokenauth::services::keys::manager::KeySource;
 use tokenauth::services::keys::KeyManager;
 use tokenauth::SystemClock;
 use tokenauth_tests::gateway::{
-    gateway_client, gateway_function_config, gateway_setting, stated_revocation_lag, Answer, ApiClient,
+    gateway_client, gateway_function_config, gateway_setting, stated_revocation_lag, third_party_verdicts, Answer,
+    ApiClient,
 };
 use tokenauth_tests::{clients, create_user, kid_of, repo_root};
 
-/// One client's refreshes: when each was sent, and the kid of the token it returned.
-type Issued = Vec<(Instant, String)>;
+/// One client's refreshes: when each was sent, the kid of the access token it returned, and
+/// the token.
+type Issued = Vec<(Instant, String, String)>;
 
 /// Polls `whoami` with `access_token` until it is refused: the refusal, and when the last
 /// request that was still allowed had started (the lag is about requests that begin after
@@ -179,14 +181,21 @@ async fn a_replayed_refresh_token_ends_the_family_end_to_end_and_parallel_retrie
     assert!(allowed_until <= lag + Duration::from_secs(1), "allowed {allowed_until:?} after, stated lag {lag:?}");
 }
 
+/// A forced cycle of key kinds under traffic: a KMS key, then an envelope key, then a KMS
+/// key again, each added, published for the lead and promoted through the gate (as a
+/// deployment switching `SigningKeyKind` there and back would), while clients keep calling
+/// and refreshing. No valid token is refused, every refresh succeeds, each client's tokens
+/// carry the new kid once the signers re-read the set, and verifiers we did not write
+/// accept the envelope key's tokens from the JWKS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn keys_rotate_while_clients_keep_calling_through_the_gateway() {
+async fn keys_rotate_kms_to_envelope_to_kms_while_clients_keep_calling_through_the_gateway() {
     let config = gateway_function_config();
     let clients = clients().await;
     let lead: u64 = gateway_setting("KEY_PUBLISH_LEAD_SECS").unwrap().parse().unwrap();
+    let reload: u64 = gateway_setting("KEY_SET_RELOAD_SECS").unwrap().parse().unwrap();
     let manager =
         KeyManager::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock));
-    let old_kid = manager.list().await.unwrap().current().map(|k| k.kid.clone()).unwrap();
+    let first = manager.list().await.unwrap().current().cloned().unwrap();
 
     let gateway = gateway_client();
     let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -207,43 +216,80 @@ async fn keys_rotate_while_clients_keep_calling_through_the_gateway() {
                 let next = gateway.refresh(&tokens.1).await.unwrap();
                 assert_eq!(next.status, 200, "a refresh failed during the rotation: {}", next.text);
                 tokens = (next.str("access_token").to_owned(), next.str("refresh_token").to_owned());
-                issued.lock().unwrap()[n].push((sent, kid_of(&tokens.0)));
+                issued.lock().unwrap()[n].push((sent, kid_of(&tokens.0), tokens.0.clone()));
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
     }
-
     tokio::time::sleep(Duration::from_secs(1)).await;
-    manager.add(KeySource::Create(KeyAlgorithm::ES256)).await.expect("a pending key");
-    let new_kid =
-        manager.list().await.unwrap().entries.iter().find(|k| k.state == KeyState::Pending).unwrap().kid.clone();
-    // The gate, not --force: wait until it opens.
-    tokio::time::sleep(Duration::from_secs(lead) + Duration::from_millis(500)).await;
-    manager.promote(false).await.expect("the promote gate is open after the publish lead");
-    // Signers re-read the set every KEY_SET_RELOAD_SECS; refreshes sent after that carry
-    // the new kid. Keep calling until every client has sent two of them (at most 60 s).
-    let reload: u64 = gateway_setting("KEY_SET_RELOAD_SECS").unwrap().parse().unwrap();
-    let picked_up = Instant::now() + Duration::from_secs(reload) + Duration::from_millis(500);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline
-        && issued.lock().unwrap().iter().any(|c| c.iter().filter(|(sent, _)| *sent >= picked_up).count() < 2)
-    {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Each phase: (its key, its kind, from when every signer has it, until the next promotion).
+    let mut phases: Vec<(String, KeyKind, Instant, Option<Instant>)> = Vec::new();
+    for source in [KeySource::Envelope, KeySource::Create(KeyAlgorithm::ES256)] {
+        manager.add(source).await.expect("a pending key");
+        let pending = manager.list().await.unwrap().pending().cloned().unwrap();
+        // The gate, not --force: wait until it opens.
+        tokio::time::sleep(Duration::from_secs(lead) + Duration::from_millis(500)).await;
+        manager.promote(false).await.expect("the promote gate is open after the publish lead");
+        if let Some(previous) = phases.last_mut() {
+            previous.3 = Some(Instant::now());
+        }
+        // Signers re-read the set every KEY_SET_RELOAD_SECS; a read that outlasts its budget
+        // lands beside later requests, so an instance's first request after the interval may
+        // still carry the previous kid. Keep calling until every client has received a token
+        // of the new key sent after that (at most 60 s).
+        let picked_up = Instant::now() + Duration::from_secs(reload) + Duration::from_millis(500);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let has_new = |c: &Issued| c.iter().any(|(sent, kid, _)| *sent >= picked_up && *kid == pending.kid);
+        while Instant::now() < deadline && !issued.lock().unwrap().iter().all(has_new) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        phases.push((pending.kid, pending.kind, picked_up, None));
     }
     running.store(false, std::sync::atomic::Ordering::Relaxed);
     while let Some(caller) = callers.join_next().await {
         caller.expect("no caller failed");
     }
 
-    for (n, client) in issued.lock().unwrap().iter().enumerate() {
-        assert_eq!(client.first().map(|(_, kid)| kid), Some(&old_kid), "client {n} began with the old key");
-        let after: Vec<&String> = client.iter().filter(|(sent, _)| *sent >= picked_up).map(|(_, kid)| kid).collect();
-        assert!(after.len() >= 2, "client {n} kept calling after the promotion");
-        assert!(after.iter().all(|kid| **kid == new_kid), "client {n}: tokens after the promotion: {after:?}");
+    let kinds: Vec<KeyKind> = phases.iter().map(|p| p.1).collect();
+    assert_eq!((first.kind, kinds.as_slice()), (KeyKind::Kms, [KeyKind::Envelope, KeyKind::Kms].as_slice()));
+    let issued = issued.lock().unwrap().clone();
+    for (n, client) in issued.iter().enumerate() {
+        assert_eq!(client.first().map(|(_, kid, _)| kid), Some(&first.kid), "client {n} began with the first key");
+        let mut before = &first.kid;
+        for (kid, kind, from, until) in &phases {
+            let during: Vec<&String> = client
+                .iter()
+                .filter(|(sent, ..)| *sent >= *from && until.is_none_or(|until| *sent < until))
+                .map(|(_, kid, _)| kid)
+                .collect();
+            assert_eq!(during.last(), Some(&kid), "client {n} ends the {kind:?} key's phase with its tokens");
+            assert!(
+                during.iter().all(|k| *k == kid || *k == before),
+                "client {n}: only the {kind:?} key, or the one it replaced, signs in its phase: {during:?}"
+            );
+            before = kid;
+        }
     }
     let jwks = gateway.send("GET", "/.well-known/jwks.json", &[], None).await.unwrap();
     let kids: Vec<&str> = jwks.json["keys"].as_array().unwrap().iter().filter_map(|k| k["kid"].as_str()).collect();
-    assert!(kids.contains(&new_kid.as_str()) && kids.contains(&old_kid.as_str()), "{kids:?}");
+    for kid in std::iter::once(&first.kid).chain(phases.iter().map(|p| &p.0)) {
+        assert!(kids.contains(&kid.as_str()), "{kid} is still published: {kids:?}");
+    }
+
+    // A token of the envelope key, as verifiers we did not write see it through the JWKS.
+    let envelope_kid = &phases[0].0;
+    let (_, _, token) = issued.iter().flatten().find(|(_, kid, _)| kid == envelope_kid).unwrap();
+    let verdicts = third_party_verdicts(token, &config.issuer, &config.audience).await;
+    assert_eq!(verdicts.pyjwt["kid"], envelope_kid.as_str(), "PyJWT chose the envelope key: {}", verdicts.pyjwt);
+    assert_eq!(verdicts.pyjwt["algorithm"], "ES256");
+    assert_eq!(verdicts.pyjwt["forged"], "invalid signature", "{}", verdicts.pyjwt);
+    assert_eq!(verdicts.aws_jwt_verify["forged"], "JwtInvalidSignatureError", "{}", verdicts.aws_jwt_verify);
+    assert_eq!(verdicts.jose["header"]["kid"], envelope_kid.as_str(), "{}", verdicts.jose);
+    assert_eq!(verdicts.jose["forged"], "ERR_JWS_SIGNATURE_VERIFICATION_FAILED", "{}", verdicts.jose);
+    for payload in [&verdicts.pyjwt["claims"], &verdicts.aws_jwt_verify["payload"], &verdicts.jose["payload"]] {
+        assert_eq!(payload["iss"], config.issuer.as_str(), "{payload}");
+    }
 }
 
 #[tokio::test]

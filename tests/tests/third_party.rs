@@ -1,31 +1,13 @@
 //! Clients we did not write, against the local gateway: Authlib's OAuth2 client for the
 //! refresh-token grant and RFC 7009 revocation, and our access tokens verified from our
-//! JWKS URL by PyJWT's `PyJWKClient` and by AWS's `aws-jwt-verify` (both installed into
-//! `.local/` by `make tools`). The scripts are in `tests/clients/`.
+//! JWKS URL by PyJWT's `PyJWKClient`, AWS's `aws-jwt-verify` and panva's `jose` (all
+//! installed into `.local/` by `make tools`). The scripts are in `tests/clients/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use tokenauth_tests::gateway::{gateway_client, stated_revocation_lag};
-use tokenauth_tests::{clients, config, create_user, jwt_header, repo_root};
-
-/// Runs a client script with the venv's Python, or with `node` (Debian's, on PATH; the
-/// library comes from `.local/node`), and parses the one JSON object it prints.
-async fn run(program: &str, script: &str, args: &[&str]) -> Value {
-    let root = repo_root();
-    let program = if program == "node" { "node".into() } else { root.join(program) };
-    let output = tokio::process::Command::new(&program)
-        .arg(root.join("tests/clients").join(script))
-        .args(args)
-        .env("NODE_PREFIX", root.join(".local/node"))
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("{} {script}: {e} (make tools installs it)", program.display()));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{script} failed:\n{}\n{stdout}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}"))
-}
+use tokenauth_tests::gateway::{gateway_client, run_client as run, stated_revocation_lag, third_party_verdicts};
+use tokenauth_tests::{clients, config, create_user, jwt_header};
 
 #[tokio::test]
 async fn authlib_refreshes_and_revokes_by_the_rfcs_through_the_gateway() {
@@ -61,7 +43,7 @@ async fn authlib_refreshes_and_revokes_by_the_rfcs_through_the_gateway() {
 }
 
 #[tokio::test]
-async fn pyjwt_and_aws_jwt_verify_verify_our_access_token_from_our_jwks_url_and_refuse_a_forgery() {
+async fn pyjwt_jose_and_aws_jwt_verify_verify_our_access_token_from_our_jwks_url_and_refuse_a_forgery() {
     let config = config();
     let clients = clients().await;
     let (username, password, user_id) = create_user(&config, &clients, "verifiers", &["read"]).await;
@@ -70,12 +52,9 @@ async fn pyjwt_and_aws_jwt_verify_verify_our_access_token_from_our_jwks_url_and_
     assert_eq!(login.status, 200, "{}", login.text);
     let token = login.str("access_token").to_owned();
     let header = jwt_header(&token);
-    let jwks_url = gateway.url("/.well-known/jwks.json");
     let (issuer, audience) = (config.issuer.clone(), config.audience.clone());
-
-    let args = [jwks_url.as_str(), token.as_str(), issuer.as_str(), audience.as_str()];
-    let (pyjwt, node) =
-        tokio::join!(run(".local/venv/bin/python", "pyjwt_verify.py", &args), run("node", "aws_jwt_verify.mjs", &args));
+    let verdicts = third_party_verdicts(&token, &issuer, &audience).await;
+    let (pyjwt, node, jose) = (verdicts.pyjwt, verdicts.aws_jwt_verify, verdicts.jose);
 
     assert_eq!(pyjwt["kid"], header["kid"], "PyJWKClient chose the key by kid: {pyjwt}");
     assert_eq!(pyjwt["algorithm"], header["alg"]);
@@ -86,4 +65,8 @@ async fn pyjwt_and_aws_jwt_verify_verify_our_access_token_from_our_jwks_url_and_
     assert_eq!(node["payload"]["sub"], user_id.as_str(), "{node}");
     assert_eq!(node["payload"]["aud"], audience.as_str());
     assert_eq!(node["forged"], "JwtInvalidSignatureError", "{node}");
+
+    assert_eq!(jose["header"], header, "jose read our header as we wrote it: {jose}");
+    assert_eq!(jose["payload"]["sub"], user_id.as_str(), "{jose}");
+    assert_eq!(jose["forged"], "ERR_JWS_SIGNATURE_VERIFICATION_FAILED", "{jose}");
 }

@@ -285,12 +285,15 @@ impl Config {
     }
 
     /// The gates of the key lifecycle. A previous key is retired only once no signer can
-    /// still be using it (`KEY_SET_RELOAD_SECS` after its promotion) and its last token has
-    /// expired by any verifier's clock (the token lifetime plus twice the leeway).
+    /// still be using it and its last token has expired by any verifier's clock (the token
+    /// lifetime plus twice the leeway). A signer uses the key it holds until a re-read
+    /// succeeds, at most the staleness bound ([`Config::key_set_max_staleness`]) after its
+    /// last good read, not only the reload interval: a signer whose reads failed around the
+    /// promotion signs with the old key that long.
     pub fn key_timings(&self) -> KeyTimings {
         KeyTimings {
             publish_lead: self.key_publish_lead,
-            retire_after: self.key_reload + self.access_token_ttl + 2 * self.token_leeway,
+            retire_after: self.key_set_max_staleness() + self.access_token_ttl + 2 * self.token_leeway,
             max_age: self.key_max_age,
             envelope_max_age: self.envelope_key_max_age,
         }
@@ -453,7 +456,7 @@ mod tests {
             config.key_timings(),
             KeyTimings {
                 publish_lead: Duration::from_secs(43_200),
-                retire_after: Duration::from_secs(60 + 900 + 2 * 30),
+                retire_after: Duration::from_secs(3 * 60 + 900 + 2 * 30),
                 max_age: Duration::from_secs(90 * 86_400),
                 envelope_max_age: Duration::from_secs(86_400),
             }
