@@ -409,6 +409,78 @@ async fn a_signer_signs_with_the_key_last_read_only_within_the_staleness_bound()
     }
 }
 
+/// A loopback proxy in front of DynamoDB Local that forwards until told to hang, then
+/// accepts and holds every request without an answer: a dependency that stopped answering.
+async fn hangable_dynamodb() -> (String, Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap().trim_start_matches("http://").to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let hang = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = hang.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let (flag, upstream) = (flag.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let back = tokio::spawn(async move { tokio::io::copy(&mut server_read, &mut client_write).await });
+                let mut buffer = vec![0; 16 * 1024];
+                while let Ok(n @ 1..) = client_read.read(&mut buffer).await {
+                    if flag.load(Ordering::SeqCst) {
+                        // Hold the request: never forwarded, never answered.
+                        std::future::pending::<()>().await;
+                    }
+                    if server_write.write_all(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                back.abort();
+            });
+        }
+    });
+    (url, hang)
+}
+
+#[tokio::test]
+async fn a_signer_whose_due_re_read_hangs_signs_with_the_key_it_holds_without_waiting_for_it() {
+    // GIVEN a signer that read the set through a DynamoDB endpoint that then stops answering
+    let clients = clients().await;
+    let config = short_gates(&clients, &[]).await;
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    manager(&config, &clients, clock.clone()).add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
+    let (url, hang) = hangable_dynamodb().await;
+    let keys = AuthenticatedKeys::from_config(&config, dynamodb_at(&url).await, clients.kms.clone());
+    let signer = tokenauth::services::keys::KeySetSigner::new(
+        keys,
+        clients.kms.clone(),
+        Duration::from_secs(10),
+        Duration::from_secs(30),
+        clock.clone(),
+    );
+    assert!(signer.sign_jws(b"{}").await.is_ok(), "the first read succeeds");
+    hang.store(true, std::sync::atomic::Ordering::SeqCst);
+    // WHEN a re-read falls due and hangs
+    clock.advance(10);
+    let started = std::time::Instant::now();
+    let signed = signer.sign_jws(b"{}").await;
+    // THEN the token is signed with the key held, long before the hung read could end (the
+    // SDK gives an attempt 2 s; the budget is 25 ms)
+    assert!(signed.is_ok(), "{signed:?}");
+    assert!(started.elapsed() < tokenauth::platform::aws::ATTEMPT_TIMEOUT, "waited {:?}", started.elapsed());
+    // and within the staleness bound every request does so while the read is under way,
+    clock.advance(15);
+    assert!(signer.sign_jws(b"{}").await.is_ok(), "25 s after the last good read");
+    // but past it nothing is signed until a read succeeds
+    clock.advance(10);
+    assert!(signer.sign_jws(b"{}").await.is_err(), "35 s after the last good read: stale");
+    hang.store(false, std::sync::atomic::Ordering::SeqCst);
+    clock.advance(10);
+    assert!(signer.sign_jws(b"{}").await.is_ok(), "a read succeeds again: signing resumes");
+}
+
 #[tokio::test]
 async fn a_warm_instance_idle_through_a_promotion_accepts_the_new_keys_first_token() {
     // GIVEN an authorizer instance that read the set (one current key) and then got no
