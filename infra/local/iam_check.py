@@ -7,8 +7,9 @@ The template is transformed by the SAM translator (aws-sam-translator, the libra
 CLI deploys with), so the roles judged are the roles CloudFormation would create. Each
 function role's inline statements are evaluated the way IAM evaluates identity policies
 for these actions: an explicit Deny wins, else some Allow must match the action, the
-resource and every condition (StringEquals, StringLike, ForAllValues:/ForAnyValue:
-StringEquals; any other operator is refused rather than guessed).
+resource and every condition (StringEquals, StringLike, Bool, ForAllValues:/ForAnyValue:
+StringEquals; a key the call does not carry fails all but ForAllValues:; any other operator
+is refused rather than guessed).
 
 A call on a KMS key is judged as KMS judges it for a principal of the key's own account:
 an explicit Deny in the key policy or the identity policy refuses it; else a key-policy
@@ -34,6 +35,8 @@ CALLS.json (written by tests/tests/iam.rs):
                                     "resource": "arn:aws:dynamodb:..:table/UsersTable",
                                     "context": {"aws:ResourceTag/k": ["v"]}}, ...], ...}}
 Resources are named as the template names them: `table/<LogicalId>`, `key/<LogicalId>`.
+A ReEncrypt is two calls, as KMS authorises it: kms:ReEncryptFrom on the source key with the
+source encryption context, kms:ReEncryptTo on the destination key with the destination's.
 
 Prints a JSON report {"denied": [...], "unused": [...], "key_policy": [...]} and exits 1 if
 any is non-empty. A grant no recorded call uses (an identity statement, or a key-policy
@@ -183,6 +186,11 @@ def condition_holds(condition: dict, context: dict[str, list[str]]) -> bool:
                     return False
             elif operator == "ForAnyValue:StringEquals":
                 if not values or not any(v in allowed for v in values):
+                    return False
+            elif operator == "Bool":
+                # "true"/"false", whatever the case (YAML may have made a boolean of it).
+                allowed = [a.lower() for a in allowed]
+                if not values or not all(v.lower() in allowed for v in values):
                     return False
             else:
                 raise SystemExit(f"condition operator {operator} is not evaluated by iam_check.py")

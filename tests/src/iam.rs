@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::operation as ddb;
 use aws_sdk_kms::operation as kms;
+use aws_sdk_kms::operation::generate_data_key_pair::GenerateDataKeyPairInput;
+use aws_sdk_kms::operation::generate_data_key_pair_without_plaintext::GenerateDataKeyPairWithoutPlaintextInput;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -64,8 +66,28 @@ fn context(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<String>> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), vec![(*v).to_owned()])).collect()
 }
 
-fn encryption_context(ec: Option<&std::collections::HashMap<String, String>>) -> BTreeMap<String, Vec<String>> {
-    ec.into_iter().flatten().map(|(k, v)| (format!("kms:EncryptionContext:{k}"), vec![v.clone()])).collect()
+/// The condition keys of an encryption context: each pair as `kms:EncryptionContext:<key>`
+/// and its keys as the multivalued `kms:EncryptionContextKeys` (KMS sets both; neither when
+/// the request has no context).
+fn encryption_context(ec: Option<&HashMap<String, String>>) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> =
+        ec.into_iter().flatten().map(|(k, v)| (format!("kms:EncryptionContext:{k}"), vec![v.clone()])).collect();
+    let mut keys: Vec<String> = ec.into_iter().flatten().map(|(k, _)| k.clone()).collect();
+    if !keys.is_empty() {
+        keys.sort();
+        out.insert("kms:EncryptionContextKeys".to_owned(), keys);
+    }
+    out
+}
+
+/// `kms:ReEncryptOnSameKey` of a ReEncrypt: whether its source and destination are one key,
+/// when both are named by id or ARN (an alias, or a source left to the ciphertext, is not
+/// resolved here).
+fn same_key(source: Option<&str>, destination: Option<&str>) -> Option<bool> {
+    let bare = |id: &str| {
+        (!id.starts_with("alias/") && !id.contains(":alias/")).then(|| id.rsplit('/').next().unwrap_or(id).to_owned())
+    };
+    Some(bare(source?)? == bare(destination?)?)
 }
 
 /// `dynamodb:Attributes` of an item write as DynamoDB computes it: the top-level attributes
@@ -190,6 +212,31 @@ impl Intercept for IamRecorder {
             self.push("kms:Decrypt", key(i.key_id()), encryption_context(i.encryption_context()));
         } else if let Some(i) = input.downcast_ref::<kms::generate_data_key::GenerateDataKeyInput>() {
             self.push("kms:GenerateDataKey", key(i.key_id()), encryption_context(i.encryption_context()));
+        } else if let Some(i) = input.downcast_ref::<GenerateDataKeyPairWithoutPlaintextInput>() {
+            let mut pair = encryption_context(i.encryption_context());
+            let spec = i.key_pair_spec().map(|s| s.as_str()).unwrap_or_default();
+            pair.extend(context(&[("kms:DataKeyPairSpec", spec)]));
+            self.push("kms:GenerateDataKeyPairWithoutPlaintext", key(i.key_id()), pair);
+        } else if let Some(i) = input.downcast_ref::<GenerateDataKeyPairInput>() {
+            let mut pair = encryption_context(i.encryption_context());
+            let spec = i.key_pair_spec().map(|s| s.as_str()).unwrap_or_default();
+            pair.extend(context(&[("kms:DataKeyPairSpec", spec)]));
+            self.push("kms:GenerateDataKeyPair", key(i.key_id()), pair);
+        } else if let Some(i) = input.downcast_ref::<kms::re_encrypt::ReEncryptInput>() {
+            // Authorised twice: as kms:ReEncryptFrom on the source key, with the context the
+            // ciphertext is opened under, and as kms:ReEncryptTo on the destination key, with
+            // the context it is sealed under; both with kms:ReEncryptOnSameKey.
+            let (mut from, mut to) = (
+                encryption_context(i.source_encryption_context()),
+                encryption_context(i.destination_encryption_context()),
+            );
+            if let Some(same) = same_key(i.source_key_id(), i.destination_key_id()) {
+                for side in [&mut from, &mut to] {
+                    side.insert("kms:ReEncryptOnSameKey".to_owned(), vec![same.to_string()]);
+                }
+            }
+            self.push("kms:ReEncryptFrom", key(i.source_key_id()), from);
+            self.push("kms:ReEncryptTo", key(i.destination_key_id()), to);
         } else if let Some(i) = input.downcast_ref::<kms::create_key::CreateKeyInput>() {
             let mut create = tag_context(i.tags());
             let spec = i.key_spec().map(|s| s.as_str()).unwrap_or("SYMMETRIC_DEFAULT");
@@ -234,5 +281,28 @@ mod tests {
             ["expires_at", "failures", "info", "list", "pk", "scopes", "sk", "tags", "version", "window_start"]
         );
         assert!(attributes(None, &[None], None).is_empty(), "a read names no attribute");
+    }
+
+    #[test]
+    fn an_encryption_context_is_its_pairs_and_its_keys() {
+        let ec = HashMap::from([
+            ("tokenauth".to_owned(), "envelope-signing-key".to_owned()),
+            ("kid".to_owned(), "abc".to_owned()),
+        ]);
+        let got = encryption_context(Some(&ec));
+        assert_eq!(got["kms:EncryptionContext:tokenauth"], ["envelope-signing-key"]);
+        assert_eq!(got["kms:EncryptionContext:kid"], ["abc"]);
+        assert_eq!(got["kms:EncryptionContextKeys"], ["kid", "tokenauth"]);
+        assert!(encryption_context(None).is_empty(), "no context, no context keys");
+        assert!(encryption_context(Some(&HashMap::new())).is_empty());
+    }
+
+    #[test]
+    fn a_re_encrypt_is_on_the_same_key_when_both_sides_name_it() {
+        let arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab";
+        assert_eq!(same_key(Some("1234abcd-12ab"), Some(arn)), Some(true), "an id and its ARN");
+        assert_eq!(same_key(Some(arn), Some("other")), Some(false));
+        assert_eq!(same_key(None, Some(arn)), None, "the source left to the ciphertext");
+        assert_eq!(same_key(Some("alias/signing"), Some(arn)), None, "an alias is not resolved");
     }
 }

@@ -8,12 +8,13 @@
 //! what the key policies refuse that IAM alone would not.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 use tokenauth::edge::authorizer::Authorizer;
 use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
+use tokenauth::rules::keys::set::{KeyKind, KeyStep};
 use tokenauth::rules::username::Username;
 use tokenauth::services::discovery::DiscoveryService;
 use tokenauth::services::keys::KeyManager;
@@ -43,8 +44,16 @@ struct Namer {
     sealing_key: String,
     /// The key-set MAC key (`KEY_SET_MAC_KEY_ID` of the stack), where the stack has one.
     mac_key: Option<String>,
+    /// The envelope key (`ENVELOPE_KEY_ID` of the stack), where the stack has one.
+    envelope_key: Option<String>,
     tags: BTreeMap<String, Option<String>>,
-    key_set_tag: String,
+    /// The tags of the configurations' sets, each the stack's own set in the template.
+    key_set_tags: BTreeSet<String>,
+}
+
+/// A key id or ARN as the bare id.
+fn bare(id: &str) -> String {
+    id.rsplit_once(":key/").map_or(id, |(_, id)| id).to_owned()
 }
 
 impl Namer {
@@ -67,12 +76,14 @@ impl Namer {
             tags.insert(id, tag);
         }
         let mac_key = std::env::var("KEY_SET_MAC_KEY_ID").ok().filter(|k| !k.is_empty());
+        let envelope_key = Some(config.envelope_key_id.clone()).filter(|k| !k.is_empty());
         Self {
             tables,
             sealing_key: config.sealing_key_id.clone(),
             mac_key,
+            envelope_key,
             tags,
-            key_set_tag: config.key_set_tag.clone(),
+            key_set_tags: configs.iter().map(|c| c.key_set_tag.clone()).collect(),
         }
     }
 
@@ -81,7 +92,7 @@ impl Namer {
         // The set's tag as the template writes it: the stack name.
         for values in context.values_mut() {
             for v in values.iter_mut() {
-                if *v == self.key_set_tag {
+                if self.key_set_tags.contains(v) {
                     *v = STACK.to_owned();
                 }
             }
@@ -99,16 +110,17 @@ impl Namer {
             }
             Resource::Key(None) => format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/a-new-key"),
             Resource::Key(Some(id)) => {
-                let bare = |id: &str| id.rsplit_once(":key/").map_or(id, |(_, id)| id).to_owned();
                 let id = bare(id);
                 let id = id.as_str();
                 if id == bare(&self.sealing_key) {
                     format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/SealingKey")
                 } else if self.mac_key.as_deref().map(bare).as_deref() == Some(id) {
                     format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/KeySetMacKey")
+                } else if self.envelope_key.as_deref().map(bare).as_deref() == Some(id) {
+                    format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/EnvelopeKey")
                 } else {
                     if let Some(Some(tag)) = self.tags.get(id) {
-                        let tag = if *tag == self.key_set_tag { STACK.to_owned() } else { tag.clone() };
+                        let tag = if self.key_set_tags.contains(tag) { STACK.to_owned() } else { tag.clone() };
                         context.insert("aws:ResourceTag/tokenauth:key-set".to_owned(), vec![tag]);
                     }
                     format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/{id}")
@@ -119,9 +131,54 @@ impl Namer {
     }
 }
 
-/// login: success (a new device), a known device, a wrong password, and KMS down after the
-/// password check (the family written for the unsigned token is deleted).
-async fn login_paths(config: &Config, recorder: &IamRecorder) {
+/// A signing key set of the test's own, of one kind, its first key made current as a new
+/// deployment's first rotation makes it: both kinds are signed with whatever kind the stack
+/// started with, and the stack's set is left as it is.
+async fn own_key_set(plain: &Clients, kind: KeyKind) -> Config {
+    let table = format!("keys-{}", unique_username("iam"));
+    create_keys_table(plain, &table).await;
+    let tag = unique_username("iam");
+    let config = Config { signing_key_kind: kind, ..config_with(&[("KEYS_TABLE", &table), ("KEY_SET_TAG", &tag)]) };
+    let manager = KeyManager::from_config(&config, plain.dynamodb.clone(), plain.kms.clone(), Arc::new(SystemClock));
+    let first = manager.rotate().await.unwrap();
+    assert!(matches!(first, Some(KeyStep::Bootstrapped { .. })), "{first:?}");
+    assert_eq!(key_set(&config, plain).await.current().unwrap().kind, kind);
+    config
+}
+
+/// The KMS calls recorded so far.
+fn kms_calls(recorder: &IamRecorder) -> Vec<IamCall> {
+    recorder.calls().into_iter().filter(|c| c.action.starts_with("kms:")).collect()
+}
+
+/// A signer starting on a set whose current key is an envelope key: its one KMS call is the
+/// Decrypt of that key, in the context that binds it to its kid; the tokens after it cost none.
+async fn signs_with_its_envelope_key<F: std::future::Future<Output = Value>>(
+    envelope: &Config,
+    recorder: &IamRecorder,
+    started_with: usize,
+    tokens: F,
+) {
+    let current = key_set(envelope, &tokenauth_tests::clients().await).await.current().unwrap().clone();
+    let purpose = |c: &IamCall| c.context.get("kms:EncryptionContext:tokenauth").cloned().unwrap_or_default();
+    let decrypts: Vec<IamCall> = kms_calls(recorder)
+        .into_iter()
+        .skip(started_with)
+        .filter(|c| c.action == "kms:Decrypt" && purpose(c) == ["envelope-signing-key"])
+        .collect();
+    assert_eq!(decrypts.len(), 1, "{decrypts:?}");
+    assert_eq!(decrypts[0].context["kms:EncryptionContext:kid"], std::slice::from_ref(&current.kid));
+    let before = kms_calls(recorder).len();
+    let tokens = tokens.await;
+    assert_eq!(kid_of(tokens["access_token"].as_str().unwrap()), current.kid, "signed with the envelope key");
+    let after = kms_calls(recorder).split_off(before);
+    assert!(after.is_empty(), "no KMS call once the key is decrypted: {after:?}");
+}
+
+/// login, with a KMS key current: success (a new device), a known device, a wrong password,
+/// and KMS down after the password check (the family written for the unsigned token is
+/// deleted); with an envelope key current: its decrypt at start, then a login.
+async fn login_paths(config: &Config, envelope: &Config, recorder: &IamRecorder) {
     let clients = clients_recorded_by(recorder).await;
     let login = login_service(config, &clients, Arc::new(SystemClock)).await;
     let (username, password, _) = create_user(config, &tokenauth_tests::clients().await, "iam-login", &["read"]).await;
@@ -146,10 +203,15 @@ async fn login_paths(config: &Config, recorder: &IamRecorder) {
     let down = tokenauth::LoginService::new(config, clients.dynamodb.clone(), Arc::new(signer), Arc::new(SystemClock));
     let refused = tokenauth::edge::http::login(&down, &login_request(&username, &password, None)).await;
     assert_eq!(refused.status(), 503);
+
+    let started_with = kms_calls(recorder).len();
+    let login = login_service(envelope, &clients, Arc::new(SystemClock)).await;
+    signs_with_its_envelope_key(envelope, recorder, started_with, login_tokens(&login, &username, &password)).await;
 }
 
-/// refresh: rotation, the exactly-once retry, following an account change, reuse.
-async fn refresh_paths(config: &Config, recorder: &IamRecorder) {
+/// refresh, with a KMS key current: rotation, the exactly-once retry, following an account
+/// change, reuse; with an envelope key current: its decrypt at start, then a rotation.
+async fn refresh_paths(config: &Config, envelope: &Config, recorder: &IamRecorder) {
     let plain = tokenauth_tests::clients().await;
     let clients = clients_recorded_by(recorder).await;
     let login = login_service(config, &plain, Arc::new(SystemClock)).await;
@@ -172,6 +234,13 @@ async fn refresh_paths(config: &Config, recorder: &IamRecorder) {
     assert!(!r2.is_empty(), "the family followed the account");
     let _ = rotate(r2).await;
     assert_eq!(rotate(r0).await.status(), 401, "reuse of a long-rotated token");
+
+    let r0 = login_tokens(&login, &username, &password).await["refresh_token"].as_str().unwrap().to_owned();
+    let started_with = kms_calls(recorder).len();
+    let refresh = refresh_service(envelope, &clients, Arc::new(SystemClock)).await;
+    let rotated =
+        async { json_of(&tokenauth::edge::http::refresh(&refresh, &refresh_request(&r0, None, false)).await) };
+    signs_with_its_envelope_key(envelope, recorder, started_with, rotated).await;
 }
 
 /// revoke: a refresh token, an access token, revoke-all.
@@ -227,11 +296,14 @@ async fn jwks_paths(config: &Config, recorder: &IamRecorder) {
     service.metadata();
 }
 
-/// key-rotation: every step of the schedule on a set of its own (first key with the
-/// sealing secret, successor, promotion, retirement and the deletion it schedules).
+/// key-rotation: every step of the schedule on a set of its own with KMS keys (first key
+/// with the sealing secret, successor, promotion, retirement and the deletion it
+/// schedules), then the migration to envelope keys (`SIGNING_KEY_KIND=envelope`: a key
+/// pair made and bound to its kid, promoted, the last KMS key retired).
 async fn key_rotation_paths(config: &Config, recorder: &IamRecorder) {
     let plain = tokenauth_tests::clients().await;
     let clients = clients_recorded_by(recorder).await;
+    let config = &Config { signing_key_kind: KeyKind::Kms, ..config.clone() };
     let timings = config.key_timings();
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
     let manager = KeyManager::from_config(config, clients.dynamodb.clone(), clients.kms.clone(), clock.clone());
@@ -244,12 +316,26 @@ async fn key_rotation_paths(config: &Config, recorder: &IamRecorder) {
         clock.advance(advance);
         assert!(manager.rotate().await.unwrap().is_some(), "a step was due");
     }
-    // Every key it created carries SIGNING_KEY_POLICY (the emulator keeps what CreateKey
-    // was given) and the set's tag.
-    let policy = config.signing_key_policy.as_deref().expect("the rotation's config sets a policy");
+    let envelope = Config { signing_key_kind: KeyKind::Envelope, ..config.clone() };
+    let migrating = KeyManager::from_config(&envelope, clients.dynamodb.clone(), clients.kms.clone(), clock.clone());
+    for (advance, step) in
+        [(0, "added"), (timings.publish_lead.as_secs(), "promoted"), (timings.retire_after.as_secs(), "retired")]
+    {
+        clock.advance(advance);
+        let done = migrating.rotate().await.unwrap();
+        assert!(done.is_some(), "the envelope key {step}");
+    }
     let set = manager.list().await.unwrap();
-    assert!(!set.entries.is_empty());
-    for key in &set.entries {
+    let current = set.current().unwrap();
+    assert_eq!(current.kind, KeyKind::Envelope, "{set:?}");
+    assert_eq!(bare(&current.kms_key_id), bare(&envelope.envelope_key_id), "its private half is under ENVELOPE_KEY_ID");
+    assert!(current.wrapped_private_key.is_some());
+    // Every KMS key it created carries SIGNING_KEY_POLICY (the emulator keeps what
+    // CreateKey was given) and the set's tag.
+    let policy = config.signing_key_policy.as_deref().expect("the rotation's config sets a policy");
+    let kms_keys: Vec<_> = set.entries.iter().filter(|e| e.kind == KeyKind::Kms).collect();
+    assert_eq!(kms_keys.len(), 2, "{set:?}");
+    for key in kms_keys {
         let id = key.kms_key_id.rsplit_once(":key/").map_or(key.kms_key_id.as_str(), |(_, id)| id);
         let got = plain.kms.get_key_policy().key_id(id).policy_name("default").send().await.unwrap();
         let got: Value = serde_json::from_str(got.policy().unwrap()).unwrap();
@@ -285,15 +371,18 @@ async fn recorded_calls() -> Value {
     for function in FUNCTIONS {
         recorders.insert(function, IamRecorder::default());
     }
-    login_paths(&config, &recorders["LoginFunction"]).await;
-    refresh_paths(&config, &recorders["RefreshFunction"]).await;
+    // Login and refresh sign with each kind of key, on sets of their own.
+    let kms_set = own_key_set(&plain, KeyKind::Kms).await;
+    let envelope_set = own_key_set(&plain, KeyKind::Envelope).await;
+    login_paths(&kms_set, &envelope_set, &recorders["LoginFunction"]).await;
+    refresh_paths(&kms_set, &envelope_set, &recorders["RefreshFunction"]).await;
     revoke_paths(&config, &recorders["RevokeFunction"]).await;
     authorizer_paths(&config, &recorders["AuthorizerFunction"]).await;
     jwks_paths(&config, &recorders["JwksFunction"]).await;
     key_rotation_paths(&rotation_config, &recorders["KeyRotationFunction"]).await;
     // whoami makes no AWS call (it links no AWS SDK).
 
-    let main_namer = Namer::new(&[&config], &plain).await;
+    let main_namer = Namer::new(&[&config, &kms_set, &envelope_set], &plain).await;
     let rotation_namer = Namer::new(&[&rotation_config, &config], &plain).await;
     let mut functions = serde_json::Map::new();
     for (function, recorder) in &recorders {
@@ -520,6 +609,77 @@ fn key_policies_refuse_what_a_broad_iam_grant_would_allow() {
     assert_eq!(refresh_decrypts, 1, "only the Decrypt outside the sealing context: {report:#}");
 }
 
+/// Whether `call` of `function` is among the report's denied calls.
+fn is_denied(report: &Value, function: &str, call: &Value) -> bool {
+    report["denied"].as_array().unwrap().iter().any(|d| {
+        d["function"] == function
+            && d["action"] == call["action"]
+            && d["resource"] == call["resource"]
+            && d["context"] == call["context"]
+    })
+}
+
+#[test]
+fn only_key_rotation_makes_key_pairs_and_signers_decrypt_only_bound_ones() {
+    let template = std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap();
+    let envelope = format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/EnvelopeKey");
+    let call = |action: &str, context: Value| json!({"action": action, "resource": envelope, "context": context});
+    let made = |spec: &str| {
+        json!({"kms:EncryptionContext:tokenauth": ["envelope-signing-key-new"],
+               "kms:EncryptionContextKeys": ["tokenauth"], "kms:DataKeyPairSpec": [spec]})
+    };
+    let new = |same: &str| {
+        json!({"kms:EncryptionContext:tokenauth": ["envelope-signing-key-new"],
+               "kms:EncryptionContextKeys": ["tokenauth"], "kms:ReEncryptOnSameKey": [same]})
+    };
+    let bound = json!({"kms:EncryptionContext:tokenauth": ["envelope-signing-key"],
+                       "kms:EncryptionContext:kid": ["k1"], "kms:EncryptionContextKeys": ["kid", "tokenauth"]});
+    let bound_on = |same: &str| {
+        let mut context = bound.clone();
+        context["kms:ReEncryptOnSameKey"] = json!([same]);
+        context
+    };
+    let allowed = [
+        ("KeyRotationFunction", call("kms:GenerateDataKeyPairWithoutPlaintext", made("ECC_NIST_P256"))),
+        ("KeyRotationFunction", call("kms:ReEncryptFrom", new("true"))),
+        ("KeyRotationFunction", call("kms:ReEncryptTo", bound_on("true"))),
+        ("LoginFunction", call("kms:Decrypt", bound.clone())),
+        ("RefreshFunction", call("kms:Decrypt", bound.clone())),
+    ];
+    let mut unbound = bound.clone();
+    unbound["kms:EncryptionContext:tokenauth"] = json!(["envelope-signing-key-new"]);
+    let mut other_purpose = bound.clone();
+    other_purpose["kms:EncryptionContext:purpose"] = json!(["x"]);
+    other_purpose["kms:EncryptionContextKeys"] = json!(["kid", "purpose", "tokenauth"]);
+    let refused = [
+        // Signers make no key pairs; no one makes one in clear, or of another spec.
+        ("LoginFunction", call("kms:GenerateDataKeyPairWithoutPlaintext", made("ECC_NIST_P256"))),
+        ("RefreshFunction", call("kms:GenerateDataKeyPairWithoutPlaintext", made("ECC_NIST_P256"))),
+        ("KeyRotationFunction", call("kms:GenerateDataKeyPair", made("ECC_NIST_P256"))),
+        ("KeyRotationFunction", call("kms:GenerateDataKeyPairWithoutPlaintext", made("RSA_2048"))),
+        // Only the signers decrypt, and only a pair bound to its kid, in no other context.
+        ("KeyRotationFunction", call("kms:Decrypt", bound.clone())),
+        ("AuthorizerFunction", call("kms:Decrypt", bound.clone())),
+        ("LoginFunction", call("kms:Decrypt", unbound)),
+        ("RefreshFunction", call("kms:Decrypt", other_purpose)),
+        // Re-encryption stays on the key: no private half moved out, none brought in.
+        ("KeyRotationFunction", call("kms:ReEncryptFrom", new("false"))),
+        ("KeyRotationFunction", call("kms:ReEncryptTo", bound_on("false"))),
+        // A bound pair is not re-bound, nor a new one re-encrypted to another "new".
+        ("KeyRotationFunction", call("kms:ReEncryptFrom", bound_on("true"))),
+        ("KeyRotationFunction", call("kms:ReEncryptTo", new("true"))),
+        ("LoginFunction", call("kms:ReEncryptFrom", bound_on("true"))),
+    ];
+    let calls: Vec<(&str, Value)> = allowed.iter().chain(refused.iter()).cloned().collect();
+    let (_, report) = judge(&template, &only(&calls, json!({})));
+    for (function, call) in &allowed {
+        assert!(!is_denied(&report, function, call), "{function} {call}: {report:#}");
+    }
+    for (function, call) in &refused {
+        assert!(is_denied(&report, function, call), "{function} {call} must be refused: {report:#}");
+    }
+}
+
 #[test]
 fn the_account_root_administers_keys_but_never_uses_them() {
     let template = std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap();
@@ -528,7 +688,7 @@ fn the_account_root_administers_keys_but_never_uses_them() {
 
     // The sealing key's account statement widened to kms:* (what it was): reported.
     let account = "Sid: AccountAdministersWithoutUse\n            Effect: Allow\n            Principal:\n              AWS: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:root\"\n            Action: [";
-    assert_eq!(template.matches(account).count(), 2, "the sealing and MAC keys' account statements");
+    assert_eq!(template.matches(account).count(), 3, "the sealing, MAC and envelope keys' account statements");
     let widened = template.replacen(account, &account.replace("Action: [", "Action: [\"kms:*\", "), 1);
     let (code, report) = judge(&widened, &only(&[], json!({})));
     assert_eq!(code, 1);
