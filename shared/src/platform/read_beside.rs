@@ -150,7 +150,7 @@ mod tests {
                     counter.fetch_add(1, Ordering::SeqCst);
                 },
             )
-            .unwrap();
+            .expect("nothing under way: started");
         assert!(started.ended_by(None).await, "ends, abandoned");
         assert_eq!(abandoned.load(Ordering::SeqCst), 1);
         assert!(!reads.in_flight());
@@ -160,7 +160,7 @@ mod tests {
     #[tokio::test]
     async fn a_read_that_ends_within_the_deadline_is_reported_ended() {
         let reads = ReadBeside::default();
-        let started = reads.start_if(|| true, async {}, || {}).unwrap();
+        let started = reads.start_if(|| true, async {}, || {}).expect("nothing under way: started");
         assert!(started.ended_by(Some(Instant::now() + Duration::from_secs(60))).await);
         assert!(!reads.in_flight());
     }

@@ -3,9 +3,9 @@
 //! No DynamoDB read per request: the feed polls "revoked since T" at most once per
 //! `poll_every` (started by the first request after the interval), so reads depend on
 //! the number of warm instances, not on the request rate. A revocation is therefore
-//! visible at an instance within `poll_every` (+ the request gap that triggers the poll,
-//! + the poll's own time), however late within [`POLL_OVERLAP_MS`] of its stamp its write
-//! lands. If polling fails, the last known state serves for at most `max_staleness`, then
+//! visible at an instance within `poll_every` (plus the request gap that triggers the poll
+//! and the poll's own time), however late within [`POLL_OVERLAP_MS`] of its stamp its
+//! write lands. If polling fails, the last known state serves for at most `max_staleness`, then
 //! every token is refused until a poll succeeds again (fail closed).
 //!
 //! A poll runs on a task of its own ([`ReadBeside`]): the request that started it waits
