@@ -57,10 +57,11 @@ impl ReadBeside {
         self.last.lock().unwrap_or_else(PoisonError::into_inner).as_ref().is_some_and(running)
     }
 
-    /// Starts `read` on a task of its own if no read is under way and `due()` (asked only
-    /// then) says one falls due. A read still running after [`READ_ABANDONED_AFTER`] is
-    /// dropped and `abandoned()` called. `None` if nothing was started.
-    pub fn start_if<F, A>(&self, due: impl FnOnce() -> bool, read: F, abandoned: A) -> Option<Started>
+    /// Starts the read `read()` makes on a task of its own if no read is under way and
+    /// `due()` (asked only then) says one falls due. A read still running after
+    /// [`READ_ABANDONED_AFTER`] is dropped and `abandoned()` called. `None` if nothing was
+    /// started (and nothing was made: a request with nothing due pays for no read).
+    pub fn start_if<F, A>(&self, due: impl FnOnce() -> bool, read: impl FnOnce() -> F, abandoned: A) -> Option<Started>
     where
         F: Future<Output = ()> + Send + 'static,
         A: FnOnce() + Send + 'static,
@@ -70,6 +71,7 @@ impl ReadBeside {
             return None;
         }
         let (ended, receiver) = watch::channel(());
+        let read = read();
         tokio::spawn(async move {
             let _ended = ended;
             if tokio::time::timeout(READ_ABANDONED_AFTER, read).await.is_err() {
@@ -101,7 +103,7 @@ mod tests {
         let started = reads
             .start_if(
                 || true,
-                async move {
+                || async move {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     done.fetch_add(1, Ordering::SeqCst);
                 },
@@ -120,7 +122,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn no_second_read_starts_while_one_is_under_way_and_due_is_not_even_asked() {
         let reads = ReadBeside::default();
-        assert!(reads.start_if(|| true, std::future::pending(), || {}).is_some());
+        assert!(reads.start_if(|| true, std::future::pending, || {}).is_some());
         tokio::task::yield_now().await;
         let asked = std::cell::Cell::new(false);
         assert!(reads
@@ -129,12 +131,12 @@ mod tests {
                     asked.set(true);
                     true
                 },
-                async {},
+                || async {},
                 || {}
             )
             .is_none());
         assert!(!asked.get(), "a claim taken while a read is under way would lose an interval");
-        assert!(reads.start_if(|| false, async {}, || {}).is_none());
+        assert!(reads.start_if(|| false, || async {}, || {}).is_none());
     }
 
     #[tokio::test(start_paused = true)]
@@ -145,7 +147,7 @@ mod tests {
         let started = reads
             .start_if(
                 || true,
-                std::future::pending(),
+                std::future::pending,
                 move || {
                     counter.fetch_add(1, Ordering::SeqCst);
                 },
@@ -154,13 +156,13 @@ mod tests {
         assert!(started.ended_by(None).await, "ends, abandoned");
         assert_eq!(abandoned.load(Ordering::SeqCst), 1);
         assert!(!reads.in_flight());
-        assert!(reads.start_if(|| true, async {}, || {}).is_some(), "the next read may start");
+        assert!(reads.start_if(|| true, || async {}, || {}).is_some(), "the next read may start");
     }
 
     #[tokio::test]
     async fn a_read_that_ends_within_the_deadline_is_reported_ended() {
         let reads = ReadBeside::default();
-        let started = reads.start_if(|| true, async {}, || {}).expect("nothing under way: started");
+        let started = reads.start_if(|| true, || async {}, || {}).expect("nothing under way: started");
         assert!(started.ended_by(Some(Instant::now() + Duration::from_secs(60))).await);
         assert!(!reads.in_flight());
     }

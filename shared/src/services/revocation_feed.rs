@@ -117,10 +117,12 @@ impl RevocationFeed {
     /// may be used at `now` (Unix seconds): fail closed past the staleness bound, whatever
     /// is under way.
     pub async fn sync_until(&self, now: u64, deadline: Option<Instant>) -> Freshness {
-        let shared = Arc::clone(&self.shared);
         let started = self.polls.start_if(
             || self.shared.polled.claim(now),
-            async move { shared.poll(now).await },
+            || {
+                let shared = Arc::clone(&self.shared);
+                async move { shared.poll(now).await }
+            },
             || {
                 tracing::warn!(after = ?READ_ABANDONED_AFTER, "revocation poll abandoned; the next interval polls again");
                 metrics::count("authorize", "RevocationPollFailures", "failed");

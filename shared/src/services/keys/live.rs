@@ -148,10 +148,12 @@ impl KeyRing {
     /// whether the keys held may be used at `now`.
     pub async fn sync_until(&self, now: u64, deadline: Option<Instant>) -> KeySync {
         let replaced_before = self.shared.replaced.load(Ordering::Acquire);
-        let ring = Arc::clone(&self.shared);
         let started = self.reads.start_if(
             || self.shared.polled.claim(now),
-            async move { ring.load(now).await },
+            || {
+                let ring = Arc::clone(&self.shared);
+                async move { ring.load(now).await }
+            },
             || {
                 tracing::warn!(after = ?READ_ABANDONED_AFTER, "key set read abandoned; the next interval reads again");
                 metrics::count("keys", "KeySetReadFailures", "failed");
