@@ -426,6 +426,27 @@ pub fn event(name: &str) -> Value {
 pub const PLACEHOLDER_AUTHORIZATION: &str =
     "Bearer eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6Im5vbmUifQ.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
 
+/// The authorizer's answer to `event` once the reads the request started have answered:
+/// a poll that fell due is waited for only `READ_BUDGET` (25 ms) by the request, then
+/// finishes beside; if it outlived the request, this waits for it (10 s at most, its
+/// abandonment) and asks again. For tests of what a poll brings, which must not depend on
+/// the local stack answering within the budget.
+pub async fn handle_after_reads(
+    a: &tokenauth::edge::authorizer::Authorizer,
+    event: &str,
+) -> Result<tokenauth::edge::authorizer::Answer, tokenauth::edge::authorizer::Unauthorized> {
+    let first = a.handle(event).await;
+    if !a.reading() {
+        return first;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while a.reading() {
+        assert!(Instant::now() < deadline, "a read outlived its abandonment");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.handle(event).await
+}
+
 /// A sample authorizer event's text, members in API Gateway's order as the file has them,
 /// with `authorization` in place of [`PLACEHOLDER_AUTHORIZATION`].
 pub fn event_text_with(name: &str, authorization: &str) -> String {

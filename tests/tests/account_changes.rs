@@ -58,9 +58,11 @@ impl Stack {
     }
 }
 
+/// Whether the authorizer allows `access_token`, once any read the request started (a poll
+/// that fell due) has answered: the request waits for it only the budget.
 async fn allowed(a: &Authorizer, access_token: &str) -> bool {
     let event = event_text_with("authorizer-http-api-v2.json", &format!("Bearer {access_token}"));
-    serde_json::to_value(a.handle(&event).await.unwrap()).unwrap()["isAuthorized"] == true
+    serde_json::to_value(handle_after_reads(a, &event).await.unwrap()).unwrap()["isAuthorized"] == true
 }
 
 /// One refresh: (status, body).

@@ -1,6 +1,7 @@
 //! The authorizer through its entry point, for every event shape, against the local stack:
 //! allow / deny / unauthorized, revocation within the poll interval, and fail-closed after
-//! the staleness bound when DynamoDB goes away.
+//! the staleness bound when DynamoDB goes away or hangs (while requests, which wait for a
+//! read at most the budget, are answered from the state held).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -20,6 +21,11 @@ const SHAPES: [&str; 4] = [
 /// The authorizer's answer as the JSON API Gateway receives.
 async fn decide(a: &Authorizer, event: &str) -> Result<Value, Unauthorized> {
     a.handle(event).await.map(|answer| serde_json::to_value(answer).unwrap())
+}
+
+/// The answer once the reads the request started have answered (the poll it found due).
+async fn decide_after_reads(a: &Authorizer, event: &str) -> Result<Value, Unauthorized> {
+    handle_after_reads(a, event).await.map(|answer| serde_json::to_value(answer).unwrap())
 }
 
 async fn authorizer(
@@ -183,7 +189,7 @@ async fn revocations_reach_a_warm_instance_within_the_poll_interval() {
     revoke.revoke(tokenauth::RevokeRequest { token: token.to_owned(), token_type_hint: None }, None).await.unwrap();
     clock.advance(1);
     assert_eq!(
-        decide(&a, &event_text_with(SHAPES[0], &allowed(token))).await.unwrap_err(),
+        decide_after_reads(&a, &event_text_with(SHAPES[0], &allowed(token))).await.unwrap_err(),
         Unauthorized::Revoked,
         "jti"
     );
@@ -205,7 +211,7 @@ async fn revocations_reach_a_warm_instance_within_the_poll_interval() {
     );
     clock.advance(1);
     assert_eq!(
-        decide(&a, &event_text_with(SHAPES[3], &allowed(session_token))).await.unwrap()["isAuthorized"],
+        decide_after_reads(&a, &event_text_with(SHAPES[3], &allowed(session_token))).await.unwrap()["isAuthorized"],
         false,
         "sid"
     );
@@ -217,7 +223,7 @@ async fn revocations_reach_a_warm_instance_within_the_poll_interval() {
     revoke.revoke_all(user_token, None).await.unwrap();
     clock.advance(1);
     assert_eq!(
-        decide(&a, &event_text_with(SHAPES[1], &allowed(user_token))).await.unwrap_err(),
+        decide_after_reads(&a, &event_text_with(SHAPES[1], &allowed(user_token))).await.unwrap_err(),
         Unauthorized::Revoked,
         "user"
     );
@@ -245,10 +251,13 @@ async fn serves_cached_state_while_dynamodb_is_down_then_fails_closed_after_the_
     assert_eq!(decide(&a, &event_text_with(SHAPES[0], &bearer)).await.unwrap_err(), Unauthorized::StaleRevocations);
 }
 
-/// A loopback TCP proxy to DynamoDB Local that a test can cut, as if DynamoDB went away.
+/// A loopback TCP proxy to DynamoDB Local that a test can cut, as if DynamoDB went away,
+/// or turn into a black hole that accepts connections and never answers.
 struct TcpProxy {
     url: String,
     task: tokio::task::JoinHandle<()>,
+    hung: Arc<std::sync::atomic::AtomicBool>,
+    forwarding: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl TcpProxy {
@@ -256,24 +265,78 @@ impl TcpProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let upstream = upstream.to_owned();
+        let hung = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let forwarding = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (hang, handles) = (hung.clone(), forwarding.clone());
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
+            // Connections accepted once hung: kept open, never read, never answered.
+            let mut held = Vec::new();
             while let Ok((mut inbound, _)) = listener.accept().await {
+                if hang.load(std::sync::atomic::Ordering::SeqCst) {
+                    held.push(inbound);
+                    continue;
+                }
                 let upstream = upstream.clone();
-                connections.spawn(async move {
+                let handle = connections.spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
+                handles.lock().unwrap().push(handle);
             }
         });
-        Self { url, task }
+        Self { url, task, hung, forwarding }
     }
 
     /// Stops listening and drops every open connection.
     fn stop(&self) {
         self.task.abort();
     }
+
+    /// Drops every open connection and from now on accepts new ones without ever answering:
+    /// a DynamoDB that hangs, so every call waits for the SDK's timeouts.
+    fn hang(&self) {
+        self.hung.store(true, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.forwarding.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_dynamodb_that_never_answers_holds_no_request_and_the_staleness_bound_still_fails_closed() {
+    let clients = clients().await;
+    let upstream = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap();
+    let proxy = TcpProxy::start(upstream.trim_start_matches("http://")).await;
+    let dynamodb = dynamodb_at(&proxy.url).await;
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let settings = [("REVOCATION_POLL_SECS", "1"), ("REVOCATION_MAX_STALENESS_SECS", "3")];
+    let a = authorizer(dynamodb, &settings, clock.clone()).await;
+    let (tokens, _) = access_token(&clients, &["read"]).await;
+    let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
+    assert!(decide(&a, &event_text_with(SHAPES[0], &bearer)).await.is_ok());
+
+    // DynamoDB accepts connections and never answers: each read waits for the SDK's
+    // timeouts (2 s an attempt, 4 s a call), far longer than any request may.
+    proxy.hang();
+    let mut answered_while_reading = 0;
+    for second in 1..=3 {
+        clock.advance(1);
+        let started = std::time::Instant::now();
+        let answer = decide(&a, &event_text_with(SHAPES[0], &bearer)).await;
+        let took = started.elapsed();
+        assert!(answer.is_ok(), "{second} s after the last good read, within the bound: {answer:?}");
+        // An order of magnitude above the budget (25 ms), well below one SDK attempt.
+        assert!(took < std::time::Duration::from_secs(1), "a request waited {took:?} for a hung read");
+        answered_while_reading += usize::from(a.reading());
+    }
+    assert!(answered_while_reading > 0, "the hung reads were under way while requests were answered");
+    clock.advance(1);
+    let started = std::time::Instant::now();
+    let answer = decide(&a, &event_text_with(SHAPES[0], &bearer)).await;
+    assert_eq!(answer.unwrap_err(), Unauthorized::StaleRevocations, "past the bound, hung read or not");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1), "refused at once: {:?}", started.elapsed());
 }
 
 /// An authorizer with these route rules answering payload 2.0 in `style`.

@@ -1,5 +1,6 @@
 //! The `authorizer` Lambda: wiring only. The key set and the revocation state are read at
-//! start; a request then makes no AWS call unless their poll is due.
+//! start; a request then makes no AWS call unless their poll is due, and waits for that at
+//! most `READ_BUDGET`.
 
 mod handler;
 
@@ -11,6 +12,10 @@ use tokenauth::{Config, SystemClock};
 
 /// One invocation at a time, so a current-thread runtime: no worker threads to start at
 /// cold start or to hand each I/O wake-up to.
+/// A read a request stopped waiting for (`READ_BUDGET`) runs on this thread too: while a
+/// request awaits and while the runtime waits for the next event; frozen with the instance
+/// otherwise, it resumes at the next thaw (see docs/authorizer.md, "Reads never hold a
+/// request").
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();

@@ -1,19 +1,30 @@
 //! How a warm authorizer keeps up with revocations.
 //!
 //! No DynamoDB read per request: the feed polls "revoked since T" at most once per
-//! `poll_every` (inline, on the first request after the interval), so reads depend on
+//! `poll_every` (started by the first request after the interval), so reads depend on
 //! the number of warm instances, not on the request rate. A revocation is therefore
-//! visible at an instance within `poll_every` (+ the request gap that triggers the poll),
-//! however late within [`POLL_OVERLAP_MS`] of its stamp its write lands.
-//! If polling fails, the last known state serves for at most `max_staleness`, then every
-//! token is refused until a poll succeeds again (fail closed).
+//! visible at an instance within `poll_every` (plus the request gap that triggers the poll
+//! and the poll's own time), however late within [`POLL_OVERLAP_MS`] of its stamp its
+//! write lands. If polling fails, the last known state serves for at most `max_staleness`, then
+//! every token is refused until a poll succeeds again (fail closed).
+//!
+//! A poll runs on a task of its own ([`ReadBeside`]): the request that started it waits
+//! for it only until the deadline it passes to [`RevocationFeed::sync_until`] (the
+//! authorizer's [`crate::edge::authorizer::READ_BUDGET`]) and is then answered from the
+//! state held; the poll finishes beside later requests and its result is applied when it
+//! arrives, counted as read at the time the poll *started*. No second poll starts while
+//! one is under way.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::time::Instant;
 
 use crate::error::DependencyError;
 use crate::platform::config::AuthorizerSettings;
 use crate::platform::metrics;
+use crate::platform::read_beside::{ReadBeside, READ_ABANDONED_AFTER};
 use crate::rules::polled::{Freshness, Polled};
 use crate::rules::records::Revocation;
 use crate::rules::revocations::RevocationCache;
@@ -47,10 +58,24 @@ impl RevocationSource for DynamoRevocations {
 /// Keeps a [`RevocationCache`] up to date from a [`RevocationSource`].
 #[derive(Debug)]
 pub struct RevocationFeed {
+    shared: Arc<Shared>,
+    polls: ReadBeside,
+}
+
+/// What a poll's task reads and writes.
+#[derive(Debug)]
+struct Shared {
     source: Box<dyn RevocationSource>,
-    cache: RevocationCache,
     polled: Polled,
     lookback_secs: u64,
+    held: Mutex<Held>,
+}
+
+/// The state held between polls.
+#[derive(Debug)]
+struct Held {
+    cache: RevocationCache,
+    /// Where the next poll starts reading (less the overlap): the start of the last good one.
     cursor_ms: Option<u64>,
 }
 
@@ -59,13 +84,8 @@ impl RevocationFeed {
     /// state for `settings.max_staleness`, and at start loads entries of the last
     /// `lookback_secs` (the longest a covered token can live).
     pub fn new(source: Box<dyn RevocationSource>, settings: &AuthorizerSettings, lookback_secs: u64) -> Self {
-        Self {
-            source,
-            cache: RevocationCache::default(),
-            polled: Polled::new(settings.poll_every, settings.max_staleness),
-            lookback_secs,
-            cursor_ms: None,
-        }
+        let held = Held { cache: RevocationCache::default(), cursor_ms: None };
+        Self::with_state(source, Polled::new(settings.poll_every, settings.max_staleness), lookback_secs, held)
     }
 
     /// A feed that already holds `cache`, synced at `synced_at` (for benchmarks and tests
@@ -76,93 +96,168 @@ impl RevocationFeed {
         cache: RevocationCache,
         synced_at: u64,
     ) -> Self {
-        Self {
-            cache,
-            cursor_ms: Some(synced_at.saturating_mul(1000)),
-            polled: Polled::new(settings.poll_every, settings.max_staleness).read_at(synced_at),
-            ..Self::new(source, settings, 0)
-        }
+        let polled = Polled::new(settings.poll_every, settings.max_staleness).read_at(synced_at);
+        Self::with_state(source, polled, 0, Held { cache, cursor_ms: Some(synced_at.saturating_mul(1000)) })
     }
 
-    /// Polls if due; then says whether the state may be used at `now` (Unix seconds).
-    pub async fn sync(&mut self, now: u64) -> Freshness {
-        if self.polled.claim(now) {
-            let age = self.polled.last_success().map_or(0, |at| now.saturating_sub(at));
-            match self.poll(now).await {
-                // How old the state was when this poll renewed it.
-                Ok(()) => metrics::measure("authorize", "RevocationFeedAge", "poll", "Seconds", age as f64),
-                Err(e) => {
-                    tracing::warn!(error = %e, "revocation poll failed; serving the last known state");
-                    metrics::count("authorize", "RevocationPollFailures", "failed");
-                }
+    fn with_state(source: Box<dyn RevocationSource>, polled: Polled, lookback_secs: u64, held: Held) -> Self {
+        let held = Mutex::new(held);
+        Self { shared: Arc::new(Shared { source, polled, lookback_secs, held }), polls: ReadBeside::default() }
+    }
+
+    /// Polls if due and waits for the poll to finish; then says whether the state may be
+    /// used at `now` (Unix seconds). For a cold start and for tests: a request passes a
+    /// deadline to [`Self::sync_until`].
+    pub async fn sync(&self, now: u64) -> Freshness {
+        self.sync_until(now, None).await
+    }
+
+    /// Starts a poll if one is due and none is under way, waits for it until `deadline`
+    /// at most (then it finishes beside later requests), and says whether the state held
+    /// may be used at `now` (Unix seconds): fail closed past the staleness bound, whatever
+    /// is under way.
+    pub async fn sync_until(&self, now: u64, deadline: Option<Instant>) -> Freshness {
+        let started = self.polls.start_if(
+            || self.shared.polled.claim(now),
+            || {
+                let shared = Arc::clone(&self.shared);
+                async move { shared.poll(now).await }
+            },
+            || {
+                tracing::warn!(after = ?READ_ABANDONED_AFTER, "revocation poll abandoned; the next interval polls again");
+                metrics::count("authorize", "RevocationPollFailures", "failed");
+            },
+        );
+        if let Some(poll) = started {
+            if !poll.ended_by(deadline).await {
+                tracing::warn!("revocation poll still under way; answering from the state held");
+                metrics::count("authorize", "ReadsPastBudget", "revocations");
             }
         }
-        let freshness = self.polled.freshness(now);
+        let freshness = self.shared.polled.freshness(now);
         if freshness == Freshness::Stale {
-            tracing::error!(last_success = ?self.polled.last_success(), "revocation state is stale; denying");
+            tracing::error!(last_success = ?self.shared.polled.last_success(), "revocation state is stale; denying");
         }
         freshness
     }
 
-    async fn poll(&mut self, now: u64) -> Result<(), DependencyError> {
-        let now_ms = now.saturating_mul(1000);
-        let since_ms = match self.cursor_ms {
-            Some(cursor) => cursor.saturating_sub(POLL_OVERLAP_MS),
-            None => now_ms.saturating_sub(self.lookback_secs.saturating_mul(1000)),
-        };
-        let entries = self.source.since(since_ms, now_ms.saturating_add(60_000)).await?;
-        self.cache.apply(entries);
-        self.cache.prune(now);
-        self.cursor_ms = Some(now_ms);
-        self.polled.succeeded(now);
-        Ok(())
+    /// Whether a poll is under way.
+    pub fn polling(&self) -> bool {
+        self.polls.in_flight()
     }
 
     /// Whether a verified token is revoked, by the last known state.
     pub fn is_revoked(&self, token: &AccessClaims) -> bool {
-        self.cache.is_revoked(token)
+        self.shared.held().cache.is_revoked(token)
     }
 
-    /// The cache, for inspection.
-    pub fn cache(&self) -> &RevocationCache {
-        &self.cache
+    /// When the last good poll started, if there was one.
+    pub fn last_success(&self) -> Option<u64> {
+        self.shared.polled.last_success()
+    }
+}
+
+impl Shared {
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One poll, started at `now`: its outcome logged and counted.
+    async fn poll(&self, now: u64) {
+        let age = self.polled.last_success().map_or(0, |at| now.saturating_sub(at));
+        match self.read(now).await {
+            // How old the state was when this poll renewed it.
+            Ok(()) => metrics::measure("authorize", "RevocationFeedAge", "poll", "Seconds", age as f64),
+            Err(e) => {
+                tracing::warn!(error = %e, "revocation poll failed; serving the last known state");
+                metrics::count("authorize", "RevocationPollFailures", "failed");
+            }
+        }
+    }
+
+    /// Reads from the cursor (less the overlap) and applies what it finds, however late it
+    /// answers: the entries are learnt, the cursor moves to `now` (never back), and the
+    /// success counts at `now`, when the read started, so a slow read never makes the state
+    /// look fresher than it is.
+    async fn read(&self, now: u64) -> Result<(), DependencyError> {
+        let now_ms = now.saturating_mul(1000);
+        let since_ms = match self.held().cursor_ms {
+            Some(cursor) => cursor.saturating_sub(POLL_OVERLAP_MS),
+            None => now_ms.saturating_sub(self.lookback_secs.saturating_mul(1000)),
+        };
+        let entries = self.source.since(since_ms, now_ms.saturating_add(60_000)).await?;
+        let mut held = self.held();
+        held.cache.apply(entries);
+        held.cache.prune(now);
+        held.cursor_ms = Some(held.cursor_ms.map_or(now_ms, |cursor| cursor.max(now_ms)));
+        self.polled.succeeded(now);
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::rules::records::RevocationKind;
     use crate::rules::revocations::tests::{entry, token};
 
+    /// One scripted answer: the entries or a failure, at once, after a while, or never.
+    #[derive(Debug)]
+    enum Answer {
+        Now(Result<Vec<Revocation>, ()>),
+        After(Duration, Result<Vec<Revocation>, ()>),
+        Never,
+    }
+
     /// A source that answers from a script, one answer per read, and records each read.
     #[derive(Debug, Default)]
     struct Scripted {
-        answers: std::sync::Mutex<std::collections::VecDeque<Result<Vec<Revocation>, ()>>>,
+        answers: std::sync::Mutex<std::collections::VecDeque<Answer>>,
         reads: std::sync::Mutex<Vec<(u64, u64)>>,
     }
 
     impl RevocationSource for std::sync::Arc<Scripted> {
         fn since(&self, from_ms: u64, to_ms: u64) -> SinceFuture<'_> {
             self.reads.lock().unwrap_or_else(|e| e.into_inner()).push((from_ms, to_ms));
-            let answer = self.answers.lock().unwrap_or_else(|e| e.into_inner()).pop_front().unwrap_or(Ok(vec![]));
+            let answer =
+                self.answers.lock().unwrap_or_else(|e| e.into_inner()).pop_front().unwrap_or(Answer::Now(Ok(vec![])));
             Box::pin(async move {
+                let answer = match answer {
+                    Answer::Now(answer) => answer,
+                    Answer::After(wait, answer) => {
+                        tokio::time::sleep(wait).await;
+                        answer
+                    }
+                    Answer::Never => std::future::pending().await,
+                };
                 answer.map_err(|()| DependencyError::DynamoDb { operation: "Query", message: "scripted".into() })
             })
         }
     }
 
     fn scripted(answers: Vec<Result<Vec<Revocation>, ()>>) -> (std::sync::Arc<Scripted>, RevocationFeed) {
+        scripted_every(5, answers.into_iter().map(Answer::Now).collect())
+    }
+
+    /// A feed polling every `poll_every` seconds, relying on a poll for 60 s.
+    fn scripted_every(poll_every: u64, answers: Vec<Answer>) -> (std::sync::Arc<Scripted>, RevocationFeed) {
         let source =
             std::sync::Arc::new(Scripted { answers: std::sync::Mutex::new(answers.into()), ..Default::default() });
         let settings = AuthorizerSettings {
             style: crate::rules::routes::ResponseStyle::Simple,
             rules: vec![],
-            poll_every: std::time::Duration::from_secs(5),
-            max_staleness: std::time::Duration::from_secs(60),
-            metrics_every: std::time::Duration::from_secs(10),
+            poll_every: Duration::from_secs(poll_every),
+            max_staleness: Duration::from_secs(60),
+            metrics_every: Duration::from_secs(10),
         };
         (source.clone(), RevocationFeed::new(Box::new(source), &settings, 1_000))
+    }
+
+    /// The authorizer's deadline for a request starting now.
+    fn budget() -> Option<Instant> {
+        Some(Instant::now() + BUDGET)
     }
 
     fn reads(source: &Scripted) -> Vec<(u64, u64)> {
@@ -171,7 +266,7 @@ mod tests {
 
     #[tokio::test]
     async fn polls_at_most_once_per_interval_from_the_lookback_then_from_the_cursor_with_overlap() {
-        let (source, mut feed) = scripted(vec![Ok(vec![entry(RevocationKind::Sid, "s1", None, 99_999)])]);
+        let (source, feed) = scripted(vec![Ok(vec![entry(RevocationKind::Sid, "s1", None, 99_999)])]);
         assert_eq!(feed.sync(10_000).await, Freshness::Fresh);
         assert_eq!(reads(&source), vec![(9_000_000, 10_060_000)], "a cold feed reads the whole look-back");
         assert!(feed.is_revoked(&token("x", "s1", "x", 0)));
@@ -186,7 +281,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_poll_serves_the_last_state_until_the_staleness_bound_then_denies_until_a_poll_succeeds() {
         let revoked = entry(RevocationKind::Jti, "j1", None, 99_999);
-        let (source, mut feed) = scripted(vec![Ok(vec![revoked]), Err(()), Err(()), Ok(vec![])]);
+        let (source, feed) = scripted(vec![Ok(vec![revoked]), Err(()), Err(()), Ok(vec![])]);
         assert_eq!(feed.sync(1_000).await, Freshness::Fresh);
         assert_eq!(feed.sync(1_005).await, Freshness::Fresh, "failed, last success 5 s ago");
         assert!(feed.is_revoked(&token("j1", "x", "x", 0)), "the last known state still applies");
@@ -199,7 +294,84 @@ mod tests {
 
     #[tokio::test]
     async fn a_feed_that_never_synced_is_stale() {
-        let (_, mut feed) = scripted(vec![Err(())]);
+        let (_, feed) = scripted(vec![Err(())]);
         assert_eq!(feed.sync(1_000).await, Freshness::Stale);
+    }
+
+    /// The budget under test (the authorizer's, restated so this layer does not import edge).
+    const BUDGET: Duration = Duration::from_millis(25);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_poll_leaves_the_request_to_be_answered_from_the_state_held_at_the_deadline() {
+        let revoked = entry(RevocationKind::Jti, "j1", None, 99_999);
+        let (source, feed) = scripted_every(5, vec![Answer::Now(Ok(vec![revoked])), Answer::Never]);
+        assert_eq!(feed.sync(1_000).await, Freshness::Fresh);
+        let asked = Instant::now();
+        assert_eq!(feed.sync_until(1_005, budget()).await, Freshness::Fresh, "answered from the state held");
+        assert_eq!(asked.elapsed(), BUDGET, "waited the budget, not the read");
+        assert!(feed.polling(), "the poll goes on beside");
+        assert!(feed.is_revoked(&token("j1", "x", "x", 0)), "the state held still applies");
+        assert_eq!(reads(&source).len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_that_answers_after_the_budget_is_applied_for_later_requests_as_of_its_start() {
+        let late = entry(RevocationKind::Sid, "s-late", None, 99_999);
+        let (source, feed) =
+            scripted_every(5, vec![Answer::Now(Ok(vec![])), Answer::After(Duration::from_millis(500), Ok(vec![late]))]);
+        assert_eq!(feed.sync(1_000).await, Freshness::Fresh);
+        assert_eq!(feed.sync_until(1_005, budget()).await, Freshness::Fresh);
+        let session = token("x", "s-late", "x", 0);
+        assert!(!feed.is_revoked(&session), "not answered yet");
+        wait_until_polled(&feed).await;
+        // A later request (the clock says 1_007) finds what the late poll learnt.
+        assert_eq!(feed.sync_until(1_007, budget()).await, Freshness::Fresh);
+        assert!(feed.is_revoked(&session), "the late answer was applied");
+        assert_eq!(feed.last_success(), Some(1_005), "a success as of the poll's start, not its end");
+        assert_eq!(reads(&source).len(), 2, "nothing due at 1_007");
+        feed.sync(1_010).await;
+        assert_eq!(reads(&source)[2].0, 1_005_000 - POLL_OVERLAP_MS, "the cursor moved to the late poll's start");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_one_poll_is_under_way_however_many_requests_find_one_due() {
+        // A poll on every request (REVOCATION_POLL_SECS=0), and the first one hangs.
+        let (source, feed) = scripted_every(0, vec![Answer::Now(Ok(vec![])), Answer::Never]);
+        assert_eq!(feed.sync(1_000).await, Freshness::Fresh);
+        for now in 1_001..1_021 {
+            assert_eq!(feed.sync_until(now, budget()).await, Freshness::Fresh);
+        }
+        assert_eq!(reads(&source).len(), 2, "the hung poll is the only one since: {:?}", reads(&source));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_staleness_bound_a_request_is_refused_while_a_poll_hangs() {
+        let (_, feed) = scripted_every(5, vec![Answer::Now(Ok(vec![])), Answer::Never]);
+        assert_eq!(feed.sync(1_000).await, Freshness::Fresh);
+        assert_eq!(feed.sync_until(1_055, budget()).await, Freshness::Fresh, "hangs, within the bound");
+        assert!(feed.polling());
+        assert_eq!(feed.sync_until(1_061, budget()).await, Freshness::Stale, "fail closed, poll or no poll");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_that_never_answers_is_abandoned_and_the_next_interval_polls_again() {
+        let (source, feed) = scripted_every(5, vec![Answer::Now(Ok(vec![])), Answer::Never, Answer::Now(Ok(vec![]))]);
+        assert_eq!(feed.sync(1_000).await, Freshness::Fresh);
+        feed.sync_until(1_005, budget()).await;
+        feed.sync_until(1_010, budget()).await;
+        assert_eq!(reads(&source).len(), 2, "an interval later, the hung poll still blocks a second");
+        wait_until_polled(&feed).await;
+        assert_eq!(feed.sync_until(1_015, budget()).await, Freshness::Fresh);
+        assert_eq!(reads(&source).len(), 3, "after the abandon, the next request polls again");
+        assert_eq!(feed.last_success(), Some(1_015));
+    }
+
+    /// Lets (paused) time run until no poll is under way, the longest a poll may take at most.
+    async fn wait_until_polled(feed: &RevocationFeed) {
+        let deadline = Instant::now() + READ_ABANDONED_AFTER + Duration::from_secs(1);
+        while feed.polling() {
+            assert!(Instant::now() < deadline, "a poll outlived its abandonment");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }

@@ -11,12 +11,21 @@
 //! route requires is a *deny* (403). Allow policies cover the whole API and explicitly deny
 //! every route whose required scope the token lacks, so a policy cached by API Gateway for
 //! this token stays right for every other route.
+//!
+//! The hot path never waits on a dependency for long: a request that finds the key set or
+//! the revocation feed due for a read (or meets a token naming a key it does not know)
+//! starts the read and waits for it at most [`READ_BUDGET`] in all, then is answered from
+//! the state held while the read finishes beside later requests. The staleness bounds are
+//! judged by the clock at each request, so however long reads fail or hang (or an instance
+//! stays frozen between invocations), state older than the bound is refused.
 
 mod answer;
 mod event;
 
 use std::fmt;
 use std::sync::Arc;
+
+use tokio::time::Instant;
 
 pub use answer::{Answer, AuthContext};
 
@@ -30,6 +39,8 @@ use crate::rules::verify::{Rejection, Verifier};
 use crate::services::keys::KeyRing;
 use crate::services::revocation_feed::RevocationFeed;
 use event::{split_arn, AuthorizationHeader, Event, Shape};
+
+pub use crate::platform::read_beside::READ_BUDGET;
 
 /// Why a request was not authorized (the audit/metric class).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +87,7 @@ impl std::error::Error for Unauthorized {}
 pub struct Authorizer {
     keys: Arc<KeyRing>,
     tally: Tally,
-    feed: tokio::sync::Mutex<RevocationFeed>,
+    feed: RevocationFeed,
     settings: AuthorizerSettings,
     clock: Arc<dyn Clock>,
 }
@@ -91,7 +102,7 @@ impl Authorizer {
     /// Assembles an authorizer.
     pub fn new(keys: KeyRing, feed: RevocationFeed, settings: AuthorizerSettings, clock: Arc<dyn Clock>) -> Self {
         let tally = Tally::new("authorize", settings.metrics_every);
-        Self { keys: Arc::new(keys), tally, feed: tokio::sync::Mutex::new(feed), settings, clock }
+        Self { keys: Arc::new(keys), tally, feed, settings, clock }
     }
 
     /// Builds the authorizer as the function does: the key set and the revocation feed from
@@ -124,11 +135,19 @@ impl Authorizer {
         self.keys.verifier()
     }
 
-    /// Reads the key set and polls the revocation feed now, together (at cold start, so the
-    /// first request needs no read).
+    /// Whether a read of the key set or the revocation feed is under way (one a request
+    /// stopped waiting for, finishing beside): for tests that need what it brings.
+    pub fn reading(&self) -> bool {
+        self.keys.reading() || self.feed.polling()
+    }
+
+    /// Reads the key set and polls the revocation feed now, together, waiting for both
+    /// however long they take (bounded by the SDK's timeouts): at cold start, before the
+    /// runtime asks for the first event, nothing is held yet that a request could be
+    /// answered from.
     pub async fn warm_up(&self) -> Freshness {
         let now = self.clock.now();
-        let (keys, revocations) = tokio::join!(self.keys.sync(now), async { self.feed.lock().await.sync(now).await });
+        let (keys, revocations) = tokio::join!(self.keys.sync(now), self.feed.sync(now));
         match (keys.freshness, revocations) {
             (Freshness::Fresh, Freshness::Fresh) => Freshness::Fresh,
             _ => Freshness::Stale,
@@ -173,13 +192,16 @@ impl Authorizer {
         };
 
         let now = self.clock.now();
+        // Every read this request starts is waited for until here at most, in all.
+        let deadline = Some(Instant::now() + READ_BUDGET);
         let mut verified = match self.verifier().verify(token, now) {
             Ok(v) => v,
             // Perhaps a key newer than ours: a warm instance reads the set only when invoked,
             // so one left idle while a key was published and promoted meets its first token
             // here. Read the set now if the last read is an interval old (a flood of unknown
-            // kids still costs at most one read per interval) and verify with what it holds.
-            Err(Rejection::UnknownKey) if self.keys.sync(now).await.changed => {
+            // kids still costs at most one read per interval) and, if it answers within the
+            // budget, verify with what it holds; if not, refuse, and a later request has it.
+            Err(Rejection::UnknownKey) if self.keys.sync_until(now, deadline).await.changed => {
                 match self.verifier().verify(token, now) {
                     Ok(v) => v,
                     Err(rejection) => return self.refuse(Some(shape), Unauthorized::Invalid(rejection)),
@@ -188,8 +210,8 @@ impl Authorizer {
             Err(rejection) => return self.refuse(Some(shape), Unauthorized::Invalid(rejection)),
         };
         {
-            let mut feed = self.feed.lock().await;
-            let (keys, revocations) = tokio::join!(self.keys.sync(now), feed.sync(now));
+            let (keys, revocations) =
+                tokio::join!(self.keys.sync_until(now, deadline), self.feed.sync_until(now, deadline));
             if revocations == Freshness::Stale {
                 return self.refuse(Some(shape), Unauthorized::StaleRevocations);
             }
@@ -203,7 +225,7 @@ impl Authorizer {
                     Err(rejection) => return self.refuse(Some(shape), Unauthorized::Invalid(rejection)),
                 };
             }
-            if feed.is_revoked(&verified) {
+            if self.feed.is_revoked(&verified) {
                 return self.refuse(Some(shape), Unauthorized::Revoked);
             }
         }

@@ -5,17 +5,20 @@
 //! key, so a rotation needs no redeploy and a function's cold start no `kms:GetPublicKey`.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use tokio::time::Instant;
 
 use super::{AuthenticatedKeys, EnvelopeSigner, KmsSigner};
 use crate::error::DependencyError;
 use crate::platform::clock::Clock;
 use crate::platform::config::Config;
 use crate::platform::metrics;
+use crate::platform::read_beside::{ReadBeside, READ_ABANDONED_AFTER, READ_BUDGET};
 use crate::rules::keys::set::{KeyEntry, KeyKind, KeySet};
 use crate::rules::keys::{JwsFuture, Signer, TrustedKey};
 use crate::rules::polled::{Freshness, Polled};
@@ -52,26 +55,40 @@ pub fn stale_key_set() -> DependencyError {
 pub struct KeySync {
     /// Whether the keys may be relied on (loaded within the staleness bound).
     pub freshness: Freshness,
-    /// Whether this call replaced the verifier's keys.
+    /// Whether the verifier's keys were replaced while this call waited.
     pub changed: bool,
 }
 
 /// Keeps a [`Verifier`]'s trusted keys equal to the key set: reloaded at most once per
-/// `every` (inline with the caller's other polling, or at once when a token names a key we
+/// `every` (with the caller's other polling, or at once when a token names a key we
 /// do not know), never more often, however many requests ask. If reading fails, the
 /// last keys serve for `max_staleness`; after that the ring reports itself stale and the
 /// caller refuses (an emergency revoke must not go unseen for long).
+///
+/// A reload runs on a task of its own ([`ReadBeside`]): a caller with a deadline
+/// ([`KeyRing::sync_until`], the authorizer's budget) stops waiting at it and is answered
+/// with the keys held, while the read finishes beside later requests; its keys replace
+/// the verifier's when it answers if they are newer, and it counts as a good read as of
+/// when it started.
 pub struct KeyRing {
+    shared: Arc<Ring>,
+    reads: ReadBeside,
+}
+
+/// What a reload's task reads and writes.
+struct Ring {
     keys: AuthenticatedKeys,
     verifier: Arc<Verifier>,
     polled: Polled,
     /// The version the verifier's keys are from; only a read holds it.
     version: Mutex<Option<u64>>,
+    /// How many times the verifier's keys were replaced.
+    replaced: AtomicU64,
 }
 
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyRing").field("polled", &self.polled).finish_non_exhaustive()
+        f.debug_struct("KeyRing").field("polled", &self.shared.polled).finish_non_exhaustive()
     }
 }
 
@@ -94,7 +111,7 @@ impl KeyRing {
     /// poll of 0, every request, does not make the key set a read per request).
     pub fn new(keys: AuthenticatedKeys, verifier: Arc<Verifier>, every: Duration, max_staleness: Duration) -> Self {
         let every = every.max(Duration::from_secs(1));
-        Self { keys, verifier, polled: Polled::new(every, max_staleness), version: Mutex::new(None) }
+        Self::with_polled(keys, verifier, Polled::new(every, max_staleness))
     }
 
     /// A ring whose verifier already holds the keys as of `loaded_at` (benchmarks: no read
@@ -106,63 +123,93 @@ impl KeyRing {
         max_staleness: Duration,
         loaded_at: u64,
     ) -> Self {
-        let ring = Self::new(keys, verifier, every, max_staleness);
-        Self { polled: ring.polled.read_at(loaded_at), ..ring }
+        let every = every.max(Duration::from_secs(1));
+        Self::with_polled(keys, verifier, Polled::new(every, max_staleness).read_at(loaded_at))
+    }
+
+    fn with_polled(keys: AuthenticatedKeys, verifier: Arc<Verifier>, polled: Polled) -> Self {
+        let ring = Ring { keys, verifier, polled, version: Mutex::new(None), replaced: AtomicU64::new(0) };
+        Self { shared: Arc::new(ring), reads: ReadBeside::default() }
     }
 
     /// The verifier whose keys this ring keeps.
     pub fn verifier(&self) -> &Arc<Verifier> {
-        &self.verifier
+        &self.shared.verifier
     }
 
-    /// Reloads the set if the last attempt is `every` old (inline: the caller waits for
-    /// that one read), and says whether the keys may be used.
+    /// Reloads the set if the last attempt is `every` old, waiting for that read, and says
+    /// whether the keys may be used (a cold start, and callers off the hot path).
     pub async fn sync(&self, now: u64) -> KeySync {
-        let changed = if self.polled.claim(now) { self.load(now).await } else { false };
+        self.sync_until(now, None).await
+    }
+
+    /// Starts a reload if the last attempt is `every` old and none is under way, waits for
+    /// it until `deadline` at most (then it finishes beside later requests), and says
+    /// whether the keys held may be used at `now`.
+    pub async fn sync_until(&self, now: u64, deadline: Option<Instant>) -> KeySync {
+        let replaced_before = self.shared.replaced.load(Ordering::Acquire);
+        let started = self.reads.start_if(
+            || self.shared.polled.claim(now),
+            || {
+                let ring = Arc::clone(&self.shared);
+                async move { ring.load(now).await }
+            },
+            || {
+                tracing::warn!(after = ?READ_ABANDONED_AFTER, "key set read abandoned; the next interval reads again");
+                metrics::count("keys", "KeySetReadFailures", "failed");
+            },
+        );
+        if let Some(read) = started {
+            if !read.ended_by(deadline).await {
+                tracing::warn!("key set read still under way; answering with the keys held");
+                metrics::count("keys", "ReadsPastBudget", "key_set");
+            }
+        }
+        let changed = self.shared.replaced.load(Ordering::Acquire) != replaced_before;
         KeySync { freshness: self.freshness(now), changed }
+    }
+
+    /// Whether a reload is under way.
+    pub fn reading(&self) -> bool {
+        self.reads.in_flight()
     }
 
     /// Whether the keys were loaded within the staleness bound.
     pub fn freshness(&self, now: u64) -> Freshness {
-        self.polled.freshness(now)
+        self.shared.polled.freshness(now)
     }
+}
 
+impl Ring {
     /// Reads the set and hands its trusted keys to the verifier if it is newer than the one
-    /// the verifier has (versions only grow, so a slow read never undoes a newer one).
-    async fn load(&self, now: u64) -> bool {
+    /// the verifier has (versions only grow, so a slow read never undoes a newer one). A
+    /// good read counts as of `now`, when it started.
+    async fn load(&self, now: u64) {
         let set = match self.keys.get().await {
             Ok(set) => set,
-            Err(e) => return self.failed(&e),
+            Err(e) => return failed(&e),
         };
         let mut version = self.version.lock().unwrap_or_else(PoisonError::into_inner);
         if version.is_some_and(|v| set.version <= v) {
             self.polled.succeeded(now);
-            return false;
+            return;
         }
         let keys = match trusted_keys(&set) {
             Ok(keys) => keys,
-            Err(e) => return self.failed(&e),
+            Err(e) => return failed(&e),
         };
         tracing::info!(version = set.version, keys = keys.len(), "key set loaded");
         self.verifier.replace_keys(keys);
         *version = Some(set.version);
+        self.replaced.fetch_add(1, Ordering::AcqRel);
         self.polled.succeeded(now);
-        true
-    }
-
-    fn failed(&self, e: &DependencyError) -> bool {
-        tracing::warn!(error = %e, "key set not reloaded; the last keys stay in use");
-        metrics::count("keys", "KeySetReadFailures", "failed");
-        false
     }
 }
 
-/// How long a request waits for a signer's due re-read of the key set before it signs with
-/// the key it holds: the read goes on beside later requests and its result is used when it
-/// lands. A dependency that is slow or down costs a request at most this, never the SDK's
-/// retries (seconds). A signer that holds no key yet, or whose key is past the staleness
-/// bound, waits for the read: it has nothing it may sign with.
-pub const SIGNER_READ_BUDGET: Duration = Duration::from_millis(25);
+fn failed(e: &DependencyError) {
+    tracing::warn!(error = %e, "key set not reloaded; the last keys stay in use");
+    metrics::count("keys", "KeySetReadFailures", "failed");
+}
 
 /// The key the set names current, ready to sign: through KMS, or decrypted into memory.
 #[derive(Debug)]
@@ -201,14 +248,19 @@ impl Signer for CurrentKey {
 }
 
 /// The signer of login and refresh: signs with the key set's current key, re-reading the
-/// set at most once per `every`. A promotion therefore reaches every signer within `every`
-/// (plus [`SIGNER_READ_BUDGET`]'s read that lands late); the retirement gate waits that
-/// long on top of the token lifetime ([`Config::key_timings`]). An envelope key is
+/// set at most once per `every`. A due re-read is waited for at most [`READ_BUDGET`], then
+/// finishes beside later requests ([`ReadBeside`]) while the key held signs, so a slow or
+/// absent DynamoDB costs a login or refresh at most that; a signer that holds no key yet,
+/// or whose key is past the staleness bound, waits for the read (it has nothing it may
+/// sign with). A promotion therefore reaches every signer within `every`, and the request
+/// that finds a slow read due may still sign with the key before; the retirement gate waits
+/// for the staleness bound on top of the token lifetime ([`Config::key_timings`]). An envelope key is
 /// decrypted once, when the set first names it current. If a re-read fails, the key it
 /// knows keeps signing until the staleness bound ([`Config::key_set_max_staleness`]), then
 /// signing fails (503) rather than guess.
 pub struct KeySetSigner {
     state: Arc<SignerState>,
+    reads: ReadBeside,
 }
 
 /// What a signer and its background reads share.
@@ -242,7 +294,7 @@ impl KeySetSigner {
         let polled = Polled::new(every.max(Duration::from_secs(1)), max_staleness);
         let state =
             SignerState { keys, kms, polled, clock, loaded: Mutex::new(None), reading: tokio::sync::Mutex::new(()) };
-        Self { state: Arc::new(state) }
+        Self { state: Arc::new(state), reads: ReadBeside::default() }
     }
 
     /// The signer a deployment configured (Keys table, `KEY_SET_RELOAD_SECS`), having read
@@ -269,20 +321,28 @@ impl KeySetSigner {
         let Some(held) = held else {
             return self.state.read_now(now, false).await;
         };
-        if self.state.polled.claim(now) {
-            if self.state.polled.freshness(now) == Freshness::Stale {
-                // Past the bound: nothing may sign until a read succeeds, so wait for it.
-                return self.state.read_now(now, true).await;
-            }
-            let state = Arc::clone(&self.state);
-            let read = tokio::spawn(async move { state.read_now(now, false).await });
-            match tokio::time::timeout(SIGNER_READ_BUDGET, read).await {
-                Ok(Ok(Ok(key))) => return Ok(key),
-                Ok(Ok(Err(_))) | Ok(Err(_)) => {}
-                Err(_) => {
-                    tracing::info!("key set re-read outlasted its budget; it goes on beside later requests");
-                    metrics::count("keys", "KeySetReadsDeferred", "deferred");
+        let started = self.reads.start_if(
+            || self.state.polled.claim(now),
+            || {
+                let state = Arc::clone(&self.state);
+                async move {
+                    let _ = state.read_now(now, false).await;
                 }
+            },
+            || {
+                tracing::warn!(after = ?READ_ABANDONED_AFTER, "key set read abandoned; the next interval reads again");
+                metrics::count("keys", "KeySetReadFailures", "failed");
+            },
+        );
+        if let Some(read) = started {
+            // Past the bound nothing may sign until a read succeeds: wait for this one.
+            let deadline = match self.state.polled.freshness(now) {
+                Freshness::Fresh => Some(Instant::now() + READ_BUDGET),
+                Freshness::Stale => None,
+            };
+            if !read.ended_by(deadline).await {
+                tracing::warn!("key set re-read still under way; signing with the key held");
+                metrics::count("keys", "ReadsPastBudget", "key_set");
             }
         }
         match self.state.polled.freshness(now) {
