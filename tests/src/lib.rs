@@ -184,6 +184,53 @@ pub async fn clients_recorded_by(recorder: &iam::IamRecorder) -> Clients {
     Clients { dynamodb, kms, calls }
 }
 
+/// Clients like [`clients`], but whose KMS client is the one login and refresh build
+/// ([`tokenauth::platform::aws::signing_kms_client`]: one retry), with the call log.
+pub async fn signing_clients() -> Clients {
+    let mut clients = clients().await;
+    let kms = tokenauth::platform::aws::signing_kms_client(&sdk_config().await);
+    clients.kms = aws_sdk_kms::Client::from_conf(kms.config().to_builder().interceptor(clients.calls.clone()).build());
+    clients
+}
+
+/// The stack's KMS throttling switch (`infra/local/kms_emulator.py`): while this lives, the
+/// stack's KMS emulator answers `ThrottlingException` (HTTP 400, as AWS KMS does over its
+/// quota) to the operations named; dropped, it is switched off. The switch is a file that
+/// `with-stack.sh` names in `TOKENAUTH_KMS_FAULTS` (the functions are never told of it);
+/// it is stack-wide, so the tests that flip it hold [`KmsThrottling::exclusive`] while they do.
+pub struct KmsThrottling {
+    path: PathBuf,
+}
+
+impl KmsThrottling {
+    /// The lock the tests that throttle KMS take, so that only one of them flips the switch
+    /// at a time (tests of one target run in parallel).
+    pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+        static SWITCH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        SWITCH.lock().await
+    }
+
+    /// Throttles `operations` (`Sign`, `Decrypt`, `GenerateMac`, ...) from the next call on.
+    pub fn on(operations: &[&str]) -> Self {
+        stack_required("the KMS emulator's throttling switch");
+        let path =
+            PathBuf::from(std::env::var("TOKENAUTH_KMS_FAULTS").expect("TOKENAUTH_KMS_FAULTS is set by make test"));
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::json!({ "throttle": operations }).to_string()).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        Self { path }
+    }
+
+    /// Switches it off now.
+    pub fn off(self) {}
+}
+
+impl Drop for KmsThrottling {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// A KMS client whose endpoint is `endpoint` (e.g. a private emulator a test may stop).
 pub async fn kms_at(endpoint: &str) -> aws_sdk_kms::Client {
     let sdk = sdk_config().await;
