@@ -231,6 +231,76 @@ impl Drop for KmsThrottling {
     }
 }
 
+/// `infra/local/dynamodb_throttle_proxy.py` of this test's own in front of the stack's
+/// DynamoDB Local, with a switch file only this test writes; stopped when dropped.
+pub struct DynamoDbThrottleProxy {
+    child: std::process::Child,
+    switch: tempfile_path::TempPath,
+    pub endpoint: String,
+}
+
+/// A file path removed when dropped.
+mod tempfile_path {
+    pub struct TempPath(pub std::path::PathBuf);
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+impl DynamoDbThrottleProxy {
+    pub fn start() -> Self {
+        stack_required("a DynamoDB throttling proxy");
+        let command = std::env::var("TOKENAUTH_DYNAMODB_THROTTLE_PROXY")
+            .expect("TOKENAUTH_DYNAMODB_THROTTLE_PROXY is set by make test");
+        let target = config_endpoint_port("AWS_ENDPOINT_URL_DYNAMODB");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let switch = std::env::temp_dir().join(format!("tokenauth-ddb-throttle-{}-{port}.json", std::process::id()));
+        let mut parts = command.split_whitespace();
+        let child = std::process::Command::new(parts.next().unwrap())
+            .args(parts)
+            .args([switch.to_str().unwrap(), &port.to_string(), &target.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the DynamoDB throttling proxy did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, switch: tempfile_path::TempPath(switch), endpoint: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// Answers `operations` (`GetItem`, `TransactWriteItems`, ...) with DynamoDB's `code`
+    /// (`ProvisionedThroughputExceededException`, `ThrottlingException`, `RequestLimitExceeded`)
+    /// from the next request on.
+    pub fn throttle(&self, operations: &[&str], code: &str) {
+        let tmp = self.switch.0.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::json!({ "throttle": operations, "code": code }).to_string()).unwrap();
+        std::fs::rename(&tmp, &self.switch.0).unwrap();
+    }
+
+    /// Lets everything through again.
+    pub fn off(&self) {
+        let _ = std::fs::remove_file(&self.switch.0);
+    }
+}
+
+impl Drop for DynamoDbThrottleProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The port of a loopback endpoint variable of the stack (`http://127.0.0.1:PORT`).
+fn config_endpoint_port(variable: &str) -> u16 {
+    let url = std::env::var(variable).unwrap_or_else(|_| panic!("{variable} is set by the stack"));
+    url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).expect("http://127.0.0.1:PORT")
+}
+
 /// A KMS client whose endpoint is `endpoint` (e.g. a private emulator a test may stop).
 pub async fn kms_at(endpoint: &str) -> aws_sdk_kms::Client {
     let sdk = sdk_config().await;

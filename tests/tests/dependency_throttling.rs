@@ -160,3 +160,76 @@ async fn a_retry_refused_while_kms_throttles_spends_none_of_the_retry_answers() 
     assert_eq!(json_of(&retried)["refresh_token"], successor, "with the same successor");
     assert_eq!(family(&config, &clients, &family_id).await.retries, before.retries + 1);
 }
+
+/// The services on a DynamoDB client that goes through a throttling proxy of this test's own.
+/// (These tests take the KMS switch's lock too: their signatures must not meet the KMS
+/// throttling of the tests above, which run in parallel.)
+async fn behind_a_throttling_proxy() -> (DynamoDbThrottleProxy, Clients) {
+    let proxy = DynamoDbThrottleProxy::start();
+    let mut clients = signing_clients().await;
+    clients.dynamodb = dynamodb_at(&proxy.endpoint).await;
+    (proxy, clients)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logins_refused_while_dynamodb_throttles_answer_503_with_retry_after_and_leave_no_family() {
+    let _kms_unthrottled = KmsThrottling::exclusive().await;
+    let config = config();
+    let (proxy, clients) = behind_a_throttling_proxy().await;
+    let service = Arc::new(login_service(&config, &clients, Arc::new(SystemClock)).await);
+    let mut users = Vec::new();
+    for _ in 0..PARALLEL {
+        users.push(create_user(&config, &clients, "ddb-throttled", &["read"]).await);
+    }
+
+    // The family's write (the transaction that also clears the user's counter) is throttled.
+    proxy.throttle(&["TransactWriteItems"], "ProvisionedThroughputExceededException");
+    let mut logins = tokio::task::JoinSet::new();
+    for (username, password, _) in users.clone() {
+        let service = service.clone();
+        logins.spawn(async move {
+            tokenauth::edge::http::login(&service, &login_request(&username, &password, None)).await
+        });
+    }
+    for response in logins.join_all().await {
+        assert_throttled_answer(&response);
+    }
+    for (username, _, user_id) in &users {
+        assert_eq!(families_of(&config, &clients, user_id).await, Vec::<String>::new(), "{username}: no family");
+    }
+    proxy.off();
+
+    for (username, password, user_id) in &users {
+        let tokens = login_tokens(&service, username, password).await;
+        let family_id = family_of(tokens["refresh_token"].as_str().unwrap());
+        assert_eq!(families_of(&config, &clients, user_id).await, vec![family_id]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refresh_refused_while_dynamodb_throttles_writes_nothing_and_the_same_token_rotates_afterwards() {
+    let _kms_unthrottled = KmsThrottling::exclusive().await;
+    let config = config();
+    let (proxy, clients) = behind_a_throttling_proxy().await;
+    let login = login_service(&config, &clients, Arc::new(SystemClock)).await;
+    let service = Arc::new(refresh_service(&config, &clients, Arc::new(SystemClock)).await);
+    let (username, password, _) = create_user(&config, &clients, "ddb-throttled-refresh", &["read"]).await;
+    let token = login_tokens(&login, &username, &password).await["refresh_token"].as_str().unwrap().to_owned();
+    let family_id = family_of(&token);
+    let before = family(&config, &clients, &family_id).await;
+
+    // The rotation's write throttled, then the family's read, each with another of the codes.
+    for (operation, code) in [("TransactWriteItems", "ThrottlingException"), ("GetItem", "RequestLimitExceeded")] {
+        proxy.throttle(&[operation], code);
+        for response in parallel_refreshes(&service, &token).await {
+            assert_throttled_answer(&response);
+        }
+        proxy.off();
+        assert_eq!(family(&config, &clients, &family_id).await, before, "{operation} {code}: nothing written");
+    }
+
+    let rotated = tokenauth::edge::http::refresh(&service, &refresh_request(&token, None, true)).await;
+    assert_eq!(rotated.status(), StatusCode::OK, "the same token rotates: {:?}", rotated.body());
+    let after = family(&config, &clients, &family_id).await;
+    assert_eq!((after.generation, after.is_alive(SystemClock.now())), (before.generation + 1, true));
+}
