@@ -76,8 +76,10 @@ LAG_SECS = 1 + CACHE_SECS
 STALENESS_SECS = 5
 # The outage: beyond the bound, the gateway's cache of an allow and one poll interval.
 OUTAGE_SECS = 14
-# Authorizer p99 during the outage (until the bound) against before it (the acceptance of issue 19).
+# Authorizer p99 during the outage (until the bound) against before it (the acceptance of issue 19),
+# before measured from BASELINE_FROM_SECS into the load (the clients' first logins are behind).
 P99_MARGIN_MS = 50
+BASELINE_FROM_SECS = 3
 # The Retry-After of a 503 for a throttled dependency (THROTTLED_RETRY_AFTER_SECS in shared/src/edge/http.rs).
 THROTTLED_RETRY_AFTER = tuple(int(n) for n in re.search(
     r"pub const THROTTLED_RETRY_AFTER_SECS: std::ops::RangeInclusive<u64> = (\d+)..=(\d+);",
@@ -350,9 +352,9 @@ def faults_run() -> dict:
         run.report(run.loadgen(6, 8))
 
         # 1. DynamoDB Local stopped during the load, beyond the staleness bound, then started again.
-        log(f"phase 1: DynamoDB Local stopped for {OUTAGE_SECS} s during 34 s of load")
-        load = run.loadgen(34, 8, verify_secs=30, timeline=True)
-        time.sleep(8)
+        log(f"phase 1: DynamoDB Local stopped for {OUTAGE_SECS} s during 36 s of load")
+        load = run.loadgen(36, 8, verify_secs=30, timeline=True)
+        time.sleep(10)
         run.stack.stop("dynamodb")
         stopped_at = time.time()
         time.sleep(OUTAGE_SECS)
@@ -366,7 +368,8 @@ def faults_run() -> dict:
         # past the bound (plus the gateway's cache of an allow and one poll): served as
         # quickly as before, then every token refused.
         stop, restart = stopped_at - run.load_started, restarted_at - run.load_started
-        before = calls_between(report, WHOAMI, 0, stop)
+        # Before: from 3 s on, once every client's first login (argon2, CPU-bound) is done.
+        before = calls_between(report, WHOAMI, BASELINE_FROM_SECS, stop)
         during = calls_between(report, WHOAMI, stop, stop + STALENESS_SECS)
         refused_from = stop + STALENESS_SECS + CACHE_SECS + 1
         past = calls_between(report, WHOAMI, refused_from, restart)
@@ -810,7 +813,9 @@ def render() -> None:
            f"- **DynamoDB stopped** for {OUTAGE_SECS} s under load, the authorizers' staleness bound set to "
            f"{STALENESS_SECS} s: every 5xx is a 503, no refresh token from a 200 is refused later, every "
            "session's last token rotates afterwards; the authorizer's (`GET /api/whoami`) p99 from the stop "
-           f"until the bound stays within {P99_MARGIN_MS} ms of its p99 before the outage in the same run, and "
+           f"until the bound stays within {P99_MARGIN_MS} ms of its p99 before the outage in the same run "
+           f"(from {BASELINE_FROM_SECS} s into the load, after a warm-up load, so neither cold starts nor the "
+           "clients' first logins count), and "
            "past the bound (plus the gateway's cache and one poll) every token is refused.",
            "- **DynamoDB slow** (a delaying proxy: 300 ms, then 2.5 s, past the SDK's attempt timeout): every "
            "5xx is a 503, parallel refreshes of one token rotate it once, no double rotation.",
