@@ -194,10 +194,11 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use aws_sdk_dynamodb::error::ErrorMetadata;
     use aws_sdk_dynamodb::operation::get_item::GetItemError;
     use aws_sdk_kms::operation::sign::SignError;
+
+    use crate::error::DependencyError;
 
     fn dynamodb_error(code: &str) -> DependencyError {
         DependencyError::dynamodb("GetItem", GetItemError::generic(ErrorMetadata::builder().code(code).build()))
