@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The local KMS emulator: moto's server, with `Sign` honouring `MessageType=DIGEST` and
-`GenerateDataKeyPairWithoutPlaintext`, which moto lacks.
+"""The local KMS emulator: moto's server, with `Sign` honouring `MessageType=DIGEST`,
+`GenerateDataKeyPairWithoutPlaintext`, which moto lacks, and a throttling switch for the
+fault runs.
 
 moto (5.2) ignores MessageType and always hashes the message it gets, so a digest sent
 the way AWS KMS expects it (and the way our signer sends it) would be hashed twice and
@@ -14,13 +15,23 @@ DER PKCS #8 encrypted under the given symmetric key (moto's own encryption, so D
 ReEncrypt open it, under the same encryption context only), never returned in clear; an
 asymmetric or disabled key, or an unknown spec, is refused with AWS's errors.
 
+The throttling switch: when the environment names a file in KMS_EMULATOR_FAULTS_FILE (the
+stack puts it in its own directory; the functions are never told where), and that file
+holds `{"throttle": ["Sign", "Decrypt", ...]}`, every call of a named operation is refused
+as AWS KMS refuses a call over the account's request quota: HTTP 400 with
+`{"__type": "ThrottlingException", "message": "Rate exceeded"}`. Removing the file (or an
+empty list) switches it off. Only whoever can write that file (the harness, a test) flips
+it; nothing a client sends to the emulator can.
+
 Usage: kms_emulator.py -H 127.0.0.1 -p PORT   (the same arguments as moto_server)
 """
 
 import base64
 import json
+import os
 import sys
 import threading
+import uuid
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -32,6 +43,44 @@ from moto.kms.responses import KmsResponse
 from moto.server import main
 
 _request = threading.local()
+
+# ---------------------------------------------------------------- the throttling switch
+
+FAULTS_FILE = os.environ.get("KMS_EMULATOR_FAULTS_FILE")
+
+
+def throttled_operations() -> frozenset:
+    """The operations the faults file names now (read per call: the harness flips it at any
+    moment); none without the file."""
+    if not FAULTS_FILE:
+        return frozenset()
+    try:
+        with open(FAULTS_FILE) as f:
+            return frozenset(json.load(f).get("throttle", []))
+    except (OSError, ValueError, AttributeError):
+        return frozenset()
+
+
+def throttling_answer():
+    """AWS KMS's answer to a call over the request quota (JSON 1.1 protocol)."""
+    body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"})
+    headers = {"Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": str(uuid.uuid4())}
+    return 400, headers, body
+
+
+_call_action = KmsResponse.call_action
+
+
+def call_action_or_throttle(self):  # type: ignore[no-untyped-def]
+    if self._get_action() in throttled_operations():
+        return throttling_answer()
+    return _call_action(self)
+
+
+KmsResponse.call_action = call_action_or_throttle
+
+# ---------------------------------------------------------------- Sign with MessageType=DIGEST
+
 
 HASHES = {
     "ECDSA_SHA_256": hashes.SHA256,

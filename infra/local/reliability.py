@@ -5,17 +5,25 @@ stack of their own (free loopback ports, stopped afterwards whatever happens).
     load    every function under `cargo lambda watch --concurrency 4`, the gateway in front,
             `loadgen` (tools/loadgen) for LOAD_SECS (30) with LOAD_CLIENTS (8) clients:
             login, authorized whoami, refresh. Asserts no 5xx and no lost session.
-    faults  the same load while
-            1. DynamoDB Local is stopped for 10 s and started again (its data on disk);
+    faults  the same load (the authorizers' staleness bound set to STALENESS_SECS) while
+            1. DynamoDB Local is stopped for OUTAGE_SECS, beyond the staleness bound, and
+               started again (its data on disk);
             2. DynamoDB answers slowly (a delaying proxy in front of it): 300 ms, then
                2.5 s, beyond the SDK's 2 s attempt timeout;
             3. the KMS emulator is stopped (SIGSTOP: KMS hangs, as an unreachable KMS
-               does from a Lambda) and continued again.
+               does from a Lambda) and continued again;
+            4. kms:Sign is throttled (the emulator's switch: AWS's ThrottlingException)
+               for THROTTLE_SECS;
+            5. the refresh storm: STORM_SESSIONS sessions refresh at once.
             Asserts: every 5xx is a 503 and no function panicked; every session's last
             refresh token from a 200 still rotates afterwards (each one is presented);
-            parallel refreshes of one token rotate once; the authorizer keeps allowing
-            valid tokens and denying a session revoked while KMS is down; recovery
-            without restarting the functions.
+            the authorizer's p99 until the staleness bound within P99_MARGIN_MS of its p99
+            before the outage, and every token refused past the bound; parallel
+            refreshes of one token rotate once; the authorizer keeps allowing valid
+            tokens and denying a session revoked while KMS is down; while KMS throttles,
+            every login and refresh is a 503 with a throttled Retry-After and no token,
+            and every session refused meanwhile rotates afterwards; the storm rotates
+            each token exactly once; recovery without restarting the functions.
             Then the attack run (also alone: `reliability.py attack`).
     attack  one address (127.0.0.2) sends logins at ATTACK_FACTOR (10) times the rate of a
             legitimate user at another address (127.0.0.1), with the deployment's default
@@ -29,6 +37,7 @@ docs/reliability.md from both files.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -62,6 +71,22 @@ MAX_RETRY_ANSWERS = int(re.search(r"pub const MAX_RETRY_ANSWERS: u32 = (\d+);",
 FUNCTION_ENV = ["REVOCATION_POLL_SECS=1", "KEY_SET_RELOAD_SECS=1"]
 CACHE_SECS = 2
 LAG_SECS = 1 + CACHE_SECS
+# The fault run's authorizers serve a failed poll's state this long (REVOCATION_MAX_STALENESS_SECS):
+# short, so that the DynamoDB outage outlasts it and the run sees both sides of the bound.
+STALENESS_SECS = 5
+# The outage: beyond the bound, the gateway's cache of an allow and one poll interval.
+OUTAGE_SECS = 14
+# Authorizer p99 during the outage (until the bound) against before it (the acceptance of issue 19),
+# before measured from BASELINE_FROM_SECS into the load (the clients' first logins are behind).
+P99_MARGIN_MS = 50
+BASELINE_FROM_SECS = 3
+# The Retry-After of a 503 for a throttled dependency (THROTTLED_RETRY_AFTER_SECS in shared/src/edge/http.rs).
+THROTTLED_RETRY_AFTER = tuple(int(n) for n in re.search(
+    r"pub const THROTTLED_RETRY_AFTER_SECS: std::ops::RangeInclusive<u64> = (\d+)..=(\d+);",
+    (ROOT / "shared/src/edge/http.rs").read_text()).groups())
+THROTTLE_SECS = 10
+# Sessions of the refresh storm, each refreshed once, all at once.
+STORM_SESSIONS = 64
 
 
 def log(msg: str) -> None:
@@ -171,11 +196,16 @@ class Run:
             lines.append(f"{username} {password}")
         self.users_file.write_text("\n".join(lines) + "\n")
 
-    def loadgen(self, secs: int, clients: int, verify_secs: int | None = None) -> subprocess.Popen:
+    def loadgen(self, secs: int, clients: int, verify_secs: int | None = None, timeline: bool = False) -> subprocess.Popen:
+        """Starts the load; with `timeline`, the report has every call, timed from
+        `self.load_started` (the moment of the launch, a few ms before loadgen's zero)."""
         argv = [str(LOADGEN), "--url", self.url, "--secs", str(secs), "--clients", str(clients),
                 "--users", str(self.users_file)]
         if verify_secs is not None:
             argv += ["--verify-secs", str(verify_secs)]
+        if timeline:
+            argv.append("--timeline")
+        self.load_started = time.time()
         return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
 
     @staticmethod
@@ -186,6 +216,15 @@ class Run:
         return json.loads(out)
 
     def http(self, method: str, path: str, body: dict | str | None = None, bearer: str | None = None) -> tuple[int, dict]:
+        status, _, answer = self.request(method, path, body, bearer)
+        return status, answer
+
+    def refresh(self, token: str) -> tuple[int, dict, dict]:
+        """One refresh of `token`: status, headers (lower-case names), body."""
+        return self.request("POST", "/auth/refresh", f"grant_type=refresh_token&refresh_token={token}")
+
+    def request(self, method: str, path: str, body: dict | str | None = None,
+                bearer: str | None = None) -> tuple[int, dict, dict]:
         headers = {}
         data = None
         if isinstance(body, dict):
@@ -197,12 +236,14 @@ class Run:
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status, json.loads(response.read() or b"null")
+                answer_headers = {k.lower(): v for k, v in response.headers.items()}
+                return response.status, answer_headers, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as e:
+            answer_headers = {k.lower(): v for k, v in e.headers.items()}
             try:
-                return e.code, json.loads(e.read() or b"null")
+                return e.code, answer_headers, json.loads(e.read() or b"null")
             except ValueError:
-                return e.code, {}
+                return e.code, answer_headers, {}
 
     def login(self, n: int = 0) -> dict:
         username, password = self.users_file.read_text().splitlines()[n].split(" ", 1)
@@ -269,24 +310,89 @@ def parallel_refreshes(run: Run, token: str) -> tuple[set[str], list[int]]:
             [status for status, _ in answers if status != 200])
 
 
+WHOAMI, LOGIN, REFRESH = "GET /api/whoami", "POST /auth/login", "POST /auth/refresh"
+
+
+def calls_between(report: dict, route: str, start: float, end: float) -> list[tuple[int, float, int | None]]:
+    """The calls of `route` that started in [start, end) seconds of the load (its timeline):
+    (status, latency ms, Retry-After)."""
+    return [(status, ms, retry_after) for r, at_ms, status, ms, retry_after in report.get("timeline", [])
+            if r == route and start * 1000 <= at_ms < end * 1000]
+
+
+def p99_ms(latencies: list[float]) -> float:
+    ordered = sorted(latencies)
+    return round(ordered[max(0, -(-99 * len(ordered) // 100) - 1)], 1) if ordered else 0.0
+
+
+def status_counts(calls: list[tuple]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for call in calls:
+        counts[str(call[0])] = counts.get(str(call[0]), 0) + 1
+    return counts
+
+
+def throttled_refusal(status: int, retry_after: int | None, body: dict | None = None) -> bool:
+    """A 503 with a Retry-After from the throttled range and no token in its body."""
+    low, high = THROTTLED_RETRY_AFTER
+    no_token = not body or not any(k in body for k in ("access_token", "refresh_token", "device_token"))
+    return status == 503 and retry_after is not None and low <= retry_after <= high and no_token
+
+
 def faults_run() -> dict:
     failures: list[str] = []
     phases = {}
-    with Run("faults", persistent=True) as run:
+    staleness = [f"REVOCATION_MAX_STALENESS_SECS={STALENESS_SECS}"]
+    with Run("faults", persistent=True, function_env=staleness) as run:
         functions_pid = run.service_pid(stacklib.FUNCTIONS)
 
-        # 1. DynamoDB Local stopped for 10 s during the load, then started again.
-        log("phase 1: DynamoDB Local stopped for 10 s during 30 s of load")
-        load = run.loadgen(30, 8, verify_secs=30)
-        time.sleep(8)
+        # Every instance of every function started and warm (as a deployment in steady
+        # state), so that the authorizer's figures before the outage are not its cold starts.
+        log("warm-up: 6 s of load")
+        run.report(run.loadgen(6, 8))
+
+        # 1. DynamoDB Local stopped during the load, beyond the staleness bound, then started again.
+        log(f"phase 1: DynamoDB Local stopped for {OUTAGE_SECS} s during 36 s of load")
+        load = run.loadgen(36, 8, verify_secs=30, timeline=True)
+        time.sleep(10)
         run.stack.stop("dynamodb")
         stopped_at = time.time()
-        time.sleep(10)
+        time.sleep(OUTAGE_SECS)
         port = int(run.env["AWS_ENDPOINT_URL_DYNAMODB"].rsplit(":", 1)[1])
+        restarted_at = time.time()
         run.stack.spawn("dynamodb", stacklib.dynamodb_argv(port, run.stack.dir / "dynamodb-data"), "DynamoDBLocal.jar")
         log(f"DynamoDB Local started again after {time.time() - stopped_at:.1f} s")
         report = run.report(load)
-        phases["dynamodb_stopped_10s"] = report
+        phases[f"dynamodb_stopped_{OUTAGE_SECS}s"] = report
+        # The authorizer (whoami) before the outage, during it until the staleness bound, and
+        # past the bound (plus the gateway's cache of an allow and one poll): served as
+        # quickly as before, then every token refused.
+        stop, restart = stopped_at - run.load_started, restarted_at - run.load_started
+        # Before: from 3 s on, once every client's first login (argon2, CPU-bound) is done.
+        before = calls_between(report, WHOAMI, BASELINE_FROM_SECS, stop)
+        during = calls_between(report, WHOAMI, stop, stop + STALENESS_SECS)
+        refused_from = stop + STALENESS_SECS + CACHE_SECS + 1
+        past = calls_between(report, WHOAMI, refused_from, restart)
+        outage = {
+            "staleness_secs": STALENESS_SECS,
+            "before": {"calls": len(before), "p99_ms": p99_ms([c[1] for c in before]),
+                       "max_ms": max((c[1] for c in before), default=0.0), "statuses": status_counts(before)},
+            "until_the_bound": {"calls": len(during), "p99_ms": p99_ms([c[1] for c in during]),
+                                "max_ms": max((c[1] for c in during), default=0.0), "statuses": status_counts(during)},
+            "past_the_bound": {"from_secs": round(refused_from - stop, 1), "to_secs": round(restart - stop, 1),
+                               "calls": len(past), "statuses": status_counts(past)},
+        }
+        report["authorizer_outage"] = outage
+        report.pop("timeline", None)
+        b, d = outage["before"], outage["until_the_bound"]
+        check(bool(before) and bool(during) and d["p99_ms"] <= b["p99_ms"] + P99_MARGIN_MS,
+              f"DynamoDB down: authorizer p99 until the staleness bound ({STALENESS_SECS} s) stays within "
+              f"{P99_MARGIN_MS} ms of before the outage (before {b['p99_ms']} ms over {b['calls']} calls; "
+              f"until the bound {d['p99_ms']} ms over {d['calls']} calls, max {d['max_ms']} ms)", failures)
+        check(bool(past) and all(c[0] in (401, 403) for c in past),
+              f"DynamoDB down: past the staleness bound every token is refused ({len(past)} calls from "
+              f"{outage['past_the_bound']['from_secs']} s to {outage['past_the_bound']['to_secs']} s into the "
+              f"outage: {outage['past_the_bound']['statuses']})", failures)
         check(not only_503s(report), f"DynamoDB down: every 5xx is a 503 (others: {only_503s(report)})", failures)
         check(any(int(s) == 503 for f in report["routes"].values() for s in f["statuses"]),
               "DynamoDB down: the outage was seen (503s)", failures)
@@ -399,9 +505,151 @@ def faults_run() -> dict:
         check(v["usable"] == v["sessions"], f"KMS back: every session's last token rotates ({v})", failures)
         phases["kms_stopped_15s"]["verified_after_kms_returned"] = v
 
+        # 4. KMS throttled (ThrottlingException on kms:Sign, as AWS answers over the quota).
+        phases[f"kms_throttled_{THROTTLE_SECS}s"] = kms_throttling_phase(run, failures)
+
+        # 5. The refresh storm: every session refreshes at once, as after an outage.
+        storm = refresh_storm(run, failures)
+
         check(run.service_pid(stacklib.FUNCTIONS) == functions_pid, "the functions were never restarted", failures)
         check(not run.functions_log_has_panics(), "no function panicked", failures)
-    return {"faults": phases, "failures": failures}
+    return {"faults": phases, "storm": storm, "failures": failures}
+
+
+def kms_throttling_phase(run: Run, failures: list[str]) -> dict:
+    """KMS throttles kms:Sign for THROTTLE_SECS in the middle of the load. Sessions made
+    before keep presenting their refresh tokens during it. Every login and refresh that
+    started and ended inside the throttling is a 503 with a throttled Retry-After and no
+    token; nothing else fails (the authorizer needs no KMS); afterwards each held token
+    rotates once, and every session of the load rotates."""
+    log(f"phase 4: KMS throttles kms:Sign for {THROTTLE_SECS} s of load")
+    held = [run.login(n % 8) for n in range(8)]
+    held_answers: list[tuple[int, int | None, bool]] = []
+    lock = threading.Lock()
+
+    def present(token: str, until: float) -> None:
+        while time.time() < until:
+            status, headers, body = run.refresh(token)
+            retry_after = int(headers["retry-after"]) if headers.get("retry-after", "").isdigit() else None
+            with lock:
+                held_answers.append((status, retry_after, throttled_refusal(status, retry_after, body)))
+            time.sleep(0.5)
+
+    load = run.loadgen(THROTTLE_SECS + 10, 8, verify_secs=30, timeline=True)
+    time.sleep(4)
+    stacklib.throttle_kms(run.stack, ["Sign"])
+    on_at = time.time()
+    try:
+        users = [threading.Thread(target=present, args=(s["refresh_token"], on_at + THROTTLE_SECS - 1)) for s in held]
+        for user in users:
+            user.start()
+        for user in users:
+            user.join()
+        time.sleep(max(0.0, on_at + THROTTLE_SECS - time.time()))
+    finally:
+        stacklib.throttle_kms(run.stack, [])
+    off_at = time.time()
+    report = run.report(load)
+
+    # Calls that started after the switch went on and ended before it went off (loadgen's
+    # zero is a few ms after `load_started`: 50 ms spare at the end).
+    start, end = on_at - run.load_started, off_at - run.load_started
+    inside = [(route, status, retry_after) for route, at_ms, status, ms, retry_after in report["timeline"]
+              if route in (LOGIN, REFRESH) and at_ms >= start * 1000 and at_ms + ms <= end * 1000 - 50]
+    refused = [c for c in inside if throttled_refusal(c[1], c[2])]
+    retry_afters = sorted(c[2] for c in refused)
+    report.pop("timeline", None)
+
+    # Afterwards each held token rotates once, and its successor rotates in turn.
+    after = []
+    for session in held:
+        status, _, body = run.refresh(session["refresh_token"])
+        successor = body.get("refresh_token") if status == 200 else None
+        after.append((status, run.refresh(successor)[0] if successor else None))
+    report["throttling"] = {
+        "operations": ["Sign"], "seconds": round(off_at - on_at, 1),
+        "load_calls_inside": len(inside), "load_refused_503": len(refused),
+        "retry_after_secs": {"min": min(retry_afters, default=None), "max": max(retry_afters, default=None),
+                             "mean": round(sum(retry_afters) / len(retry_afters), 1) if retry_afters else None},
+        "held_sessions": len(held), "held_presentations": len(held_answers),
+        "held_refused_503": sum(1 for a in held_answers if a[2]),
+        "held_statuses": status_counts(held_answers),
+        "after": {"rotated": sum(1 for a in after if a[0] == 200), "successor_rotated": sum(1 for a in after if a[1] == 200)},
+    }
+    t = report["throttling"]
+    check(inside and len(refused) == len(inside),
+          f"KMS throttled: every login and refresh inside the throttling is a 503 with a Retry-After of "
+          f"{THROTTLED_RETRY_AFTER[0]}..{THROTTLED_RETRY_AFTER[1]} s and no token ({len(refused)} of {len(inside)}; "
+          f"Retry-After {t['retry_after_secs']})", failures)
+    check(held_answers and all(a[2] for a in held_answers),
+          f"KMS throttled: every presentation of a session made before is refused the same way "
+          f"({t['held_refused_503']} of {len(held_answers)}: {t['held_statuses']})", failures)
+    others = {route: {st: n for st, n in f["statuses"].items() if st not in ("200", "503")}
+              for route, f in report["routes"].items()}
+    whoami = statuses(report, WHOAMI)
+    check(all(not o for o in others.values()) and set(whoami) <= {"200"} and not report["refusals_without_retry_after"],
+          f"KMS throttled: no other answer (besides 200 and 503: {others}; whoami {whoami}; 503s without "
+          f"Retry-After {report['refusals_without_retry_after']})", failures)
+    check(report["lost_sessions_during_load"] == 0, "KMS throttled: no refresh token from a 200 was refused", failures)
+    check(all(a == (200, 200) for a in after),
+          f"KMS back: each session refused during the throttling rotates once, and its successor in turn ({after})",
+          failures)
+    v = report["verified_afterwards"]
+    check(v["usable"] == v["sessions"], f"KMS back: every session's last token rotates ({v})", failures)
+    return report
+
+
+def family_id_of(refresh_token: str) -> str:
+    """The family id inside a refresh token: `tkrt_` + base64url(family id (16 bytes) ‖
+    generation ‖ secret), as shared/src/rules/token.rs lays it out."""
+    body = refresh_token.removeprefix("tkrt_")
+    family = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))[:16]
+    return base64.urlsafe_b64encode(family).decode().rstrip("=")
+
+
+def refresh_storm(run: Run, failures: list[str]) -> dict:
+    """STORM_SESSIONS sessions, each refreshed once, all at once (a barrier releases every
+    request together, as clients coming back after an outage): each token rotates exactly
+    once (a 200 each, one generation each, every family alive: no reuse detected)."""
+    log(f"phase 5: the refresh storm, {STORM_SESSIONS} sessions refreshing at once")
+    with ThreadPoolExecutor(8) as pool:
+        sessions = list(pool.map(lambda n: run.login(n % 8), range(STORM_SESSIONS)))
+    gate = threading.Barrier(STORM_SESSIONS)
+
+    def refresh_at_once(token: str) -> tuple[float, float, int, dict]:
+        gate.wait()
+        started = time.monotonic()
+        status, _, body = run.refresh(token)
+        return started, time.monotonic(), status, body
+
+    with ThreadPoolExecutor(STORM_SESSIONS) as pool:
+        answers = list(pool.map(refresh_at_once, [s["refresh_token"] for s in sessions]))
+    first, last = min(a[0] for a in answers), max(a[1] for a in answers)
+    latencies = sorted((a[1] - a[0]) * 1000 for a in answers)
+    ddb = stacklib.client("dynamodb", run.env["AWS_ENDPOINT_URL_DYNAMODB"])
+    families = []
+    for session in sessions:
+        family_id = family_id_of(session["refresh_token"])
+        item = ddb.get_item(TableName=run.env["FAMILIES_TABLE"], Key={"family_id": {"S": family_id}},
+                            ConsistentRead=True).get("Item", {})
+        families.append((int(item.get("generation", {}).get("N", -1)), item.get("status", {}).get("S")))
+    storm = {
+        "sessions": STORM_SESSIONS, "function_instances": CONCURRENCY,
+        "drain_secs": round(last - first, 2), "per_sec": round(STORM_SESSIONS / (last - first), 1),
+        "p50_ms": round(latencies[len(latencies) // 2], 1), "p99_ms": p99_ms(latencies),
+        "max_ms": round(latencies[-1], 1), "statuses": status_counts([(a[2],) for a in answers]),
+        "generations": {str(g): sum(1 for f in families if f[0] == g) for g in sorted({f[0] for f in families})},
+        "families_alive": sum(1 for f in families if f[1] == "active"),
+    }
+    successors = {a[3].get("refresh_token") for a in answers if a[2] == 200}
+    check(storm["statuses"] == {"200": STORM_SESSIONS} and len(successors) == STORM_SESSIONS,
+          f"refresh storm: each of {STORM_SESSIONS} tokens presented at once rotates, one 200 and one successor "
+          f"each ({storm['statuses']}, {len(successors)} successors)", failures)
+    check(storm["generations"] == {"1": STORM_SESSIONS} and storm["families_alive"] == STORM_SESSIONS,
+          f"refresh storm: each family rotated exactly once and lives (no reuse detected: generations "
+          f"{storm['generations']}, {storm['families_alive']} alive)", failures)
+    log(f"refresh storm drained in {storm['drain_secs']} s ({storm['per_sec']} refreshes/s)")
+    return storm
 
 
 # The attack run: the deployment's default per-source limit (shared/src/platform/config.rs),
@@ -522,13 +770,68 @@ def render_attack(a: dict) -> list[str]:
     return out + [""]
 
 
+def render_outage(o: dict | None) -> list[str]:
+    if not o:
+        return []
+    b, d, p = o["before"], o["until_the_bound"], o["past_the_bound"]
+    return ["", f"The authorizer (`GET /api/whoami`) before the outage: p99 {b['p99_ms']} ms, max {b['max_ms']} ms "
+            f"over {b['calls']} calls; from the stop until the staleness bound ({o['staleness_secs']} s): p99 "
+            f"{d['p99_ms']} ms, max {d['max_ms']} ms over {d['calls']} calls ({d['statuses']}); from {p['from_secs']} s "
+            f"to {p['to_secs']} s into the outage: {p['calls']} calls, {p['statuses']}."]
+
+
+def render_throttling(t: dict | None) -> list[str]:
+    if not t:
+        return []
+    r = t["retry_after_secs"]
+    return ["", f"`kms:{'`, `kms:'.join(t['operations'])}` answered ThrottlingException for {t['seconds']} s: "
+            f"{t['load_refused_503']} of the {t['load_calls_inside']} logins and refreshes of the load inside it "
+            f"answered 503 (Retry-After {r['min']}..{r['max']} s, mean {r['mean']}); {t['held_sessions']} sessions made "
+            f"before presented their refresh tokens {t['held_presentations']} times ({t['held_statuses']}); afterwards "
+            f"{t['after']['rotated']} of them rotated once and {t['after']['successor_rotated']} successors in turn."]
+
+
+def render_storm(st: dict | None) -> list[str]:
+    if not st:
+        return []
+    return ["### refresh_storm", "",
+            f"{st['sessions']} sessions, each refresh token presented once, all at once (a barrier), through the gateway "
+            f"to {st['function_instances']} instances of the refresh function: drained in {st['drain_secs']} s "
+            f"({st['per_sec']} refreshes/s); latency p50 {st['p50_ms']} ms, p99 {st['p99_ms']} ms, max {st['max_ms']} ms; "
+            f"statuses {st['statuses']}; family generations afterwards {st['generations']}, "
+            f"{st['families_alive']} alive.", ""]
+
+
 def render() -> None:
     out = ["# Reliability: the last load and fault runs", "",
            "Written by `infra/local/reliability.py` (`make load`, `make faults`, which ends with the attack",
            "run); do not edit by hand.",
            "Everything runs on this machine through the local gateway (tools/gateway) in front of",
            "`cargo lambda watch` (debug builds, 4 instances per function), against DynamoDB Local",
-           "and the KMS emulator. Figures are the gateway's clients' view (loopback HTTP).", ""]
+           "and the KMS emulator. Figures are the gateway's clients' view (loopback HTTP).", "",
+           "The phases of `make faults`, and what each checks:", "",
+           f"- **DynamoDB stopped** for {OUTAGE_SECS} s under load, the authorizers' staleness bound set to "
+           f"{STALENESS_SECS} s: every 5xx is a 503, no refresh token from a 200 is refused later, every "
+           "session's last token rotates afterwards; the authorizer's (`GET /api/whoami`) p99 from the stop "
+           f"until the bound stays within {P99_MARGIN_MS} ms of its p99 before the outage in the same run "
+           f"(from {BASELINE_FROM_SECS} s into the load, after a warm-up load, so neither cold starts nor the "
+           "clients' first logins count), and "
+           "past the bound (plus the gateway's cache and one poll) every token is refused.",
+           "- **DynamoDB slow** (a delaying proxy: 300 ms, then 2.5 s, past the SDK's attempt timeout): every "
+           "5xx is a 503, parallel refreshes of one token rotate it once, no double rotation.",
+           "- **KMS stopped** (the emulator frozen): logins and refreshes 503, the authorizer keeps allowing "
+           "valid tokens and denies a session revoked meanwhile within the stated lag; afterwards each "
+           "session refused during it rotates.",
+           f"- **KMS throttled**: the emulator's switch answers `kms:Sign` with AWS's `ThrottlingException` "
+           f"for {THROTTLE_SECS} s under load. Every login and refresh that started and ended inside it is a "
+           f"503 with a `Retry-After` of {THROTTLED_RETRY_AFTER[0]}..{THROTTLED_RETRY_AFTER[1]} s and no "
+           "token; sessions made before present their refresh tokens throughout and are refused the same way; "
+           "no other answer at all (whoami 200: the authorizer needs no KMS); afterwards each of those tokens "
+           "rotates once and its successor in turn, and every session of the load rotates.",
+           f"- **Refresh storm**: {STORM_SESSIONS} sessions, each refresh token presented once, all released "
+           "together by a barrier (as clients coming back after an outage): one 200 and one successor per "
+           "token, each family one generation further and alive (no reuse detected); the drain time and "
+           "throughput are reported.", ""]
     for name in ("load", "faults", "attack"):
         path = DOCS / "reliability" / f"{name}.json"
         if not path.exists():
@@ -558,11 +861,13 @@ def render() -> None:
                 out += ["", "Sessions made before the outage, used during it: " + "; ".join(
                     f"`{route}` " + ", ".join(f"{s}: {n}" for s, n in sorted(st.items())) for route, st in held.items())
                     + " (the load's own clients could not log in)."]
+            out += render_outage(report.get("authorizer_outage")) + render_throttling(report.get("throttling"))
             verified = report.get("verified_after_kms_returned") or report.get("verified_afterwards")
             if verified:
                 out += ["", f"Afterwards: {verified['usable']} of {verified['sessions']} sessions' last refresh "
                         f"tokens rotated (others: {verified['unusable_statuses']})."]
             out.append("")
+        out += render_storm(data.get("storm"))
         out += ["Checks:", ""] + [f"- {c}" for c in data["checks"]] + [""]
     (DOCS / "reliability.md").write_text("\n".join(out))
 

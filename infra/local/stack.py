@@ -25,6 +25,7 @@ import shlex
 import shutil
 import glob
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -272,6 +273,21 @@ def moto_argv(port: int) -> list[str]:
     return [sys.executable, str(Path(__file__).with_name("kms_emulator.py")), "-H", "127.0.0.1", "-p", str(port)]
 
 
+def kms_faults_file(stack: Stack) -> Path:
+    """The KMS emulator's throttling switch (kms_emulator.py): in the stack's directory,
+    which the harness and the tests know and the functions are never told."""
+    return stack.dir / "kms-faults.json"
+
+
+def throttle_kms(stack: Stack, operations: list[str]) -> None:
+    """Makes the stack's KMS emulator answer ThrottlingException to `operations` from the
+    next call on (an empty list switches it off). Written whole, then renamed into place."""
+    path = kms_faults_file(stack)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"throttle": list(operations)}))
+    tmp.replace(path)
+
+
 def client(service: str, endpoint: str):
     import boto3
     from botocore.config import Config
@@ -328,7 +344,9 @@ def up(stack: Stack, persistent: bool = False) -> None:
         shutil.rmtree(data_dir, ignore_errors=True)  # a new stack starts empty
         data_dir.mkdir(parents=True)
     stack.spawn("dynamodb", dynamodb_argv(ddb_port, data_dir), "DynamoDBLocal.jar")
-    stack.spawn("kms", moto_argv(kms_port), "kms_emulator.py")
+    kms_faults_file(stack).unlink(missing_ok=True)  # a new stack starts unthrottled
+    stack.spawn("kms", moto_argv(kms_port), "kms_emulator.py",
+                env={**os.environ, "KMS_EMULATOR_FAULTS_FILE": str(kms_faults_file(stack))})
     ddb_url, kms_url = f"http://127.0.0.1:{ddb_port}", f"http://127.0.0.1:{kms_port}"
     try:
         ddb, kms = client("dynamodb", ddb_url), client("kms", kms_url)

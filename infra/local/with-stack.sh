@@ -32,6 +32,11 @@ set -a
 set +a
 export TOKENAUTH_KMS_EMULATOR="$PWD/$PY $PWD/infra/local/kms_emulator.py"
 export TOKENAUTH_TLS_PROXY="$PWD/$PY $PWD/infra/local/tls_proxy.py"
+export TOKENAUTH_DYNAMODB_THROTTLE_PROXY="$PWD/$PY $PWD/infra/local/dynamodb_throttle_proxy.py"
+# The KMS emulator's throttling switch (infra/local/kms_emulator.py), for the tests only:
+# the functions' environment (the stack's env file) does not name it.
+TOKENAUTH_KMS_FAULTS="$(cd "$DIR" && pwd)/kms-faults.json"
+export TOKENAUTH_KMS_FAULTS
 
 if $GATEWAY; then
   export GATEWAY_FUNCTION_ENV=${GATEWAY_FUNCTION_ENV:-REVOCATION_POLL_SECS=1,KEY_SET_RELOAD_SECS=1,JWKS_MAX_AGE_SECS=1,KEY_PUBLISH_LEAD_SECS=4}

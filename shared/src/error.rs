@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+
 /// Configuration could not be read at cold start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -79,7 +81,7 @@ pub enum ApiError {
         /// When the client may try again.
         retry_after: Duration,
     },
-    /// 503: DynamoDB or KMS failed or timed out. Nothing was issued.
+    /// 503: DynamoDB or KMS failed, timed out or throttled. Nothing was issued.
     #[error("dependency unavailable: {0}")]
     Unavailable(#[from] DependencyError),
 }
@@ -112,6 +114,19 @@ pub enum DependencyError {
         /// What went wrong.
         message: String,
     },
+    /// DynamoDB or KMS refused the call for the request rate (over a quota or a partition's
+    /// throughput): the dependency works, it is busy. Its own variant, because the answer
+    /// differs: a longer, spread `Retry-After` (`edge::http`), and a KMS key set is not
+    /// re-read for it (a throttled `kms:Sign` is not a revoked key).
+    #[error("{service} {operation} throttled: {message}")]
+    Throttled {
+        /// `dynamodb` or `kms`.
+        service: &'static str,
+        /// Which call.
+        operation: &'static str,
+        /// The SDK's error, rendered with its source chain.
+        message: String,
+    },
     /// A stored item could not be read back (corrupt or foreign data).
     #[error("stored item unreadable: {0}")]
     Corrupt(String),
@@ -121,25 +136,48 @@ pub enum DependencyError {
 }
 
 impl DependencyError {
-    /// A DynamoDB failure, with the full source chain of the SDK error.
-    pub fn dynamodb(operation: &'static str, err: impl std::error::Error) -> Self {
+    /// A DynamoDB failure, with the full source chain of the SDK error; [`Self::Throttled`]
+    /// if its code is one the SDK itself treats as throttling.
+    pub fn dynamodb(operation: &'static str, err: impl std::error::Error + ProvideErrorMetadata) -> Self {
+        if is_throttling(err.code()) {
+            return Self::Throttled { service: "dynamodb", operation, message: error_chain(&err) };
+        }
         Self::DynamoDb { operation, message: error_chain(&err) }
     }
 
-    /// The failure's class for metrics: `dynamodb`, `kms`, `corrupt`, `internal`.
+    /// The failure's class for metrics: `dynamodb`, `kms`, `dynamodb_throttled`,
+    /// `kms_throttled`, `corrupt`, `internal`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::DynamoDb { .. } => "dynamodb",
             Self::Kms { .. } => "kms",
+            Self::Throttled { service: "kms", .. } => "kms_throttled",
+            Self::Throttled { .. } => "dynamodb_throttled",
             Self::Corrupt(_) => "corrupt",
             Self::Internal(_) => "internal",
         }
     }
 
-    /// A KMS failure, with the full source chain of the SDK error.
-    pub fn kms(operation: &'static str, err: impl std::error::Error) -> Self {
+    /// A KMS failure, with the full source chain of the SDK error; [`Self::Throttled`] if
+    /// its code is one the SDK itself treats as throttling.
+    pub fn kms(operation: &'static str, err: impl std::error::Error + ProvideErrorMetadata) -> Self {
+        if is_throttling(err.code()) {
+            return Self::Throttled { service: "kms", operation, message: error_chain(&err) };
+        }
         Self::Kms { operation, message: error_chain(&err) }
     }
+
+    /// Whether the dependency refused for the request rate.
+    pub fn is_throttling(&self) -> bool {
+        matches!(self, Self::Throttled { .. })
+    }
+}
+
+/// Whether an AWS error code means "slow down": the SDK's own list (the codes its standard
+/// retry strategy classifies as throttling: KMS `ThrottlingException`, DynamoDB
+/// `ProvisionedThroughputExceededException`, `ThrottlingException`, `RequestLimitExceeded`...).
+pub fn is_throttling(code: Option<&str>) -> bool {
+    code.is_some_and(|code| aws_runtime::retries::classifiers::THROTTLING_ERRORS.contains(&code))
 }
 
 /// "outer: inner: root", because SDK errors put the useful part in `source()`.
@@ -152,4 +190,41 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         next = cause.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+    use aws_sdk_kms::operation::sign::SignError;
+
+    use crate::error::DependencyError;
+
+    fn dynamodb_error(code: &str) -> DependencyError {
+        DependencyError::dynamodb("GetItem", GetItemError::generic(ErrorMetadata::builder().code(code).build()))
+    }
+
+    fn kms_error(code: &str) -> DependencyError {
+        let meta = aws_sdk_kms::error::ErrorMetadata::builder().code(code).message("Rate exceeded").build();
+        DependencyError::kms("Sign", SignError::generic(meta))
+    }
+
+    #[test]
+    fn the_throttling_codes_of_kms_and_dynamodb_are_throttling_and_nothing_else_is() {
+        assert!(kms_error("ThrottlingException").is_throttling());
+        assert_eq!(kms_error("ThrottlingException").kind(), "kms_throttled");
+        for code in ["ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"] {
+            let error = dynamodb_error(code);
+            assert!(error.is_throttling(), "{code}");
+            assert_eq!(error.kind(), "dynamodb_throttled", "{code}");
+        }
+        for code in ["KMSInvalidStateException", "DisabledException", "AccessDeniedException"] {
+            assert!(!kms_error(code).is_throttling(), "{code}");
+            assert_eq!(kms_error(code).kind(), "kms", "{code}");
+        }
+        for code in ["ConditionalCheckFailedException", "ResourceNotFoundException", "InternalServerError"] {
+            assert!(!dynamodb_error(code).is_throttling(), "{code}");
+        }
+        assert!(!DependencyError::Internal("x".into()).is_throttling());
+    }
 }

@@ -184,6 +184,123 @@ pub async fn clients_recorded_by(recorder: &iam::IamRecorder) -> Clients {
     Clients { dynamodb, kms, calls }
 }
 
+/// Clients like [`clients`], but whose KMS client is the one login and refresh build
+/// ([`tokenauth::platform::aws::signing_kms_client`]: one retry), with the call log.
+pub async fn signing_clients() -> Clients {
+    let mut clients = clients().await;
+    let kms = tokenauth::platform::aws::signing_kms_client(&sdk_config().await);
+    clients.kms = aws_sdk_kms::Client::from_conf(kms.config().to_builder().interceptor(clients.calls.clone()).build());
+    clients
+}
+
+/// The stack's KMS throttling switch (`infra/local/kms_emulator.py`): while this lives, the
+/// stack's KMS emulator answers `ThrottlingException` (HTTP 400, as AWS KMS does over its
+/// quota) to the operations named; dropped, it is switched off. The switch is a file that
+/// `with-stack.sh` names in `TOKENAUTH_KMS_FAULTS` (the functions are never told of it);
+/// it is stack-wide, so the tests that flip it hold [`KmsThrottling::exclusive`] while they do.
+pub struct KmsThrottling {
+    path: PathBuf,
+}
+
+impl KmsThrottling {
+    /// The lock the tests that throttle KMS take, so that only one of them flips the switch
+    /// at a time (tests of one target run in parallel).
+    pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+        static SWITCH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        SWITCH.lock().await
+    }
+
+    /// Throttles `operations` (`Sign`, `Decrypt`, `GenerateMac`, ...) from the next call on.
+    pub fn on(operations: &[&str]) -> Self {
+        stack_required("the KMS emulator's throttling switch");
+        let path =
+            PathBuf::from(std::env::var("TOKENAUTH_KMS_FAULTS").expect("TOKENAUTH_KMS_FAULTS is set by make test"));
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::json!({ "throttle": operations }).to_string()).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        Self { path }
+    }
+
+    /// Switches it off now.
+    pub fn off(self) {}
+}
+
+impl Drop for KmsThrottling {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// `infra/local/dynamodb_throttle_proxy.py` of this test's own in front of the stack's
+/// DynamoDB Local, with a switch file only this test writes; stopped when dropped.
+pub struct DynamoDbThrottleProxy {
+    child: std::process::Child,
+    switch: tempfile_path::TempPath,
+    pub endpoint: String,
+}
+
+/// A file path removed when dropped.
+mod tempfile_path {
+    pub struct TempPath(pub std::path::PathBuf);
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+impl DynamoDbThrottleProxy {
+    pub fn start() -> Self {
+        stack_required("a DynamoDB throttling proxy");
+        let command = std::env::var("TOKENAUTH_DYNAMODB_THROTTLE_PROXY")
+            .expect("TOKENAUTH_DYNAMODB_THROTTLE_PROXY is set by make test");
+        let target = config_endpoint_port("AWS_ENDPOINT_URL_DYNAMODB");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let switch = std::env::temp_dir().join(format!("tokenauth-ddb-throttle-{}-{port}.json", std::process::id()));
+        let mut parts = command.split_whitespace();
+        let child = std::process::Command::new(parts.next().unwrap())
+            .args(parts)
+            .args([switch.to_str().unwrap(), &port.to_string(), &target.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the DynamoDB throttling proxy did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, switch: tempfile_path::TempPath(switch), endpoint: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// Answers `operations` (`GetItem`, `TransactWriteItems`, ...) with DynamoDB's `code`
+    /// (`ProvisionedThroughputExceededException`, `ThrottlingException`, `RequestLimitExceeded`)
+    /// from the next request on.
+    pub fn throttle(&self, operations: &[&str], code: &str) {
+        let tmp = self.switch.0.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::json!({ "throttle": operations, "code": code }).to_string()).unwrap();
+        std::fs::rename(&tmp, &self.switch.0).unwrap();
+    }
+
+    /// Lets everything through again.
+    pub fn off(&self) {
+        let _ = std::fs::remove_file(&self.switch.0);
+    }
+}
+
+impl Drop for DynamoDbThrottleProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The port of a loopback endpoint variable of the stack (`http://127.0.0.1:PORT`).
+fn config_endpoint_port(variable: &str) -> u16 {
+    let url = std::env::var(variable).unwrap_or_else(|_| panic!("{variable} is set by the stack"));
+    url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).expect("http://127.0.0.1:PORT")
+}
+
 /// A KMS client whose endpoint is `endpoint` (e.g. a private emulator a test may stop).
 pub async fn kms_at(endpoint: &str) -> aws_sdk_kms::Client {
     let sdk = sdk_config().await;

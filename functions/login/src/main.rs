@@ -10,7 +10,11 @@ async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Config::from_env()?;
     let sdk = tokenauth::platform::aws::function_sdk_config(&config).await?;
-    let service =
-        LoginService::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk), aws_sdk_kms::Client::new(&sdk)).await?;
+    let service = LoginService::from_config(
+        &config,
+        aws_sdk_dynamodb::Client::new(&sdk),
+        tokenauth::platform::aws::signing_kms_client(&sdk),
+    )
+    .await?;
     run(service_fn(|event| handler::function_handler(&service, event))).await
 }

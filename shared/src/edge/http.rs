@@ -282,6 +282,21 @@ pub fn token_response(tokens: &TokenResponse) -> Response<Body> {
     json_response(StatusCode::OK, tokens)
 }
 
+/// `Retry-After` of a 503 for a failed or silent dependency: a blip is usually over by then.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
+
+/// `Retry-After` of a 503 for a throttled dependency (KMS or DynamoDB over its quota): drawn
+/// uniformly from this range, so that the clients refused in one second come back spread
+/// over several instead of together into the same quota (`docs/reliability.md`).
+pub const THROTTLED_RETRY_AFTER_SECS: std::ops::RangeInclusive<u64> = 2..=8;
+
+/// A draw from [`THROTTLED_RETRY_AFTER_SECS`].
+fn throttled_retry_after() -> u64 {
+    let (low, high) = (*THROTTLED_RETRY_AFTER_SECS.start(), *THROTTLED_RETRY_AFTER_SECS.end());
+    let draw = u64::from(u16::from_le_bytes(crate::rules::token::random_bytes::<2>()));
+    low + draw % (high - low + 1)
+}
+
 #[derive(Serialize)]
 struct ErrorBody {
     error: &'static str,
@@ -317,7 +332,8 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
     let mut response = json_response(status, &ErrorBody { error: error_code, error_description: description });
     let retry_after = match error {
         ApiError::Throttled { retry_after } => Some(retry_after.as_secs().max(1)),
-        ApiError::Unavailable(_) => Some(1),
+        ApiError::Unavailable(cause) if cause.is_throttling() => Some(throttled_retry_after()),
+        ApiError::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
         _ => None,
     };
     if let Some(secs) = retry_after {
@@ -419,5 +435,30 @@ mod tests {
         let throttled = error_response(&ApiError::Throttled { retry_after: std::time::Duration::from_secs(42) });
         assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(throttled.headers()["retry-after"], "42");
+    }
+
+    fn retry_after(response: &Response<Body>) -> u64 {
+        let value = response.headers()["retry-after"].to_str().expect("an ASCII Retry-After");
+        value.parse().expect("Retry-After in seconds")
+    }
+
+    #[test]
+    fn a_throttled_dependency_asks_for_a_later_spread_retry_and_a_failed_one_for_a_prompt_one() {
+        use crate::error::DependencyError;
+        let failed = error_response(&ApiError::Unavailable(DependencyError::Internal("x".into())));
+        assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&failed), UNAVAILABLE_RETRY_AFTER_SECS);
+        let throttled =
+            || DependencyError::Throttled { service: "kms", operation: "Sign", message: "Rate exceeded".into() };
+        let draws: std::collections::BTreeSet<u64> =
+            (0..200).map(|_| retry_after(&error_response(&ApiError::Unavailable(throttled())))).collect();
+        assert!(draws.iter().all(|s| THROTTLED_RETRY_AFTER_SECS.contains(s)), "{draws:?}");
+        assert!(draws.len() > 3, "spread, not one value: {draws:?}");
+        let response = error_response(&ApiError::Unavailable(throttled()));
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.body().as_ref(),
+            br#"{"error":"temporarily_unavailable","error_description":"the service is temporarily unavailable"}"#
+        );
     }
 }

@@ -129,6 +129,20 @@ pub async fn sdk_config(roots: &TrustRoots, credentials: Credentials) -> Result<
     Ok(config)
 }
 
+/// Attempts of one KMS call of login and refresh: one retry, where the SDK's standard mode
+/// makes two. A throttled `kms:Sign` is tried once more after the SDK's jittered backoff
+/// (at most 1 s: usually the next second of the quota), then answered 503 with a spread
+/// `Retry-After` (`edge::http`): the client waits instead of the function, and a throttled
+/// account sees at most twice its clients' rate, not three times (`docs/reliability.md`).
+pub const SIGNING_MAX_ATTEMPTS: u32 = 2;
+
+/// The KMS client of the functions that sign (login, refresh): [`sdk_config`]'s, with
+/// [`SIGNING_MAX_ATTEMPTS`].
+pub fn signing_kms_client(sdk: &aws_config::SdkConfig) -> aws_sdk_kms::Client {
+    let retries = RetryConfig::standard().with_max_attempts(SIGNING_MAX_ATTEMPTS);
+    aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(sdk).retry_config(retries).build())
+}
+
 /// The SDK configuration a function loads at cold start: the deployment's trust roots and
 /// the credentials Lambda puts in the environment.
 pub async fn function_sdk_config(
@@ -162,6 +176,18 @@ mod tests {
         let path = std::env::temp_dir().join(format!("tokenauth-aws-{}-{name}", std::process::id()));
         std::fs::write(&path, contents).unwrap();
         path
+    }
+
+    #[test]
+    fn the_signing_kms_client_retries_once_where_the_others_retry_twice() {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .build();
+        let retries = signing_kms_client(&sdk).config().retry_config().cloned().unwrap();
+        assert_eq!(retries.max_attempts(), SIGNING_MAX_ATTEMPTS);
+        assert_eq!(SIGNING_MAX_ATTEMPTS, 2);
+        assert_eq!(aws_sdk_kms::Client::new(&sdk).config().retry_config().unwrap().max_attempts(), 3);
     }
 
     #[test]

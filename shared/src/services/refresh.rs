@@ -1,9 +1,11 @@
 //! `POST /auth/refresh`: rotate the refresh token, issue a new access token.
 //!
 //! A refresh reads its family, asks [`crate::rules::rotation::next_step`] what to do with
-//! it, and rotates it in one transaction conditioned on the presented token being current
-//! and on the owner's account being unchanged and active, while `kms:Sign` signs the
-//! access token (`docs/architecture.md` counts the calls). When the account moved, the
+//! it, signs the access token (`kms:Sign`), and only then rotates the family in one
+//! transaction conditioned on the presented token being current and on the owner's account
+//! being unchanged and active (`docs/architecture.md` counts the calls). Signing first
+//! means a signature KMS refuses (throttled, failing) writes nothing: the presented token
+//! stays current and rotates once KMS answers again, however long that takes. When the account moved, the
 //! owner's account is read once ([`crate::rules::rotation::follow_account`]): a disabled
 //! account or ended sessions end the family; new scopes narrow it, in the same rotation. A
 //! refused rotation is classified by [`crate::rules::rotation::classify`]: retry within the
@@ -167,12 +169,13 @@ impl RefreshService {
                 idle_secs: self.idle_secs,
                 follow: following.as_ref(),
             };
-            // Signed while the rotation is written; thrown away unless it commits.
-            let (issued, rotated) =
-                tokio::join!(self.issue(&current, &required, &successor, now), self.families.rotate(&rotation, guard));
-            match rotated? {
+            // Signed before the rotation is written (thrown away unless it commits): if KMS
+            // refuses, nothing is written and the presented token is still current. Were the
+            // two at once, a rotation committed beside a refused signature would leave the
+            // client with a token whose retry expires with the leeway and then counts as reuse.
+            let tokens = self.issue(&current, &required, &successor, now).await?;
+            match self.families.rotate(&rotation, guard).await? {
                 RotateOutcome::Rotated => {
-                    let tokens = issued?;
                     let session = Session::new(&family_id, ip).user(&current.user_id).client(&current.client_id);
                     audit::session(SessionEvent::Rotated, session);
                     return Ok(tokens);
@@ -269,6 +272,9 @@ impl RefreshService {
                     if !required.is_subset_of(&followed.scope()) {
                         return Err(ApiError::InvalidScope);
                     }
+                    // Signed before the answer is counted: a signature KMS refuses spends none
+                    // of the bounded retry answers.
+                    let tokens = self.issue(&followed, required, &same_successor, now).await?;
                     match self.families.count_retry(&family, MAX_RETRY_ANSWERS).await? {
                         Ok(()) => {}
                         Err(Some(now_is)) => {
@@ -280,7 +286,6 @@ impl RefreshService {
                             return Err(ApiError::InvalidGrant);
                         }
                     }
-                    let tokens = self.issue(&followed, required, &same_successor, now).await?;
                     let session = Session::new(&family_id, ip).user(&followed.user_id).client(&followed.client_id);
                     audit::session(SessionEvent::Retried, session);
                     return Ok(tokens);

@@ -23,6 +23,10 @@ use crate::error::DependencyError;
 use crate::platform::retry;
 use crate::rules::records::{AccountState, FamilyRecord, HISTORY_SLOTS};
 
+/// The cancellation reasons of a transaction that DynamoDB refused for throughput, not for
+/// a condition or a conflict: the transaction is throttled.
+const TRANSACTION_THROTTLED: [Option<&str>; 2] = [Some("ProvisionedThroughputExceeded"), Some("ThrottlingError")];
+
 /// What a rotation attempt found.
 #[derive(Debug, Clone)]
 pub enum RotateOutcome {
@@ -196,10 +200,17 @@ impl DynamoFamilies {
                             return Ok(Transacted::Cancelled(reasons.to_vec()));
                         }
                         if !reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
-                            return Err(DependencyError::dynamodb(
-                                "TransactWriteItems",
-                                TransactWriteItemsError::TransactionCanceledException(cancelled),
-                            ));
+                            let throttled = reasons.iter().any(|r| TRANSACTION_THROTTLED.contains(&r.code()));
+                            let error = TransactWriteItemsError::TransactionCanceledException(cancelled);
+                            if throttled {
+                                let message = crate::error::error_chain(&error);
+                                return Err(DependencyError::Throttled {
+                                    service: "dynamodb",
+                                    operation: "TransactWriteItems",
+                                    message,
+                                });
+                            }
+                            return Err(DependencyError::dynamodb("TransactWriteItems", error));
                         }
                     }
                     e => return Err(DependencyError::dynamodb("TransactWriteItems", e)),

@@ -2,7 +2,9 @@
 //! rotating its refresh token, until the time is up; a refused call makes it log in again.
 //! With `--verify`, each client then presents the last refresh token it was given in a 200
 //! (retrying 503s until the deadline): a 200 whose token is unusable afterwards is a lost
-//! session. Prints per-route figures (requests/s, p50/p99, every status) as JSON.
+//! session. Prints per-route figures (requests/s, p50/p99, every status, refusals without a
+//! `Retry-After`) as JSON; with `--timeline`, every call too (when it started, its status,
+//! latency and `Retry-After`), for checks over a window of the run.
 //! Loopback only: it refuses any other address.
 
 use std::collections::BTreeMap;
@@ -38,6 +40,10 @@ struct Args {
     /// Afterwards, present each client's last refresh token (503s retried for this long).
     #[arg(long)]
     verify_secs: Option<u64>,
+    /// Also print every call: `[route, started_ms, status, latency_ms, retry_after_secs]`,
+    /// `started_ms` from the start of the run.
+    #[arg(long)]
+    timeline: bool,
 }
 
 /// What was observed: (route, status) → latencies in µs; gateway overhead in µs.
@@ -47,12 +53,18 @@ struct Observed {
     overhead_us: Vec<u64>,
     /// A refresh token from a 200, refused later with invalid_grant during the load.
     lost_sessions: usize,
+    /// Per route, 429 and 503 answers without a `Retry-After`.
+    refusals_without_retry_after: BTreeMap<&'static str, usize>,
+    /// Every call, if asked for.
+    timeline: Option<Vec<Value>>,
 }
 
 #[derive(Clone)]
 struct Gateway {
     api: ApiClient,
     observed: Arc<Mutex<Observed>>,
+    /// When the run started: the timeline's zero.
+    started: Instant,
 }
 
 /// A call's outcome: its status (0: no answer at all) and JSON body.
@@ -70,6 +82,9 @@ impl Gateway {
         let overhead = answer.as_ref().and_then(|a| {
             a.headers.get("x-gateway-overhead-us").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
         });
+        let retry_after = answer.as_ref().and_then(|a| {
+            a.headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        });
         let outcome = match answer {
             Some(answer) => Outcome { status: answer.status, json: answer.json },
             None => Outcome { status: 0, json: Value::Null },
@@ -77,6 +92,13 @@ impl Gateway {
         let mut observed = self.observed.lock().await;
         observed.latencies.entry((route, outcome.status)).or_default().push(micros);
         observed.overhead_us.extend(overhead);
+        if matches!(outcome.status, 429 | 503) && retry_after.is_none() {
+            *observed.refusals_without_retry_after.entry(route).or_default() += 1;
+        }
+        let started_ms = started.duration_since(self.started).as_secs_f64() * 1e3;
+        if let Some(timeline) = observed.timeline.as_mut() {
+            timeline.push(json!([route, started_ms.round(), outcome.status, micros as f64 / 1e3, retry_after]));
+        }
         outcome
     }
 
@@ -176,9 +198,10 @@ async fn main() -> std::process::ExitCode {
         eprintln!("loadgen: no users in {}", args.users.display());
         return std::process::ExitCode::from(2);
     }
-    let gateway = Gateway { api, observed: Arc::default() };
-
+    let observed = Observed { timeline: args.timeline.then(Vec::new), ..Observed::default() };
     let started = Instant::now();
+    let gateway = Gateway { api, observed: Arc::new(Mutex::new(observed)), started };
+
     let deadline = started + Duration::from_secs(args.secs);
     let mut clients = tokio::task::JoinSet::new();
     for i in 0..args.clients {
@@ -238,7 +261,7 @@ async fn main() -> std::process::ExitCode {
     let mut overhead = observed.overhead_us.clone();
     overhead.sort_unstable();
     let total: usize = routes.values().filter_map(|r| r["requests"].as_u64()).sum::<u64>() as usize;
-    let report = json!({
+    let mut report = json!({
         "clients": args.clients,
         "seconds": (elapsed * 10.0).round() / 10.0,
         "requests": total,
@@ -246,8 +269,12 @@ async fn main() -> std::process::ExitCode {
         "routes": routes,
         "gateway_overhead_us": { "p50": percentile(&overhead, 50.0), "p99": percentile(&overhead, 99.0), "max": overhead.last() },
         "lost_sessions_during_load": observed.lost_sessions,
+        "refusals_without_retry_after": observed.refusals_without_retry_after,
         "verified_afterwards": verified,
     });
+    if let Some(timeline) = &observed.timeline {
+        report["timeline"] = json!(timeline);
+    }
     println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     std::process::ExitCode::SUCCESS
 }
