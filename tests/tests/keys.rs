@@ -476,9 +476,18 @@ async fn a_signer_whose_due_re_read_hangs_signs_with_the_key_it_holds_without_wa
     // but past it nothing is signed until a read succeeds
     clock.advance(10);
     assert!(signer.sign_jws(b"{}").await.is_err(), "35 s after the last good read: stale");
+    // Once DynamoDB answers again (the read held meanwhile ends with the SDK's timeout; one
+    // read at a time), a later read succeeds and signing resumes.
     hang.store(false, std::sync::atomic::Ordering::SeqCst);
-    clock.advance(10);
-    assert!(signer.sign_jws(b"{}").await.is_ok(), "a read succeeds again: signing resumes");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        clock.advance(10);
+        if signer.sign_jws(b"{}").await.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "signing never resumed after DynamoDB answered again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]
