@@ -21,6 +21,7 @@ Nothing here listens on anything but 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import base64
 import shlex
 import shutil
 import glob
@@ -342,12 +343,15 @@ def up(stack: Stack, persistent: bool = False) -> None:
             Description="tokenauth local sealing key (the data key of refresh-token successors)",
         )["KeyMetadata"]["KeyId"]
         log(f"created KMS sealing key {sealing_key}")
-        mac_key = kms.create_key(
-            KeySpec="HMAC_256",
-            KeyUsage="GENERATE_VERIFY_MAC",
-            Description="tokenauth local key-set MAC key (only key-set writers make MACs with it)",
+        # The key set's signing key, and its public half as every reader pins it (as the
+        # template's KeySetVerifyKey custom resource reads it in AWS).
+        set_key = kms.create_key(
+            KeySpec="ECC_NIST_P256",
+            KeyUsage="SIGN_VERIFY",
+            Description="tokenauth local key-set signing key (only key-set writers sign with it)",
         )["KeyMetadata"]["KeyId"]
-        log(f"created KMS key-set MAC key {mac_key}")
+        set_verify_key = base64.b64encode(kms.get_public_key(KeyId=set_key)["PublicKey"]).decode()
+        log(f"created KMS key-set signing key {set_key}")
     except BaseException:
         down(stack)
         raise
@@ -361,7 +365,8 @@ def up(stack: Stack, persistent: bool = False) -> None:
         "AWS_EC2_METADATA_DISABLED": "true",
         **tables,
         "SEALING_KEY_ID": sealing_key,
-        "KEY_SET_MAC_KEY_ID": mac_key,
+        "KEY_SET_SIGNING_KEY_ID": set_key,
+        "KEY_SET_VERIFY_KEY": set_verify_key,
         "TOKEN_ISSUER": "https://auth.local.test",
         "TOKEN_AUDIENCE": "tokenauth-api",
         # The template's rule for /api/whoami, and one for the route of the sample events;

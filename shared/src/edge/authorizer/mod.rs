@@ -96,8 +96,8 @@ impl Authorizer {
 
     /// Builds the authorizer as the function does: the key set and the revocation feed from
     /// their tables, re-read together at most once per `REVOCATION_POLL_SECS` (keys: at
-    /// most once a second), the settings of `config`. KMS only to check the key set's MAC
-    /// (`kms:VerifyMac`, once per set version).
+    /// most once a second), the settings of `config`. No KMS call: the key set's signature
+    /// is checked offline (`kms` is never used by a reader).
     pub fn from_config(
         config: &Config,
         dynamodb: aws_sdk_dynamodb::Client,
