@@ -203,7 +203,7 @@ async fn authorizer_paths(config: &Config, recorder: &IamRecorder) {
         authorizer: tokenauth::platform::config::AuthorizerSettings { rules: vec![], ..config.authorizer.clone() },
         ..config.clone()
     };
-    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), clock.clone());
+    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clock.clone());
     a.warm_up().await;
     let login = login_service(&config, &plain, Arc::new(SystemClock)).await;
     let (username, password, _) = create_user(&config, &plain, "iam-authz", &["read"]).await;

@@ -157,8 +157,8 @@ async fn keys_rotate_and_are_revoked_under_continuous_traffic_without_failing_a_
     let key1 = key_set(&config, &clients).await.current().unwrap().clone();
 
     let authorizers: Arc<Vec<Authorizer>> = Arc::new(vec![
-        Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock)),
-        Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock)),
+        Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock)),
+        Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock)),
     ]);
     for a in authorizers.iter() {
         a.warm_up().await;
@@ -346,7 +346,7 @@ async fn an_unknown_kid_flood_reloads_the_key_set_at_most_once_per_interval() {
     let clients = clients().await;
     let config = short_gates(&clients, &[("REVOCATION_POLL_SECS", "1")]).await;
     manager(&config, &clients, Arc::new(SystemClock)).add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
-    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock));
+    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock));
     a.warm_up().await;
     // A well-formed token whose kid no key of the set has (signed by a key of another set).
     let stranger = tokenauth_tests::create_signing_key(&clients.kms, aws_sdk_kms::types::KeySpec::EccNistP256).await;
@@ -416,7 +416,7 @@ async fn a_warm_instance_idle_through_a_promotion_accepts_the_new_keys_first_tok
     let config = short_gates(&clients, &[]).await;
     let keys = manager(&config, &clients, Arc::new(SystemClock));
     keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
-    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock));
+    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock));
     a.warm_up().await;
     keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
     let pending = keys.list().await.unwrap().pending().unwrap().kms_key_id.clone();
@@ -597,7 +597,7 @@ async fn a_key_written_into_the_table_by_hand_is_trusted_by_no_one() {
     let keys = manager(&config, &clients, clock.clone());
     keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
     let genuine = token_of_key(&config, &clients, &keys.list().await.unwrap().current().unwrap().kms_key_id).await;
-    let warm = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), clock.clone());
+    let warm = Authorizer::from_config(&config, clients.dynamodb.clone(), clock.clone());
     warm.warm_up().await;
     let revoke = tokenauth::RevocationService::from_config(
         &config,
@@ -614,7 +614,7 @@ async fn a_key_written_into_the_table_by_hand_is_trusted_by_no_one() {
     let jti = tokenauth::rules::token::random_id();
     let forged = token_signed_by(&config, &planted, &jti);
     clock.advance(2); // every reader's next request re-reads the set
-    let cold = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), clock.clone());
+    let cold = Authorizer::from_config(&config, clients.dynamodb.clone(), clock.clone());
     cold.warm_up().await;
 
     // THEN no verifier accepts its tokens: neither the warm authorizer (which keeps the
@@ -648,7 +648,7 @@ async fn a_reader_fails_closed_once_the_last_verified_set_is_past_its_staleness_
     let keys = manager(&config, &clients, clock.clone());
     keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
     let genuine = token_of_key(&config, &clients, &keys.list().await.unwrap().current().unwrap().kms_key_id).await;
-    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), clock.clone());
+    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clock.clone());
     a.warm_up().await;
     plant_key(&config, &clients).await;
     // WHEN the rejections outlast the staleness bound THEN even genuine tokens are refused
@@ -715,20 +715,24 @@ async fn a_set_signed_with_any_other_kms_key_is_refused() {
 }
 
 #[tokio::test]
-async fn a_cold_authorizer_trusts_the_set_with_kms_unreachable() {
-    // GIVEN a set made by the rotation and a token of its current key
+async fn a_cold_reader_trusts_the_set_with_kms_unreachable() {
+    // GIVEN a set made by the rotation
     let clients = clients().await;
     let config = short_gates(&clients, &[]).await;
     let keys = manager(&config, &clients, Arc::new(SystemClock));
     keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
-    let genuine = token_of_key(&config, &clients, &keys.list().await.unwrap().current().unwrap().kms_key_id).await;
-    // WHEN an authorizer starts while KMS answers nothing (its client reaches a closed port)
+    let written = keys.list().await.unwrap();
+    // WHEN a reader that has never verified a set starts while KMS answers nothing (its
+    // client reaches a closed port), as a login or refresh instance would hold one
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let kms_down = kms_at(&closed_url).await;
-    let cold = Authorizer::from_config(&config, clients.dynamodb.clone(), kms_down, Arc::new(SystemClock));
-    // THEN it verifies the set with the pinned public key alone and allows the token
-    assert_eq!(cold.warm_up().await, tokenauth::rules::polled::Freshness::Fresh);
-    assert!(allowed(&cold, &genuine).await, "a cold authorizer needed KMS to trust the set");
+    let cold = AuthenticatedKeys::from_config(&config, clients.dynamodb.clone(), kms_at(&closed_url).await);
+    // THEN it verifies the set with the pinned public key alone
+    assert_eq!(cold.get().await.unwrap(), written, "a cold reader needed KMS to trust the set");
+    // and so does the authorizer, which holds no KMS client at all
+    let token = token_of_key(&config, &clients, &written.current().unwrap().kms_key_id).await;
+    let authorizer = Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock));
+    assert_eq!(authorizer.warm_up().await, tokenauth::rules::polled::Freshness::Fresh);
+    assert!(allowed(&authorizer, &token).await);
 }

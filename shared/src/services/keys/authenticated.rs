@@ -83,7 +83,8 @@ struct Verified {
 /// The Keys table's signing set, read and written with its signature.
 pub struct AuthenticatedKeys {
     keys: DynamoKeys,
-    kms: aws_sdk_kms::Client,
+    /// The client that signs a set this caller writes; `None` for a reader that never does.
+    kms: Option<aws_sdk_kms::Client>,
     signing_key_id: String,
     verify_key: Option<VerifyKey>,
     verified: Mutex<Option<Verified>>,
@@ -109,10 +110,36 @@ impl AuthenticatedKeys {
         verify_key: &str,
     ) -> Self {
         let parsed = VerifyKey::from_base64(verify_key);
-        if parsed.is_none() && !verify_key.is_empty() {
+        Self {
+            keys,
+            kms: Some(kms),
+            signing_key_id: signing_key_id.into(),
+            verify_key: parsed,
+            verified: Mutex::new(None),
+        }
+        .checked(verify_key)
+    }
+
+    /// The set of a deployment's Keys table for a caller that only reads it (the
+    /// authorizer): no KMS client is built, since checking the set needs none.
+    pub fn reader_from_config(config: &Config, dynamodb: aws_sdk_dynamodb::Client) -> Self {
+        let verify_key = &config.key_set_verify_key;
+        Self {
+            keys: DynamoKeys::new(dynamodb, &config.keys_table),
+            kms: None,
+            signing_key_id: String::new(),
+            verify_key: VerifyKey::from_base64(verify_key),
+            verified: Mutex::new(None),
+        }
+        .checked(verify_key)
+    }
+
+    /// Logs a configured verify key that is not one (no set will be trusted).
+    fn checked(self, verify_key: &str) -> Self {
+        if self.verify_key.is_none() && !verify_key.is_empty() {
             tracing::error!("KEY_SET_VERIFY_KEY is not a base64 DER P-256 public key: no key set will be trusted");
         }
-        Self { keys, kms, signing_key_id: signing_key_id.into(), verify_key: parsed, verified: Mutex::new(None) }
+        self
     }
 
     /// The set of a deployment's Keys table, with its `KEY_SET_VERIFY_KEY` and
@@ -163,12 +190,11 @@ impl AuthenticatedKeys {
     /// failed, or the signing key is not the one they pin) nothing is written.
     pub async fn replace(&self, set: &KeySet, read_version: u64) -> Result<bool, DependencyError> {
         let unusable = |message: &str| DependencyError::Kms { operation: "Sign", message: message.to_owned() };
-        if self.signing_key_id.is_empty() {
+        let Some(kms) = self.kms.as_ref().filter(|_| !self.signing_key_id.is_empty()) else {
             return Err(unusable("KEY_SET_SIGNING_KEY_ID is not set: an unsigned key set would be trusted by no one"));
-        }
+        };
         let bytes = set.authenticated_bytes();
-        let out = self
-            .kms
+        let out = kms
             .sign()
             .key_id(&self.signing_key_id)
             .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
