@@ -266,6 +266,31 @@ mod tests {
         assert!(!key.verifies(&bytes, &flipped), "a changed signature verified");
     }
 
+    #[tokio::test]
+    async fn a_reader_signs_and_writes_nothing() {
+        // A reader built without KMS, over a DynamoDB client that reaches nothing: a write
+        // fails for want of a signature before any call (a call would fail as DynamoDB's).
+        let config = Config::from_lookup(|name| match name {
+            "USERS_TABLE" | "FAMILIES_TABLE" | "KEYS_TABLE" => Some("a-table".to_owned()),
+            "TOKEN_ISSUER" => Some("https://issuer.test".to_owned()),
+            "TOKEN_AUDIENCE" => Some("api".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+                .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+                .endpoint_url("http://127.0.0.1:9")
+                .build(),
+        );
+        let reader = AuthenticatedKeys::reader_from_config(&config, dynamodb);
+        let refused = reader.replace(&KeySet { version: 1, ..KeySet::default() }, 0).await;
+        let refused_before_any_call = matches!(&refused,
+            Err(DependencyError::Kms { operation: "Sign", message }) if message.contains("KEY_SET_SIGNING_KEY_ID is not set"));
+        assert!(refused_before_any_call, "{refused:?}");
+    }
+
     #[test]
     fn only_a_base64_der_p256_public_key_is_a_verify_key() {
         let (pinned, _) = kms_like_key(b"x");
