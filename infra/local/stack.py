@@ -300,6 +300,14 @@ def wait_ready(what: str, probe) -> None:
     raise SystemExit(f"{what} did not become ready in {READY_TIMEOUT_SECS}s: {last}")
 
 
+def env_value(value: str) -> str:
+    """A value as the env file holds it, for bash (`.`), `read_env` and cargo lambda's dotenv
+    parser, which refuses an unquoted `=` in a value (the padding of KEY_SET_VERIFY_KEY's
+    base64): quoted wherever the shell would need it, and wherever it holds a `=`."""
+    quoted = shlex.quote(value)
+    return f"'{value}'" if "=" in value and quoted == value else quoted
+
+
 def read_env(path: Path) -> dict[str, str]:
     env = {}
     for line in path.read_text().splitlines():
@@ -385,7 +393,7 @@ def up(stack: Stack, persistent: bool = False) -> None:
         down(stack)
         raise
     tmp = stack.env_file.with_suffix(".tmp")
-    tmp.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
+    tmp.write_text("".join(f"{k}={env_value(v)}\n" for k, v in env.items()))
     tmp.replace(stack.env_file)
     log(f"up: wrote {stack.env_file}")
 
