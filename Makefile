@@ -48,7 +48,7 @@ help:
 	@echo "make bench      criterion benchmarks"
 	@echo "make cost       docs/cost.md from the benchmarks and the measured consumption of each request"
 	@echo "make fuzz       fuzz the token verifier (FUZZ_SECS, default 60)"
-	@echo "make coldstart  cold start of the release authorizer (keys preloaded / from KMS)"
+	@echo "make coldstart  cold start of the release authorizer against the whoami floor (reads from DynamoDB Local / the stub)"
 
 tools: $(VENV)/.installed $(NODE_DIR)/.installed-$(subst @,-,$(subst $() ,+,$(NODE_PACKAGES))) java $(FAKETIME_LIB)
 

@@ -73,7 +73,7 @@ def key_set_item() -> dict:
 
 
 def wire_json(value):
-    """boto3's answer back in DynamoDB's wire JSON: binary values (the key set's MAC) as base64."""
+    """boto3's answer back in DynamoDB's wire JSON: binary values (the key set's signature) as base64."""
     if isinstance(value, dict):
         return {k: base64.b64encode(v).decode() if k == "B" and isinstance(v, bytes) else wire_json(v)
                 for k, v in value.items()}

@@ -8,9 +8,8 @@
 #   1. the key set (one GetItem) and the initial revocation load, from DynamoDB Local, at once;
 #   2. the same, with the stub answering those reads at once (DynamoDB Local's latency out);
 #   3. whoami: the same runtime with no start-up call at all (the floor of this set-up).
-# The key set holds the public keys; the authorizer's one KMS call is the kms:VerifyMac of
-# the key set's MAC, answered by the KMS emulator in every measurement (the stub does not
-# stand in for KMS).
+# The key set holds the public keys and its signature, which the authorizer checks offline
+# with the public key pinned in KEY_SET_VERIFY_KEY: it makes no KMS call at all.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=.local/venv/bin/python

@@ -21,6 +21,7 @@ Nothing here listens on anything but 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import base64
 import shlex
 import shutil
 import glob
@@ -315,6 +316,14 @@ def wait_ready(what: str, probe) -> None:
     raise SystemExit(f"{what} did not become ready in {READY_TIMEOUT_SECS}s: {last}")
 
 
+def env_value(value: str) -> str:
+    """A value as the env file holds it, for bash (`.`), `read_env` and cargo lambda's dotenv
+    parser, which refuses an unquoted `=` in a value (the padding of KEY_SET_VERIFY_KEY's
+    base64): quoted wherever the shell would need it, and wherever it holds a `=`."""
+    quoted = shlex.quote(value)
+    return f"'{value}'" if "=" in value and quoted == value else quoted
+
+
 def read_env(path: Path) -> dict[str, str]:
     env = {}
     for line in path.read_text().splitlines():
@@ -360,12 +369,15 @@ def up(stack: Stack, persistent: bool = False) -> None:
             Description="tokenauth local sealing key (the data key of refresh-token successors)",
         )["KeyMetadata"]["KeyId"]
         log(f"created KMS sealing key {sealing_key}")
-        mac_key = kms.create_key(
-            KeySpec="HMAC_256",
-            KeyUsage="GENERATE_VERIFY_MAC",
-            Description="tokenauth local key-set MAC key (only key-set writers make MACs with it)",
+        # The key set's signing key, and its public half as every reader pins it (as the
+        # template's KeySetVerifyKey custom resource reads it in AWS).
+        set_key = kms.create_key(
+            KeySpec="ECC_NIST_P256",
+            KeyUsage="SIGN_VERIFY",
+            Description="tokenauth local key-set signing key (only key-set writers sign with it)",
         )["KeyMetadata"]["KeyId"]
-        log(f"created KMS key-set MAC key {mac_key}")
+        set_verify_key = base64.b64encode(kms.get_public_key(KeyId=set_key)["PublicKey"]).decode()
+        log(f"created KMS key-set signing key {set_key}")
         envelope_key = kms.create_key(
             KeySpec="SYMMETRIC_DEFAULT",
             KeyUsage="ENCRYPT_DECRYPT",
@@ -385,7 +397,8 @@ def up(stack: Stack, persistent: bool = False) -> None:
         "AWS_EC2_METADATA_DISABLED": "true",
         **tables,
         "SEALING_KEY_ID": sealing_key,
-        "KEY_SET_MAC_KEY_ID": mac_key,
+        "KEY_SET_SIGNING_KEY_ID": set_key,
+        "KEY_SET_VERIFY_KEY": set_verify_key,
         "ENVELOPE_KEY_ID": envelope_key,
         # The kind of signing key the stack starts with and rotates to: the template's
         # default unless the caller chose (`SIGNING_KEY_KIND=envelope make dev`).
@@ -408,7 +421,7 @@ def up(stack: Stack, persistent: bool = False) -> None:
         down(stack)
         raise
     tmp = stack.env_file.with_suffix(".tmp")
-    tmp.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
+    tmp.write_text("".join(f"{k}={env_value(v)}\n" for k, v in env.items()))
     tmp.replace(stack.env_file)
     log(f"up: wrote {stack.env_file}")
 

@@ -199,15 +199,12 @@ impl Intercept for IamRecorder {
                 }
             }
         } else if let Some(i) = input.downcast_ref::<kms::sign::SignInput>() {
-            self.push("kms:Sign", key(i.key_id()), none());
+            let algorithm = i.signing_algorithm().map(|a| a.as_str()).unwrap_or_default();
+            let message_type = i.message_type().map(|m| m.as_str()).unwrap_or("RAW");
+            let conditions = [("kms:SigningAlgorithm", algorithm), ("kms:MessageType", message_type)];
+            self.push("kms:Sign", key(i.key_id()), context(&conditions));
         } else if let Some(i) = input.downcast_ref::<kms::get_public_key::GetPublicKeyInput>() {
             self.push("kms:GetPublicKey", key(i.key_id()), none());
-        } else if let Some(i) = input.downcast_ref::<kms::generate_mac::GenerateMacInput>() {
-            let algorithm = i.mac_algorithm().map(|a| a.as_str()).unwrap_or_default();
-            self.push("kms:GenerateMac", key(i.key_id()), context(&[("kms:MacAlgorithm", algorithm)]));
-        } else if let Some(i) = input.downcast_ref::<kms::verify_mac::VerifyMacInput>() {
-            let algorithm = i.mac_algorithm().map(|a| a.as_str()).unwrap_or_default();
-            self.push("kms:VerifyMac", key(i.key_id()), context(&[("kms:MacAlgorithm", algorithm)]));
         } else if let Some(i) = input.downcast_ref::<kms::decrypt::DecryptInput>() {
             self.push("kms:Decrypt", key(i.key_id()), encryption_context(i.encryption_context()));
         } else if let Some(i) = input.downcast_ref::<kms::generate_data_key::GenerateDataKeyInput>() {

@@ -42,12 +42,7 @@ impl Stack {
 
     /// A warm authorizer, as a function instance that has been running a while.
     async fn authorizer(&self) -> Authorizer {
-        let a = Authorizer::from_config(
-            &self.config,
-            self.clients.dynamodb.clone(),
-            self.clients.kms.clone(),
-            Arc::new(SystemClock),
-        );
+        let a = Authorizer::from_config(&self.config, self.clients.dynamodb.clone(), Arc::new(SystemClock));
         a.warm_up().await;
         a
     }

@@ -39,7 +39,7 @@ async fn authorizer(
         settings.push(("AUTHORIZER_ROUTE_SCOPES", "$default="));
     }
     let config = config_with(&settings);
-    let a = Authorizer::from_config(&config, dynamodb, clients().await.kms, clock);
+    let a = Authorizer::from_config(&config, dynamodb, clock);
     a.warm_up().await;
     a
 }

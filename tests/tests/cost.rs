@@ -96,7 +96,7 @@ async fn measure_what_each_request_consumes() {
 
     // The authorizer: a request with no poll due, and one that polls.
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
-    let authorizer = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), clock.clone());
+    let authorizer = Authorizer::from_config(&config, clients.dynamodb.clone(), clock.clone());
     authorizer.warm_up().await;
     clients.calls.clear();
     meter.take();

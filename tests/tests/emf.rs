@@ -228,8 +228,8 @@ async fn every_outcome_is_an_emf_line_on_the_functions_stdout() {
         &[("http", "dynamodb", "DependencyFailures"), ("login", "unavailable", "LoginAttempts")],
         &down,
     );
-    // KMS unreachable: a cold instance cannot check the key set's MAC, so it signs with no
-    // key at all (no `kms:Sign` is attempted): a 503 of class kms.
+    // KMS unreachable: a cold instance still trusts the key set (its signature is checked
+    // offline), so it tries its key: the `kms:Sign` fails, a 503 of class kms.
     let kms_down = run_function(
         "login",
         &stack_environment(&[("AWS_ENDPOINT_URL_KMS", &closed_url)]),
@@ -237,8 +237,11 @@ async fn every_outcome_is_an_emf_line_on_the_functions_stdout() {
     )
     .await;
     assert_eq!(kms_down.answers[0]["statusCode"], 503);
-    expect(&metrics(&kms_down), &[("http", "kms", "DependencyFailures")], &kms_down);
-    assert!(!metrics(&kms_down).iter().any(|(_, _, name)| name == "SignLatency"), "no key was used unverified");
+    expect(&metrics(&kms_down), &[("http", "kms", "DependencyFailures"), ("kms", "error", "SignLatency")], &kms_down);
+    assert!(
+        !metrics(&kms_down).iter().any(|(_, _, name)| name == "KeySetRejected"),
+        "the key set was checked without KMS"
+    );
 
     // No line carries a token, a password or the username.
     let _ = login_service(&config, &clients, Arc::new(SystemClock)).await;
@@ -251,8 +254,8 @@ async fn every_outcome_is_an_emf_line_on_the_functions_stdout() {
 }
 
 #[tokio::test]
-async fn a_key_set_whose_mac_does_not_vouch_for_it_is_counted() {
-    // A set of its own, made by the rotation, then changed by someone without the MAC key.
+async fn a_key_set_whose_signature_does_not_vouch_for_it_is_counted() {
+    // A set of its own, made by the rotation, then changed by someone without its signing key.
     let clients = clients().await;
     let table = format!("keys-{}", unique_username("emf"));
     create_keys_table(&clients, &table).await;
@@ -272,10 +275,10 @@ async fn a_key_set_whose_mac_does_not_vouch_for_it_is_counted() {
     let stored = keys.read().await.unwrap();
     let mut tampered = stored.set.clone();
     tampered.version += 1;
-    assert!(keys.replace(&tampered, &stored.mac.unwrap(), stored.set.version).await.unwrap());
+    assert!(keys.replace(&tampered, &stored.signature.unwrap(), stored.set.version).await.unwrap());
 
     let jwks =
         run_function("jwks", &stack_environment(&[("KEYS_TABLE", &table)]), vec![event("jwks-http-api.json")]).await;
-    assert_eq!(jwks.answers[0]["statusCode"], 503, "a set that fails its MAC is not published");
-    expect(&metrics(&jwks), &[("keys", "bad_mac", "KeySetRejected")], &jwks);
+    assert_eq!(jwks.answers[0]["statusCode"], 503, "a set whose signature fails is not published");
+    expect(&metrics(&jwks), &[("keys", "bad_signature", "KeySetRejected")], &jwks);
 }

@@ -42,8 +42,8 @@ const FUNCTIONS: [&str; 7] = [
 struct Namer {
     tables: BTreeMap<String, &'static str>,
     sealing_key: String,
-    /// The key-set MAC key (`KEY_SET_MAC_KEY_ID` of the stack), where the stack has one.
-    mac_key: Option<String>,
+    /// The key-set signing key (`KEY_SET_SIGNING_KEY_ID` of the stack), where the stack has one.
+    set_key: Option<String>,
     /// The envelope key (`ENVELOPE_KEY_ID` of the stack), where the stack has one.
     envelope_key: Option<String>,
     tags: BTreeMap<String, Option<String>>,
@@ -75,12 +75,12 @@ impl Namer {
                 listed.tags().iter().find(|t| t.tag_key() == "tokenauth:key-set").map(|t| t.tag_value().to_owned());
             tags.insert(id, tag);
         }
-        let mac_key = std::env::var("KEY_SET_MAC_KEY_ID").ok().filter(|k| !k.is_empty());
+        let set_key = std::env::var("KEY_SET_SIGNING_KEY_ID").ok().filter(|k| !k.is_empty());
         let envelope_key = Some(config.envelope_key_id.clone()).filter(|k| !k.is_empty());
         Self {
             tables,
             sealing_key: config.sealing_key_id.clone(),
-            mac_key,
+            set_key,
             envelope_key,
             tags,
             key_set_tags: configs.iter().map(|c| c.key_set_tag.clone()).collect(),
@@ -114,8 +114,8 @@ impl Namer {
                 let id = id.as_str();
                 if id == bare(&self.sealing_key) {
                     format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/SealingKey")
-                } else if self.mac_key.as_deref().map(bare).as_deref() == Some(id) {
-                    format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/KeySetMacKey")
+                } else if self.set_key.as_deref().map(bare).as_deref() == Some(id) {
+                    format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/KeySetSigningKey")
                 } else if self.envelope_key.as_deref().map(bare).as_deref() == Some(id) {
                     format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/EnvelopeKey")
                 } else {
@@ -272,7 +272,7 @@ async fn authorizer_paths(config: &Config, recorder: &IamRecorder) {
         authorizer: tokenauth::platform::config::AuthorizerSettings { rules: vec![], ..config.authorizer.clone() },
         ..config.clone()
     };
-    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), clock.clone());
+    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clock.clone());
     a.warm_up().await;
     let login = login_service(&config, &plain, Arc::new(SystemClock)).await;
     let (username, password, _) = create_user(&config, &plain, "iam-authz", &["read"]).await;
@@ -577,17 +577,21 @@ fn key_policies_refuse_what_a_broad_iam_grant_would_allow() {
     assert!(refused["why"].as_str().unwrap().contains("key policy"), "{report:#}");
     assert!(denied_of(&report, "AuthorizerFunction", "kms:Sign", &unrelated).is_none(), "{report:#}");
     assert!(denied_of(&report, "LoginFunction", "kms:Sign", &ours).is_none(), "{report:#}");
-    // The key-set MAC and the sealing secret: only the roles their policies name.
-    let mac = format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/KeySetMacKey");
+    // The key-set signing key and the sealing secret: only the roles their policies name.
+    // Login may sign tokens, never the set; readers check the set offline and may not even
+    // read the key's public half; the rotation signs the set's raw bytes only.
+    let set_key = format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/KeySetSigningKey");
     let sealing = format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/SealingKey");
-    let hmac = json!({"kms:MacAlgorithm": ["HMAC_SHA_256"]});
+    let raw = json!({"kms:SigningAlgorithm": ["ECDSA_SHA_256"], "kms:MessageType": ["RAW"]});
+    let digest = json!({"kms:SigningAlgorithm": ["ECDSA_SHA_256"], "kms:MessageType": ["DIGEST"]});
     let sealing_context = json!({"kms:EncryptionContext:tokenauth": ["successor-sealing"]});
     let calls = only(
         &[
-            ("LoginFunction", json!({"action": "kms:GenerateMac", "resource": mac, "context": hmac})),
-            ("KeyRotationFunction", json!({"action": "kms:GenerateMac", "resource": mac, "context": hmac})),
-            ("JwksFunction", json!({"action": "kms:VerifyMac", "resource": mac, "context": hmac})),
-            ("WhoamiFunction", json!({"action": "kms:VerifyMac", "resource": mac, "context": hmac})),
+            ("LoginFunction", json!({"action": "kms:Sign", "resource": set_key, "context": raw})),
+            ("KeyRotationFunction", json!({"action": "kms:Sign", "resource": set_key, "context": raw})),
+            ("KeyRotationFunction", json!({"action": "kms:Sign", "resource": set_key, "context": digest})),
+            ("JwksFunction", json!({"action": "kms:GetPublicKey", "resource": set_key, "context": {}})),
+            ("AuthorizerFunction", json!({"action": "kms:Verify", "resource": set_key, "context": {}})),
             ("LoginFunction", json!({"action": "kms:Decrypt", "resource": sealing, "context": sealing_context})),
             ("RefreshFunction", json!({"action": "kms:Decrypt", "resource": sealing, "context": sealing_context})),
             ("RefreshFunction", json!({"action": "kms:Decrypt", "resource": sealing, "context": {}})),
@@ -595,10 +599,17 @@ fn key_policies_refuse_what_a_broad_iam_grant_would_allow() {
         json!({}),
     );
     let (_, report) = judge(&template, &calls);
-    assert!(denied_of(&report, "LoginFunction", "kms:GenerateMac", &mac).is_some(), "{report:#}");
-    assert!(denied_of(&report, "KeyRotationFunction", "kms:GenerateMac", &mac).is_none(), "{report:#}");
-    assert!(denied_of(&report, "JwksFunction", "kms:VerifyMac", &mac).is_none(), "{report:#}");
-    assert!(denied_of(&report, "WhoamiFunction", "kms:VerifyMac", &mac).is_some(), "{report:#}");
+    assert!(denied_of(&report, "LoginFunction", "kms:Sign", &set_key).is_some(), "{report:#}");
+    let rotation_signs = report["denied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["function"] == "KeyRotationFunction" && d["action"] == "kms:Sign")
+        .map(|d| d["context"]["kms:MessageType"].clone())
+        .collect::<Vec<_>>();
+    assert_eq!(rotation_signs, [json!(["DIGEST"])], "the rotation signs the set's raw bytes only: {report:#}");
+    assert!(denied_of(&report, "JwksFunction", "kms:GetPublicKey", &set_key).is_some(), "{report:#}");
+    assert!(denied_of(&report, "AuthorizerFunction", "kms:Verify", &set_key).is_some(), "{report:#}");
     assert!(denied_of(&report, "LoginFunction", "kms:Decrypt", &sealing).is_some(), "{report:#}");
     let refresh_decrypts = report["denied"]
         .as_array()
@@ -688,7 +699,11 @@ fn the_account_root_administers_keys_but_never_uses_them() {
 
     // The sealing key's account statement widened to kms:* (what it was): reported.
     let account = "Sid: AccountAdministersWithoutUse\n            Effect: Allow\n            Principal:\n              AWS: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:root\"\n            Action: [";
-    assert_eq!(template.matches(account).count(), 3, "the sealing, MAC and envelope keys' account statements");
+    assert_eq!(
+        template.matches(account).count(),
+        3,
+        "the sealing, key-set signing and envelope keys' account statements"
+    );
     let widened = template.replacen(account, &account.replace("Action: [", "Action: [\"kms:*\", "), 1);
     let (code, report) = judge(&widened, &only(&[], json!({})));
     assert_eq!(code, 1);

@@ -157,8 +157,8 @@ async fn keys_rotate_and_are_revoked_under_continuous_traffic_without_failing_a_
     let key1 = key_set(&config, &clients).await.current().unwrap().clone();
 
     let authorizers: Arc<Vec<Authorizer>> = Arc::new(vec![
-        Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock)),
-        Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock)),
+        Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock)),
+        Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock)),
     ]);
     for a in authorizers.iter() {
         a.warm_up().await;
@@ -347,7 +347,7 @@ async fn an_unknown_kid_flood_reloads_the_key_set_at_most_once_per_interval() {
     let clients = clients().await;
     let config = short_gates(&clients, &[("REVOCATION_POLL_SECS", "1")]).await;
     manager(&config, &clients, Arc::new(SystemClock)).add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
-    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock));
+    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock));
     a.warm_up().await;
     // A well-formed token whose kid no key of the set has (signed by a key of another set).
     let stranger = tokenauth_tests::create_signing_key(&clients.kms, aws_sdk_kms::types::KeySpec::EccNistP256).await;
@@ -498,7 +498,7 @@ async fn a_warm_instance_idle_through_a_promotion_accepts_the_new_key_once_the_r
     let config = short_gates(&clients, &[]).await;
     let keys = manager(&config, &clients, Arc::new(SystemClock));
     keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
-    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock));
+    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock));
     a.warm_up().await;
     keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
     let pending = keys.list().await.unwrap().pending().unwrap().kms_key_id.clone();
@@ -641,9 +641,10 @@ async fn the_metadata_names_every_endpoint_under_the_issuer() {
     assert_eq!(get(&service, "/.well-known/other", None).await.status(), 404);
 }
 
-/// What someone who can write the Keys table but not make a MAC does: adds a P-256 key of
-/// their own (a made-up KMS key id, pending) to the stored set and bumps its version,
-/// keeping the MAC that was there. Returns the key, whose tokens they can now sign offline.
+/// What someone who can write the Keys table but not sign with the key set's KMS key does:
+/// adds a P-256 key of their own (a made-up KMS key id, pending) to the stored set and bumps
+/// its version, keeping the signature that was there. Returns the key, whose tokens they can
+/// now sign offline.
 async fn plant_key(config: &Config, clients: &Clients) -> tokenauth::rules::keys::testing::LocalSigner {
     use base64::engine::general_purpose::STANDARD as B64;
     let planted = tokenauth::rules::keys::testing::LocalSigner::new();
@@ -661,8 +662,8 @@ async fn plant_key(config: &Config, clients: &Clients) -> tokenauth::rules::keys
         since: SystemClock.now(),
     });
     set.version += 1;
-    let old_mac = stored.mac.expect("the rotation MAC'd the set it wrote");
-    assert!(table.replace(&set, &old_mac, stored.set.version).await.unwrap(), "the planted set is written");
+    let old_signature = stored.signature.expect("the rotation signed the set it wrote");
+    assert!(table.replace(&set, &old_signature, stored.set.version).await.unwrap(), "the planted set is written");
     planted
 }
 
@@ -684,7 +685,7 @@ async fn a_key_written_into_the_table_by_hand_is_trusted_by_no_one() {
     let keys = manager(&config, &clients, clock.clone());
     keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
     let genuine = token_of_key(&config, &clients, &keys.list().await.unwrap().current().unwrap().kms_key_id).await;
-    let warm = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), clock.clone());
+    let warm = Authorizer::from_config(&config, clients.dynamodb.clone(), clock.clone());
     warm.warm_up().await;
     let revoke = tokenauth::RevocationService::from_config(
         &config,
@@ -696,12 +697,12 @@ async fn a_key_written_into_the_table_by_hand_is_trusted_by_no_one() {
     let jwks = DiscoveryService::from_config(&config, clients.dynamodb.clone(), clients.kms.clone());
     assert!(allowed(&warm, &genuine).await);
 
-    // WHEN someone without the MAC key adds a key of their own to the table
+    // WHEN someone without the key set's signing key adds a key of their own to the table
     let planted = plant_key(&config, &clients).await;
     let jti = tokenauth::rules::token::random_id();
     let forged = token_signed_by(&config, &planted, &jti);
     clock.advance(2); // every reader's next request re-reads the set
-    let cold = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), clock.clone());
+    let cold = Authorizer::from_config(&config, clients.dynamodb.clone(), clock.clone());
     cold.warm_up().await;
 
     // THEN no verifier accepts its tokens: neither the warm authorizer (which keeps the
@@ -719,7 +720,7 @@ async fn a_key_written_into_the_table_by_hand_is_trusted_by_no_one() {
     let response = get(&jwks, "/.well-known/jwks.json", None).await;
     let published = String::from_utf8(response.body().to_vec()).unwrap();
     assert!(!published.contains(planted.trusted().kid()), "the JWKS published the planted key: {published}");
-    // and the rotation does not vouch for it by MAC'ing its next change over it
+    // and the rotation does not vouch for it by signing its next change over it
     let refused = keys.add(KeySource::Create(KeyAlgorithm::ES256)).await;
     assert!(matches!(refused, Err(KeyChangeError::Dependency(_))), "the rotation changed a tampered set: {refused:?}");
     let stored = tokenauth::store::DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table).read().await.unwrap();
@@ -735,7 +736,7 @@ async fn a_reader_fails_closed_once_the_last_verified_set_is_past_its_staleness_
     let keys = manager(&config, &clients, clock.clone());
     keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
     let genuine = token_of_key(&config, &clients, &keys.list().await.unwrap().current().unwrap().kms_key_id).await;
-    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), clock.clone());
+    let a = Authorizer::from_config(&config, clients.dynamodb.clone(), clock.clone());
     a.warm_up().await;
     plant_key(&config, &clients).await;
     // WHEN the rejections outlast the staleness bound THEN even genuine tokens are refused
@@ -746,8 +747,8 @@ async fn a_reader_fails_closed_once_the_last_verified_set_is_past_its_staleness_
 }
 
 #[tokio::test]
-async fn an_older_set_with_a_valid_mac_is_refused_once_a_newer_one_was_verified() {
-    // GIVEN a set at version 1, whose item (with its valid MAC) someone keeps
+async fn an_older_set_with_a_valid_signature_is_refused_once_a_newer_one_was_verified() {
+    // GIVEN a set at version 1, whose item (with its valid signature) someone keeps
     let clients = clients().await;
     let config = short_gates(&clients, &[]).await;
     let keys = manager(&config, &clients, Arc::new(SystemClock));
@@ -760,9 +761,66 @@ async fn an_older_set_with_a_valid_mac_is_refused_once_a_newer_one_was_verified(
     let newer = reader.get().await.expect("the rotation's set verifies");
     assert_eq!(newer.version, old.set.version + 1);
     // WHEN the old item is written back
-    assert!(table.replace(&old.set, old.mac.as_deref().unwrap(), newer.version).await.unwrap());
+    assert!(table.replace(&old.set, old.signature.as_deref().unwrap(), newer.version).await.unwrap());
     // THEN the reader refuses it, while a reader that never saw the newer one verifies it
     assert!(reader.get().await.is_err(), "a replayed older set was used");
     let fresh = AuthenticatedKeys::from_config(&config, clients.dynamodb.clone(), clients.kms.clone());
-    assert_eq!(fresh.get().await.unwrap(), old.set, "the old set's MAC is still genuine");
+    assert_eq!(fresh.get().await.unwrap(), old.set, "the old set's signature is still genuine");
+}
+
+#[tokio::test]
+async fn a_set_signed_with_any_other_kms_key_is_refused() {
+    // GIVEN a set made by the rotation, and a planted key added to it
+    let clients = clients().await;
+    let config = short_gates(&clients, &[]).await;
+    let keys = manager(&config, &clients, Arc::new(SystemClock));
+    keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
+    let token_key = keys.list().await.unwrap().current().unwrap().kms_key_id.clone();
+    let reader = AuthenticatedKeys::from_config(&config, clients.dynamodb.clone(), clients.kms.clone());
+    reader.get().await.expect("the rotation's set verifies");
+    plant_key(&config, &clients).await;
+    // WHEN the planted set is signed, as the set's writer signs it, with a KMS key that is
+    // not the set's: the token signing key, which login and refresh may sign with
+    let table = tokenauth::store::DynamoKeys::new(clients.dynamodb.clone(), &config.keys_table);
+    let planted = table.read().await.unwrap();
+    let signature = clients
+        .kms
+        .sign()
+        .key_id(&token_key)
+        .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
+        .message_type(aws_sdk_kms::types::MessageType::Raw)
+        .message(aws_sdk_kms::primitives::Blob::new(planted.set.authenticated_bytes()))
+        .send()
+        .await
+        .unwrap()
+        .signature
+        .unwrap();
+    assert!(table.replace(&planted.set, signature.as_ref(), planted.set.version).await.unwrap());
+    // THEN neither the reader that verified the genuine set nor a new one takes it
+    assert!(reader.get().await.is_err(), "a warm reader took a set signed by a token key");
+    let fresh = AuthenticatedKeys::from_config(&config, clients.dynamodb.clone(), clients.kms.clone());
+    assert!(fresh.get().await.is_err(), "a new reader took a set signed by a token key");
+}
+
+#[tokio::test]
+async fn a_cold_reader_trusts_the_set_with_kms_unreachable() {
+    // GIVEN a set made by the rotation
+    let clients = clients().await;
+    let config = short_gates(&clients, &[]).await;
+    let keys = manager(&config, &clients, Arc::new(SystemClock));
+    keys.add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
+    let written = keys.list().await.unwrap();
+    // WHEN a reader that has never verified a set starts while KMS answers nothing (its
+    // client reaches a closed port), as a login or refresh instance would hold one
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let cold = AuthenticatedKeys::from_config(&config, clients.dynamodb.clone(), kms_at(&closed_url).await);
+    // THEN it verifies the set with the pinned public key alone
+    assert_eq!(cold.get().await.unwrap(), written, "a cold reader needed KMS to trust the set");
+    // and so does the authorizer, which holds no KMS client at all
+    let token = token_of_key(&config, &clients, &written.current().unwrap().kms_key_id).await;
+    let authorizer = Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock));
+    assert_eq!(authorizer.warm_up().await, tokenauth::rules::polled::Freshness::Fresh);
+    assert!(allowed(&authorizer, &token).await);
 }

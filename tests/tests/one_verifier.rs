@@ -28,8 +28,7 @@ impl Paths {
         let config = config_with(&[("AUTHORIZER_ROUTE_SCOPES", "$default=")]);
         let clients = clients().await;
         let signer = current_kms_signer(&config, &clients).await;
-        let authorizer =
-            Authorizer::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock));
+        let authorizer = Authorizer::from_config(&config, clients.dynamodb.clone(), Arc::new(SystemClock));
         authorizer.warm_up().await;
         let revoke = revocation_service(&config, &clients, Arc::new(SystemClock)).await;
         Self { config, clients, signer, authorizer, revoke }

@@ -227,12 +227,8 @@ async fn the_denylist_read_spans_every_hour_bucket_between_its_bounds_oldest_fir
 
 /// Whether an authorizer over `config` lets `token` through (HTTP API, simple answer).
 async fn authorizer_allows(config: &Config, clients: &Clients, token: &str) -> bool {
-    let authorizer = tokenauth::edge::authorizer::Authorizer::from_config(
-        config,
-        clients.dynamodb.clone(),
-        clients.kms.clone(),
-        Arc::new(SystemClock),
-    );
+    let authorizer =
+        tokenauth::edge::authorizer::Authorizer::from_config(config, clients.dynamodb.clone(), Arc::new(SystemClock));
     authorizer.warm_up().await;
     let event = event_text_with("authorizer-http-api-v2.json", &format!("Bearer {token}"));
     match authorizer.handle(&event).await {

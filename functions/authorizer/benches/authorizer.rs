@@ -79,7 +79,7 @@ fn authorizer(key: TrustedKey, now: u64) -> Authorizer {
             .endpoint_url("http://127.0.0.1:9")
             .build(),
     );
-    let keys = AuthenticatedKeys::new(DynamoKeys::new(dynamodb, "unused"), kms, "unused");
+    let keys = AuthenticatedKeys::new(DynamoKeys::new(dynamodb, "unused"), kms, "", "");
     let keys = KeyRing::preloaded(keys, verifier, day, day, now);
     Authorizer::new(keys, feed, settings, Arc::new(SystemClock))
 }

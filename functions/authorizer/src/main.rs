@@ -21,12 +21,8 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
     let sdk = tokenauth::platform::aws::function_sdk_config(&config).await?;
-    let authorizer = Authorizer::from_config(
-        &config,
-        aws_sdk_dynamodb::Client::new(&sdk),
-        aws_sdk_kms::Client::new(&sdk),
-        Arc::new(SystemClock),
-    );
+    // No KMS client: the key set's signature is checked with the pinned public key.
+    let authorizer = Authorizer::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk), Arc::new(SystemClock));
     // Before the runtime asks for the first event, not alongside: Lambda may freeze the
     // instance as soon as it asks (an instance initialised ahead of traffic), and a read
     // frozen in flight would stall or fail the first request.

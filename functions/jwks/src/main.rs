@@ -1,6 +1,6 @@
 //! The `jwks` Lambda: wiring only. Publishes the key set's public keys (RFC 7517) and the
-//! RFC 8414 metadata; one DynamoDB read per JWKS request, and a `kms:VerifyMac` only for a
-//! key set this instance has not verified yet.
+//! RFC 8414 metadata; one DynamoDB read per JWKS request (the key set's signature is checked
+//! offline, no KMS call).
 
 mod handler;
 

@@ -68,9 +68,14 @@ pub struct Config {
     /// key-rotation function and `authctl`): the symmetric KMS key under which the
     /// sealing secret of refresh-token successors is generated.
     pub sealing_key_id: String,
-    /// `KEY_SET_MAC_KEY_ID` (default empty: no key set is trusted): the KMS HMAC key whose
-    /// MAC over the key set every reader checks and only key-set writers make.
-    pub key_set_mac_key_id: String,
+    /// `KEY_SET_VERIFY_KEY` (default empty: no key set is trusted): the public half of the
+    /// key set's signing key, base64 DER (as `kms:GetPublicKey` answers it), with which every
+    /// reader checks the set's signature offline.
+    pub key_set_verify_key: String,
+    /// `KEY_SET_SIGNING_KEY_ID` (default empty: this caller cannot write the key set; set
+    /// for the key-rotation function and `authctl`): the KMS key (ECC_NIST_P256,
+    /// SIGN_VERIFY) that signs every version of the key set.
+    pub key_set_signing_key_id: String,
     /// `SIGNING_KEY_POLICY` (default empty: KMS's default key policy, as the local stack
     /// leaves it): the key policy, a JSON document, every signing key is created with (the
     /// key-rotation function and `authctl keys`). The template renders it naming the roles
@@ -179,7 +184,8 @@ impl Config {
             jwks_max_age: env.secs("JWKS_MAX_AGE_SECS", 3600, Zero::Allowed)?,
             key_set_tag: env.text("KEY_SET_TAG", "tokenauth"),
             sealing_key_id: env.text("SEALING_KEY_ID", ""),
-            key_set_mac_key_id: env.text("KEY_SET_MAC_KEY_ID", ""),
+            key_set_verify_key: env.text("KEY_SET_VERIFY_KEY", ""),
+            key_set_signing_key_id: env.text("KEY_SET_SIGNING_KEY_ID", ""),
             signing_key_policy: match env.optional("SIGNING_KEY_POLICY") {
                 Some(policy) if !serde_json::from_str::<serde_json::Value>(&policy).is_ok_and(|p| p.is_object()) => {
                     return Err(ConfigError::Invalid {

@@ -27,8 +27,8 @@ use crate::platform::aws::OPERATION_TIMEOUT;
 pub const READ_BUDGET: Duration = Duration::from_millis(25);
 
 /// How long a read may stay under way before it is dropped: the SDK's timeout of two
-/// calls (a key-set read is a `GetItem` and, for a set not seen before, a `kms:VerifyMac`),
-/// with two seconds to spare. The SDK normally ends a hung call itself well before; this
+/// calls (a signer's key-set read is a `GetItem` and, for a new envelope key, a
+/// `kms:Decrypt`), with two seconds to spare. The SDK normally ends a hung call itself well before; this
 /// bound only makes sure nothing can keep the next interval from reading.
 pub const READ_ABANDONED_AFTER: Duration = Duration::from_millis(2 * OPERATION_TIMEOUT.as_millis() as u64 + 2_000);
 

@@ -101,7 +101,7 @@ impl DiscoveryService {
         }
     }
 
-    /// The JWKS as the key set is now, if its MAC verifies (only verified keys are
+    /// The JWKS as the key set is now, if its signature verifies (only verified keys are
     /// published).
     pub async fn jwks(&self) -> Result<Published, DependencyError> {
         jwks(&self.keys.get().await?)

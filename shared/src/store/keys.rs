@@ -1,11 +1,11 @@
 //! The Keys table: the signing key set as one item (`id` = `signing`), and the encrypted
 //! sealing secret of refresh-token successors (`id` = `sealing`). One strongly
 //! consistent `GetItem` tells a verifier every key it trusts and a signer the key it signs
-//! with, public keys included, so no function needs KMS to learn a key (only to check the
-//! set's MAC, once per version it reads). Every change is a
+//! with, public keys included, so no function needs KMS to learn a key or to trust the set.
+//! Every change is a
 //! `PutItem` conditional on the version it read: two changes made from the same set
-//! (two rotation runs at once) cannot both land. The item carries a MAC over the set
-//! (`mac`); this repository stores and returns it, the services check it.
+//! (two rotation runs at once) cannot both land. The item carries a signature over the set
+//! (`signature`); this repository stores and returns it, the services check it.
 
 use std::collections::HashMap;
 
@@ -19,17 +19,17 @@ use crate::rules::keys::set::KeySet;
 /// The one item's key.
 const SIGNING_SET: &str = "signing";
 
-/// The attribute of the set's item that holds its MAC.
-const MAC: &str = "mac";
+/// The attribute of the set's item that holds its signature.
+const SIGNATURE: &str = "signature";
 
-/// The key set as the table holds it, before its MAC is checked.
+/// The key set as the table holds it, before its signature is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredKeySet {
     /// The set.
     pub set: KeySet,
-    /// The HMAC-SHA-256 its writer made over [`KeySet::authenticated_bytes`] with the key
-    /// set's KMS key; none on a set written before sets were MAC'd, or by hand.
-    pub mac: Option<Vec<u8>>,
+    /// The ECDSA P-256 signature (DER) its writer made over [`KeySet::authenticated_bytes`]
+    /// with the key set's KMS signing key; none on a set written by hand.
+    pub signature: Option<Vec<u8>>,
 }
 
 /// The item of the sealing secret (encrypted under KMS; see [`crate::services::keys::sealing`]).
@@ -48,23 +48,23 @@ impl DynamoKeys {
         Self { client, table: table.into() }
     }
 
-    /// The key set as stored, strongly consistent, with the MAC its writer made over it; the
-    /// empty set (version 0, no MAC) if none was written yet. Not yet checked: callers go
-    /// through [`crate::services::keys::AuthenticatedKeys`], which trusts only a set whose MAC
-    /// verifies.
+    /// The key set as stored, strongly consistent, with the signature its writer made over
+    /// it; the empty set (version 0, no signature) if none was written yet. Not yet checked:
+    /// callers go through [`crate::services::keys::AuthenticatedKeys`], which trusts only a
+    /// set whose signature verifies.
     pub async fn read(&self) -> Result<StoredKeySet, DependencyError> {
         match self.item(SIGNING_SET).await? {
-            None => Ok(StoredKeySet { set: KeySet::default(), mac: None }),
+            None => Ok(StoredKeySet { set: KeySet::default(), signature: None }),
             Some(mut item) => {
                 item.remove(KEYS_PARTITION_KEY);
-                let mac = match item.remove(MAC) {
+                let signature = match item.remove(SIGNATURE) {
                     None => None,
                     Some(AttributeValue::B(blob)) => Some(blob.into_inner()),
-                    Some(_) => return Err(DependencyError::Corrupt("key set: its MAC is not binary".to_owned())),
+                    Some(_) => return Err(DependencyError::Corrupt("key set: its signature is not binary".to_owned())),
                 };
                 let set =
                     serde_dynamo::from_item(item).map_err(|e| DependencyError::Corrupt(format!("key set: {e}")))?;
-                Ok(StoredKeySet { set, mac })
+                Ok(StoredKeySet { set, signature })
             }
         }
     }
@@ -83,13 +83,13 @@ impl DynamoKeys {
         Ok(out.item)
     }
 
-    /// Writes `set` with its `mac` if the stored set is still at `read_version` (0: none
+    /// Writes `set` with its `signature` if the stored set is still at `read_version` (0: none
     /// stored). `Ok(false)`: another change landed first; read again and decide again.
-    pub async fn replace(&self, set: &KeySet, mac: &[u8], read_version: u64) -> Result<bool, DependencyError> {
+    pub async fn replace(&self, set: &KeySet, signature: &[u8], read_version: u64) -> Result<bool, DependencyError> {
         let mut item: HashMap<String, AttributeValue> =
             serde_dynamo::to_item(set).map_err(|e| DependencyError::Internal(format!("key set: {e}")))?;
         item.insert(KEYS_PARTITION_KEY.to_owned(), AttributeValue::S(SIGNING_SET.to_owned()));
-        item.insert(MAC.to_owned(), AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(mac)));
+        item.insert(SIGNATURE.to_owned(), AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(signature)));
         let request = self.client.put_item().table_name(&self.table).set_item(Some(item));
         let request = if read_version == 0 {
             request

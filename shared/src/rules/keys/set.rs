@@ -316,14 +316,15 @@ pub enum KeyRefusal {
     UnknownKid(String),
 }
 
-/// The label in front of every MAC'd set: a MAC made for anything else never verifies a set.
+/// The label in front of every signed set: a signature made for anything else never
+/// verifies a set.
 const AUTHENTICATED_LABEL: &[u8] = b"tokenauth key set v1\n";
 
 impl KeySet {
-    /// The bytes the set's MAC covers (`kms:GenerateMac`, HMAC-SHA-256): a fixed label and
-    /// the SHA-256 of the set as JSON (fields in declaration order, entries as stored), so a
-    /// change to the version or to any field of any entry changes them, and they stay 53
-    /// bytes however many keys the set lists (KMS takes at most 4 KiB to MAC).
+    /// The bytes the set's signature covers (`kms:Sign`, ECDSA P-256 with SHA-256): a fixed
+    /// label and the SHA-256 of the set as JSON (fields in declaration order, entries as
+    /// stored), so a change to the version or to any field of any entry changes them, and
+    /// they stay 53 bytes however many keys the set lists (KMS signs at most 4 KiB raw).
     pub fn authenticated_bytes(&self) -> Vec<u8> {
         // Serialising a struct of strings and numbers cannot fail.
         let json = serde_json::to_vec(self).unwrap_or_default();
@@ -613,7 +614,7 @@ mod tests {
         for (i, change) in changes.iter().enumerate() {
             let mut changed = set.clone();
             change(&mut changed);
-            assert_ne!(changed.authenticated_bytes(), bytes, "change {i} left the MAC'd bytes as they were");
+            assert_ne!(changed.authenticated_bytes(), bytes, "change {i} left the signed bytes as they were");
         }
         let mut swapped = set.clone();
         swapped.entries.reverse();

@@ -1,8 +1,9 @@
 //! The key set at run time. Verifiers keep their trusted keys in step with it
 //! ([`KeyRing`]); signers sign with its current key ([`KeySetSigner`]). Both read the one
-//! item of the Keys table, used only if its MAC verifies ([`AuthenticatedKeys`]: one
-//! `kms:VerifyMac` per set version an instance meets), and neither calls KMS to learn a
-//! key, so a rotation needs no redeploy and a function's cold start no `kms:GetPublicKey`.
+//! item of the Keys table, used only if its signature verifies ([`AuthenticatedKeys`]:
+//! offline, with the public key pinned in the configuration), and neither calls KMS to
+//! learn or trust a key, so a rotation needs no redeploy and a function's cold start no KMS
+//! call.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -2,7 +2,7 @@
 //! Each change reads the set, applies one rule of [`crate::rules::keys::set`] and writes the set back
 //! conditionally on the version it read; if another change landed in between, it reads
 //! again and decides again, so two runs at once leave one consistent set. It changes only
-//! a set whose MAC verifies and writes each change with a new MAC, so a rotation never
+//! a set whose signature verifies and signs each change it writes, so a rotation never
 //! vouches for a key that someone else put into the table. KMS work that a
 //! lost race leaves behind (a key created for a set that got another) is undone.
 
@@ -93,7 +93,7 @@ impl KeyManager {
         }
     }
 
-    /// The set as stored, if its MAC verifies.
+    /// The set as stored, if its signature verifies.
     pub async fn list(&self) -> Result<KeySet, DependencyError> {
         self.keys.get().await
     }

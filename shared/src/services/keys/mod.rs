@@ -1,5 +1,5 @@
-//! Keys with I/O: the key set as a trust root ([`AuthenticatedKeys`]: used only if its MAC
-//! verifies), the key set at run time ([`KeyRing`] keeps a verifier's keys in step with
+//! Keys with I/O: the key set as a trust root ([`AuthenticatedKeys`]: used only if its
+//! signature verifies), the key set at run time ([`KeyRing`] keeps a verifier's keys in step with
 //! it, [`KeySetSigner`] signs with its current key), KMS ([`KmsSigner`]: the private key never
 //! leaves KMS; we hash `header.payload` ourselves and send only the digest, so the claims
 //! never travel to KMS either), envelope keys ([`envelope`]: made and decrypted by KMS,
