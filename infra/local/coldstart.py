@@ -2,6 +2,12 @@
 """Cold start of a function binary: process start -> first answered invocation.
 
     coldstart.py [--valid-token] [--empty-dynamodb] BINARY EVENT_FILE [RUNS]
+    coldstart.py --make-envelope-keys
+
+The second form makes a Keys table of its own whose current key is an envelope key (as a
+deployment with SIGNING_KEY_KIND=envelope makes it: `authctl keys rotate`) and prints its
+name, for measuring login and refresh with their first `kms:Decrypt` in their start
+(KEYS_TABLE=<it> coldstart.py ...).
 
 Each run hands the binary one event on the project's one Lambda Runtime API stub (the
 tests' `tests/src/runtime.rs`, as the `runtime-stub` binary: `cargo build -p
@@ -114,7 +120,32 @@ def run_once(binary: str, event_file: str, dynamodb_item_file: str | None) -> tu
     return result["first_answer_ms"], json.dumps(result["answers"][0], separators=(",", ":"))
 
 
+def make_envelope_keys() -> str:
+    """A Keys table of the stack's definition with an envelope key current; its name."""
+    import boto3
+
+    sys.path.insert(0, str(ROOT / "infra" / "local"))
+    import stack as stacklib
+
+    template = stacklib.load_template()
+    logical = stacklib.table_env(template)["KEYS_TABLE"]
+    name = f"coldstart-envelope-{uuid.uuid4().hex[:8]}"
+    ddb = boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
+    ddb.create_table(**stacklib.create_table_args(logical, template["Resources"][logical]["Properties"], name))
+    env = {**os.environ, "KEYS_TABLE": name, "SIGNING_KEY_KIND": "envelope", "KEY_SET_TAG": name}
+    out = subprocess.run(["cargo", "run", "--quiet", "--locked", "--bin", "authctl", "--", "keys", "rotate"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0 or "envelope" not in subprocess.run(
+            ["cargo", "run", "--quiet", "--locked", "--bin", "authctl", "--", "keys", "list"],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=False).stdout:
+        raise SystemExit(f"no envelope key in {name}:\n{out.stderr}")
+    return name
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--make-envelope-keys"]:
+        print(make_envelope_keys())
+        return
     flags = {a for a in sys.argv[1:] if a.startswith("--")}
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     binary, event_file = args[0], args[1]

@@ -121,9 +121,20 @@ impl RefreshService {
     /// Exchanges a refresh token for a new access token and a new refresh token.
     pub async fn refresh(&self, request: RefreshRequest, meta: &RequestMeta) -> Result<TokenResponse, ApiError> {
         let ip = meta.source_ip.as_deref();
-        // Per source address, before the family is read or written.
-        self.limiter.admit(meta).await?;
-        let Some(presented) = RefreshToken::parse(&request.refresh_token) else {
+        // Per source address, at once with the family's read (which changes nothing): a
+        // refused request goes no further (no write, no signature) and an admitted one
+        // waits one round trip for both. A malformed token is counted too.
+        let parsed = RefreshToken::parse(&request.refresh_token);
+        let (admitted, read) = match &parsed {
+            Some(presented) => {
+                let family_id = presented.family_id();
+                let (admitted, read) = tokio::join!(self.limiter.admit(meta), self.families.get(&family_id));
+                (admitted, Some(read))
+            }
+            None => (self.limiter.admit(meta).await, None),
+        };
+        admitted?;
+        let (Some(presented), Some(read)) = (parsed, read) else {
             audit::session(SessionEvent::MalformedToken, Session::new("-", ip));
             return Err(ApiError::InvalidGrant);
         };
@@ -139,7 +150,7 @@ impl RefreshService {
         let (presented_hash, successor_hash) = (presented.hash(), successor.hash());
         let now = self.clock.now();
 
-        let mut family = self.families.get(&family_id).await?;
+        let mut family = read?;
         let mut following = None;
         for attempt in 0..retry::ATTEMPTS {
             retry::backoff(attempt).await;
