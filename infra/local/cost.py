@@ -397,7 +397,7 @@ def main() -> int:
     lines += [
         "",
         f"Per MAU: tokenauth ${kms['per_mau']:.5f} with kms keys ({kms['per_mau'] / lite:.2f} of Cognito Lite),"
-        f" ${env['per_mau']:.5f} with envelope keys ({env['per_mau'] / lite:.2f} of it); Cognito Lite ${lite},"
+        f" ${env['per_mau']:.5f} with envelope keys ({env['per_mau'] / lite:.3f} of it); Cognito Lite ${lite},"
         f" Essentials ${PRICES['cognito_essentials_mau']}. Cognito's price covers more than tokens (hosted UI, MFA,",
         "federation); ours covers what this service does. Machine-to-machine tokens: Cognito"
         f" ${PRICES['cognito_m2m_token_request'] * 1e6:.2f} per million token requests as we read its pricing page (one billing",
@@ -412,7 +412,7 @@ def main() -> int:
     storm_rate = STORM_REFRESHES / STORM_SECONDS
 
     def drain(rate: float) -> str:
-        return "kept up with" if rate >= storm_rate else f"drained in {STORM_REFRESHES / rate / 60:.0f} minutes"
+        return "served as it comes" if rate >= storm_rate else f"drained in {STORM_REFRESHES / rate / 60:.0f} minutes"
 
     def signing(kind: str) -> str:
         if models[kind]["signing_limit"]:
@@ -458,8 +458,8 @@ def main() -> int:
         f" {env['refresh_rate']:,.0f}/s by "
         + ("Lambda concurrency" if env["refresh_rate"] == env["concurrency"]["refresh"] else f"the `{table}` table's throughput")
         + f" (both quotas adjustable). The refresh storm of issue 19 ({STORM_REFRESHES:,} refreshes within"
-        f" {STORM_SECONDS} s, {storm_rate:,.0f}/s) is {drain(kms['refresh_rate'])} with kms keys and"
-        f" {drain(env['refresh_rate'])} with envelope keys, past the API throttle.",
+        f" {STORM_SECONDS} s, {storm_rate:,.0f}/s), once past the API throttle, is {drain(kms['refresh_rate'])} with"
+        f" kms keys and {drain(env['refresh_rate'])} with envelope keys.",
         "",
     ]
     out.write_text("\n".join(lines))
