@@ -303,8 +303,11 @@ pub async fn deployment_of_kind(kind: KeyKind) -> Config {
     let table = format!("keys-{}", unique_username(kind.as_str()));
     create_keys_table(&clients, &table).await;
     let tag = unique_username("set");
-    let config =
-        config_with(&[("KEYS_TABLE", table.as_str()), ("KEY_SET_TAG", tag.as_str()), ("SIGNING_KEY_KIND", kind.as_str())]);
+    let config = config_with(&[
+        ("KEYS_TABLE", table.as_str()),
+        ("KEY_SET_TAG", tag.as_str()),
+        ("SIGNING_KEY_KIND", kind.as_str()),
+    ]);
     let manager = tokenauth::services::keys::manager::KeyManager::from_config(
         &config,
         clients.dynamodb.clone(),
