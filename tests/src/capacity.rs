@@ -4,6 +4,7 @@
 //! (`infra/local/cost.py`) takes its read and write units from here, not from a table typed
 //! by hand.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::operation as ddb;
@@ -23,13 +24,26 @@ pub struct Units {
     pub write: f64,
 }
 
+/// Capacity consumed: in all, and by table (the table's name as DynamoDB reports it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Consumed {
+    pub total: Units,
+    pub by_table: BTreeMap<String, Units>,
+}
+
 /// Sums the capacity every DynamoDB call of a client consumed.
 #[derive(Debug, Clone, Default)]
-pub struct CapacityMeter(Arc<Mutex<Units>>);
+pub struct CapacityMeter(Arc<Mutex<Consumed>>);
 
 impl CapacityMeter {
     /// The units since the last take, and a fresh count.
     pub fn take(&self) -> Units {
+        self.take_by_table().total
+    }
+
+    /// The units since the last take, in all and by table, and a fresh count. A table's
+    /// share tells which table's throughput a request spends (the limits of `make cost`).
+    pub fn take_by_table(&self) -> Consumed {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
@@ -37,17 +51,19 @@ impl CapacityMeter {
     /// total is read units, a write call's (a transaction's condition checks included, which
     /// DynamoDB bills as transactional reads) write units, the dearer of the two.
     fn add<'a>(&self, is_read: bool, consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) {
-        let mut units = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut consumed_so_far = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for c in consumed {
             let split = (c.read_capacity_units().unwrap_or(0.0), c.write_capacity_units().unwrap_or(0.0));
-            match (split, c.capacity_units().unwrap_or(0.0)) {
-                ((0.0, 0.0), total) if is_read => units.read += total,
-                ((0.0, 0.0), total) => units.write += total,
-                ((read, write), _) => {
-                    units.read += read;
-                    units.write += write;
-                }
-            }
+            let units = match (split, c.capacity_units().unwrap_or(0.0)) {
+                ((0.0, 0.0), total) if is_read => Units { read: total, write: 0.0 },
+                ((0.0, 0.0), total) => Units { read: 0.0, write: total },
+                ((read, write), _) => Units { read, write },
+            };
+            let table = consumed_so_far.by_table.entry(c.table_name().unwrap_or("?").to_owned()).or_default();
+            table.read += units.read;
+            table.write += units.write;
+            consumed_so_far.total.read += units.read;
+            consumed_so_far.total.write += units.write;
         }
     }
 }

@@ -27,7 +27,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use tokenauth::platform::clock::Clock;
-use tokenauth::rules::keys::set::KeySet;
+use tokenauth::rules::keys::set::{KeyKind, KeySet};
 use tokenauth::rules::keys::KeyAlgorithm;
 use tokenauth::rules::username::Username;
 use tokenauth::services::keys::{KeySetSigner, KmsSigner};
@@ -410,6 +410,31 @@ pub async fn create_table(clients: &Clients, table: &sam_template::Table, name: 
 /// Creates a Keys table named `name`, as the template defines it (a test's own set).
 pub async fn create_keys_table(clients: &Clients, name: &str) {
     create_table(clients, &template_tables()["KEYS_TABLE"], name).await;
+}
+
+/// The stack's configuration on a Keys table of its own whose first key, current, is of
+/// `kind`: made as a new deployment's first scheduled rotation makes it (`make cost` and the
+/// benchmarks measure each kind this way, whatever kind the stack started with).
+pub async fn deployment_of_kind(kind: KeyKind) -> Config {
+    let clients = clients().await;
+    let table = format!("keys-{}", unique_username(kind.as_str()));
+    create_keys_table(&clients, &table).await;
+    let tag = unique_username("set");
+    let config = config_with(&[
+        ("KEYS_TABLE", table.as_str()),
+        ("KEY_SET_TAG", tag.as_str()),
+        ("SIGNING_KEY_KIND", kind.as_str()),
+    ]);
+    let manager = tokenauth::services::keys::manager::KeyManager::from_config(
+        &config,
+        clients.dynamodb.clone(),
+        clients.kms.clone(),
+        Arc::new(tokenauth::platform::clock::SystemClock),
+    );
+    manager.rotate().await.expect("the first key is made");
+    let current = key_set(&config, &clients).await.current().map(|k| k.kind);
+    assert_eq!(current, Some(kind), "the first key is current and of kind {kind:?}");
+    config
 }
 
 /// The KMS key that signs now (the key set's current key).

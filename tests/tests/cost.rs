@@ -1,15 +1,20 @@
-//! The inputs of the cost model, measured: for each kind of request, its AWS calls, how many
-//! round trips they take one after another, the DynamoDB capacity they consume (as DynamoDB
-//! Local accounts it) and its KMS requests, a login refused by the per-source limit among
-//! them. Written to `.local/cost/measured.json`, which `infra/local/cost.py` turns into
-//! `docs/cost.md` (`make cost`).
+//! The inputs of the cost model, measured for each kind of signing key (`kms`, `envelope`):
+//! for each kind of request, its AWS calls, how many round trips they take one after
+//! another, the DynamoDB capacity they consume (as DynamoDB Local accounts it, in all and
+//! by table) and its KMS requests, a login refused by the per-source limit among them; and
+//! what an instance of login and of refresh calls once, at its start (the key set, its MAC,
+//! an envelope key's decrypt, the sealing secret), and on its first request. Written to `.local/cost/measured.json`,
+//! which `infra/local/cost.py` turns into `docs/cost.md` (`make cost`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 use tokenauth::edge::authorizer::Authorizer;
 use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
+use tokenauth::rules::keys::set::KeyKind;
+use tokenauth::{LoginService, RefreshService};
 use tokenauth_tests::capacity::CapacityMeter;
 use tokenauth_tests::*;
 
@@ -43,42 +48,84 @@ fn round_trips(calls: &[Call]) -> usize {
     trips
 }
 
-fn measured(clients: &Clients, meter: &CapacityMeter) -> Value {
-    let calls = clients.calls.calls();
-    let units = meter.take();
-    let names: Vec<String> = calls.iter().map(|c| format!("{}.{}", c.service, c.operation)).collect();
-    let kms = names.iter().filter(|n| n.starts_with("KMS.")).count();
-    clients.calls.clear();
-    json!({"calls": names, "round_trips": round_trips(&calls), "read_units": units.read,
-           "write_units": units.write, "kms_requests": kms})
+/// The variable that names each table of the stack (`USERS_TABLE`...), so the figures name
+/// a table as the template does, whatever its local name.
+fn table_variables(keys_table: &str) -> BTreeMap<String, String> {
+    let mut names: BTreeMap<String, String> =
+        std::env::vars().filter(|(variable, _)| variable.ends_with("_TABLE")).map(|(k, v)| (v, k)).collect();
+    names.insert(keys_table.to_owned(), "KEYS_TABLE".to_owned());
+    names
 }
 
-#[tokio::test]
-async fn measure_what_each_request_consumes() {
-    let config = config();
+/// What the calls since the last measurement consumed, once every one of them has
+/// finished (a signer's re-read may finish after the request that started it).
+async fn measured(clients: &Clients, meter: &CapacityMeter, tables: &BTreeMap<String, String>) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while clients.calls.calls().iter().any(|c| c.finished.is_none()) {
+        assert!(std::time::Instant::now() < deadline, "calls still unfinished: {:?}", clients.calls.names());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let calls = clients.calls.calls();
+    let consumed = meter.take_by_table();
+    let names: Vec<String> = calls.iter().map(|c| format!("{}.{}", c.service, c.operation)).collect();
+    let kms = names.iter().filter(|n| n.starts_with("KMS.")).count();
+    let by_table: BTreeMap<&str, Value> = consumed
+        .by_table
+        .iter()
+        .map(|(table, units)| {
+            let variable = tables.get(table).map_or(table.as_str(), String::as_str);
+            (variable, json!({"read_units": units.read, "write_units": units.write}))
+        })
+        .collect();
+    clients.calls.clear();
+    json!({"calls": names, "round_trips": round_trips(&calls), "read_units": consumed.total.read,
+           "write_units": consumed.total.write, "by_table": by_table, "kms_requests": kms})
+}
+
+/// What each request consumes, with the current key of `kind`.
+async fn measure(kind: KeyKind) -> Value {
+    let config = deployment_of_kind(kind).await;
+    let tables = table_variables(&config.keys_table);
     let (clients, meter) = metered().await;
     let plain = tokenauth_tests::clients().await;
-    let login = login_service(&config, &clients, Arc::new(SystemClock)).await;
-    let refresh = refresh_service(&config, &clients, Arc::new(SystemClock)).await;
     let (username, password, _) = create_user(&config, &plain, "cost", &["read"]).await;
     clients.calls.clear();
     meter.take();
 
+    // An instance's start, as the functions start (their `from_config`): what it calls once.
+    let login = LoginService::from_config(&config, clients.dynamodb.clone(), clients.kms.clone()).await.unwrap();
+    let login_start = measured(&clients, &meter, &tables).await;
+    let refresh = RefreshService::from_config(&config, clients.dynamodb.clone(), clients.kms.clone()).await.unwrap();
+    let refresh_start = measured(&clients, &meter, &tables).await;
+
+    // An instance's first requests: the signer may re-read the set it read at start.
+    let first_tokens = login_tokens(&login, &username, &password).await;
+    let login_first = measured(&clients, &meter, &tables).await;
+    let response = tokenauth::edge::http::refresh(
+        &refresh,
+        &refresh_request(first_tokens["refresh_token"].as_str().unwrap(), None, false),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let refresh_first = measured(&clients, &meter, &tables).await;
+
+    // Steady state: the signer has its key (decrypted once, for an envelope key).
     let tokens = login_tokens(&login, &username, &password).await;
-    let login_ok = measured(&clients, &meter);
+    let login_ok = measured(&clients, &meter, &tables).await;
     let wrong = tokenauth::edge::http::login(&login, &login_request(&username, "wrong", None)).await;
     assert_eq!(wrong.status(), 401);
-    let login_failed = measured(&clients, &meter);
+    let login_failed = measured(&clients, &meter, &tables).await;
     let response = tokenauth::edge::http::refresh(
         &refresh,
         &refresh_request(tokens["refresh_token"].as_str().unwrap(), None, false),
     )
     .await;
     assert_eq!(response.status(), 200);
-    let refreshed = measured(&clients, &meter);
+    let refreshed = measured(&clients, &meter, &tables).await;
 
     // A login refused by the per-source limit: a source whose one login this window is spent.
-    let one_per_source = config_with(&[("LOGIN_LIMIT_PER_SOURCE", "1")]);
+    let mut one_per_source = config.clone();
+    one_per_source.source_limits.login_max = 1;
     let limited = login_service(&one_per_source, &clients, Arc::new(SystemClock)).await;
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     let source = format!("2001:db8:{:x}:{:x}::1", nanos >> 16, nanos & 0xffff);
@@ -91,7 +138,7 @@ async fn measure_what_each_request_consumes() {
     meter.take();
     let refused = tokenauth::edge::http::login(&limited, &request_from_event(&from_source)).await;
     assert_eq!(refused.status(), 429);
-    let login_throttled = measured(&clients, &meter);
+    let login_throttled = measured(&clients, &meter, &tables).await;
     assert_eq!(login_throttled["calls"], json!(["DynamoDB.UpdateItem"]), "a refused login is one write, nothing else");
 
     // The authorizer: a request with no poll due, and one that polls.
@@ -103,27 +150,63 @@ async fn measure_what_each_request_consumes() {
     let event =
         event_text_with("authorizer-http-api-v2.json", &format!("Bearer {}", tokens["access_token"].as_str().unwrap()));
     authorizer.handle(&event).await.unwrap();
-    let steady = measured(&clients, &meter);
+    let steady = measured(&clients, &meter, &tables).await;
     clock.advance(config.authorizer.poll_every.as_secs());
     authorizer.handle(&event).await.unwrap();
-    let poll = measured(&clients, &meter);
+    let poll = measured(&clients, &meter, &tables).await;
 
     assert_eq!(steady["calls"], json!([]), "no AWS call per authorizer request");
-    assert!(login_ok["kms_requests"] == 1 && refreshed["kms_requests"] == 1, "{login_ok} {refreshed}");
+    let starts_decrypting =
+        |start: &Value| start["calls"].as_array().unwrap().iter().filter(|c| *c == "KMS.Decrypt").count();
+    match kind {
+        KeyKind::Kms => {
+            assert_eq!(login_ok["kms_requests"], 1, "a kms:Sign per login: {login_ok}");
+            assert_eq!(refreshed["kms_requests"], 1, "a kms:Sign per refresh: {refreshed}");
+            assert_eq!(starts_decrypting(&login_start), 0, "a KMS-held key is not decrypted: {login_start}");
+        }
+        KeyKind::Envelope => {
+            assert_eq!(login_ok["kms_requests"], 0, "no KMS call per login in steady state: {login_ok}");
+            assert_eq!(refreshed["kms_requests"], 0, "no KMS call per refresh in steady state: {refreshed}");
+            assert_eq!(starts_decrypting(&login_start), 1, "login decrypts its key once, at start: {login_start}");
+        }
+    }
+    for first in [&login_first, &refresh_first] {
+        assert!(
+            first["calls"].as_array().unwrap().iter().all(|c| c != "KMS.Decrypt"),
+            "the key was decrypted at start, not by a request: {first}"
+        );
+    }
     for m in [&login_ok, &login_failed, &refreshed, &poll] {
         assert!(m["read_units"].as_f64().unwrap() + m["write_units"].as_f64().unwrap() > 0.0, "capacity measured: {m}");
     }
-
-    let document = json!({
-        "measured_at": SystemClock.now(),
+    json!({
         "login": login_ok,
         "login_failed": login_failed,
         "refresh": refreshed,
         "login_throttled": login_throttled,
         "authorizer_request": steady,
         "authorizer_poll": poll,
+        "login_start": login_start,
+        "refresh_start": refresh_start,
+        "login_first": login_first,
+        "refresh_first": refresh_first,
+    })
+}
+
+#[tokio::test]
+async fn measure_what_each_request_consumes_with_each_kind_of_key() {
+    let config = config();
+    let mut kinds = serde_json::Map::new();
+    for kind in [KeyKind::Kms, KeyKind::Envelope] {
+        kinds.insert(kind.as_str().to_owned(), measure(kind).await);
+    }
+    let document = json!({
+        "measured_at": SystemClock.now(),
+        "kinds": kinds,
         "poll_every_secs": config.authorizer.poll_every.as_secs(),
         "access_token_ttl_secs": config.access_token_ttl.as_secs(),
+        "key_reload_secs": config.key_reload.as_secs(),
+        "envelope_key_max_age_secs": config.envelope_key_max_age.as_secs(),
     });
     let dir = repo_root().join(".local/cost");
     std::fs::create_dir_all(&dir).unwrap();
