@@ -58,8 +58,11 @@ impl Polled {
         self.last_attempt.compare_exchange(attempt, now.max(1), Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
-    /// A read that started at `now` succeeded.
+    /// A read that started at `now` succeeded. It counts as that interval's read too, also
+    /// when it was made without [`Polled::claim`] (a signer's read at start, or one it had to
+    /// make at once): the next read falls due `every` later, not at the next request.
     pub fn succeeded(&self, now: u64) {
+        self.last_attempt.fetch_max(now.max(1), Ordering::AcqRel);
         self.last_success.fetch_max(now.max(1), Ordering::AcqRel);
     }
 
@@ -126,6 +129,15 @@ mod tests {
         p.succeeded(1_010);
         p.succeeded(1_000);
         assert_eq!(p.last_success(), Some(1_010));
+    }
+
+    #[test]
+    fn a_read_made_without_a_claim_still_spends_the_interval() {
+        let p = polled(5, 60);
+        p.succeeded(1_000);
+        assert!(!p.claim(1_000), "read at start: nothing due at the first request");
+        assert!(!p.claim(1_004));
+        assert!(p.claim(1_005));
     }
 
     #[test]
