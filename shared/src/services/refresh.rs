@@ -123,26 +123,26 @@ impl RefreshService {
         let ip = meta.source_ip.as_deref();
         // Per source address, at once with the family's read (which changes nothing): a
         // refused request goes no further (no write, no signature) and an admitted one
-        // waits one round trip for both. A malformed token is counted too.
-        let parsed = RefreshToken::parse(&request.refresh_token);
-        let (admitted, read) = match &parsed {
-            Some(presented) => {
-                let family_id = presented.family_id();
-                let (admitted, read) = tokio::join!(self.limiter.admit(meta), self.families.get(&family_id));
-                (admitted, Some(read))
+        // waits one round trip for both. A request refused on its own terms (a malformed
+        // token or scope) is counted too, and reads nothing.
+        let (presented, required) = match (RefreshToken::parse(&request.refresh_token), request.scope.as_deref()) {
+            (None, _) => {
+                self.limiter.admit(meta).await?;
+                audit::session(SessionEvent::MalformedToken, Session::new("-", ip));
+                return Err(ApiError::InvalidGrant);
             }
-            None => (self.limiter.admit(meta).await, None),
-        };
-        admitted?;
-        let (Some(presented), Some(read)) = (parsed, read) else {
-            audit::session(SessionEvent::MalformedToken, Session::new("-", ip));
-            return Err(ApiError::InvalidGrant);
+            (Some(presented), None) => (presented, Scope::default()),
+            (Some(presented), Some(raw)) => match Scope::parse(raw) {
+                Ok(required) => (presented, required),
+                Err(_) => {
+                    self.limiter.admit(meta).await?;
+                    return Err(ApiError::InvalidScope);
+                }
+            },
         };
         let family_id = presented.family_id();
-        let required = match request.scope.as_deref() {
-            None => Scope::default(),
-            Some(raw) => Scope::parse(raw).map_err(|_| ApiError::InvalidScope)?,
-        };
+        let (admitted, read) = tokio::join!(self.limiter.admit(meta), self.families.get(&family_id));
+        admitted?;
         let required_scopes: Vec<String> = required.tokens().map(str::to_owned).collect();
         let successor = presented.successor().ok_or(ApiError::InvalidGrant)?;
         let server = self.sealing.get().await?;
