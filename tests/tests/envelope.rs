@@ -35,6 +35,20 @@ async fn envelope_set(clients: &Clients) -> (Config, KeyEntry) {
     (config, current)
 }
 
+/// A login and a refresh of its session: the login's tokens and the refresh's.
+async fn log_in_and_refresh(
+    login: &tokenauth::LoginService,
+    refresh: &tokenauth::RefreshService,
+    username: &str,
+    password: &str,
+) -> (serde_json::Value, serde_json::Value) {
+    let tokens = login_tokens(login, username, password).await;
+    let request = refresh_request(tokens["refresh_token"].as_str().unwrap(), None, false);
+    let response = tokenauth::edge::http::refresh(refresh, &request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    (tokens, json_of(&response))
+}
+
 /// The KMS calls among the recorded ones.
 fn kms_calls(clients: &Clients) -> Vec<String> {
     clients.calls.names().into_iter().filter(|name| name.starts_with("KMS.")).collect()
@@ -68,14 +82,7 @@ async fn a_login_and_a_refresh_make_no_kms_call_once_the_envelope_key_is_decrypt
     assert!(!start_up.iter().any(|c| c == "KMS.Sign"), "{start_up:?}");
 
     clients.calls.clear();
-    let tokens = login_tokens(&login, &username, &password).await;
-    let response = tokenauth::edge::http::refresh(
-        &refresh,
-        &refresh_request(tokens["refresh_token"].as_str().unwrap(), None, false),
-    )
-    .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let refreshed = json_of(&response);
+    let (tokens, refreshed) = log_in_and_refresh(&login, &refresh, &username, &password).await;
     assert_eq!(kms_calls(&clients), Vec::<String>::new(), "steady state: {:?}", clients.calls.names());
     assert!(!clients.calls.names().is_empty(), "the recorder saw the DynamoDB calls");
 
@@ -134,13 +141,7 @@ async fn no_table_holds_a_private_key_in_clear() {
     let (username, password, _) = create_user(&config, &clients, "envelope-scan", &["read"]).await;
     let login = login_service(&config, &clients, Arc::new(SystemClock)).await;
     let refresh = refresh_service(&config, &clients, Arc::new(SystemClock)).await;
-    let tokens = login_tokens(&login, &username, &password).await;
-    let response = tokenauth::edge::http::refresh(
-        &refresh,
-        &refresh_request(tokens["refresh_token"].as_str().unwrap(), None, false),
-    )
-    .await;
-    assert_eq!(response.status(), StatusCode::OK);
+    log_in_and_refresh(&login, &refresh, &username, &password).await;
 
     // The private key, as only KMS can give it (the positive control of the detector).
     let pkcs8 = clients

@@ -17,6 +17,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::platform::aws::OPERATION_TIMEOUT;
+use crate::platform::metrics;
+use crate::rules::polled::Polled;
 
 /// The longest a request waits, in all, for reads of polled state that it started (the
 /// authorizer's key set and revocation feed, a signer's key set): a healthy read (a
@@ -31,6 +33,18 @@ pub const READ_BUDGET: Duration = Duration::from_millis(25);
 /// `kms:Decrypt`), with two seconds to spare. The SDK normally ends a hung call itself well before; this
 /// bound only makes sure nothing can keep the next interval from reading.
 pub const READ_ABANDONED_AFTER: Duration = Duration::from_millis(2 * OPERATION_TIMEOUT.as_millis() as u64 + 2_000);
+
+/// How a read's mishaps are counted: an abandoned read in `failures` (`failed`), a read its
+/// caller stopped waiting for in `ReadsPastBudget` (`what`), both under `operation`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadCounts {
+    /// The metrics' `Operation` (`keys`, `authorize`).
+    pub operation: &'static str,
+    /// The metric of a failed read (`KeySetReadFailures`, `RevocationPollFailures`).
+    pub failures: &'static str,
+    /// What is read: the `Outcome` of `ReadsPastBudget` (`key_set`, `revocations`).
+    pub what: &'static str,
+}
 
 /// At most one read under way, on a task of its own.
 #[derive(Debug, Default)]
@@ -88,6 +102,35 @@ impl ReadBeside {
         });
         *last = Some(receiver.clone());
         Some(Started(receiver))
+    }
+}
+
+impl ReadBeside {
+    /// The one way polled state is read: if `polled` says a read falls due at `now` (its
+    /// interval claimed) and none is under way, starts `read()` beside the caller and waits
+    /// for it until `deadline` at most (`None`: until it ends), counting, as `counts` says,
+    /// a read left under way or abandoned. Whether the state may be used is then
+    /// `polled`'s to say.
+    pub async fn read_if_due<F>(
+        &self,
+        polled: &Polled,
+        now: u64,
+        deadline: Option<Instant>,
+        read: impl FnOnce() -> F,
+        counts: ReadCounts,
+    ) where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let abandoned = move || {
+            tracing::warn!(after = ?READ_ABANDONED_AFTER, read = counts.what, "read abandoned; the next interval reads again");
+            metrics::count(counts.operation, counts.failures, "failed");
+        };
+        if let Some(started) = self.start_if(|| polled.claim(now), read, abandoned) {
+            if !started.ended_by(deadline).await {
+                tracing::warn!(read = counts.what, "read still under way; answering from the state held");
+                metrics::count(counts.operation, "ReadsPastBudget", counts.what);
+            }
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::error::DependencyError;
 use crate::platform::config::AuthorizerSettings;
 use crate::platform::metrics;
-use crate::platform::read_beside::{ReadBeside, READ_ABANDONED_AFTER};
+use crate::platform::read_beside::{ReadBeside, ReadCounts};
 use crate::rules::polled::{Freshness, Polled};
 use crate::rules::records::Revocation;
 use crate::rules::revocations::RevocationCache;
@@ -117,23 +117,10 @@ impl RevocationFeed {
     /// may be used at `now` (Unix seconds): fail closed past the staleness bound, whatever
     /// is under way.
     pub async fn sync_until(&self, now: u64, deadline: Option<Instant>) -> Freshness {
-        let started = self.polls.start_if(
-            || self.shared.polled.claim(now),
-            || {
-                let shared = Arc::clone(&self.shared);
-                async move { shared.poll(now).await }
-            },
-            || {
-                tracing::warn!(after = ?READ_ABANDONED_AFTER, "revocation poll abandoned; the next interval polls again");
-                metrics::count("authorize", "RevocationPollFailures", "failed");
-            },
-        );
-        if let Some(poll) = started {
-            if !poll.ended_by(deadline).await {
-                tracing::warn!("revocation poll still under way; answering from the state held");
-                metrics::count("authorize", "ReadsPastBudget", "revocations");
-            }
-        }
+        let shared = Arc::clone(&self.shared);
+        let poll = || async move { shared.poll(now).await };
+        let counts = ReadCounts { operation: "authorize", failures: "RevocationPollFailures", what: "revocations" };
+        self.polls.read_if_due(&self.shared.polled, now, deadline, poll, counts).await;
         let freshness = self.shared.polled.freshness(now);
         if freshness == Freshness::Stale {
             tracing::error!(last_success = ?self.shared.polled.last_success(), "revocation state is stale; denying");
@@ -200,6 +187,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::platform::read_beside::READ_ABANDONED_AFTER;
     use crate::rules::records::RevocationKind;
     use crate::rules::revocations::tests::{entry, token};
 

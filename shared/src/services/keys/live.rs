@@ -19,7 +19,7 @@ use crate::error::DependencyError;
 use crate::platform::clock::Clock;
 use crate::platform::config::Config;
 use crate::platform::metrics;
-use crate::platform::read_beside::{ReadBeside, READ_ABANDONED_AFTER, READ_BUDGET};
+use crate::platform::read_beside::{ReadBeside, ReadCounts, READ_BUDGET};
 use crate::rules::keys::set::{KeyEntry, KeyKind, KeySet};
 use crate::rules::keys::{JwsFuture, Signer, TrustedKey};
 use crate::rules::polled::{Freshness, Polled};
@@ -50,6 +50,9 @@ pub fn stale_key_set() -> DependencyError {
         message: "the key set could not be read for longer than its staleness bound".to_owned(),
     }
 }
+
+/// How reads of the key set are counted (a verifier's and a signer's alike).
+const KEY_SET_READS: ReadCounts = ReadCounts { operation: "keys", failures: "KeySetReadFailures", what: "key_set" };
 
 /// What a [`KeyRing::sync`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,23 +152,9 @@ impl KeyRing {
     /// whether the keys held may be used at `now`.
     pub async fn sync_until(&self, now: u64, deadline: Option<Instant>) -> KeySync {
         let replaced_before = self.shared.replaced.load(Ordering::Acquire);
-        let started = self.reads.start_if(
-            || self.shared.polled.claim(now),
-            || {
-                let ring = Arc::clone(&self.shared);
-                async move { ring.load(now).await }
-            },
-            || {
-                tracing::warn!(after = ?READ_ABANDONED_AFTER, "key set read abandoned; the next interval reads again");
-                metrics::count("keys", "KeySetReadFailures", "failed");
-            },
-        );
-        if let Some(read) = started {
-            if !read.ended_by(deadline).await {
-                tracing::warn!("key set read still under way; answering with the keys held");
-                metrics::count("keys", "ReadsPastBudget", "key_set");
-            }
-        }
+        let ring = Arc::clone(&self.shared);
+        let read = || async move { ring.load(now).await };
+        self.reads.read_if_due(&self.shared.polled, now, deadline, read, KEY_SET_READS).await;
         let changed = self.shared.replaced.load(Ordering::Acquire) != replaced_before;
         KeySync { freshness: self.freshness(now), changed }
     }
@@ -322,30 +311,16 @@ impl KeySetSigner {
         let Some(held) = held else {
             return self.state.read_now(now, false).await;
         };
-        let started = self.reads.start_if(
-            || self.state.polled.claim(now),
-            || {
-                let state = Arc::clone(&self.state);
-                async move {
-                    let _ = state.read_now(now, false).await;
-                }
-            },
-            || {
-                tracing::warn!(after = ?READ_ABANDONED_AFTER, "key set read abandoned; the next interval reads again");
-                metrics::count("keys", "KeySetReadFailures", "failed");
-            },
-        );
-        if let Some(read) = started {
-            // Past the bound nothing may sign until a read succeeds: wait for this one.
-            let deadline = match self.state.polled.freshness(now) {
-                Freshness::Fresh => Some(Instant::now() + READ_BUDGET),
-                Freshness::Stale => None,
-            };
-            if !read.ended_by(deadline).await {
-                tracing::warn!("key set re-read still under way; signing with the key held");
-                metrics::count("keys", "ReadsPastBudget", "key_set");
-            }
-        }
+        // Past the bound nothing may sign until a read succeeds: wait for a read it starts.
+        let deadline = match self.state.polled.freshness(now) {
+            Freshness::Fresh => Some(Instant::now() + READ_BUDGET),
+            Freshness::Stale => None,
+        };
+        let state = Arc::clone(&self.state);
+        let read = || async move {
+            let _ = state.read_now(now, false).await;
+        };
+        self.reads.read_if_due(&self.state.polled, now, deadline, read, KEY_SET_READS).await;
         match self.state.polled.freshness(now) {
             Freshness::Fresh => Ok(self.state.held().unwrap_or(held)),
             Freshness::Stale => Err(stale_key_set()),
