@@ -40,8 +40,8 @@ PRICES = {
     "http_api_request": 1.00 / 1e6,
     "dynamodb_wru": 0.625 / 1e6,
     "dynamodb_rru": 0.125 / 1e6,
-    # kms:Sign with an ECC key; every other call we make (Decrypt, VerifyMac, ...) is a
-    # symmetric or HMAC request.
+    # kms:Sign with an ECC key; every other call we make (Decrypt, GenerateDataKey, ...) is a
+    # symmetric request.
     "kms_asymmetric_request": 0.15 / 1e4,
     "kms_symmetric_request": 0.03 / 1e4,
     "cloudwatch_logs_gb": 0.50,
@@ -69,7 +69,7 @@ LOG_BYTES_PER_EVENT = 550  # an audit line and an EMF line per login or refresh 
 LAMBDA_CONCURRENCY = 1000  # the default account quota
 HANDLER_MS = 1.0  # the handler's own work besides argon2id and signing (parsing, SDK calls)
 # --- typed: how long an instance lives, in requests -----------------------------------------
-# What an instance calls once (the key set, its MAC, the envelope key's decrypt, the sealing
+# What an instance calls once (the key set, the envelope key's decrypt, the sealing
 # secret) is spread over the requests it serves. Lambda keeps a busy instance for hours; a
 # quiet deployment starts one for a handful of requests. 1,000 is the assumption the totals
 # use; the worst case (every request a cold start) is printed beside it.
@@ -290,9 +290,9 @@ def main() -> int:
         f"condition as a write, so the model counts {REFUSED_CONDITIONAL_WRITE_UNITS:g} write unit for it."
         f" A refresh's write units by table: {refresh_by_table}.",
         "",
-        "An instance start is what login's and refresh's `from_config` call once: the key set and its MAC",
-        "(both kinds), the envelope key's decrypt (envelope), the sealing secret (refresh). An instance's",
-        "first request may read the key set again (when the start's read was in an earlier second); what it",
+        "An instance start is what login's and refresh's `from_config` call once: the key set (its signature checked offline)",
+        "(both kinds), the envelope key's decrypt (envelope), the sealing secret (refresh). The start's read",
+        "spends the key set's reload interval, so an instance's first request reads it no more; whatever it",
         "calls beyond a later request is counted with the start. With an envelope key current, login and",
         "refresh make no KMS call after the start (the rows above them: steady state).",
         "",
@@ -327,7 +327,7 @@ def main() -> int:
         f"A living instance also re-reads the key set every {measured['key_reload_secs']} s (`KEY_SET_RELOAD_SECS`,"
         f" {reload_reads:g} read unit: ${reload_hourly:.6f} an hour, both kinds) and, with envelope keys, decrypts",
         f"each new key once (`ENVELOPE_KEY_MAX_AGE_SECS` = {measured['envelope_key_max_age_secs']} s: daily),"
-        f" about ${decrypt:.7f} per instance and key. KMS keys' monthly fee ($1 each: the envelope, MAC and",
+        f" about ${decrypt:.7f} per instance and key. KMS keys' monthly fee ($1 each: the envelope, key-set signing and",
         "sealing keys, and in kms mode each signing key) is not per request and not counted here.",
         "",
     ]
