@@ -41,6 +41,42 @@ async fn families_of(config: &tokenauth::Config, clients: &Clients, user_id: &st
 }
 
 /// `PARALLEL` refreshes of `token` at once; their responses.
+/// `users` (username, password, user id) logging in all at once: each answered as a
+/// throttled dependency is answered.
+async fn logins_all_throttled(service: &Arc<tokenauth::LoginService>, users: &[(String, String, String)]) {
+    let mut logins = tokio::task::JoinSet::new();
+    for (username, password, _) in users {
+        let (service, username, password) = (service.clone(), username.clone(), password.clone());
+        logins.spawn(async move {
+            tokenauth::edge::http::login(&service, &login_request(&username, &password, None)).await
+        });
+    }
+    for response in logins.join_all().await {
+        assert_throttled_answer(&response);
+    }
+}
+
+/// No user of `users` has a family.
+async fn assert_no_family(config: &tokenauth::Config, clients: &Clients, users: &[(String, String, String)]) {
+    for (username, _, user_id) in users {
+        assert_eq!(families_of(config, clients, user_id).await, Vec::<String>::new(), "{username}: no family");
+    }
+}
+
+/// Each of `users` logs in, and that session is the user's only one.
+async fn each_logs_in_to_one_session(
+    config: &tokenauth::Config,
+    clients: &Clients,
+    service: &tokenauth::LoginService,
+    users: &[(String, String, String)],
+) {
+    for (username, password, user_id) in users {
+        let tokens = login_tokens(service, username, password).await;
+        let family_id = family_of(tokens["refresh_token"].as_str().unwrap());
+        assert_eq!(families_of(config, clients, user_id).await, vec![family_id]);
+    }
+}
+
 async fn parallel_refreshes(service: &Arc<tokenauth::RefreshService>, token: &str) -> Vec<Response<Body>> {
     let mut refreshes = tokio::task::JoinSet::new();
     for _ in 0..PARALLEL {
@@ -64,28 +100,13 @@ async fn logins_refused_while_kms_throttles_answer_503_with_retry_after_and_leav
     }
 
     let throttling = KmsThrottling::on(&["Sign"]);
-    let mut logins = tokio::task::JoinSet::new();
-    for (username, password, _) in users.clone() {
-        let service = service.clone();
-        logins.spawn(async move {
-            tokenauth::edge::http::login(&service, &login_request(&username, &password, None)).await
-        });
-    }
-    for response in logins.join_all().await {
-        assert_throttled_answer(&response);
-    }
+    logins_all_throttled(&service, &users).await;
     assert!(clients.calls.names().iter().any(|c| c == "KMS.Sign"), "the logins reached kms:Sign");
-    for (username, _, user_id) in &users {
-        assert_eq!(families_of(&config, &clients, user_id).await, Vec::<String>::new(), "{username}: no family");
-    }
+    assert_no_family(&config, &clients, &users).await;
     throttling.off();
 
     // KMS answers again: the same credentials log in, and that session is the user's only one.
-    for (username, password, user_id) in &users {
-        let tokens = login_tokens(&service, username, password).await;
-        let family_id = family_of(tokens["refresh_token"].as_str().unwrap());
-        assert_eq!(families_of(&config, &clients, user_id).await, vec![family_id]);
-    }
+    each_logs_in_to_one_session(&config, &clients, &service, &users).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -184,26 +205,11 @@ async fn logins_refused_while_dynamodb_throttles_answer_503_with_retry_after_and
 
     // The family's write (the transaction that also clears the user's counter) is throttled.
     proxy.throttle(&["TransactWriteItems"], "ProvisionedThroughputExceededException");
-    let mut logins = tokio::task::JoinSet::new();
-    for (username, password, _) in users.clone() {
-        let service = service.clone();
-        logins.spawn(async move {
-            tokenauth::edge::http::login(&service, &login_request(&username, &password, None)).await
-        });
-    }
-    for response in logins.join_all().await {
-        assert_throttled_answer(&response);
-    }
-    for (username, _, user_id) in &users {
-        assert_eq!(families_of(&config, &clients, user_id).await, Vec::<String>::new(), "{username}: no family");
-    }
+    logins_all_throttled(&service, &users).await;
+    assert_no_family(&config, &clients, &users).await;
     proxy.off();
 
-    for (username, password, user_id) in &users {
-        let tokens = login_tokens(&service, username, password).await;
-        let family_id = family_of(tokens["refresh_token"].as_str().unwrap());
-        assert_eq!(families_of(&config, &clients, user_id).await, vec![family_id]);
-    }
+    each_logs_in_to_one_session(&config, &clients, &service, &users).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

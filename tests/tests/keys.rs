@@ -377,6 +377,24 @@ async fn an_unknown_kid_flood_reloads_the_key_set_at_most_once_per_interval() {
     assert!(clients.calls.names().iter().all(|c| c == "DynamoDB.GetItem"), "nothing else: {:?}", clients.calls.names());
 }
 
+/// A signer of `config`'s set read through `dynamodb`, re-reading every 10 s and relying on
+/// a read for 30 s, on `clock`.
+fn signer_reading_through(
+    config: &Config,
+    clients: &Clients,
+    dynamodb: aws_sdk_dynamodb::Client,
+    clock: Arc<ManualClock>,
+) -> tokenauth::services::keys::KeySetSigner {
+    let keys = AuthenticatedKeys::from_config(config, dynamodb, clients.kms.clone());
+    tokenauth::services::keys::KeySetSigner::new(
+        keys,
+        clients.kms.clone(),
+        Duration::from_secs(10),
+        Duration::from_secs(30),
+        clock,
+    )
+}
+
 #[tokio::test]
 async fn a_signer_signs_with_the_key_last_read_only_within_the_staleness_bound() {
     // GIVEN a signer that read the set (one current key) at T0, re-reading every 10 s and
@@ -385,14 +403,7 @@ async fn a_signer_signs_with_the_key_last_read_only_within_the_staleness_bound()
     let config = short_gates(&clients, &[]).await;
     let clock = Arc::new(ManualClock::new(1_000_000));
     manager(&config, &clients, clock.clone()).add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
-    let keys = AuthenticatedKeys::from_config(&config, clients.dynamodb.clone(), clients.kms.clone());
-    let signer = tokenauth::services::keys::KeySetSigner::new(
-        keys,
-        clients.kms.clone(),
-        Duration::from_secs(10),
-        Duration::from_secs(30),
-        clock.clone(),
-    );
+    let signer = signer_reading_through(&config, &clients, clients.dynamodb.clone(), clock.clone());
     assert!(signer.sign_jws(b"{}").await.is_ok(), "the first read succeeds");
     clients.dynamodb.delete_table().table_name(&config.keys_table).send().await.unwrap();
     // WHEN reads fail, THEN the key last read signs until the bound, and nothing past it,
@@ -452,14 +463,7 @@ async fn a_signer_whose_due_re_read_hangs_signs_with_the_key_it_holds_without_wa
     let clock = Arc::new(ManualClock::new(1_000_000));
     manager(&config, &clients, clock.clone()).add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
     let (url, hang) = hangable_dynamodb().await;
-    let keys = AuthenticatedKeys::from_config(&config, dynamodb_at(&url).await, clients.kms.clone());
-    let signer = tokenauth::services::keys::KeySetSigner::new(
-        keys,
-        clients.kms.clone(),
-        Duration::from_secs(10),
-        Duration::from_secs(30),
-        clock.clone(),
-    );
+    let signer = signer_reading_through(&config, &clients, dynamodb_at(&url).await, clock.clone());
     assert!(signer.sign_jws(b"{}").await.is_ok(), "the first read succeeds");
     hang.store(true, std::sync::atomic::Ordering::SeqCst);
     // WHEN a re-read falls due and hangs
