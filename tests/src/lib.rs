@@ -722,3 +722,70 @@ pub fn jwt_header(token: &str) -> Value {
 pub fn kid_of(token: &str) -> String {
     jwt_header(token)["kid"].as_str().expect("a kid").to_owned()
 }
+
+/// A loopback TCP proxy to DynamoDB Local that a test can cut, as if DynamoDB went away,
+/// or turn into a black hole that accepts connections and never answers.
+pub struct TcpProxy {
+    /// Its address, for an SDK client's endpoint.
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+    hung: Arc<std::sync::atomic::AtomicBool>,
+    forwarding: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl TcpProxy {
+    /// A proxy to `upstream` (`host:port`), forwarding.
+    pub async fn start(upstream: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.to_owned();
+        let hung = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let forwarding = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (hang, handles) = (hung.clone(), forwarding.clone());
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            // Connections accepted once hung: kept open, never read, never answered.
+            let mut held = Vec::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if hang.load(std::sync::atomic::Ordering::SeqCst) {
+                    held.push(inbound);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let handle = connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                handles.lock().unwrap().push(handle);
+            }
+        });
+        Self { url, task, hung, forwarding }
+    }
+
+    /// Stops listening and drops every open connection.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+
+    /// Drops every open connection and from now on accepts new ones without ever answering:
+    /// a DynamoDB that hangs, so every call waits for the SDK's timeouts.
+    pub fn hang(&self) {
+        self.hung.store(true, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.forwarding.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    /// Forwards connections accepted from now on again: DynamoDB answers again. Requests
+    /// held while it hung stay unanswered (their callers time out, as they would).
+    pub fn resume(&self) {
+        self.hung.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A proxy to the stack's DynamoDB Local.
+    pub async fn to_dynamodb_local() -> Self {
+        let upstream = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("the stack's DynamoDB endpoint");
+        Self::start(upstream.trim_start_matches("http://")).await
+    }
+}

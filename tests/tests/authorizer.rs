@@ -232,8 +232,7 @@ async fn revocations_reach_a_warm_instance_within_the_poll_interval() {
 #[tokio::test]
 async fn serves_cached_state_while_dynamodb_is_down_then_fails_closed_after_the_staleness_bound() {
     let clients = clients().await;
-    let upstream = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap();
-    let proxy = TcpProxy::start(upstream.trim_start_matches("http://")).await;
+    let proxy = TcpProxy::to_dynamodb_local().await;
     let dynamodb = dynamodb_at(&proxy.url).await;
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
     let settings = [("REVOCATION_POLL_SECS", "1"), ("REVOCATION_MAX_STALENESS_SECS", "3")];
@@ -251,64 +250,10 @@ async fn serves_cached_state_while_dynamodb_is_down_then_fails_closed_after_the_
     assert_eq!(decide(&a, &event_text_with(SHAPES[0], &bearer)).await.unwrap_err(), Unauthorized::StaleRevocations);
 }
 
-/// A loopback TCP proxy to DynamoDB Local that a test can cut, as if DynamoDB went away,
-/// or turn into a black hole that accepts connections and never answers.
-struct TcpProxy {
-    url: String,
-    task: tokio::task::JoinHandle<()>,
-    hung: Arc<std::sync::atomic::AtomicBool>,
-    forwarding: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
-}
-
-impl TcpProxy {
-    async fn start(upstream: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let upstream = upstream.to_owned();
-        let hung = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let forwarding = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (hang, handles) = (hung.clone(), forwarding.clone());
-        let task = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            // Connections accepted once hung: kept open, never read, never answered.
-            let mut held = Vec::new();
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if hang.load(std::sync::atomic::Ordering::SeqCst) {
-                    held.push(inbound);
-                    continue;
-                }
-                let upstream = upstream.clone();
-                let handle = connections.spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                handles.lock().unwrap().push(handle);
-            }
-        });
-        Self { url, task, hung, forwarding }
-    }
-
-    /// Stops listening and drops every open connection.
-    fn stop(&self) {
-        self.task.abort();
-    }
-
-    /// Drops every open connection and from now on accepts new ones without ever answering:
-    /// a DynamoDB that hangs, so every call waits for the SDK's timeouts.
-    fn hang(&self) {
-        self.hung.store(true, std::sync::atomic::Ordering::SeqCst);
-        for connection in self.forwarding.lock().unwrap().drain(..) {
-            connection.abort();
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_dynamodb_that_never_answers_holds_no_request_and_the_staleness_bound_still_fails_closed() {
     let clients = clients().await;
-    let upstream = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap();
-    let proxy = TcpProxy::start(upstream.trim_start_matches("http://")).await;
+    let proxy = TcpProxy::to_dynamodb_local().await;
     let dynamodb = dynamodb_at(&proxy.url).await;
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
     let settings = [("REVOCATION_POLL_SECS", "1"), ("REVOCATION_MAX_STALENESS_SECS", "3")];

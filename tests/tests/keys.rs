@@ -420,41 +420,6 @@ async fn a_signer_signs_with_the_key_last_read_only_within_the_staleness_bound()
     }
 }
 
-/// A loopback proxy in front of DynamoDB Local that forwards until told to hang, then
-/// accepts and holds every request without an answer: a dependency that stopped answering.
-async fn hangable_dynamodb() -> (String, Arc<std::sync::atomic::AtomicBool>) {
-    use std::sync::atomic::Ordering;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let upstream = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap().trim_start_matches("http://").to_owned();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let hang = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = hang.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let (flag, upstream) = (flag.clone(), upstream.clone());
-            tokio::spawn(async move {
-                let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
-                let (mut client_read, mut client_write) = client.into_split();
-                let (mut server_read, mut server_write) = server.into_split();
-                let back = tokio::spawn(async move { tokio::io::copy(&mut server_read, &mut client_write).await });
-                let mut buffer = vec![0; 16 * 1024];
-                while let Ok(n @ 1..) = client_read.read(&mut buffer).await {
-                    if flag.load(Ordering::SeqCst) {
-                        // Hold the request: never forwarded, never answered.
-                        std::future::pending::<()>().await;
-                    }
-                    if server_write.write_all(&buffer[..n]).await.is_err() {
-                        break;
-                    }
-                }
-                back.abort();
-            });
-        }
-    });
-    (url, hang)
-}
-
 #[tokio::test]
 async fn a_signer_whose_due_re_read_hangs_signs_with_the_key_it_holds_without_waiting_for_it() {
     // GIVEN a signer that read the set through a DynamoDB endpoint that then stops answering
@@ -462,10 +427,10 @@ async fn a_signer_whose_due_re_read_hangs_signs_with_the_key_it_holds_without_wa
     let config = short_gates(&clients, &[]).await;
     let clock = Arc::new(ManualClock::new(1_000_000));
     manager(&config, &clients, clock.clone()).add(KeySource::Create(KeyAlgorithm::ES256)).await.unwrap();
-    let (url, hang) = hangable_dynamodb().await;
-    let signer = signer_reading_through(&config, &clients, dynamodb_at(&url).await, clock.clone());
+    let proxy = TcpProxy::to_dynamodb_local().await;
+    let signer = signer_reading_through(&config, &clients, dynamodb_at(&proxy.url).await, clock.clone());
     assert!(signer.sign_jws(b"{}").await.is_ok(), "the first read succeeds");
-    hang.store(true, std::sync::atomic::Ordering::SeqCst);
+    proxy.hang();
     // WHEN a re-read falls due and hangs
     clock.advance(10);
     let started = std::time::Instant::now();
@@ -482,7 +447,7 @@ async fn a_signer_whose_due_re_read_hangs_signs_with_the_key_it_holds_without_wa
     assert!(signer.sign_jws(b"{}").await.is_err(), "35 s after the last good read: stale");
     // Once DynamoDB answers again (the read held meanwhile ends with the SDK's timeout; one
     // read at a time), a later read succeeds and signing resumes.
-    hang.store(false, std::sync::atomic::Ordering::SeqCst);
+    proxy.resume();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         clock.advance(10);
