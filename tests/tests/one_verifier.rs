@@ -199,7 +199,8 @@ async fn an_rsa_kms_key_signs_rs256_tokens_that_our_verifier_and_jsonwebtoken_ac
     assert_eq!(signer.algorithm(), KeyAlgorithm::RS256, "the key decides the algorithm");
 
     let issuer = tokenauth::services::issuer_for(Arc::new(signer), &config);
-    let grant = AccessGrant { subject: "u-rsa", client_id: "first-party", scope: "read", session_id: "s-rsa" };
+    let grant =
+        AccessGrant { subject: "u-rsa", client_id: "first-party", scope: "read", session_id: "s-rsa", bound_to: None };
     let now = SystemClock.now();
     let token = issuer.issue(&grant, &RefreshToken::new_family(), now).await.unwrap().access_token;
 

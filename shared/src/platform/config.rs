@@ -105,6 +105,8 @@ pub struct Config {
     pub source_limits: SourceLimits,
     /// The authorizer's own settings.
     pub authorizer: AuthorizerSettings,
+    /// Sender-constrained sessions (RFC 9449), for login, refresh and the authorizer.
+    pub dpop: DpopSettings,
     /// `AWS_CA_BUNDLE` (default: the Amazon Trust Services roots): the CA certificates the
     /// SDK's HTTPS client trusts.
     pub trust_roots: TrustRoots,
@@ -130,6 +132,25 @@ pub struct SourceLimits {
     pub refresh_max: u32,
     /// `SOURCE_LIMIT_WINDOW_SECS` (default 60): the counting window.
     pub window: Duration,
+}
+
+/// DPoP (RFC 9449): where proofs' `jti`s are remembered, how old a proof may be, and
+/// whether bearer tokens are still accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpopSettings {
+    /// `PROOFS_TABLE` (default empty: DPoP is off, every proof is refused and a bound token
+    /// is not accepted): the table in which each accepted proof's `jti` is recorded once.
+    pub proofs_table: String,
+    /// `DPOP_PROOF_MAX_AGE_SECS` (default 60): the oldest proof (`iat`) accepted; a proof
+    /// from up to `TOKEN_LEEWAY_SECS` ahead is accepted too.
+    pub proof_max_age: Duration,
+    /// `REQUIRE_DPOP` (`false`, the default, or `true`): the authorizer refuses access
+    /// tokens that are not DPoP-bound.
+    pub required: bool,
+    /// `PUBLIC_BASE_URL` (default none: `https://` and the domain API Gateway reports): the
+    /// scheme, host and base path clients call the API at (a custom domain with a base
+    /// path mapping), against which a proof's `htu` is checked.
+    pub public_base_url: Option<String>,
 }
 
 /// Settings only the authorizer reads.
@@ -232,6 +253,20 @@ impl Config {
                 max_staleness: env.secs("REVOCATION_MAX_STALENESS_SECS", 60, Zero::Refused)?,
                 metrics_every: env.secs("AUTHORIZER_METRICS_SECS", 10, Zero::Allowed)?,
             },
+            dpop: DpopSettings {
+                proofs_table: env.text("PROOFS_TABLE", ""),
+                proof_max_age: env.secs("DPOP_PROOF_MAX_AGE_SECS", 60, Zero::Refused)?,
+                required: env.choice("REQUIRE_DPOP", "`false` or `true`", &[("false", false), ("true", true)])?,
+                public_base_url: match env.optional("PUBLIC_BASE_URL") {
+                    Some(base) if !base.starts_with("https://") && !base.starts_with("http://") => {
+                        return Err(ConfigError::Invalid {
+                            name: "PUBLIC_BASE_URL",
+                            reason: "an http(s) URL: scheme, host and base path",
+                        })
+                    }
+                    base => base.map(|b| b.trim_end_matches('/').to_owned()),
+                },
+            },
             trust_roots: TrustRoots::from_path(env.optional(TrustRoots::VARIABLE).as_deref())?,
         };
         config.check()?;
@@ -329,6 +364,16 @@ impl Config {
     /// alive, one more leeway for the writer's clock.
     pub fn revocation_lookback(&self) -> Duration {
         self.revocation_lifetime() + self.token_leeway
+    }
+
+    /// The window a DPoP proof made at `now` must fall in: `DPOP_PROOF_MAX_AGE_SECS` back,
+    /// the one clock leeway ahead.
+    pub fn proof_window(&self, now: u64) -> crate::rules::dpop::ProofWindow {
+        crate::rules::dpop::ProofWindow {
+            now,
+            max_age: self.dpop.proof_max_age.as_secs(),
+            leeway: self.token_leeway.as_secs(),
+        }
     }
 }
 

@@ -76,6 +76,7 @@ pub(crate) mod tests {
             jti: jti.into(),
             iat,
             exp: iat + 900,
+            cnf: None,
         }
     }
 

@@ -41,6 +41,24 @@ pub struct AccessClaims {
     pub scope: String,
     /// Session id: the refresh-token family.
     pub sid: String,
+    /// The key the token is bound to (RFC 9449 §6.1), for a DPoP-bound session: presented
+    /// only as `Authorization: DPoP` with a proof from that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// `cnf` of a sender-constrained token (RFC 7800 §3.1, RFC 9449 §6.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The RFC 7638 thumbprint of the client's DPoP key.
+    pub jkt: String,
+}
+
+impl AccessClaims {
+    /// The DPoP key thumbprint the token is bound to, if it is.
+    pub fn bound_to(&self) -> Option<&str> {
+        self.cnf.as_ref().map(|c| c.jkt.as_str())
+    }
 }
 
 #[derive(Serialize)]
@@ -86,6 +104,9 @@ pub struct AccessGrant<'a> {
     pub scope: &'a str,
     /// The session (family) id.
     pub session_id: &'a str,
+    /// The DPoP key thumbprint the session is bound to, if it is: the token carries it as
+    /// `cnf.jkt` and the response says `token_type: DPoP`.
+    pub bound_to: Option<&'a str>,
 }
 
 impl AccessTokenIssuer {
@@ -111,7 +132,7 @@ impl AccessTokenIssuer {
         let access_token = self.sign(&self.claims(grant, now)).await?;
         Ok(TokenResponse {
             access_token,
-            token_type: "Bearer",
+            token_type: if grant.bound_to.is_some() { "DPoP" } else { "Bearer" },
             expires_in: self.ttl.as_secs(),
             refresh_token: refresh_token.encode(),
             scope: grant.scope.to_owned(),
@@ -131,6 +152,7 @@ impl AccessTokenIssuer {
             client_id: grant.client_id.to_owned(),
             scope: grant.scope.to_owned(),
             sid: grant.session_id.to_owned(),
+            cnf: grant.bound_to.map(|jkt| Confirmation { jkt: jkt.to_owned() }),
         }
     }
 
@@ -146,7 +168,7 @@ impl AccessTokenIssuer {
 pub struct TokenResponse {
     /// The signed access token (JWT).
     pub access_token: String,
-    /// Always `Bearer`.
+    /// `Bearer`, or `DPoP` for a session bound to a DPoP key (RFC 9449 §5).
     pub token_type: &'static str,
     /// Access-token lifetime in seconds.
     pub expires_in: u64,

@@ -174,6 +174,7 @@ impl Verifier {
             client_id: client_id.to_owned(),
             scope: scope.to_owned(),
             sid: sid.to_owned(),
+            cnf: c.cnf.map(|jkt| crate::rules::token::Confirmation { jkt: jkt.to_owned() }),
         })
     }
 }
@@ -250,6 +251,15 @@ struct Claims<'a> {
     client_id: Option<&'a str>,
     scope: Option<&'a str>,
     sid: Option<&'a str>,
+    /// `cnf.jkt` only: a `cnf` without it binds nothing we can check, so is refused.
+    cnf: Option<&'a str>,
+}
+
+/// `cnf` of a DPoP-bound token: exactly `{"jkt": "<thumbprint>"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cnf<'a> {
+    jkt: &'a str,
 }
 
 /// More unknown members than this is not an access token of ours.
@@ -284,6 +294,7 @@ impl<'de> Deserialize<'de> for Claims<'de> {
                         "client_id" => claims.client_id.replace(map.next_value()?).is_some(),
                         "scope" => claims.scope.replace(map.next_value()?).is_some(),
                         "sid" => claims.sid.replace(map.next_value()?).is_some(),
+                        "cnf" => claims.cnf.replace(map.next_value::<Cnf<'de>>()?.jkt).is_some(),
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                             if unknown[..unknown_count].contains(&key) {

@@ -184,7 +184,8 @@ impl LoginService {
         let refresh = RefreshToken::new_family();
         let family = new_family(username.as_str(), user, &scope, &refresh, now, &self.policy);
         let scope = scope.to_scope_string();
-        let grant = AccessGrant { subject: user_id, client_id, scope: &scope, session_id: &family.family_id };
+        let grant =
+            AccessGrant { subject: user_id, client_id, scope: &scope, session_id: &family.family_id, bound_to: None };
         // After an account change, tokens are issued at or after its cut-off.
         let issued_at = now.max(user.not_before);
 

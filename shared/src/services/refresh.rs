@@ -223,6 +223,7 @@ impl RefreshService {
             client_id: &family.client_id,
             scope: &scope,
             session_id: &family.family_id,
+            bound_to: None,
         };
         self.issuer.issue(&grant, refresh_token, now.max(family.not_before)).await
     }

@@ -1,5 +1,5 @@
 //! Where state lives: DynamoDB repositories for users, refresh-token families, the
-//! revocation denylist, the signing key set and the per-source request counters.
+//! revocation denylist, the signing key set, the per-source request counters and the DPoP proofs seen.
 //!
 //! Item conversion goes through `serde_dynamo` in one place per table. Every call maps its
 //! SDK error to a [`crate::error::DependencyError`] (a 503 for the client). These types are tested only
@@ -8,12 +8,14 @@
 mod families;
 mod keys;
 mod limits;
+mod proofs;
 mod revocations;
 mod users;
 
 pub use families::{AccountGuard, DynamoFamilies, Guarded, RotateOutcome, Rotation};
 pub use keys::{DynamoKeys, StoredKeySet};
 pub use limits::{DynamoLimits, LimitFailure};
+pub use proofs::{DynamoProofs, ProofUse};
 pub use revocations::DynamoRevocations;
 pub use users::{AttemptCounter, DynamoUsers, LoginFailures, UserWriteError};
 
@@ -47,6 +49,8 @@ pub mod schema {
     pub const KEYS_PARTITION_KEY: &str = "id";
     /// Limits: partition key (`<action>#<source>#<window index>`).
     pub const LIMITS_PARTITION_KEY: &str = "bucket";
+    /// Proofs: partition key (`<jkt>#<jti>` of an accepted DPoP proof).
+    pub const PROOFS_PARTITION_KEY: &str = "proof";
     /// The TTL attribute of every table (Unix seconds).
     pub const TTL_ATTRIBUTE: &str = "expires_at";
 }

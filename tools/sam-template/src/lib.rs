@@ -266,7 +266,10 @@ Resources:
         ]);
         let template = Template::load(&path, &overrides).unwrap();
         let tables: Vec<String> = template.tables().unwrap().into_keys().collect();
-        assert_eq!(tables, ["FAMILIES_TABLE", "KEYS_TABLE", "LIMITS_TABLE", "REVOCATIONS_TABLE", "USERS_TABLE"]);
+        assert_eq!(
+            tables,
+            ["FAMILIES_TABLE", "KEYS_TABLE", "LIMITS_TABLE", "PROOFS_TABLE", "REVOCATIONS_TABLE", "USERS_TABLE"]
+        );
         let api = template.http_api().unwrap();
         assert!(api.routes.iter().any(|r| r.key() == "GET /api/whoami" && r.authorizer.is_some()));
         for function in template.functions() {

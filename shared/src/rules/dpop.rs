@@ -1,0 +1,646 @@
+//! DPoP proofs (RFC 9449 §4): the check of one proof against the request it came with,
+//! without I/O. Whether its `jti` was seen before is the caller's question (a conditional
+//! write shared by every instance, [`crate::store::DynamoProofs`]); everything else is here.
+//!
+//! Order of checks, cheapest and most dangerous first, as for access tokens: size; strict
+//! compact form; the header, exactly `typ` `dpop+jwt`, an allowed `alg` and a public `jwk`
+//! (a private member refused by name, any unknown member refused); the signature with the
+//! header's own key; then the claims: `jti` (bounded), `htm` equal to the request's method,
+//! `htu` equal to the URL the client called (RFC 3986 normalised, query and fragment
+//! dropped), `iat` inside the window, `ath` when an access token comes with the proof, and
+//! finally the key's RFC 7638 thumbprint against the one the token or session is bound to.
+//!
+//! Only ES256: the keys mobile platforms keep in hardware (Secure Enclave, Android
+//! StrongBox) are P-256, one algorithm is one parser to get right, and an RSA proof would
+//! cost the authorizer several times the time of an ECDSA one on every request.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine as _;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+use crate::rules::keys::jwk::{thumbprint, EcPublicJwk};
+
+/// `typ` of a DPoP proof (RFC 9449 §4.2).
+pub const DPOP_TYP: &str = "dpop+jwt";
+
+/// The proof algorithms accepted, as the metadata's `dpop_signing_alg_values_supported`.
+pub const DPOP_SIGNING_ALGS: [&str; 1] = ["ES256"];
+
+/// Largest proof looked at: a P-256 proof is about 600 bytes.
+pub const MAX_PROOF_BYTES: usize = 2048;
+
+/// Longest `jti` accepted: it is stored, keyed, until the proof's window ends.
+pub const MAX_JTI_BYTES: usize = 128;
+
+/// Why a proof was refused. The client learns only `invalid_dpop_proof` (or
+/// `invalid_token` at the authorizer); the class goes into the audit line and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofRejection {
+    /// No proof where one is needed, or more than one `DPoP` header.
+    Missing,
+    /// Longer than [`MAX_PROOF_BYTES`].
+    Oversize,
+    /// Not a strict compact JWS with JSON object header and payload, or a claim of the
+    /// wrong type.
+    Malformed,
+    /// `typ` is not `dpop+jwt`.
+    WrongType,
+    /// `alg` is not one of [`DPOP_SIGNING_ALGS`] (`none` and HMAC included).
+    UnsupportedAlgorithm,
+    /// The `jwk` is not a public P-256 key: a private member, another curve, a bad point.
+    BadKey,
+    /// The signature does not verify with the header's key.
+    BadSignature,
+    /// `jti`, `htm`, `htu` or `iat` missing or empty, or `ath` missing where a token came.
+    MissingClaim,
+    /// `htm` is not the request's method.
+    WrongMethod,
+    /// `htu` is not the URL the request was made to.
+    WrongUrl,
+    /// `iat` is older than the window.
+    Stale,
+    /// `iat` is in the future beyond the clock leeway.
+    Early,
+    /// `ath` is not the hash of the access token presented with it.
+    WrongTokenHash,
+    /// The proof's key is not the one the token or the session is bound to.
+    WrongKey,
+    /// This `jti` was accepted before within its window.
+    Replayed,
+}
+
+impl ProofRejection {
+    /// The audit/metric class.
+    pub fn class(self) -> &'static str {
+        match self {
+            Self::Missing => "dpop_missing",
+            Self::Oversize | Self::Malformed | Self::MissingClaim => "dpop_malformed",
+            Self::WrongType | Self::UnsupportedAlgorithm | Self::BadKey | Self::BadSignature => "dpop_bad_signature",
+            Self::WrongMethod | Self::WrongUrl | Self::WrongTokenHash => "dpop_wrong_request",
+            Self::Stale | Self::Early => "dpop_expired",
+            Self::WrongKey => "dpop_wrong_key",
+            Self::Replayed => "dpop_replayed",
+        }
+    }
+
+    /// A short `error_description` for the token endpoint: says what to fix, no secret.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Missing => "a DPoP proof is required",
+            Self::Oversize | Self::Malformed | Self::MissingClaim => "the DPoP proof is malformed",
+            Self::WrongType => "the DPoP proof's typ must be dpop+jwt",
+            Self::UnsupportedAlgorithm => "the DPoP proof's alg is not supported (ES256)",
+            Self::BadKey => "the DPoP proof's jwk must be a public P-256 key",
+            Self::BadSignature => "the DPoP proof's signature does not verify",
+            Self::WrongMethod | Self::WrongUrl => "the DPoP proof is for another request",
+            Self::Stale | Self::Early => "the DPoP proof's iat is outside the accepted window",
+            Self::WrongTokenHash => "the DPoP proof's ath does not match the access token",
+            Self::WrongKey => "the DPoP proof is signed by another key than the session's",
+            Self::Replayed => "the DPoP proof was used before",
+        }
+    }
+}
+
+/// What a proof must match: the request it came with.
+#[derive(Debug, Clone, Copy)]
+pub struct ProofRequest<'a> {
+    /// The request's HTTP method.
+    pub method: &'a str,
+    /// The URL the client called (scheme, host, path; query and fragment are ignored).
+    pub url: &'a str,
+    /// The access token presented with the proof (a protected resource), whose hash the
+    /// proof's `ath` must be; `None` at the token endpoint.
+    pub access_token: Option<&'a str>,
+}
+
+/// The proof window: `iat` may be at most `max_age` old and `leeway` ahead of `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProofWindow {
+    /// Unix seconds.
+    pub now: u64,
+    /// Oldest accepted `iat`, as an age in seconds.
+    pub max_age: u64,
+    /// Clock leeway in seconds for an `iat` in the future.
+    pub leeway: u64,
+}
+
+impl ProofWindow {
+    /// When a proof issued at `iat` can no longer be accepted anywhere: how long its `jti`
+    /// must be remembered (the TTL of its replay entry).
+    pub fn expires_at(&self, iat: u64) -> u64 {
+        iat.saturating_add(self.max_age).saturating_add(self.leeway).max(self.now.saturating_add(self.leeway))
+    }
+}
+
+/// A proof that passed every check but the replay check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proof {
+    /// RFC 7638 thumbprint of the proof's key: what a session and its tokens are bound to
+    /// (`cnf.jkt`).
+    pub jkt: String,
+    /// The proof's unique id.
+    pub jti: String,
+    /// When the client made it.
+    pub iat: u64,
+}
+
+impl Proof {
+    /// The key under which its use is recorded: `jti` per key, so one client cannot use up
+    /// another's `jti`.
+    pub fn replay_key(&self) -> String {
+        format!("{}#{}", self.jkt, self.jti)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header<'a> {
+    typ: &'a str,
+    alg: &'a str,
+    jwk: ProofJwk<'a>,
+}
+
+/// The header's `jwk`: a public key only. Private members are named so that a key with
+/// one is refused as such ([`ProofRejection::BadKey`]), not as an unknown member.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProofJwk<'a> {
+    kty: &'a str,
+    crv: Option<&'a str>,
+    x: Option<&'a str>,
+    y: Option<&'a str>,
+    alg: Option<&'a str>,
+    #[serde(rename = "use")]
+    _use: Option<IgnoredAny>,
+    #[serde(rename = "kid")]
+    _kid: Option<IgnoredAny>,
+    #[serde(rename = "key_ops")]
+    _key_ops: Option<IgnoredAny>,
+    #[serde(rename = "ext")]
+    _ext: Option<IgnoredAny>,
+    d: Option<IgnoredAny>,
+    p: Option<IgnoredAny>,
+    q: Option<IgnoredAny>,
+    dp: Option<IgnoredAny>,
+    dq: Option<IgnoredAny>,
+    qi: Option<IgnoredAny>,
+    oth: Option<IgnoredAny>,
+    k: Option<IgnoredAny>,
+    n: Option<IgnoredAny>,
+    e: Option<IgnoredAny>,
+}
+
+impl ProofJwk<'_> {
+    fn has_private_member(&self) -> bool {
+        [&self.d, &self.p, &self.q, &self.dp, &self.dq, &self.qi, &self.oth, &self.k].iter().any(|m| m.is_some())
+    }
+
+    /// The uncompressed SEC1 point and the canonical JWK, for a public P-256 key only.
+    fn p256(&self) -> Result<([u8; 65], EcPublicJwk), ProofRejection> {
+        if self.has_private_member() || self.n.is_some() || self.e.is_some() {
+            return Err(ProofRejection::BadKey);
+        }
+        let (Some(x), Some(y)) = (self.x, self.y) else {
+            return Err(ProofRejection::BadKey);
+        };
+        if self.kty != "EC" || self.crv != Some("P-256") || self.alg.is_some_and(|a| a != "ES256") {
+            return Err(ProofRejection::BadKey);
+        }
+        let mut point = [0u8; 65];
+        point[0] = 0x04;
+        let (mut xb, mut yb) = ([0u8; 40], [0u8; 40]);
+        match (B64URL.decode_slice(x, &mut xb), B64URL.decode_slice(y, &mut yb)) {
+            (Ok(32), Ok(32)) => {}
+            _ => return Err(ProofRejection::BadKey),
+        }
+        point[1..33].copy_from_slice(&xb[..32]);
+        point[33..].copy_from_slice(&yb[..32]);
+        let jwk = EcPublicJwk::from_uncompressed_point(&point).map_err(|_| ProofRejection::BadKey)?;
+        Ok((point, jwk))
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims<'a> {
+    jti: Option<&'a str>,
+    htm: Option<&'a str>,
+    htu: Option<&'a str>,
+    iat: Option<u64>,
+    ath: Option<&'a str>,
+}
+
+/// Checks `proof` against `request` and `window`, and the key against `bound_to` (the
+/// thumbprint the token or session is bound to, if any). Everything but replay.
+pub fn verify_proof(
+    proof: &str,
+    request: &ProofRequest<'_>,
+    window: &ProofWindow,
+    bound_to: Option<&str>,
+) -> Result<Proof, ProofRejection> {
+    if proof.len() > MAX_PROOF_BYTES {
+        return Err(ProofRejection::Oversize);
+    }
+    let mut parts = proof.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ProofRejection::Malformed);
+    };
+    if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
+        return Err(ProofRejection::Malformed);
+    }
+
+    let mut header_buf = [0u8; MAX_PROOF_BYTES];
+    let header_len = B64URL.decode_slice(header_b64, &mut header_buf).map_err(|_| ProofRejection::Malformed)?;
+    let header_json = std::str::from_utf8(&header_buf[..header_len]).map_err(|_| ProofRejection::Malformed)?;
+    let header: Header<'_> = serde_json::from_str(header_json).map_err(|_| ProofRejection::Malformed)?;
+    if header.typ != DPOP_TYP {
+        return Err(ProofRejection::WrongType);
+    }
+    if !DPOP_SIGNING_ALGS.contains(&header.alg) {
+        return Err(ProofRejection::UnsupportedAlgorithm);
+    }
+    let (point, jwk) = header.jwk.p256()?;
+
+    let mut signature = [0u8; 96];
+    let signature_len = B64URL.decode_slice(signature_b64, &mut signature).map_err(|_| ProofRejection::Malformed)?;
+    if signature_len != 64 {
+        return Err(ProofRejection::BadSignature);
+    }
+    let signing_input = &proof.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+    let key = aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED, point);
+    key.verify(signing_input, &signature[..64]).map_err(|_| ProofRejection::BadSignature)?;
+
+    let payload = B64URL.decode(payload_b64).map_err(|_| ProofRejection::Malformed)?;
+    let payload = std::str::from_utf8(&payload).map_err(|_| ProofRejection::Malformed)?;
+    let claims: Claims<'_> = serde_json::from_str(payload).map_err(|_| ProofRejection::Malformed)?;
+    let (Some(jti), Some(htm), Some(htu), Some(iat)) = (claims.jti, claims.htm, claims.htu, claims.iat) else {
+        return Err(ProofRejection::MissingClaim);
+    };
+    if jti.is_empty() || jti.len() > MAX_JTI_BYTES {
+        return Err(ProofRejection::MissingClaim);
+    }
+    if htm != request.method {
+        return Err(ProofRejection::WrongMethod);
+    }
+    if !same_url(htu, request.url) {
+        return Err(ProofRejection::WrongUrl);
+    }
+    if iat > window.now.saturating_add(window.leeway) {
+        return Err(ProofRejection::Early);
+    }
+    if iat.saturating_add(window.max_age) < window.now {
+        return Err(ProofRejection::Stale);
+    }
+    if let Some(token) = request.access_token {
+        let Some(ath) = claims.ath else {
+            return Err(ProofRejection::MissingClaim);
+        };
+        if ath != access_token_hash(token) {
+            return Err(ProofRejection::WrongTokenHash);
+        }
+    }
+    let jkt = thumbprint(&jwk);
+    if bound_to.is_some_and(|bound| bound != jkt) {
+        return Err(ProofRejection::WrongKey);
+    }
+    Ok(Proof { jkt, jti: jti.to_owned(), iat })
+}
+
+/// `ath`: base64url of the SHA-256 of the access token's ASCII (RFC 9449 §4.2).
+pub fn access_token_hash(token: &str) -> String {
+    B64URL.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()))
+}
+
+/// Whether `claimed` (a proof's `htu`) names `actual`, ignoring query and fragment, after
+/// RFC 3986 §6.2.2–6.2.3 normalisation (case of scheme and host, default port, dot
+/// segments, empty path): what RFC 9449 §4.3 asks. Only http and https URLs match.
+pub fn same_url(claimed: &str, actual: &str) -> bool {
+    match (url_without_query(claimed), url_without_query(actual)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn url_without_query(text: &str) -> Option<url::Url> {
+    let mut url = url::Url::parse(text).ok()?;
+    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() || !url.username().is_empty() {
+        return None;
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    Some(url)
+}
+
+/// The `DPoP` scheme of an `Authorization` header (RFC 9449 §7.1): `DPoP <token>`, scheme
+/// case-insensitive, one token of the token68 alphabet.
+pub fn parse_dpop_authorization(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token68 = !token.is_empty()
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'='));
+    (scheme.eq_ignore_ascii_case("dpop") && token68).then_some(token)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub(crate) mod tests {
+    //! Every way we know of to get a proof past a careless verifier, one test each, and a
+    //! property test that mutates proofs as the token verifier's mutates tokens.
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+    const URL: &str = "https://api.example.test/api/whoami";
+    const TOKEN: &str = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln";
+
+    /// A client's DPoP key, as a test makes proofs with it.
+    pub(crate) struct ClientKey {
+        pair: EcdsaKeyPair,
+    }
+
+    impl ClientKey {
+        pub(crate) fn new() -> Self {
+            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
+            Self { pair: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap() }
+        }
+
+        pub(crate) fn public_jwk(&self) -> Value {
+            let jwk = EcPublicJwk::from_uncompressed_point(self.pair.public_key().as_ref()).unwrap();
+            serde_json::to_value(jwk).unwrap()
+        }
+
+        pub(crate) fn thumbprint(&self) -> String {
+            thumbprint(&EcPublicJwk::from_uncompressed_point(self.pair.public_key().as_ref()).unwrap())
+        }
+
+        /// Signs `header` and `claims` as given (nothing added).
+        pub(crate) fn sign(&self, header: &Value, claims: &Value) -> String {
+            let input = format!(
+                "{}.{}",
+                B64URL.encode(serde_json::to_vec(header).unwrap()),
+                B64URL.encode(serde_json::to_vec(claims).unwrap())
+            );
+            let signature = self.pair.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+            format!("{input}.{}", B64URL.encode(signature.as_ref()))
+        }
+
+        pub(crate) fn header(&self) -> Value {
+            json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.public_jwk()})
+        }
+
+        /// A proof for `method` `url` at `iat`, with `ath` of `token` if given.
+        pub(crate) fn proof(&self, method: &str, url: &str, iat: u64, token: Option<&str>) -> String {
+            let mut claims = json!({"jti": super::super::token::random_id(), "htm": method, "htu": url, "iat": iat});
+            if let Some(token) = token {
+                claims["ath"] = json!(access_token_hash(token));
+            }
+            self.sign(&self.header(), &claims)
+        }
+    }
+
+    fn request(token: Option<&'static str>) -> ProofRequest<'static> {
+        ProofRequest { method: "GET", url: URL, access_token: token }
+    }
+
+    fn window() -> ProofWindow {
+        ProofWindow { now: NOW, max_age: 60, leeway: 5 }
+    }
+
+    fn check(proof: &str) -> Result<Proof, ProofRejection> {
+        verify_proof(proof, &request(Some(TOKEN)), &window(), None)
+    }
+
+    fn claims(_key: &ClientKey) -> Value {
+        json!({"jti": "j1", "htm": "GET", "htu": URL, "iat": NOW, "ath": access_token_hash(TOKEN)})
+    }
+
+    #[test]
+    fn a_good_proof_names_its_key_by_thumbprint() {
+        let key = ClientKey::new();
+        let proof = check(&key.proof("GET", URL, NOW, Some(TOKEN))).unwrap();
+        assert_eq!(proof.jkt, key.thumbprint());
+        assert_eq!(proof.iat, NOW);
+        assert_eq!(proof.replay_key(), format!("{}#{}", proof.jkt, proof.jti));
+        // Bound to the same key: accepted.
+        let bound = key.thumbprint();
+        verify_proof(&key.proof("GET", URL, NOW, Some(TOKEN)), &request(Some(TOKEN)), &window(), Some(&bound)).unwrap();
+    }
+
+    #[test]
+    fn rfc_9449_example_thumbprint_is_reproduced() {
+        // RFC 9449 §4.1's example key and the thumbprint of §6.1 (the cnf.jkt example).
+        let jwk = EcPublicJwk {
+            crv: "P-256",
+            kty: "EC",
+            x: "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs".into(),
+            y: "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA".into(),
+        };
+        assert_eq!(thumbprint(&jwk), "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I");
+    }
+
+    #[test]
+    fn a_proof_from_another_key_than_the_bound_one_is_refused() {
+        let (key, other) = (ClientKey::new(), ClientKey::new());
+        let proof = other.proof("GET", URL, NOW, Some(TOKEN));
+        let bound = key.thumbprint();
+        assert_eq!(verify_proof(&proof, &request(Some(TOKEN)), &window(), Some(&bound)), Err(ProofRejection::WrongKey));
+    }
+
+    #[test]
+    fn a_proof_for_another_method_or_url_is_refused() {
+        let key = ClientKey::new();
+        assert_eq!(check(&key.proof("POST", URL, NOW, Some(TOKEN))), Err(ProofRejection::WrongMethod));
+        assert_eq!(check(&key.proof("get", URL, NOW, Some(TOKEN))), Err(ProofRejection::WrongMethod));
+        for other in [
+            "https://api.example.test/api/other",
+            "https://evil.example.test/api/whoami",
+            "http://api.example.test/api/whoami",
+            "https://api.example.test:8443/api/whoami",
+            "https://api.example.test/api/whoami/",
+            "/api/whoami",
+            "https://user@api.example.test/api/whoami",
+        ] {
+            assert_eq!(check(&key.proof("GET", other, NOW, Some(TOKEN))), Err(ProofRejection::WrongUrl), "{other}");
+        }
+    }
+
+    #[test]
+    fn htu_is_compared_after_normalisation_and_without_query_or_fragment() {
+        let key = ClientKey::new();
+        for same in [
+            "https://API.Example.Test/api/whoami",
+            "HTTPS://api.example.test:443/api/whoami",
+            "https://api.example.test/api/./whoami",
+            "https://api.example.test/api/whoami?x=1",
+            "https://api.example.test/api/whoami#frag",
+        ] {
+            check(&key.proof("GET", same, NOW, Some(TOKEN))).unwrap_or_else(|e| panic!("{same}: {e:?}"));
+        }
+        assert!(same_url("https://a.test", "https://a.test/"));
+    }
+
+    #[test]
+    fn iat_outside_the_window_is_refused() {
+        let key = ClientKey::new();
+        assert_eq!(check(&key.proof("GET", URL, NOW - 61, Some(TOKEN))), Err(ProofRejection::Stale));
+        assert_eq!(check(&key.proof("GET", URL, NOW + 6, Some(TOKEN))), Err(ProofRejection::Early));
+        check(&key.proof("GET", URL, NOW - 60, Some(TOKEN))).unwrap();
+        check(&key.proof("GET", URL, NOW + 5, Some(TOKEN))).unwrap();
+    }
+
+    #[test]
+    fn the_replay_entry_lives_until_no_instance_could_accept_the_proof() {
+        let w = window();
+        assert_eq!(w.expires_at(NOW), NOW + 65);
+        // An iat from the future: accepted up to now + leeway, remembered past its window.
+        assert_eq!(w.expires_at(NOW + 5), NOW + 70);
+        assert_eq!(w.expires_at(NOW - 60), NOW + 5);
+    }
+
+    #[test]
+    fn ath_must_hash_the_token_presented_with_the_proof() {
+        let key = ClientKey::new();
+        assert_eq!(check(&key.proof("GET", URL, NOW, Some("another.token.here"))), Err(ProofRejection::WrongTokenHash));
+        assert_eq!(check(&key.proof("GET", URL, NOW, None)), Err(ProofRejection::MissingClaim));
+        // At the token endpoint no access token comes with the proof: ath is not needed.
+        let at_token_endpoint = ProofRequest { method: "POST", url: URL, access_token: None };
+        verify_proof(&key.proof("POST", URL, NOW, None), &at_token_endpoint, &window(), None).unwrap();
+    }
+
+    #[test]
+    fn a_private_key_in_the_jwk_is_refused() {
+        let key = ClientKey::new();
+        let mut header = key.header();
+        header["jwk"]["d"] = json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+        assert_eq!(check(&key.sign(&header, &claims(&key))), Err(ProofRejection::BadKey));
+        let mut symmetric = key.header();
+        symmetric["jwk"] = json!({"kty": "oct", "k": "c2VjcmV0"});
+        assert_eq!(check(&key.sign(&symmetric, &claims(&key))), Err(ProofRejection::BadKey));
+    }
+
+    #[test]
+    fn alg_none_hmac_and_rsa_are_refused() {
+        let key = ClientKey::new();
+        for alg in ["none", "HS256", "RS256", "ES384", "EdDSA", "es256"] {
+            let mut header = key.header();
+            header["alg"] = json!(alg);
+            assert_eq!(check(&key.sign(&header, &claims(&key))), Err(ProofRejection::UnsupportedAlgorithm), "{alg}");
+        }
+        // alg none with an empty signature: refused before anything else is looked at.
+        let unsigned = format!(
+            "{}.{}.",
+            B64URL.encode(serde_json::to_vec(&json!({"typ":"dpop+jwt","alg":"none","jwk":key.public_jwk()})).unwrap()),
+            B64URL.encode(serde_json::to_vec(&claims(&key)).unwrap())
+        );
+        assert_eq!(check(&unsigned), Err(ProofRejection::Malformed));
+        // An HMAC "signature" keyed with the public key's bytes (the classic confusion).
+        let mut hs = key.header();
+        hs["alg"] = json!("HS256");
+        let input = format!(
+            "{}.{}",
+            B64URL.encode(serde_json::to_vec(&hs).unwrap()),
+            B64URL.encode(serde_json::to_vec(&claims(&key)).unwrap())
+        );
+        let mac = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.public_jwk().to_string().as_bytes()),
+            input.as_bytes(),
+        );
+        assert_eq!(
+            check(&format!("{input}.{}", B64URL.encode(mac.as_ref()))),
+            Err(ProofRejection::UnsupportedAlgorithm)
+        );
+    }
+
+    #[test]
+    fn wrong_typ_unknown_header_members_and_missing_claims_are_refused() {
+        let key = ClientKey::new();
+        for typ in ["at+jwt", "JWT", "DPOP+JWT"] {
+            let mut header = key.header();
+            header["typ"] = json!(typ);
+            assert_eq!(check(&key.sign(&header, &claims(&key))), Err(ProofRejection::WrongType), "{typ}");
+        }
+        for member in ["kid", "jku", "x5c", "crit"] {
+            let mut header = key.header();
+            header[member] = json!("x");
+            assert_eq!(check(&key.sign(&header, &claims(&key))), Err(ProofRejection::Malformed), "{member}");
+        }
+        for missing in ["jti", "htm", "htu", "iat"] {
+            let mut c = claims(&key);
+            c.as_object_mut().unwrap().remove(missing);
+            assert_eq!(check(&key.sign(&key.header(), &c)), Err(ProofRejection::MissingClaim), "{missing}");
+        }
+        let mut long_jti = claims(&key);
+        long_jti["jti"] = json!("j".repeat(MAX_JTI_BYTES + 1));
+        assert_eq!(check(&key.sign(&key.header(), &long_jti)), Err(ProofRejection::MissingClaim));
+        let mut string_iat = claims(&key);
+        string_iat["iat"] = json!(NOW.to_string());
+        assert_eq!(check(&key.sign(&key.header(), &string_iat)), Err(ProofRejection::Malformed));
+        let mut other_curve = key.header();
+        other_curve["jwk"]["crv"] = json!("P-384");
+        assert_eq!(check(&key.sign(&other_curve, &claims(&key))), Err(ProofRejection::BadKey));
+    }
+
+    #[test]
+    fn a_proof_signed_by_another_key_than_its_jwk_is_refused() {
+        let (key, other) = (ClientKey::new(), ClientKey::new());
+        let forged = other.sign(&key.header(), &claims(&key));
+        assert_eq!(check(&forged), Err(ProofRejection::BadSignature));
+    }
+
+    #[test]
+    fn the_dpop_authorization_scheme_is_parsed_strictly() {
+        assert_eq!(parse_dpop_authorization("DPoP abc.def.ghi"), Some("abc.def.ghi"));
+        assert_eq!(parse_dpop_authorization("dpop abc"), Some("abc"));
+        for bad in ["Bearer abc", "DPoP", "DPoP ", "DPoP a b", "DPoPabc", "DPoP a,b"] {
+            assert_eq!(parse_dpop_authorization(bad), None, "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any change of one byte of a valid proof (header, claims or signature) is refused,
+        /// or, if it still parses to the same proof, is accepted as exactly that proof.
+        #[test]
+        fn a_mutated_proof_is_refused(position in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let key = ClientKey::new();
+            let good = key.proof("GET", URL, NOW, Some(TOKEN));
+            let original = check(&good).unwrap();
+            let mut bytes = good.into_bytes();
+            let at = position.index(bytes.len());
+            prop_assume!(bytes[at] != byte);
+            bytes[at] = byte;
+            let Ok(mutated) = String::from_utf8(bytes) else { return Ok(()) };
+            match check(&mutated) {
+                Err(_) => {}
+                // base64url's last character may carry unused bits: the same bytes decode.
+                Ok(proof) => prop_assert_eq!(proof, original),
+            }
+        }
+
+        /// A proof's claims replaced by arbitrary JSON under a valid signature never pass
+        /// unless they name this request in this window.
+        #[test]
+        fn arbitrary_signed_claims_pass_only_when_they_name_the_request(
+            htm in prop::sample::select(vec!["GET", "POST", "get", ""]),
+            htu in prop::sample::select(vec![URL, "https://api.example.test/", "http://api.example.test/api/whoami", "x"]),
+            age in -10i64..120,
+            with_ath in any::<bool>(),
+        ) {
+            let key = ClientKey::new();
+            let iat = NOW.saturating_add_signed(-age);
+            let mut c = json!({"jti": "j", "htm": htm, "htu": htu, "iat": iat});
+            if with_ath { c["ath"] = json!(access_token_hash(TOKEN)); }
+            let verdict = check(&key.sign(&key.header(), &c));
+            let should_pass = htm == "GET" && htu == URL && (-5..=60).contains(&age) && with_ath;
+            prop_assert_eq!(verdict.is_ok(), should_pass, "{:?}", verdict);
+        }
+    }
+}
