@@ -308,6 +308,29 @@ pub fn verify_proof(
     Ok(Proof { jkt, jti: jti.to_owned(), iat })
 }
 
+/// The URL a client called, as a proof's `htu` must name it. With `PUBLIC_BASE_URL` set
+/// (a custom domain, a base path mapping): that base and `path`, the request's path within
+/// the API. Otherwise the scheme API Gateway forwarded (`X-Forwarded-Proto`, which it sets
+/// itself; `https` when absent or anything else) and the `Host` the client called, with
+/// `path` as the client sent it. `None` without a host to name.
+pub fn called_url(
+    public_base_url: Option<&str>,
+    forwarded_proto: Option<&str>,
+    host: Option<&str>,
+    path: &str,
+) -> Option<String> {
+    let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
+    if let Some(base) = public_base_url {
+        return Some(format!("{}{path}", base.trim_end_matches('/')));
+    }
+    let scheme = match forwarded_proto.map(str::trim) {
+        Some(p) if p.eq_ignore_ascii_case("http") => "http",
+        _ => "https",
+    };
+    let host = host.map(str::trim).filter(|h| !h.is_empty() && !h.contains(['/', '@', '?', '#', ' ']))?;
+    Some(format!("{scheme}://{host}{path}"))
+}
+
 /// `ath`: base64url of the SHA-256 of the access token's ASCII (RFC 9449 §4.2).
 pub fn access_token_hash(token: &str) -> String {
     B64URL.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()))
@@ -592,6 +615,25 @@ pub(crate) mod tests {
         let (key, other) = (ClientKey::new(), ClientKey::new());
         let forged = other.sign(&key.header(), &claims(&key));
         assert_eq!(check(&forged), Err(ProofRejection::BadSignature));
+    }
+
+    #[test]
+    fn the_called_url_comes_from_the_base_url_or_the_forwarded_scheme_and_host() {
+        assert_eq!(
+            called_url(Some("https://api.example.com/v1/"), Some("http"), Some("x"), "/api/whoami").as_deref(),
+            Some("https://api.example.com/v1/api/whoami")
+        );
+        assert_eq!(
+            called_url(None, None, Some("abc.execute-api.eu-west-1.amazonaws.com"), "/api/whoami").as_deref(),
+            Some("https://abc.execute-api.eu-west-1.amazonaws.com/api/whoami")
+        );
+        assert_eq!(
+            called_url(None, Some("http"), Some("127.0.0.1:3000"), "/auth/refresh").as_deref(),
+            Some("http://127.0.0.1:3000/auth/refresh")
+        );
+        assert_eq!(called_url(None, Some("gopher"), Some("h.test"), "/").as_deref(), Some("https://h.test/"));
+        assert_eq!(called_url(None, None, Some("evil.test/x?"), "/"), None);
+        assert_eq!(called_url(None, None, None, "/"), None);
     }
 
     #[test]
