@@ -367,66 +367,124 @@ pub fn parse_dpop_authorization(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("dpop") && token68).then_some(token)
 }
 
+/// A client's DPoP key: what `authctl dpop proof`, the tests and the benchmarks make
+/// proofs with (the service itself only checks them).
+pub struct ProofKey {
+    pair: aws_lc_rs::signature::EcdsaKeyPair,
+}
+
+impl std::fmt::Debug for ProofKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProofKey").field("jkt", &self.thumbprint()).finish_non_exhaustive()
+    }
+}
+
+impl ProofKey {
+    /// A new P-256 key from the system's CSPRNG.
+    pub fn generate() -> Result<Self, &'static str> {
+        use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|_| "no key")?;
+        Self::from_pkcs8(pkcs8.as_ref())
+    }
+
+    /// A P-256 key from its PKCS #8 DER.
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, &'static str> {
+        use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
+            .map(|pair| Self { pair })
+            .map_err(|_| "not a P-256 PKCS #8 private key")
+    }
+
+    /// The private key as PKCS #8 DER (for a key file).
+    pub fn to_pkcs8(&self) -> Result<Vec<u8>, &'static str> {
+        self.pair.to_pkcs8v1().map(|doc| doc.as_ref().to_vec()).map_err(|_| "cannot encode the key")
+    }
+
+    /// The public key as the JWK a proof's header carries.
+    pub fn public_jwk(&self) -> EcPublicJwk {
+        use aws_lc_rs::signature::KeyPair as _;
+        // A P-256 pair's public key is always an uncompressed point.
+        EcPublicJwk::from_uncompressed_point(self.pair.public_key().as_ref()).unwrap_or(EcPublicJwk {
+            crv: "P-256",
+            kty: "EC",
+            x: String::new(),
+            y: String::new(),
+        })
+    }
+
+    /// The RFC 7638 thumbprint: the `cnf.jkt` of the tokens bound to this key.
+    pub fn thumbprint(&self) -> String {
+        thumbprint(&self.public_jwk())
+    }
+
+    /// Signs `header` and `claims` exactly as given (tests forge proofs with it).
+    pub fn sign(&self, header: &serde_json::Value, claims: &serde_json::Value) -> Result<String, &'static str> {
+        let input = format!(
+            "{}.{}",
+            B64URL.encode(serde_json::to_vec(header).map_err(|_| "header")?),
+            B64URL.encode(serde_json::to_vec(claims).map_err(|_| "claims")?)
+        );
+        let signature =
+            self.pair.sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes()).map_err(|_| "signing failed")?;
+        Ok(format!("{input}.{}", B64URL.encode(signature.as_ref())))
+    }
+
+    /// The header of this key's proofs: `typ`, `alg`, `jwk`.
+    pub fn header(&self) -> serde_json::Value {
+        serde_json::json!({"typ": DPOP_TYP, "alg": "ES256", "jwk": self.public_jwk()})
+    }
+
+    /// A proof for `method` `url` made at `iat`, with a fresh random `jti`, and `ath` of
+    /// `access_token` when one goes with it.
+    pub fn proof(&self, method: &str, url: &str, iat: u64, access_token: Option<&str>) -> Result<String, &'static str> {
+        let mut claims = serde_json::json!({
+            "jti": crate::rules::token::random_id(), "htm": method, "htu": url, "iat": iat,
+        });
+        if let Some(token) = access_token {
+            claims["ath"] = serde_json::json!(access_token_hash(token));
+        }
+        self.sign(&self.header(), &claims)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-pub(crate) mod tests {
+mod tests {
     //! Every way we know of to get a proof past a careless verifier, one test each, and a
     //! property test that mutates proofs as the token verifier's mutates tokens.
-    use aws_lc_rs::rand::SystemRandom;
-    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
     use proptest::prelude::*;
     use serde_json::{json, Value};
 
     use super::*;
 
+    /// The tests' client key: [`ProofKey`], unwrapped.
+    struct ClientKey(ProofKey);
+
+    impl ClientKey {
+        fn new() -> Self {
+            Self(ProofKey::generate().unwrap())
+        }
+        fn public_jwk(&self) -> Value {
+            serde_json::to_value(self.0.public_jwk()).unwrap()
+        }
+        fn thumbprint(&self) -> String {
+            self.0.thumbprint()
+        }
+        fn sign(&self, header: &Value, claims: &Value) -> String {
+            self.0.sign(header, claims).unwrap()
+        }
+        fn header(&self) -> Value {
+            self.0.header()
+        }
+        fn proof(&self, method: &str, url: &str, iat: u64, token: Option<&str>) -> String {
+            self.0.proof(method, url, iat, token).unwrap()
+        }
+    }
+
     const NOW: u64 = 1_800_000_000;
     const URL: &str = "https://api.example.test/api/whoami";
     const TOKEN: &str = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln";
-
-    /// A client's DPoP key, as a test makes proofs with it.
-    pub(crate) struct ClientKey {
-        pair: EcdsaKeyPair,
-    }
-
-    impl ClientKey {
-        pub(crate) fn new() -> Self {
-            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
-            Self { pair: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap() }
-        }
-
-        pub(crate) fn public_jwk(&self) -> Value {
-            let jwk = EcPublicJwk::from_uncompressed_point(self.pair.public_key().as_ref()).unwrap();
-            serde_json::to_value(jwk).unwrap()
-        }
-
-        pub(crate) fn thumbprint(&self) -> String {
-            thumbprint(&EcPublicJwk::from_uncompressed_point(self.pair.public_key().as_ref()).unwrap())
-        }
-
-        /// Signs `header` and `claims` as given (nothing added).
-        pub(crate) fn sign(&self, header: &Value, claims: &Value) -> String {
-            let input = format!(
-                "{}.{}",
-                B64URL.encode(serde_json::to_vec(header).unwrap()),
-                B64URL.encode(serde_json::to_vec(claims).unwrap())
-            );
-            let signature = self.pair.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
-            format!("{input}.{}", B64URL.encode(signature.as_ref()))
-        }
-
-        pub(crate) fn header(&self) -> Value {
-            json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.public_jwk()})
-        }
-
-        /// A proof for `method` `url` at `iat`, with `ath` of `token` if given.
-        pub(crate) fn proof(&self, method: &str, url: &str, iat: u64, token: Option<&str>) -> String {
-            let mut claims = json!({"jti": super::super::token::random_id(), "htm": method, "htu": url, "iat": iat});
-            if let Some(token) = token {
-                claims["ath"] = json!(access_token_hash(token));
-            }
-            self.sign(&self.header(), &claims)
-        }
-    }
 
     fn request(token: Option<&'static str>) -> ProofRequest<'static> {
         ProofRequest { method: "GET", url: URL, access_token: token }
