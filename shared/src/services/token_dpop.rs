@@ -112,7 +112,9 @@ impl TokenProofs {
     pub async fn record(&self, proof: Option<&Proof>, now: u64) -> Result<Result<(), ProofRefusal>, DependencyError> {
         let (Some(proof), Some(proofs)) = (proof, &self.proofs) else { return Ok(Ok(())) };
         let window = ProofWindow { now, ..self.window };
-        match proofs.record(&proof.replay_key(), window.expires_at(proof.iat), now).await? {
+        // Boxed: an SDK call's future is large, and this one sits beside the request's
+        // other reads inside the login's and the refresh's futures.
+        match Box::pin(proofs.record(&proof.replay_key(), window.expires_at(proof.iat), now)).await? {
             ProofUse::First => Ok(Ok(())),
             ProofUse::Replayed => Ok(Err(ProofRejection::Replayed.into())),
         }
