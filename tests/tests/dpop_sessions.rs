@@ -138,6 +138,42 @@ async fn a_login_with_a_proof_is_bound_to_the_key() {
     assert_eq!((family.jkt, family.bound_since), (Some(key.thumbprint()), Some(0)));
 }
 
+/// Whether two calls were in flight at the same time.
+fn overlap(a: &Call, b: &Call) -> bool {
+    a.started < b.finished.unwrap() && b.started < a.finished.unwrap()
+}
+
+#[tokio::test]
+async fn a_dpop_login_and_refresh_record_the_proof_beside_their_reads_adding_no_round_trip() {
+    let s = setup("dpop-calls").await;
+    let key = ProofKey::generate().unwrap();
+    s.clients.calls.clear();
+    let r0 = refresh_token(&s.login_bound(Some(&key)).await);
+    let (calls, names) = (s.clients.calls.calls(), s.clients.calls.names());
+    println!("AWS calls for one DPoP login: {} {names:?}", calls.len());
+    assert_eq!(calls.len(), 6, "a bearer login's five and the proof's PutItem: {names:?}");
+    let (limit, calls) = (&calls[0], &calls[1..]);
+    assert_eq!(limit.operation, "UpdateItem", "the per-source limit first: {names:?}");
+    let find = |operation: &str| calls.iter().find(|c| c.operation == operation).unwrap();
+    let (read, reserve, record) = (find("GetItem"), find("UpdateItem"), find("PutItem"));
+    let (sign, write) = (find("Sign"), find("TransactWriteItems"));
+    assert!(overlap(read, record) && overlap(reserve, record), "the proof's record beside the account's read");
+    let first_done = [read, reserve, record].iter().map(|c| c.finished.unwrap()).max().unwrap();
+    assert!(first_done <= sign.started.min(write.started), "recorded before anything is signed or written");
+
+    s.clients.calls.clear();
+    s.rotate(&r0, Some(&key)).await;
+    let (calls, names) = (s.clients.calls.calls(), s.clients.calls.names());
+    println!("AWS calls for one DPoP refresh: {} {names:?}", calls.len());
+    assert_eq!(calls.len(), 5, "a bearer refresh's four and the proof's PutItem: {names:?}");
+    let mut first = names[..3].to_vec();
+    first.sort();
+    assert_eq!(first, ["DynamoDB.GetItem", "DynamoDB.PutItem", "DynamoDB.UpdateItem"], "{names:?}");
+    assert!(overlap(&calls[0], &calls[2]) && overlap(&calls[1], &calls[2]), "limit, family and proof at once");
+    let first_done = calls[..3].iter().map(|c| c.finished.unwrap()).max().unwrap();
+    assert!(calls[3..].iter().all(|c| first_done <= c.started), "then the signature and the rotation");
+}
+
 #[tokio::test]
 async fn a_bound_session_rotates_with_a_proof_from_its_key_and_stays_bound() {
     let s = setup("dpop-rotate").await;
