@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
 use tokenauth::rules::dpop::{called_url, ProofKey};
 use tokenauth::store::{DynamoFamilies, FamilyRecord, FamilyStatus};
@@ -172,6 +172,41 @@ async fn a_dpop_login_and_refresh_record_the_proof_beside_their_reads_adding_no_
     assert!(overlap(&calls[0], &calls[2]) && overlap(&calls[1], &calls[2]), "limit, family and proof at once");
     let first_done = calls[..3].iter().map(|c| c.finished.unwrap()).max().unwrap();
     assert!(calls[3..].iter().all(|c| first_done <= c.started), "then the signature and the rotation");
+}
+
+/// The REST API sample login event (stage `prod`) for `s`'s user, with a proof for `url`.
+fn rest_login(s: &Setup, key: &ProofKey, url: &str) -> Request {
+    let mut event = event("login-rest-api.json");
+    event["body"] = Value::String(json!({"username": s.username, "password": s.password}).to_string());
+    with_proofs(event, &[&key.proof("POST", url, s.clock.now(), None).unwrap()])
+}
+
+#[tokio::test]
+async fn behind_a_rest_api_stage_the_proof_names_the_url_with_the_stage_or_the_public_base_url() {
+    let s = setup("dpop-stage").await;
+    assert!(s.config.dpop.public_base_url.is_none(), "the stack sets no PUBLIC_BASE_URL");
+    let key = ProofKey::generate().unwrap();
+    // The sample event is the stage `prod` of a REST API: the client called /prod/auth/login.
+    let without_stage = rest_login(&s, &key, "https://api.example.test/auth/login");
+    assert_invalid_proof(
+        &tokenauth::edge::http::login(&s.login, &without_stage).await,
+        "the DPoP proof is for another request",
+    );
+    let with_stage = rest_login(&s, &key, "https://api.example.test/prod/auth/login");
+    let response = tokenauth::edge::http::login(&s.login, &with_stage).await;
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.body());
+    assert_eq!(json_of(&response)["token_type"], "DPoP");
+
+    // Behind a custom domain with a base path mapping: PUBLIC_BASE_URL and the path in the API.
+    let custom = setup_with("dpop-base", config_with(&[("PUBLIC_BASE_URL", "https://auth.example.com/v1")])).await;
+    let stage_url = rest_login(&custom, &key, "https://api.example.test/prod/auth/login");
+    assert_invalid_proof(
+        &tokenauth::edge::http::login(&custom.login, &stage_url).await,
+        "the DPoP proof is for another request",
+    );
+    let public = rest_login(&custom, &key, "https://auth.example.com/v1/auth/login");
+    let response = tokenauth::edge::http::login(&custom.login, &public).await;
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.body());
 }
 
 #[tokio::test]
