@@ -62,6 +62,12 @@ pub enum ApiError {
     /// for all of them, so a caller cannot tell which.
     #[error("invalid grant")]
     InvalidGrant,
+    /// 400 `invalid_dpop_proof` (RFC 9449 §5, §7): at login or the token endpoint, a DPoP
+    /// proof that is malformed, for another request, stale, replayed or from another key
+    /// than the session's, more than one proof, none for a bound session, or one while DPoP
+    /// is off. The description is a fixed text that never echoes the proof.
+    #[error("invalid DPoP proof: {0}")]
+    InvalidDpopProof(&'static str),
     /// 400 `unsupported_grant_type`: a `grant_type` other than `refresh_token`.
     #[error("unsupported grant type")]
     UnsupportedGrantType,

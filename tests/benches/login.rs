@@ -52,6 +52,7 @@ impl Deployment {
             password: self.password.clone(),
             scope: None,
             device_token: None,
+            dpop: None,
         }
     }
 
@@ -59,7 +60,7 @@ impl Deployment {
         let presented = token.lock().unwrap().clone();
         let out = self
             .refresh
-            .refresh(tokenauth::RefreshRequest { refresh_token: presented, scope: None }, meta)
+            .refresh(tokenauth::RefreshRequest { refresh_token: presented, scope: None, dpop: None }, meta)
             .await
             .unwrap();
         *token.lock().unwrap() = out.refresh_token;
@@ -175,7 +176,13 @@ fn login(c: &mut Criterion) {
     let failure = |name: String| {
         let t = Instant::now();
         let outcome = runtime.block_on(service.login(
-            tokenauth::LoginRequest { username: name, password: "wrong".into(), scope: None, device_token: None },
+            tokenauth::LoginRequest {
+                username: name,
+                password: "wrong".into(),
+                scope: None,
+                device_token: None,
+                dpop: None,
+            },
             &meta,
         ));
         assert!(matches!(outcome, Err(tokenauth::ApiError::InvalidGrant)));

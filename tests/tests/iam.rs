@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tokenauth::edge::authorizer::Authorizer;
 use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
+use tokenauth::rules::dpop::{called_url, ProofKey};
 use tokenauth::rules::keys::set::{KeyKind, KeyStep};
 use tokenauth::rules::username::Username;
 use tokenauth::services::discovery::DiscoveryService;
@@ -65,6 +66,7 @@ impl Namer {
             tables.insert(config.revocations_table.clone(), "RevocationsTable");
             tables.insert(config.keys_table.clone(), "KeysTable");
             tables.insert(config.source_limits.table.clone(), "LimitsTable");
+            tables.insert(config.dpop.proofs_table.clone(), "ProofsTable");
         }
         let config = configs[0];
         let mut tags = BTreeMap::new();
@@ -175,8 +177,22 @@ async fn signs_with_its_envelope_key<F: std::future::Future<Output = Value>>(
     assert!(after.is_empty(), "no KMS call once the key is decrypted: {after:?}");
 }
 
+/// A proof by `key` for `POST path` on the sample events' host, made now.
+fn dpop_proof(config: &Config, key: &ProofKey, path: &str) -> String {
+    let url = called_url(config.dpop.public_base_url.as_deref(), None, Some("api.example.test"), path).unwrap();
+    key.proof("POST", &url, SystemClock.now(), None).unwrap()
+}
+
+/// The login sample event for these credentials with a proof by `key`.
+fn dpop_login(config: &Config, username: &str, password: &str, key: &ProofKey) -> lambda_http::Request {
+    let mut event = event("login-http-api.json");
+    event["body"] = json!({"username": username, "password": password}).to_string().into();
+    event["headers"]["dpop"] = dpop_proof(config, key, "/auth/login").into();
+    request_from_event(&event)
+}
+
 /// login, with a KMS key current: success (a new device), a known device, a wrong password,
-/// and KMS down after the password check (the family written for the unsigned token is
+/// a DPoP login, and KMS down after the password check (the family written for the unsigned token is
 /// deleted); with an envelope key current: its decrypt at start, then a login.
 async fn login_paths(config: &Config, envelope: &Config, recorder: &IamRecorder) {
     let clients = clients_recorded_by(recorder).await;
@@ -189,6 +205,9 @@ async fn login_paths(config: &Config, envelope: &Config, recorder: &IamRecorder)
     assert_eq!(known.status(), 200);
     let wrong = tokenauth::edge::http::login(&login, &login_request(&username, "wrong", None)).await;
     assert_eq!(wrong.status(), 401);
+    let key = ProofKey::generate().unwrap();
+    let bound = tokenauth::edge::http::login(&login, &dpop_login(config, &username, &password, &key)).await;
+    assert_eq!(json_of(&bound)["token_type"], "DPoP", "a DPoP login: its proof recorded");
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
@@ -210,7 +229,7 @@ async fn login_paths(config: &Config, envelope: &Config, recorder: &IamRecorder)
 }
 
 /// refresh, with a KMS key current: rotation, the exactly-once retry, following an account
-/// change, reuse; with an envelope key current: its decrypt at start, then a rotation.
+/// change, reuse, a DPoP session's rotation; with an envelope key current: its decrypt at start, then a rotation.
 async fn refresh_paths(config: &Config, envelope: &Config, recorder: &IamRecorder) {
     let plain = tokenauth_tests::clients().await;
     let clients = clients_recorded_by(recorder).await;
@@ -234,6 +253,15 @@ async fn refresh_paths(config: &Config, envelope: &Config, recorder: &IamRecorde
     assert!(!r2.is_empty(), "the family followed the account");
     let _ = rotate(r2).await;
     assert_eq!(rotate(r0).await.status(), 401, "reuse of a long-rotated token");
+
+    // A DPoP session: bound at login, rotated with a proof (recorded) from its key.
+    let key = ProofKey::generate().unwrap();
+    let bound = json_of(&tokenauth::edge::http::login(&login, &dpop_login(config, &username, &password, &key)).await);
+    let mut event = event("refresh-json.json");
+    event["body"] = json!({"refresh_token": bound["refresh_token"]}).to_string().into();
+    event["headers"]["dpop"] = dpop_proof(config, &key, "/auth/refresh").into();
+    let rotated = tokenauth::edge::http::refresh(&refresh, &request_from_event(&event)).await;
+    assert_eq!(json_of(&rotated)["token_type"], "DPoP", "a DPoP refresh: its proof recorded");
 
     let r0 = login_tokens(&login, &username, &password).await["refresh_token"].as_str().unwrap().to_owned();
     let started_with = kms_calls(recorder).len();

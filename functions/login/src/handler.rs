@@ -99,6 +99,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_dpop_sample_event_where_dpop_is_off_gets_invalid_dpop_proof_without_an_aws_call() {
+        let (service, clients) = service();
+        let response =
+            function_handler(&service, request_from_event(&event("login-http-api-dpop.json"))).await.unwrap();
+        assert_eq!(response.status(), 400);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        let body = json_of(&response);
+        assert_eq!(body["error"], "invalid_dpop_proof");
+        assert_eq!(body["error_description"], "DPoP is not enabled");
+        clients.assert_no_call("a proof where DPoP is off");
+    }
+
+    #[tokio::test]
     async fn a_scope_that_is_not_a_scope_is_invalid_scope_before_any_aws_call() {
         let (service, clients) = service();
         let request = login_event_with_body(r#"{"username":"a","password":"p","scope":"read  write"}"#);
@@ -157,6 +170,17 @@ mod needs_stack {
             assert_eq!(body["token_type"], "Bearer", "{name}");
             assert_eq!(body["scope"], "read", "{name}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_dpop_sample_events_proof_is_stale_and_refused_before_the_password_check() {
+        // Its proof was made at the event's time (2026-11-24): valid in every way but its age.
+        let service = service_with_demo_user().await;
+        let response = invoke(&service, "login-http-api-dpop.json").await;
+        assert_eq!(response.status(), 400);
+        let body = json_of(&response);
+        assert_eq!(body["error"], "invalid_dpop_proof");
+        assert_eq!(body["error_description"], "the DPoP proof's iat is outside the accepted window");
     }
 
     #[tokio::test]

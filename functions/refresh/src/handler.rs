@@ -36,6 +36,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_dpop_sample_event_where_dpop_is_off_gets_invalid_dpop_proof_without_an_aws_call() {
+        let (service, clients) = service();
+        let response = function_handler(&service, request_from_event(&event("refresh-dpop.json"))).await.unwrap();
+        assert_eq!(response.status(), 400);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        let body = json_of(&response);
+        assert_eq!(body["error"], "invalid_dpop_proof");
+        assert_eq!(body["error_description"], "DPoP is not enabled");
+        clients.assert_no_call("a proof where DPoP is off");
+    }
+
+    #[tokio::test]
     async fn bad_input_gets_a_4xx_rfc6749_body_and_makes_no_aws_call() {
         let (service, clients) = service();
         // A token of our exact form (no family of it exists anywhere): every case below is
@@ -133,5 +145,12 @@ mod needs_stack {
             assert_eq!(response.status(), 401, "{name}");
             assert_eq!(json_of(&response)["error"], "invalid_grant", "{name}");
         }
+        // Its proof was made at the event's time (2026-11-24): valid in every way but its
+        // age, refused before the family is read.
+        let response = function_handler(&service, request_from_event(&event("refresh-dpop.json"))).await.unwrap();
+        assert_eq!(response.status(), 400);
+        let body = json_of(&response);
+        assert_eq!(body["error"], "invalid_dpop_proof");
+        assert_eq!(body["error_description"], "the DPoP proof's iat is outside the accepted window");
     }
 }

@@ -5,7 +5,7 @@
 //! logged here and never sent.
 
 use lambda_http::http::header::{
-    ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
+    ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use lambda_http::http::{HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
@@ -14,12 +14,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Allowed, ApiError};
 use crate::platform::audit::RequestMeta;
+use crate::rules::dpop::ProofRejection;
 use crate::rules::password::MAX_PASSWORD_BYTES;
 use crate::rules::token::TokenResponse;
 use crate::services::discovery::DiscoveryService;
 use crate::services::login::{LoginRequest, LoginService};
 use crate::services::refresh::{RefreshRequest, RefreshService};
 use crate::services::revoke::{RevocationService, RevokeRequest};
+use crate::services::token_dpop::PresentedProof;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -126,6 +128,31 @@ pub fn bearer_token(request: &Request) -> Result<&str, ApiError> {
     value.to_str().ok().and_then(crate::edge::bearer::parse_bearer).ok_or(ApiError::InvalidToken)
 }
 
+/// The `DPoP` header (RFC 9449 §4.1).
+pub const DPOP: &str = "dpop";
+
+/// The `DPoP` proof of a login or token request, with what names the URL the client called
+/// (the service checks it against that URL, [`crate::services::token_dpop`]). None: `None`.
+/// More than one header (RFC 9449 §4.3: exactly one), or one that is not visible ASCII:
+/// 400 `invalid_dpop_proof`. (An HTTP API joins repeated headers with commas into one
+/// value, which no proof parses as.)
+pub fn presented_proof(request: &Request) -> Result<Option<PresentedProof>, ApiError> {
+    let mut values = request.headers().get_all(DPOP).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(ApiError::InvalidDpopProof("exactly one DPoP proof is accepted"));
+    }
+    let proof = value.to_str().map_err(|_| ApiError::InvalidDpopProof(ProofRejection::Malformed.description()))?;
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    Ok(Some(PresentedProof {
+        proof: proof.trim().to_owned(),
+        forwarded_proto: header("x-forwarded-proto"),
+        host: header(HOST.as_str()),
+        path: request.uri().path().to_owned(),
+        api_path: Some(request.raw_http_path()).filter(|p| !p.is_empty()).unwrap_or(request.uri().path()).to_owned(),
+    }))
+}
+
 /// The caller's IP as API Gateway (REST or HTTP API) reports it.
 pub fn request_meta(request: &Request) -> RequestMeta {
     let source_ip = match request.request_context_ref() {
@@ -147,7 +174,7 @@ struct LoginBody {
 }
 
 /// Reads a login body: POST, `application/json`, at most [`MAX_BODY_BYTES`], UTF-8,
-/// string fields, `username` and `password` present and non-empty.
+/// string fields, `username` and `password` present and non-empty; and its `DPoP` proof.
 pub fn parse_login(request: &Request) -> Result<LoginRequest, ApiError> {
     let body: LoginBody = json_body(request, "content type must be application/json")?;
     if body.username.trim().is_empty() {
@@ -167,6 +194,7 @@ pub fn parse_login(request: &Request) -> Result<LoginRequest, ApiError> {
         password: body.password,
         scope: body.scope,
         device_token: body.device_token,
+        dpop: presented_proof(request)?,
     })
 }
 
@@ -179,8 +207,9 @@ struct RefreshBody {
     scope: Option<String>,
 }
 
-/// Reads a refresh body, JSON or form. A `grant_type` other than `refresh_token` is
-/// `unsupported_grant_type`; in a form (the RFC 6749 shape) `grant_type` is required.
+/// Reads a refresh body, JSON or form, and its `DPoP` proof. A `grant_type` other than
+/// `refresh_token` is `unsupported_grant_type`; in a form (the RFC 6749 shape)
+/// `grant_type` is required.
 pub fn parse_refresh(request: &Request) -> Result<RefreshRequest, ApiError> {
     let (body, form): (RefreshBody, bool) = json_or_form_body(request)?;
     match body.grant_type.as_deref() {
@@ -194,7 +223,7 @@ pub fn parse_refresh(request: &Request) -> Result<RefreshRequest, ApiError> {
     if body.scope.as_deref().is_some_and(str::is_empty) {
         return Err(ApiError::InvalidRequest("scope must not be empty when present"));
     }
-    Ok(RefreshRequest { refresh_token, scope: body.scope })
+    Ok(RefreshRequest { refresh_token, scope: body.scope, dpop: presented_proof(request)? })
 }
 
 #[derive(Deserialize)]
@@ -317,6 +346,7 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
         ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", Some("request body too large")),
         ApiError::InvalidGrant => (StatusCode::UNAUTHORIZED, "invalid_grant", None),
         ApiError::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope", None),
+        ApiError::InvalidDpopProof(why) => (StatusCode::BAD_REQUEST, "invalid_dpop_proof", Some(*why)),
         ApiError::UnsupportedGrantType => (StatusCode::BAD_REQUEST, "unsupported_grant_type", None),
         ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", None),
         ApiError::NotFound => (StatusCode::NOT_FOUND, "invalid_request", Some("no such resource")),
@@ -435,6 +465,35 @@ mod tests {
         let throttled = error_response(&ApiError::Throttled { retry_after: std::time::Duration::from_secs(42) });
         assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(throttled.headers()["retry-after"], "42");
+    }
+
+    #[test]
+    fn a_dpop_proof_is_read_with_the_url_the_client_called_and_two_are_refused() {
+        let request = |proofs: &[&str]| {
+            let mut builder = http::Request::builder()
+                .method("POST")
+                .uri("/auth/refresh")
+                .header("host", "api.example.test")
+                .header("x-forwarded-proto", "https");
+            for proof in proofs {
+                builder = builder.header("DPoP", *proof);
+            }
+            builder.body(Body::Empty).expect("request")
+        };
+        assert!(presented_proof(&request(&[])).expect("no proof is fine").is_none());
+        let one = presented_proof(&request(&["a.b.c"])).expect("one proof").expect("present");
+        assert_eq!(one.proof, "a.b.c");
+        assert_eq!((one.host.as_deref(), one.forwarded_proto.as_deref()), (Some("api.example.test"), Some("https")));
+        assert_eq!((one.path.as_str(), one.api_path.as_str()), ("/auth/refresh", "/auth/refresh"));
+        let two = presented_proof(&request(&["a.b.c", "d.e.f"])).expect_err("two proofs");
+        assert!(matches!(two, ApiError::InvalidDpopProof(_)), "{two:?}");
+        let response = error_response(&two);
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        assert_eq!(
+            response.body().as_ref(),
+            br#"{"error":"invalid_dpop_proof","error_description":"exactly one DPoP proof is accepted"}"#
+        );
     }
 
     fn retry_after(response: &Response<Body>) -> u64 {

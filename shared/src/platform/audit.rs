@@ -54,6 +54,10 @@ pub enum SessionEvent {
     RetriesExhausted,
     /// A refresh token not of our form.
     MalformedToken,
+    /// A refresh refused for its DPoP proof (missing for a bound session, invalid,
+    /// replayed, from another key, or DPoP off): the class, as
+    /// [`crate::rules::dpop::ProofRejection::class`] names it. Nothing changed.
+    ProofRefused(&'static str),
     /// No family issued the presented refresh token.
     UnknownToken,
     /// A family that follows no account cannot be refreshed.
@@ -86,6 +90,7 @@ impl SessionEvent {
             Self::Retried => ("refresh_retry", "success"),
             Self::RetriesExhausted => ("refresh_retry", "retries_exhausted"),
             Self::MalformedToken => ("refresh", "malformed_token"),
+            Self::ProofRefused(class) => ("refresh", class),
             Self::UnknownToken => ("refresh", "unknown_token"),
             Self::NoAccount => ("refresh", "no_account"),
             Self::AccountEnded => ("refresh", "account_ended"),

@@ -30,6 +30,9 @@ pub enum LoginFailure {
     Unavailable,
     /// The account changed (disabled, new scopes, sessions ended) while logging in.
     AccountChanged,
+    /// The DPoP proof was refused (invalid, replayed, or DPoP is off): checked before the
+    /// password, so nothing about the account was learnt.
+    InvalidDpopProof,
 }
 
 impl LoginFailure {
@@ -43,6 +46,7 @@ impl LoginFailure {
             Self::InvalidScope => "invalid_scope",
             Self::Unavailable => "unavailable",
             Self::AccountChanged => "account_changed",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
         }
     }
 }
@@ -87,7 +91,8 @@ pub fn judge(
 
 /// The family a granted login starts: generation 0 of `refresh`, alive, with the scope
 /// granted, ending at the first of its absolute and idle lifetimes, following the account
-/// (stored under `user_key`) as login read it.
+/// (stored under `user_key`) as login read it, and bound from its first token to the DPoP
+/// key `bound_to` (a thumbprint) when the login came with a proof.
 pub fn new_family(
     user_key: &str,
     user: &UserRecord,
@@ -95,6 +100,7 @@ pub fn new_family(
     refresh: &RefreshToken,
     now: u64,
     policy: &LoginPolicy,
+    bound_to: Option<&str>,
 ) -> FamilyRecord {
     FamilyRecord {
         family_id: refresh.family_id(),
@@ -120,6 +126,8 @@ pub fn new_family(
         user_version: user.version,
         sessions_epoch: user.sessions_epoch,
         not_before: user.not_before,
+        jkt: bound_to.map(str::to_owned),
+        bound_since: bound_to.map(|_| 0),
     }
 }
 
@@ -263,7 +271,7 @@ mod tests {
     fn a_new_family_starts_alive_at_generation_zero_holding_only_the_hash() {
         let refresh = RefreshToken::new_family();
         let account = UserRecord { version: 7, sessions_epoch: 2, not_before: 990, ..user(UserStatus::Active, &[]) };
-        let family = new_family("alice", &account, &scope("read write"), &refresh, 1_000, &policy());
+        let family = new_family("alice", &account, &scope("read write"), &refresh, 1_000, &policy(), None);
         let followed = (family.user_key.as_deref(), family.user_version, family.sessions_epoch, family.not_before);
         assert_eq!(followed, (Some("alice"), 7, 2, 990), "follows the account as login read it");
         assert_eq!((family.family_id.as_str(), family.user_id.as_str()), (refresh.family_id().as_str(), "u-1"));
@@ -273,13 +281,22 @@ mod tests {
         assert_eq!(family.scopes, vec!["read".to_owned(), "write".to_owned()]);
         assert_eq!((family.idle_expires_at, family.expires_at), (1_000 + 7 * 86_400, 1_000 + 30 * 86_400));
         assert!(family.is_alive(1_000));
+        assert_eq!((family.jkt, family.bound_since), (None, None), "no proof: a bearer session");
+    }
+
+    #[test]
+    fn a_login_with_a_proof_binds_the_family_from_its_first_token() {
+        let account = user(UserStatus::Active, &["read"]);
+        let family =
+            new_family("alice", &account, &scope("read"), &RefreshToken::new_family(), 0, &policy(), Some("jkt-1"));
+        assert_eq!((family.jkt.as_deref(), family.bound_since), (Some("jkt-1"), Some(0)));
     }
 
     #[test]
     fn the_idle_limit_never_outlasts_the_absolute_lifetime() {
         let short = LoginPolicy { refresh_ttl_secs: 3_600, ..policy() };
         let account = user(UserStatus::Active, &["read"]);
-        let family = new_family("alice", &account, &scope("read"), &RefreshToken::new_family(), 0, &short);
+        let family = new_family("alice", &account, &scope("read"), &RefreshToken::new_family(), 0, &short, None);
         assert_eq!(family.idle_expires_at, 3_600);
     }
 

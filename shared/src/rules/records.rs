@@ -87,6 +87,17 @@ pub struct FamilyRecord {
     /// `iat` at or after it.
     #[serde(default)]
     pub not_before: u64,
+    /// The RFC 7638 thumbprint of the DPoP key the session is bound to (RFC 9449), set at
+    /// login or by the rotation that bound it, never changed after: its access tokens carry
+    /// it as `cnf.jkt` and it only rotates with a proof from that key. Families written
+    /// before DPoP, and sessions that never showed a proof, have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
+    /// The first generation issued bound (0 for a session bound at login): refresh tokens
+    /// of earlier generations were bearer tokens, so presenting one is judged as before
+    /// (a rotated one is reuse) rather than asked for the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_since: Option<u32>,
 }
 
 fn is_zero(n: &u32) -> bool {

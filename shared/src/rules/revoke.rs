@@ -149,7 +149,7 @@ mod tests {
             device_ttl_secs: 3600,
         };
         let scope = crate::rules::scope::Scope::from_tokens(["read"]);
-        let family = crate::rules::login::new_family("alice", &user, &scope, token, NOW, &policy);
+        let family = crate::rules::login::new_family("alice", &user, &scope, token, NOW, &policy, None);
         FamilyRecord { status: FamilyStatus::Revoked, ..family }
     }
 

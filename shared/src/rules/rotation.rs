@@ -14,6 +14,11 @@
 //! Each retry answer signs a new access token, so their number is bounded: at most
 //! [`MAX_RETRY_ANSWERS`] per rotated token, counted on the family item by a conditional
 //! write; past that, `invalid_grant` without revoking anything (it is not reuse).
+//!
+//! A family bound to a DPoP key (RFC 9449 §5) asks for a proof from that key before any of
+//! this is decided ([`key_check`]): a token issued bound, presented without the key, is
+//! refused with nothing changed and is not judged as reuse, so a thief who copied it cannot
+//! end the session (docs/refresh-rotation.md).
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
@@ -21,6 +26,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
 
+use crate::rules::dpop::ProofRejection;
 use crate::rules::records::{AccountState, FamilyRecord, UserRecord, UserStatus};
 use crate::rules::scope::Scope;
 use crate::rules::token::{random_bytes, RefreshToken};
@@ -226,6 +232,46 @@ pub fn classify(
     Refusal::Reuse
 }
 
+/// Whether a refresh may go on with `family` as it now reads, presenting a token of
+/// `presented_generation` with a proof from the key of thumbprint `proof_key` (if any).
+/// Asked first, before the token is judged, and again whenever the family is read anew:
+/// - an unbound family: always (a proof, if valid, binds it at its rotation);
+/// - a bound family and a token issued bound (its generation at or after `bound_since`):
+///   only with a proof from the family's key (RFC 9449 §5). Refused otherwise, and not
+///   judged as reuse, so a copied token without the key changes nothing;
+/// - a bound family and a token from before the binding (a bearer token): it is judged as
+///   before; a rotated one is reuse. The retry answer, a bound token, asks for the key
+///   again ([`retry_key_check`]).
+pub fn key_check(
+    family: &FamilyRecord,
+    presented_generation: u32,
+    proof_key: Option<&str>,
+) -> Result<(), ProofRejection> {
+    match family.jkt.as_deref() {
+        Some(bound) if presented_generation >= family.bound_since.unwrap_or(0) => same_key(bound, proof_key),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the retry answer of `family` (its current token again, with a new access token)
+/// may go to a caller with a proof from `proof_key`: if the family is bound, only with its
+/// key, whichever token the caller presented. An unbound family's retry does not bind it
+/// (nothing is written but the count): its answer is a bearer one.
+pub fn retry_key_check(family: &FamilyRecord, proof_key: Option<&str>) -> Result<(), ProofRejection> {
+    match family.jkt.as_deref() {
+        Some(bound) => same_key(bound, proof_key),
+        None => Ok(()),
+    }
+}
+
+fn same_key(bound: &str, proof_key: Option<&str>) -> Result<(), ProofRejection> {
+    match proof_key {
+        None => Err(ProofRejection::Missing),
+        Some(key) if key == bound => Ok(()),
+        Some(_) => Err(ProofRejection::WrongKey),
+    }
+}
+
 /// What a family may still do, given its owner's account as it is now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountVerdict {
@@ -294,6 +340,8 @@ mod tests {
             user_version: 3,
             sessions_epoch: 1,
             not_before: 500,
+            jkt: None,
+            bound_since: None,
         }
     }
 
@@ -489,5 +537,39 @@ mod tests {
         assert_eq!(next_step(Some(&revoked), &k1, &Scope::default(), 1001), RefreshStep::Refused, "revoked");
         let forged = RefreshToken::from_parts(&k1.family_id(), 1, [9; 32]).expect("parts");
         assert_eq!(next_step(Some(&family), &forged, &Scope::default(), 1001), RefreshStep::Refused, "forged");
+    }
+
+    fn bound_since(generation: u32) -> FamilyRecord {
+        FamilyRecord { jkt: Some("key-a".into()), bound_since: Some(generation), ..a_family() }
+    }
+
+    #[test]
+    fn an_unbound_family_goes_on_with_a_proof_or_without() {
+        let family = a_family();
+        for proof_key in [None, Some("key-a")] {
+            assert_eq!(key_check(&family, 1, proof_key), Ok(()));
+            assert_eq!(retry_key_check(&family, proof_key), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_token_issued_bound_goes_on_only_with_a_proof_from_the_familys_key() {
+        let family = bound_since(0);
+        for generation in [0, 1, 5] {
+            assert_eq!(key_check(&family, generation, Some("key-a")), Ok(()), "{generation}");
+            assert_eq!(key_check(&family, generation, None), Err(ProofRejection::Missing), "{generation}");
+            assert_eq!(key_check(&family, generation, Some("key-b")), Err(ProofRejection::WrongKey), "{generation}");
+        }
+    }
+
+    #[test]
+    fn a_token_from_before_the_binding_is_judged_as_a_bearer_token_but_its_retry_answer_needs_the_key() {
+        // Bound by the rotation to generation 1: generation 0 was a bearer token.
+        let family = bound_since(1);
+        assert_eq!(key_check(&family, 0, None), Ok(()), "judged as before: a rotated one is reuse");
+        assert_eq!(key_check(&family, 1, None), Err(ProofRejection::Missing));
+        assert_eq!(retry_key_check(&family, None), Err(ProofRejection::Missing), "the answer is a bound token");
+        assert_eq!(retry_key_check(&family, Some("key-b")), Err(ProofRejection::WrongKey));
+        assert_eq!(retry_key_check(&family, Some("key-a")), Ok(()));
     }
 }

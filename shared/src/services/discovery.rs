@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::error::DependencyError;
 use crate::platform::config::Config;
+use crate::rules::dpop::DPOP_SIGNING_ALGS;
 use crate::rules::keys::set::KeySet;
 use crate::services::keys::live::trusted_keys;
 use crate::services::keys::AuthenticatedKeys;
@@ -63,11 +64,15 @@ struct Metadata<'a> {
     /// Public clients: nothing to authenticate with.
     token_endpoint_auth_methods_supported: [&'static str; 1],
     revocation_endpoint_auth_methods_supported: [&'static str; 1],
+    /// RFC 9449 §5.1: the proof algorithms login and the token endpoint accept; absent
+    /// where DPoP is off (`PROOFS_TABLE` empty), since every proof would be refused there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dpop_signing_alg_values_supported: Option<&'static [&'static str]>,
 }
 
 /// The metadata document for `issuer` (RFC 8414 §3: the issuer's URL is the base of the
-/// others; a trailing `/` is not doubled).
-pub fn metadata(issuer: &str) -> Published {
+/// others; a trailing `/` is not doubled), saying whether proofs are accepted (`dpop`).
+pub fn metadata(issuer: &str, dpop: bool) -> Published {
     let base = issuer.trim_end_matches('/');
     let metadata = Metadata {
         issuer,
@@ -78,6 +83,7 @@ pub fn metadata(issuer: &str) -> Published {
         response_types_supported: [],
         token_endpoint_auth_methods_supported: ["none"],
         revocation_endpoint_auth_methods_supported: ["none"],
+        dpop_signing_alg_values_supported: dpop.then_some(&DPOP_SIGNING_ALGS[..]),
     };
     // Serialising a struct of strings cannot fail.
     Published::of(serde_json::to_string(&metadata).unwrap_or_default())
@@ -89,6 +95,7 @@ pub struct DiscoveryService {
     keys: AuthenticatedKeys,
     issuer: String,
     max_age_secs: u64,
+    dpop: bool,
 }
 
 impl DiscoveryService {
@@ -98,6 +105,7 @@ impl DiscoveryService {
             keys: AuthenticatedKeys::from_config(config, dynamodb, kms),
             issuer: config.issuer.clone(),
             max_age_secs: config.jwks_max_age.as_secs(),
+            dpop: !config.dpop.proofs_table.is_empty(),
         }
     }
 
@@ -109,7 +117,7 @@ impl DiscoveryService {
 
     /// The metadata.
     pub fn metadata(&self) -> Published {
-        metadata(&self.issuer)
+        metadata(&self.issuer, self.dpop)
     }
 
     /// `Cache-Control` of both documents: shorter than a new key's publish lead
@@ -127,24 +135,32 @@ mod tests {
     #[test]
     fn metadata_urls_sit_under_the_issuer() {
         for issuer in ["https://auth.example.com", "https://auth.example.com/"] {
-            let doc: serde_json::Value = serde_json::from_str(&metadata(issuer).body).unwrap();
+            let doc: serde_json::Value = serde_json::from_str(&metadata(issuer, false).body).unwrap();
             assert_eq!(doc["issuer"], issuer, "the issuer exactly as tokens carry it");
             assert_eq!(doc["jwks_uri"], "https://auth.example.com/.well-known/jwks.json");
             assert_eq!(doc["token_endpoint"], "https://auth.example.com/auth/refresh");
             assert_eq!(doc["revocation_endpoint"], "https://auth.example.com/auth/revoke");
             assert_eq!(doc["grant_types_supported"], serde_json::json!(["refresh_token"]));
             assert_eq!(doc["response_types_supported"], serde_json::json!([]));
+            assert!(doc.get("dpop_signing_alg_values_supported").is_none(), "DPoP off: not advertised");
         }
     }
 
     #[test]
+    fn the_metadata_lists_the_dpop_algorithms_where_proofs_are_accepted() {
+        let doc: serde_json::Value = serde_json::from_str(&metadata("https://auth.example.com", true).body).unwrap();
+        assert_eq!(doc["dpop_signing_alg_values_supported"], serde_json::json!(DPOP_SIGNING_ALGS));
+        assert_eq!(doc["dpop_signing_alg_values_supported"], serde_json::json!(["ES256"]));
+    }
+
+    #[test]
     fn an_etag_matches_itself_weakly_and_in_lists_only() {
-        let doc = metadata("https://a.test");
+        let doc = metadata("https://a.test", true);
         assert!(doc.matches(&doc.etag));
         assert!(doc.matches(&format!("W/{}", doc.etag)));
         assert!(doc.matches(&format!("\"other\", {}", doc.etag)));
         assert!(doc.matches("*"));
         assert!(!doc.matches("\"other\""));
-        assert_ne!(doc.etag, metadata("https://b.test").etag);
+        assert_ne!(doc.etag, metadata("https://b.test", true).etag);
     }
 }

@@ -14,6 +14,10 @@
 //! The account read and the reservation go out at once, then `kms:Sign` and the family's
 //! transaction at once (`docs/architecture.md` counts the calls and round trips). Every
 //! outcome but success issues nothing and leaves no usable session behind.
+//!
+//! A `DPoP` proof (RFC 9449) is checked before the account is read, its use recorded beside
+//! that read; a login with a valid proof starts a family bound to the proof's key, and its
+//! access tokens carry `cnf.jkt` ([`crate::services::token_dpop`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -32,6 +36,7 @@ use crate::rules::scope::Scope;
 use crate::rules::token::{AccessGrant, AccessTokenIssuer, DeviceToken, RefreshToken, TokenResponse};
 use crate::rules::username::Username;
 use crate::services::limits::SourceLimiter;
+use crate::services::token_dpop::{PresentedProof, ProofRefusal, TokenProofs};
 use crate::store::{AttemptCounter, DynamoFamilies, DynamoUsers, Guarded};
 
 /// A login attempt, already parsed from the request body.
@@ -45,6 +50,8 @@ pub struct LoginRequest {
     pub scope: Option<String>,
     /// The device token this client got at an earlier login, if it kept one.
     pub device_token: Option<String>,
+    /// The `DPoP` proof, if the client sent one: the session is bound to its key.
+    pub dpop: Option<PresentedProof>,
 }
 
 impl fmt::Debug for LoginRequest {
@@ -64,6 +71,7 @@ pub struct LoginService {
     policy: LoginPolicy,
     clock: Arc<dyn Clock>,
     limiter: SourceLimiter,
+    proofs: TokenProofs,
 }
 
 impl fmt::Debug for LoginService {
@@ -97,6 +105,7 @@ impl LoginService {
         Self {
             users: DynamoUsers::new(dynamodb.clone(), &config.users_table),
             limiter: SourceLimiter::new(config, dynamodb.clone(), LimitedAction::Login, clock.clone()),
+            proofs: TokenProofs::new(config, dynamodb.clone()),
             families: DynamoFamilies::new(dynamodb, &config.families_table, &config.users_table),
             issuer: super::issuer_for(signer, config),
             policy: login_policy(config),
@@ -123,24 +132,55 @@ impl LoginService {
             None => None,
             Some(raw) => Some(Scope::parse(raw).map_err(|_| ApiError::InvalidScope)?),
         };
+        // The DPoP proof, without I/O, before anything about the account is read or counted.
+        let now = self.clock.now();
+        let proof = self.proofs.check(request.dpop.as_ref(), now).inspect_err(|refusal| {
+            tracing::info!(class = refusal.class(), "login: DPoP proof refused");
+            failed(LoginFailure::InvalidDpopProof, None);
+        })?;
+        // Its use is recorded beside the account read; a replay or a failed record refuses
+        // the login before the password is checked.
+        let proof_refused = |recorded: Result<Result<(), ProofRefusal>, DependencyError>| match recorded {
+            Ok(Ok(())) => None,
+            Ok(Err(refusal)) => {
+                tracing::info!(class = refusal.class(), "login: DPoP proof refused");
+                failed(LoginFailure::InvalidDpopProof, None);
+                Some(ApiError::from(refusal))
+            }
+            Err(e) => {
+                failed(LoginFailure::Unavailable, None);
+                Some(ApiError::from(e))
+            }
+        };
+        let record = || self.proofs.record(proof.as_ref(), now);
 
         // A device that logged in before is charged on its own counter; any other attempt
         // on the username's. The attempt is reserved before the password is checked, so at
         // most the limit of parallel guesses reach argon2. Without a device token the
-        // reservation runs alongside the account read.
+        // reservation runs alongside the account read (and the proof's record).
         let device = request.device_token.as_deref().and_then(DeviceToken::parse);
         let device_hash = device.as_ref().map(DeviceToken::hash);
-        let now = self.clock.now();
         let window = LockoutWindow { max: self.policy.max_failures, window_secs: self.policy.failure_window_secs };
         let reserve = |counter| self.users.reserve_attempt(&username, counter, now, window);
         let (user, counter, reserved) = match device_hash.as_deref() {
             None => {
-                let (user, reserved) = tokio::join!(self.users.get(&username), reserve(AttemptCounter::Username));
+                let (user, reserved, recorded) =
+                    tokio::join!(self.users.get(&username), reserve(AttemptCounter::Username), record());
+                if let Some(refused) = proof_refused(recorded) {
+                    // Not a failed password: the attempt is given back.
+                    if matches!(reserved, Ok(Ok(()))) {
+                        self.users.release_attempt(&username, AttemptCounter::Username).await;
+                    }
+                    return Err(refused);
+                }
                 (user, AttemptCounter::Username, reserved)
             }
             Some(hash) => {
-                let (user, known) =
-                    tokio::join!(self.users.get(&username), self.users.device_is_known(&username, hash, now));
+                let (user, known, recorded) =
+                    tokio::join!(self.users.get(&username), self.users.device_is_known(&username, hash, now), record());
+                if let Some(refused) = proof_refused(recorded) {
+                    return Err(refused);
+                }
                 let known = known.inspect_err(|_| failed(LoginFailure::Unavailable, None))?;
                 let counter = if known { AttemptCounter::Device(hash) } else { AttemptCounter::Username };
                 (user, counter, reserve(counter).await)
@@ -182,10 +222,10 @@ impl LoginService {
         let user_id = user.user_id.as_str();
 
         let refresh = RefreshToken::new_family();
-        let family = new_family(username.as_str(), user, &scope, &refresh, now, &self.policy);
+        let bound_to = proof.as_ref().map(|p| p.jkt.as_str());
+        let family = new_family(username.as_str(), user, &scope, &refresh, now, &self.policy, bound_to);
         let scope = scope.to_scope_string();
-        let grant =
-            AccessGrant { subject: user_id, client_id, scope: &scope, session_id: &family.family_id, bound_to: None };
+        let grant = AccessGrant { subject: user_id, client_id, scope: &scope, session_id: &family.family_id, bound_to };
         // After an account change, tokens are issued at or after its cut-off.
         let issued_at = now.max(user.not_before);
 

@@ -1,6 +1,6 @@
 //! Services: the rules of [`crate::rules`] with their I/O around them, one per function
-//! (login, refresh, revoke, discovery), the key set at run time, the per-source limit of
-//! login and refresh, and the authorizer's revocation feed. Each reads, asks a rule,
+//! (login, refresh, revoke, discovery), the key set at run time, the per-source limit and
+//! the DPoP proofs of login and refresh, and the authorizer's revocation feed. Each reads, asks a rule,
 //! writes; the decisions are not made here.
 
 pub mod discovery;
@@ -10,6 +10,7 @@ pub mod login;
 pub mod refresh;
 pub mod revocation_feed;
 pub mod revoke;
+pub mod token_dpop;
 
 use std::sync::Arc;
 

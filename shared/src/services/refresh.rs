@@ -11,6 +11,12 @@
 //! refused rotation is classified by [`crate::rules::rotation::classify`]: retry within the
 //! leeway (same successor, one counted answer of at most
 //! [`crate::rules::rotation::MAX_RETRY_ANSWERS`]), reuse (revoke), or nothing.
+//!
+//! DPoP (RFC 9449 §5): a proof is checked before anything is read and recorded beside the
+//! family's read. A bound family is asked for its key ([`crate::rules::rotation::key_check`])
+//! before the presented token is judged, each time it is read; without it the refresh is
+//! refused with nothing changed and no reuse counted. A valid proof on an unbound family
+//! binds it in the rotation's own write; the retry answer of a bound family asks for its key.
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,7 +29,8 @@ use crate::platform::retry;
 use crate::rules::keys::Signer;
 use crate::rules::limits::LimitedAction;
 use crate::rules::rotation::{
-    classify, follow_account, next_step, seal_successor, AccountVerdict, RefreshStep, Refusal, MAX_RETRY_ANSWERS,
+    classify, follow_account, key_check, next_step, retry_key_check, seal_successor, AccountVerdict, RefreshStep,
+    Refusal, MAX_RETRY_ANSWERS,
 };
 use crate::rules::scope::Scope;
 use crate::rules::token::{AccessGrant, AccessTokenIssuer, RefreshToken, TokenResponse};
@@ -31,6 +38,7 @@ use crate::rules::username::Username;
 use crate::services::keys::sealing::SealingSecrets;
 use crate::services::limits::SourceLimiter;
 use crate::services::revoke::Revoker;
+use crate::services::token_dpop::{PresentedProof, ProofRefusal, TokenProofs};
 use crate::store::DynamoKeys;
 use crate::store::{AccountGuard, DynamoFamilies, DynamoUsers, FamilyRecord, RotateOutcome, Rotation};
 
@@ -41,6 +49,9 @@ pub struct RefreshRequest {
     pub refresh_token: String,
     /// A narrower scope for the new access token (never wider than the login's).
     pub scope: Option<String>,
+    /// The `DPoP` proof, if the client sent one: required by a bound session, and binds an
+    /// unbound one at its rotation.
+    pub dpop: Option<PresentedProof>,
 }
 
 impl fmt::Debug for RefreshRequest {
@@ -61,6 +72,7 @@ pub struct RefreshService {
     idle_secs: u64,
     reuse_revokes: ReuseScope,
     limiter: SourceLimiter,
+    proofs: TokenProofs,
 }
 
 impl fmt::Debug for RefreshService {
@@ -109,6 +121,7 @@ impl RefreshService {
             families: DynamoFamilies::new(dynamodb.clone(), &config.families_table, &config.users_table),
             users: DynamoUsers::new(dynamodb.clone(), &config.users_table),
             limiter: SourceLimiter::new(config, dynamodb.clone(), LimitedAction::Refresh, clock.clone()),
+            proofs: TokenProofs::new(config, dynamodb.clone()),
             revoker: Revoker::new(config, dynamodb, clock.clone()),
             issuer: super::issuer_for(signer, config),
             clock,
@@ -141,23 +154,45 @@ impl RefreshService {
             },
         };
         let family_id = presented.family_id();
-        let (admitted, read) = tokio::join!(self.limiter.admit(meta), self.families.get(&family_id));
+        // The DPoP proof, without I/O: a bad one is counted and refused, reading nothing.
+        let now = self.clock.now();
+        let proof = match self.proofs.check(request.dpop.as_ref(), now) {
+            Ok(proof) => proof,
+            Err(refusal) => {
+                self.limiter.admit(meta).await?;
+                return Err(proof_refused(refusal, &family_id, ip));
+            }
+        };
+        // Its use is recorded beside the family's read: one round trip for the three.
+        let (admitted, read, recorded) = tokio::join!(
+            self.limiter.admit(meta),
+            self.families.get(&family_id),
+            self.proofs.record(proof.as_ref(), now)
+        );
         admitted?;
+        if let Err(refusal) = recorded? {
+            return Err(proof_refused(refusal, &family_id, ip));
+        }
+        let proof_key = proof.as_ref().map(|p| p.jkt.as_str());
         let required_scopes: Vec<String> = required.tokens().map(str::to_owned).collect();
         let successor = presented.successor().ok_or(ApiError::InvalidGrant)?;
         let server = self.sealing.get().await?;
         let sealed = if self.leeway_secs > 0 { seal_successor(server, &presented, &successor) } else { None };
         let (presented_hash, successor_hash) = (presented.hash(), successor.hash());
-        let now = self.clock.now();
 
         let mut family = read?;
         let mut following = None;
         for attempt in 0..retry::ATTEMPTS {
             retry::backoff(attempt).await;
+            // A bound family, as it now reads, asks for its key before the token is judged:
+            // without it nothing changes, and nothing counts as reuse.
+            if let Some(Err(rejection)) = family.as_ref().map(|f| key_check(f, presented.generation(), proof_key)) {
+                return Err(proof_refused(rejection.into(), &family_id, ip));
+            }
             let current = match (next_step(family.as_ref(), &presented, &required, now), family.take()) {
                 (RefreshStep::Rotate, Some(current)) => current,
                 (RefreshStep::Refused, Some(current)) => {
-                    return self.refused(&presented, current, &required, now, ip).await;
+                    return self.refused(&presented, current, &required, proof_key, now, ip).await;
                 }
                 (RefreshStep::NoAccount, Some(current)) => {
                     audit::session(SessionEvent::NoAccount, Session::new(&family_id, ip).user(&current.user_id));
@@ -179,12 +214,14 @@ impl RefreshService {
                 now,
                 idle_secs: self.idle_secs,
                 follow: following.as_ref(),
+                proof_key,
             };
             // Signed before the rotation is written (thrown away unless it commits): if KMS
             // refuses, nothing is written and the presented token is still current. Were the
             // two at once, a rotation committed beside a refused signature would leave the
             // client with a token whose retry expires with the leeway and then counts as reuse.
-            let tokens = self.issue(&current, &required, &successor, now).await?;
+            // Bound to the proof's key: the family's own, or the one this rotation binds it to.
+            let tokens = self.issue(&current, &required, &successor, proof_key, now).await?;
             match self.families.rotate(&rotation, guard).await? {
                 RotateOutcome::Rotated => {
                     let session = Session::new(&family_id, ip).user(&current.user_id).client(&current.client_id);
@@ -208,12 +245,14 @@ impl RefreshService {
     }
 
     /// The access token a family issues now, for `required` scopes or all of its own, at
-    /// or after the account's cut-off, with the refresh token that goes with it.
+    /// or after the account's cut-off, bound to the DPoP key `bound_to` if any, with the
+    /// refresh token that goes with it.
     async fn issue(
         &self,
         family: &FamilyRecord,
         required: &Scope,
         refresh_token: &RefreshToken,
+        bound_to: Option<&str>,
         now: u64,
     ) -> Result<TokenResponse, DependencyError> {
         // RFC 6749 §6: the narrowed scope if one was asked for, else the one granted at login.
@@ -223,7 +262,7 @@ impl RefreshService {
             client_id: &family.client_id,
             scope: &scope,
             session_id: &family.family_id,
-            bound_to: None,
+            bound_to,
         };
         self.issuer.issue(&grant, refresh_token, now.max(family.not_before)).await
     }
@@ -267,6 +306,7 @@ impl RefreshService {
         presented: &RefreshToken,
         mut family: FamilyRecord,
         required: &Scope,
+        proof_key: Option<&str>,
         now: u64,
         ip: Option<&str>,
     ) -> Result<TokenResponse, ApiError> {
@@ -277,6 +317,11 @@ impl RefreshService {
             retry::backoff(attempt).await;
             match classify(server, presented, Some(&family), required, now, self.leeway_secs) {
                 Refusal::Retry(same_successor) => {
+                    // The answer is the family's current token: bound, if the family is,
+                    // whichever token asked for it (one from before the binding too).
+                    if let Err(rejection) = retry_key_check(&family, proof_key) {
+                        return Err(proof_refused(rejection.into(), &family_id, ip));
+                    }
                     // No rotation, so the account is checked by reading it.
                     let Some((followed, _)) = self.follow(family.clone(), now, ip).await? else {
                         return Err(ApiError::InvalidGrant);
@@ -286,11 +331,14 @@ impl RefreshService {
                     }
                     // Signed before the answer is counted: a signature KMS refuses spends none
                     // of the bounded retry answers.
-                    let tokens = self.issue(&followed, required, &same_successor, now).await?;
+                    let tokens = self.issue(&followed, required, &same_successor, followed.jkt.as_deref(), now).await?;
                     match self.families.count_retry(&family, MAX_RETRY_ANSWERS).await? {
                         Ok(()) => {}
                         Err(Some(now_is)) => {
                             family = now_is;
+                            if let Err(rejection) = key_check(&family, presented.generation(), proof_key) {
+                                return Err(proof_refused(rejection.into(), &family_id, ip));
+                            }
                             continue;
                         }
                         Err(None) => {
@@ -327,4 +375,11 @@ impl RefreshService {
         }
         Err(DependencyError::Internal("the family kept changing under the retry".into()).into())
     }
+}
+
+/// A refresh refused for its DPoP proof: audited with the proof's class, nothing changed;
+/// 400 `invalid_dpop_proof`.
+fn proof_refused(refusal: ProofRefusal, family_id: &str, ip: Option<&str>) -> ApiError {
+    audit::session(SessionEvent::ProofRefused(refusal.class()), Session::new(family_id, ip));
+    refusal.into()
 }

@@ -61,6 +61,10 @@ pub struct Rotation<'a> {
     /// The account as the family must now follow it, if it moved since the family last
     /// looked (narrowed scopes, new version and cut-off, written with the rotation).
     pub follow: Option<&'a AccountState>,
+    /// The DPoP key (thumbprint) the refresh showed a proof from. `None`: the family must
+    /// be unbound. `Some`: the family must be unbound or bound to this key, and is bound to
+    /// it from the new generation on, in the same write.
+    pub proof_key: Option<&'a str>,
 }
 
 /// The account condition of a family write: the owner's profile is still the same
@@ -256,9 +260,10 @@ impl DynamoFamilies {
 
     /// The one write of a refresh: replaces the current token's hash with the successor's
     /// if, and only if, the presented token is current, the family is active and not past
-    /// either expiry, every required scope was granted, and the owner's account is still at
-    /// `guard`'s version and active. With `r.follow`, the family takes on the account's
-    /// new state in the same write.
+    /// either expiry, every required scope was granted, the family's DPoP binding allows
+    /// `r.proof_key`, and the owner's account is still at `guard`'s version and active.
+    /// With `r.follow`, the family takes on the account's new state in the same write; with
+    /// `r.proof_key` on an unbound family, it is bound to that key in the same write.
     pub async fn rotate(&self, r: &Rotation<'_>, guard: AccountGuard<'_>) -> Result<RotateOutcome, DependencyError> {
         let slot = r.presented_generation as usize % HISTORY_SLOTS;
         let mut update = format!(
@@ -267,6 +272,9 @@ impl DynamoFamilies {
         );
         if r.follow.is_some() {
             update.push_str(", scopes = :scopes, user_version = :uv, not_before = :nb");
+        }
+        if r.proof_key.is_some() {
+            update.push_str(", jkt = :jkt, bound_since = if_not_exists(bound_since, :next)");
         }
         // A new generation starts with no retry answers given.
         if r.sealed_successor.is_some() {
@@ -292,6 +300,15 @@ impl DynamoFamilies {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if let Some(sealed) = r.sealed_successor {
             request = request.expression_attribute_values(":sealed", s(sealed));
+        }
+        // A binding is set once: a family bound meanwhile to another key (or at all, for a
+        // refresh without a proof) refuses the write.
+        match r.proof_key {
+            Some(key) => {
+                condition.push_str(" AND (attribute_not_exists(jkt) OR jkt = :jkt)");
+                request = request.expression_attribute_values(":jkt", s(key));
+            }
+            None => condition.push_str(" AND attribute_not_exists(jkt)"),
         }
         if let Some(follow) = r.follow {
             let scopes = AttributeValue::L(follow.scopes.iter().map(|scope| s(scope)).collect());
