@@ -47,6 +47,13 @@ use event::{split_arn, Event, Shape};
 
 pub use crate::platform::read_beside::READ_BUDGET;
 
+/// How long a request waits at most for the Proofs table to record its proof. The write
+/// is the one a DPoP request cannot do without (no state held could tell a replay), so it
+/// is not finished beside: past this the proof is refused and the client retries with a
+/// new one. An in-region conditional `PutItem` takes a few milliseconds; this bounds the
+/// tail well below a second without refusing what is merely slower than the reads' budget.
+pub const PROOF_WRITE_BUDGET: Duration = Duration::from_millis(100);
+
 /// Why a request was not authorized (the audit/metric class).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unauthorized {
@@ -160,7 +167,12 @@ impl Authorizer {
     /// Checks DPoP proofs as `settings` say (the window: `DPOP_PROOF_MAX_AGE_SECS` back,
     /// `leeway` ahead), recording each accepted proof in `ledger`; without a ledger, bound
     /// tokens are refused.
-    pub fn with_dpop(mut self, settings: &DpopSettings, leeway: Duration, ledger: Option<Arc<dyn ProofLedger>>) -> Self {
+    pub fn with_dpop(
+        mut self,
+        settings: &DpopSettings,
+        leeway: Duration,
+        ledger: Option<Arc<dyn ProofLedger>>,
+    ) -> Self {
         self.dpop = DpopCheck {
             ledger,
             required: settings.required,
@@ -188,9 +200,8 @@ impl Authorizer {
             &config.authorizer,
             config.revocation_lookback().as_secs(),
         );
-        let ledger = (!config.dpop.proofs_table.is_empty()).then(|| {
-            Arc::new(DynamoProofs::new(dynamodb.clone(), &config.dpop.proofs_table)) as Arc<dyn ProofLedger>
-        });
+        let ledger = (!config.dpop.proofs_table.is_empty())
+            .then(|| Arc::new(DynamoProofs::new(dynamodb.clone(), &config.dpop.proofs_table)) as Arc<dyn ProofLedger>);
         Self::new(keys, feed, config.authorizer.clone(), clock).with_dpop(&config.dpop, config.token_leeway, ledger)
     }
 
@@ -386,12 +397,12 @@ impl Authorizer {
         ProofWindow { now, max_age: self.dpop.max_age, leeway: self.dpop.leeway }
     }
 
-    /// Records the proof's first use across every instance, waiting [`READ_BUDGET`] at most:
+    /// Records the proof's first use across every instance, waiting [`PROOF_WRITE_BUDGET`] at most:
     /// a replay, an error or no answer in time refuses it.
     async fn record_proof(&self, proof: &dpop::Proof, now: u64) -> Result<(), Unauthorized> {
         let ledger = self.dpop.ledger.as_ref().ok_or(Unauthorized::DpopDisabled)?;
         let (key, expires_at) = (proof.replay_key(), self.window(now).expires_at(proof.iat));
-        match tokio::time::timeout(READ_BUDGET, ledger.record(&key, expires_at, now)).await {
+        match tokio::time::timeout(PROOF_WRITE_BUDGET, ledger.record(&key, expires_at, now)).await {
             Ok(Ok(ProofUse::First)) => Ok(()),
             Ok(Ok(ProofUse::Replayed)) => Err(Unauthorized::Proof(ProofRejection::Replayed)),
             Ok(Err(e)) => {
@@ -399,7 +410,10 @@ impl Authorizer {
                 Err(Unauthorized::ProofLedgerUnavailable)
             }
             Err(_) => {
-                tracing::warn!(budget_ms = READ_BUDGET.as_millis() as u64, "DPoP proof ledger did not answer in time; refused");
+                tracing::warn!(
+                    budget_ms = PROOF_WRITE_BUDGET.as_millis() as u64,
+                    "DPoP proof not recorded in time; refused"
+                );
                 Err(Unauthorized::ProofLedgerUnavailable)
             }
         }
