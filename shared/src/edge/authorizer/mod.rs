@@ -12,6 +12,13 @@
 //! every route whose required scope the token lacks, so a policy cached by API Gateway for
 //! this token stays right for every other route.
 //!
+//! DPoP (RFC 9449): a token bound to a key (`cnf.jkt`) is accepted only as
+//! `Authorization: DPoP` with one proof of that key for this request, whose `jti` is then
+//! recorded once across every instance (one conditional write, the request's last step,
+//! waited for at most [`PROOF_WRITE_BUDGET`]; fail closed). A verified token's claims are
+//! kept per instance ([`VerifiedTokens`]) until its `exp` or a change of the trusted keys,
+//! so a repeated token costs no signature check; revocation is checked on every request.
+//!
 //! The hot path never waits on a dependency for long: a request that finds the key set or
 //! the revocation feed due for a read (or meets a token naming a key it does not know)
 //! starts the read and waits for it at most [`READ_BUDGET`] in all, then is answered from
@@ -650,6 +657,39 @@ mod tests {
         let event = json!({"type": "TOKEN", "authorizationToken": format!("DPoP {token}"),
             "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/api/items"});
         assert_eq!(f.authorizer.decide(&event.to_string()).await.1, "dpop_missing");
+    }
+
+    /// A Proofs table that never answers, or fails.
+    struct BrokenLedger {
+        hangs: bool,
+    }
+
+    impl ProofLedger for BrokenLedger {
+        fn record<'a>(&'a self, _: &'a str, _: u64, _: u64) -> crate::services::proof_ledger::RecordFuture<'a> {
+            if self.hangs {
+                Box::pin(std::future::pending())
+            } else {
+                Box::pin(std::future::ready(Err(crate::error::DependencyError::DynamoDb {
+                    operation: "PutItem",
+                    message: "unavailable".into(),
+                })))
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_proof_ledger_that_fails_or_hangs_refuses_within_the_budget() {
+        for hangs in [true, false] {
+            let mut f = fixture(false);
+            f.authorizer.dpop.ledger = Some(Arc::new(BrokenLedger { hangs }));
+            let token = f.token(true);
+            let headers = json!({"authorization": format!("DPoP {token}"), "dpop": f.proof(&token), "host": HOST});
+            let started = Instant::now();
+            assert_eq!(f.outcome(headers).await, "dpop_ledger_unavailable", "hangs: {hangs}");
+            assert!(started.elapsed() <= PROOF_WRITE_BUDGET, "waited {:?}", started.elapsed());
+            // Bearer tokens do not touch the ledger.
+            assert_eq!(f.outcome(json!({"authorization": format!("Bearer {}", f.token(false))})).await, "allow");
+        }
     }
 
     #[tokio::test]
