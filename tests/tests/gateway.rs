@@ -13,7 +13,7 @@ use tokenauth::rules::keys::set::KeyKind;
 use tokenauth::rules::keys::KeyAlgorithm;
 use tokenauth::services::keys::manager::KeySource;
 use tokenauth::services::keys::KeyManager;
-use tokenauth::SystemClock;
+use tokenauth::{Clock, SystemClock};
 use tokenauth_tests::gateway::{
     gateway_client, gateway_function_config, gateway_setting, stated_revocation_lag, third_party_verdicts, Answer,
     ApiClient,
@@ -326,7 +326,7 @@ async fn a_dpop_bound_token_passes_the_gateway_with_a_proof_for_the_url_called_a
     let gateway = gateway_client();
     let client = tokenauth::rules::dpop::ProofKey::generate().unwrap();
     let jkt = client.thumbprint();
-    let signer = key_set_signer(&config, &clients, Arc::new(SystemClock)).await;
+    let signer = tokenauth_tests::key_set_signer(&config, &clients, Arc::new(SystemClock)).await;
     let issuer = tokenauth::services::issuer_for(Arc::new(signer), &config);
     let grant = tokenauth::rules::token::AccessGrant {
         subject: "gw-dpop",
