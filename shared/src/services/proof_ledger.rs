@@ -1,7 +1,7 @@
 //! Where the authorizer records each accepted DPoP proof, so that its `jti` is accepted once
 //! across every instance: the Proofs table ([`DynamoProofs`], one conditional `PutItem`,
 //! tested against DynamoDB Local) in production. Behind a trait so the benchmark and the
-//! unit tests can take the handler's own time apart from the write's ([`MemoryProofs`],
+//! unit tests can take the handler's own time apart from the write's (`MemoryProofs`,
 //! feature `testing`: one process's memory is no replay protection for a fleet).
 
 use std::future::Future;
