@@ -11,7 +11,8 @@ Measured (the script refuses to run without them):
                                        calls once, at its start
   target/criterion/login/argon2id_verify              argon2id verification on this machine
   target/criterion/signing/es256_envelope_sign_local  one local ES256 signature (envelope)
-  target/criterion/authorizer/handler_http_api_v2_ES256  the authorizer's handler
+  target/criterion/authorizer/handler_http_api_v2_ES256  the authorizer's handler (a repeated bearer token)
+  target/criterion/authorizer/dpop_cached_token_ES256    the handler on a DPoP request (token cached, new proof)
   target/criterion/{login,refresh}/..._local_stack_<kind>  latency against the local stack
   infra/template.yaml                  each function's memory, the API throttle, the poll
 
@@ -76,6 +77,12 @@ HANDLER_MS = 1.0  # the handler's own work besides argon2id and signing (parsing
 REQUESTS_PER_INSTANCE_START = 1000
 # --- typed: a monthly active user, for the comparison with Cognito ------------------------
 PROFILE = {"logins": 4, "refreshes": 240, "api_calls": 2000, "authorizer_cache_hit": 0.5}
+# The share of API calls answered from API Gateway's authorizer cache is the typed 0.5 only
+# where the template caches answers at all: with ReauthorizeEvery 0 (DPoP: a proof is good
+# for one request) every API call is an authorizer invocation, and template_facts says so.
+CACHED_AUTHORIZER_HIT = PROFILE["authorizer_cache_hit"]
+# A DPoP request's proof is recorded by one conditional PutItem of a small item (< 1 KB).
+DPOP_PROOF_WRITE_UNITS = 1.0
 # --- typed: the refresh storm of issue 19 (a million clients refreshing within a minute) ---
 STORM_REFRESHES, STORM_SECONDS = 1_000_000, 60
 
@@ -95,7 +102,10 @@ def template_facts() -> dict:
     route = t["Resources"]["HttpApi"]["Properties"]["DefaultRouteSettings"]
     poll = t["Parameters"]["RevocationPollSecs"]["Default"]
     arch = t["Parameters"]["Architecture"]["Default"]
-    return {"memory": memory, "throttle_rate": route["ThrottlingRateLimit"], "poll_secs": poll, "arch": arch}
+    authorizers = t["Resources"]["HttpApi"]["Properties"]["Auth"]["Authorizers"]
+    cache_secs = max(int(a.get("Identity", {}).get("ReauthorizeEvery", 0)) for a in authorizers.values())
+    return {"memory": memory, "throttle_rate": route["ThrottlingRateLimit"], "poll_secs": poll, "arch": arch,
+            "authorizer_cache_secs": cache_secs}
 
 
 def cpu_ms(full_core_ms: float, memory_mb: int) -> float:
@@ -171,6 +181,13 @@ def model(kind: str, m: dict, facts: dict, bench: dict) -> dict:
     login_ms = cpu_ms(bench["argon2_ms"] + sign_ms, mem["LoginFunction"]) + network_ms(m["login"]) + HANDLER_MS
     refresh_ms = cpu_ms(sign_ms, mem["RefreshFunction"]) + network_ms(m["refresh"]) + HANDLER_MS
     authorizer_ms = cpu_ms(bench["handler_ms"], mem["AuthorizerFunction"])
+    # DPoP: the token from the instance's cache, the proof's signature checked, then one
+    # conditional write that the request waits for.
+    dpop_request = dict(m["authorizer_request"])
+    dpop_request["write_units"] = dpop_request["write_units"] + DPOP_PROOF_WRITE_UNITS
+    dpop_request["round_trips"] = dpop_request["round_trips"] + 1
+    dpop_request["calls"] = list(dpop_request["calls"]) + ["DynamoDB.PutItem"]
+    dpop_ms = cpu_ms(bench["dpop_handler_ms"], mem["AuthorizerFunction"]) + network_ms(dpop_request)
     throttled = dict(m["login_throttled"])
     throttled["write_units"] = max(throttled["write_units"], REFUSED_CONDITIONAL_WRITE_UNITS)
     throttled_ms = network_ms(throttled) + HANDLER_MS
@@ -181,10 +198,12 @@ def model(kind: str, m: dict, facts: dict, bench: dict) -> dict:
         "refresh": per_million(m["refresh"], refresh_ms, mem["RefreshFunction"], arch, LOG_BYTES_PER_EVENT,
                                refresh_start),
         "authorizer call": per_million(m["authorizer_request"], authorizer_ms, mem["AuthorizerFunction"], arch, 0),
+        "authorizer call (DPoP)": per_million(dpop_request, dpop_ms, mem["AuthorizerFunction"], arch, 0),
     }
     # An authorizer call is not an API request of its own (API Gateway bills the request it
     # authorises); the protected API request is billed once, below, per API call.
     rows["authorizer call"]["lines"]["API Gateway"] = 0.0
+    rows["authorizer call (DPoP)"]["lines"]["API Gateway"] = 0.0
     per_mau = (
         PROFILE["logins"] * total(rows["login"])
         + PROFILE["refreshes"] * total(rows["refresh"])
@@ -198,7 +217,7 @@ def model(kind: str, m: dict, facts: dict, bench: dict) -> dict:
     new_table = NEW_TABLE_WRITES_PER_SECOND / units if units else math.inf
     return {
         "rows": rows, "per_mau": per_mau, "login_start": login_start, "refresh_start": refresh_start,
-        "authorizer_ms": authorizer_ms, "signing_limit": signing, "concurrency": concurrency,
+        "authorizer_ms": authorizer_ms, "dpop_ms": dpop_ms, "signing_limit": signing, "concurrency": concurrency,
         "refresh_table": (table, units, by_table, new_table),
         "refresh_rate": min(x for x in (signing, concurrency["refresh"], by_table) if x),
     }
@@ -217,10 +236,12 @@ def main() -> int:
     if "kinds" not in measured or set(measured["kinds"]) != set(KINDS):
         raise SystemExit(f"{measured_path} does not hold both kinds of key: run `make cost`")
     facts = template_facts()
+    PROFILE["authorizer_cache_hit"] = CACHED_AUTHORIZER_HIT if facts["authorizer_cache_secs"] > 0 else 0.0
     arch, mem = facts["arch"], facts["memory"]
     bench = {
         "argon2_ms": criterion_median_ms("login", "argon2id_verify"),
         "handler_ms": criterion_median_ms("authorizer", "handler_http_api_v2_ES256"),
+        "dpop_handler_ms": criterion_median_ms("authorizer", "dpop_cached_token_ES256"),
         "envelope_sign_ms": criterion_median_ms("signing", "es256_envelope_sign_local"),
         "kms_sign_ms": criterion_median_ms("signing", "es256_kms_sign_emulator"),
     }
@@ -249,7 +270,7 @@ def main() -> int:
         "| per million | kms | envelope | kms / envelope |",
         "|---|---|---|---|",
     ]
-    for name in ("login", "refresh", "authorizer call"):
+    for name in ("login", "refresh", "authorizer call", "authorizer call (DPoP)"):
         a, b = total(kms["rows"][name]), total(env["rows"][name])
         lines.append(f"| {name} | {money(a)} | {money(b)} | {a / b:.2f} |")
     lines.append(f"| a monthly active user (below) | ${kms['per_mau']:.5f} | ${env['per_mau']:.5f} |"
@@ -357,6 +378,16 @@ def main() -> int:
         "",
         "The protected API request itself (API Gateway $1.00 per million, and its backend) comes",
         "on top of an authorizer call, whether the answer was cached or not.",
+        "",
+        f"API Gateway's cache of authorizer answers is {'on' if facts['authorizer_cache_secs'] else 'off'} in the template"
+        f" (ReauthorizeEvery {facts['authorizer_cache_secs']} s): a DPoP proof is good for one request, so every API call"
+        f" is an authorizer invocation, {money(total(env['rows']['authorizer call']))} per million for a bearer token (the"
+        " instance's cache of verified tokens keeps it within the first billed millisecond). A DPoP call adds the"
+        f" proof's conditional PutItem ({DPOP_PROOF_WRITE_UNITS:g} write unit) and its round trip:"
+        f" {money(total(env['rows']['authorizer call (DPoP)']))} per million,"
+        f" {env['rows']['authorizer call (DPoP)']['billed_ms']} ms billed"
+        f" ({env['dpop_ms'] * 1000:.0f} µs, of which the handler {cpu_ms(bench['dpop_handler_ms'], mem['AuthorizerFunction']) * 1000:.0f} µs"
+        f" at {mem['AuthorizerFunction']} MB).",
         "",
         "## Latency against the local stack (measured, same run)",
         "",

@@ -40,7 +40,7 @@ export TOKENAUTH_KMS_FAULTS
 
 if $GATEWAY; then
   export GATEWAY_FUNCTION_ENV=${GATEWAY_FUNCTION_ENV:-REVOCATION_POLL_SECS=1,KEY_SET_RELOAD_SECS=1,JWKS_MAX_AGE_SECS=1,KEY_PUBLISH_LEAD_SECS=4}
-  export GATEWAY_PARAMETERS=${GATEWAY_PARAMETERS:-AuthorizerCacheSecs=4}
+  export GATEWAY_PARAMETERS=${GATEWAY_PARAMETERS:-}
   env_args=()
   IFS=, read -ra assignments <<<"$GATEWAY_FUNCTION_ENV"
   for a in "${assignments[@]}"; do env_args+=(--env "$a"); done

@@ -36,11 +36,12 @@ pub fn gateway_function_config() -> tokenauth::Config {
     crate::config_with(&borrowed)
 }
 
-/// The revocation lag the gateway's setup states: the authorizer's poll plus the cache.
+/// The revocation lag the gateway's setup states: the authorizer's poll (API Gateway's
+/// cache of authorizer answers is off in the template: a DPoP proof is good once).
 pub fn stated_revocation_lag() -> Duration {
     let secs =
         |name| gateway_setting(name).and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| panic!("{name} unset"));
-    Duration::from_secs(secs("REVOCATION_POLL_SECS") + secs("AuthorizerCacheSecs"))
+    Duration::from_secs(secs("REVOCATION_POLL_SECS"))
 }
 
 /// A client of the gateway that `with-stack.sh --gateway` started.

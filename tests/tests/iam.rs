@@ -313,6 +313,29 @@ async fn authorizer_paths(config: &Config, recorder: &IamRecorder) {
     let forged = tokenauth::rules::keys::Signer::sign_jws(&foreign, b"{}").await.unwrap();
     clock.advance(config.authorizer.poll_every.as_secs() + 1);
     a.handle(&event_text_with("authorizer-http-api-v2.json", &format!("Bearer {forged}"))).await.unwrap();
+    // A DPoP-bound token with its proof: the proof recorded in the Proofs table.
+    let client = tokenauth::rules::dpop::ProofKey::generate().unwrap();
+    let jkt = client.thumbprint();
+    let signer = key_set_signer(&config, &plain, Arc::new(SystemClock)).await;
+    let issuer = tokenauth::services::issuer_for(Arc::new(signer), &config);
+    let grant = tokenauth::rules::token::AccessGrant {
+        subject: "iam-dpop",
+        client_id: "first-party",
+        scope: "read",
+        session_id: "iam-dpop-session",
+        bound_to: Some(&jkt),
+    };
+    let now = SystemClock.now();
+    let bound =
+        issuer.issue(&grant, &tokenauth::rules::token::RefreshToken::new_family(), now).await.unwrap().access_token;
+    let url = "https://abc123.execute-api.us-east-1.amazonaws.com/api/items";
+    let proof = client.proof("GET", url, now, Some(&bound)).unwrap();
+    let mut dpop = tokenauth_tests::event("authorizer-http-api-v2-dpop.json");
+    dpop["headers"]["authorization"] = Value::String(format!("DPoP {bound}"));
+    dpop["headers"]["dpop"] = Value::String(proof);
+    let answer = serde_json::to_value(a.handle(&dpop.to_string()).await.unwrap()).unwrap();
+    // No route rule here: denied for its scope, after every check and the proof's record.
+    assert_eq!(answer["context"]["sub"], "iam-dpop", "the DPoP request passed the proof's checks: {answer}");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 }
 

@@ -3,8 +3,13 @@
 //! Prints, from one run: raw signature verification with aws-lc-rs on a pre-parsed key
 //! (ES256 and RS256), the full warm handler (parse event -> verify -> revocation check ->
 //! response) on a REST TOKEN event and on an HTTP API 2.0 event, and the ratios
-//! handler / raw. Needs no AWS: keys are local, the revocation state is preloaded with
-//! 10 000 entries and no poll falls due during the run.
+//! handler / raw; then DPoP (ES256): a request whose access token the instance has not
+//! seen (two signatures: the token's and the proof's) against two raw checks, one whose
+//! token it has verified before (the proof's signature only) against one, and a repeated
+//! bearer token served from the verified-token cache. Needs no AWS: keys are local, the
+//! revocation state is preloaded with 10 000 entries, no poll falls due during the run, and
+//! proofs are recorded in memory ([`MemoryProofs`]): the Proofs table's conditional write
+//! (a few ms, measured in `tests/tests/dpop_authorizer.rs`) comes on top of these figures.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
@@ -16,13 +21,15 @@ use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, Criterion};
 use tokenauth::edge::authorizer::Authorizer;
 use tokenauth::platform::clock::{Clock, SystemClock};
-use tokenauth::platform::config::AuthorizerSettings;
+use tokenauth::platform::config::{AuthorizerSettings, DpopSettings};
+use tokenauth::rules::dpop::ProofKey;
 use tokenauth::rules::keys::testing::LocalSigner;
 use tokenauth::rules::keys::TrustedKey;
 use tokenauth::rules::revocations::RevocationCache;
 use tokenauth::rules::routes::{ResponseStyle, RouteRule};
 use tokenauth::rules::verify::Verifier;
 use tokenauth::services::keys::{AuthenticatedKeys, KeyRing};
+use tokenauth::services::proof_ledger::{MemoryProofs, ProofLedger};
 use tokenauth::services::revocation_feed::RevocationFeed;
 use tokenauth::store::{DynamoKeys, DynamoRevocations, Revocation, RevocationKind};
 
@@ -81,7 +88,14 @@ fn authorizer(key: TrustedKey, now: u64) -> Authorizer {
     );
     let keys = AuthenticatedKeys::new(DynamoKeys::new(dynamodb, "unused"), kms, "", "");
     let keys = KeyRing::preloaded(keys, verifier, day, day, now);
-    Authorizer::new(keys, feed, settings, Arc::new(SystemClock))
+    let dpop = DpopSettings {
+        proofs_table: "in memory".into(),
+        proof_max_age: Duration::from_secs(60),
+        required: false,
+        public_base_url: None,
+    };
+    let ledger: Arc<dyn ProofLedger> = Arc::new(MemoryProofs::default());
+    Authorizer::new(keys, feed, settings, Arc::new(SystemClock)).with_dpop(&dpop, Duration::from_secs(30), Some(ledger))
 }
 
 fn cases(now: u64) -> Vec<Case> {
@@ -109,6 +123,70 @@ fn cases(now: u64) -> Vec<Case> {
 
 fn event(file: &str, token: &str) -> String {
     tokenauth_tests::event_text_with(file, &format!("Bearer {token}"))
+}
+
+/// The URL the sample HTTP API events were called at.
+const URL: &str = "https://abc123.execute-api.us-east-1.amazonaws.com/api/items";
+
+/// The DPoP sample: an HTTP API 2.0 event with `Authorization: DPoP <token>` and a proof.
+fn dpop_event(token: &str, proof: &str) -> String {
+    let placeholder_token = tokenauth_tests::PLACEHOLDER_AUTHORIZATION.trim_start_matches("Bearer ");
+    let sample = tokenauth_tests::event("authorizer-http-api-v2-dpop.json");
+    let placeholder_proof = sample["headers"]["dpop"].as_str().unwrap();
+    let path = tokenauth_tests::repo_root().join("events/authorizer-http-api-v2-dpop.json");
+    std::fs::read_to_string(path).unwrap().replace(placeholder_proof, proof).replace(placeholder_token, token)
+}
+
+/// A client's key, the instance's signing key, and a bound token's claims.
+struct Dpop {
+    client: ProofKey,
+    signer: LocalSigner,
+    case: Case,
+}
+
+impl Dpop {
+    fn new(now: u64) -> Self {
+        let (client, signer) = (ProofKey::generate().unwrap(), LocalSigner::new());
+        let token = Self::token_of(&signer, &client, now);
+        let raw_key = ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, signer.spki()).unwrap();
+        let case = Case { name: "ES256", token, raw_key, authorizer: authorizer(signer.trusted(), now) };
+        Self { client, signer, case }
+    }
+
+    /// A new token bound to the client's key (a new jti: not in the cache).
+    fn token_of(signer: &LocalSigner, client: &ProofKey, now: u64) -> String {
+        let mut claims: serde_json::Value = serde_json::from_str(&claims(now)).unwrap();
+        claims["jti"] = serde_json::json!(tokenauth::rules::token::random_id());
+        claims["cnf"] = serde_json::json!({"jkt": client.thumbprint()});
+        signer.sign_claims(&claims)
+    }
+
+    /// `n` requests, each with a token the instance has not seen and its proof.
+    fn first_seen(&self, n: u32) -> Vec<String> {
+        let now = SystemClock.now();
+        (0..n)
+            .map(|_| {
+                let token = Self::token_of(&self.signer, &self.client, now);
+                dpop_event(&token, &self.client.proof("GET", URL, now, Some(&token)).unwrap())
+            })
+            .collect()
+    }
+
+    /// `n` requests with the one token (verified before) and a new proof each.
+    fn repeated_token(&self, n: u32) -> Vec<String> {
+        let now = SystemClock.now();
+        let token = &self.case.token;
+        (0..n).map(|_| dpop_event(token, &self.client.proof("GET", URL, now, Some(token)).unwrap())).collect()
+    }
+}
+
+/// Mean time per call of the handler over `events`, one each.
+async fn per_event(authorizer: &Authorizer, events: &[String]) -> Duration {
+    let t = Instant::now();
+    for event in events {
+        std::hint::black_box(handle(authorizer, event).await);
+    }
+    t.elapsed() / u32::try_from(events.len()).unwrap()
 }
 
 /// The whole warm handler: raw event text in, the response bytes the runtime would send out.
@@ -169,6 +247,25 @@ fn bench(c: &mut Criterion) {
             b.to_async(&runtime).iter(|| handle_to_bytes(&case.authorizer, &http))
         });
     }
+    let dpop = Dpop::new(now);
+    let allowed =
+        serde_json::to_value(runtime.block_on(handle(&dpop.case.authorizer, &dpop.repeated_token(1)[0]))).unwrap();
+    assert_eq!(allowed["isAuthorized"], true, "a DPoP request is allowed");
+    let dpop_authorizer = &dpop.case.authorizer;
+    group.bench_function("dpop_first_seen_token_ES256", |b| {
+        b.to_async(&runtime).iter_batched(
+            || dpop.first_seen(1).remove(0),
+            |event| async move { handle(dpop_authorizer, &event).await },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("dpop_cached_token_ES256", |b| {
+        b.to_async(&runtime).iter_batched(
+            || dpop.repeated_token(1).remove(0),
+            |event| async move { handle(dpop_authorizer, &event).await },
+            criterion::BatchSize::SmallInput,
+        )
+    });
     // What each answer adds in Lambda, where the tally records it (outside Lambda `handle`
     // skips it, so the figures above do not include it): a lock, a map entry, a sample.
     let tally = tokenauth::platform::metrics::Tally::new("authorize", Duration::from_secs(10));
@@ -236,5 +333,84 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// DPoP against raw ES256 checks, batch by batch as above: (a) a token the instance has not
+/// seen, against two raw checks (the token's signature and the proof's); (b) a token it has
+/// verified, against one (the proof's); (c) a repeated bearer token, from the cache.
+fn dpop_ratios(runtime: &tokio::runtime::Runtime) {
+    let dpop = Dpop::new(SystemClock.now());
+    let bearer = Dpop::new(SystemClock.now());
+    let mut unbound: serde_json::Value = serde_json::from_str(&claims(SystemClock.now())).unwrap();
+    unbound["jti"] = serde_json::json!("bearer-cached");
+    let bearer_token = bearer.signer.sign_claims(&unbound);
+    let bearer_event = event("authorizer-http-api-v2.json", &bearer_token);
+    assert_eq!(
+        serde_json::to_value(runtime.block_on(handle(&bearer.case.authorizer, &bearer_event))).unwrap()["isAuthorized"],
+        true
+    );
+    let per_batch = 50;
+    // Where a proof's time goes: the check alone, and its signature on a key parsed per call.
+    let token = &dpop.case.token;
+    let proof = dpop.client.proof("GET", URL, SystemClock.now(), Some(token)).unwrap();
+    let (input, sig) = proof.rsplit_once('.').unwrap();
+    let sig = B64URL.decode(sig).unwrap();
+    let jwk = serde_json::to_value(dpop.client.public_jwk()).unwrap();
+    let mut point = vec![4u8];
+    point.extend(B64URL.decode(jwk["x"].as_str().unwrap()).unwrap());
+    point.extend(B64URL.decode(jwk["y"].as_str().unwrap()).unwrap());
+    let request = tokenauth::rules::dpop::ProofRequest { method: "GET", url: URL, access_token: Some(token) };
+    let mut rounds: Vec<[Duration; 6]> = Vec::new();
+    for _ in 0..201 {
+        let (first_seen, repeated) = (dpop.first_seen(per_batch), dpop.repeated_token(per_batch));
+        let window = tokenauth::rules::dpop::ProofWindow { now: SystemClock.now(), max_age: 60, leeway: 30 };
+        rounds.push([
+            per_call(per_batch, || raw_verify(&dpop.case)),
+            runtime.block_on(per_event(&dpop.case.authorizer, &first_seen)),
+            runtime.block_on(per_event(&dpop.case.authorizer, &repeated)),
+            runtime.block_on(per_call_async(per_batch, || handle(&bearer.case.authorizer, &bearer_event))),
+            per_call(per_batch, || {
+                std::hint::black_box(tokenauth::rules::dpop::verify_proof(&proof, &request, &window, None).unwrap());
+            }),
+            per_call(per_batch, || {
+                signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &point)
+                    .verify(input.as_bytes(), &sig)
+                    .unwrap();
+            }),
+        ]);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let time = |i: usize| median(rounds.iter().map(|r| r[i].as_secs_f64() * 1e6).collect());
+    let ratio = |i: usize, checks: f64| {
+        median(rounds.iter().map(|r| r[i].as_secs_f64() / (checks * r[0].as_secs_f64())).collect())
+    };
+    println!("\nDPoP (ES256 token, ES256 proof; proofs recorded in memory), one run, medians as above:");
+    println!("  raw ES256 verify {:.2} us", time(0));
+    println!(
+        "  (a) token not seen before: {:.2} us, ratio to two raw checks {:.3} | goal <= 1.15",
+        time(1),
+        ratio(1, 2.0)
+    );
+    println!(
+        "  (b) token verified before (cached), new proof: {:.2} us, ratio to one raw check {:.3} | goal <= 1.15",
+        time(2),
+        ratio(2, 1.0)
+    );
+    println!("  (c) repeated bearer token (cached): {:.2} us, ratio to one raw check {:.3}", time(3), ratio(3, 1.0));
+    println!(
+        "  where a proof's time goes: verify_proof alone {:.2} us (ratio {:.3}); its signature on a key parsed per call {:.2} us (ratio {:.3})",
+        time(4),
+        ratio(4, 1.0),
+        time(5),
+        ratio(5, 1.0)
+    );
+}
+
+fn bench_dpop(_: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    dpop_ratios(&runtime);
+}
+
+criterion_group!(benches, bench, bench_dpop);
 criterion_main!(benches);

@@ -1,16 +1,19 @@
 //! Services: the rules of [`crate::rules`] with their I/O around them, one per function
 //! (login, refresh, revoke, discovery), the key set at run time, the per-source limit and
-//! the DPoP proofs of login and refresh, and the authorizer's revocation feed. Each reads, asks a rule,
-//! writes; the decisions are not made here.
+//! the DPoP proofs of login and refresh, and the authorizer's revocation feed, DPoP proof
+//! ledger and cache of verified tokens. Each reads, asks a rule, writes; the decisions are
+//! not made here.
 
 pub mod discovery;
 pub mod keys;
 pub mod limits;
 pub mod login;
+pub mod proof_ledger;
 pub mod refresh;
 pub mod revocation_feed;
 pub mod revoke;
 pub mod token_dpop;
+pub mod verified_tokens;
 
 use std::sync::Arc;
 

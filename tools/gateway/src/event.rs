@@ -55,6 +55,9 @@ impl Incoming<'_> {
                 headers.insert(name.clone(), joined);
             }
         }
+        // API Gateway sets the scheme the client used, over anything the client sent: the
+        // authorizer names the URL a DPoP proof must be for with it (and the Host as sent).
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
         (headers, cookies)
     }
 
@@ -362,6 +365,25 @@ mod tests {
         assert_eq!(event["routeArn"], "arn:aws:execute-api:us-east-1:000000000000:local/$default/POST/items/7");
         let empty = headers(&[("authorization", " ")]);
         assert_eq!(incoming(&empty, &body, "", &params).identity_value("$request.header.Authorization"), None);
+    }
+
+    #[test]
+    fn the_authorizer_event_carries_the_dpop_proof_the_host_called_and_the_scheme() {
+        let h = headers(&[
+            ("authorization", "DPoP abc"),
+            ("DPoP", "p.q.r"),
+            ("Host", "127.0.0.1:3000"),
+            ("X-Forwarded-Proto", "https"),
+        ]);
+        let (body, params) = (Bytes::new(), BTreeMap::new());
+        let event = incoming(&h, &body, "", &params).authorizer_event(&["DPoP abc".to_owned()]);
+        assert_eq!(event["headers"]["dpop"], "p.q.r");
+        assert_eq!(event["headers"]["host"], "127.0.0.1:3000");
+        assert_eq!(event["headers"]["x-forwarded-proto"], "http", "the gateway's own scheme, not the client's");
+        assert_eq!(event["rawPath"], "/items/7");
+        // Two proofs arrive joined, as API Gateway joins repeated headers: the authorizer refuses both.
+        let two = headers(&[("dpop", "p.q.r"), ("dpop", "s.t.u")]);
+        assert_eq!(incoming(&two, &body, "", &params).authorizer_event(&[])["headers"]["dpop"], "p.q.r,s.t.u");
     }
 
     #[test]

@@ -12,6 +12,13 @@
 //! every route whose required scope the token lacks, so a policy cached by API Gateway for
 //! this token stays right for every other route.
 //!
+//! DPoP (RFC 9449): a token bound to a key (`cnf.jkt`) is accepted only as
+//! `Authorization: DPoP` with one proof of that key for this request, whose `jti` is then
+//! recorded once across every instance (one conditional write, the request's last step,
+//! waited for at most [`PROOF_WRITE_BUDGET`]; fail closed). A verified token's claims are
+//! kept per instance ([`VerifiedTokens`]) until its `exp` or a change of the trusted keys,
+//! so a repeated token costs no signature check; revocation is checked on every request.
+//!
 //! The hot path never waits on a dependency for long: a request that finds the key set or
 //! the revocation feed due for a read (or meets a token naming a key it does not know)
 //! starts the read and waits for it at most [`READ_BUDGET`] in all, then is answered from
@@ -24,23 +31,35 @@ mod event;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
 pub use answer::{Answer, AuthContext};
 
 use crate::platform::clock::Clock;
-use crate::platform::config::{AuthorizerSettings, Config};
+use crate::platform::config::{AuthorizerSettings, Config, DpopSettings};
 use crate::platform::metrics::Tally;
+use crate::rules::dpop::{self, ProofRejection, ProofRequest, ProofWindow};
 use crate::rules::polled::Freshness;
 use crate::rules::routes::{self, PolicyDocument, ResponseStyle};
 use crate::rules::token::AccessClaims;
 use crate::rules::verify::{Rejection, Verifier};
 use crate::services::keys::{AuthenticatedKeys, KeyRing};
+use crate::services::proof_ledger::ProofLedger;
 use crate::services::revocation_feed::RevocationFeed;
-use event::{split_arn, AuthorizationHeader, Event, Shape};
+use crate::services::verified_tokens::{token_digest, VerifiedTokens};
+use crate::store::{DynamoProofs, ProofUse};
+use event::{split_arn, Event, Shape};
 
 pub use crate::platform::read_beside::READ_BUDGET;
+
+/// How long a request waits at most for the Proofs table to record its proof. The write
+/// is the one a DPoP request cannot do without (no state held could tell a replay), so it
+/// is not finished beside: past this the proof is refused and the client retries with a
+/// new one. An in-region conditional `PutItem` takes a few milliseconds; this bounds the
+/// tail well below a second without refusing what is merely slower than the reads' budget.
+pub const PROOF_WRITE_BUDGET: Duration = Duration::from_millis(100);
 
 /// Why a request was not authorized (the audit/metric class).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +76,20 @@ pub enum Unauthorized {
     StaleKeys,
     /// The event is not one of the shapes we accept.
     UnknownEvent,
+    /// A DPoP-bound token's proof was missing (a REST `TOKEN` event carries none), failed
+    /// a check of [`crate::rules::dpop::verify_proof`], or was used before.
+    Proof(ProofRejection),
+    /// A DPoP-bound token presented as `Bearer`: whoever holds it without the key.
+    BoundTokenAsBearer,
+    /// `Authorization: DPoP` with a token that is not bound to a key.
+    UnboundTokenAsDpop,
+    /// An unbound token where the deployment requires DPoP (`REQUIRE_DPOP`).
+    DpopRequired,
+    /// A bound token where DPoP is off (`PROOFS_TABLE` empty): no replay could be detected.
+    DpopDisabled,
+    /// The proof ledger failed or did not answer within the budget: whether the proof is a
+    /// replay is unknown, so it is refused (fail closed).
+    ProofLedgerUnavailable,
 }
 
 impl Unauthorized {
@@ -69,6 +102,12 @@ impl Unauthorized {
             Self::StaleRevocations => "stale_revocations",
             Self::StaleKeys => "stale_keys",
             Self::UnknownEvent => "unknown_event",
+            Self::Proof(r) => r.class(),
+            Self::BoundTokenAsBearer => "dpop_bound_token_as_bearer",
+            Self::UnboundTokenAsDpop => "dpop_unbound_token",
+            Self::DpopRequired => "dpop_required",
+            Self::DpopDisabled => "dpop_disabled",
+            Self::ProofLedgerUnavailable => "dpop_ledger_unavailable",
         }
     }
 }
@@ -90,6 +129,31 @@ pub struct Authorizer {
     feed: RevocationFeed,
     settings: AuthorizerSettings,
     clock: Arc<dyn Clock>,
+    dpop: DpopCheck,
+    verified: VerifiedTokens,
+}
+
+/// What the authorizer needs to check DPoP proofs.
+struct DpopCheck {
+    /// Where proofs are recorded once; `None` (no `PROOFS_TABLE`): bound tokens are refused.
+    ledger: Option<Arc<dyn ProofLedger>>,
+    required: bool,
+    public_base_url: Option<String>,
+    max_age: u64,
+    leeway: u64,
+}
+
+impl DpopCheck {
+    fn off() -> Self {
+        Self { ledger: None, required: false, public_base_url: None, max_age: 0, leeway: 0 }
+    }
+}
+
+/// How the request presented its token.
+#[derive(Clone, Copy)]
+enum Scheme {
+    Bearer,
+    Dpop,
 }
 
 impl fmt::Debug for Authorizer {
@@ -100,9 +164,30 @@ impl fmt::Debug for Authorizer {
 
 impl Authorizer {
     /// Assembles an authorizer.
+    /// Assembles an authorizer without DPoP: bound tokens are refused (see [`Self::with_dpop`]).
     pub fn new(keys: KeyRing, feed: RevocationFeed, settings: AuthorizerSettings, clock: Arc<dyn Clock>) -> Self {
         let tally = Tally::new("authorize", settings.metrics_every);
-        Self { keys: Arc::new(keys), tally, feed, settings, clock }
+        let (dpop, verified) = (DpopCheck::off(), VerifiedTokens::default());
+        Self { keys: Arc::new(keys), tally, feed, settings, clock, dpop, verified }
+    }
+
+    /// Checks DPoP proofs as `settings` say (the window: `DPOP_PROOF_MAX_AGE_SECS` back,
+    /// `leeway` ahead), recording each accepted proof in `ledger`; without a ledger, bound
+    /// tokens are refused.
+    pub fn with_dpop(
+        mut self,
+        settings: &DpopSettings,
+        leeway: Duration,
+        ledger: Option<Arc<dyn ProofLedger>>,
+    ) -> Self {
+        self.dpop = DpopCheck {
+            ledger,
+            required: settings.required,
+            public_base_url: settings.public_base_url.clone(),
+            max_age: settings.proof_max_age.as_secs(),
+            leeway: leeway.as_secs(),
+        };
+        self
     }
 
     /// Builds the authorizer as the function does: the key set and the revocation feed from
@@ -118,11 +203,13 @@ impl Authorizer {
             config.authorizer.max_staleness,
         );
         let feed = RevocationFeed::new(
-            Box::new(crate::store::DynamoRevocations::new(dynamodb, &config.revocations_table)),
+            Box::new(crate::store::DynamoRevocations::new(dynamodb.clone(), &config.revocations_table)),
             &config.authorizer,
             config.revocation_lookback().as_secs(),
         );
-        Self::new(keys, feed, config.authorizer.clone(), clock)
+        let ledger = (!config.dpop.proofs_table.is_empty())
+            .then(|| Arc::new(DynamoProofs::new(dynamodb.clone(), &config.dpop.proofs_table)) as Arc<dyn ProofLedger>);
+        Self::new(keys, feed, config.authorizer.clone(), clock).with_dpop(&config.dpop, config.token_leeway, ledger)
     }
 
     /// The verifier (for benchmarks that take the hot path apart).
@@ -175,21 +262,23 @@ impl Authorizer {
         let Some((base, method, path)) = arn.and_then(|a| split_arn(&a.0)) else {
             return self.refuse(Some(shape), Unauthorized::UnknownEvent);
         };
-        let header = match shape {
-            Shape::RestToken => event.authorization_token.as_ref().map(|t| t.0.as_ref()),
-            _ => match &event.headers {
-                Some(AuthorizationHeader::One(value)) => Some(value.as_ref()),
-                _ => None,
-            },
+        let authorization = match shape {
+            Shape::RestToken => Event::text(&event.authorization_token),
+            _ => event.header(|h| &h.authorization),
         };
-        let Some(token) = header.and_then(crate::edge::bearer::parse_bearer) else {
+        let presented = authorization.and_then(|value| match crate::edge::bearer::parse_bearer(value) {
+            Some(token) => Some((Scheme::Bearer, token)),
+            None => dpop::parse_dpop_authorization(value).map(|token| (Scheme::Dpop, token)),
+        });
+        let Some((scheme, token)) = presented else {
             return self.refuse(Some(shape), Unauthorized::MissingToken);
         };
 
         let now = self.clock.now();
+        let digest = token_digest(token);
         // Every read this request starts is waited for until here at most, in all.
         let deadline = Some(Instant::now() + READ_BUDGET);
-        let mut verified = match self.verifier().verify(token, now) {
+        let mut verified = match self.verify(token, &digest, now) {
             Ok(v) => v,
             // Perhaps a key newer than ours: a warm instance reads the set only when invoked,
             // so one left idle while a key was published and promoted meets its first token
@@ -197,12 +286,17 @@ impl Authorizer {
             // kids still costs at most one read per interval) and, if it answers within the
             // budget, verify with what it holds; if not, refuse, and a later request has it.
             Err(Rejection::UnknownKey) if self.keys.sync_until(now, deadline).await.changed => {
-                match self.verifier().verify(token, now) {
+                match self.verify(token, &digest, now) {
                     Ok(v) => v,
                     Err(rejection) => return self.refuse(Some(shape), Unauthorized::Invalid(rejection)),
                 }
             }
             Err(rejection) => return self.refuse(Some(shape), Unauthorized::Invalid(rejection)),
+        };
+        // The proof, without I/O, before any read: a refused proof costs no call.
+        let proof = match self.check_proof(scheme, &verified, &event, shape, method, token, now) {
+            Ok(proof) => proof,
+            Err(why) => return self.refuse(Some(shape), why),
         };
         {
             let (keys, revocations) =
@@ -215,13 +309,19 @@ impl Authorizer {
             }
             if keys.changed {
                 // The key may just have been revoked: verify again with the set as it is now.
-                verified = match self.verifier().verify(token, now) {
+                verified = match self.verify(token, &digest, now) {
                     Ok(v) => v,
                     Err(rejection) => return self.refuse(Some(shape), Unauthorized::Invalid(rejection)),
                 };
             }
             if self.feed.is_revoked(&verified) {
                 return self.refuse(Some(shape), Unauthorized::Revoked);
+            }
+        }
+        // Last, once everything else has passed: a refused request uses up no proof.
+        if let Some(proof) = proof {
+            if let Err(why) = self.record_proof(&proof, now).await {
+                return self.refuse(Some(shape), why);
             }
         }
 
@@ -237,6 +337,93 @@ impl Authorizer {
             _ => self.policy(base, method, path, verified),
         };
         (Ok(answer), outcome)
+    }
+
+    /// The token's claims: from the cache of tokens this instance verified with the keys it
+    /// trusts now, or verified now and kept.
+    fn verify(&self, token: &str, digest: &[u8; 32], now: u64) -> Result<AccessClaims, Rejection> {
+        // Read before verifying: a verification with keys that are replaced meanwhile is not kept.
+        let generation = self.keys.generation();
+        if let Some(claims) = self.verified.get(digest, generation, now) {
+            return Ok(claims);
+        }
+        let claims = self.verifier().verify(token, now)?;
+        self.verified.insert(*digest, &claims, generation, now);
+        Ok(claims)
+    }
+
+    /// Whether the token may be used as presented: a bound token only as `DPoP` with one
+    /// proof from its key for this request (returned, to record), an unbound one only as
+    /// `Bearer` and only if the deployment does not require DPoP.
+    #[allow(clippy::too_many_arguments)]
+    fn check_proof(
+        &self,
+        scheme: Scheme,
+        verified: &AccessClaims,
+        event: &Event<'_>,
+        shape: Shape,
+        method: &str,
+        token: &str,
+        now: u64,
+    ) -> Result<Option<dpop::Proof>, Unauthorized> {
+        let jkt = match (scheme, verified.bound_to()) {
+            (Scheme::Bearer, None) if self.dpop.required => return Err(Unauthorized::DpopRequired),
+            (Scheme::Bearer, None) => return Ok(None),
+            (Scheme::Dpop, None) => return Err(Unauthorized::UnboundTokenAsDpop),
+            (Scheme::Bearer, Some(_)) => return Err(Unauthorized::BoundTokenAsBearer),
+            (Scheme::Dpop, Some(jkt)) => jkt,
+        };
+        if self.dpop.ledger.is_none() {
+            return Err(Unauthorized::DpopDisabled);
+        }
+        // A REST TOKEN event carries the token only: no proof, no URL.
+        let proof = match shape {
+            Shape::RestToken => None,
+            _ => event.dpop_proof(),
+        };
+        let proof = proof.ok_or(Unauthorized::Proof(ProofRejection::Missing))?;
+        let path = match shape {
+            Shape::HttpV2 => Event::text(&event.raw_path),
+            _ => Event::text(&event.path),
+        };
+        let url = path
+            .and_then(|path| {
+                dpop::called_url(
+                    self.dpop.public_base_url.as_deref(),
+                    event.header(|h| &h.forwarded_proto),
+                    event.header(|h| &h.host),
+                    path,
+                )
+            })
+            .ok_or(Unauthorized::Proof(ProofRejection::WrongUrl))?;
+        let request = ProofRequest { method, url: &url, access_token: Some(token) };
+        dpop::verify_proof(proof, &request, &self.window(now), Some(jkt)).map(Some).map_err(Unauthorized::Proof)
+    }
+
+    fn window(&self, now: u64) -> ProofWindow {
+        ProofWindow { now, max_age: self.dpop.max_age, leeway: self.dpop.leeway }
+    }
+
+    /// Records the proof's first use across every instance, waiting [`PROOF_WRITE_BUDGET`] at most:
+    /// a replay, an error or no answer in time refuses it.
+    async fn record_proof(&self, proof: &dpop::Proof, now: u64) -> Result<(), Unauthorized> {
+        let ledger = self.dpop.ledger.as_ref().ok_or(Unauthorized::DpopDisabled)?;
+        let (key, expires_at) = (proof.replay_key(), self.window(now).expires_at(proof.iat));
+        match tokio::time::timeout(PROOF_WRITE_BUDGET, ledger.record(&key, expires_at, now)).await {
+            Ok(Ok(ProofUse::First)) => Ok(()),
+            Ok(Ok(ProofUse::Replayed)) => Err(Unauthorized::Proof(ProofRejection::Replayed)),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "DPoP proof not recorded; refused");
+                Err(Unauthorized::ProofLedgerUnavailable)
+            }
+            Err(_) => {
+                tracing::warn!(
+                    budget_ms = PROOF_WRITE_BUDGET.as_millis() as u64,
+                    "DPoP proof not recorded in time; refused"
+                );
+                Err(Unauthorized::ProofLedgerUnavailable)
+            }
+        }
     }
 
     /// An IAM policy that answers this request as the rules do and allows nothing they deny
@@ -267,4 +454,256 @@ impl Authorizer {
 /// One audit line per refusal class; never the token. (Counted by the tally, not here.)
 fn audit(outcome: &'static str, reason: &'static str) {
     tracing::warn!(target: "audit", event = "authorize", outcome, reason, "request not authorized");
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    //! The decision for DPoP and bearer tokens, on a warm instance whose key ring and
+    //! revocation state were read just now (no poll due) and whose ledger is in memory:
+    //! nothing here reaches AWS. The same against DynamoDB Local, with two instances sharing
+    //! the Proofs table, is `tests/tests/dpop_authorizer.rs`.
+    use serde_json::json;
+
+    use super::*;
+    use crate::platform::clock::ManualClock;
+    use crate::rules::dpop::ProofKey;
+    use crate::rules::keys::testing::LocalSigner;
+    use crate::rules::revocations::RevocationCache;
+    use crate::rules::routes::RouteRule;
+    use crate::rules::verify::Verifier;
+    use crate::services::keys::AuthenticatedKeys;
+    use crate::services::proof_ledger::MemoryProofs;
+    use crate::store::{DynamoKeys, DynamoRevocations};
+
+    const NOW: u64 = 1_800_000_000;
+    const ISS: &str = "https://auth.example.test";
+    const AUD: &str = "tokenauth-api";
+    const HOST: &str = "abc123.execute-api.us-east-1.amazonaws.com";
+    const URL: &str = "https://abc123.execute-api.us-east-1.amazonaws.com/api/items";
+
+    /// A DynamoDB or KMS endpoint nothing listens on: a call would fail, and none is made.
+    fn unreachable<C>(build: impl FnOnce(&str) -> C) -> C {
+        build("http://127.0.0.1:9")
+    }
+
+    fn dynamodb() -> aws_sdk_dynamodb::Client {
+        unreachable(|endpoint| {
+            aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::Config::builder()
+                    .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+                    .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+                    .endpoint_url(endpoint)
+                    .build(),
+            )
+        })
+    }
+
+    fn kms() -> aws_sdk_kms::Client {
+        unreachable(|endpoint| {
+            aws_sdk_kms::Client::from_conf(
+                aws_sdk_kms::Config::builder()
+                    .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+                    .region(aws_sdk_kms::config::Region::new("us-east-1"))
+                    .endpoint_url(endpoint)
+                    .build(),
+            )
+        })
+    }
+
+    struct Fixture {
+        authorizer: Authorizer,
+        key: LocalSigner,
+        client: ProofKey,
+        ledger: Arc<MemoryProofs>,
+    }
+
+    fn fixture(required: bool) -> Fixture {
+        let key = LocalSigner::new();
+        let day = Duration::from_secs(86_400);
+        let settings = AuthorizerSettings {
+            style: ResponseStyle::Simple,
+            rules: RouteRule::parse_list("$default=").unwrap(),
+            poll_every: day,
+            max_staleness: day,
+            metrics_every: Duration::from_secs(10),
+        };
+        let feed = RevocationFeed::preloaded(
+            Box::new(DynamoRevocations::new(dynamodb(), "unused")),
+            &settings,
+            RevocationCache::default(),
+            NOW,
+        );
+        let verifier = Arc::new(Verifier::new(vec![key.trusted()], ISS.into(), AUD.into(), 30));
+        let keys = AuthenticatedKeys::new(DynamoKeys::new(dynamodb(), "unused"), kms(), "", "");
+        let ring = KeyRing::preloaded(keys, verifier, day, day, NOW);
+        let ledger = Arc::new(MemoryProofs::default());
+        let dpop = DpopSettings {
+            proofs_table: "unused".into(),
+            proof_max_age: Duration::from_secs(60),
+            required,
+            public_base_url: None,
+        };
+        let authorizer = Authorizer::new(ring, feed, settings, Arc::new(ManualClock::new(NOW))).with_dpop(
+            &dpop,
+            Duration::from_secs(30),
+            Some(ledger.clone() as Arc<dyn ProofLedger>),
+        );
+        Fixture { authorizer, key, client: ProofKey::generate().unwrap(), ledger }
+    }
+
+    impl Fixture {
+        fn token(&self, bound: bool) -> String {
+            let mut claims = json!({"iss": ISS, "sub": "u", "aud": AUD, "exp": NOW + 900, "iat": NOW, "jti": "j",
+                "client_id": "first-party", "scope": "read", "sid": "s"});
+            if bound {
+                claims["cnf"] = json!({"jkt": self.client.thumbprint()});
+            }
+            self.key.sign_claims(&claims)
+        }
+
+        fn proof(&self, token: &str) -> String {
+            self.client.proof("GET", URL, NOW, Some(token)).unwrap()
+        }
+
+        /// The outcome class of an HTTP API 2.0 event with these headers.
+        async fn outcome(&self, headers: serde_json::Value) -> &'static str {
+            let event = json!({
+                "version": "2.0", "type": "REQUEST",
+                "routeArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/$default/GET/api/items",
+                "rawPath": "/api/items", "headers": headers,
+            });
+            self.authorizer.decide(&event.to_string()).await.1
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bound_token_with_its_proof_is_allowed_once_per_proof() {
+        let f = fixture(false);
+        let token = f.token(true);
+        let proof = f.proof(&token);
+        let headers = json!({"authorization": format!("DPoP {token}"), "dpop": proof, "host": HOST});
+        assert_eq!(f.outcome(headers.clone()).await, "allow");
+        assert_eq!(f.outcome(headers).await, "dpop_replayed");
+        let fresh = json!({"authorization": format!("DPoP {token}"), "DPoP": f.proof(&token), "Host": HOST});
+        assert_eq!(f.outcome(fresh).await, "allow");
+        assert_eq!(f.ledger.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_scheme_a_bound_bearer_and_an_unbound_dpop_token_are_refused() {
+        let f = fixture(false);
+        let (bound, unbound) = (f.token(true), f.token(false));
+        let proof = f.proof(&bound);
+        for scheme in ["Basic", "MAC", "DPoP-", "Token"] {
+            let headers = json!({"authorization": format!("{scheme} {bound}"), "dpop": proof, "host": HOST});
+            assert_eq!(f.outcome(headers).await, "missing_token", "{scheme}");
+        }
+        let as_bearer = json!({"authorization": format!("Bearer {bound}"), "dpop": proof, "host": HOST});
+        assert_eq!(f.outcome(as_bearer).await, "dpop_bound_token_as_bearer");
+        let unbound_proof = f.proof(&unbound);
+        let unbound_as_dpop = json!({"authorization": format!("DPoP {unbound}"), "dpop": unbound_proof, "host": HOST});
+        assert_eq!(f.outcome(unbound_as_dpop).await, "dpop_unbound_token");
+        // Unbound as Bearer: still accepted unless REQUIRE_DPOP.
+        assert_eq!(f.outcome(json!({"authorization": format!("Bearer {unbound}")})).await, "allow");
+        assert!(f.ledger.is_empty(), "no refused request recorded a proof");
+    }
+
+    #[tokio::test]
+    async fn two_dpop_proofs_or_none_are_refused_and_record_nothing() {
+        let f = fixture(false);
+        let token = f.token(true);
+        let (one, two) = (f.proof(&token), f.proof(&token));
+        let authorization = format!("DPoP {token}");
+        for headers in [
+            json!({"authorization": authorization, "dpop": one, "DPoP": two, "host": HOST}),
+            json!({"authorization": authorization, "dpop": format!("{one}, {two}"), "host": HOST}),
+            json!({"authorization": authorization, "host": HOST}),
+        ] {
+            assert_eq!(f.outcome(headers).await, "dpop_missing");
+        }
+        // No host: no URL to check the proof against.
+        assert_eq!(f.outcome(json!({"authorization": authorization, "dpop": one})).await, "dpop_wrong_request");
+        assert!(f.ledger.is_empty());
+        // Both proofs are still good alone.
+        for proof in [one, two] {
+            assert_eq!(f.outcome(json!({"authorization": authorization, "dpop": proof, "host": HOST})).await, "allow");
+        }
+    }
+
+    #[tokio::test]
+    async fn require_dpop_refuses_unbound_tokens_and_accepts_bound_ones() {
+        let f = fixture(true);
+        let (bound, unbound) = (f.token(true), f.token(false));
+        assert_eq!(f.outcome(json!({"authorization": format!("Bearer {unbound}")})).await, "dpop_required");
+        let headers = json!({"authorization": format!("DPoP {bound}"), "dpop": f.proof(&bound), "host": HOST});
+        assert_eq!(f.outcome(headers).await, "allow");
+    }
+
+    #[tokio::test]
+    async fn without_a_ledger_bound_tokens_are_refused_and_bearer_tokens_still_pass() {
+        let mut f = fixture(false);
+        f.authorizer.dpop.ledger = None;
+        let (bound, unbound) = (f.token(true), f.token(false));
+        let headers = json!({"authorization": format!("DPoP {bound}"), "dpop": f.proof(&bound), "host": HOST});
+        assert_eq!(f.outcome(headers).await, "dpop_disabled");
+        assert_eq!(f.outcome(json!({"authorization": format!("Bearer {unbound}")})).await, "allow");
+    }
+
+    #[tokio::test]
+    async fn a_rest_token_event_cannot_carry_a_proof_so_a_bound_token_is_refused() {
+        let f = fixture(false);
+        let token = f.token(true);
+        let event = json!({"type": "TOKEN", "authorizationToken": format!("DPoP {token}"),
+            "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/api/items"});
+        assert_eq!(f.authorizer.decide(&event.to_string()).await.1, "dpop_missing");
+    }
+
+    /// A Proofs table that never answers, or fails.
+    struct BrokenLedger {
+        hangs: bool,
+    }
+
+    impl ProofLedger for BrokenLedger {
+        fn record<'a>(&'a self, _: &'a str, _: u64, _: u64) -> crate::services::proof_ledger::RecordFuture<'a> {
+            if self.hangs {
+                Box::pin(std::future::pending())
+            } else {
+                Box::pin(std::future::ready(Err(crate::error::DependencyError::DynamoDb {
+                    operation: "PutItem",
+                    message: "unavailable".into(),
+                })))
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_proof_ledger_that_fails_or_hangs_refuses_within_the_budget() {
+        for hangs in [true, false] {
+            let mut f = fixture(false);
+            f.authorizer.dpop.ledger = Some(Arc::new(BrokenLedger { hangs }));
+            let token = f.token(true);
+            let headers = json!({"authorization": format!("DPoP {token}"), "dpop": f.proof(&token), "host": HOST});
+            let started = Instant::now();
+            assert_eq!(f.outcome(headers).await, "dpop_ledger_unavailable", "hangs: {hangs}");
+            assert!(started.elapsed() <= PROOF_WRITE_BUDGET, "waited {:?}", started.elapsed());
+            // Bearer tokens do not touch the ledger.
+            assert_eq!(f.outcome(json!({"authorization": format!("Bearer {}", f.token(false))})).await, "allow");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_is_verified_once_and_its_claims_served_from_the_cache() {
+        let f = fixture(false);
+        let token = f.token(false);
+        let bearer = json!({"authorization": format!("Bearer {token}")});
+        assert_eq!(f.outcome(bearer.clone()).await, "allow");
+        assert_eq!(f.authorizer.verified.len(), 1);
+        // With no key trusted, only the cache can still allow it; new keys empty it.
+        f.authorizer.verifier().replace_keys(Vec::new());
+        assert_eq!(f.outcome(bearer.clone()).await, "allow");
+        f.authorizer.keys.replace_for_tests(Vec::new());
+        assert_eq!(f.outcome(bearer).await, "bad_signature");
+        assert!(f.authorizer.verified.is_empty());
+    }
 }

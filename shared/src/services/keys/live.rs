@@ -164,6 +164,21 @@ impl KeyRing {
         self.reads.in_flight()
     }
 
+    /// The generation of the verifier's keys: how many times this ring has replaced them.
+    /// What was verified with one generation (the authorizer's verified-token cache) is not
+    /// trusted with the next: a key may have left the set.
+    pub fn generation(&self) -> u64 {
+        self.shared.replaced.load(Ordering::Acquire)
+    }
+
+    /// Replaces the verifier's keys as a read of a new set does (unit tests of what the
+    /// replacement does to caches, without a Keys table).
+    #[cfg(test)]
+    pub(crate) fn replace_for_tests(&self, keys: Vec<TrustedKey>) {
+        self.shared.verifier.replace_keys(keys);
+        self.shared.replaced.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Whether the keys were loaded within the staleness bound.
     pub fn freshness(&self, now: u64) -> Freshness {
         self.shared.polled.freshness(now)
