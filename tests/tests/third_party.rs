@@ -1,6 +1,7 @@
 //! Clients we did not write, against the local gateway: Authlib's OAuth2 client for the
 //! refresh-token grant and RFC 7009 revocation, and our access tokens verified from our
-//! JWKS URL by PyJWT's `PyJWKClient`, AWS's `aws-jwt-verify` and panva's `jose` (all
+//! JWKS URL by PyJWT's `PyJWKClient`, AWS's `aws-jwt-verify` and panva's `jose`, and a
+//! session bound to a device key by panva's `oauth4webapi` and its DPoP handle (all
 //! installed into `.local/` by `make tools`). The scripts are in `tests/clients/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -69,4 +70,36 @@ async fn pyjwt_jose_and_aws_jwt_verify_verify_our_access_token_from_our_jwks_url
     assert_eq!(jose["header"], header, "jose read our header as we wrote it: {jose}");
     assert_eq!(jose["payload"]["sub"], user_id.as_str(), "{jose}");
     assert_eq!(jose["forged"], "ERR_JWS_SIGNATURE_VERIFICATION_FAILED", "{jose}");
+}
+
+/// RFC 9449 with a client we did not write: oauth4webapi makes the key
+/// (`generateKeyPair('ES256')`), its `DPoP` handle signs the proofs of whoami and of the
+/// refresh-token grant, which it makes from our RFC 8414 metadata. Login (ours, not an OAuth
+/// grant) carries a proof over the same key made with jose.
+#[tokio::test]
+async fn a_dpop_session_through_the_gateway_with_oauth4webapi() {
+    let config = config();
+    let clients = clients().await;
+    let (username, password, user_id) = create_user(&config, &clients, "dpop", &["read"]).await;
+    let base = gateway_client().url("");
+    let out = run("node", "dpop_session.mjs", &[&base, &config.issuer, &username, &password]).await;
+
+    let jkt = out["thumbprint"].as_str().expect("oauth4webapi's thumbprint of its key");
+    assert_eq!(out["jose_thumbprint"], jkt, "jose and oauth4webapi name the key alike: {out}");
+    assert_eq!(out["login_status"], 200, "{out}");
+    assert_eq!(out["login_token_type"], "DPoP", "{out}");
+    assert_eq!(out["login_cnf"]["jkt"], jkt, "login bound the session to the client's key: {out}");
+
+    assert_eq!(out["whoami"]["status"], 200, "protectedResourceRequest with the DPoP handle: {out}");
+    assert_eq!(out["whoami"]["sub"], user_id.as_str(), "{out}");
+    assert_eq!(out["whoami_as_bearer_status"], 403, "a bound token without a proof is refused: {out}");
+
+    assert_eq!(out["metadata"]["dpop_signing_alg_values_supported"], serde_json::json!(["ES256"]), "{out}");
+    assert_eq!(out["metadata"]["token_endpoint"], format!("{}/auth/refresh", config.issuer.trim_end_matches('/')));
+    assert_eq!(out["refresh_status"], 200, "refreshTokenGrantRequest with the DPoP handle: {out}");
+    assert_eq!(out["refreshed_token_type"], "DPoP", "{out}");
+    assert_eq!(out["refreshed_cnf"]["jkt"], jkt, "the rotated session is still bound to the same key: {out}");
+    assert_eq!((out["rotated"].as_bool(), out["new_access_token"].as_bool()), (Some(true), Some(true)), "{out}");
+    assert_eq!(out["whoami_after_refresh"]["status"], 200, "{out}");
+    assert_eq!(out["whoami_after_refresh"]["sub"], user_id.as_str(), "{out}");
 }

@@ -3,11 +3,13 @@
 //! Reads the same configuration as the functions (`set -a; . .local/stack.env; set +a` locally).
 //! Passwords are read from standard input (never from argv, which other users can see).
 //! A command that writes a security time first checks this machine's clock against AWS's
-//! ([`clock`]).
+//! ([`clock`]). `authctl dpop` is a client's tool and needs neither configuration nor AWS.
 
 mod clock;
+mod dpop;
 
 use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -43,6 +45,46 @@ enum Command {
     /// Manage the signing key set (README: "Keys and rotation").
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// A client's DPoP key and proofs, to try a session bound to a key with curl
+    /// (docs/dpop.md). Needs no configuration.
+    #[command(subcommand)]
+    Dpop(DpopCommand),
+}
+
+#[derive(Subcommand)]
+enum DpopCommand {
+    /// Write a new P-256 key as PKCS #8 PEM (mode 0600) and print its thumbprint; an
+    /// existing file is never replaced.
+    Keygen {
+        /// The key file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the key's RFC 7638 thumbprint: the `cnf.jkt` of the tokens bound to it.
+    Thumbprint {
+        /// The key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Print one proof (a fresh jti, iat now) for one request: the value of its DPoP header.
+    Proof {
+        /// The key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The request's method, in capitals.
+        #[arg(long)]
+        method: String,
+        /// The URL the request goes to, as the client calls it (query and fragment are left out).
+        #[arg(long)]
+        url: String,
+        /// The access token sent with the request, hashed into the proof's ath (a protected
+        /// route). Visible to other users of the machine: --access-token-file avoids that.
+        #[arg(long, conflicts_with = "access_token_file")]
+        access_token: Option<String>,
+        /// A file holding the access token ("-" for standard input).
+        #[arg(long)]
+        access_token_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -144,6 +186,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<String, String> {
+    // A client's tool: answered before the configuration is read.
+    if let Command::Dpop(command) = cli.command {
+        return dpop_command(command);
+    }
     let config = Config::from_env().map_err(|e| e.to_string())?;
     let sdk =
         tokenauth::platform::aws::sdk_config(&config.trust_roots, tokenauth::platform::aws::Credentials::DefaultChain)
@@ -179,6 +225,7 @@ async fn run(cli: Cli) -> Result<String, String> {
                 KeyManager::from_config(&config, dynamodb, aws_sdk_kms::Client::new(&sdk), Arc::new(SystemClock));
             return keys(&manager, &capture, command).await;
         }
+        Command::Dpop(command) => return dpop_command(command),
         Command::Session(SessionCommand::RevokeAll { username }) => {
             let name = parse_username(&username)?;
             clock_checked(name.clone()).await?;
@@ -265,6 +312,24 @@ async fn keys(manager: &KeyManager, capture: &DateCapture, command: KeysCommand)
         KeysCommand::Jwks => {
             let set = manager.list().await.map_err(|e| e.to_string())?;
             Ok(tokenauth::services::discovery::jwks(&set).map_err(|e| e.to_string())?.body)
+        }
+    }
+}
+
+fn dpop_command(command: DpopCommand) -> Result<String, String> {
+    match command {
+        DpopCommand::Keygen { out } => {
+            let jkt = dpop::keygen(&out)?;
+            Ok(format!("wrote a new P-256 DPoP key to {} (thumbprint {jkt})", out.display()))
+        }
+        DpopCommand::Thumbprint { key } => Ok(dpop::read_key(&key)?.thumbprint()),
+        DpopCommand::Proof { key, method, url, access_token, access_token_file } => {
+            let token = match (access_token, access_token_file) {
+                (Some(token), _) => dpop::AccessToken::Given(token),
+                (None, Some(path)) => dpop::AccessToken::File(path),
+                (None, None) => dpop::AccessToken::None,
+            };
+            dpop::proof(&dpop::read_key(&key)?, &method, &url, token, SystemClock.now())
         }
     }
 }
