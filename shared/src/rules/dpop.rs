@@ -14,6 +14,10 @@
 //! StrongBox) are P-256, one algorithm is one parser to get right, and an RSA proof would
 //! cost the authorizer several times the time of an ECDSA one on every request.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use serde::de::IgnoredAny;
@@ -109,9 +113,10 @@ pub struct ProofRequest<'a> {
     pub method: &'a str,
     /// The URL the client called (scheme, host, path; query and fragment are ignored).
     pub url: &'a str,
-    /// The access token presented with the proof (a protected resource), whose hash the
-    /// proof's `ath` must be; `None` at the token endpoint.
-    pub access_token: Option<&'a str>,
+    /// The SHA-256 of the access token presented with the proof (a protected resource,
+    /// [`access_token_sha256`]), which the proof's `ath` must encode; `None` at the token
+    /// endpoint. The hash, not the token: the authorizer has it already (its cache key).
+    pub access_token_sha256: Option<[u8; 32]>,
 }
 
 /// The proof window: `iat` may be at most `max_age` old and `leeway` ahead of `now`.
@@ -196,8 +201,8 @@ impl ProofJwk<'_> {
         [&self.d, &self.p, &self.q, &self.dp, &self.dq, &self.qi, &self.oth, &self.k].iter().any(|m| m.is_some())
     }
 
-    /// The uncompressed SEC1 point and the canonical JWK, for a public P-256 key only.
-    fn p256(&self) -> Result<([u8; 65], EcPublicJwk), ProofRejection> {
+    /// The uncompressed SEC1 point, for a public P-256 key only.
+    fn p256(&self) -> Result<[u8; 65], ProofRejection> {
         if self.has_private_member() || self.n.is_some() || self.e.is_some() {
             return Err(ProofRejection::BadKey);
         }
@@ -216,8 +221,7 @@ impl ProofJwk<'_> {
         }
         point[1..33].copy_from_slice(&xb[..32]);
         point[33..].copy_from_slice(&yb[..32]);
-        let jwk = EcPublicJwk::from_uncompressed_point(&point).map_err(|_| ProofRejection::BadKey)?;
-        Ok((point, jwk))
+        Ok(point)
     }
 }
 
@@ -237,6 +241,16 @@ pub fn verify_proof(
     request: &ProofRequest<'_>,
     window: &ProofWindow,
     bound_to: Option<&str>,
+) -> Result<Proof, ProofRejection> {
+    check_proof(proof, request, window, bound_to, None)
+}
+
+fn check_proof(
+    proof: &str,
+    request: &ProofRequest<'_>,
+    window: &ProofWindow,
+    bound_to: Option<&str>,
+    known_keys: Option<&ClientKeys>,
 ) -> Result<Proof, ProofRejection> {
     if proof.len() > MAX_PROOF_BYTES {
         return Err(ProofRejection::Oversize);
@@ -261,19 +275,25 @@ pub fn verify_proof(
     if !DPOP_SIGNING_ALGS.contains(&header.alg) {
         return Err(ProofRejection::UnsupportedAlgorithm);
     }
-    let (point, jwk) = header.jwk.p256()?;
+    let point = header.jwk.p256()?;
 
     let mut signature = [0u8; 96];
     let signature_len = B64URL.decode_slice(signature_b64, &mut signature).map_err(|_| ProofRejection::Malformed)?;
     if signature_len != 64 {
         return Err(ProofRejection::BadSignature);
     }
+    // The key of exactly this header's point: parsed now, or as parsed for an earlier proof
+    // with the same point (found by the whole point, so no other key can be met).
+    let key = match known_keys {
+        Some(keys) => keys.get_or_parse(&point)?,
+        None => Arc::new(ParsedProofKey::parse(&point)?),
+    };
     let signing_input = &proof.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-    let key = aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED, point);
-    key.verify(signing_input, &signature[..64]).map_err(|_| ProofRejection::BadSignature)?;
+    key.public.verify_sig(signing_input, &signature[..64]).map_err(|_| ProofRejection::BadSignature)?;
 
-    let payload = B64URL.decode(payload_b64).map_err(|_| ProofRejection::Malformed)?;
-    let payload = std::str::from_utf8(&payload).map_err(|_| ProofRejection::Malformed)?;
+    let mut payload_buf = [0u8; MAX_PROOF_BYTES];
+    let payload_len = B64URL.decode_slice(payload_b64, &mut payload_buf).map_err(|_| ProofRejection::Malformed)?;
+    let payload = std::str::from_utf8(&payload_buf[..payload_len]).map_err(|_| ProofRejection::Malformed)?;
     let claims: Claims<'_> = serde_json::from_str(payload).map_err(|_| ProofRejection::Malformed)?;
     let (Some(jti), Some(htm), Some(htu), Some(iat)) = (claims.jti, claims.htm, claims.htu, claims.iat) else {
         return Err(ProofRejection::MissingClaim);
@@ -293,19 +313,109 @@ pub fn verify_proof(
     if iat.saturating_add(window.max_age) < window.now {
         return Err(ProofRejection::Stale);
     }
-    if let Some(token) = request.access_token {
+    if let Some(token_sha256) = request.access_token_sha256 {
         let Some(ath) = claims.ath else {
             return Err(ProofRejection::MissingClaim);
         };
-        if ath != access_token_hash(token) {
+        let mut expected = [0u8; 43];
+        if B64URL.encode_slice(token_sha256, &mut expected) != Ok(43) || ath.as_bytes() != expected {
             return Err(ProofRejection::WrongTokenHash);
         }
     }
-    let jkt = thumbprint(&jwk);
-    if bound_to.is_some_and(|bound| bound != jkt) {
+    if bound_to.is_some_and(|bound| bound != key.jkt) {
         return Err(ProofRejection::WrongKey);
     }
-    Ok(Proof { jkt, jti: jti.to_owned(), iat })
+    Ok(Proof { jkt: key.jkt.clone(), jti: jti.to_owned(), iat })
+}
+
+/// A proof's public key, parsed for signature checks, and its RFC 7638 thumbprint.
+struct ParsedProofKey {
+    public: ParsedPublicKey,
+    jkt: String,
+}
+
+impl ParsedProofKey {
+    /// From the header's uncompressed point; a point not on the curve fails the
+    /// signature check, as it always has.
+    fn parse(point: &[u8; 65]) -> Result<Self, ProofRejection> {
+        let public = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).map_err(|_| ProofRejection::BadSignature)?;
+        let jwk = EcPublicJwk::from_uncompressed_point(point).map_err(|_| ProofRejection::BadKey)?;
+        Ok(Self { public, jkt: thumbprint(&jwk) })
+    }
+}
+
+/// The most client keys an instance keeps parsed ([`ClientKeys`]). An entry is the 64-byte
+/// point, aws-lc's parsed key (an `EVP_PKEY` with its `EC_KEY` and point, a few hundred
+/// bytes), the 43-byte thumbprint and the map's overhead: under 1 KB, so at most about
+/// 1 MB.
+pub const MAX_CLIENT_KEYS: usize = 1024;
+
+/// The proof keys one instance has parsed, by their point: a client sends the same key
+/// with every proof, so its repeated proofs skip the point's parsing and the thumbprint
+/// (a JSON text and a SHA-256). Found only by the whole point of the proof's header, so a
+/// proof is always checked with exactly its own key. Holds public keys only, nothing
+/// secret. At most [`MAX_CLIENT_KEYS`]; when full, everything goes (a burst of more clients
+/// than that costs re-parsing only).
+#[derive(Debug)]
+pub struct ClientKeys {
+    keys: Mutex<HashMap<[u8; 64], Arc<ParsedProofKey>>>,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for ParsedProofKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParsedProofKey").field("jkt", &self.jkt).finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientKeys {
+    fn default() -> Self {
+        Self::with_capacity(MAX_CLIENT_KEYS)
+    }
+}
+
+impl ClientKeys {
+    /// At most `capacity` keys.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self { keys: Mutex::new(HashMap::new()), capacity: capacity.max(1) }
+    }
+
+    /// [`verify_proof`], with the proof's key as parsed before if its point was seen.
+    pub fn verify_proof(
+        &self,
+        proof: &str,
+        request: &ProofRequest<'_>,
+        window: &ProofWindow,
+        bound_to: Option<&str>,
+    ) -> Result<Proof, ProofRejection> {
+        check_proof(proof, request, window, bound_to, Some(self))
+    }
+
+    /// How many keys are held.
+    pub fn len(&self) -> usize {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get_or_parse(&self, point: &[u8; 65]) -> Result<Arc<ParsedProofKey>, ProofRejection> {
+        let mut xy = [0u8; 64];
+        xy.copy_from_slice(&point[1..]);
+        if let Some(key) = self.keys.lock().unwrap_or_else(PoisonError::into_inner).get(&xy) {
+            return Ok(Arc::clone(key));
+        }
+        // Parsed outside the lock; only a valid point is kept.
+        let key = Arc::new(ParsedProofKey::parse(point)?);
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if keys.len() >= self.capacity {
+            keys.clear();
+        }
+        keys.insert(xy, Arc::clone(&key));
+        Ok(key)
+    }
 }
 
 /// The URL a client called, as a proof's `htu` must name it. With `PUBLIC_BASE_URL` set
@@ -333,17 +443,60 @@ pub fn called_url(
 
 /// `ath`: base64url of the SHA-256 of the access token's ASCII (RFC 9449 §4.2).
 pub fn access_token_hash(token: &str) -> String {
-    B64URL.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()))
+    B64URL.encode(access_token_sha256(token))
+}
+
+/// The SHA-256 of an access token's ASCII: what `ath` encodes, and what a [`ProofRequest`]
+/// takes.
+pub fn access_token_sha256(token: &str) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut sha256 = [0u8; 32];
+    sha256.copy_from_slice(digest.as_ref());
+    sha256
 }
 
 /// Whether `claimed` (a proof's `htu`) names `actual`, ignoring query and fragment, after
 /// RFC 3986 §6.2.2–6.2.3 normalisation (case of scheme and host, default port, dot
 /// segments, empty path): what RFC 9449 §4.3 asks. Only http and https URLs match.
 pub fn same_url(claimed: &str, actual: &str) -> bool {
+    // The common case without parsing: the very text of a URL that parses (see
+    // `parses_as_http_url`), which normalises as itself.
+    if claimed == actual && parses_as_http_url(actual) {
+        return true;
+    }
     match (url_without_query(claimed), url_without_query(actual)) {
         (Some(a), Some(b)) => a == b,
         _ => false,
     }
+}
+
+/// Whether `text` is, plainly, a URL that [`url_without_query`] accepts: `http` or `https`,
+/// a host of lower-case letters, digits, `-` and `.` in non-empty labels whose last one
+/// starts with a letter (so not an IP address) and none punycode (`xn--`, which the URL
+/// parser may refuse), an optional port of at most 65535, then nothing or a path.
+/// Conservative: anything else goes to the parser.
+fn parses_as_http_url(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://")) else {
+        return false;
+    };
+    let authority = rest.split_once('/').map_or(rest, |(authority, _)| authority);
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| n <= 65535)
+    });
+    let labels_ok = host.split('.').all(|label| {
+        !label.is_empty()
+            && !label.starts_with("xn--")
+            && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    });
+    let last_is_a_name = host.rsplit('.').next().is_some_and(|last| last.starts_with(|c: char| c.is_ascii_lowercase()));
+    port_ok && labels_ok && last_is_a_name
 }
 
 fn url_without_query(text: &str) -> Option<url::Url> {
@@ -487,7 +640,7 @@ mod tests {
     const TOKEN: &str = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln";
 
     fn request(token: Option<&'static str>) -> ProofRequest<'static> {
-        ProofRequest { method: "GET", url: URL, access_token: token }
+        ProofRequest { method: "GET", url: URL, access_token_sha256: token.map(access_token_sha256) }
     }
 
     fn window() -> ProofWindow {
@@ -591,7 +744,7 @@ mod tests {
         assert_eq!(check(&key.proof("GET", URL, NOW, Some("another.token.here"))), Err(ProofRejection::WrongTokenHash));
         assert_eq!(check(&key.proof("GET", URL, NOW, None)), Err(ProofRejection::MissingClaim));
         // At the token endpoint no access token comes with the proof: ath is not needed.
-        let at_token_endpoint = ProofRequest { method: "POST", url: URL, access_token: None };
+        let at_token_endpoint = ProofRequest { method: "POST", url: URL, access_token_sha256: None };
         verify_proof(&key.proof("POST", URL, NOW, None), &at_token_endpoint, &window(), None).unwrap();
     }
 

@@ -30,12 +30,10 @@ pub const MAX_VERIFIED_TOKENS: usize = 4096;
 /// SHA-256 of an access token: the cache's key.
 pub type TokenDigest = [u8; 32];
 
-/// The digest of `token`.
+/// The digest of `token`: the same SHA-256 a DPoP proof's `ath` encodes, so a request
+/// hashes its token once for both.
 pub fn token_digest(token: &str) -> TokenDigest {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    let mut key = [0u8; 32];
-    key.copy_from_slice(digest.as_ref());
-    key
+    crate::rules::dpop::access_token_sha256(token)
 }
 
 /// Verified claims by token digest, for one generation of the trusted keys.

@@ -40,7 +40,7 @@ pub use answer::{Answer, AuthContext};
 use crate::platform::clock::Clock;
 use crate::platform::config::{AuthorizerSettings, Config, DpopSettings};
 use crate::platform::metrics::Tally;
-use crate::rules::dpop::{self, ProofRejection, ProofRequest, ProofWindow};
+use crate::rules::dpop::{self, ClientKeys, ProofRejection, ProofRequest, ProofWindow};
 use crate::rules::polled::Freshness;
 use crate::rules::routes::{self, PolicyDocument, ResponseStyle};
 use crate::rules::token::AccessClaims;
@@ -48,7 +48,7 @@ use crate::rules::verify::{Rejection, Verifier};
 use crate::services::keys::{AuthenticatedKeys, KeyRing};
 use crate::services::proof_ledger::ProofLedger;
 use crate::services::revocation_feed::RevocationFeed;
-use crate::services::verified_tokens::{token_digest, VerifiedTokens};
+use crate::services::verified_tokens::{token_digest, TokenDigest, VerifiedTokens};
 use crate::store::{DynamoProofs, ProofUse};
 use event::{split_arn, Event, Shape};
 
@@ -131,6 +131,7 @@ pub struct Authorizer {
     clock: Arc<dyn Clock>,
     dpop: DpopCheck,
     verified: VerifiedTokens,
+    client_keys: ClientKeys,
 }
 
 /// What the authorizer needs to check DPoP proofs.
@@ -168,7 +169,8 @@ impl Authorizer {
     pub fn new(keys: KeyRing, feed: RevocationFeed, settings: AuthorizerSettings, clock: Arc<dyn Clock>) -> Self {
         let tally = Tally::new("authorize", settings.metrics_every);
         let (dpop, verified) = (DpopCheck::off(), VerifiedTokens::default());
-        Self { keys: Arc::new(keys), tally, feed, settings, clock, dpop, verified }
+        let client_keys = ClientKeys::default();
+        Self { keys: Arc::new(keys), tally, feed, settings, clock, dpop, verified, client_keys }
     }
 
     /// Checks DPoP proofs as `settings` say (the window: `DPOP_PROOF_MAX_AGE_SECS` back,
@@ -294,7 +296,7 @@ impl Authorizer {
             Err(rejection) => return self.refuse(Some(shape), Unauthorized::Invalid(rejection)),
         };
         // The proof, without I/O, before any read: a refused proof costs no call.
-        let proof = match self.check_proof(scheme, &verified, &event, shape, method, token, now) {
+        let proof = match self.check_proof(scheme, &verified, &event, shape, method, &digest, now) {
             Ok(proof) => proof,
             Err(why) => return self.refuse(Some(shape), why),
         };
@@ -363,7 +365,7 @@ impl Authorizer {
         event: &Event<'_>,
         shape: Shape,
         method: &str,
-        token: &str,
+        token_digest: &TokenDigest,
         now: u64,
     ) -> Result<Option<dpop::Proof>, Unauthorized> {
         let jkt = match (scheme, verified.bound_to()) {
@@ -396,8 +398,11 @@ impl Authorizer {
                 )
             })
             .ok_or(Unauthorized::Proof(ProofRejection::WrongUrl))?;
-        let request = ProofRequest { method, url: &url, access_token: Some(token) };
-        dpop::verify_proof(proof, &request, &self.window(now), Some(jkt)).map(Some).map_err(Unauthorized::Proof)
+        let request = ProofRequest { method, url: &url, access_token_sha256: Some(*token_digest) };
+        self.client_keys
+            .verify_proof(proof, &request, &self.window(now), Some(jkt))
+            .map(Some)
+            .map_err(Unauthorized::Proof)
     }
 
     fn window(&self, now: u64) -> ProofWindow {
