@@ -265,7 +265,7 @@ fn check_proof(
         return Err(ProofRejection::Malformed);
     }
 
-    let mut header_buf = [0u8; MAX_PROOF_BYTES];
+    let mut header_buf = [0u8; MAX_PROOF_BYTES / 4 * 3];
     let header_len = B64URL.decode_slice(header_b64, &mut header_buf).map_err(|_| ProofRejection::Malformed)?;
     let header_json = std::str::from_utf8(&header_buf[..header_len]).map_err(|_| ProofRejection::Malformed)?;
     let header: Header<'_> = serde_json::from_str(header_json).map_err(|_| ProofRejection::Malformed)?;
@@ -291,7 +291,7 @@ fn check_proof(
     let signing_input = &proof.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
     key.public.verify_sig(signing_input, &signature[..64]).map_err(|_| ProofRejection::BadSignature)?;
 
-    let mut payload_buf = [0u8; MAX_PROOF_BYTES];
+    let mut payload_buf = [0u8; MAX_PROOF_BYTES / 4 * 3];
     let payload_len = B64URL.decode_slice(payload_b64, &mut payload_buf).map_err(|_| ProofRejection::Malformed)?;
     let payload = std::str::from_utf8(&payload_buf[..payload_len]).map_err(|_| ProofRejection::Malformed)?;
     let claims: Claims<'_> = serde_json::from_str(payload).map_err(|_| ProofRejection::Malformed)?;
@@ -721,6 +721,64 @@ mod tests {
     }
 
     #[test]
+    fn htu_by_text_matches_only_a_url_that_parses() {
+        for url in [URL, "http://127.0.0.1:3000/auth/refresh", "https://a.test", "https://a.test:8443/x/../y"] {
+            assert!(same_url(url, url), "{url}");
+        }
+        assert!(parses_as_http_url(URL));
+        // Equal texts that the URL parser refuses (an IPv4 address out of range, a port out
+        // of range, another scheme, a user) still never match.
+        for url in [
+            "https://1.2.3.999/api",
+            "https://a.test:99999/api",
+            "ftp://a.test/api",
+            "https://user@a.test/api",
+        ] {
+            assert!(!parses_as_http_url(url), "{url}");
+            assert!(!same_url(url, url), "{url}");
+        }
+        // Not plainly valid, so left to the parser: still matched after normalisation.
+        for url in ["https://API.Example.Test/api/whoami", "https://127.0.0.1/x", "https://xn--bcher-kva.test/x"] {
+            assert!(!parses_as_http_url(url), "{url}");
+            assert!(same_url(url, url), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_kept_client_key_serves_only_proofs_of_its_own_point() {
+        let keys = ClientKeys::default();
+        let (key, other) = (ClientKey::new(), ClientKey::new());
+        let request = request(Some(TOKEN));
+        let first = keys.verify_proof(&key.proof("GET", URL, NOW, Some(TOKEN)), &request, &window(), None).unwrap();
+        assert_eq!(first.jkt, key.thumbprint());
+        assert_eq!(keys.len(), 1);
+        // The kept key's header, another key's signature: refused, as without the cache.
+        let forged = other.sign(&key.header(), &claims(&key));
+        assert_eq!(keys.verify_proof(&forged, &request, &window(), None), Err(ProofRejection::BadSignature));
+        // Another key is parsed and named by its own thumbprint, and the binding holds.
+        let bound = key.thumbprint();
+        let second = other.proof("GET", URL, NOW, Some(TOKEN));
+        assert_eq!(keys.verify_proof(&second, &request, &window(), Some(&bound)), Err(ProofRejection::WrongKey));
+        assert_eq!(keys.verify_proof(&second, &request, &window(), None).unwrap().jkt, other.thumbprint());
+        assert_eq!(keys.len(), 2);
+        // A kept key does not excuse the other checks.
+        let old = key.proof("GET", URL, NOW - 61, Some(TOKEN));
+        assert_eq!(keys.verify_proof(&old, &request, &window(), Some(&bound)), Err(ProofRejection::Stale));
+    }
+
+    #[test]
+    fn the_client_keys_never_exceed_their_capacity() {
+        let keys = ClientKeys::with_capacity(2);
+        for _ in 0..5 {
+            let key = ClientKey::new();
+            let proof =
+                keys.verify_proof(&key.proof("GET", URL, NOW, Some(TOKEN)), &request(Some(TOKEN)), &window(), None);
+            assert_eq!(proof.unwrap().jkt, key.thumbprint());
+            assert!(keys.len() <= 2);
+        }
+    }
+
+    #[test]
     fn iat_outside_the_window_is_refused() {
         let key = ClientKey::new();
         assert_eq!(check(&key.proof("GET", URL, NOW - 61, Some(TOKEN))), Err(ProofRejection::Stale));
@@ -871,6 +929,10 @@ mod tests {
             prop_assume!(bytes[at] != byte);
             bytes[at] = byte;
             let Ok(mutated) = String::from_utf8(bytes) else { return Ok(()) };
+            // With the key kept from the good proof: the same verdict.
+            let keys = ClientKeys::default();
+            keys.verify_proof(&key.proof("GET", URL, NOW, Some(TOKEN)), &request(Some(TOKEN)), &window(), None).unwrap();
+            prop_assert_eq!(keys.verify_proof(&mutated, &request(Some(TOKEN)), &window(), None), check(&mutated));
             match check(&mutated) {
                 Err(_) => {}
                 // base64url's last character may carry unused bits: the same bytes decode.
