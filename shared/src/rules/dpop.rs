@@ -513,12 +513,26 @@ fn url_without_query(text: &str) -> Option<url::Url> {
 /// case-insensitive, one token of the token68 alphabet.
 pub fn parse_dpop_authorization(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
-    let token68 = !token.is_empty()
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'='));
-    (scheme.eq_ignore_ascii_case("dpop") && token68).then_some(token)
+    if !scheme.eq_ignore_ascii_case("dpop") {
+        return None;
+    }
+    // A table and no early exit, as for `Bearer`: this runs over every DPoP request's token.
+    let token68 = token.bytes().fold(true, |ok, b| ok & TOKEN68[usize::from(b)]);
+    (!token.is_empty() && token68).then_some(token)
 }
+
+/// The token68 alphabet (RFC 9110 §11.2) by byte, `=` included wherever it stands (as
+/// before: the token's own parser refuses what is not base64url).
+static TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+        i += 1;
+    }
+    table
+};
 
 /// A client's DPoP key: what `authctl dpop proof`, the tests and the benchmarks make
 /// proofs with (the service itself only checks them).
@@ -728,12 +742,8 @@ mod tests {
         assert!(parses_as_http_url(URL));
         // Equal texts that the URL parser refuses (an IPv4 address out of range, a port out
         // of range, another scheme, a user) still never match.
-        for url in [
-            "https://1.2.3.999/api",
-            "https://a.test:99999/api",
-            "ftp://a.test/api",
-            "https://user@a.test/api",
-        ] {
+        for url in ["https://1.2.3.999/api", "https://a.test:99999/api", "ftp://a.test/api", "https://user@a.test/api"]
+        {
             assert!(!parses_as_http_url(url), "{url}");
             assert!(!same_url(url, url), "{url}");
         }

@@ -18,7 +18,7 @@
 //!   more live tokens than that costs re-verification only).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::rules::token::AccessClaims;
 
@@ -46,7 +46,7 @@ pub struct VerifiedTokens {
 #[derive(Debug, Default)]
 struct Entries {
     generation: u64,
-    claims: HashMap<TokenDigest, AccessClaims>,
+    claims: HashMap<TokenDigest, Arc<AccessClaims>>,
 }
 
 impl Default for VerifiedTokens {
@@ -63,14 +63,15 @@ impl VerifiedTokens {
 
     /// The claims of the token with `digest` if it was verified with the keys of
     /// `generation` and has not expired at `now`. Seeing a newer generation empties the cache.
-    pub fn get(&self, digest: &TokenDigest, generation: u64, now: u64) -> Option<AccessClaims> {
+    /// Shared, not copied: a request takes from them only what its answer carries.
+    pub fn get(&self, digest: &TokenDigest, generation: u64, now: u64) -> Option<Arc<AccessClaims>> {
         let mut entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.generation != generation {
             entries.adopt(generation);
             return None;
         }
         match entries.claims.get(digest) {
-            Some(claims) if now < claims.exp => Some(claims.clone()),
+            Some(claims) if now < claims.exp => Some(Arc::clone(claims)),
             Some(_) => {
                 entries.claims.remove(digest);
                 None
@@ -81,7 +82,7 @@ impl VerifiedTokens {
 
     /// Keeps `claims`, verified with the keys of `generation` (read before verifying): not
     /// kept if the keys have changed since, and a newer generation empties the cache first.
-    pub fn insert(&self, digest: TokenDigest, claims: &AccessClaims, generation: u64, now: u64) {
+    pub fn insert(&self, digest: TokenDigest, claims: &Arc<AccessClaims>, generation: u64, now: u64) {
         let mut entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if generation < entries.generation {
             return;
@@ -95,7 +96,7 @@ impl VerifiedTokens {
                 entries.claims.clear();
             }
         }
-        entries.claims.insert(digest, claims.clone());
+        entries.claims.insert(digest, Arc::clone(claims));
     }
 
     /// How many tokens are held.
@@ -121,8 +122,8 @@ impl Entries {
 mod tests {
     use super::*;
 
-    fn claims(exp: u64) -> AccessClaims {
-        AccessClaims {
+    fn claims(exp: u64) -> Arc<AccessClaims> {
+        Arc::new(AccessClaims {
             iss: "iss".into(),
             sub: "sub".into(),
             aud: "aud".into(),
@@ -133,7 +134,7 @@ mod tests {
             scope: "read".into(),
             sid: "sid".into(),
             cnf: None,
-        }
+        })
     }
 
     #[test]

@@ -334,22 +334,22 @@ impl Authorizer {
         }
         let answer = match (shape, self.settings.style) {
             (Shape::HttpV2, ResponseStyle::Simple) => {
-                Answer::Simple { is_authorized: allowed, context: Some(AuthContext::from(verified)) }
+                Answer::Simple { is_authorized: allowed, context: Some(AuthContext::from(&*verified)) }
             }
-            _ => self.policy(base, method, path, verified),
+            _ => self.policy(base, method, path, &verified),
         };
         (Ok(answer), outcome)
     }
 
     /// The token's claims: from the cache of tokens this instance verified with the keys it
     /// trusts now, or verified now and kept.
-    fn verify(&self, token: &str, digest: &[u8; 32], now: u64) -> Result<AccessClaims, Rejection> {
+    fn verify(&self, token: &str, digest: &[u8; 32], now: u64) -> Result<Arc<AccessClaims>, Rejection> {
         // Read before verifying: a verification with keys that are replaced meanwhile is not kept.
         let generation = self.keys.generation();
         if let Some(claims) = self.verified.get(digest, generation, now) {
             return Ok(claims);
         }
-        let claims = self.verifier().verify(token, now)?;
+        let claims = Arc::new(self.verifier().verify(token, now)?);
         self.verified.insert(*digest, &claims, generation, now);
         Ok(claims)
     }
@@ -433,7 +433,7 @@ impl Authorizer {
 
     /// An IAM policy that answers this request as the rules do and allows nothing they deny
     /// on another route (see [`routes::policy`]), with the token's context.
-    fn policy(&self, base: &str, method: &str, path: &str, token: AccessClaims) -> Answer {
+    fn policy(&self, base: &str, method: &str, path: &str, token: &AccessClaims) -> Answer {
         Answer::Policy {
             principal_id: token.sub.clone(),
             policy_document: routes::policy(&self.settings.rules, base, method, path, &token.scope),
