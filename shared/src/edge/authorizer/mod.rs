@@ -18,6 +18,8 @@
 //! waited for at most [`PROOF_WRITE_BUDGET`]; fail closed). A verified token's claims are
 //! kept per instance ([`VerifiedTokens`]) until its `exp` or a change of the trusted keys,
 //! so a repeated token costs no signature check; revocation is checked on every request.
+//! The token's SHA-256 (the cache's key) is also what the proof's `ath` is checked
+//! against, and each client key is parsed once per instance ([`ClientKeys`]).
 //!
 //! The hot path never waits on a dependency for long: a request that finds the key set or
 //! the revocation feed due for a read (or meets a token naming a key it does not know)
