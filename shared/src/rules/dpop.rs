@@ -14,6 +14,7 @@
 //! StrongBox) are P-256, one algorithm is one parser to get right, and an RSA proof would
 //! cost the authorizer several times the time of an ECDSA one on every request.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -225,13 +226,19 @@ impl ProofJwk<'_> {
     }
 }
 
+/// The claims we check. Text borrowed from the payload unless it has JSON escapes (some
+/// encoders write `https:\/\/...`), which are read as they mean.
 #[derive(Deserialize)]
 struct Claims<'a> {
-    jti: Option<&'a str>,
-    htm: Option<&'a str>,
-    htu: Option<&'a str>,
+    #[serde(borrow)]
+    jti: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    htm: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    htu: Option<Cow<'a, str>>,
     iat: Option<u64>,
-    ath: Option<&'a str>,
+    #[serde(borrow)]
+    ath: Option<Cow<'a, str>>,
 }
 
 /// Checks `proof` against `request` and `window`, and the key against `bound_to` (the
@@ -265,29 +272,25 @@ fn check_proof(
         return Err(ProofRejection::Malformed);
     }
 
-    let mut header_buf = [0u8; MAX_PROOF_BYTES / 4 * 3];
-    let header_len = B64URL.decode_slice(header_b64, &mut header_buf).map_err(|_| ProofRejection::Malformed)?;
-    let header_json = std::str::from_utf8(&header_buf[..header_len]).map_err(|_| ProofRejection::Malformed)?;
-    let header: Header<'_> = serde_json::from_str(header_json).map_err(|_| ProofRejection::Malformed)?;
-    if header.typ != DPOP_TYP {
-        return Err(ProofRejection::WrongType);
-    }
-    if !DPOP_SIGNING_ALGS.contains(&header.alg) {
-        return Err(ProofRejection::UnsupportedAlgorithm);
-    }
-    let point = header.jwk.p256()?;
+    // A client sends the same header with every proof: one seen before, byte for byte,
+    // passed every header check then and names the key parsed then.
+    let known = known_keys.and_then(|keys| keys.by_header(header_b64));
+    let key = match known {
+        Some(key) => key,
+        None => {
+            let point = header_key(header_b64)?;
+            match known_keys {
+                Some(keys) => keys.remember(header_b64, &point)?,
+                None => Arc::new(ParsedProofKey::parse(&point)?),
+            }
+        }
+    };
 
     let mut signature = [0u8; 96];
     let signature_len = B64URL.decode_slice(signature_b64, &mut signature).map_err(|_| ProofRejection::Malformed)?;
     if signature_len != 64 {
         return Err(ProofRejection::BadSignature);
     }
-    // The key of exactly this header's point: parsed now, or as parsed for an earlier proof
-    // with the same point (found by the whole point, so no other key can be met).
-    let key = match known_keys {
-        Some(keys) => keys.get_or_parse(&point)?,
-        None => Arc::new(ParsedProofKey::parse(&point)?),
-    };
     let signing_input = &proof.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
     key.public.verify_sig(signing_input, &signature[..64]).map_err(|_| ProofRejection::BadSignature)?;
 
@@ -301,6 +304,7 @@ fn check_proof(
     if jti.is_empty() || jti.len() > MAX_JTI_BYTES {
         return Err(ProofRejection::MissingClaim);
     }
+    let (jti, htm, htu) = (jti.as_ref(), htm.as_ref(), htu.as_ref());
     if htm != request.method {
         return Err(ProofRejection::WrongMethod);
     }
@@ -318,7 +322,7 @@ fn check_proof(
             return Err(ProofRejection::MissingClaim);
         };
         let mut expected = [0u8; 43];
-        if B64URL.encode_slice(token_sha256, &mut expected) != Ok(43) || ath.as_bytes() != expected {
+        if B64URL.encode_slice(token_sha256, &mut expected) != Ok(43) || ath.as_bytes() != expected.as_slice() {
             return Err(ProofRejection::WrongTokenHash);
         }
     }
@@ -326,6 +330,21 @@ fn check_proof(
         return Err(ProofRejection::WrongKey);
     }
     Ok(Proof { jkt: key.jkt.clone(), jti: jti.to_owned(), iat })
+}
+
+/// The header's checks (`typ`, `alg`, a public P-256 `jwk`): its key's point.
+fn header_key(header_b64: &str) -> Result<[u8; 65], ProofRejection> {
+    let mut header_buf = [0u8; MAX_PROOF_BYTES / 4 * 3];
+    let header_len = B64URL.decode_slice(header_b64, &mut header_buf).map_err(|_| ProofRejection::Malformed)?;
+    let header_json = std::str::from_utf8(&header_buf[..header_len]).map_err(|_| ProofRejection::Malformed)?;
+    let header: Header<'_> = serde_json::from_str(header_json).map_err(|_| ProofRejection::Malformed)?;
+    if header.typ != DPOP_TYP {
+        return Err(ProofRejection::WrongType);
+    }
+    if !DPOP_SIGNING_ALGS.contains(&header.alg) {
+        return Err(ProofRejection::UnsupportedAlgorithm);
+    }
+    header.jwk.p256()
 }
 
 /// A proof's public key, parsed for signature checks, and its RFC 7638 thumbprint.
@@ -344,21 +363,26 @@ impl ParsedProofKey {
     }
 }
 
-/// The most client keys an instance keeps parsed ([`ClientKeys`]). An entry is the 64-byte
-/// point, aws-lc's parsed key (an `EVP_PKEY` with its `EC_KEY` and point, a few hundred
-/// bytes), the 43-byte thumbprint and the map's overhead: under 1 KB, so at most about
-/// 1 MB.
+/// The most client keys an instance keeps parsed ([`ClientKeys`]). An entry is the
+/// header's text (at most [`MAX_HEADER_KEPT`] bytes), aws-lc's parsed key (an `EVP_PKEY`
+/// with its `EC_KEY` and point, a few hundred bytes), the 43-byte thumbprint and the map's
+/// overhead: under 1.5 KB, so at most about 1.5 MB.
 pub const MAX_CLIENT_KEYS: usize = 1024;
 
-/// The proof keys one instance has parsed, by their point: a client sends the same key
-/// with every proof, so its repeated proofs skip the point's parsing and the thumbprint
-/// (a JSON text and a SHA-256). Found only by the whole point of the proof's header, so a
-/// proof is always checked with exactly its own key. Holds public keys only, nothing
+/// The longest header text kept ([`ClientKeys`]): a P-256 proof's header is about 250
+/// bytes of base64url; longer ones are checked every time.
+pub const MAX_HEADER_KEPT: usize = 512;
+
+/// The proof keys one instance has parsed, by the header they came in: a client sends the
+/// same header (`typ`, `alg`, its `jwk`) with every proof, so its repeated proofs skip the
+/// header's decoding and checks, the point's parsing and the thumbprint (a JSON text and a
+/// SHA-256). Found only by the whole header text, which passed every header check when it
+/// was kept, so a proof is always checked with exactly its own key. Holds public keys only, nothing
 /// secret. At most [`MAX_CLIENT_KEYS`]; when full, everything goes (a burst of more clients
 /// than that costs re-parsing only).
 #[derive(Debug)]
 pub struct ClientKeys {
-    keys: Mutex<HashMap<[u8; 64], Arc<ParsedProofKey>>>,
+    keys: Mutex<HashMap<Box<str>, Arc<ParsedProofKey>>>,
     capacity: usize,
 }
 
@@ -401,19 +425,22 @@ impl ClientKeys {
         self.len() == 0
     }
 
-    fn get_or_parse(&self, point: &[u8; 65]) -> Result<Arc<ParsedProofKey>, ProofRejection> {
-        let mut xy = [0u8; 64];
-        xy.copy_from_slice(&point[1..]);
-        if let Some(key) = self.keys.lock().unwrap_or_else(PoisonError::into_inner).get(&xy) {
-            return Ok(Arc::clone(key));
-        }
-        // Parsed outside the lock; only a valid point is kept.
+    /// The key of a header seen before, byte for byte.
+    fn by_header(&self, header_b64: &str) -> Option<Arc<ParsedProofKey>> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner).get(header_b64).cloned()
+    }
+
+    /// Parses the key of a header that passed its checks, and keeps it under the header's
+    /// text. Only a valid point is kept; a header longer than [`MAX_HEADER_KEPT`] is not.
+    fn remember(&self, header_b64: &str, point: &[u8; 65]) -> Result<Arc<ParsedProofKey>, ProofRejection> {
         let key = Arc::new(ParsedProofKey::parse(point)?);
-        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        if keys.len() >= self.capacity {
-            keys.clear();
+        if header_b64.len() <= MAX_HEADER_KEPT {
+            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            if keys.len() >= self.capacity {
+                keys.clear();
+            }
+            keys.insert(header_b64.into(), Arc::clone(&key));
         }
-        keys.insert(xy, Arc::clone(&key));
         Ok(key)
     }
 }
@@ -597,6 +624,13 @@ impl ProofKey {
         Ok(format!("{input}.{}", B64URL.encode(signature.as_ref())))
     }
 
+    /// Signs an already encoded `header.payload` (tests write JSON by hand with it).
+    pub fn sign_input(&self, input: &str) -> Result<String, &'static str> {
+        let signature =
+            self.pair.sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes()).map_err(|_| "signing failed")?;
+        Ok(format!("{input}.{}", B64URL.encode(signature.as_ref())))
+    }
+
     /// The header of this key's proofs: `typ`, `alg`, `jwk`.
     pub fn header(&self) -> serde_json::Value {
         serde_json::json!({"typ": DPOP_TYP, "alg": "ES256", "jwk": self.public_jwk()})
@@ -774,6 +808,55 @@ mod tests {
         // A kept key does not excuse the other checks.
         let old = key.proof("GET", URL, NOW - 61, Some(TOKEN));
         assert_eq!(keys.verify_proof(&old, &request, &window(), Some(&bound)), Err(ProofRejection::Stale));
+    }
+
+    #[test]
+    fn a_kept_header_is_found_only_by_its_exact_text() {
+        let keys = ClientKeys::default();
+        let key = ClientKey::new();
+        let request = request(Some(TOKEN));
+        keys.verify_proof(&key.proof("GET", URL, NOW, Some(TOKEN)), &request, &window(), None).unwrap();
+        // The same key in a header written otherwise (members reordered, spaces): checked
+        // afresh, kept beside, and named by the same thumbprint.
+        let jwk = key.public_jwk();
+        let header = format!(
+            r#"{{ "jwk": {{"y": "{}", "x": "{}", "kty": "EC", "crv": "P-256"}}, "alg": "ES256", "typ": "dpop+jwt" }}"#,
+            jwk["y"].as_str().unwrap(),
+            jwk["x"].as_str().unwrap()
+        );
+        let input = format!(
+            "{}.{}",
+            B64URL.encode(header.as_bytes()),
+            B64URL.encode(serde_json::to_vec(&claims(&key)).unwrap())
+        );
+        let proof = keys.verify_proof(&key.0.sign_input(&input).unwrap(), &request, &window(), None).unwrap();
+        assert_eq!((proof.jkt, keys.len()), (key.thumbprint(), 2));
+        // A header that fails its checks is never kept, however often it comes.
+        let mut private = key.header();
+        private["jwk"]["d"] = json!("AAAA");
+        for _ in 0..2 {
+            assert_eq!(
+                keys.verify_proof(&key.sign(&private, &claims(&key)), &request, &window(), None),
+                Err(ProofRejection::BadKey)
+            );
+        }
+        assert_eq!(keys.len(), 2);
+    }
+
+    #[test]
+    fn claims_with_json_escapes_are_read_as_they_mean() {
+        let key = ClientKey::new();
+        let header = B64URL.encode(serde_json::to_vec(&key.header()).unwrap());
+        // As PHP's json_encode writes it: every slash escaped.
+        let payload = format!(
+            r#"{{"jti":"j\/1","htm":"GET","htu":"{}","iat":{NOW},"ath":"{}"}}"#,
+            URL.replace('/', "\\/"),
+            access_token_hash(TOKEN)
+        );
+        let input = format!("{header}.{}", B64URL.encode(payload.as_bytes()));
+        let signed = key.0.sign_input(&input).unwrap();
+        let proof = check(&signed).unwrap();
+        assert_eq!(proof.jti, "j/1");
     }
 
     #[test]
