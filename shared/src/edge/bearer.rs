@@ -5,9 +5,13 @@
 /// b64token alphabet, nothing else. Shared by revoke-all and the authorizer.
 pub fn parse_bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
+    // The scheme first: a `DPoP` credential is not scanned twice.
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
     // A table and no early exit: this runs over the whole token on every authorizer request.
     let b64token = token.bytes().fold(true, |ok, b| ok & B64TOKEN[usize::from(b)]);
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && b64token).then_some(token)
+    (!token.is_empty() && b64token).then_some(token)
 }
 
 /// The b64token alphabet of RFC 6750 §2.1, by byte.

@@ -14,6 +14,11 @@
 //! StrongBox) are P-256, one algorithm is one parser to get right, and an RSA proof would
 //! cost the authorizer several times the time of an ECDSA one on every request.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use serde::de::IgnoredAny;
@@ -109,9 +114,10 @@ pub struct ProofRequest<'a> {
     pub method: &'a str,
     /// The URL the client called (scheme, host, path; query and fragment are ignored).
     pub url: &'a str,
-    /// The access token presented with the proof (a protected resource), whose hash the
-    /// proof's `ath` must be; `None` at the token endpoint.
-    pub access_token: Option<&'a str>,
+    /// The SHA-256 of the access token presented with the proof (a protected resource,
+    /// [`access_token_sha256`]), which the proof's `ath` must encode; `None` at the token
+    /// endpoint. The hash, not the token: the authorizer has it already (its cache key).
+    pub access_token_sha256: Option<[u8; 32]>,
 }
 
 /// The proof window: `iat` may be at most `max_age` old and `leeway` ahead of `now`.
@@ -196,8 +202,8 @@ impl ProofJwk<'_> {
         [&self.d, &self.p, &self.q, &self.dp, &self.dq, &self.qi, &self.oth, &self.k].iter().any(|m| m.is_some())
     }
 
-    /// The uncompressed SEC1 point and the canonical JWK, for a public P-256 key only.
-    fn p256(&self) -> Result<([u8; 65], EcPublicJwk), ProofRejection> {
+    /// The uncompressed SEC1 point, for a public P-256 key only.
+    fn p256(&self) -> Result<[u8; 65], ProofRejection> {
         if self.has_private_member() || self.n.is_some() || self.e.is_some() {
             return Err(ProofRejection::BadKey);
         }
@@ -216,18 +222,23 @@ impl ProofJwk<'_> {
         }
         point[1..33].copy_from_slice(&xb[..32]);
         point[33..].copy_from_slice(&yb[..32]);
-        let jwk = EcPublicJwk::from_uncompressed_point(&point).map_err(|_| ProofRejection::BadKey)?;
-        Ok((point, jwk))
+        Ok(point)
     }
 }
 
+/// The claims we check. Text borrowed from the payload unless it has JSON escapes (some
+/// encoders write `https:\/\/...`), which are read as they mean.
 #[derive(Deserialize)]
 struct Claims<'a> {
-    jti: Option<&'a str>,
-    htm: Option<&'a str>,
-    htu: Option<&'a str>,
+    #[serde(borrow)]
+    jti: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    htm: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    htu: Option<Cow<'a, str>>,
     iat: Option<u64>,
-    ath: Option<&'a str>,
+    #[serde(borrow)]
+    ath: Option<Cow<'a, str>>,
 }
 
 /// Checks `proof` against `request` and `window`, and the key against `bound_to` (the
@@ -237,6 +248,16 @@ pub fn verify_proof(
     request: &ProofRequest<'_>,
     window: &ProofWindow,
     bound_to: Option<&str>,
+) -> Result<Proof, ProofRejection> {
+    check_proof(proof, request, window, bound_to, None)
+}
+
+fn check_proof(
+    proof: &str,
+    request: &ProofRequest<'_>,
+    window: &ProofWindow,
+    bound_to: Option<&str>,
+    known_keys: Option<&ClientKeys>,
 ) -> Result<Proof, ProofRejection> {
     if proof.len() > MAX_PROOF_BYTES {
         return Err(ProofRejection::Oversize);
@@ -251,17 +272,19 @@ pub fn verify_proof(
         return Err(ProofRejection::Malformed);
     }
 
-    let mut header_buf = [0u8; MAX_PROOF_BYTES];
-    let header_len = B64URL.decode_slice(header_b64, &mut header_buf).map_err(|_| ProofRejection::Malformed)?;
-    let header_json = std::str::from_utf8(&header_buf[..header_len]).map_err(|_| ProofRejection::Malformed)?;
-    let header: Header<'_> = serde_json::from_str(header_json).map_err(|_| ProofRejection::Malformed)?;
-    if header.typ != DPOP_TYP {
-        return Err(ProofRejection::WrongType);
-    }
-    if !DPOP_SIGNING_ALGS.contains(&header.alg) {
-        return Err(ProofRejection::UnsupportedAlgorithm);
-    }
-    let (point, jwk) = header.jwk.p256()?;
+    // A client sends the same header with every proof: one seen before, byte for byte,
+    // passed every header check then and names the key parsed then.
+    let known = known_keys.and_then(|keys| keys.by_header(header_b64));
+    let key = match known {
+        Some(key) => key,
+        None => {
+            let point = header_key(header_b64)?;
+            match known_keys {
+                Some(keys) => keys.remember(header_b64, &point)?,
+                None => Arc::new(ParsedProofKey::parse(&point)?),
+            }
+        }
+    };
 
     let mut signature = [0u8; 96];
     let signature_len = B64URL.decode_slice(signature_b64, &mut signature).map_err(|_| ProofRejection::Malformed)?;
@@ -269,11 +292,11 @@ pub fn verify_proof(
         return Err(ProofRejection::BadSignature);
     }
     let signing_input = &proof.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-    let key = aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED, point);
-    key.verify(signing_input, &signature[..64]).map_err(|_| ProofRejection::BadSignature)?;
+    key.public.verify_sig(signing_input, &signature[..64]).map_err(|_| ProofRejection::BadSignature)?;
 
-    let payload = B64URL.decode(payload_b64).map_err(|_| ProofRejection::Malformed)?;
-    let payload = std::str::from_utf8(&payload).map_err(|_| ProofRejection::Malformed)?;
+    let mut payload_buf = [0u8; MAX_PROOF_BYTES / 4 * 3];
+    let payload_len = B64URL.decode_slice(payload_b64, &mut payload_buf).map_err(|_| ProofRejection::Malformed)?;
+    let payload = std::str::from_utf8(&payload_buf[..payload_len]).map_err(|_| ProofRejection::Malformed)?;
     let claims: Claims<'_> = serde_json::from_str(payload).map_err(|_| ProofRejection::Malformed)?;
     let (Some(jti), Some(htm), Some(htu), Some(iat)) = (claims.jti, claims.htm, claims.htu, claims.iat) else {
         return Err(ProofRejection::MissingClaim);
@@ -281,6 +304,7 @@ pub fn verify_proof(
     if jti.is_empty() || jti.len() > MAX_JTI_BYTES {
         return Err(ProofRejection::MissingClaim);
     }
+    let (jti, htm, htu) = (jti.as_ref(), htm.as_ref(), htu.as_ref());
     if htm != request.method {
         return Err(ProofRejection::WrongMethod);
     }
@@ -293,19 +317,132 @@ pub fn verify_proof(
     if iat.saturating_add(window.max_age) < window.now {
         return Err(ProofRejection::Stale);
     }
-    if let Some(token) = request.access_token {
+    if let Some(token_sha256) = request.access_token_sha256 {
         let Some(ath) = claims.ath else {
             return Err(ProofRejection::MissingClaim);
         };
-        if ath != access_token_hash(token) {
+        let mut expected = [0u8; 43];
+        if B64URL.encode_slice(token_sha256, &mut expected) != Ok(43) || ath.as_bytes() != expected.as_slice() {
             return Err(ProofRejection::WrongTokenHash);
         }
     }
-    let jkt = thumbprint(&jwk);
-    if bound_to.is_some_and(|bound| bound != jkt) {
+    if bound_to.is_some_and(|bound| bound != key.jkt) {
         return Err(ProofRejection::WrongKey);
     }
-    Ok(Proof { jkt, jti: jti.to_owned(), iat })
+    Ok(Proof { jkt: key.jkt.clone(), jti: jti.to_owned(), iat })
+}
+
+/// The header's checks (`typ`, `alg`, a public P-256 `jwk`): its key's point.
+fn header_key(header_b64: &str) -> Result<[u8; 65], ProofRejection> {
+    let mut header_buf = [0u8; MAX_PROOF_BYTES / 4 * 3];
+    let header_len = B64URL.decode_slice(header_b64, &mut header_buf).map_err(|_| ProofRejection::Malformed)?;
+    let header_json = std::str::from_utf8(&header_buf[..header_len]).map_err(|_| ProofRejection::Malformed)?;
+    let header: Header<'_> = serde_json::from_str(header_json).map_err(|_| ProofRejection::Malformed)?;
+    if header.typ != DPOP_TYP {
+        return Err(ProofRejection::WrongType);
+    }
+    if !DPOP_SIGNING_ALGS.contains(&header.alg) {
+        return Err(ProofRejection::UnsupportedAlgorithm);
+    }
+    header.jwk.p256()
+}
+
+/// A proof's public key, parsed for signature checks, and its RFC 7638 thumbprint.
+struct ParsedProofKey {
+    public: ParsedPublicKey,
+    jkt: String,
+}
+
+impl ParsedProofKey {
+    /// From the header's uncompressed point; a point not on the curve fails the
+    /// signature check, as it always has.
+    fn parse(point: &[u8; 65]) -> Result<Self, ProofRejection> {
+        let public = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).map_err(|_| ProofRejection::BadSignature)?;
+        let jwk = EcPublicJwk::from_uncompressed_point(point).map_err(|_| ProofRejection::BadKey)?;
+        Ok(Self { public, jkt: thumbprint(&jwk) })
+    }
+}
+
+/// The most client keys an instance keeps parsed ([`ClientKeys`]). An entry is the
+/// header's text (at most [`MAX_HEADER_KEPT`] bytes), aws-lc's parsed key (an `EVP_PKEY`
+/// with its `EC_KEY` and point, a few hundred bytes), the 43-byte thumbprint and the map's
+/// overhead: under 1.5 KB, so at most about 1.5 MB.
+pub const MAX_CLIENT_KEYS: usize = 1024;
+
+/// The longest header text kept ([`ClientKeys`]): a P-256 proof's header is about 250
+/// bytes of base64url; longer ones are checked every time.
+pub const MAX_HEADER_KEPT: usize = 512;
+
+/// The proof keys one instance has parsed, by the header they came in: a client sends the
+/// same header (`typ`, `alg`, its `jwk`) with every proof, so its repeated proofs skip the
+/// header's decoding and checks, the point's parsing and the thumbprint (a JSON text and a
+/// SHA-256). Found only by the whole header text, which passed every header check when it
+/// was kept, so a proof is always checked with exactly its own key. Holds public keys only, nothing
+/// secret. At most [`MAX_CLIENT_KEYS`]; when full, everything goes (a burst of more clients
+/// than that costs re-parsing only).
+#[derive(Debug)]
+pub struct ClientKeys {
+    keys: Mutex<HashMap<Box<str>, Arc<ParsedProofKey>>>,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for ParsedProofKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParsedProofKey").field("jkt", &self.jkt).finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientKeys {
+    fn default() -> Self {
+        Self::with_capacity(MAX_CLIENT_KEYS)
+    }
+}
+
+impl ClientKeys {
+    /// At most `capacity` keys.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self { keys: Mutex::new(HashMap::new()), capacity: capacity.max(1) }
+    }
+
+    /// [`verify_proof`], with the proof's key as parsed before if its point was seen.
+    pub fn verify_proof(
+        &self,
+        proof: &str,
+        request: &ProofRequest<'_>,
+        window: &ProofWindow,
+        bound_to: Option<&str>,
+    ) -> Result<Proof, ProofRejection> {
+        check_proof(proof, request, window, bound_to, Some(self))
+    }
+
+    /// How many keys are held.
+    pub fn len(&self) -> usize {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The key of a header seen before, byte for byte.
+    fn by_header(&self, header_b64: &str) -> Option<Arc<ParsedProofKey>> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner).get(header_b64).cloned()
+    }
+
+    /// Parses the key of a header that passed its checks, and keeps it under the header's
+    /// text. Only a valid point is kept; a header longer than [`MAX_HEADER_KEPT`] is not.
+    fn remember(&self, header_b64: &str, point: &[u8; 65]) -> Result<Arc<ParsedProofKey>, ProofRejection> {
+        let key = Arc::new(ParsedProofKey::parse(point)?);
+        if header_b64.len() <= MAX_HEADER_KEPT {
+            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            if keys.len() >= self.capacity {
+                keys.clear();
+            }
+            keys.insert(header_b64.into(), Arc::clone(&key));
+        }
+        Ok(key)
+    }
 }
 
 /// The URL a client called, as a proof's `htu` must name it. With `PUBLIC_BASE_URL` set
@@ -333,17 +470,60 @@ pub fn called_url(
 
 /// `ath`: base64url of the SHA-256 of the access token's ASCII (RFC 9449 §4.2).
 pub fn access_token_hash(token: &str) -> String {
-    B64URL.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()))
+    B64URL.encode(access_token_sha256(token))
+}
+
+/// The SHA-256 of an access token's ASCII: what `ath` encodes, and what a [`ProofRequest`]
+/// takes.
+pub fn access_token_sha256(token: &str) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut sha256 = [0u8; 32];
+    sha256.copy_from_slice(digest.as_ref());
+    sha256
 }
 
 /// Whether `claimed` (a proof's `htu`) names `actual`, ignoring query and fragment, after
 /// RFC 3986 §6.2.2–6.2.3 normalisation (case of scheme and host, default port, dot
 /// segments, empty path): what RFC 9449 §4.3 asks. Only http and https URLs match.
 pub fn same_url(claimed: &str, actual: &str) -> bool {
+    // The common case without parsing: the very text of a URL that parses (see
+    // `parses_as_http_url`), which normalises as itself.
+    if claimed == actual && parses_as_http_url(actual) {
+        return true;
+    }
     match (url_without_query(claimed), url_without_query(actual)) {
         (Some(a), Some(b)) => a == b,
         _ => false,
     }
+}
+
+/// Whether `text` is, plainly, a URL that [`url_without_query`] accepts: `http` or `https`,
+/// a host of lower-case letters, digits, `-` and `.` in non-empty labels whose last one
+/// starts with a letter (so not an IP address) and none punycode (`xn--`, which the URL
+/// parser may refuse), an optional port of at most 65535, then nothing or a path.
+/// Conservative: anything else goes to the parser.
+fn parses_as_http_url(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://")) else {
+        return false;
+    };
+    let authority = rest.split_once('/').map_or(rest, |(authority, _)| authority);
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| n <= 65535)
+    });
+    let labels_ok = host.split('.').all(|label| {
+        !label.is_empty()
+            && !label.starts_with("xn--")
+            && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    });
+    let last_is_a_name = host.rsplit('.').next().is_some_and(|last| last.starts_with(|c: char| c.is_ascii_lowercase()));
+    port_ok && labels_ok && last_is_a_name
 }
 
 fn url_without_query(text: &str) -> Option<url::Url> {
@@ -360,12 +540,26 @@ fn url_without_query(text: &str) -> Option<url::Url> {
 /// case-insensitive, one token of the token68 alphabet.
 pub fn parse_dpop_authorization(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
-    let token68 = !token.is_empty()
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'='));
-    (scheme.eq_ignore_ascii_case("dpop") && token68).then_some(token)
+    if !scheme.eq_ignore_ascii_case("dpop") {
+        return None;
+    }
+    // A table and no early exit, as for `Bearer`: this runs over every DPoP request's token.
+    let token68 = token.bytes().fold(true, |ok, b| ok & TOKEN68[usize::from(b)]);
+    (!token.is_empty() && token68).then_some(token)
 }
+
+/// The token68 alphabet (RFC 9110 §11.2) by byte, `=` included wherever it stands (as
+/// before: the token's own parser refuses what is not base64url).
+static TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+        i += 1;
+    }
+    table
+};
 
 /// A client's DPoP key: what `authctl dpop proof`, the tests and the benchmarks make
 /// proofs with (the service itself only checks them).
@@ -430,6 +624,13 @@ impl ProofKey {
         Ok(format!("{input}.{}", B64URL.encode(signature.as_ref())))
     }
 
+    /// Signs an already encoded `header.payload` (tests write JSON by hand with it).
+    pub fn sign_input(&self, input: &str) -> Result<String, &'static str> {
+        let signature =
+            self.pair.sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes()).map_err(|_| "signing failed")?;
+        Ok(format!("{input}.{}", B64URL.encode(signature.as_ref())))
+    }
+
     /// The header of this key's proofs: `typ`, `alg`, `jwk`.
     pub fn header(&self) -> serde_json::Value {
         serde_json::json!({"typ": DPOP_TYP, "alg": "ES256", "jwk": self.public_jwk()})
@@ -487,7 +688,7 @@ mod tests {
     const TOKEN: &str = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln";
 
     fn request(token: Option<&'static str>) -> ProofRequest<'static> {
-        ProofRequest { method: "GET", url: URL, access_token: token }
+        ProofRequest { method: "GET", url: URL, access_token_sha256: token.map(access_token_sha256) }
     }
 
     fn window() -> ProofWindow {
@@ -568,6 +769,109 @@ mod tests {
     }
 
     #[test]
+    fn htu_by_text_matches_only_a_url_that_parses() {
+        for url in [URL, "http://127.0.0.1:3000/auth/refresh", "https://a.test", "https://a.test:8443/x/../y"] {
+            assert!(same_url(url, url), "{url}");
+        }
+        assert!(parses_as_http_url(URL));
+        // Equal texts that the URL parser refuses (an IPv4 address out of range, a port out
+        // of range, another scheme, a user) still never match.
+        for url in ["https://1.2.3.999/api", "https://a.test:99999/api", "ftp://a.test/api", "https://user@a.test/api"]
+        {
+            assert!(!parses_as_http_url(url), "{url}");
+            assert!(!same_url(url, url), "{url}");
+        }
+        // Not plainly valid, so left to the parser: still matched after normalisation.
+        for url in ["https://API.Example.Test/api/whoami", "https://127.0.0.1/x", "https://xn--bcher-kva.test/x"] {
+            assert!(!parses_as_http_url(url), "{url}");
+            assert!(same_url(url, url), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_kept_client_key_serves_only_proofs_of_its_own_point() {
+        let keys = ClientKeys::default();
+        let (key, other) = (ClientKey::new(), ClientKey::new());
+        let request = request(Some(TOKEN));
+        let first = keys.verify_proof(&key.proof("GET", URL, NOW, Some(TOKEN)), &request, &window(), None).unwrap();
+        assert_eq!(first.jkt, key.thumbprint());
+        assert_eq!(keys.len(), 1);
+        // The kept key's header, another key's signature: refused, as without the cache.
+        let forged = other.sign(&key.header(), &claims(&key));
+        assert_eq!(keys.verify_proof(&forged, &request, &window(), None), Err(ProofRejection::BadSignature));
+        // Another key is parsed and named by its own thumbprint, and the binding holds.
+        let bound = key.thumbprint();
+        let second = other.proof("GET", URL, NOW, Some(TOKEN));
+        assert_eq!(keys.verify_proof(&second, &request, &window(), Some(&bound)), Err(ProofRejection::WrongKey));
+        assert_eq!(keys.verify_proof(&second, &request, &window(), None).unwrap().jkt, other.thumbprint());
+        assert_eq!(keys.len(), 2);
+        // A kept key does not excuse the other checks.
+        let old = key.proof("GET", URL, NOW - 61, Some(TOKEN));
+        assert_eq!(keys.verify_proof(&old, &request, &window(), Some(&bound)), Err(ProofRejection::Stale));
+    }
+
+    #[test]
+    fn a_kept_header_is_found_only_by_its_exact_text() {
+        let keys = ClientKeys::default();
+        let key = ClientKey::new();
+        let request = request(Some(TOKEN));
+        keys.verify_proof(&key.proof("GET", URL, NOW, Some(TOKEN)), &request, &window(), None).unwrap();
+        // The same key in a header written otherwise (members reordered, spaces): checked
+        // afresh, kept beside, and named by the same thumbprint.
+        let jwk = key.public_jwk();
+        let header = format!(
+            r#"{{ "jwk": {{"y": "{}", "x": "{}", "kty": "EC", "crv": "P-256"}}, "alg": "ES256", "typ": "dpop+jwt" }}"#,
+            jwk["y"].as_str().unwrap(),
+            jwk["x"].as_str().unwrap()
+        );
+        let input = format!(
+            "{}.{}",
+            B64URL.encode(header.as_bytes()),
+            B64URL.encode(serde_json::to_vec(&claims(&key)).unwrap())
+        );
+        let proof = keys.verify_proof(&key.0.sign_input(&input).unwrap(), &request, &window(), None).unwrap();
+        assert_eq!((proof.jkt, keys.len()), (key.thumbprint(), 2));
+        // A header that fails its checks is never kept, however often it comes.
+        let mut private = key.header();
+        private["jwk"]["d"] = json!("AAAA");
+        for _ in 0..2 {
+            assert_eq!(
+                keys.verify_proof(&key.sign(&private, &claims(&key)), &request, &window(), None),
+                Err(ProofRejection::BadKey)
+            );
+        }
+        assert_eq!(keys.len(), 2);
+    }
+
+    #[test]
+    fn claims_with_json_escapes_are_read_as_they_mean() {
+        let key = ClientKey::new();
+        let header = B64URL.encode(serde_json::to_vec(&key.header()).unwrap());
+        // As PHP's json_encode writes it: every slash escaped.
+        let payload = format!(
+            r#"{{"jti":"j\/1","htm":"GET","htu":"{}","iat":{NOW},"ath":"{}"}}"#,
+            URL.replace('/', "\\/"),
+            access_token_hash(TOKEN)
+        );
+        let input = format!("{header}.{}", B64URL.encode(payload.as_bytes()));
+        let signed = key.0.sign_input(&input).unwrap();
+        let proof = check(&signed).unwrap();
+        assert_eq!(proof.jti, "j/1");
+    }
+
+    #[test]
+    fn the_client_keys_never_exceed_their_capacity() {
+        let keys = ClientKeys::with_capacity(2);
+        for _ in 0..5 {
+            let key = ClientKey::new();
+            let proof =
+                keys.verify_proof(&key.proof("GET", URL, NOW, Some(TOKEN)), &request(Some(TOKEN)), &window(), None);
+            assert_eq!(proof.unwrap().jkt, key.thumbprint());
+            assert!(keys.len() <= 2);
+        }
+    }
+
+    #[test]
     fn iat_outside_the_window_is_refused() {
         let key = ClientKey::new();
         assert_eq!(check(&key.proof("GET", URL, NOW - 61, Some(TOKEN))), Err(ProofRejection::Stale));
@@ -591,7 +895,7 @@ mod tests {
         assert_eq!(check(&key.proof("GET", URL, NOW, Some("another.token.here"))), Err(ProofRejection::WrongTokenHash));
         assert_eq!(check(&key.proof("GET", URL, NOW, None)), Err(ProofRejection::MissingClaim));
         // At the token endpoint no access token comes with the proof: ath is not needed.
-        let at_token_endpoint = ProofRequest { method: "POST", url: URL, access_token: None };
+        let at_token_endpoint = ProofRequest { method: "POST", url: URL, access_token_sha256: None };
         verify_proof(&key.proof("POST", URL, NOW, None), &at_token_endpoint, &window(), None).unwrap();
     }
 
@@ -718,6 +1022,10 @@ mod tests {
             prop_assume!(bytes[at] != byte);
             bytes[at] = byte;
             let Ok(mutated) = String::from_utf8(bytes) else { return Ok(()) };
+            // With the key kept from the good proof: the same verdict.
+            let keys = ClientKeys::default();
+            keys.verify_proof(&key.proof("GET", URL, NOW, Some(TOKEN)), &request(Some(TOKEN)), &window(), None).unwrap();
+            prop_assert_eq!(keys.verify_proof(&mutated, &request(Some(TOKEN)), &window(), None), check(&mutated));
             match check(&mutated) {
                 Err(_) => {}
                 // base64url's last character may carry unused bits: the same bytes decode.

@@ -102,7 +102,7 @@ impl TokenProofs {
             path,
         )
         .ok_or(ProofRejection::WrongUrl)?;
-        let request = ProofRequest { method: "POST", url: &url, access_token: None };
+        let request = ProofRequest { method: "POST", url: &url, access_token_sha256: None };
         let window = ProofWindow { now, ..self.window };
         Ok(Some(verify_proof(&presented.proof, &request, &window, None)?))
     }

@@ -18,7 +18,7 @@
 //!   more live tokens than that costs re-verification only).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::rules::token::AccessClaims;
 
@@ -30,12 +30,10 @@ pub const MAX_VERIFIED_TOKENS: usize = 4096;
 /// SHA-256 of an access token: the cache's key.
 pub type TokenDigest = [u8; 32];
 
-/// The digest of `token`.
+/// The digest of `token`: the same SHA-256 a DPoP proof's `ath` encodes, so a request
+/// hashes its token once for both.
 pub fn token_digest(token: &str) -> TokenDigest {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    let mut key = [0u8; 32];
-    key.copy_from_slice(digest.as_ref());
-    key
+    crate::rules::dpop::access_token_sha256(token)
 }
 
 /// Verified claims by token digest, for one generation of the trusted keys.
@@ -48,7 +46,7 @@ pub struct VerifiedTokens {
 #[derive(Debug, Default)]
 struct Entries {
     generation: u64,
-    claims: HashMap<TokenDigest, AccessClaims>,
+    claims: HashMap<TokenDigest, Arc<AccessClaims>>,
 }
 
 impl Default for VerifiedTokens {
@@ -65,14 +63,15 @@ impl VerifiedTokens {
 
     /// The claims of the token with `digest` if it was verified with the keys of
     /// `generation` and has not expired at `now`. Seeing a newer generation empties the cache.
-    pub fn get(&self, digest: &TokenDigest, generation: u64, now: u64) -> Option<AccessClaims> {
+    /// Shared, not copied: a request takes from them only what its answer carries.
+    pub fn get(&self, digest: &TokenDigest, generation: u64, now: u64) -> Option<Arc<AccessClaims>> {
         let mut entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.generation != generation {
             entries.adopt(generation);
             return None;
         }
         match entries.claims.get(digest) {
-            Some(claims) if now < claims.exp => Some(claims.clone()),
+            Some(claims) if now < claims.exp => Some(Arc::clone(claims)),
             Some(_) => {
                 entries.claims.remove(digest);
                 None
@@ -83,7 +82,7 @@ impl VerifiedTokens {
 
     /// Keeps `claims`, verified with the keys of `generation` (read before verifying): not
     /// kept if the keys have changed since, and a newer generation empties the cache first.
-    pub fn insert(&self, digest: TokenDigest, claims: &AccessClaims, generation: u64, now: u64) {
+    pub fn insert(&self, digest: TokenDigest, claims: &Arc<AccessClaims>, generation: u64, now: u64) {
         let mut entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if generation < entries.generation {
             return;
@@ -97,7 +96,7 @@ impl VerifiedTokens {
                 entries.claims.clear();
             }
         }
-        entries.claims.insert(digest, claims.clone());
+        entries.claims.insert(digest, Arc::clone(claims));
     }
 
     /// How many tokens are held.
@@ -123,8 +122,8 @@ impl Entries {
 mod tests {
     use super::*;
 
-    fn claims(exp: u64) -> AccessClaims {
-        AccessClaims {
+    fn claims(exp: u64) -> Arc<AccessClaims> {
+        Arc::new(AccessClaims {
             iss: "iss".into(),
             sub: "sub".into(),
             aud: "aud".into(),
@@ -135,7 +134,7 @@ mod tests {
             scope: "read".into(),
             sid: "sid".into(),
             cnf: None,
-        }
+        })
     }
 
     #[test]

@@ -49,8 +49,14 @@ pub struct AuthContext {
     pub jti: String,
 }
 
-impl From<AccessClaims> for AuthContext {
-    fn from(t: AccessClaims) -> Self {
-        Self { sub: t.sub, scope: t.scope, client_id: t.client_id, sid: t.sid, jti: t.jti }
+impl From<&AccessClaims> for AuthContext {
+    fn from(t: &AccessClaims) -> Self {
+        Self {
+            sub: t.sub.clone(),
+            scope: t.scope.clone(),
+            client_id: t.client_id.clone(),
+            sid: t.sid.clone(),
+            jti: t.jti.clone(),
+        }
     }
 }

@@ -18,6 +18,8 @@
 //! waited for at most [`PROOF_WRITE_BUDGET`]; fail closed). A verified token's claims are
 //! kept per instance ([`VerifiedTokens`]) until its `exp` or a change of the trusted keys,
 //! so a repeated token costs no signature check; revocation is checked on every request.
+//! The token's SHA-256 (the cache's key) is also what the proof's `ath` is checked
+//! against, and each client key is parsed once per instance ([`ClientKeys`]).
 //!
 //! The hot path never waits on a dependency for long: a request that finds the key set or
 //! the revocation feed due for a read (or meets a token naming a key it does not know)
@@ -40,7 +42,7 @@ pub use answer::{Answer, AuthContext};
 use crate::platform::clock::Clock;
 use crate::platform::config::{AuthorizerSettings, Config, DpopSettings};
 use crate::platform::metrics::Tally;
-use crate::rules::dpop::{self, ProofRejection, ProofRequest, ProofWindow};
+use crate::rules::dpop::{self, ClientKeys, ProofRejection, ProofRequest, ProofWindow};
 use crate::rules::polled::Freshness;
 use crate::rules::routes::{self, PolicyDocument, ResponseStyle};
 use crate::rules::token::AccessClaims;
@@ -48,7 +50,7 @@ use crate::rules::verify::{Rejection, Verifier};
 use crate::services::keys::{AuthenticatedKeys, KeyRing};
 use crate::services::proof_ledger::ProofLedger;
 use crate::services::revocation_feed::RevocationFeed;
-use crate::services::verified_tokens::{token_digest, VerifiedTokens};
+use crate::services::verified_tokens::{token_digest, TokenDigest, VerifiedTokens};
 use crate::store::{DynamoProofs, ProofUse};
 use event::{split_arn, Event, Shape};
 
@@ -131,6 +133,7 @@ pub struct Authorizer {
     clock: Arc<dyn Clock>,
     dpop: DpopCheck,
     verified: VerifiedTokens,
+    client_keys: ClientKeys,
 }
 
 /// What the authorizer needs to check DPoP proofs.
@@ -168,7 +171,8 @@ impl Authorizer {
     pub fn new(keys: KeyRing, feed: RevocationFeed, settings: AuthorizerSettings, clock: Arc<dyn Clock>) -> Self {
         let tally = Tally::new("authorize", settings.metrics_every);
         let (dpop, verified) = (DpopCheck::off(), VerifiedTokens::default());
-        Self { keys: Arc::new(keys), tally, feed, settings, clock, dpop, verified }
+        let client_keys = ClientKeys::default();
+        Self { keys: Arc::new(keys), tally, feed, settings, clock, dpop, verified, client_keys }
     }
 
     /// Checks DPoP proofs as `settings` say (the window: `DPOP_PROOF_MAX_AGE_SECS` back,
@@ -294,7 +298,7 @@ impl Authorizer {
             Err(rejection) => return self.refuse(Some(shape), Unauthorized::Invalid(rejection)),
         };
         // The proof, without I/O, before any read: a refused proof costs no call.
-        let proof = match self.check_proof(scheme, &verified, &event, shape, method, token, now) {
+        let proof = match self.check_proof(scheme, &verified, &event, shape, method, &digest, now) {
             Ok(proof) => proof,
             Err(why) => return self.refuse(Some(shape), why),
         };
@@ -332,22 +336,22 @@ impl Authorizer {
         }
         let answer = match (shape, self.settings.style) {
             (Shape::HttpV2, ResponseStyle::Simple) => {
-                Answer::Simple { is_authorized: allowed, context: Some(AuthContext::from(verified)) }
+                Answer::Simple { is_authorized: allowed, context: Some(AuthContext::from(&*verified)) }
             }
-            _ => self.policy(base, method, path, verified),
+            _ => self.policy(base, method, path, &verified),
         };
         (Ok(answer), outcome)
     }
 
     /// The token's claims: from the cache of tokens this instance verified with the keys it
     /// trusts now, or verified now and kept.
-    fn verify(&self, token: &str, digest: &[u8; 32], now: u64) -> Result<AccessClaims, Rejection> {
+    fn verify(&self, token: &str, digest: &[u8; 32], now: u64) -> Result<Arc<AccessClaims>, Rejection> {
         // Read before verifying: a verification with keys that are replaced meanwhile is not kept.
         let generation = self.keys.generation();
         if let Some(claims) = self.verified.get(digest, generation, now) {
             return Ok(claims);
         }
-        let claims = self.verifier().verify(token, now)?;
+        let claims = Arc::new(self.verifier().verify(token, now)?);
         self.verified.insert(*digest, &claims, generation, now);
         Ok(claims)
     }
@@ -363,7 +367,7 @@ impl Authorizer {
         event: &Event<'_>,
         shape: Shape,
         method: &str,
-        token: &str,
+        token_digest: &TokenDigest,
         now: u64,
     ) -> Result<Option<dpop::Proof>, Unauthorized> {
         let jkt = match (scheme, verified.bound_to()) {
@@ -396,8 +400,11 @@ impl Authorizer {
                 )
             })
             .ok_or(Unauthorized::Proof(ProofRejection::WrongUrl))?;
-        let request = ProofRequest { method, url: &url, access_token: Some(token) };
-        dpop::verify_proof(proof, &request, &self.window(now), Some(jkt)).map(Some).map_err(Unauthorized::Proof)
+        let request = ProofRequest { method, url: &url, access_token_sha256: Some(*token_digest) };
+        self.client_keys
+            .verify_proof(proof, &request, &self.window(now), Some(jkt))
+            .map(Some)
+            .map_err(Unauthorized::Proof)
     }
 
     fn window(&self, now: u64) -> ProofWindow {
@@ -428,7 +435,7 @@ impl Authorizer {
 
     /// An IAM policy that answers this request as the rules do and allows nothing they deny
     /// on another route (see [`routes::policy`]), with the token's context.
-    fn policy(&self, base: &str, method: &str, path: &str, token: AccessClaims) -> Answer {
+    fn policy(&self, base: &str, method: &str, path: &str, token: &AccessClaims) -> Answer {
         Answer::Policy {
             principal_id: token.sub.clone(),
             policy_document: routes::policy(&self.settings.rules, base, method, path, &token.scope),
