@@ -580,6 +580,38 @@ fn dpop_ratios(runtime: &tokio::runtime::Runtime) {
         against_new(1, 2.0),
         against_new(2, 1.0)
     );
+    aws_jwt_verify_beside(&bearer, &bearer_token, time(3));
+}
+
+/// AWS's aws-jwt-verify on the same bearer token, for the record: a Node authorizer built
+/// on it verifies every call (tests/clients/aws_jwt_verify_timing.mjs, its JWKS given up
+/// front). Against our first-seen handler figure and the cache's (c). Skipped, and said so,
+/// where `make tools` has not installed it.
+fn aws_jwt_verify_beside(bearer: &Dpop, token: &str, cached_us: f64) {
+    let root = tokenauth_tests::repo_root();
+    let node_prefix = root.join(".local/node");
+    if !node_prefix.join("node_modules/aws-jwt-verify").exists() {
+        println!("  aws-jwt-verify: not installed (make tools), not measured");
+        return;
+    }
+    let jwks = serde_json::json!({"keys": [bearer.signer.trusted().public_jwk()]}).to_string();
+    let output = std::process::Command::new("node")
+        .arg(root.join("tests/clients/aws_jwt_verify_timing.mjs"))
+        .args([jwks.as_str(), token, ISS, AUD])
+        .env("NODE_PREFIX", &node_prefix)
+        .output();
+    let verdict = output
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+        .and_then(|v| v["per_call_us"].as_f64());
+    match verdict {
+        Some(theirs) => println!(
+            "  aws-jwt-verify (Node, verifies every call) {theirs:.2} us per call on the same token: {:.1} x our cached call (c) | goal >= 5",
+            theirs / cached_us
+        ),
+        None => println!("  aws-jwt-verify: the timing script failed, not measured"),
+    }
 }
 
 fn bench_dpop(_: &mut Criterion) {
