@@ -137,15 +137,27 @@ mod tests {
         let key = read_key(&path).unwrap();
 
         let printed = proof(&key, "GET", URL, AccessToken::Given(TOKEN.to_owned()), NOW).unwrap();
-        let request = ProofRequest { method: "GET", url: URL, access_token: Some(TOKEN) };
+        let request = ProofRequest {
+            method: "GET",
+            url: URL,
+            access_token_sha256: Some(tokenauth::rules::dpop::access_token_sha256(TOKEN)),
+        };
         let checked = verify_proof(&printed, &request, &window(), Some(&jkt)).unwrap();
         assert_eq!(checked.jkt, jkt);
         assert_eq!(checked.iat, NOW);
 
         // Another access token than the one its ath hashes, another method: refused.
-        let other = ProofRequest { method: "GET", url: URL, access_token: Some("another.access.token") };
+        let other = ProofRequest {
+            method: "GET",
+            url: URL,
+            access_token_sha256: Some(tokenauth::rules::dpop::access_token_sha256("another.access.token")),
+        };
         assert_eq!(verify_proof(&printed, &other, &window(), None), Err(ProofRejection::WrongTokenHash));
-        let post = ProofRequest { method: "POST", url: URL, access_token: Some(TOKEN) };
+        let post = ProofRequest {
+            method: "POST",
+            url: URL,
+            access_token_sha256: Some(tokenauth::rules::dpop::access_token_sha256(TOKEN)),
+        };
         assert_eq!(verify_proof(&printed, &post, &window(), None), Err(ProofRejection::WrongMethod));
     }
 
@@ -153,7 +165,7 @@ mod tests {
     fn each_proof_has_a_fresh_jti() {
         let key = ProofKey::generate().unwrap();
         let url = "http://127.0.0.1:3000/auth/refresh";
-        let request = ProofRequest { method: "POST", url, access_token: None };
+        let request = ProofRequest { method: "POST", url, access_token_sha256: None };
         let first = verify_proof(&proof(&key, "POST", url, AccessToken::None, NOW).unwrap(), &request, &window(), None);
         let second =
             verify_proof(&proof(&key, "POST", url, AccessToken::None, NOW).unwrap(), &request, &window(), None);
@@ -181,7 +193,11 @@ mod tests {
         let token_file = dir.path().join("access-token");
         std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
         let printed = proof(&key, "GET", URL, AccessToken::File(token_file), NOW).unwrap();
-        let request = ProofRequest { method: "GET", url: URL, access_token: Some(TOKEN) };
+        let request = ProofRequest {
+            method: "GET",
+            url: URL,
+            access_token_sha256: Some(tokenauth::rules::dpop::access_token_sha256(TOKEN)),
+        };
         verify_proof(&printed, &request, &window(), None).unwrap();
 
         let blank = dir.path().join("blank");

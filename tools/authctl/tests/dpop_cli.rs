@@ -33,7 +33,11 @@ fn authctl_dpop_needs_no_configuration_and_prints_a_proof_that_verifies() {
     let printed =
         stdout(&authctl(&["dpop", "proof", "--key", key, "--method", "GET", "--url", url, "--access-token", token]));
     assert_eq!(printed.lines().count(), 1, "one proof, one line: {printed}");
-    let request = ProofRequest { method: "GET", url, access_token: Some(token) };
+    let request = ProofRequest {
+        method: "GET",
+        url,
+        access_token_sha256: Some(tokenauth::rules::dpop::access_token_sha256(token)),
+    };
     // iat is the time of the call: within 5 s of it.
     let window = ProofWindow { now: before, max_age: 5, leeway: 5 };
     let proof = verify_proof(printed.trim(), &request, &window, Some(&jkt)).unwrap();
