@@ -274,11 +274,11 @@ async fn keys_rotate_kms_to_envelope_to_kms_while_clients_keep_calling_through_t
     }
 }
 
-#[tokio::test]
-async fn the_readme_session_runs_as_written_through_the_gateway() {
+/// The demo user `make dev` seeds; an earlier run (or the other README test) may have
+/// made it already.
+async fn ensure_demo_user() {
     let config = gateway_function_config();
     let clients = clients().await;
-    // The demo user `make dev` seeds; an earlier run may have made it already.
     let username = tokenauth::rules::username::Username::normalise("demo").unwrap();
     let users = tokenauth::store::DynamoUsers::new(clients.dynamodb.clone(), &config.users_table);
     if users.get(&username).await.unwrap().is_none() {
@@ -289,19 +289,65 @@ async fn the_readme_session_runs_as_written_through_the_gateway() {
             vec!["read".into(), "write".into()],
             0,
         );
-        users.create(&username, &record).await.unwrap();
+        // Both README tests may get here at once: one creates, the other finds it made.
+        let _ = users.create(&username, &record).await;
     }
+    assert!(users.get(&username).await.unwrap().is_some(), "the demo user exists");
+}
 
+/// The first `sh` block of the README section under `heading`, with `GW=` pointing at this
+/// run's gateway and `make` lines left out (`with-stack.sh --gateway` did what they do).
+fn readme_block(heading: &str) -> Vec<String> {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let section = &readme[readme.find("## A session, end to end").expect("the README's session section")..];
+    let section = &readme[readme.find(heading).expect("the README section")..];
     let block = section.split("```sh\n").nth(1).unwrap().split("\n```").next().unwrap();
-    // `make dev` is what `with-stack.sh --gateway` did; the gateway's port is this run's.
     let gateway = gateway_client();
-    let script: Vec<String> = block
+    block
         .lines()
         .filter(|line| !line.starts_with("make "))
         .map(|line| if line.starts_with("GW=") { format!("GW={}", gateway.url("")) } else { line.to_owned() })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_readme_dpop_session_runs_as_written_through_the_gateway() {
+    ensure_demo_user().await;
+    let key_file = std::env::temp_dir().join(format!("tokenauth-readme-{}-device.pem", std::process::id()));
+    let _ = std::fs::remove_file(&key_file);
+    let script: Vec<String> = readme_block("### A DPoP session, bound to a device key")
+        .into_iter()
+        .map(|line| line.replace("device.pem", key_file.to_str().unwrap()))
         .collect();
+    let output = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script.join("\n")])
+        .current_dir(repo_root())
+        .output()
+        .await
+        .unwrap();
+    let _ = std::fs::remove_file(&key_file);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the README's DPoP session failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    // Login and refresh both answer DPoP tokens; whoami allows both with their proofs.
+    assert_eq!(stdout.matches(r#""token_type":"DPoP""#).count(), 2, "{stdout}");
+    assert_eq!(stdout.matches(r#"{"authorizer":{"client_id":"first-party""#).count(), 2, "{stdout}");
+    // The bound token as Bearer is refused; the refresh without a proof is refused as the RFC says.
+    assert!(lines.iter().any(|l| l.trim() == "HTTP/1.1 403 Forbidden"), "{stdout}");
+    assert!(stdout.contains(r#"{"error":"invalid_dpop_proof","error_description":"a DPoP proof is required"}"#));
+    // The token names the key: cnf.jkt is the key file's thumbprint.
+    let thumbprint = lines.iter().position(|l| l.starts_with("{'jkt': ")).map(|i| (lines[i], lines[i + 1]));
+    let (cnf, jkt) = thumbprint.unwrap_or_else(|| panic!("cnf and thumbprint lines: {stdout}"));
+    assert_eq!(cnf, format!("{{'jkt': '{jkt}'}}"), "{stdout}");
+}
+
+#[tokio::test]
+async fn the_readme_session_runs_as_written_through_the_gateway() {
+    ensure_demo_user().await;
+    let script = readme_block("## A session, end to end");
     let output = tokio::process::Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script.join("\n")])
         .output()
