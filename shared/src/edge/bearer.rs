@@ -1,12 +1,23 @@
-//! The bearer token of an `Authorization` header (RFC 6750 §2.1), for every path that
-//! takes one: the authorizer (hot path) and revoke-all.
+//! The access token of an `Authorization` header, for every path that takes one: `Bearer`
+//! (RFC 6750 §2.1) for the authorizer (hot path) and revoke-all, `DPoP` (RFC 9449 §7.1)
+//! for the authorizer.
 
 /// `Bearer <token>` (RFC 6750 §2.1): scheme case-insensitive, exactly one token of the
 /// b64token alphabet, nothing else. Shared by revoke-all and the authorizer.
 pub fn parse_bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    // The scheme first: a `DPoP` credential is not scanned twice.
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    credential(value, "bearer")
+}
+
+/// `DPoP <token>` (RFC 9449 §7.1), read as strictly as `Bearer`.
+pub fn parse_dpop(value: &str) -> Option<&str> {
+    credential(value, "dpop")
+}
+
+/// `<scheme> <token>`: the scheme case-insensitive and looked at first (a credential of
+/// another scheme is not scanned), then one token of the b64token alphabet.
+fn credential<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (given, token) = value.split_once(' ')?;
+    if !given.eq_ignore_ascii_case(scheme) {
         return None;
     }
     // A table and no early exit: this runs over the whole token on every authorizer request.
@@ -14,7 +25,7 @@ pub fn parse_bearer(value: &str) -> Option<&str> {
     (!token.is_empty() && b64token).then_some(token)
 }
 
-/// The b64token alphabet of RFC 6750 §2.1, by byte.
+/// The b64token alphabet of RFC 6750 §2.1 (RFC 9110's token68), by byte.
 static B64TOKEN: [bool; 256] = {
     let mut table = [false; 256];
     let mut i = 0;
@@ -36,6 +47,15 @@ mod tests {
         assert_eq!(parse_bearer("bEaReR abc"), Some("abc"));
         for bad in ["abc", "Bearer", "Bearer ", "Bearer a b", "Basic abc", "Bearer  abc", "Bearer a,b"] {
             assert_eq!(parse_bearer(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn extracts_exactly_one_dpop_token() {
+        assert_eq!(parse_dpop("DPoP abc.def.ghi"), Some("abc.def.ghi"));
+        assert_eq!(parse_dpop("dpop abc"), Some("abc"));
+        for bad in ["Bearer abc", "DPoP", "DPoP ", "DPoP a b", "DPoPabc", "DPoP a,b"] {
+            assert_eq!(parse_dpop(bad), None, "{bad:?}");
         }
     }
 }

@@ -536,31 +536,6 @@ fn url_without_query(text: &str) -> Option<url::Url> {
     Some(url)
 }
 
-/// The `DPoP` scheme of an `Authorization` header (RFC 9449 §7.1): `DPoP <token>`, scheme
-/// case-insensitive, one token of the token68 alphabet.
-pub fn parse_dpop_authorization(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("dpop") {
-        return None;
-    }
-    // A table and no early exit, as for `Bearer`: this runs over every DPoP request's token.
-    let token68 = token.bytes().fold(true, |ok, b| ok & TOKEN68[usize::from(b)]);
-    (!token.is_empty() && token68).then_some(token)
-}
-
-/// The token68 alphabet (RFC 9110 §11.2) by byte, `=` included wherever it stands (as
-/// before: the token's own parser refuses what is not base64url).
-static TOKEN68: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        table[i] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
-        i += 1;
-    }
-    table
-};
-
 /// A client's DPoP key: what `authctl dpop proof`, the tests and the benchmarks make
 /// proofs with (the service itself only checks them).
 pub struct ProofKey {
@@ -996,15 +971,6 @@ mod tests {
         assert_eq!(called_url(None, Some("gopher"), Some("h.test"), "/").as_deref(), Some("https://h.test/"));
         assert_eq!(called_url(None, None, Some("evil.test/x?"), "/"), None);
         assert_eq!(called_url(None, None, None, "/"), None);
-    }
-
-    #[test]
-    fn the_dpop_authorization_scheme_is_parsed_strictly() {
-        assert_eq!(parse_dpop_authorization("DPoP abc.def.ghi"), Some("abc.def.ghi"));
-        assert_eq!(parse_dpop_authorization("dpop abc"), Some("abc"));
-        for bad in ["Bearer abc", "DPoP", "DPoP ", "DPoP a b", "DPoPabc", "DPoP a,b"] {
-            assert_eq!(parse_dpop_authorization(bad), None, "{bad:?}");
-        }
     }
 
     proptest! {

@@ -272,7 +272,7 @@ impl Authorizer {
         };
         let presented = authorization.and_then(|value| match crate::edge::bearer::parse_bearer(value) {
             Some(token) => Some((Scheme::Bearer, token)),
-            None => dpop::parse_dpop_authorization(value).map(|token| (Scheme::Dpop, token)),
+            None => crate::edge::bearer::parse_dpop(value).map(|token| (Scheme::Dpop, token)),
         });
         let Some((scheme, token)) = presented else {
             return self.refuse(Some(shape), Unauthorized::MissingToken);
