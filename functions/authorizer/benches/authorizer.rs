@@ -75,13 +75,7 @@ fn authorizer_with(key: TrustedKey, now: u64, ledger: Arc<dyn ProofLedger>) -> A
         expires_at: now + 3600,
     }));
     // Never contacted: no poll falls due within the run.
-    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .endpoint_url("http://127.0.0.1:9")
-            .build(),
-    );
+    let dynamodb = tokenauth::platform::aws::unreachable::dynamodb();
     let settings = AuthorizerSettings {
         style: ResponseStyle::Simple,
         // The template's rule for its protected route, and every other route open to a valid
@@ -95,13 +89,7 @@ fn authorizer_with(key: TrustedKey, now: u64, ledger: Arc<dyn ProofLedger>) -> A
         RevocationFeed::preloaded(Box::new(DynamoRevocations::new(dynamodb.clone(), "unused")), &settings, cache, now);
     let verifier = Arc::new(Verifier::new(vec![key], ISS.into(), AUD.into(), 30));
     let day = Duration::from_secs(86_400);
-    let kms = aws_sdk_kms::Client::from_conf(
-        aws_sdk_kms::Config::builder()
-            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-            .region(aws_sdk_kms::config::Region::new("us-east-1"))
-            .endpoint_url("http://127.0.0.1:9")
-            .build(),
-    );
+    let kms = tokenauth::platform::aws::unreachable::kms();
     let keys = AuthenticatedKeys::new(DynamoKeys::new(dynamodb, "unused"), kms, "", "");
     let keys = KeyRing::preloaded(keys, verifier, day, day, now);
     let dpop = DpopSettings {

@@ -151,6 +151,35 @@ pub async fn function_sdk_config(
     sdk_config(&config.trust_roots, Credentials::Environment).await
 }
 
+/// SDK clients whose endpoint nothing listens on, for tests and benchmarks of code that
+/// holds a client but must make no call: a call would fail at once.
+#[cfg(any(test, feature = "testing"))]
+pub mod unreachable {
+    const ENDPOINT: &str = "http://127.0.0.1:9";
+
+    /// A DynamoDB client that reaches nothing.
+    pub fn dynamodb() -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+                .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+                .endpoint_url(ENDPOINT)
+                .build(),
+        )
+    }
+
+    /// A KMS client that reaches nothing.
+    pub fn kms() -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::Config::builder()
+                .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+                .region(aws_sdk_kms::config::Region::new("us-east-1"))
+                .endpoint_url(ENDPOINT)
+                .build(),
+        )
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -489,34 +489,7 @@ mod tests {
     const HOST: &str = "abc123.execute-api.us-east-1.amazonaws.com";
     const URL: &str = "https://abc123.execute-api.us-east-1.amazonaws.com/api/items";
 
-    /// A DynamoDB or KMS endpoint nothing listens on: a call would fail, and none is made.
-    fn unreachable<C>(build: impl FnOnce(&str) -> C) -> C {
-        build("http://127.0.0.1:9")
-    }
-
-    fn dynamodb() -> aws_sdk_dynamodb::Client {
-        unreachable(|endpoint| {
-            aws_sdk_dynamodb::Client::from_conf(
-                aws_sdk_dynamodb::Config::builder()
-                    .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-                    .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-                    .endpoint_url(endpoint)
-                    .build(),
-            )
-        })
-    }
-
-    fn kms() -> aws_sdk_kms::Client {
-        unreachable(|endpoint| {
-            aws_sdk_kms::Client::from_conf(
-                aws_sdk_kms::Config::builder()
-                    .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-                    .region(aws_sdk_kms::config::Region::new("us-east-1"))
-                    .endpoint_url(endpoint)
-                    .build(),
-            )
-        })
-    }
+    use crate::platform::aws::unreachable::{dynamodb, kms};
 
     struct Fixture {
         authorizer: Authorizer,

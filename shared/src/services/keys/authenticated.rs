@@ -277,14 +277,7 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::Config::builder()
-                .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-                .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-                .endpoint_url("http://127.0.0.1:9")
-                .build(),
-        );
-        let reader = AuthenticatedKeys::reader_from_config(&config, dynamodb);
+        let reader = AuthenticatedKeys::reader_from_config(&config, crate::platform::aws::unreachable::dynamodb());
         let refused = reader.replace(&KeySet { version: 1, ..KeySet::default() }, 0).await;
         let refused_before_any_call = matches!(&refused,
             Err(DependencyError::Kms { operation: "Sign", message }) if message.contains("KEY_SET_SIGNING_KEY_ID is not set"));
