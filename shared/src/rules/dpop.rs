@@ -262,15 +262,8 @@ fn check_proof(
     if proof.len() > MAX_PROOF_BYTES {
         return Err(ProofRejection::Oversize);
     }
-    let mut parts = proof.split('.');
-    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(ProofRejection::Malformed);
-    };
-    if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
-        return Err(ProofRejection::Malformed);
-    }
+    let (header_b64, payload_b64, signature_b64) =
+        crate::rules::verify::compact_parts(proof).ok_or(ProofRejection::Malformed)?;
 
     // A client sends the same header with every proof: one seen before, byte for byte,
     // passed every header check then and names the key parsed then.

@@ -107,15 +107,7 @@ impl Verifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(Rejection::Oversize);
         }
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Rejection::Malformed);
-        };
-        if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
-            return Err(Rejection::Malformed);
-        }
+        let (header_b64, payload_b64, signature_b64) = compact_parts(token).ok_or(Rejection::Malformed)?;
         let keys = self.keys();
         let key = match keys.iter().find(|k| k.encoded_header() == header_b64) {
             Some(key) => key,
@@ -176,6 +168,16 @@ impl Verifier {
             sid: sid.to_owned(),
             cnf: c.cnf.map(|jkt| crate::rules::token::Confirmation { jkt: jkt.to_owned() }),
         })
+    }
+}
+
+/// The three non-empty parts of a JWS in compact form (RFC 7515 §7.1), nothing more: the
+/// first check of an access token and of a DPoP proof.
+pub fn compact_parts(jws: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = jws.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(p), Some(s), None) if !h.is_empty() && !p.is_empty() && !s.is_empty() => Some((h, p, s)),
+        _ => None,
     }
 }
 
