@@ -51,6 +51,13 @@ fn claims(now: u64) -> String {
     .to_string()
 }
 
+/// The claims of a token the instance has not seen: a new `jti`.
+fn new_token_claims(now: u64) -> serde_json::Value {
+    let mut claims: serde_json::Value = serde_json::from_str(&claims(now)).unwrap();
+    claims["jti"] = serde_json::json!(tokenauth::rules::token::random_id());
+    claims
+}
+
 fn authorizer(key: TrustedKey, now: u64) -> Authorizer {
     authorizer_with(key, now, Arc::new(MemoryProofs::default()))
 }
@@ -133,13 +140,7 @@ const FIRST_SEEN_POOL: usize = 5000;
 
 /// `FIRST_SEEN_POOL` events of `file`, each with a token of its own (a new `jti`).
 fn first_seen_events(case: &Case, file: &str, now: u64) -> Vec<String> {
-    (0..FIRST_SEEN_POOL)
-        .map(|_| {
-            let mut claims: serde_json::Value = serde_json::from_str(&claims(now)).unwrap();
-            claims["jti"] = serde_json::json!(tokenauth::rules::token::random_id());
-            event(file, &case.signer.sign_claims(&claims))
-        })
-        .collect()
+    (0..FIRST_SEEN_POOL).map(|_| event(file, &case.signer.sign_claims(&new_token_claims(now)))).collect()
 }
 
 fn event(file: &str, token: &str) -> String {
@@ -181,8 +182,7 @@ impl Dpop {
 
     /// A new token bound to the client's key (a new jti: not in the cache).
     fn token_of(signer: &LocalSigner, client: &ProofKey, now: u64) -> String {
-        let mut claims: serde_json::Value = serde_json::from_str(&claims(now)).unwrap();
-        claims["jti"] = serde_json::json!(tokenauth::rules::token::random_id());
+        let mut claims = new_token_claims(now);
         claims["cnf"] = serde_json::json!({"jkt": client.thumbprint()});
         signer.sign_claims(&claims)
     }
@@ -352,13 +352,8 @@ fn bench(c: &mut Criterion) {
             first_seen_events(case, "authorizer-http-api-v2.json", now),
         );
         // Tokens of their own for the raw check and the verifier on new signatures.
-        let tokens: Vec<String> = (0..FIRST_SEEN_POOL)
-            .map(|_| {
-                let mut claims: serde_json::Value = serde_json::from_str(&claims(now)).unwrap();
-                claims["jti"] = serde_json::json!(tokenauth::rules::token::random_id());
-                case.signer.sign_claims(&claims)
-            })
-            .collect();
+        let tokens: Vec<String> =
+            (0..FIRST_SEEN_POOL).map(|_| case.signer.sign_claims(&new_token_claims(now))).collect();
         let (rest_next, http_next) = (std::cell::Cell::new(0usize), std::cell::Cell::new(0usize));
         let tokens_next = std::cell::Cell::new(0usize);
         let per_batch = if case.name == "ES256" { 50 } else { 150 };
