@@ -68,9 +68,24 @@ pub enum ApiError {
     /// is off. The description is a fixed text that never echoes the proof.
     #[error("invalid DPoP proof: {0}")]
     InvalidDpopProof(&'static str),
-    /// 400 `unsupported_grant_type`: a `grant_type` other than `refresh_token`.
+    /// 400 `unsupported_grant_type`: a `grant_type` the token endpoint does not know.
     #[error("unsupported grant type")]
     UnsupportedGrantType,
+    /// 401 `invalid_client` (RFC 6749 §5.2): unknown or disabled client, wrong or expired
+    /// secret, a bad assertion, a confidential client that did not authenticate. One body
+    /// for all; `WWW-Authenticate: Basic` when the client tried HTTP Basic.
+    #[error("invalid client")]
+    InvalidClient {
+        /// The client authenticated with HTTP Basic.
+        basic: bool,
+    },
+    /// 400 `unauthorized_client`: the client may not use this grant.
+    #[error("unauthorized client")]
+    UnauthorizedClient,
+    /// 400 `invalid_target` (RFC 8693 §2.2.2, RFC 8707): an audience or resource the
+    /// client may not ask tokens for.
+    #[error("invalid target")]
+    InvalidTarget,
     /// 401 `invalid_token` with `WWW-Authenticate: Bearer`: missing or invalid bearer token.
     #[error("invalid bearer token")]
     InvalidToken,

@@ -68,7 +68,7 @@ async fn login_issues_an_es256_access_token_that_verifies_with_the_kms_public_ke
     assert!(claims.jti.len() >= 22);
     assert_eq!(claims.client_id, "first-party");
     assert_eq!(claims.scope, "read write");
-    assert_eq!(claims.sid, family_of(refresh));
+    assert_eq!(claims.sid, Some(family_of(refresh)));
     let payload: Value =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(access.split('.').nth(1).unwrap()).unwrap()).unwrap();
     let mut names: Vec<&str> = payload.as_object().unwrap().keys().map(String::as_str).collect();

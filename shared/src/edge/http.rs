@@ -17,6 +17,7 @@ use crate::platform::audit::RequestMeta;
 use crate::rules::dpop::ProofRejection;
 use crate::rules::password::MAX_PASSWORD_BYTES;
 use crate::rules::token::TokenResponse;
+use crate::services::client_auth::ClientCredentials;
 use crate::services::discovery::DiscoveryService;
 use crate::services::login::{LoginRequest, LoginService};
 use crate::services::refresh::{RefreshRequest, RefreshService};
@@ -126,6 +127,95 @@ pub fn bearer_token(request: &Request) -> Result<&str, ApiError> {
     let mut values = request.headers().get_all(AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else { return Err(ApiError::InvalidToken) };
     value.to_str().ok().and_then(crate::edge::bearer::parse_bearer).ok_or(ApiError::InvalidToken)
+}
+
+/// The client-authentication parameters of a token-endpoint or introspection body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientAuthParams<'a> {
+    /// `client_id`.
+    pub client_id: Option<&'a str>,
+    /// `client_secret` (`client_secret_post`).
+    pub client_secret: Option<&'a str>,
+    /// `client_assertion_type` (RFC 7521 §4.2).
+    pub client_assertion_type: Option<&'a str>,
+    /// `client_assertion`.
+    pub client_assertion: Option<&'a str>,
+}
+
+/// RFC 7523 §2.2: the one `client_assertion_type` accepted.
+pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The one way a request authenticates its client (RFC 6749 §2.3): HTTP Basic, a secret in
+/// the body, a JWT assertion, or none. More than one method is `invalid_request`
+/// (§2.3.1: "MUST NOT use more than one authentication method"); a Basic header that does
+/// not decode is `invalid_client`. A `client_id` in the body beside Basic must name the
+/// same client.
+pub fn client_credentials(request: &Request, params: ClientAuthParams<'_>) -> Result<ClientCredentials, ApiError> {
+    let basic = basic_credentials(request)?;
+    let assertion = match (params.client_assertion_type, params.client_assertion) {
+        (None, None) => None,
+        (Some(JWT_BEARER_ASSERTION), Some(assertion)) if !assertion.is_empty() => Some(assertion),
+        (Some(JWT_BEARER_ASSERTION), _) => return Err(ApiError::InvalidRequest("client_assertion is required")),
+        (Some(_), _) => return Err(ApiError::InvalidRequest("unsupported client_assertion_type")),
+        (None, Some(_)) => return Err(ApiError::InvalidRequest("client_assertion_type is required")),
+    };
+    let methods =
+        usize::from(basic.is_some()) + usize::from(params.client_secret.is_some()) + usize::from(assertion.is_some());
+    if methods > 1 {
+        return Err(ApiError::InvalidRequest("use exactly one client authentication method"));
+    }
+    if params.client_id.is_some_and(str::is_empty) {
+        return Err(ApiError::InvalidRequest("client_id must not be empty when present"));
+    }
+    let client_id = params.client_id.map(str::to_owned);
+    Ok(match (basic, params.client_secret, assertion) {
+        (Some((id, secret)), _, _) => {
+            if client_id.as_ref().is_some_and(|body_id| *body_id != id) {
+                return Err(ApiError::InvalidRequest("client_id differs from the authenticated client"));
+            }
+            ClientCredentials::SecretBasic { client_id: id, secret }
+        }
+        (None, Some(secret), _) => match client_id {
+            Some(client_id) => ClientCredentials::SecretPost { client_id, secret: secret.to_owned() },
+            None => return Err(ApiError::InvalidRequest("client_secret needs client_id")),
+        },
+        (None, None, Some(assertion)) => {
+            ClientCredentials::PrivateKeyJwt { client_id, assertion: assertion.to_owned() }
+        }
+        (None, None, None) => ClientCredentials::None { client_id },
+    })
+}
+
+/// `Authorization: Basic` (RFC 7617) as RFC 6749 §2.3.1 uses it: base64 of the
+/// form-encoded id, `:`, the form-encoded secret. `None` without an `Authorization`
+/// header; another scheme, or one that does not decode, is `invalid_client`.
+fn basic_credentials(request: &Request) -> Result<Option<(String, String)>, ApiError> {
+    use base64::Engine as _;
+    let refused = ApiError::InvalidClient { basic: true };
+    let mut values = request.headers().get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(ApiError::InvalidRequest("use exactly one client authentication method"));
+    }
+    let value = value.to_str().map_err(|_| ApiError::InvalidClient { basic: true })?;
+    let (scheme, encoded) = value.trim().split_once(' ').ok_or(ApiError::InvalidClient { basic: true })?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(ApiError::InvalidClient { basic: false });
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| refused)?;
+    let decoded = String::from_utf8(decoded).map_err(|_| ApiError::InvalidClient { basic: true })?;
+    let (id, secret) = decoded.split_once(':').ok_or(ApiError::InvalidClient { basic: true })?;
+    let form_decode = |part: &str| -> String {
+        url::form_urlencoded::parse(format!("x={part}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let (id, secret) = (form_decode(id), form_decode(secret));
+    if id.is_empty() || secret.is_empty() {
+        return Err(ApiError::InvalidClient { basic: true });
+    }
+    Ok(Some((id, secret)))
 }
 
 /// The `DPoP` header (RFC 9449 §4.1).
@@ -348,6 +438,13 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
         ApiError::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope", None),
         ApiError::InvalidDpopProof(why) => (StatusCode::BAD_REQUEST, "invalid_dpop_proof", Some(*why)),
         ApiError::UnsupportedGrantType => (StatusCode::BAD_REQUEST, "unsupported_grant_type", None),
+        ApiError::InvalidClient { .. } => (StatusCode::UNAUTHORIZED, "invalid_client", None),
+        ApiError::UnauthorizedClient => {
+            (StatusCode::BAD_REQUEST, "unauthorized_client", Some("the client may not use this grant"))
+        }
+        ApiError::InvalidTarget => {
+            (StatusCode::BAD_REQUEST, "invalid_target", Some("the client may not ask tokens for this audience"))
+        }
         ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", None),
         ApiError::NotFound => (StatusCode::NOT_FOUND, "invalid_request", Some("no such resource")),
         ApiError::Throttled { .. } => {
@@ -375,6 +472,10 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
             Allowed::Get => "GET, HEAD",
         };
         response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    if matches!(error, ApiError::InvalidClient { basic: true }) {
+        // RFC 6749 §5.2: the scheme the client tried.
+        response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Basic realm="token""#));
     }
     if matches!(error, ApiError::InvalidToken) {
         // RFC 6750 §3.

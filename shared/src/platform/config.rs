@@ -32,6 +32,13 @@ pub struct Config {
     pub audience: String,
     /// `CLIENT_ID` (default `first-party`): the `client_id` claim of tokens issued by login.
     pub client_id: String,
+    /// `CLIENTS_TABLE` (default empty: no registry, only the first-party client's refresh
+    /// grant): the Clients table of the token endpoint and introspection.
+    pub clients_table: String,
+    /// `ACCESS_TOKEN_AUDIENCE` (default: `TOKEN_AUDIENCE`): the audiences this API's
+    /// authorizer (and revoke) accepts, separated by spaces or commas; a token for any
+    /// other API is refused.
+    pub accepted_audiences: Vec<String>,
     /// `ACCESS_TOKEN_TTL_SECS` (default 900 = 15 minutes).
     pub access_token_ttl: Duration,
     /// `TOKEN_LEEWAY_SECS` (default 30, at least 2, below the access-token lifetime): the clock leeway
@@ -190,6 +197,21 @@ impl Config {
             issuer: env.required("TOKEN_ISSUER")?,
             audience: env.required("TOKEN_AUDIENCE")?,
             client_id: env.text("CLIENT_ID", "first-party"),
+            clients_table: env.text("CLIENTS_TABLE", ""),
+            accepted_audiences: match env.optional("ACCESS_TOKEN_AUDIENCE") {
+                Some(list) => {
+                    let audiences: Vec<String> =
+                        list.split([' ', ',']).filter(|a| !a.is_empty()).map(str::to_owned).collect();
+                    if audiences.is_empty() {
+                        return Err(ConfigError::Invalid {
+                            name: "ACCESS_TOKEN_AUDIENCE",
+                            reason: "audiences separated by spaces or commas",
+                        });
+                    }
+                    audiences
+                }
+                None => vec![env.required("TOKEN_AUDIENCE")?],
+            },
             access_token_ttl: env.secs("ACCESS_TOKEN_TTL_SECS", 900, Zero::Refused)?,
             token_leeway: env.secs("TOKEN_LEEWAY_SECS", 30, Zero::Allowed)?,
             key_reload: env.secs("KEY_SET_RELOAD_SECS", 60, Zero::Refused)?,

@@ -246,6 +246,9 @@ pub enum RevocationKind {
     Sid,
     /// Every access token of a user issued before `not_before`, by `sub`.
     User,
+    /// Every access token issued before `not_before` to a client or exchanged by it (its
+    /// `client_id`, or any `act` of the chain): a disabled client.
+    Client,
 }
 
 impl RevocationKind {
@@ -255,6 +258,7 @@ impl RevocationKind {
             Self::Jti => "jti",
             Self::Sid => "sid",
             Self::User => "user",
+            Self::Client => "client",
         }
     }
 }
@@ -268,7 +272,7 @@ pub struct Revocation {
     pub subject: String,
     /// When it was revoked, Unix milliseconds.
     pub revoked_at_ms: u64,
-    /// For `User`: tokens with `iat` before this (Unix seconds) are revoked.
+    /// For `User` and `Client`: tokens with `iat` before this (Unix seconds) are revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<u64>,
     /// TTL, Unix seconds: after this no token the entry covers can be valid.

@@ -13,6 +13,14 @@ pub struct RevocationCache {
     jti: HashMap<String, u64>,
     sid: HashMap<String, u64>,
     users: HashMap<String, (u64, u64)>,
+    clients: HashMap<String, (u64, u64)>,
+}
+
+/// Keeps the later cut-off and the later expiry of two entries for one user or client.
+fn raise(cutoffs: &mut HashMap<String, (u64, u64)>, e: Revocation) {
+    let not_before = e.not_before.unwrap_or(e.revoked_at_ms / 1000 + 1);
+    let entry = cutoffs.entry(e.subject).or_insert((0, 0));
+    *entry = (entry.0.max(not_before), entry.1.max(e.expires_at));
 }
 
 impl RevocationCache {
@@ -26,20 +34,23 @@ impl RevocationCache {
                 RevocationKind::Sid => {
                     self.sid.insert(e.subject, e.expires_at);
                 }
-                RevocationKind::User => {
-                    let not_before = e.not_before.unwrap_or(e.revoked_at_ms / 1000 + 1);
-                    let entry = self.users.entry(e.subject).or_insert((0, 0));
-                    *entry = (entry.0.max(not_before), entry.1.max(e.expires_at));
-                }
+                RevocationKind::User => raise(&mut self.users, e),
+                RevocationKind::Client => raise(&mut self.clients, e),
             }
         }
     }
 
     /// Whether a verified token is covered by an entry.
     pub fn is_revoked(&self, token: &AccessClaims) -> bool {
+        let cut_off = |cutoffs: &HashMap<String, (u64, u64)>, id: &str| {
+            cutoffs.get(id).is_some_and(|(not_before, _)| token.iat < *not_before)
+        };
         self.jti.contains_key(&token.jti)
-            || self.sid.contains_key(&token.sid)
-            || self.users.get(&token.sub).is_some_and(|(not_before, _)| token.iat < *not_before)
+            || token.sid.as_ref().is_some_and(|sid| self.sid.contains_key(sid))
+            || cut_off(&self.users, &token.sub)
+            || (!self.clients.is_empty()
+                && (cut_off(&self.clients, &token.client_id)
+                    || token.act.as_ref().is_some_and(|act| act.chain().any(|a| cut_off(&self.clients, &a.sub)))))
     }
 
     /// Drops entries past their expiry (no token they cover can still be valid).
@@ -47,11 +58,12 @@ impl RevocationCache {
         self.jti.retain(|_, exp| *exp > now);
         self.sid.retain(|_, exp| *exp > now);
         self.users.retain(|_, (_, exp)| *exp > now);
+        self.clients.retain(|_, (_, exp)| *exp > now);
     }
 
     /// Number of entries held.
     pub fn len(&self) -> usize {
-        self.jti.len() + self.sid.len() + self.users.len()
+        self.jti.len() + self.sid.len() + self.users.len() + self.clients.len()
     }
 
     /// Whether no entry is held.
@@ -72,11 +84,12 @@ pub(crate) mod tests {
             sub: sub.into(),
             scope: String::new(),
             client_id: String::new(),
-            sid: sid.into(),
+            sid: Some(sid.into()),
             jti: jti.into(),
             iat,
             exp: iat + 900,
             cnf: None,
+            act: None,
         }
     }
 
@@ -97,6 +110,27 @@ pub(crate) mod tests {
         assert!(cache.is_revoked(&token("x", "x", "u1", 999)), "issued before not-before");
         assert!(!cache.is_revoked(&token("x", "x", "u1", 1000)), "issued after: a new login");
         assert!(!cache.is_revoked(&token("j2", "s2", "u2", 0)));
+    }
+
+    #[test]
+    fn a_disabled_client_covers_its_tokens_and_those_it_acted_in_issued_before_the_cut_off() {
+        let mut cache = RevocationCache::default();
+        cache.apply([entry(RevocationKind::Client, "svc-b", Some(1000), 2000)]);
+        let mut own = token("j", "s", "svc-b", 999);
+        own.client_id = "svc-b".into();
+        assert!(cache.is_revoked(&own));
+        own.iat = 1000;
+        assert!(!cache.is_revoked(&own), "issued after the cut-off: the client was enabled again");
+        let mut exchanged = token("j", "s", "u1", 999);
+        exchanged.client_id = "svc-c".into();
+        exchanged.act = Some(crate::rules::token::Actor {
+            sub: "svc-c".into(),
+            act: Some(Box::new(crate::rules::token::Actor { sub: "svc-b".into(), act: None })),
+        });
+        assert!(cache.is_revoked(&exchanged), "svc-b acted earlier in the chain");
+        let mut other = token("j", "s", "u1", 999);
+        other.client_id = "first-party".into();
+        assert!(!cache.is_revoked(&other));
     }
 
     #[test]

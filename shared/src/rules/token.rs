@@ -20,7 +20,9 @@ use crate::rules::keys::Signer;
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
 /// The claims of an access token: RFC 9068 §2.2 plus `sid`, the refresh-token family
-/// (session) it belongs to, so a session's access tokens can be revoked together.
+/// (session) it belongs to, so a session's access tokens can be revoked together. A
+/// service's own token (client credentials) has no session: `sub` is its `client_id` and
+/// there is no `sid` ([`AccessClaims::is_service`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     /// Issuer.
@@ -39,12 +41,35 @@ pub struct AccessClaims {
     pub client_id: String,
     /// Granted scope, space-separated (RFC 6749 §3.3).
     pub scope: String,
-    /// Session id: the refresh-token family.
-    pub sid: String,
+    /// Session id: the refresh-token family; none for a service's own token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     /// The key the token is bound to (RFC 9449 §6.1), for a DPoP-bound session: presented
     /// only as `Authorization: DPoP` with a proof from that key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// The calling client of a token exchanged for a user (RFC 8693 §4.1), nesting the
+    /// actors of the token it was exchanged from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+}
+
+/// `act` (RFC 8693 §4.1): who acts for the subject, and before it whoever acted for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Actor {
+    /// The acting client's id.
+    pub sub: String,
+    /// The actor before this one, if the subject token was itself exchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
+}
+
+impl Actor {
+    /// Every actor of the chain, the latest first.
+    pub fn chain(&self) -> impl Iterator<Item = &Actor> {
+        std::iter::successors(Some(self), |a| a.act.as_deref())
+    }
 }
 
 /// `cnf` of a sender-constrained token (RFC 7800 §3.1, RFC 9449 §6.1).
@@ -58,6 +83,17 @@ impl AccessClaims {
     /// The DPoP key thumbprint the token is bound to, if it is.
     pub fn bound_to(&self) -> Option<&str> {
         self.cnf.as_ref().map(|c| c.jkt.as_str())
+    }
+
+    /// Whether this is a service's own token (client credentials): no session, no user,
+    /// `sub` is the client. The verifier accepts no other token without `sid`.
+    pub fn is_service(&self) -> bool {
+        self.sid.is_none()
+    }
+
+    /// Whether a client of this token's chain (issued to it, or acting in it) is `client_id`.
+    pub fn involves_client(&self, client_id: &str) -> bool {
+        self.client_id == client_id || self.act.as_ref().is_some_and(|a| a.chain().any(|a| a.sub == client_id))
     }
 }
 
@@ -109,6 +145,35 @@ pub struct AccessGrant<'a> {
     pub bound_to: Option<&'a str>,
 }
 
+/// RFC 8693 §3: the type URI of an access token, for `subject_token_type` and
+/// `issued_token_type`.
+pub const ACCESS_TOKEN_TYPE_URI: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// Who and what an access-only token is for: a service itself (client credentials: `subject`
+/// = `client_id`, no session), or a user through a calling service (token exchange: the
+/// user's session and an `act`).
+#[derive(Debug, Clone)]
+pub struct AccessOnlyGrant<'a> {
+    /// `sub`: the client itself, or the user of the exchanged token.
+    pub subject: &'a str,
+    /// The client the token is issued to.
+    pub client_id: &'a str,
+    /// Granted scope, space-separated.
+    pub scope: &'a str,
+    /// `aud`; `None`: the deployment's audience.
+    pub audience: Option<&'a str>,
+    /// The user's session, for an exchanged token; `None` for a service's own token.
+    pub session_id: Option<&'a str>,
+    /// The actor chain of an exchanged token.
+    pub act: Option<Actor>,
+    /// The client's registered lifetime; `None`: the deployment's.
+    pub ttl: Option<Duration>,
+    /// No later expiry than this (an exchanged token ends with its subject token).
+    pub not_after: Option<u64>,
+    /// A token exchange answer (says `issued_token_type`).
+    pub exchanged: bool,
+}
+
 impl AccessTokenIssuer {
     /// An issuer for `iss`/`aud` whose tokens live `ttl`.
     pub fn new(signer: Arc<dyn Signer>, issuer: String, audience: String, ttl: Duration) -> Self {
@@ -134,9 +199,10 @@ impl AccessTokenIssuer {
             access_token,
             token_type: if grant.bound_to.is_some() { "DPoP" } else { "Bearer" },
             expires_in: self.ttl.as_secs(),
-            refresh_token: refresh_token.encode(),
+            refresh_token: Some(refresh_token.encode()),
             scope: grant.scope.to_owned(),
             device_token: None,
+            issued_token_type: None,
         })
     }
 
@@ -151,8 +217,50 @@ impl AccessTokenIssuer {
             jti: random_id(),
             client_id: grant.client_id.to_owned(),
             scope: grant.scope.to_owned(),
-            sid: grant.session_id.to_owned(),
+            sid: Some(grant.session_id.to_owned()),
             cnf: grant.bound_to.map(|jkt| Confirmation { jkt: jkt.to_owned() }),
+            act: None,
+        }
+    }
+
+    /// Issues an access token without a refresh token (client credentials, token
+    /// exchange): the response of RFC 6749 §4.4.3 / RFC 8693 §2.2.1.
+    pub async fn issue_access_only(
+        &self,
+        grant: &AccessOnlyGrant<'_>,
+        now: u64,
+    ) -> Result<TokenResponse, DependencyError> {
+        let claims = self.access_only_claims(grant, now);
+        let expires_in = claims.exp.saturating_sub(now);
+        let access_token = self.sign(&claims).await?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in,
+            refresh_token: None,
+            scope: grant.scope.to_owned(),
+            device_token: None,
+            issued_token_type: grant.exchanged.then_some(ACCESS_TOKEN_TYPE_URI),
+        })
+    }
+
+    /// The claims of an access-only token issued at `now`: lives `grant.ttl` (or the
+    /// deployment's lifetime), never past `grant.not_after`.
+    pub fn access_only_claims(&self, grant: &AccessOnlyGrant<'_>, now: u64) -> AccessClaims {
+        let ttl = grant.ttl.unwrap_or(self.ttl).as_secs();
+        let exp = grant.not_after.map_or(now + ttl, |limit| limit.min(now + ttl));
+        AccessClaims {
+            iss: self.issuer.clone(),
+            sub: grant.subject.to_owned(),
+            aud: grant.audience.unwrap_or(&self.audience).to_owned(),
+            exp,
+            iat: now,
+            jti: random_id(),
+            client_id: grant.client_id.to_owned(),
+            scope: grant.scope.to_owned(),
+            sid: grant.session_id.map(str::to_owned),
+            cnf: None,
+            act: grant.act.clone(),
         }
     }
 
@@ -172,8 +280,9 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     /// Access-token lifetime in seconds.
     pub expires_in: u64,
-    /// The opaque refresh token.
-    pub refresh_token: String,
+    /// The opaque refresh token; none for client credentials and token exchange.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     /// The granted scope.
     pub scope: String,
     /// Login only: the device token of a client that logged in (an extension member, RFC
@@ -181,6 +290,9 @@ pub struct TokenResponse {
     /// stranger's guesses put on the username.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_token: Option<String>,
+    /// Token exchange only (RFC 8693 §2.2.1): the type of the issued token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
 }
 
 impl fmt::Debug for TokenResponse {

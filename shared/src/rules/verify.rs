@@ -22,7 +22,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::rules::keys::{KeyAlgorithm, TrustedKey};
-use crate::rules::token::AccessClaims;
+use crate::rules::token::{AccessClaims, Actor};
 
 /// Largest token looked at; anything longer is refused before parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -73,8 +73,18 @@ impl Rejection {
 pub struct Verifier {
     keys: RwLock<Arc<Vec<TrustedKey>>>,
     issuer: String,
-    audience: String,
+    audiences: Audiences,
     leeway_secs: u64,
+}
+
+/// Which `aud` values a verifier accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audiences {
+    /// A token naming one of these (an API's `ACCESS_TOKEN_AUDIENCE`).
+    OneOf(Vec<String>),
+    /// Any audience: for the token endpoint, where a token exchange's subject token may be
+    /// for any API the issuer serves, and for introspection, which reports the audience.
+    Any,
 }
 
 #[derive(Deserialize)]
@@ -89,7 +99,12 @@ struct Header<'a> {
 impl Verifier {
     /// A verifier trusting `keys`, for tokens of `issuer` to `audience`.
     pub fn new(keys: Vec<TrustedKey>, issuer: String, audience: String, leeway_secs: u64) -> Self {
-        Self { keys: RwLock::new(Arc::new(keys)), issuer, audience, leeway_secs }
+        Self::for_audiences(keys, issuer, Audiences::OneOf(vec![audience]), leeway_secs)
+    }
+
+    /// A verifier trusting `keys`, for tokens of `issuer` to any of `audiences`.
+    pub fn for_audiences(keys: Vec<TrustedKey>, issuer: String, audiences: Audiences, leeway_secs: u64) -> Self {
+        Self { keys: RwLock::new(Arc::new(keys)), issuer, audiences, leeway_secs }
     }
 
     /// The trusted keys now.
@@ -133,22 +148,29 @@ impl Verifier {
     }
 
     /// Every claim our issuer writes must be there (RFC 9068 §2.2 plus `sid`): a token that
-    /// lacks one is not ours, whatever its signature, and could not be revoked by it.
+    /// lacks one is not ours, whatever its signature, and could not be revoked by it. Only a
+    /// service's own token has no `sid`, and then its `sub` is its `client_id` and no one
+    /// acts for it.
     fn check_claims(&self, c: Claims<'_>, now: u64) -> Result<AccessClaims, Rejection> {
-        let (Some(iss), Some(sub), Some(exp), Some(iat), Some(jti), Some(client_id), Some(scope), Some(sid)) =
-            (c.iss, c.sub, c.exp, c.iat, c.jti, c.client_id, c.scope, c.sid)
+        let (Some(iss), Some(sub), Some(exp), Some(iat), Some(jti), Some(client_id), Some(scope)) =
+            (c.iss, c.sub, c.exp, c.iat, c.jti, c.client_id, c.scope)
         else {
             return Err(Rejection::MissingClaim);
         };
-        if sub.is_empty() || jti.is_empty() || client_id.is_empty() || sid.is_empty() {
+        if sub.is_empty() || jti.is_empty() || client_id.is_empty() || c.sid.is_some_and(str::is_empty) {
+            return Err(Rejection::MissingClaim);
+        }
+        if c.sid.is_none() && (sub != client_id || c.act.is_some()) {
             return Err(Rejection::MissingClaim);
         }
         if iss != self.issuer {
             return Err(Rejection::WrongIssuer);
         }
-        if !c.aud.contains(&self.audience) {
-            return Err(Rejection::WrongAudience);
-        }
+        let aud = match &self.audiences {
+            Audiences::OneOf(accepted) => accepted.iter().find(|a| c.aud.contains(a)).cloned(),
+            Audiences::Any => c.aud.first.map(str::to_owned),
+        };
+        let Some(aud) = aud else { return Err(Rejection::WrongAudience) };
         if now >= exp.saturating_add(self.leeway_secs) {
             return Err(Rejection::Expired);
         }
@@ -159,14 +181,15 @@ impl Verifier {
         Ok(AccessClaims {
             iss: self.issuer.clone(),
             sub: sub.to_owned(),
-            aud: self.audience.clone(),
+            aud,
             exp,
             iat,
             jti: jti.to_owned(),
             client_id: client_id.to_owned(),
             scope: scope.to_owned(),
-            sid: sid.to_owned(),
+            sid: c.sid.map(str::to_owned),
             cnf: c.cnf.map(|jkt| crate::rules::token::Confirmation { jkt: jkt.to_owned() }),
+            act: c.act,
         })
     }
 }
@@ -255,7 +278,13 @@ struct Claims<'a> {
     sid: Option<&'a str>,
     /// `cnf.jkt` only: a `cnf` without it binds nothing we can check, so is refused.
     cnf: Option<&'a str>,
+    /// `act` of an exchanged token: `{"sub", "act"?}` and nothing else, at most
+    /// [`MAX_ACTORS`] deep.
+    act: Option<Actor>,
 }
+
+/// The longest actor chain accepted (exchanges of exchanges).
+pub const MAX_ACTORS: usize = 8;
 
 /// `cnf` of a DPoP-bound token: exactly `{"jkt": "<thumbprint>"}`.
 #[derive(Deserialize)]
@@ -297,6 +326,13 @@ impl<'de> Deserialize<'de> for Claims<'de> {
                         "scope" => claims.scope.replace(map.next_value()?).is_some(),
                         "sid" => claims.sid.replace(map.next_value()?).is_some(),
                         "cnf" => claims.cnf.replace(map.next_value::<Cnf<'de>>()?.jkt).is_some(),
+                        "act" => {
+                            let act: Actor = map.next_value()?;
+                            if act.chain().count() > MAX_ACTORS || act.chain().any(|a| a.sub.is_empty()) {
+                                return Err(de::Error::custom("act"));
+                            }
+                            claims.act.replace(act).is_some()
+                        }
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                             if unknown[..unknown_count].contains(&key) {
@@ -408,7 +444,7 @@ mod tests {
     fn accepts_valid_es256_and_rs256_tokens_and_returns_the_context_claims() {
         let ok = verify(&valid()).expect("valid ES256");
         assert_eq!(
-            (ok.sub.as_str(), ok.scope.as_str(), ok.sid.as_str(), ok.jti.as_str()),
+            (ok.sub.as_str(), ok.scope.as_str(), ok.sid.as_deref().unwrap_or_default(), ok.jti.as_str()),
             ("user-1", "read write", "s1", "j1")
         );
         assert!(verify(&rs256(&header("RS256", &kid(KeyAlgorithm::RS256)), &claims())).is_ok());

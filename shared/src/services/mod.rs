@@ -4,15 +4,19 @@
 //! ledger and cache of verified tokens. Each reads, asks a rule, writes; the decisions are
 //! not made here.
 
+pub mod client_auth;
 pub mod discovery;
+pub mod grants;
 pub mod keys;
 pub mod limits;
+pub mod liveness;
 pub mod login;
 pub mod proof_ledger;
 pub mod refresh;
 pub mod revocation_feed;
 pub mod revoke;
 pub mod token_dpop;
+pub mod token_endpoint;
 pub mod verified_tokens;
 
 use std::sync::Arc;
@@ -21,13 +25,19 @@ use crate::platform::clock::{Clock, SystemClock};
 use crate::platform::config::Config;
 use crate::rules::keys::Signer;
 use crate::rules::token::AccessTokenIssuer;
-use crate::rules::verify::Verifier;
+use crate::rules::verify::{Audiences, Verifier};
 
-/// The one verifier of access tokens as a deployment configured it (issuer, audience,
-/// clock leeway), trusting no key until a [`keys::KeyRing`] hands it the key set's. Every
-/// function that accepts an access token builds this one.
+/// The one verifier of access tokens as a deployment configured it (issuer, the
+/// audiences this API accepts, clock leeway), trusting no key until a [`keys::KeyRing`]
+/// hands it the key set's. Every function that accepts an access token builds this one.
 pub fn verifier_for(config: &Config) -> Verifier {
-    Verifier::new(Vec::new(), config.issuer.clone(), config.audience.clone(), config.token_leeway.as_secs())
+    verifier_accepting(config, Audiences::OneOf(config.accepted_audiences.clone()))
+}
+
+/// The same verifier accepting `audiences` instead: the token endpoint's (a token
+/// exchange's subject token may be for any API) and introspection's.
+pub fn verifier_accepting(config: &Config, audiences: Audiences) -> Verifier {
+    Verifier::for_audiences(Vec::new(), config.issuer.clone(), audiences, config.token_leeway.as_secs())
 }
 
 /// The clock and the signer of login and refresh at cold start: the system clock and the

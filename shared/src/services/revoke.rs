@@ -223,8 +223,10 @@ impl Revoker {
     /// not revoked, issued at or after its account's cut-off. `None` otherwise (a thief's
     /// revoked token must not end the victim's new sessions).
     pub async fn bearer_account(&self, claims: &AccessClaims) -> Result<Option<Username>, DependencyError> {
+        // A service's own token has no session, so no account to end.
+        let Some(sid) = claims.sid.as_deref() else { return Ok(None) };
         let (family, jti_revoked) =
-            tokio::try_join!(self.families.get(&claims.sid), self.revocations.is_jti_revoked(&claims.jti))?;
+            tokio::try_join!(self.families.get(sid), self.revocations.is_jti_revoked(&claims.jti))?;
         let Some(username) = bearer_session(claims, family.as_ref(), jti_revoked) else { return Ok(None) };
         let user = self.users.get(&username).await?;
         Ok(bearer_account_holds(claims, user.as_ref()).then_some(username))
@@ -308,7 +310,9 @@ impl RevocationService {
             }
             RevokeTarget::AccessToken(claims) => {
                 self.revoker.revoke_access_token(&claims.jti, claims.exp).await?;
-                let session = Session::new(&claims.sid, source_ip).user(&claims.sub).client(&claims.client_id);
+                let session = Session::new(claims.sid.as_deref().unwrap_or("-"), source_ip)
+                    .user(&claims.sub)
+                    .client(&claims.client_id);
                 audit::session(SessionEvent::AccessTokenRevoked, session);
             }
             RevokeTarget::Nothing => {}
@@ -321,7 +325,10 @@ impl RevocationService {
         let now = self.clock.now();
         let claims = revoke_all_subject(bearer, self.verifier(now).await?, now)?;
         let Some(username) = self.revoker.bearer_account(&claims).await? else {
-            audit::session(SessionEvent::RevokedBearer, Session::new(&claims.sid, source_ip).user(&claims.sub));
+            audit::session(
+                SessionEvent::RevokedBearer,
+                Session::new(claims.sid.as_deref().unwrap_or("-"), source_ip).user(&claims.sub),
+            );
             return Err(ApiError::InvalidToken);
         };
         let changed = match self.revoker.change_account(&username, &AccountChange::EndSessions, "revoke_all", now).await
@@ -331,7 +338,8 @@ impl RevocationService {
             Err(UserWriteError::NotFound | UserWriteError::AlreadyExists) => return Err(ApiError::InvalidToken),
         };
         let revoked = changed.families_revoked;
-        let session = Session::new(&claims.sid, source_ip).user(&claims.sub).client(&claims.client_id);
+        let session =
+            Session::new(claims.sid.as_deref().unwrap_or("-"), source_ip).user(&claims.sub).client(&claims.client_id);
         audit::session(SessionEvent::AllSessionsRevoked, session);
         Ok(revoked)
     }

@@ -132,8 +132,9 @@ mod tests {
             jti: "jti".into(),
             client_id: "first-party".into(),
             scope: "read".into(),
-            sid: "sid".into(),
+            sid: Some("sid".into()),
             cnf: None,
+            act: None,
         })
     }
 

@@ -1,10 +1,11 @@
 //! Where state lives: DynamoDB repositories for users, refresh-token families, the
-//! revocation denylist, the signing key set, the per-source request counters and the DPoP proofs seen.
+//! revocation denylist, the signing key set, the per-source request counters, the DPoP proofs seen and the registered clients.
 //!
 //! Item conversion goes through `serde_dynamo` in one place per table. Every call maps its
 //! SDK error to a [`crate::error::DependencyError`] (a 503 for the client). These types are tested only
 //! against DynamoDB Local: conditional writes are the point, and a map cannot show them.
 
+mod clients;
 mod families;
 mod keys;
 mod limits;
@@ -12,6 +13,7 @@ mod proofs;
 mod revocations;
 mod users;
 
+pub use clients::{ClientWriteError, DynamoClients};
 pub use families::{AccountGuard, DynamoFamilies, Guarded, RotateOutcome, Rotation};
 pub use keys::{DynamoKeys, StoredKeySet};
 pub use limits::{DynamoLimits, LimitFailure};
@@ -49,6 +51,8 @@ pub mod schema {
     pub const KEYS_PARTITION_KEY: &str = "id";
     /// Limits: partition key (`<action>#<source>#<window index>`).
     pub const LIMITS_PARTITION_KEY: &str = "bucket";
+    /// Clients: partition key (`client_id`).
+    pub const CLIENTS_PARTITION_KEY: &str = "client_id";
     /// Proofs: partition key (`<jkt>#<jti>` of an accepted DPoP proof).
     pub const PROOFS_PARTITION_KEY: &str = "proof";
     /// The TTL attribute of every table (Unix seconds).

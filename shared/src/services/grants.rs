@@ -1,0 +1,36 @@
+//! The grants that issue an access token without a session of their own: client
+//! credentials (RFC 6749 §4.4) and token exchange (RFC 8693).
+//!
+//! Not built yet: both answer `unsupported_grant_type` until they are (issue 21).
+
+use crate::error::ApiError;
+use crate::platform::audit::RequestMeta;
+use crate::rules::clients::ClientRecord;
+use crate::rules::token::TokenResponse;
+use crate::services::token_endpoint::{ClientCredentialsRequest, ExchangeRequest};
+
+/// Issues service tokens and exchanged tokens.
+#[derive(Debug, Default)]
+pub struct GrantService {}
+
+impl GrantService {
+    /// Client credentials for an authenticated `client` that may use the grant.
+    pub async fn client_credentials(
+        &self,
+        _client: &ClientRecord,
+        _request: ClientCredentialsRequest,
+        _meta: &RequestMeta,
+    ) -> Result<TokenResponse, ApiError> {
+        Err(ApiError::UnsupportedGrantType)
+    }
+
+    /// Token exchange for an authenticated `client` that may use the grant.
+    pub async fn token_exchange(
+        &self,
+        _client: &ClientRecord,
+        _request: ExchangeRequest,
+        _meta: &RequestMeta,
+    ) -> Result<TokenResponse, ApiError> {
+        Err(ApiError::UnsupportedGrantType)
+    }
+}

@@ -1,0 +1,123 @@
+//! `POST /auth/token` (RFC 6749 §3.2): one endpoint for every grant. The client is
+//! authenticated first ([`ClientAuthenticator`]), then asked whether it may use the grant,
+//! then the grant runs: a refresh ([`RefreshService`], bound to the client the session
+//! was issued to), client credentials or token exchange ([`GrantService`]).
+
+use std::fmt;
+
+use crate::error::ApiError;
+use crate::platform::audit::RequestMeta;
+use crate::platform::clock::Clock;
+use crate::rules::clients::GrantType;
+use crate::rules::token::TokenResponse;
+use crate::services::client_auth::{ClientAuthenticator, ClientCredentials};
+use crate::services::grants::GrantService;
+use crate::services::refresh::{RefreshRequest, RefreshService};
+
+/// A token request, parsed ([`crate::edge::http`]).
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    /// How the client authenticates.
+    pub client: ClientCredentials,
+    /// The grant and its parameters.
+    pub grant: GrantRequest,
+}
+
+/// A grant and its parameters.
+#[derive(Debug, Clone)]
+pub enum GrantRequest {
+    /// RFC 6749 §6 (its `DPoP` proof inside).
+    RefreshToken(RefreshRequest),
+    /// RFC 6749 §4.4.
+    ClientCredentials(ClientCredentialsRequest),
+    /// RFC 8693 §2.1.
+    TokenExchange(ExchangeRequest),
+}
+
+impl GrantRequest {
+    /// The grant's type.
+    pub fn grant_type(&self) -> GrantType {
+        match self {
+            Self::RefreshToken(_) => GrantType::RefreshToken,
+            Self::ClientCredentials(_) => GrantType::ClientCredentials,
+            Self::TokenExchange(_) => GrantType::TokenExchange,
+        }
+    }
+}
+
+/// Client credentials (RFC 6749 §4.4.2).
+#[derive(Debug, Clone, Default)]
+pub struct ClientCredentialsRequest {
+    /// A narrower scope than the client's.
+    pub scope: Option<String>,
+    /// `audience` or `resource` (RFC 8707): the API the token is for.
+    pub audience: Option<String>,
+}
+
+/// Token exchange (RFC 8693 §2.1).
+#[derive(Clone, Default)]
+pub struct ExchangeRequest {
+    /// The user's access token.
+    pub subject_token: String,
+    /// Must be `urn:ietf:params:oauth:token-type:access_token`.
+    pub subject_token_type: String,
+    /// `audience` or `resource`: the API the new token is for.
+    pub audience: Option<String>,
+    /// A narrower scope.
+    pub scope: Option<String>,
+    /// If sent, must be `urn:ietf:params:oauth:token-type:access_token`.
+    pub requested_token_type: Option<String>,
+}
+
+impl fmt::Debug for ExchangeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExchangeRequest")
+            .field("audience", &self.audience)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The token endpoint.
+pub struct TokenService {
+    clients: ClientAuthenticator,
+    refresh: RefreshService,
+    grants: GrantService,
+    clock: std::sync::Arc<dyn Clock>,
+}
+
+impl fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenService").field("refresh", &self.refresh).finish_non_exhaustive()
+    }
+}
+
+impl TokenService {
+    /// The endpoint over its parts.
+    pub fn new(
+        clients: ClientAuthenticator,
+        refresh: RefreshService,
+        grants: GrantService,
+        clock: std::sync::Arc<dyn Clock>,
+    ) -> Self {
+        Self { clients, refresh, grants, clock }
+    }
+
+    /// The refresh service (the `/auth/refresh` route's).
+    pub fn refresh_service(&self) -> &RefreshService {
+        &self.refresh
+    }
+
+    /// Authenticates the client, checks it may use the grant, runs the grant.
+    pub async fn token(&self, request: TokenRequest, meta: &RequestMeta) -> Result<TokenResponse, ApiError> {
+        let client = self.clients.authenticate(&request.client, self.clock.now()).await?;
+        if !client.allows(request.grant.grant_type()) {
+            return Err(ApiError::UnauthorizedClient);
+        }
+        match request.grant {
+            GrantRequest::RefreshToken(refresh) => self.refresh.refresh(refresh, meta).await,
+            GrantRequest::ClientCredentials(grant) => self.grants.client_credentials(&client, grant, meta).await,
+            GrantRequest::TokenExchange(grant) => self.grants.token_exchange(&client, grant, meta).await,
+        }
+    }
+}
