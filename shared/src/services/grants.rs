@@ -3,17 +3,36 @@
 //!
 //! Not built yet: both answer `unsupported_grant_type` until they are (issue 21).
 
+use std::sync::Arc;
+
 use crate::error::ApiError;
 use crate::platform::audit::RequestMeta;
+use crate::platform::clock::Clock;
+use crate::platform::config::Config;
 use crate::rules::clients::ClientRecord;
+use crate::rules::keys::Signer;
 use crate::rules::token::TokenResponse;
+use crate::services::client_auth::ClientAuthenticator;
 use crate::services::token_endpoint::{ClientCredentialsRequest, ExchangeRequest};
 
 /// Issues service tokens and exchanged tokens.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct GrantService {}
 
 impl GrantService {
+    /// The service over the deployment's tables, signing with `signer` (the token
+    /// endpoint's one signer, shared with its refresh grant).
+    pub fn new(
+        _config: &Config,
+        _dynamodb: aws_sdk_dynamodb::Client,
+        _kms: aws_sdk_kms::Client,
+        _signer: Arc<dyn Signer>,
+        _clock: Arc<dyn Clock>,
+        _clients: ClientAuthenticator,
+    ) -> Self {
+        Self {}
+    }
+
     /// Client credentials for an authenticated `client` that may use the grant.
     pub async fn client_credentials(
         &self,
