@@ -41,9 +41,13 @@ pub fn classify(token: &str, verifier: &Verifier, now: u64) -> RevokeTarget {
     }
 }
 
-/// Whose sessions revoke-all ends: the subject of a valid bearer token, else 401.
+/// Whose sessions revoke-all ends: the subject of a valid bearer token in the user's own
+/// hands, else 401. A token exchanged for a service (`act`) is in that service's hands,
+/// and a service's own token has no user: neither may end the user's sessions.
 pub fn revoke_all_subject(bearer: &str, verifier: &Verifier, now: u64) -> Result<AccessClaims, ApiError> {
-    verifier.verify(bearer, now).map_err(|_| ApiError::InvalidToken)
+    let claims = verifier.verify(bearer, now).map_err(|_| ApiError::InvalidToken)?;
+    let own = claims.act.is_none() && !claims.is_service();
+    own.then_some(claims).ok_or(ApiError::InvalidToken)
 }
 
 /// The cut-off of an account change at `now`: tokens issued before it are dead. `iat` is
@@ -173,6 +177,13 @@ mod tests {
         assert_eq!(revoke_all_subject(&signer.sign_claims(&claims()), &verifier, NOW).unwrap().sub, "u-1");
         let refresh = RefreshToken::new_family().encode();
         assert!(matches!(revoke_all_subject(&refresh, &verifier, NOW), Err(ApiError::InvalidToken)));
+        let mut exchanged = claims();
+        exchanged["act"] = json!({"sub": "svc-b"});
+        assert!(revoke_all_subject(&signer.sign_claims(&exchanged), &verifier, NOW).is_err(), "in a service's hands");
+        let mut service = claims();
+        service.as_object_mut().unwrap().remove("sid");
+        service["sub"] = json!("first-party");
+        assert!(revoke_all_subject(&signer.sign_claims(&service), &verifier, NOW).is_err(), "a service's own token");
         let (stranger, _) = setup();
         let foreign = stranger.sign_claims(&claims());
         assert!(matches!(revoke_all_subject(&foreign, &verifier, NOW), Err(ApiError::InvalidToken)));

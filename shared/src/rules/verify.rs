@@ -653,6 +653,66 @@ mod tests {
     }
 
     #[test]
+    fn only_a_service_token_goes_without_a_session_and_no_one_acts_for_it() {
+        let k = kid(KeyAlgorithm::ES256);
+        let mut service = claims();
+        service.as_object_mut().unwrap().remove("sid");
+        service["sub"] = json!("svc-a");
+        service["client_id"] = json!("svc-a");
+        let verified = verify(&es256(&header("ES256", &k), &service)).unwrap();
+        assert!(verified.is_service() && verified.sid.is_none());
+        let mut user_without_session = claims();
+        user_without_session.as_object_mut().unwrap().remove("sid");
+        assert_eq!(verify(&es256(&header("ES256", &k), &user_without_session)), Err(Rejection::MissingClaim));
+        let mut acted_for = service.clone();
+        acted_for["act"] = json!({"sub": "svc-b"});
+        assert_eq!(verify(&es256(&header("ES256", &k), &acted_for)), Err(Rejection::MissingClaim));
+    }
+
+    #[test]
+    fn reads_a_nested_actor_chain_and_refuses_a_malformed_or_endless_one() {
+        let k = kid(KeyAlgorithm::ES256);
+        let mut exchanged = claims();
+        exchanged["act"] = json!({"sub": "svc-c", "act": {"sub": "svc-b"}});
+        let verified = verify(&es256(&header("ES256", &k), &exchanged)).unwrap();
+        let chain: Vec<&str> = verified.act.as_ref().unwrap().chain().map(|a| a.sub.as_str()).collect();
+        assert_eq!(chain, ["svc-c", "svc-b"]);
+        assert!(!verified.is_service());
+        let mut deep = json!({"sub": "svc-0"});
+        for i in 1..=MAX_ACTORS {
+            deep = json!({"sub": format!("svc-{i}"), "act": deep});
+        }
+        for act in [json!({"sub": ""}), json!({"sub": "a", "extra": 1}), json!("svc-b"), json!({}), deep] {
+            let mut c = claims();
+            c["act"] = act.clone();
+            assert_eq!(verify(&es256(&header("ES256", &k), &c)), Err(Rejection::Malformed), "{act}");
+        }
+    }
+
+    #[test]
+    fn accepts_one_of_a_list_of_audiences_or_any_and_reports_the_one_accepted() {
+        let trusted = || vec![TrustedKey::from_spki(&keys().ec_spki, KeyAlgorithm::ES256).unwrap()];
+        let k = kid(KeyAlgorithm::ES256);
+        let list = Verifier::for_audiences(
+            trusted(),
+            ISS.into(),
+            Audiences::OneOf(vec!["https://api.b".into(), AUD.into()]),
+            30,
+        );
+        let mut c = claims();
+        c["aud"] = json!(["other", AUD]);
+        let token = es256(&header("ES256", &k), &c);
+        assert_eq!(list.verify(&token, NOW).map(|t| t.aud), Ok(AUD.to_owned()));
+        c["aud"] = json!("https://api.c");
+        let for_c = es256(&header("ES256", &k), &c);
+        assert_eq!(list.verify(&for_c, NOW), Err(Rejection::WrongAudience));
+        let any = Verifier::for_audiences(trusted(), ISS.into(), Audiences::Any, 30);
+        assert_eq!(any.verify(&for_c, NOW).map(|t| t.aud), Ok("https://api.c".to_owned()));
+        c["aud"] = json!([]);
+        assert_eq!(any.verify(&es256(&header("ES256", &k), &c), NOW), Err(Rejection::WrongAudience));
+    }
+
+    #[test]
     fn refuses_a_claims_set_that_is_not_utf8_even_in_an_ignored_member() {
         let header = header("ES256", &kid(KeyAlgorithm::ES256)).to_string();
         let payload = claims().to_string();
