@@ -151,7 +151,7 @@ async fn a_dpop_login_and_refresh_record_the_proof_beside_their_reads_adding_no_
     let r0 = refresh_token(&s.login_bound(Some(&key)).await);
     let (calls, names) = (s.clients.calls.calls(), s.clients.calls.names());
     println!("AWS calls for one DPoP login: {} {names:?}", calls.len());
-    assert_eq!(calls.len(), 6, "a bearer login's five and the proof's PutItem: {names:?}");
+    assert_eq!(calls.len(), 7, "a bearer login's six and the proof's PutItem: {names:?}");
     let (limit, calls) = (&calls[0], &calls[1..]);
     assert_eq!(limit.operation, "UpdateItem", "the per-source limit first: {names:?}");
     let find = |operation: &str| calls.iter().find(|c| c.operation == operation).unwrap();

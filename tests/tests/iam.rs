@@ -67,6 +67,7 @@ impl Namer {
             tables.insert(config.keys_table.clone(), "KeysTable");
             tables.insert(config.source_limits.table.clone(), "LimitsTable");
             tables.insert(config.dpop.proofs_table.clone(), "ProofsTable");
+            tables.insert(config.clients_table.clone(), "ClientsTable");
         }
         let config = configs[0];
         let mut tags = BTreeMap::new();

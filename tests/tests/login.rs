@@ -11,7 +11,7 @@ use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use lambda_http::http::StatusCode;
 use serde_json::Value;
-use tokenauth::platform::clock::{ManualClock, SystemClock};
+use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
 use tokenauth::rules::token::AccessClaims;
 use tokenauth::store::schema;
 use tokenauth_tests::*;
@@ -309,7 +309,7 @@ async fn dynamodb_unreachable_or_hanging_answers_503() {
 }
 
 #[tokio::test]
-async fn one_login_makes_five_aws_calls_in_three_round_trips() {
+async fn one_login_makes_six_aws_calls_in_three_round_trips() {
     let config = config();
     let clients = clients().await;
     let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
@@ -322,23 +322,59 @@ async fn one_login_makes_five_aws_calls_in_three_round_trips() {
     let calls = clients.calls.calls();
     let names = clients.calls.names();
     println!("AWS calls for one successful login: {} {:?}", calls.len(), names);
-    assert_eq!(calls.len(), 5, "{names:?}");
+    assert_eq!(calls.len(), 6, "{names:?}");
     // First, alone: the per-source limit (an UpdateItem of the Limits table).
     let (limit, calls) = (&calls[0], &calls[1..]);
     assert_eq!(limit.operation, "UpdateItem", "{names:?}");
     assert!(calls.iter().all(|c| limit.finished.unwrap() <= c.started), "the limit is checked before anything else");
     let find = |operation: &str| calls.iter().find(|c| c.operation == operation).unwrap();
-    // First round trip: the account and the attempt's reservation, at once.
+    // First round trip: the account, the attempt's reservation and the client, at once.
     let (read, reserve) = (find("GetItem"), find("UpdateItem"));
+    let client = calls.iter().filter(|c| c.operation == "GetItem").nth(1).expect("the client's read");
     // Second: the signature and the family's transaction (conditioned on the account).
     let (sign, write) = (find("Sign"), find("TransactWriteItems"));
     let overlap = |a: &tokenauth_tests::Call, b: &tokenauth_tests::Call| {
         a.started < b.finished.unwrap() && b.started < a.finished.unwrap()
     };
     assert!(overlap(read, reserve), "the account read and the reservation were in flight at the same time");
+    assert!(overlap(client, reserve), "the client read and the reservation were in flight at the same time");
     assert!(overlap(sign, write), "Sign and the family's write were in flight at the same time");
-    let first_done = read.finished.unwrap().max(reserve.finished.unwrap());
+    let first_done = read.finished.unwrap().max(reserve.finished.unwrap()).max(client.finished.unwrap());
     assert!(first_done <= sign.started.min(write.started), "the password check comes between the two");
+}
+
+/// The deployment's client, once disabled in the registry, gets no new session: 401
+/// `invalid_client`, no family written, the attempt given back; registered and active, it
+/// is the tokens' `client_id`.
+#[tokio::test]
+async fn a_disabled_client_gets_no_new_session() {
+    use tokenauth::rules::clients::ClientRecord;
+    let app = format!("app-{}", tokenauth::rules::token::random_id().replace(['-', '_'], ""));
+    let config = config_with(&[("CLIENT_ID", &app)]);
+    let clients = clients().await;
+    let registry = tokenauth::store::DynamoClients::new(clients.dynamodb.clone(), &config.clients_table);
+    registry.create(&ClientRecord::public(&app, vec![], vec![], SystemClock.now())).await.unwrap();
+    let service = login_service(&config, &clients, Arc::new(SystemClock)).await;
+    let (username, password, user_id) = create_user(&config, &clients, "client-off", &["read"]).await;
+
+    let tokens = login_tokens(&service, &username, &password).await;
+    let claims = independently_verified(&config, &clients, tokens["access_token"].as_str().unwrap()).await.unwrap();
+    assert_eq!(claims.client_id, app, "issued to the registered client");
+    assert_eq!(families_of(&clients, &config, &user_id).await, 1);
+
+    registry.disable(&app, SystemClock.now()).await.unwrap().expect("registered");
+    for _ in 0..config.login_max_failures + 1 {
+        let response = login_status(&service, &username, &password).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(json_of(&response)["error"], "invalid_client");
+    }
+    assert_eq!(families_of(&clients, &config, &user_id).await, 1, "no family written for the disabled client");
+    let other = login_service(&tokenauth_tests::config(), &clients, Arc::new(SystemClock)).await;
+    assert_eq!(
+        login_status(&other, &username, &password).await.status(),
+        StatusCode::OK,
+        "refused attempts were given back: the username is not locked out"
+    );
 }
 
 /// A login with `body` on `service`: status and body.

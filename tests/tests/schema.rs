@@ -67,7 +67,15 @@ async fn local_tables_match_the_template() {
     let expected = template_tables();
     assert_eq!(
         expected.keys().collect::<Vec<_>>(),
-        ["FAMILIES_TABLE", "KEYS_TABLE", "LIMITS_TABLE", "PROOFS_TABLE", "REVOCATIONS_TABLE", "USERS_TABLE"]
+        [
+            "CLIENTS_TABLE",
+            "FAMILIES_TABLE",
+            "KEYS_TABLE",
+            "LIMITS_TABLE",
+            "PROOFS_TABLE",
+            "REVOCATIONS_TABLE",
+            "USERS_TABLE"
+        ]
     );
     let found = drift(&clients, &expected).await;
     assert!(found.is_empty(), "local stack drifted from infra/template.yaml:\n{}", found.join("\n"));

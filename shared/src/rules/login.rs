@@ -33,6 +33,9 @@ pub enum LoginFailure {
     /// The DPoP proof was refused (invalid, replayed, or DPoP is off): checked before the
     /// password, so nothing about the account was learnt.
     InvalidDpopProof,
+    /// The deployment's client (`CLIENT_ID`) is disabled in the registry: nothing is
+    /// issued to it.
+    ClientDisabled,
 }
 
 impl LoginFailure {
@@ -47,6 +50,7 @@ impl LoginFailure {
             Self::Unavailable => "unavailable",
             Self::AccountChanged => "account_changed",
             Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::ClientDisabled => "client_disabled",
         }
     }
 }

@@ -18,6 +18,10 @@
 //! A `DPoP` proof (RFC 9449) is checked before the account is read, its use recorded beside
 //! that read; a login with a valid proof starts a family bound to the proof's key, and its
 //! access tokens carry `cnf.jkt` ([`crate::services::token_dpop`]).
+//!
+//! The client the tokens are issued to (`CLIENT_ID`) is read from the registry beside the
+//! account, strongly consistent: a disabled client gets no new session (401
+//! `invalid_client`), so its disable ends its logins at once and its tokens within the lag.
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,6 +30,7 @@ use crate::error::{ApiError, DependencyError, StartError};
 use crate::platform::audit::{self, RequestMeta};
 use crate::platform::clock::Clock;
 use crate::platform::config::Config;
+use crate::rules::clients::ClientRecord;
 use crate::rules::keys::Signer;
 use crate::rules::limits::LimitedAction;
 use crate::rules::login::{
@@ -35,8 +40,9 @@ use crate::rules::password;
 use crate::rules::scope::Scope;
 use crate::rules::token::{AccessGrant, AccessTokenIssuer, DeviceToken, RefreshToken, TokenResponse};
 use crate::rules::username::Username;
+use crate::services::client_auth::ClientAuthenticator;
 use crate::services::limits::SourceLimiter;
-use crate::services::token_dpop::{PresentedProof, ProofRefusal, TokenProofs};
+use crate::services::token_dpop::{PresentedProof, TokenProofs};
 use crate::store::{AttemptCounter, DynamoFamilies, DynamoUsers, Guarded};
 
 /// A login attempt, already parsed from the request body.
@@ -72,6 +78,7 @@ pub struct LoginService {
     clock: Arc<dyn Clock>,
     limiter: SourceLimiter,
     proofs: TokenProofs,
+    clients: ClientAuthenticator,
 }
 
 impl fmt::Debug for LoginService {
@@ -106,6 +113,7 @@ impl LoginService {
             users: DynamoUsers::new(dynamodb.clone(), &config.users_table),
             limiter: SourceLimiter::new(config, dynamodb.clone(), LimitedAction::Login, clock.clone()),
             proofs: TokenProofs::new(config, dynamodb.clone()),
+            clients: ClientAuthenticator::from_config(config, dynamodb.clone()),
             families: DynamoFamilies::new(dynamodb, &config.families_table, &config.users_table),
             issuer: super::issuer_for(signer, config),
             policy: login_policy(config),
@@ -138,21 +146,29 @@ impl LoginService {
             tracing::info!(class = refusal.class(), "login: DPoP proof refused");
             failed(LoginFailure::InvalidDpopProof, None);
         })?;
-        // Its use is recorded beside the account read; a replay or a failed record refuses
-        // the login before the password is checked.
-        let proof_refused = |recorded: Result<Result<(), ProofRefusal>, DependencyError>| match recorded {
-            Ok(Ok(())) => None,
-            Ok(Err(refusal)) => {
-                tracing::info!(class = refusal.class(), "login: DPoP proof refused");
-                failed(LoginFailure::InvalidDpopProof, None);
-                Some(ApiError::from(refusal))
-            }
-            Err(e) => {
-                failed(LoginFailure::Unavailable, None);
-                Some(ApiError::from(e))
+        // Its use is recorded, and the client read, beside the account read; a replay, a
+        // failed record or a disabled client refuses the login before the password is
+        // checked.
+        let admission = || async {
+            let (recorded, client) =
+                tokio::join!(self.proofs.record(proof.as_ref(), now), self.clients.client(client_id));
+            match (recorded, client) {
+                (Err(e), _) | (_, Err(e)) => {
+                    failed(LoginFailure::Unavailable, None);
+                    Some(ApiError::from(e))
+                }
+                (Ok(Err(refusal)), _) => {
+                    tracing::info!(class = refusal.class(), "login: DPoP proof refused");
+                    failed(LoginFailure::InvalidDpopProof, None);
+                    Some(ApiError::from(refusal))
+                }
+                (Ok(Ok(())), Ok(client)) if !client.as_ref().is_some_and(ClientRecord::is_active) => {
+                    failed(LoginFailure::ClientDisabled, None);
+                    Some(ApiError::InvalidClient { basic: false })
+                }
+                (Ok(Ok(())), Ok(_)) => None,
             }
         };
-        let record = || self.proofs.record(proof.as_ref(), now);
 
         // A device that logged in before is charged on its own counter; any other attempt
         // on the username's. The attempt is reserved before the password is checked, so at
@@ -164,9 +180,9 @@ impl LoginService {
         let reserve = |counter| self.users.reserve_attempt(&username, counter, now, window);
         let (user, counter, reserved) = match device_hash.as_deref() {
             None => {
-                let (user, reserved, recorded) =
-                    tokio::join!(self.users.get(&username), reserve(AttemptCounter::Username), record());
-                if let Some(refused) = proof_refused(recorded) {
+                let (user, reserved, refused) =
+                    tokio::join!(self.users.get(&username), reserve(AttemptCounter::Username), admission());
+                if let Some(refused) = refused {
                     // Not a failed password: the attempt is given back.
                     if matches!(reserved, Ok(Ok(()))) {
                         self.users.release_attempt(&username, AttemptCounter::Username).await;
@@ -176,9 +192,12 @@ impl LoginService {
                 (user, AttemptCounter::Username, reserved)
             }
             Some(hash) => {
-                let (user, known, recorded) =
-                    tokio::join!(self.users.get(&username), self.users.device_is_known(&username, hash, now), record());
-                if let Some(refused) = proof_refused(recorded) {
+                let (user, known, refused) = tokio::join!(
+                    self.users.get(&username),
+                    self.users.device_is_known(&username, hash, now),
+                    admission()
+                );
+                if let Some(refused) = refused {
                     return Err(refused);
                 }
                 let known = known.inspect_err(|_| failed(LoginFailure::Unavailable, None))?;
