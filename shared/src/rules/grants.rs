@@ -161,6 +161,7 @@ pub fn exchange_actor(subject: &AccessClaims, client_id: &str, now: u64) -> Resu
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
