@@ -375,3 +375,40 @@ async fn a_dpop_bound_subject_token_is_exchanged_for_an_unbound_one() {
     assert_eq!(claims.bound_to(), None, "the service's token is not bound to the user's key");
     assert_eq!(claims.act.map(|a| a.sub), Some(s.exchanger.client_id.clone()));
 }
+
+#[tokio::test]
+async fn an_exchange_answers_503_while_dynamodb_refuses_or_the_key_set_was_never_read() {
+    let s = setup("grants-tx-503").await;
+    let (user_token, _) = s.user_session().await;
+    let proxy = DynamoDbThrottleProxy::start();
+    let behind_proxy = || async {
+        let dynamodb = dynamodb_at(&proxy.endpoint).await;
+        let signer = key_set_signer(&s.config, &s.clients, s.clock.clone()).await;
+        GrantService::new(
+            &s.config,
+            dynamodb.clone(),
+            s.clients.kms.clone(),
+            Arc::new(signer),
+            s.clock.clone(),
+            ClientAuthenticator::from_config(&s.config, dynamodb),
+        )
+    };
+    let warm = behind_proxy().await;
+    warm.warm_up().await;
+    let cold = behind_proxy().await;
+
+    // Every read refused: the warm service has its keys but cannot read the subject's
+    // liveness; the cold one never read its keys and trusts none.
+    proxy.throttle(&["GetItem"], "ProvisionedThroughputExceededException");
+    for service in [&warm, &cold] {
+        let refused = service.token_exchange(&s.exchanger, exchange_request(&user_token, None, None), &meta()).await;
+        assert!(matches!(refused, Err(ApiError::Unavailable(_))), "{refused:?}");
+    }
+    proxy.off();
+    // The cold one tries its keys again when its next read falls due, not at once.
+    s.clock.advance(s.config.key_reload.as_secs().max(1));
+    for service in [&warm, &cold] {
+        let answered = service.token_exchange(&s.exchanger, exchange_request(&user_token, None, None), &meta()).await;
+        assert!(answered.is_ok(), "answered once DynamoDB answers: {answered:?}");
+    }
+}
