@@ -389,10 +389,11 @@ fn make_targets() -> (BTreeSet<String>, BTreeSet<String>) {
 }
 
 /// The names a metric is emitted under: the second argument of each `count(`,
-/// `measure(` and `values_line(` call of `code` that is a string literal.
+/// `count_per_client(`, `measure(` and `values_line(` call of `code` that is a string
+/// literal.
 fn emitted_metrics(code: &str) -> BTreeSet<String> {
     let mut metrics = BTreeSet::new();
-    for call in ["count(", "measure(", "values_line("] {
+    for call in ["count(", "count_per_client(", "measure(", "values_line("] {
         for (at, _) in code.match_indices(call) {
             let before = &code[..at];
             if before.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') || before.trim_end().ends_with("fn") {

@@ -264,12 +264,58 @@ async fn refresh_paths(config: &Config, envelope: &Config, recorder: &IamRecorde
     let rotated = tokenauth::edge::http::refresh(&refresh, &request_from_event(&event)).await;
     assert_eq!(json_of(&rotated)["token_type"], "DPoP", "a DPoP refresh: its proof recorded");
 
+    client_grant_paths(config, &clients, &login, &username, &password).await;
+
     let r0 = login_tokens(&login, &username, &password).await["refresh_token"].as_str().unwrap().to_owned();
     let started_with = kms_calls(recorder).len();
     let refresh = refresh_service(envelope, &clients, Arc::new(SystemClock)).await;
     let rotated =
         async { json_of(&tokenauth::edge::http::refresh(&refresh, &refresh_request(&r0, None, false)).await) };
     signs_with_its_envelope_key(envelope, recorder, started_with, rotated).await;
+}
+
+/// The token endpoint's client grants, on the refresh function's role: client credentials
+/// (a signature), and token exchange (the key set, the subject's jti, session, account and
+/// clients read strongly, a signature).
+async fn client_grant_paths(
+    config: &Config,
+    clients: &Clients,
+    login: &tokenauth::LoginService,
+    username: &str,
+    password: &str,
+) {
+    use tokenauth::rules::clients::{ClientRecord, ClientType, GrantType};
+    use tokenauth::services::token_endpoint::{ClientCredentialsRequest, ExchangeRequest};
+    let registry =
+        tokenauth::store::DynamoClients::new(tokenauth_tests::clients().await.dynamodb, &config.clients_table);
+    let confidential = |grant: GrantType| ClientRecord {
+        client_type: ClientType::Confidential,
+        grants: vec![grant],
+        ..ClientRecord::public(&unique_username("iam-svc"), vec!["read".into()], vec!["https://api.c.test".into()], 0)
+    };
+    let (service, exchanger) = (confidential(GrantType::ClientCredentials), confidential(GrantType::TokenExchange));
+    registry.create(&service).await.unwrap();
+    registry.create(&exchanger).await.unwrap();
+    let signer = key_set_signer(config, clients, Arc::new(SystemClock)).await;
+    let grants = tokenauth::services::grants::GrantService::new(
+        config,
+        clients.dynamodb.clone(),
+        clients.kms.clone(),
+        Arc::new(signer),
+        Arc::new(SystemClock),
+        tokenauth::services::client_auth::ClientAuthenticator::from_config(config, clients.dynamodb.clone()),
+    );
+    let meta = tokenauth::RequestMeta::default();
+    let issued = grants.client_credentials(&service, ClientCredentialsRequest::default(), &meta).await;
+    assert!(issued.is_ok(), "{issued:?}");
+    let subject_token = login_tokens(login, username, password).await["access_token"].as_str().unwrap().to_owned();
+    let request = ExchangeRequest {
+        subject_token,
+        subject_token_type: tokenauth::rules::token::ACCESS_TOKEN_TYPE_URI.into(),
+        ..ExchangeRequest::default()
+    };
+    let exchanged = grants.token_exchange(&exchanger, request, &meta).await;
+    assert!(exchanged.is_ok(), "{exchanged:?}");
 }
 
 /// revoke: a refresh token, an access token, revoke-all.

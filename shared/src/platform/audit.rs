@@ -2,6 +2,7 @@
 //! `audit`, and one EMF count per event ([`crate::platform::metrics`]). Never a password, token, hash or username (users type passwords into the
 //! username field); the stable user id when it is known.
 
+use crate::rules::grants::{Grant, GrantRefusal};
 use crate::rules::login::LoginFailure;
 
 /// Facts about the caller that go into the audit trail.
@@ -144,4 +145,52 @@ pub fn session(event: SessionEvent, session: Session<'_>) {
         tracing::warn!(target: "audit", event, outcome, user_id, family_id, client_id, source_ip, "{event}");
     }
     crate::platform::metrics::count(event, "SessionEvents", outcome);
+}
+
+/// A token issued by a grant without a session of its own ([`crate::rules::grants`]): who
+/// asked (`client_id`), for whom (`user_id` and the session `family_id` of an exchanged
+/// token; `-` for a service's own), for which API, and the chain of clients acting (the
+/// caller first). Never the token.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantIssued<'a> {
+    /// The client the token was issued to.
+    pub client_id: &'a str,
+    /// The user of an exchanged token.
+    pub user_id: Option<&'a str>,
+    /// The session of an exchanged token.
+    pub family_id: Option<&'a str>,
+    /// The token's `aud`.
+    pub audience: &'a str,
+    /// The `act` chain, space-separated, the caller first; empty for a service's own token.
+    pub actors: &'a str,
+    /// The caller's address.
+    pub source_ip: Option<&'a str>,
+}
+
+/// Writes the audit line of a token issued by `grant` and counts it for its client
+/// (`TokensIssued`).
+pub fn grant_issued(grant: Grant, issued: GrantIssued<'_>) {
+    let event = grant.as_str();
+    let GrantIssued { client_id, user_id, family_id, audience, actors, source_ip } = issued;
+    tracing::info!(
+        target: "audit",
+        event,
+        outcome = "success",
+        client_id,
+        user_id = user_id.unwrap_or("-"),
+        family_id = family_id.unwrap_or("-"),
+        audience,
+        actors,
+        source_ip = source_ip.unwrap_or("-"),
+        "{event}"
+    );
+    crate::platform::metrics::count_per_client(event, "TokensIssued", "issued", client_id);
+}
+
+/// Writes the audit line of a refused `grant` and counts it for its client
+/// (`GrantRefusals`, by reason).
+pub fn grant_refused(grant: Grant, refusal: GrantRefusal, client_id: &str, source_ip: Option<&str>) {
+    let (event, outcome) = (grant.as_str(), refusal.as_str());
+    tracing::warn!(target: "audit", event, outcome, client_id, source_ip = source_ip.unwrap_or("-"), "{event} refused");
+    crate::platform::metrics::count_per_client(event, "GrantRefusals", outcome, client_id);
 }

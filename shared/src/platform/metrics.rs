@@ -52,6 +52,28 @@ pub fn values_line(
     })
 }
 
+/// The EMF document counting one `metric` event of `operation` with `outcome` for one
+/// client: two dimension sets, so the same data point is both the deployment's total
+/// (`Operation`, `Outcome`) and the client's (`Operation`, `Outcome`, `ClientId`). Each
+/// client that calls is a custom metric of its own in CloudWatch (priced per metric), so
+/// only the token endpoint's grants for registered clients count this way.
+pub fn client_count_line(operation: &str, metric: &str, outcome: &str, client_id: &str, timestamp_ms: u128) -> Value {
+    json!({
+        "_aws": {
+            "Timestamp": timestamp_ms as u64,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Operation", "Outcome"], ["Operation", "Outcome", "ClientId"]],
+                "Metrics": [{ "Name": metric, "Unit": "Count" }],
+            }],
+        },
+        "Operation": operation,
+        "Outcome": outcome,
+        "ClientId": client_id,
+        metric: 1.0,
+    })
+}
+
 fn now_ms() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
 }
@@ -62,6 +84,14 @@ pub fn count(operation: &str, metric: &str, outcome: &str) {
         return;
     }
     println!("{}", count_line(operation, metric, outcome, now_ms()));
+}
+
+/// Writes one count for one client ([`client_count_line`]) to stdout.
+pub fn count_per_client(operation: &str, metric: &str, outcome: &str, client_id: &str) {
+    if !in_lambda() {
+        return;
+    }
+    println!("{}", client_count_line(operation, metric, outcome, client_id, now_ms()));
 }
 
 /// Writes one measured value (a latency, an age) to stdout.
@@ -182,5 +212,19 @@ mod tests {
         assert_eq!(line["LoginAttempts"].as_f64(), Some(1.0));
         assert_eq!(directive["Metrics"][0]["Unit"], "Count");
         assert_eq!(line["Outcome"], "wrong_password");
+    }
+
+    #[test]
+    fn a_client_count_is_both_the_total_and_the_clients() {
+        let line = client_count_line("token_exchange", "TokensIssued", "issued", "svc-a", 1_700_000_000_123);
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        let sets = directive["Dimensions"].as_array().expect("dimension sets");
+        assert_eq!(sets, &[json!(["Operation", "Outcome"]), json!(["Operation", "Outcome", "ClientId"])]);
+        for dimension in sets.iter().flat_map(|s| s.as_array().expect("a set")) {
+            assert!(line[dimension.as_str().expect("name")].is_string(), "{dimension} is a member");
+        }
+        assert_eq!(line["ClientId"], "svc-a");
+        assert_eq!(line["TokensIssued"].as_f64(), Some(1.0));
+        assert_eq!(directive["Metrics"][0], json!({"Name": "TokensIssued", "Unit": "Count"}));
     }
 }

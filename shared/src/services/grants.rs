@@ -1,55 +1,216 @@
 //! The grants that issue an access token without a session of their own: client
-//! credentials (RFC 6749 §4.4) and token exchange (RFC 8693).
+//! credentials (RFC 6749 §4.4) and token exchange (RFC 8693), for a client the token
+//! endpoint has authenticated and found allowed the grant. Neither issues a refresh token.
 //!
-//! Not built yet: both answer `unsupported_grant_type` until they are (issue 21).
+//! Client credentials: `sub` = `client_id`, no `sid`, the client's scopes (narrowed on
+//! request), one of its audiences. Token exchange: the subject token verified by the one
+//! verifier (any audience this issuer serves) and found live, read strongly consistent
+//! ([`TokenLiveness`]); the new token keeps the user (`sub`) and the session (`sid`), so
+//! ending the session ends it too, names the caller in `act` (nested over the subject's),
+//! is for an audience the caller may ask for, with at most the subject's scope that the
+//! caller may have, and ends no later than the subject token. The decisions are in
+//! [`crate::rules::grants`]; each refusal is audited and counted per client.
 
+use std::fmt;
 use std::sync::Arc;
 
 use crate::error::ApiError;
-use crate::platform::audit::RequestMeta;
+use crate::platform::audit::{self, GrantIssued, RequestMeta};
 use crate::platform::clock::Clock;
 use crate::platform::config::Config;
-use crate::rules::clients::ClientRecord;
+use crate::rules::clients::{ClientRecord, GrantType};
+use crate::rules::grants::{check_token_types, exchange_actor, exchanged_scope, service_scope, Grant, GrantRefusal};
 use crate::rules::keys::Signer;
-use crate::rules::token::TokenResponse;
+use crate::rules::polled::Freshness;
+use crate::rules::scope::Scope;
+use crate::rules::token::{AccessOnlyGrant, AccessTokenIssuer, TokenResponse};
+use crate::rules::verify::{Audiences, Verifier};
 use crate::services::client_auth::ClientAuthenticator;
+use crate::services::keys::authenticated::AuthenticatedKeys;
+use crate::services::keys::live::stale_key_set;
+use crate::services::keys::KeyRing;
+use crate::services::liveness::TokenLiveness;
 use crate::services::token_endpoint::{ClientCredentialsRequest, ExchangeRequest};
 
 /// Issues service tokens and exchanged tokens.
-#[derive(Debug)]
-pub struct GrantService {}
+pub struct GrantService {
+    issuer: AccessTokenIssuer,
+    /// The one verifier accepting any audience of this issuer (a subject token was issued
+    /// for the API that passes it on, whichever that is), its keys kept by the ring.
+    keys: KeyRing,
+    liveness: TokenLiveness,
+    /// The deployment's audience: a client with no registered audiences gets it.
+    default_audience: String,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for GrantService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrantService")
+            .field("issuer", &self.issuer)
+            .field("keys", &self.keys)
+            .field("default_audience", &self.default_audience)
+            .finish_non_exhaustive()
+    }
+}
 
 impl GrantService {
     /// The service over the deployment's tables, signing with `signer` (the token
-    /// endpoint's one signer, shared with its refresh grant).
+    /// endpoint's one signer, shared with its refresh grant). No I/O: the key set of the
+    /// subject tokens' verifier is read by [`GrantService::warm_up`] or the first exchange.
     pub fn new(
-        _config: &Config,
-        _dynamodb: aws_sdk_dynamodb::Client,
-        _kms: aws_sdk_kms::Client,
-        _signer: Arc<dyn Signer>,
-        _clock: Arc<dyn Clock>,
-        _clients: ClientAuthenticator,
+        config: &Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        kms: aws_sdk_kms::Client,
+        signer: Arc<dyn Signer>,
+        clock: Arc<dyn Clock>,
+        clients: ClientAuthenticator,
     ) -> Self {
-        Self {}
+        let verifier = Arc::new(super::verifier_accepting(config, Audiences::Any));
+        let keys = KeyRing::new(
+            AuthenticatedKeys::from_config(config, dynamodb.clone(), kms),
+            verifier,
+            config.key_reload,
+            config.key_set_max_staleness(),
+        );
+        Self {
+            issuer: super::issuer_for(signer, config),
+            keys,
+            liveness: TokenLiveness::new(config, dynamodb, clients),
+            default_audience: config.audience.clone(),
+            clock,
+        }
+    }
+
+    /// Reads the key set now (at cold start), so the first exchange need not; a failure
+    /// leaves it to the first exchange.
+    pub async fn warm_up(&self) {
+        self.keys.sync(self.clock.now()).await;
     }
 
     /// Client credentials for an authenticated `client` that may use the grant.
     pub async fn client_credentials(
         &self,
-        _client: &ClientRecord,
-        _request: ClientCredentialsRequest,
-        _meta: &RequestMeta,
+        client: &ClientRecord,
+        request: ClientCredentialsRequest,
+        meta: &RequestMeta,
     ) -> Result<TokenResponse, ApiError> {
-        Err(ApiError::UnsupportedGrantType)
+        let refuse = |why: GrantRefusal| refused(Grant::ClientCredentials, why, client, meta);
+        // The token endpoint checked this; a disabled client must never get here.
+        if !client.allows(GrantType::ClientCredentials) {
+            return Err(refuse(GrantRefusal::UnauthorizedClient));
+        }
+        let scope = service_scope(&client.scope(), request.scope.as_deref()).map_err(refuse)?.to_scope_string();
+        let audience = client
+            .audience(request.audience.as_deref(), &self.default_audience)
+            .ok_or_else(|| refuse(GrantRefusal::Target))?;
+        let grant = AccessOnlyGrant {
+            subject: &client.client_id,
+            client_id: &client.client_id,
+            scope: &scope,
+            audience: Some(audience),
+            session_id: None,
+            act: None,
+            ttl: client_ttl(client),
+            not_after: None,
+            exchanged: false,
+        };
+        let response = self.issuer.issue_access_only(&grant, self.clock.now()).await?;
+        audit::grant_issued(
+            Grant::ClientCredentials,
+            GrantIssued {
+                client_id: &client.client_id,
+                user_id: None,
+                family_id: None,
+                audience,
+                actors: "",
+                source_ip: meta.source_ip.as_deref(),
+            },
+        );
+        Ok(response)
     }
 
     /// Token exchange for an authenticated `client` that may use the grant.
     pub async fn token_exchange(
         &self,
-        _client: &ClientRecord,
-        _request: ExchangeRequest,
-        _meta: &RequestMeta,
+        client: &ClientRecord,
+        request: ExchangeRequest,
+        meta: &RequestMeta,
     ) -> Result<TokenResponse, ApiError> {
-        Err(ApiError::UnsupportedGrantType)
+        let refuse = |why: GrantRefusal| refused(Grant::TokenExchange, why, client, meta);
+        if !client.allows(GrantType::TokenExchange) {
+            return Err(refuse(GrantRefusal::UnauthorizedClient));
+        }
+        check_token_types(&request.subject_token_type, request.requested_token_type.as_deref()).map_err(refuse)?;
+        let audience = client
+            .audience(request.audience.as_deref(), &self.default_audience)
+            .ok_or_else(|| refuse(GrantRefusal::Target))?;
+        let now = self.clock.now();
+        let subject = self
+            .verifier(now)
+            .await?
+            .verify(&request.subject_token, now)
+            .map_err(|rejection| refuse(GrantRefusal::SubjectInvalid(rejection.class())))?;
+        let act = exchange_actor(&subject, &client.client_id, now).map_err(refuse)?;
+        let scope = exchanged_scope(
+            &Scope::from_tokens(subject.scope.split(' ').filter(|t| !t.is_empty())),
+            &client.scope(),
+            request.scope.as_deref(),
+        )
+        .map_err(refuse)?
+        .to_scope_string();
+        // Last, after every check that needs no read: strongly consistent, so a token
+        // revoked a moment ago (its jti, its session, its account, a client of its chain)
+        // is refused now, not within the authorizer's lag.
+        if !self.liveness.is_live(&subject).await? {
+            return Err(refuse(GrantRefusal::SubjectRevoked));
+        }
+        let actors: Vec<&str> = act.chain().map(|a| a.sub.as_str()).collect();
+        let actors = actors.join(" ");
+        let grant = AccessOnlyGrant {
+            subject: &subject.sub,
+            client_id: &client.client_id,
+            scope: &scope,
+            audience: Some(audience),
+            session_id: subject.sid.as_deref(),
+            act: Some(act),
+            ttl: client_ttl(client),
+            not_after: Some(subject.exp),
+            exchanged: true,
+        };
+        let response = self.issuer.issue_access_only(&grant, now).await?;
+        audit::grant_issued(
+            Grant::TokenExchange,
+            GrantIssued {
+                client_id: &client.client_id,
+                user_id: Some(&subject.sub),
+                family_id: subject.sid.as_deref(),
+                audience,
+                actors: &actors,
+                source_ip: meta.source_ip.as_deref(),
+            },
+        );
+        Ok(response)
     }
+
+    /// The verifier with the key set as of at most `KEY_SET_RELOAD_SECS` ago; a 503 if the
+    /// set could not be read for longer than the staleness bound (a revoked key must not
+    /// vouch for a subject token).
+    async fn verifier(&self, now: u64) -> Result<&Verifier, ApiError> {
+        if self.keys.sync(now).await.freshness == Freshness::Stale {
+            return Err(ApiError::Unavailable(stale_key_set()));
+        }
+        Ok(self.keys.verifier())
+    }
+}
+
+/// The client's registered token lifetime, if it has one.
+fn client_ttl(client: &ClientRecord) -> Option<std::time::Duration> {
+    client.token_ttl_secs.map(std::time::Duration::from_secs)
+}
+
+/// Audits and counts a refusal, and says what the client is told.
+fn refused(grant: Grant, why: GrantRefusal, client: &ClientRecord, meta: &RequestMeta) -> ApiError {
+    audit::grant_refused(grant, why, &client.client_id, meta.source_ip.as_deref());
+    why.to_api_error()
 }
