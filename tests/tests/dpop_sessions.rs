@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
 use tokenauth::rules::dpop::{called_url, ProofKey};
 use tokenauth::store::{DynamoFamilies, FamilyRecord, FamilyStatus};
-use tokenauth::{Config, LoginService, RefreshService};
+use tokenauth::{Config, LoginService, TokenService};
 use tokenauth_tests::*;
 
 /// The host of the sample events: the URL a proof names is `https://` it and the path.
@@ -24,7 +24,7 @@ struct Setup {
     clients: Clients,
     clock: Arc<ManualClock>,
     login: LoginService,
-    refresh: RefreshService,
+    refresh: TokenService,
     username: String,
     password: String,
     user_id: String,
@@ -84,7 +84,7 @@ impl Setup {
     async fn refresh_with(&self, token: &str, proofs: &[&str]) -> Response<Body> {
         let mut event = event("refresh-json.json");
         event["body"] = Value::String(serde_json::json!({ "refresh_token": token }).to_string());
-        tokenauth::edge::http::refresh(&self.refresh, &with_proofs(event, proofs)).await
+        tokenauth::edge::http::token(&self.refresh, &with_proofs(event, proofs)).await
     }
 
     /// Refreshes with a fresh proof by `key` (or none).

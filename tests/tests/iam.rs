@@ -239,7 +239,7 @@ async fn refresh_paths(config: &Config, envelope: &Config, recorder: &IamRecorde
     let r0 = login_tokens(&login, &username, &password).await["refresh_token"].as_str().unwrap().to_owned();
     let rotate = |token: String| {
         let refresh = &refresh;
-        async move { tokenauth::edge::http::refresh(refresh, &refresh_request(&token, None, false)).await }
+        async move { tokenauth::edge::http::token(refresh, &refresh_request(&token, None, false)).await }
     };
     let r1 = json_of(&rotate(r0.clone()).await)["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(rotate(r0.clone()).await.status(), 200, "the retry within the leeway");
@@ -260,14 +260,13 @@ async fn refresh_paths(config: &Config, envelope: &Config, recorder: &IamRecorde
     let mut event = event("refresh-json.json");
     event["body"] = json!({"refresh_token": bound["refresh_token"]}).to_string().into();
     event["headers"]["dpop"] = dpop_proof(config, &key, "/auth/refresh").into();
-    let rotated = tokenauth::edge::http::refresh(&refresh, &request_from_event(&event)).await;
+    let rotated = tokenauth::edge::http::token(&refresh, &request_from_event(&event)).await;
     assert_eq!(json_of(&rotated)["token_type"], "DPoP", "a DPoP refresh: its proof recorded");
 
     let r0 = login_tokens(&login, &username, &password).await["refresh_token"].as_str().unwrap().to_owned();
     let started_with = kms_calls(recorder).len();
     let refresh = refresh_service(envelope, &clients, Arc::new(SystemClock)).await;
-    let rotated =
-        async { json_of(&tokenauth::edge::http::refresh(&refresh, &refresh_request(&r0, None, false)).await) };
+    let rotated = async { json_of(&tokenauth::edge::http::token(&refresh, &refresh_request(&r0, None, false)).await) };
     signs_with_its_envelope_key(envelope, recorder, started_with, rotated).await;
 }
 
