@@ -67,6 +67,7 @@ impl Namer {
             tables.insert(config.keys_table.clone(), "KeysTable");
             tables.insert(config.source_limits.table.clone(), "LimitsTable");
             tables.insert(config.dpop.proofs_table.clone(), "ProofsTable");
+            tables.insert(config.clients_table.clone(), "ClientsTable");
         }
         let config = configs[0];
         let mut tags = BTreeMap::new();
@@ -262,6 +263,35 @@ async fn refresh_paths(config: &Config, envelope: &Config, recorder: &IamRecorde
     event["headers"]["dpop"] = dpop_proof(config, &key, "/auth/refresh").into();
     let rotated = tokenauth::edge::http::token(&refresh, &request_from_event(&event)).await;
     assert_eq!(json_of(&rotated)["token_type"], "DPoP", "a DPoP refresh: its proof recorded");
+
+    // The token endpoint with private_key_jwt: the client read, its assertion's jti recorded.
+    let client_key = ProofKey::generate().unwrap();
+    let client_id = unique_username("iam-jwt");
+    let mut jwk = serde_json::to_value(client_key.public_jwk()).unwrap();
+    jwk["kid"] = json!("k1");
+    let registered = tokenauth::rules::clients::ClientRecord {
+        client_type: tokenauth::rules::clients::ClientType::Confidential,
+        grants: vec![tokenauth::rules::clients::GrantType::ClientCredentials],
+        jwks: Some(json!({"keys": [jwk]}).to_string()),
+        ..tokenauth::rules::clients::ClientRecord::public(&client_id, Vec::new(), Vec::new(), SystemClock.now())
+    };
+    tokenauth::store::DynamoClients::new(plain.dynamodb.clone(), &config.clients_table)
+        .create(&registered)
+        .await
+        .unwrap();
+    let now = SystemClock.now();
+    let claims = json!({"iss": client_id, "sub": client_id, "aud": config.issuer, "exp": now + 60,
+                        "jti": tokenauth::rules::token::random_id()});
+    let assertion = client_key.sign(&json!({"alg": "ES256", "kid": "k1"}), &claims).unwrap();
+    let mut token_event = tokenauth_tests::event("token-client-credentials-basic.json");
+    token_event["headers"].as_object_mut().unwrap().remove("authorization");
+    token_event["body"] = format!(
+        "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",
+        tokenauth::edge::http::JWT_BEARER_ASSERTION
+    )
+    .into();
+    let answered = tokenauth::edge::http::token(&refresh, &request_from_event(&token_event)).await;
+    assert_ne!(json_of(&answered)["error"], "invalid_client", "the assertion authenticated its client");
 
     let r0 = login_tokens(&login, &username, &password).await["refresh_token"].as_str().unwrap().to_owned();
     let started_with = kms_calls(recorder).len();
