@@ -165,7 +165,11 @@ async fn a_dpop_login_and_refresh_record_the_proof_beside_their_reads_adding_no_
     s.rotate(&r0, Some(&key)).await;
     let (calls, names) = (s.clients.calls.calls(), s.clients.calls.names());
     println!("AWS calls for one DPoP refresh: {} {names:?}", calls.len());
-    assert_eq!(calls.len(), 5, "a bearer refresh's four and the proof's PutItem: {names:?}");
+    assert_eq!(calls.len(), 6, "a bearer refresh's five and the proof's PutItem: {names:?}");
+    // The client's read first (the token endpoint authenticates before the grant runs).
+    assert_eq!(names[0], "DynamoDB.GetItem", "{names:?}");
+    assert!(calls[1..].iter().all(|c| calls[0].finished.unwrap() <= c.started), "the client first: {names:?}");
+    let (calls, names) = (&calls[1..], &names[1..]);
     let mut first = names[..3].to_vec();
     first.sort();
     assert_eq!(first, ["DynamoDB.GetItem", "DynamoDB.PutItem", "DynamoDB.UpdateItem"], "{names:?}");
