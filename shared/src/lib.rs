@@ -36,3 +36,4 @@ pub use rules::token::TokenResponse;
 pub use services::login::{LoginRequest, LoginService};
 pub use services::refresh::{RefreshRequest, RefreshService};
 pub use services::revoke::{RevocationService, RevokeRequest, Revoker};
+pub use services::token_endpoint::TokenService;

@@ -29,7 +29,7 @@ fn ms(d: Duration) -> f64 {
 struct Deployment {
     kind: KeyKind,
     login: tokenauth::LoginService,
-    refresh: tokenauth::RefreshService,
+    refresh: tokenauth::TokenService,
     signer: tokenauth::services::keys::KeySetSigner,
     username: String,
     password: String,
@@ -60,7 +60,12 @@ impl Deployment {
         let presented = token.lock().unwrap().clone();
         let out = self
             .refresh
-            .refresh(tokenauth::RefreshRequest { refresh_token: presented, scope: None, dpop: None }, meta)
+            .refresh_service()
+            .refresh(
+                tokenauth::rules::clients::FIRST_PARTY_CLIENT_ID,
+                tokenauth::RefreshRequest { refresh_token: presented, scope: None, dpop: None },
+                meta,
+            )
             .await
             .unwrap();
         *token.lock().unwrap() = out.refresh_token.expect("a refresh answers a refresh token");

@@ -324,13 +324,64 @@ pub async fn login_service(config: &Config, clients: &Clients, clock: Arc<dyn Cl
     LoginService::new(config, clients.dynamodb.clone(), Arc::new(signer), clock)
 }
 
-/// The refresh service as the function builds it, on the given clients and clock.
-pub async fn refresh_service(config: &Config, clients: &Clients, clock: Arc<dyn Clock>) -> tokenauth::RefreshService {
-    let signer = key_set_signer(config, clients, clock.clone()).await;
-    let service =
-        tokenauth::RefreshService::new(config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(signer), clock);
-    service.warm_up().await;
-    service
+/// The token endpoint (`POST /auth/token`, `POST /auth/refresh`) as the `refresh` function
+/// builds it, on the given clients and clock: one signer for its grants.
+pub async fn refresh_service(config: &Config, clients: &Clients, clock: Arc<dyn Clock>) -> tokenauth::TokenService {
+    let signer: Arc<dyn tokenauth::rules::keys::Signer> =
+        Arc::new(key_set_signer(config, clients, clock.clone()).await);
+    let refresh = tokenauth::RefreshService::new(
+        config,
+        clients.dynamodb.clone(),
+        clients.kms.clone(),
+        signer.clone(),
+        clock.clone(),
+    );
+    refresh.warm_up().await;
+    token_endpoint(config, clients, refresh, signer, clock)
+}
+
+/// The token endpoint over a given refresh service (one built on failing clients, say);
+/// its other grants sign with a signer that has not read the key set yet.
+pub fn token_service_over(
+    config: &Config,
+    clients: &Clients,
+    refresh: tokenauth::RefreshService,
+    clock: Arc<dyn Clock>,
+) -> tokenauth::TokenService {
+    let keys = tokenauth::services::keys::AuthenticatedKeys::from_config(
+        config,
+        clients.dynamodb.clone(),
+        clients.kms.clone(),
+    );
+    let signer: Arc<dyn tokenauth::rules::keys::Signer> = Arc::new(KeySetSigner::new(
+        keys,
+        clients.kms.clone(),
+        config.key_reload,
+        config.key_set_max_staleness(),
+        clock.clone(),
+    ));
+    token_endpoint(config, clients, refresh, signer, clock)
+}
+
+fn token_endpoint(
+    config: &Config,
+    clients: &Clients,
+    refresh: tokenauth::RefreshService,
+    signer: Arc<dyn tokenauth::rules::keys::Signer>,
+    clock: Arc<dyn Clock>,
+) -> tokenauth::TokenService {
+    use tokenauth::services::client_auth::ClientAuthenticator;
+    use tokenauth::services::grants::GrantService;
+    let authenticator = ClientAuthenticator::from_config(config, clients.dynamodb.clone());
+    let grants = GrantService::new(
+        config,
+        clients.dynamodb.clone(),
+        clients.kms.clone(),
+        signer,
+        clock.clone(),
+        authenticator.clone(),
+    );
+    tokenauth::TokenService::new(authenticator, refresh, grants, clock)
 }
 
 /// The revocation service as the function builds it.

@@ -128,6 +128,25 @@ pub fn refresh_service(config: &Config, clients: &Clients) -> RefreshService {
     RefreshService::new(config, clients.dynamodb.clone(), clients.kms.clone(), signer(config, clients), clock())
 }
 
+/// The token endpoint as the `refresh` function builds it (`POST /auth/token` and
+/// `POST /auth/refresh`), on these clients.
+pub fn token_service(config: &Config, clients: &Clients) -> tokenauth::TokenService {
+    use tokenauth::services::client_auth::ClientAuthenticator;
+    use tokenauth::services::grants::GrantService;
+    let signer = signer(config, clients);
+    let refresh = RefreshService::new(config, clients.dynamodb.clone(), clients.kms.clone(), signer.clone(), clock());
+    let authenticator = ClientAuthenticator::from_config(config, clients.dynamodb.clone());
+    let grants = GrantService::new(
+        config,
+        clients.dynamodb.clone(),
+        clients.kms.clone(),
+        signer,
+        clock(),
+        authenticator.clone(),
+    );
+    tokenauth::TokenService::new(authenticator, refresh, grants, clock())
+}
+
 /// A key ring read just now, trusting `key` only: no re-read falls due for `every`.
 fn warm_key_ring(
     config: &Config,

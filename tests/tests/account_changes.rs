@@ -14,7 +14,7 @@ use tokenauth::edge::authorizer::Authorizer;
 use tokenauth::platform::clock::SystemClock;
 use tokenauth::rules::username::Username;
 use tokenauth::store::AccountChange;
-use tokenauth::{Clock, Config, LoginService, RefreshService, RevocationService, Revoker};
+use tokenauth::{Clock, Config, LoginService, RevocationService, Revoker, TokenService};
 use tokenauth_tests::*;
 
 /// The authorizer polls every second in these tests, so "within the lag" is a short wait.
@@ -24,7 +24,7 @@ struct Stack {
     config: Config,
     clients: Clients,
     login: Arc<LoginService>,
-    refresh: Arc<RefreshService>,
+    refresh: Arc<TokenService>,
     revoke: RevocationService,
     revoker: Revoker,
 }
@@ -61,8 +61,8 @@ async fn allowed(a: &Authorizer, access_token: &str) -> bool {
 }
 
 /// One refresh: (status, body).
-async fn refresh(service: &RefreshService, token: &str, scope: Option<&str>) -> (StatusCode, Value) {
-    let response = tokenauth::edge::http::refresh(service, &refresh_request(token, scope, false)).await;
+async fn refresh(service: &TokenService, token: &str, scope: Option<&str>) -> (StatusCode, Value) {
+    let response = tokenauth::edge::http::token(service, &refresh_request(token, scope, false)).await;
     let status = response.status();
     (status, if response.body().is_empty() { Value::Null } else { json_of(&response) })
 }

@@ -199,16 +199,12 @@ async fn revocations_reach_a_warm_instance_within_the_poll_interval() {
     let refresh_clock = Arc::new(ManualClock::new(SystemClock.now()));
     let refresh = refresh_service(&config, &clients, refresh_clock.clone()).await;
     let r0 = two["refresh_token"].as_str().unwrap();
-    let rotated = tokenauth::edge::http::refresh(&refresh, &refresh_request(r0, None, false)).await;
+    let rotated = tokenauth::edge::http::token(&refresh, &refresh_request(r0, None, false)).await;
     assert_eq!(rotated.status(), 200);
     let session_token = two["access_token"].as_str().unwrap();
     assert!(decide(&a, &event_text_with(SHAPES[3], &allowed(session_token))).await.unwrap()["isAuthorized"] == true);
     refresh_clock.advance(31);
-    assert_eq!(
-        tokenauth::edge::http::refresh(&refresh, &refresh_request(r0, None, false)).await.status(),
-        401,
-        "reuse"
-    );
+    assert_eq!(tokenauth::edge::http::token(&refresh, &refresh_request(r0, None, false)).await.status(), 401, "reuse");
     clock.advance(1);
     assert_eq!(
         decide_after_reads(&a, &event_text_with(SHAPES[3], &allowed(session_token))).await.unwrap()["isAuthorized"],

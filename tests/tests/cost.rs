@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokenauth::edge::authorizer::Authorizer;
 use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
 use tokenauth::rules::keys::set::KeyKind;
-use tokenauth::{LoginService, RefreshService};
+use tokenauth::{LoginService, TokenService};
 use tokenauth_tests::capacity::CapacityMeter;
 use tokenauth_tests::*;
 
@@ -95,13 +95,13 @@ async fn measure(kind: KeyKind) -> Value {
     // An instance's start, as the functions start (their `from_config`): what it calls once.
     let login = LoginService::from_config(&config, clients.dynamodb.clone(), clients.kms.clone()).await.unwrap();
     let login_start = measured(&clients, &meter, &tables).await;
-    let refresh = RefreshService::from_config(&config, clients.dynamodb.clone(), clients.kms.clone()).await.unwrap();
+    let refresh = TokenService::from_config(&config, clients.dynamodb.clone(), clients.kms.clone()).await.unwrap();
     let refresh_start = measured(&clients, &meter, &tables).await;
 
     // An instance's first requests: the signer may re-read the set it read at start.
     let first_tokens = login_tokens(&login, &username, &password).await;
     let login_first = measured(&clients, &meter, &tables).await;
-    let response = tokenauth::edge::http::refresh(
+    let response = tokenauth::edge::http::token(
         &refresh,
         &refresh_request(first_tokens["refresh_token"].as_str().unwrap(), None, false),
     )
@@ -115,7 +115,7 @@ async fn measure(kind: KeyKind) -> Value {
     let wrong = tokenauth::edge::http::login(&login, &login_request(&username, "wrong", None)).await;
     assert_eq!(wrong.status(), 401);
     let login_failed = measured(&clients, &meter, &tables).await;
-    let response = tokenauth::edge::http::refresh(
+    let response = tokenauth::edge::http::token(
         &refresh,
         &refresh_request(tokens["refresh_token"].as_str().unwrap(), None, false),
     )

@@ -77,12 +77,12 @@ async fn each_logs_in_to_one_session(
     }
 }
 
-async fn parallel_refreshes(service: &Arc<tokenauth::RefreshService>, token: &str) -> Vec<Response<Body>> {
+async fn parallel_refreshes(service: &Arc<tokenauth::TokenService>, token: &str) -> Vec<Response<Body>> {
     let mut refreshes = tokio::task::JoinSet::new();
     for _ in 0..PARALLEL {
         let (service, token) = (service.clone(), token.to_owned());
         refreshes
-            .spawn(async move { tokenauth::edge::http::refresh(&service, &refresh_request(&token, None, true)).await });
+            .spawn(async move { tokenauth::edge::http::token(&service, &refresh_request(&token, None, true)).await });
     }
     refreshes.join_all().await
 }
@@ -147,7 +147,7 @@ async fn a_refresh_refused_while_kms_throttles_writes_nothing_and_the_same_token
     assert_eq!(after.generation, before.generation + 1, "rotated exactly once");
     assert!(after.is_alive(clock.now()), "no reuse detected: the family lives");
     let successor = successors.into_iter().next().unwrap();
-    let next = tokenauth::edge::http::refresh(&service, &refresh_request(&successor, None, true)).await;
+    let next = tokenauth::edge::http::token(&service, &refresh_request(&successor, None, true)).await;
     assert_eq!(next.status(), StatusCode::OK, "the successor rotates in turn: {:?}", next.body());
 }
 
@@ -161,7 +161,7 @@ async fn a_retry_refused_while_kms_throttles_spends_none_of_the_retry_answers() 
     let (username, password, _) = create_user(&config, &clients, "kms-throttled-retry", &["read"]).await;
     let token = login_tokens(&login, &username, &password).await["refresh_token"].as_str().unwrap().to_owned();
     // The answer of this rotation is "lost": the client presents the same token again.
-    let first = tokenauth::edge::http::refresh(&service, &refresh_request(&token, None, true)).await;
+    let first = tokenauth::edge::http::token(&service, &refresh_request(&token, None, true)).await;
     assert_eq!(first.status(), StatusCode::OK);
     let successor: Value = json_of(&first)["refresh_token"].clone();
     let family_id = family_of(&token);
@@ -176,7 +176,7 @@ async fn a_retry_refused_while_kms_throttles_spends_none_of_the_retry_answers() 
     assert_eq!(family(&config, &clients, &family_id).await, before, "no retry answer counted");
     throttling.off();
 
-    let retried = tokenauth::edge::http::refresh(&service, &refresh_request(&token, None, true)).await;
+    let retried = tokenauth::edge::http::token(&service, &refresh_request(&token, None, true)).await;
     assert_eq!(retried.status(), StatusCode::OK, "the retry is answered once KMS answers: {:?}", retried.body());
     assert_eq!(json_of(&retried)["refresh_token"], successor, "with the same successor");
     assert_eq!(family(&config, &clients, &family_id).await.retries, before.retries + 1);
@@ -234,7 +234,7 @@ async fn a_refresh_refused_while_dynamodb_throttles_writes_nothing_and_the_same_
         assert_eq!(family(&config, &clients, &family_id).await, before, "{operation} {code}: nothing written");
     }
 
-    let rotated = tokenauth::edge::http::refresh(&service, &refresh_request(&token, None, true)).await;
+    let rotated = tokenauth::edge::http::token(&service, &refresh_request(&token, None, true)).await;
     assert_eq!(rotated.status(), StatusCode::OK, "the same token rotates: {:?}", rotated.body());
     let after = family(&config, &clients, &family_id).await;
     assert_eq!((after.generation, after.is_alive(SystemClock.now())), (before.generation + 1, true));

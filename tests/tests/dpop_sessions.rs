@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
 use tokenauth::rules::dpop::{called_url, ProofKey};
 use tokenauth::store::{DynamoFamilies, FamilyRecord, FamilyStatus};
-use tokenauth::{Config, LoginService, RefreshService};
+use tokenauth::{Config, LoginService, TokenService};
 use tokenauth_tests::*;
 
 /// The host of the sample events: the URL a proof names is `https://` it and the path.
@@ -24,7 +24,7 @@ struct Setup {
     clients: Clients,
     clock: Arc<ManualClock>,
     login: LoginService,
-    refresh: RefreshService,
+    refresh: TokenService,
     username: String,
     password: String,
     user_id: String,
@@ -84,7 +84,7 @@ impl Setup {
     async fn refresh_with(&self, token: &str, proofs: &[&str]) -> Response<Body> {
         let mut event = event("refresh-json.json");
         event["body"] = Value::String(serde_json::json!({ "refresh_token": token }).to_string());
-        tokenauth::edge::http::refresh(&self.refresh, &with_proofs(event, proofs)).await
+        tokenauth::edge::http::token(&self.refresh, &with_proofs(event, proofs)).await
     }
 
     /// Refreshes with a fresh proof by `key` (or none).
@@ -165,7 +165,11 @@ async fn a_dpop_login_and_refresh_record_the_proof_beside_their_reads_adding_no_
     s.rotate(&r0, Some(&key)).await;
     let (calls, names) = (s.clients.calls.calls(), s.clients.calls.names());
     println!("AWS calls for one DPoP refresh: {} {names:?}", calls.len());
-    assert_eq!(calls.len(), 5, "a bearer refresh's four and the proof's PutItem: {names:?}");
+    assert_eq!(calls.len(), 6, "a bearer refresh's five and the proof's PutItem: {names:?}");
+    // The client's read first (the token endpoint authenticates before the grant runs).
+    assert_eq!(names[0], "DynamoDB.GetItem", "{names:?}");
+    assert!(calls[1..].iter().all(|c| calls[0].finished.unwrap() <= c.started), "the client first: {names:?}");
+    let (calls, names) = (&calls[1..], &names[1..]);
     let mut first = names[..3].to_vec();
     first.sort();
     assert_eq!(first, ["DynamoDB.GetItem", "DynamoDB.PutItem", "DynamoDB.UpdateItem"], "{names:?}");

@@ -38,13 +38,13 @@ async fn envelope_set(clients: &Clients) -> (Config, KeyEntry) {
 /// A login and a refresh of its session: the login's tokens and the refresh's.
 async fn log_in_and_refresh(
     login: &tokenauth::LoginService,
-    refresh: &tokenauth::RefreshService,
+    refresh: &tokenauth::TokenService,
     username: &str,
     password: &str,
 ) -> (serde_json::Value, serde_json::Value) {
     let tokens = login_tokens(login, username, password).await;
     let request = refresh_request(tokens["refresh_token"].as_str().unwrap(), None, false);
-    let response = tokenauth::edge::http::refresh(refresh, &request).await;
+    let response = tokenauth::edge::http::token(refresh, &request).await;
     assert_eq!(response.status(), StatusCode::OK);
     (tokens, json_of(&response))
 }

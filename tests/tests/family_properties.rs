@@ -40,7 +40,7 @@ struct World {
     clients: Clients,
     clock: Arc<ManualClock>,
     login: tokenauth::LoginService,
-    refresh: tokenauth::RefreshService,
+    refresh: tokenauth::TokenService,
     revoke: tokenauth::RevocationService,
     username: String,
     password: String,
@@ -84,7 +84,7 @@ async fn run(w: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let request = tokenauth::RevokeRequest { token, token_type_hint: None };
                 w.revoke.revoke(request, None).await.map_err(|e| TestCaseError::fail(format!("revoke: {e}")))?;
             } else {
-                let response = tokenauth::edge::http::refresh(&w.refresh, &refresh_request(&token, None, false)).await;
+                let response = tokenauth::edge::http::token(&w.refresh, &refresh_request(&token, None, false)).await;
                 if response.status() == 200 {
                     let handed = json_of(&response)["refresh_token"].as_str().unwrap().to_owned();
                     if !issued.contains(&handed) {

@@ -240,7 +240,7 @@ async fn refresh_paths(config: &Config, envelope: &Config, recorder: &IamRecorde
     let r0 = login_tokens(&login, &username, &password).await["refresh_token"].as_str().unwrap().to_owned();
     let rotate = |token: String| {
         let refresh = &refresh;
-        async move { tokenauth::edge::http::refresh(refresh, &refresh_request(&token, None, false)).await }
+        async move { tokenauth::edge::http::token(refresh, &refresh_request(&token, None, false)).await }
     };
     let r1 = json_of(&rotate(r0.clone()).await)["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(rotate(r0.clone()).await.status(), 200, "the retry within the leeway");
@@ -261,16 +261,43 @@ async fn refresh_paths(config: &Config, envelope: &Config, recorder: &IamRecorde
     let mut event = event("refresh-json.json");
     event["body"] = json!({"refresh_token": bound["refresh_token"]}).to_string().into();
     event["headers"]["dpop"] = dpop_proof(config, &key, "/auth/refresh").into();
-    let rotated = tokenauth::edge::http::refresh(&refresh, &request_from_event(&event)).await;
+    let rotated = tokenauth::edge::http::token(&refresh, &request_from_event(&event)).await;
     assert_eq!(json_of(&rotated)["token_type"], "DPoP", "a DPoP refresh: its proof recorded");
 
     client_grant_paths(config, &clients, &login, &username, &password).await;
+    // The token endpoint with private_key_jwt: the client read, its assertion's jti recorded.
+    let client_key = ProofKey::generate().unwrap();
+    let client_id = unique_username("iam-jwt");
+    let mut jwk = serde_json::to_value(client_key.public_jwk()).unwrap();
+    jwk["kid"] = json!("k1");
+    let registered = tokenauth::rules::clients::ClientRecord {
+        client_type: tokenauth::rules::clients::ClientType::Confidential,
+        grants: vec![tokenauth::rules::clients::GrantType::ClientCredentials],
+        jwks: Some(json!({"keys": [jwk]}).to_string()),
+        ..tokenauth::rules::clients::ClientRecord::public(&client_id, Vec::new(), Vec::new(), SystemClock.now())
+    };
+    tokenauth::store::DynamoClients::new(plain.dynamodb.clone(), &config.clients_table)
+        .create(&registered)
+        .await
+        .unwrap();
+    let now = SystemClock.now();
+    let claims = json!({"iss": client_id, "sub": client_id, "aud": config.issuer, "exp": now + 60,
+                        "jti": tokenauth::rules::token::random_id()});
+    let assertion = client_key.sign(&json!({"alg": "ES256", "kid": "k1"}), &claims).unwrap();
+    let mut token_event = tokenauth_tests::event("token-client-credentials-basic.json");
+    token_event["headers"].as_object_mut().unwrap().remove("authorization");
+    token_event["body"] = format!(
+        "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",
+        tokenauth::edge::http::JWT_BEARER_ASSERTION
+    )
+    .into();
+    let answered = tokenauth::edge::http::token(&refresh, &request_from_event(&token_event)).await;
+    assert_ne!(json_of(&answered)["error"], "invalid_client", "the assertion authenticated its client");
 
     let r0 = login_tokens(&login, &username, &password).await["refresh_token"].as_str().unwrap().to_owned();
     let started_with = kms_calls(recorder).len();
     let refresh = refresh_service(envelope, &clients, Arc::new(SystemClock)).await;
-    let rotated =
-        async { json_of(&tokenauth::edge::http::refresh(&refresh, &refresh_request(&r0, None, false)).await) };
+    let rotated = async { json_of(&tokenauth::edge::http::token(&refresh, &refresh_request(&r0, None, false)).await) };
     signs_with_its_envelope_key(envelope, recorder, started_with, rotated).await;
 }
 

@@ -125,7 +125,7 @@ async fn traffic(
             }
         }
         let request = refresh_request(tokens["refresh_token"].as_str().unwrap(), None, false);
-        let response = tokenauth::edge::http::refresh(&refresh, &request).await;
+        let response = tokenauth::edge::http::token(&refresh, &request).await;
         let ok = response.status() == 200;
         let body = json_of(&response);
         let kid = body["access_token"].as_str().map(kid_of).unwrap_or_default();
@@ -587,7 +587,7 @@ async fn the_metadata_names_every_endpoint_under_the_issuer() {
     assert_eq!(metadata["issuer"], "https://auth.example.test/tenant-a", "exactly the tokens' iss");
     for (member, path) in [
         ("jwks_uri", "/.well-known/jwks.json"),
-        ("token_endpoint", "/auth/refresh"),
+        ("token_endpoint", "/auth/token"),
         ("revocation_endpoint", "/auth/revoke"),
     ] {
         assert_eq!(metadata[member], format!("https://auth.example.test/tenant-a{path}"), "{member}");
@@ -600,7 +600,10 @@ async fn the_metadata_names_every_endpoint_under_the_issuer() {
     ] {
         assert!(metadata[member].is_array(), "{member}: {metadata}");
     }
-    assert_eq!(metadata["grant_types_supported"], json!(["refresh_token"]));
+    assert_eq!(
+        metadata["grant_types_supported"],
+        json!(["refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"])
+    );
     // The stack accepts proofs (PROOFS_TABLE is set): RFC 9449 §5.1.
     assert_eq!(metadata["dpop_signing_alg_values_supported"], json!(["ES256"]));
 

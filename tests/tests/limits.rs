@@ -151,19 +151,16 @@ async fn a_full_bucket_admits_again_in_the_next_window() {
     // Refresh has buckets of its own: a malformed token is refused by the refresh itself
     // (401) twice, then by the limit (429), before the token is even looked at.
     for _ in 0..2 {
-        assert_eq!(
-            tokenauth::edge::http::refresh(&refresh, &refresh_from(source, "tkrt_nonsense")).await.status(),
-            401
-        );
+        assert_eq!(tokenauth::edge::http::token(&refresh, &refresh_from(source, "tkrt_nonsense")).await.status(), 401);
     }
-    let refused_refresh = tokenauth::edge::http::refresh(&refresh, &refresh_from(source, "tkrt_nonsense")).await;
+    let refused_refresh = tokenauth::edge::http::token(&refresh, &refresh_from(source, "tkrt_nonsense")).await;
     assert_eq!(refused_refresh.status(), StatusCode::TOO_MANY_REQUESTS);
 
     // After the Retry-After the source is served again.
     clock.advance(wait);
     assert_eq!(tokenauth::edge::http::login(&login, &login_from(source, &username, &password)).await.status(), 200);
     let token = tokens["refresh_token"].as_str().unwrap();
-    let rotated = tokenauth::edge::http::refresh(&refresh, &refresh_from(source, token)).await;
+    let rotated = tokenauth::edge::http::token(&refresh, &refresh_from(source, token)).await;
     assert_eq!(rotated.status(), 200, "{}", json_of(&rotated));
 }
 

@@ -12,7 +12,7 @@ use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
 use tokenauth::platform::config::ReuseScope;
 use tokenauth::rules::token::RefreshToken;
 use tokenauth::store::{FamilyStatus, RevocationKind};
-use tokenauth::{Config, LoginService, RefreshService};
+use tokenauth::{Config, LoginService, TokenService};
 use tokenauth_tests::*;
 
 struct Setup {
@@ -20,7 +20,7 @@ struct Setup {
     clients: Clients,
     clock: Arc<ManualClock>,
     login: LoginService,
-    refresh: RefreshService,
+    refresh: TokenService,
     username: String,
     password: String,
     user_id: String,
@@ -43,7 +43,7 @@ impl Setup {
     }
 
     async fn refresh(&self, token: &str) -> lambda_http::Response<lambda_http::Body> {
-        tokenauth::edge::http::refresh(&self.refresh, &refresh_request(token, None, false)).await
+        tokenauth::edge::http::token(&self.refresh, &refresh_request(token, None, false)).await
     }
 
     async fn rotate(&self, token: &str) -> String {
@@ -98,12 +98,20 @@ async fn a_retry_within_the_leeway_gets_the_identical_successor_and_no_branch() 
     assert_eq!(retry["refresh_token"], r1.as_str(), "the same successor, not a new branch");
     let calls = s.clients.calls.names();
     println!("AWS calls for an exactly-once retry: {} {:?}", calls.len(), calls);
-    // The per-source limit, the family, the account it must still follow (no rotation to
-    // condition on), the signature, then the answer counted (bounded retries): a signature
-    // KMS refuses spends no answer.
+    // The client (the token endpoint authenticates it first), the per-source limit, the
+    // family, the account it must still follow (no rotation to condition on), the
+    // signature, then the answer counted (bounded retries): a signature KMS refuses spends
+    // no answer.
     assert_eq!(
         calls,
-        ["DynamoDB.UpdateItem", "DynamoDB.GetItem", "DynamoDB.GetItem", "KMS.Sign", "DynamoDB.UpdateItem"]
+        [
+            "DynamoDB.GetItem",
+            "DynamoDB.UpdateItem",
+            "DynamoDB.GetItem",
+            "DynamoDB.GetItem",
+            "KMS.Sign",
+            "DynamoDB.UpdateItem"
+        ]
     );
 
     let f = s.family(&r1).await;
@@ -113,7 +121,7 @@ async fn a_retry_within_the_leeway_gets_the_identical_successor_and_no_branch() 
 }
 
 #[tokio::test]
-async fn one_successful_refresh_is_the_limit_beside_one_read_then_one_signature_then_one_conditional_write() {
+async fn one_successful_refresh_is_the_clients_read_then_the_limit_beside_one_read_then_one_signature_then_one_write() {
     let s = setup("calls", |_| {}).await;
     let r0 = s.login().await;
     s.clients.calls.clear();
@@ -121,7 +129,13 @@ async fn one_successful_refresh_is_the_limit_beside_one_read_then_one_signature_
     let calls = s.clients.calls.calls();
     let names = s.clients.calls.names();
     println!("AWS calls for one successful refresh: {} {:?}", calls.len(), names);
-    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(names.len(), 5, "{names:?}");
+    // The client first (strongly consistent: a disabled client is refused at once), alone:
+    // nothing else starts before it is authenticated.
+    assert_eq!(names[0], "DynamoDB.GetItem", "{names:?}");
+    let authenticated = calls[0].finished.unwrap();
+    assert!(calls[1..].iter().all(|c| authenticated <= c.started), "nothing before the client is authenticated");
+    let (calls, names) = (&calls[1..], &names[1..]);
     // First, at once: the per-source limit (an UpdateItem of the Limits table) and the
     // family's read (it names the account to check); one round trip for both.
     let mut first = names[..2].to_vec();
@@ -312,13 +326,13 @@ async fn scope_may_be_narrowed_never_widened() {
     let s = setup("scope", |_| {}).await;
     let r0 = s.login().await;
     for form in [false, true] {
-        let wide = tokenauth::edge::http::refresh(&s.refresh, &refresh_request(&r0, Some("read admin"), form)).await;
+        let wide = tokenauth::edge::http::token(&s.refresh, &refresh_request(&r0, Some("read admin"), form)).await;
         assert_eq!(wide.status(), StatusCode::BAD_REQUEST);
         assert_eq!(json_of(&wide)["error"], "invalid_scope");
     }
     assert_eq!(s.family(&r0).await.generation, 0, "a refused widening rotates nothing");
 
-    let narrow = tokenauth::edge::http::refresh(&s.refresh, &refresh_request(&r0, Some("read"), true)).await;
+    let narrow = tokenauth::edge::http::token(&s.refresh, &refresh_request(&r0, Some("read"), true)).await;
     assert_eq!(narrow.status(), StatusCode::OK);
     let narrow = json_of(&narrow);
     assert_eq!(narrow["scope"], "read");
@@ -337,15 +351,20 @@ async fn dynamodb_unreachable_answers_503_and_the_token_still_works_afterwards()
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let signer = current_kms_signer(&s.config, &s.clients).await;
-    let down = RefreshService::new(
+    let down = token_service_over(
         &s.config,
-        dynamodb_at(&url).await,
-        s.clients.kms.clone(),
-        Arc::new(signer),
+        &s.clients,
+        tokenauth::RefreshService::new(
+            &s.config,
+            dynamodb_at(&url).await,
+            s.clients.kms.clone(),
+            Arc::new(signer),
+            s.clock.clone(),
+        ),
         s.clock.clone(),
     );
 
-    let response = tokenauth::edge::http::refresh(&down, &refresh_request(&r0, None, false)).await;
+    let response = tokenauth::edge::http::token(&down, &refresh_request(&r0, None, false)).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(json_of(&response).get("refresh_token").is_none());
     assert_eq!(s.family(&r0).await.generation, 0, "nothing was written");
@@ -362,15 +381,20 @@ async fn kms_failing_answers_503_writes_nothing_and_the_same_token_rotates_after
         let emulator = KmsEmulator::start();
         let signer = emulator.signer().await;
         drop(emulator);
-        let broken = RefreshService::new(
+        let broken = token_service_over(
             &s.config,
-            s.clients.dynamodb.clone(),
-            s.clients.kms.clone(),
-            Arc::new(signer),
+            &s.clients,
+            tokenauth::RefreshService::new(
+                &s.config,
+                s.clients.dynamodb.clone(),
+                s.clients.kms.clone(),
+                Arc::new(signer),
+                s.clock.clone(),
+            ),
             s.clock.clone(),
         );
 
-        let response = tokenauth::edge::http::refresh(&broken, &refresh_request(&r0, None, false)).await;
+        let response = tokenauth::edge::http::token(&broken, &refresh_request(&r0, None, false)).await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(json_of(&response).get("refresh_token").is_none());
         assert_eq!(s.family(&r0).await, before, "nothing was written");

@@ -7,14 +7,14 @@ use lambda_http::http::StatusCode;
 use serde_json::Value;
 use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
 use tokenauth::store::{FamilyStatus, RevocationKind};
-use tokenauth::{Config, LoginService, RefreshService, RevocationService};
+use tokenauth::{Config, LoginService, RevocationService, TokenService};
 use tokenauth_tests::*;
 
 struct Setup {
     config: Config,
     clients: Clients,
     login: LoginService,
-    refresh: RefreshService,
+    refresh: TokenService,
     revoke: RevocationService,
     username: String,
     password: String,
@@ -56,7 +56,7 @@ async fn revoking_a_refresh_token_ends_its_family_and_denylists_its_session() {
     let entries = revocations_of(&s.config, &s.clients, &family_of(&refresh)).await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].kind, RevocationKind::Sid);
-    let refused = tokenauth::edge::http::refresh(&s.refresh, &refresh_request(&refresh, None, false)).await;
+    let refused = tokenauth::edge::http::token(&s.refresh, &refresh_request(&refresh, None, false)).await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     // Revoking again is still 200 and writes nothing more.
     let again =

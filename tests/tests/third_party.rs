@@ -95,7 +95,7 @@ async fn a_dpop_session_through_the_gateway_with_oauth4webapi() {
     assert_eq!(out["whoami_as_bearer_status"], 403, "a bound token without a proof is refused: {out}");
 
     assert_eq!(out["metadata"]["dpop_signing_alg_values_supported"], serde_json::json!(["ES256"]), "{out}");
-    assert_eq!(out["metadata"]["token_endpoint"], format!("{}/auth/refresh", config.issuer.trim_end_matches('/')));
+    assert_eq!(out["metadata"]["token_endpoint"], format!("{}/auth/token", config.issuer.trim_end_matches('/')));
     assert_eq!(out["refresh_status"], 200, "refreshTokenGrantRequest with the DPoP handle: {out}");
     assert_eq!(out["refreshed_token_type"], "DPoP", "{out}");
     assert_eq!(out["refreshed_cnf"]["jkt"], jkt, "the rotated session is still bound to the same key: {out}");

@@ -1,11 +1,11 @@
-//! `POST /auth/refresh`.
+//! `POST /auth/token` and `POST /auth/refresh`.
 
 use lambda_http::{Body, Error, Request, Response};
-use tokenauth::RefreshService;
+use tokenauth::services::token_endpoint::TokenService;
 
 /// Hands the request to the library; every outcome is a response.
-pub async fn function_handler(service: &RefreshService, event: Request) -> Result<Response<Body>, Error> {
-    Ok(tokenauth::edge::http::refresh(service, &event).await)
+pub async fn function_handler(service: &TokenService, event: Request) -> Result<Response<Body>, Error> {
+    Ok(tokenauth::edge::http::token(service, &event).await)
 }
 
 #[cfg(test)]
@@ -20,9 +20,9 @@ mod tests {
 
     use super::*;
 
-    fn service() -> (RefreshService, Clients) {
+    fn service() -> (TokenService, Clients) {
         let clients = unit::clients();
-        (unit::refresh_service(&unit::config(), &clients), clients)
+        (unit::token_service(&unit::config(), &clients), clients)
     }
 
     #[tokio::test]
@@ -45,6 +45,68 @@ mod tests {
         assert_eq!(body["error"], "invalid_dpop_proof");
         assert_eq!(body["error_description"], "DPoP is not enabled");
         clients.assert_no_call("a proof where DPoP is off");
+    }
+
+    #[tokio::test]
+    async fn the_token_endpoint_sample_event_is_invalid_client_with_basic_asked_for_without_an_aws_call() {
+        // The unit tier's deployment has no Clients table: `billing` is no client of it.
+        let (service, clients) = service();
+        let response = function_handler(&service, request_from_event(&event("token-client-credentials-basic.json")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+        assert_eq!(json_of(&response)["error"], "invalid_client");
+        assert_eq!(response.headers()["www-authenticate"], r#"Basic realm="token""#);
+        clients.assert_no_call("an unknown client");
+    }
+
+    #[tokio::test]
+    async fn bad_token_endpoint_input_gets_a_4xx_rfc6749_body_and_makes_no_aws_call() {
+        let (service, clients) = service();
+        let with = |body: &str, content_type: &str, method: &str| {
+            let mut e = event("token-client-credentials-basic.json");
+            e["body"] = Value::String(body.to_owned());
+            e["headers"]["content-type"] = Value::String(content_type.to_owned());
+            e["requestContext"]["http"]["method"] = Value::String(method.to_owned());
+            request_from_event(&e)
+        };
+        let form = "application/x-www-form-urlencoded";
+        let cases = [
+            ("no grant_type", with("scope=read", form, "POST"), 400, "invalid_request"),
+            ("unknown grant", with("grant_type=implicit", form, "POST"), 400, "unsupported_grant_type"),
+            (
+                "repeated grant_type",
+                with("grant_type=client_credentials&grant_type=refresh_token", form, "POST"),
+                400,
+                "invalid_request",
+            ),
+            (
+                "Basic and client_secret",
+                with("grant_type=client_credentials&client_id=billing&client_secret=s", form, "POST"),
+                400,
+                "invalid_request",
+            ),
+            (
+                "JSON",
+                with(r#"{"grant_type":"client_credentials"}"#, "application/json", "POST"),
+                400,
+                "invalid_request",
+            ),
+            ("GET", with("grant_type=client_credentials", form, "GET"), 405, "invalid_request"),
+            (
+                "oversized",
+                with(&format!("grant_type=client_credentials&scope={}", "a".repeat(17 * 1024)), form, "POST"),
+                413,
+                "invalid_request",
+            ),
+        ];
+        for (name, request, status, error) in cases {
+            let response = function_handler(&service, request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::from_u16(status).unwrap(), "{name}");
+            assert_eq!(json_of(&response)["error"], error, "{name}");
+            assert_eq!(response.headers()["cache-control"], "no-store", "{name}");
+        }
+        clients.assert_no_call("bad token-endpoint input");
     }
 
     #[tokio::test]

@@ -14,15 +14,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Allowed, ApiError};
 use crate::platform::audit::RequestMeta;
+use crate::rules::clients::GrantType;
 use crate::rules::dpop::ProofRejection;
 use crate::rules::password::MAX_PASSWORD_BYTES;
-use crate::rules::token::TokenResponse;
+use crate::rules::token::{TokenResponse, ACCESS_TOKEN_TYPE_URI};
 use crate::services::client_auth::ClientCredentials;
 use crate::services::discovery::DiscoveryService;
 use crate::services::login::{LoginRequest, LoginService};
-use crate::services::refresh::{RefreshRequest, RefreshService};
+use crate::services::refresh::RefreshRequest;
 use crate::services::revoke::{RevocationService, RevokeRequest};
 use crate::services::token_dpop::PresentedProof;
+use crate::services::token_endpoint::{
+    ClientCredentialsRequest, ExchangeRequest, GrantRequest, TokenRequest, TokenService,
+};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -36,11 +40,23 @@ pub async fn login(service: &LoginService, request: &Request) -> Response<Body> 
     token_or_error(outcome)
 }
 
-/// `POST /auth/refresh` (RFC 6749 §6): JSON `{"refresh_token", "scope"?}` or form
-/// `grant_type=refresh_token&refresh_token=..[&scope=..]`.
-pub async fn refresh(service: &RefreshService, request: &Request) -> Response<Body> {
-    let outcome = match parse_refresh(request) {
-        Ok(refresh) => service.refresh(refresh, &request_meta(request)).await,
+/// The path of the token endpoint (RFC 6749 §3.2).
+pub const TOKEN_PATH: &str = crate::rules::client_assertion::TOKEN_PATH;
+/// The first-party app's refresh path from before the token endpoint.
+pub const REFRESH_PATH: &str = "/auth/refresh";
+
+/// `POST /auth/token` (RFC 6749 §3.2, every grant, a form) and `POST /auth/refresh` (the
+/// refresh grant only, JSON or form, [`parse_refresh`]), told apart by the path; both
+/// through the one [`TokenService`], so client authentication and the refresh token's
+/// binding to its client hold on both.
+pub async fn token(service: &TokenService, request: &Request) -> Response<Body> {
+    let parsed = if request.raw_http_path().trim_end_matches('/').ends_with(REFRESH_PATH) {
+        parse_refresh(request)
+    } else {
+        parse_token_request(request)
+    };
+    let outcome = match parsed {
+        Ok(token_request) => service.token(token_request, &request_meta(request)).await,
         Err(e) => Err(e),
     };
     token_or_error(outcome)
@@ -295,12 +311,21 @@ struct RefreshBody {
     refresh_token: Option<String>,
     #[serde(default)]
     scope: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    client_assertion_type: Option<String>,
+    #[serde(default)]
+    client_assertion: Option<String>,
 }
 
-/// Reads a refresh body, JSON or form, and its `DPoP` proof. A `grant_type` other than
+/// Reads a `POST /auth/refresh` body, JSON or form, its `DPoP` proof and its client
+/// authentication (none: the deployment's own client). A `grant_type` other than
 /// `refresh_token` is `unsupported_grant_type`; in a form (the RFC 6749 shape)
 /// `grant_type` is required.
-pub fn parse_refresh(request: &Request) -> Result<RefreshRequest, ApiError> {
+pub fn parse_refresh(request: &Request) -> Result<TokenRequest, ApiError> {
     let (body, form): (RefreshBody, bool) = json_or_form_body(request)?;
     match body.grant_type.as_deref() {
         Some("refresh_token") => {}
@@ -313,7 +338,132 @@ pub fn parse_refresh(request: &Request) -> Result<RefreshRequest, ApiError> {
     if body.scope.as_deref().is_some_and(str::is_empty) {
         return Err(ApiError::InvalidRequest("scope must not be empty when present"));
     }
-    Ok(RefreshRequest { refresh_token, scope: body.scope, dpop: presented_proof(request)? })
+    let client = client_credentials(
+        request,
+        ClientAuthParams {
+            client_id: body.client_id.as_deref(),
+            client_secret: body.client_secret.as_deref(),
+            client_assertion_type: body.client_assertion_type.as_deref(),
+            client_assertion: body.client_assertion.as_deref(),
+        },
+    )?;
+    let refresh = RefreshRequest { refresh_token, scope: body.scope, dpop: presented_proof(request)? };
+    Ok(TokenRequest { client, grant: GrantRequest::RefreshToken(refresh) })
+}
+
+/// The parameters of a token request (RFC 6749 §3.2), each at most once, empty ones as if
+/// absent (§3.2: "sent without a value MUST be treated as if they were omitted").
+#[derive(Debug, Default)]
+struct TokenParams {
+    values: std::collections::HashMap<String, String>,
+}
+
+impl TokenParams {
+    /// Reads a form body. A repeated name, with or without a value, is `invalid_request`.
+    fn parse(text: &str) -> Result<Self, ApiError> {
+        let mut values = std::collections::HashMap::new();
+        let mut seen = std::collections::HashSet::new();
+        for (name, value) in url::form_urlencoded::parse(text.as_bytes()) {
+            if !seen.insert(name.clone().into_owned()) {
+                return Err(ApiError::InvalidRequest("a parameter is repeated"));
+            }
+            if !value.is_empty() {
+                values.insert(name.into_owned(), value.into_owned());
+            }
+        }
+        Ok(Self { values })
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    fn owned(&self, name: &str) -> Option<String> {
+        self.get(name).map(str::to_owned)
+    }
+
+    fn required(&self, name: &str, missing: &'static str) -> Result<String, ApiError> {
+        self.owned(name).ok_or(ApiError::InvalidRequest(missing))
+    }
+
+    /// The target of the token: RFC 8707 `resource` (an absolute URI without a fragment)
+    /// and RFC 8693 `audience`; both sent must name the same one (one target per token),
+    /// else `invalid_target`.
+    fn target(&self) -> Result<Option<String>, ApiError> {
+        if let Some(resource) = self.get("resource") {
+            let absolute = url::Url::parse(resource).is_ok_and(|url| url.fragment().is_none());
+            if !absolute {
+                return Err(ApiError::InvalidTarget);
+            }
+        }
+        match (self.owned("audience"), self.owned("resource")) {
+            (Some(audience), Some(resource)) if audience != resource => Err(ApiError::InvalidTarget),
+            (audience, resource) => Ok(audience.or(resource)),
+        }
+    }
+}
+
+/// Reads a `POST /auth/token` request (RFC 6749 §3.2): POST, only
+/// `application/x-www-form-urlencoded`, at most [`MAX_BODY_BYTES`], UTF-8, no parameter
+/// repeated, `grant_type` one of the three this endpoint issues for (another is
+/// `unsupported_grant_type`) with its parameters, and one client authentication method
+/// ([`client_credentials`]). Unknown parameters are ignored.
+pub fn parse_token_request(request: &Request) -> Result<TokenRequest, ApiError> {
+    if request.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed(Allowed::Post));
+    }
+    let bytes = request.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    if !is_form_content_type(request) {
+        return Err(ApiError::InvalidRequest("content type must be application/x-www-form-urlencoded"));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| ApiError::InvalidRequest("body is not UTF-8"))?;
+    let params = TokenParams::parse(text)?;
+    let grant_type = params.get("grant_type").ok_or(ApiError::InvalidRequest("grant_type is required"))?;
+    let grant = match GrantType::parse(grant_type).ok_or(ApiError::UnsupportedGrantType)? {
+        GrantType::RefreshToken => GrantRequest::RefreshToken(RefreshRequest {
+            refresh_token: params.required("refresh_token", "refresh_token is required")?,
+            scope: params.owned("scope"),
+            dpop: presented_proof(request)?,
+        }),
+        GrantType::ClientCredentials => GrantRequest::ClientCredentials(ClientCredentialsRequest {
+            scope: params.owned("scope"),
+            audience: params.target()?,
+        }),
+        GrantType::TokenExchange => {
+            let subject_token = params.required("subject_token", "subject_token is required")?;
+            let subject_token_type = params.required("subject_token_type", "subject_token_type is required")?;
+            if subject_token_type != ACCESS_TOKEN_TYPE_URI {
+                return Err(ApiError::InvalidRequest("subject_token_type must be the access token type"));
+            }
+            let requested_token_type = params.owned("requested_token_type");
+            if requested_token_type.as_deref().is_some_and(|t| t != ACCESS_TOKEN_TYPE_URI) {
+                return Err(ApiError::InvalidRequest("requested_token_type must be the access token type"));
+            }
+            if params.get("actor_token").is_some() || params.get("actor_token_type").is_some() {
+                return Err(ApiError::InvalidRequest("actor_token is not supported"));
+            }
+            GrantRequest::TokenExchange(ExchangeRequest {
+                subject_token,
+                subject_token_type,
+                audience: params.target()?,
+                scope: params.owned("scope"),
+                requested_token_type,
+            })
+        }
+    };
+    let client = client_credentials(
+        request,
+        ClientAuthParams {
+            client_id: params.get("client_id"),
+            client_secret: params.get("client_secret"),
+            client_assertion_type: params.get("client_assertion_type"),
+            client_assertion: params.get("client_assertion"),
+        },
+    )?;
+    Ok(TokenRequest { client, grant })
 }
 
 #[derive(Deserialize)]
@@ -332,13 +482,7 @@ pub fn parse_revoke(request: &Request) -> Result<RevokeRequest, ApiError> {
 
 /// A JSON or `application/x-www-form-urlencoded` body, and whether it was a form.
 fn json_or_form_body<T: for<'de> Deserialize<'de>>(request: &Request) -> Result<(T, bool), ApiError> {
-    let is_form = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
-    if !is_form {
+    if !is_form_content_type(request) {
         let wrong_type = "content type must be application/json or application/x-www-form-urlencoded";
         return json_body(request, wrong_type).map(|body| (body, false));
     }
@@ -354,6 +498,16 @@ fn json_or_form_body<T: for<'de> Deserialize<'de>>(request: &Request) -> Result<
     serde_urlencoded::from_str(text)
         .map(|body| (body, true))
         .map_err(|_| ApiError::InvalidRequest("form body is malformed or repeats a parameter"))
+}
+
+/// Whether the body is `application/x-www-form-urlencoded` (parameters after `;` aside).
+fn is_form_content_type(request: &Request) -> bool {
+    request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
 }
 
 /// A JSON body; `wrong_type` is what a client sending another content type is told.
@@ -595,6 +749,187 @@ mod tests {
             response.body().as_ref(),
             br#"{"error":"invalid_dpop_proof","error_description":"exactly one DPoP proof is accepted"}"#
         );
+    }
+
+    /// A request to `path` with `body` of `content_type`, and extra headers.
+    fn token_post(path: &str, content_type: Option<&str>, body: impl Into<Body>, headers: &[(&str, &str)]) -> Request {
+        let mut builder = http::Request::builder().method("POST").uri(path);
+        if let Some(ct) = content_type {
+            builder = builder.header("content-type", ct);
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(body.into()).expect("request")
+    }
+
+    const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+
+    fn token_form(body: &str) -> Request {
+        token_post("/auth/token", FORM, body.to_owned(), &[])
+    }
+
+    fn basic(id: &str, secret: &str) -> String {
+        use base64::Engine as _;
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
+    }
+
+    const EXCHANGE: &str = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange\
+                            &subject_token=a.b.c\
+                            &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token";
+
+    #[test]
+    fn reads_each_grant_with_its_parameters_and_ignores_unknown_ones() {
+        let refresh = parse_token_request(&token_form(
+            "grant_type=refresh_token&refresh_token=tkrt_x&scope=read+write&client_id=first-party&extension=1",
+        ))
+        .expect("refresh");
+        match refresh.grant {
+            GrantRequest::RefreshToken(r) => {
+                assert_eq!((r.refresh_token.as_str(), r.scope.as_deref()), ("tkrt_x", Some("read write")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(refresh.client, ClientCredentials::None { client_id: Some("first-party".into()) });
+
+        let cc = parse_token_request(&token_post(
+            "/auth/token",
+            Some("application/x-www-form-urlencoded; charset=UTF-8"),
+            "grant_type=client_credentials&scope=read&resource=https%3A%2F%2Fapi.example.com",
+            &[("authorization", &basic("billing", "tkcs_s"))],
+        ))
+        .expect("client credentials");
+        match cc.grant {
+            GrantRequest::ClientCredentials(c) => {
+                assert_eq!(c.scope.as_deref(), Some("read"));
+                assert_eq!(c.audience.as_deref(), Some("https://api.example.com"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(cc.client, ClientCredentials::SecretBasic { client_id: "billing".into(), secret: "tkcs_s".into() });
+
+        let exchange = parse_token_request(&token_form(&format!(
+            "{EXCHANGE}&audience=https%3A%2F%2Fc.example.com&resource=https%3A%2F%2Fc.example.com\
+             &requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token\
+             &client_id=svc-b&client_secret=tkcs_b"
+        )))
+        .expect("exchange");
+        match exchange.grant {
+            GrantRequest::TokenExchange(e) => {
+                assert_eq!(e.subject_token, "a.b.c");
+                assert_eq!(e.subject_token_type, ACCESS_TOKEN_TYPE_URI);
+                assert_eq!(e.audience.as_deref(), Some("https://c.example.com"));
+                assert_eq!(e.requested_token_type.as_deref(), Some(ACCESS_TOKEN_TYPE_URI));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            exchange.client,
+            ClientCredentials::SecretPost { client_id: "svc-b".into(), secret: "tkcs_b".into() }
+        );
+
+        let assertion = parse_token_request(&token_form(&format!(
+            "grant_type=client_credentials&client_assertion_type={}&client_assertion=h.p.s",
+            JWT_BEARER_ASSERTION.replace(':', "%3A")
+        )))
+        .expect("private_key_jwt");
+        assert_eq!(assertion.client, ClientCredentials::PrivateKeyJwt { client_id: None, assertion: "h.p.s".into() });
+    }
+
+    #[test]
+    fn empty_parameters_count_as_absent() {
+        // RFC 6749 §3.2: a parameter without a value is as if omitted.
+        let request = parse_token_request(&token_form("grant_type=refresh_token&refresh_token=t&scope=&client_id="))
+            .expect("empty scope and client_id are absent");
+        assert_eq!(request.client, ClientCredentials::None { client_id: None });
+        match request.grant {
+            GrantRequest::RefreshToken(r) => assert_eq!(r.scope, None),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The corpus: every input refused before any I/O, with its status and RFC 6749 §5.2 code.
+    #[test]
+    fn the_token_endpoint_corpus_answers_rfc6749_errors_and_never_a_5xx() {
+        let both = basic("billing", "tkcs_s");
+        let cases: Vec<(&str, Request, u16, &str)> = vec![
+            ("no grant_type", token_form("refresh_token=t"), 400, "invalid_request"),
+            ("empty grant_type", token_form("grant_type=&refresh_token=t"), 400, "invalid_request"),
+            ("empty body", token_form(""), 400, "invalid_request"),
+            ("unknown grant", token_form("grant_type=password&username=a&password=b"), 400, "unsupported_grant_type"),
+            ("authorization code", token_form("grant_type=authorization_code&code=x"), 400, "unsupported_grant_type"),
+            ("grant in another case", token_form("grant_type=Client_Credentials"), 400, "unsupported_grant_type"),
+            ("repeated grant_type", token_form("grant_type=client_credentials&grant_type=client_credentials"), 400, "invalid_request"),
+            ("repeated refresh_token", token_form("grant_type=refresh_token&refresh_token=a&refresh_token=a"), 400, "invalid_request"),
+            ("repeated empty scope", token_form("grant_type=client_credentials&scope=&scope="), 400, "invalid_request"),
+            ("repeated resource", token_form("grant_type=client_credentials&resource=https://a&resource=https://b"), 400, "invalid_request"),
+            ("repeated client_id", token_form("grant_type=refresh_token&refresh_token=t&client_id=a&client_id=a"), 400, "invalid_request"),
+            ("missing refresh_token", token_form("grant_type=refresh_token"), 400, "invalid_request"),
+            ("empty refresh_token", token_form("grant_type=refresh_token&refresh_token="), 400, "invalid_request"),
+            ("missing subject_token", token_form("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"), 400, "invalid_request"),
+            ("missing subject_token_type", token_form("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token=a.b.c"), 400, "invalid_request"),
+            ("a refresh token as subject", token_form(&EXCHANGE.replace("access_token", "refresh_token")), 400, "invalid_request"),
+            ("an id_token requested", token_form(&format!("{EXCHANGE}&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aid_token")), 400, "invalid_request"),
+            ("an actor token", token_form(&format!("{EXCHANGE}&actor_token=x.y.z&actor_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token")), 400, "invalid_request"),
+            ("audience and resource disagree", token_form("grant_type=client_credentials&audience=https://a.example&resource=https://b.example"), 400, "invalid_target"),
+            ("a relative resource", token_form("grant_type=client_credentials&resource=api"), 400, "invalid_target"),
+            ("a resource with a fragment", token_form("grant_type=client_credentials&resource=https://a.example/#x"), 400, "invalid_target"),
+            ("Basic and client_secret", token_post("/auth/token", FORM, "grant_type=client_credentials&client_id=billing&client_secret=tkcs_s", &[("authorization", &both)]), 400, "invalid_request"),
+            ("Basic and an assertion", token_post("/auth/token", FORM, format!("grant_type=client_credentials&client_assertion_type={JWT_BEARER_ASSERTION}&client_assertion=a.b.c"), &[("authorization", &both)]), 400, "invalid_request"),
+            ("client_secret and an assertion", token_form(&format!("grant_type=client_credentials&client_id=b&client_secret=s&client_assertion_type={JWT_BEARER_ASSERTION}&client_assertion=a.b.c")), 400, "invalid_request"),
+            ("Basic naming another client_id", token_post("/auth/token", FORM, "grant_type=client_credentials&client_id=other", &[("authorization", &both)]), 400, "invalid_request"),
+            ("client_secret without client_id", token_form("grant_type=client_credentials&client_secret=tkcs_s"), 400, "invalid_request"),
+            ("an assertion of another type", token_form("grant_type=client_credentials&client_assertion_type=urn%3Asaml&client_assertion=x"), 400, "invalid_request"),
+            ("an assertion without its type", token_form("grant_type=client_credentials&client_assertion=a.b.c"), 400, "invalid_request"),
+            ("Basic not base64", token_post("/auth/token", FORM, "grant_type=client_credentials", &[("authorization", "Basic ***")]), 401, "invalid_client"),
+            ("Basic without a colon", token_post("/auth/token", FORM, "grant_type=client_credentials", &[("authorization", "Basic YmlsbGluZw==")]), 401, "invalid_client"),
+            ("Basic with an empty secret", token_post("/auth/token", FORM, "grant_type=client_credentials", &[("authorization", &basic("billing", ""))]), 401, "invalid_client"),
+            ("Basic without credentials", token_post("/auth/token", FORM, "grant_type=client_credentials", &[("authorization", "Basic")]), 401, "invalid_client"),
+            ("Bearer instead of Basic", token_post("/auth/token", FORM, "grant_type=client_credentials", &[("authorization", "Bearer a.b.c")]), 401, "invalid_client"),
+            ("two Authorization headers", token_post("/auth/token", FORM, "grant_type=client_credentials", &[("authorization", &both), ("authorization", &both)]), 400, "invalid_request"),
+            ("JSON", token_post("/auth/token", Some("application/json"), r#"{"grant_type":"client_credentials"}"#, &[]), 400, "invalid_request"),
+            ("no content type", token_post("/auth/token", None, "grant_type=client_credentials", &[]), 400, "invalid_request"),
+            ("text/plain", token_post("/auth/token", Some("text/plain"), "grant_type=client_credentials", &[]), 400, "invalid_request"),
+            ("multipart", token_post("/auth/token", Some("multipart/form-data; boundary=x"), "grant_type=client_credentials", &[]), 400, "invalid_request"),
+            ("not UTF-8", token_post("/auth/token", FORM, Body::Binary(b"grant_type=client_credentials&scope=\xff\xfe".to_vec()), &[]), 400, "invalid_request"),
+            ("oversized", token_form(&format!("grant_type=client_credentials&scope={}", "a".repeat(MAX_BODY_BYTES))), 413, "invalid_request"),
+            ("two DPoP proofs", token_post("/auth/token", FORM, "grant_type=refresh_token&refresh_token=t", &[("dpop", "a.b.c"), ("dpop", "d.e.f")]), 400, "invalid_dpop_proof"),
+        ];
+        for (name, request, status, code) in cases {
+            let error = parse_token_request(&request).expect_err(name);
+            let response = error_response(&error);
+            assert_eq!(response.status().as_u16(), status, "{name}: {error:?}");
+            let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).expect(name);
+            assert_eq!(body["error"], code, "{name}");
+            assert_eq!(response.headers()["cache-control"], "no-store", "{name}");
+            let basic_refused = matches!(error, ApiError::InvalidClient { basic: true });
+            assert_eq!(response.headers().contains_key("www-authenticate"), basic_refused, "{name}");
+        }
+        let get = http::Request::builder().method("GET").uri("/auth/token").body(Body::Empty).expect("request");
+        let response = error_response(&parse_token_request(&get).expect_err("GET"));
+        assert_eq!(
+            (response.status().as_u16(), &response.headers()["allow"]),
+            (405, &HeaderValue::from_static("POST"))
+        );
+    }
+
+    #[test]
+    fn the_refresh_path_keeps_json_and_an_optional_grant_type_and_names_no_client_by_default() {
+        let json =
+            parse_refresh(&token_post("/auth/refresh", Some("application/json"), r#"{"refresh_token":"tkrt_x"}"#, &[]))
+                .expect("JSON without grant_type");
+        assert_eq!(json.client, ClientCredentials::None { client_id: None });
+        assert!(matches!(json.grant, GrantRequest::RefreshToken(ref r) if r.refresh_token == "tkrt_x"));
+        let named = parse_refresh(&token_post(
+            "/auth/refresh",
+            FORM,
+            "grant_type=refresh_token&refresh_token=tkrt_x&client_id=mobile",
+            &[],
+        ))
+        .expect("form with a client_id");
+        assert_eq!(named.client, ClientCredentials::None { client_id: Some("mobile".into()) });
+        let other_grant = token_post("/auth/refresh", FORM, "grant_type=client_credentials", &[]);
+        assert!(matches!(parse_refresh(&other_grant), Err(ApiError::UnsupportedGrantType)));
     }
 
     fn retry_after(response: &Response<Body>) -> u64 {

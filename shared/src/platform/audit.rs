@@ -61,6 +61,9 @@ pub enum SessionEvent {
     ProofRefused(&'static str),
     /// No family issued the presented refresh token.
     UnknownToken,
+    /// A refresh token presented by another client than the one it was issued to
+    /// (RFC 6749 §6): refused, nothing changed.
+    WrongClient,
     /// A family that follows no account cannot be refreshed.
     NoAccount,
     /// The account ended the family (disabled, sessions ended, gone).
@@ -93,6 +96,7 @@ impl SessionEvent {
             Self::MalformedToken => ("refresh", "malformed_token"),
             Self::ProofRefused(class) => ("refresh", class),
             Self::UnknownToken => ("refresh", "unknown_token"),
+            Self::WrongClient => ("refresh", "wrong_client"),
             Self::NoAccount => ("refresh", "no_account"),
             Self::AccountEnded => ("refresh", "account_ended"),
             Self::ScopeNotGranted => ("refresh", "invalid_scope"),

@@ -2,6 +2,7 @@
 //! unit tests by outcome and needs no stack. The layers above read and write around them
 //! ([`crate::services`]) and persist their records ([`crate::store`]).
 
+pub mod client_assertion;
 pub mod clients;
 pub mod dpop;
 pub mod grants;

@@ -6,13 +6,18 @@
 //! secret), so a caller learns nothing about which ids exist. The deployment's own client
 //! (`CLIENT_ID`, `first-party`) is a public client with the refresh grant until the
 //! registry holds an item for it; once it does, the item rules (a disable ends it).
+//!
+//! A client with a registered JWKS authenticates only by `private_key_jwt`
+//! ([`crate::rules::client_assertion`]), its assertion's `jti` recorded once in the Proofs
+//! table; a client with secrets only by `client_secret_basic` or `client_secret_post`.
 
 use std::fmt;
 
 use crate::error::{ApiError, DependencyError};
 use crate::platform::config::Config;
+use crate::rules::client_assertion::{unverified_subject, verify_assertion, AssertionCheck};
 use crate::rules::clients::{is_valid_client_id, ClientRecord, ClientType};
-use crate::store::DynamoClients;
+use crate::store::{DynamoClients, DynamoProofs, ProofUse};
 
 /// How a request authenticates its client: exactly one method (RFC 6749 §2.3.1 forbids
 /// more), read by [`crate::edge::http`].
@@ -75,14 +80,31 @@ impl ClientCredentials {
 pub struct ClientAuthenticator {
     clients: Option<DynamoClients>,
     own_client_id: String,
+    /// Where assertions' `jti`s are recorded (`PROOFS_TABLE`); none: no assertion is accepted.
+    assertions: Option<DynamoProofs>,
+    issuer: String,
+    leeway_secs: u64,
 }
 
 impl ClientAuthenticator {
     /// The authenticator a deployment configured: `CLIENTS_TABLE` (none: only the
     /// deployment's own public client exists).
     pub fn from_config(config: &Config, dynamodb: aws_sdk_dynamodb::Client) -> Self {
-        let clients = (!config.clients_table.is_empty()).then(|| DynamoClients::new(dynamodb, &config.clients_table));
-        Self { clients, own_client_id: config.client_id.clone() }
+        let clients =
+            (!config.clients_table.is_empty()).then(|| DynamoClients::new(dynamodb.clone(), &config.clients_table));
+        let proofs_table = &config.dpop.proofs_table;
+        Self {
+            clients,
+            own_client_id: config.client_id.clone(),
+            assertions: (!proofs_table.is_empty()).then(|| DynamoProofs::new(dynamodb, proofs_table)),
+            issuer: config.issuer.clone(),
+            leeway_secs: config.token_leeway.as_secs(),
+        }
+    }
+
+    /// The deployment's own client id (`CLIENT_ID`): who a request naming no client is.
+    pub fn own_client_id(&self) -> &str {
+        &self.own_client_id
     }
 
     /// The registered client `client_id`, read strongly consistent (a disable is seen at
@@ -107,26 +129,68 @@ impl ClientAuthenticator {
     pub async fn authenticate(&self, credentials: &ClientCredentials, now: u64) -> Result<ClientRecord, ApiError> {
         let refused = || credentials.refused();
         let client_id = match credentials {
-            ClientCredentials::None { client_id } => client_id.as_deref().unwrap_or(&self.own_client_id),
+            ClientCredentials::None { client_id } => client_id.clone().unwrap_or_else(|| self.own_client_id.clone()),
             ClientCredentials::SecretBasic { client_id, .. } | ClientCredentials::SecretPost { client_id, .. } => {
-                client_id
+                client_id.clone()
             }
-            ClientCredentials::PrivateKeyJwt { .. } => return Err(refused()),
+            // RFC 7523 §3: the assertion's `sub` is the client; a `client_id` sent beside
+            // it must be the same (checked with the claims).
+            ClientCredentials::PrivateKeyJwt { client_id, assertion } => {
+                match client_id.clone().or_else(|| unverified_subject(assertion)) {
+                    Some(id) => id,
+                    None => return Err(refused()),
+                }
+            }
         };
-        let client = self.client(client_id).await?;
+        let client = self.client(&client_id).await?;
         let Some(client) = client.filter(ClientRecord::is_active) else { return Err(refused()) };
-        let proven = match (credentials, client.client_type) {
-            (ClientCredentials::None { .. }, ClientType::Public) => true,
+        let proven = match (credentials, client.client_type, client.jwks.as_deref()) {
+            (ClientCredentials::None { .. }, ClientType::Public, _) => true,
             (
                 ClientCredentials::SecretBasic { secret, .. } | ClientCredentials::SecretPost { secret, .. },
                 ClientType::Confidential,
+                None,
             ) => client.secret_matches(secret, now),
+            (ClientCredentials::PrivateKeyJwt { assertion, .. }, ClientType::Confidential, Some(jwks)) => {
+                self.assertion_holds(&client.client_id, assertion, jwks, now).await?
+            }
             _ => false,
         };
         if proven {
             Ok(client)
         } else {
+            tracing::info!(client_id = %client.client_id, method = credentials.method(), "client authentication refused");
             Err(refused())
+        }
+    }
+
+    /// Whether `assertion` proves `client_id` by its registered `jwks`, recording its `jti`
+    /// (a second use within its life is refused, on any instance).
+    async fn assertion_holds(
+        &self,
+        client_id: &str,
+        assertion: &str,
+        jwks: &str,
+        now: u64,
+    ) -> Result<bool, DependencyError> {
+        let check = AssertionCheck { client_id, issuer: &self.issuer, now, leeway: self.leeway_secs };
+        let verified = match verify_assertion(assertion, jwks, &check) {
+            Ok(verified) => verified,
+            Err(rejection) => {
+                tracing::info!(client_id = %client_id, rejection = rejection.class(), "client assertion refused");
+                return Ok(false);
+            }
+        };
+        let Some(ledger) = &self.assertions else {
+            tracing::warn!(client_id = %client_id, "no PROOFS_TABLE: client assertions cannot be checked for replay");
+            return Ok(false);
+        };
+        match ledger.record(&verified.replay_key(), verified.remember_until(self.leeway_secs), now).await? {
+            ProofUse::First => Ok(true),
+            ProofUse::Replayed => {
+                tracing::warn!(client_id = %client_id, "client assertion replayed");
+                Ok(false)
+            }
         }
     }
 }

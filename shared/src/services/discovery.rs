@@ -9,6 +9,8 @@ use serde::Serialize;
 
 use crate::error::DependencyError;
 use crate::platform::config::Config;
+use crate::rules::client_assertion::{ASSERTION_SIGNING_ALGS, TOKEN_PATH};
+use crate::rules::clients::GrantType;
 use crate::rules::dpop::DPOP_SIGNING_ALGS;
 use crate::rules::keys::set::KeySet;
 use crate::services::keys::live::trusted_keys;
@@ -55,14 +57,23 @@ pub fn jwks(set: &KeySet) -> Result<Published, DependencyError> {
 struct Metadata<'a> {
     issuer: &'a str,
     jwks_uri: String,
+    /// `POST /auth/token`: every grant ([`crate::services::token_endpoint`]).
     token_endpoint: String,
     revocation_endpoint: String,
-    /// The refresh grant only: login takes a username and password in its own request.
-    grant_types_supported: [&'static str; 1],
+    // The introspection endpoint (RFC 7662 §4 `introspection_endpoint` and its auth
+    // methods) goes here.
+    /// The token endpoint's grants (RFC names); login takes a username and password in its
+    /// own request and is not a grant here.
+    grant_types_supported: Vec<&'static str>,
     /// Required by RFC 8414; there is no authorization endpoint, so no response type.
     response_types_supported: [&'static str; 0],
-    /// Public clients: nothing to authenticate with.
-    token_endpoint_auth_methods_supported: [&'static str; 1],
+    /// `none` (public clients), the two secret methods, and `private_key_jwt` where the
+    /// Proofs table records each assertion's `jti` (`PROOFS_TABLE`; without it every
+    /// assertion would be refused, so it is not advertised).
+    token_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// RFC 8414 §2: the algorithms of `private_key_jwt` assertions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_endpoint_auth_signing_alg_values_supported: Option<&'static [&'static str]>,
     revocation_endpoint_auth_methods_supported: [&'static str; 1],
     /// RFC 9449 §5.1: the proof algorithms login and the token endpoint accept; absent
     /// where DPoP is off (`PROOFS_TABLE` empty), since every proof would be refused there.
@@ -71,17 +82,23 @@ struct Metadata<'a> {
 }
 
 /// The metadata document for `issuer` (RFC 8414 §3: the issuer's URL is the base of the
-/// others; a trailing `/` is not doubled), saying whether proofs are accepted (`dpop`).
+/// others; a trailing `/` is not doubled), saying whether single-use proofs are recorded
+/// (`dpop`: a Proofs table, which DPoP proofs and client assertions both need).
 pub fn metadata(issuer: &str, dpop: bool) -> Published {
     let base = issuer.trim_end_matches('/');
+    let mut auth_methods = vec!["none", "client_secret_basic", "client_secret_post"];
+    if dpop {
+        auth_methods.push("private_key_jwt");
+    }
     let metadata = Metadata {
         issuer,
         jwks_uri: format!("{base}{JWKS_PATH}"),
-        token_endpoint: format!("{base}/auth/refresh"),
+        token_endpoint: format!("{base}{TOKEN_PATH}"),
         revocation_endpoint: format!("{base}/auth/revoke"),
-        grant_types_supported: ["refresh_token"],
+        grant_types_supported: GrantType::ALL.iter().map(|g| g.as_str()).collect(),
         response_types_supported: [],
-        token_endpoint_auth_methods_supported: ["none"],
+        token_endpoint_auth_methods_supported: auth_methods,
+        token_endpoint_auth_signing_alg_values_supported: dpop.then_some(&ASSERTION_SIGNING_ALGS[..]),
         revocation_endpoint_auth_methods_supported: ["none"],
         dpop_signing_alg_values_supported: dpop.then_some(&DPOP_SIGNING_ALGS[..]),
     };
@@ -138,11 +155,24 @@ mod tests {
             let doc: serde_json::Value = serde_json::from_str(&metadata(issuer, false).body).unwrap();
             assert_eq!(doc["issuer"], issuer, "the issuer exactly as tokens carry it");
             assert_eq!(doc["jwks_uri"], "https://auth.example.com/.well-known/jwks.json");
-            assert_eq!(doc["token_endpoint"], "https://auth.example.com/auth/refresh");
+            assert_eq!(doc["token_endpoint"], "https://auth.example.com/auth/token");
             assert_eq!(doc["revocation_endpoint"], "https://auth.example.com/auth/revoke");
-            assert_eq!(doc["grant_types_supported"], serde_json::json!(["refresh_token"]));
+            assert_eq!(
+                doc["grant_types_supported"],
+                serde_json::json!([
+                    "refresh_token",
+                    "client_credentials",
+                    "urn:ietf:params:oauth:grant-type:token-exchange"
+                ])
+            );
             assert_eq!(doc["response_types_supported"], serde_json::json!([]));
             assert!(doc.get("dpop_signing_alg_values_supported").is_none(), "DPoP off: not advertised");
+            assert_eq!(
+                doc["token_endpoint_auth_methods_supported"],
+                serde_json::json!(["none", "client_secret_basic", "client_secret_post"]),
+                "no Proofs table, no replay protection for assertions: private_key_jwt not advertised"
+            );
+            assert!(doc.get("token_endpoint_auth_signing_alg_values_supported").is_none());
         }
     }
 
@@ -151,6 +181,14 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(&metadata("https://auth.example.com", true).body).unwrap();
         assert_eq!(doc["dpop_signing_alg_values_supported"], serde_json::json!(DPOP_SIGNING_ALGS));
         assert_eq!(doc["dpop_signing_alg_values_supported"], serde_json::json!(["ES256"]));
+        assert_eq!(
+            doc["token_endpoint_auth_methods_supported"],
+            serde_json::json!(["none", "client_secret_basic", "client_secret_post", "private_key_jwt"])
+        );
+        assert_eq!(
+            doc["token_endpoint_auth_signing_alg_values_supported"],
+            serde_json::json!(["ES256", "RS256", "PS256"])
+        );
     }
 
     #[test]

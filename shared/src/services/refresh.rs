@@ -17,6 +17,14 @@
 //! before the presented token is judged, each time it is read; without it the refresh is
 //! refused with nothing changed and no reuse counted. A valid proof on an unbound family
 //! binds it in the rotation's own write; the retry answer of a bound family asks for its key.
+//!
+//! Clients (RFC 6749 §6: "the refresh token was issued to the authenticated client"): a
+//! family rotates only for the client it was issued to, the one the token endpoint
+//! authenticated ([`crate::services::token_endpoint`]). Another client's request is
+//! `invalid_grant` as soon as the family is read, before the token is judged: no reuse is
+//! detected, nothing is revoked or written, the family is untouched. (Its DPoP proof, if
+//! any, was recorded beside the read, as every admitted proof is: spent, as RFC 9449 §11.1
+//! wants a proof to be anyway.)
 
 use std::fmt;
 use std::sync::Arc;
@@ -131,8 +139,15 @@ impl RefreshService {
         }
     }
 
-    /// Exchanges a refresh token for a new access token and a new refresh token.
-    pub async fn refresh(&self, request: RefreshRequest, meta: &RequestMeta) -> Result<TokenResponse, ApiError> {
+    /// Exchanges a refresh token for a new access token and a new refresh token, for
+    /// `client_id`, the client the token endpoint authenticated: a family issued to another
+    /// client is `invalid_grant`, untouched.
+    pub async fn refresh(
+        &self,
+        client_id: &str,
+        request: RefreshRequest,
+        meta: &RequestMeta,
+    ) -> Result<TokenResponse, ApiError> {
         let ip = meta.source_ip.as_deref();
         // Per source address, at once with the family's read (which changes nothing): a
         // refused request goes no further (no write, no signature) and an admitted one
@@ -170,6 +185,13 @@ impl RefreshService {
             self.proofs.record(proof.as_ref(), now)
         );
         admitted?;
+        let read = read?;
+        // Another client's family: refused before anything is judged or written.
+        if let Some(family) = read.as_ref().filter(|f| f.client_id != client_id) {
+            let session = Session::new(&family_id, ip).user(&family.user_id).client(client_id);
+            audit::session(SessionEvent::WrongClient, session);
+            return Err(ApiError::InvalidGrant);
+        }
         if let Err(refusal) = recorded? {
             return Err(proof_refused(refusal, &family_id, ip));
         }
@@ -180,7 +202,7 @@ impl RefreshService {
         let sealed = if self.leeway_secs > 0 { seal_successor(server, &presented, &successor) } else { None };
         let (presented_hash, successor_hash) = (presented.hash(), successor.hash());
 
-        let mut family = read?;
+        let mut family = read;
         let mut following = None;
         for attempt in 0..retry::ATTEMPTS {
             retry::backoff(attempt).await;

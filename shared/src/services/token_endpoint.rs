@@ -2,12 +2,18 @@
 //! authenticated first ([`ClientAuthenticator`]), then asked whether it may use the grant,
 //! then the grant runs: a refresh ([`RefreshService`], bound to the client the session
 //! was issued to), client credentials or token exchange ([`GrantService`]).
+//!
+//! `POST /auth/refresh` (the first-party app's path from before the registry) is served by
+//! the same service with the refresh grant only: a request there that authenticates no
+//! client is the deployment's own (`CLIENT_ID`), so a refresh token issued to any other
+//! client is refused there as it is here.
 
 use std::fmt;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, StartError};
 use crate::platform::audit::RequestMeta;
 use crate::platform::clock::Clock;
+use crate::platform::config::Config;
 use crate::rules::clients::GrantType;
 use crate::rules::token::TokenResponse;
 use crate::services::client_auth::{ClientAuthenticator, ClientCredentials};
@@ -103,9 +109,31 @@ impl TokenService {
         Self { clients, refresh, grants, clock }
     }
 
+    /// The endpoint a deployment configured, as the `refresh` function builds it at cold
+    /// start: one clock and one signer shared by the refresh grant and the other grants,
+    /// the sealing secret decrypted and the exchange verifier's keys read ahead of the
+    /// first request, at once.
+    pub async fn from_config(
+        config: &Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        kms: aws_sdk_kms::Client,
+    ) -> Result<Self, StartError> {
+        let (clock, signer) = super::cold_start_signer(config, &dynamodb, &kms).await;
+        let clients = ClientAuthenticator::from_config(config, dynamodb.clone());
+        let refresh = RefreshService::new(config, dynamodb.clone(), kms.clone(), signer.clone(), clock.clone());
+        let grants = GrantService::new(config, dynamodb, kms, signer, clock.clone(), clients.clone());
+        tokio::join!(refresh.warm_up(), grants.warm_up());
+        Ok(Self::new(clients, refresh, grants, clock))
+    }
+
     /// The refresh service (the `/auth/refresh` route's).
     pub fn refresh_service(&self) -> &RefreshService {
         &self.refresh
+    }
+
+    /// The client authenticator.
+    pub fn clients(&self) -> &ClientAuthenticator {
+        &self.clients
     }
 
     /// Authenticates the client, checks it may use the grant, runs the grant.
@@ -115,7 +143,7 @@ impl TokenService {
             return Err(ApiError::UnauthorizedClient);
         }
         match request.grant {
-            GrantRequest::RefreshToken(refresh) => self.refresh.refresh(refresh, meta).await,
+            GrantRequest::RefreshToken(refresh) => self.refresh.refresh(&client.client_id, refresh, meta).await,
             GrantRequest::ClientCredentials(grant) => self.grants.client_credentials(&client, grant, meta).await,
             GrantRequest::TokenExchange(grant) => self.grants.token_exchange(&client, grant, meta).await,
         }
