@@ -417,6 +417,7 @@ def up(stack: Stack, persistent: bool = False) -> None:
     }
     try:
         first_signing_key(env)
+        first_party_client(env)
     except BaseException:
         down(stack)
         raise
@@ -441,6 +442,32 @@ def first_signing_key(env: dict[str, str]) -> None:
     if out.returncode != 0:
         raise SystemExit(f"authctl keys rotate failed:\n{out.stderr}")
     log(out.stdout.strip())
+
+
+# authctl's exit status for `clients add` of an id already registered.
+EXIT_CLIENT_EXISTS = 3
+
+
+def first_party_client(env: dict[str, str]) -> None:
+    """Registers the first-party app (`first-party`, the deployment's CLIENT_ID) as a public
+    client with the refresh grant and the deployment's audience, as `make deploy` does; an
+    existing registration is kept as it is."""
+    client_id = env.get("CLIENT_ID", "first-party")
+    out = subprocess.run(
+        ["cargo", "run", "--quiet", "--locked", "--bin", "authctl", "--", "clients", "add", "--id", client_id,
+         "--public", "--grant", "refresh_token", "--audience", env["TOKEN_AUDIENCE"]],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode == EXIT_CLIENT_EXISTS:
+        log(f"client {client_id} already registered")
+    elif out.returncode != 0:
+        raise SystemExit(f"authctl clients add {client_id} failed:\n{out.stderr}")
+    else:
+        log(out.stdout.strip())
 
 
 def functions(stack: Stack, port: int, concurrency: int = 1, extra_env: list[str] = (), reload: bool = True) -> None:
