@@ -79,7 +79,7 @@ $(FAKETIME_LIB):
 	test -e $@
 
 stack-up: tools
-	$(PY) infra/local/stack.py up --dir $(STACK_DIR)
+	$(PY) infra/local/stack.py up --dir $(STACK_DIR) --gateway-port $(GATEWAY_PORT)
 
 stack-down:
 	@if [ -x $(PY) ]; then $(PY) infra/local/stack.py down --dir $(STACK_DIR); else echo "nothing to stop"; fi
