@@ -278,7 +278,7 @@ async fn the_local_stack_registers_the_first_party_app_as_a_public_client_of_its
     let first_party = stored(&config, &clients, FIRST_PARTY_CLIENT_ID).await;
     assert_eq!(first_party.client_type, ClientType::Public);
     assert_eq!(first_party.grants, [GrantType::RefreshToken]);
-    assert_eq!(first_party.audiences, [config.audience.clone()]);
+    assert_eq!(first_party.audiences, std::slice::from_ref(&config.audience));
     assert!(first_party.is_active() && first_party.secrets.is_empty());
     // Registering it again (as `make deploy` does on every deploy) keeps it as it is.
     let out = authctl(&["clients", "add", "--id", FIRST_PARTY_CLIENT_ID, "--public", "--audience", "https://other"]);

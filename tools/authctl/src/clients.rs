@@ -303,6 +303,7 @@ fn summary(client: &ClientRecord) -> Value {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use tokenauth::rules::clients::{ClientSecret, StoredSecret};
 
