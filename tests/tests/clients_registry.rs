@@ -189,6 +189,14 @@ async fn authctl_registers_lists_shows_rotates_and_disables_clients_with_json_fo
     assert!(entry.expires_at >= before + lifetime, "the entry outlives the client's last token: {entry:?}");
     assert!(authenticator.authenticate(&basic, now()).await.is_err(), "a disabled client authenticates no more");
     assert_eq!(json_of_run(&["clients", "show", &service, "--json"])["status"], "disabled");
+    // A client whose tokens outlive the deployment's: its entry outlives them.
+    let long_lived = unique_id("svc-long");
+    json_of_run(&["clients", "add", "--id", &long_lived, "--confidential", "--token-ttl", "7200", "--json"]);
+    let before = now();
+    json_of_run(&["clients", "disable", &long_lived, "--json"]);
+    let entries = revocations_of(&config, &clients, &long_lived).await;
+    let entry = entries.iter().find(|e| e.kind == RevocationKind::Client).expect("a client entry");
+    assert!(entry.expires_at >= before + 7200 + config.revocation_grace().as_secs(), "{entry:?}");
     // A disabled client gets no new secret.
     let out = authctl(&["clients", "rotate-secret", &service]);
     assert!(!out.status.success() && stderr(&out).contains("disabled"), "{}", stderr(&out));

@@ -216,7 +216,7 @@ fn added_text(registered: &Registered) -> String {
         (ClientType::Confidential, Some(_)) => "private_key_jwt with the registered keys",
         (ClientType::Confidential, None) => "a client secret",
     };
-    let mut text = format!("registered client {}: {}, {credentials}", client.client_id, one_line(client));
+    let mut text = format!("registered client {}; credentials: {credentials}", one_line(client));
     let secret = secret_text(registered);
     if !secret.is_empty() {
         text = format!("{text}\n{secret}");
