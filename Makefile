@@ -42,7 +42,7 @@ help:
 	@echo "make stack-down stop what stack-up/dev started"
 	@echo "make build      cargo lambda build --release for every function"
 	@echo "make package    sam build of infra/template.yaml (no Docker; ARCH=$(ARCH))"
-	@echo "make deploy     make package, sam deploy, the first signing key (TOKEN_ISSUER=https://...; your AWS credentials)"
+	@echo "make deploy     make package, sam deploy, the first signing key, the first-party client (TOKEN_ISSUER=https://...; your AWS credentials)"
 	@echo "make load       load through the gateway (LOAD_SECS, LOAD_CLIENTS); writes docs/reliability.md"
 	@echo "make faults     the load with DynamoDB stopped, DynamoDB slow, KMS stopped; writes docs/reliability.md"
 	@echo "make bench      criterion benchmarks"
@@ -79,7 +79,7 @@ $(FAKETIME_LIB):
 	test -e $@
 
 stack-up: tools
-	$(PY) infra/local/stack.py up --dir $(STACK_DIR)
+	$(PY) infra/local/stack.py up --dir $(STACK_DIR) --gateway-port $(GATEWAY_PORT)
 
 stack-down:
 	@if [ -x $(PY) ]; then $(PY) infra/local/stack.py down --dir $(STACK_DIR); else echo "nothing to stop"; fi
@@ -133,12 +133,19 @@ package: tools
 
 # `make deploy TOKEN_ISSUER=https://auth.example.com [STACK=tokenauth] [PARAMS='Name=value ...']`
 # with your AWS credentials: the package, then the stack, then its first signing key at
-# once (the hourly key-rotation run would make it too; logins answer 503 until then).
+# once (the hourly key-rotation run would make it too; logins answer 503 until then), then
+# the first-party app's registration (a public client with the refresh grant and the
+# deployment's audience) by authctl with the deployment's variables; an existing
+# registration (authctl's exit status 3) is kept as it is.
 STACK ?= tokenauth
 deploy: deploy-args package
 	cd infra && $(SAM) deploy --stack-name $(STACK) \
 	  --parameter-overrides Architecture=$(ARCH) TokenIssuer=$(TOKEN_ISSUER) $(PARAMS)
 	cd infra && $(SAM) remote invoke KeyRotationFunction --stack-name $(STACK) --event '{}'
+	cargo build --quiet --locked --bin authctl
+	vars=$$($(PY) infra/deployment_env.py $(STACK)); eval "$$vars"; \
+	  target/debug/authctl clients add --id "$${CLIENT_ID:-first-party}" --public --grant refresh_token \
+	    --audience "$$TOKEN_AUDIENCE" || test $$? -eq 3
 
 deploy-args:
 	@test -n "$(TOKEN_ISSUER)" || { echo "usage: make deploy TOKEN_ISSUER=https://auth.example.com [STACK=$(STACK)] [PARAMS='Name=value ...']" >&2; exit 2; }

@@ -11,7 +11,9 @@ PY=.local/venv/bin/python
 DEMO_USER=demo
 DEMO_PASSWORD=demo-password
 
-"$PY" infra/local/stack.py up --dir "$DIR"
+# The issuer is the gateway's own URL (http://127.0.0.1:$GATEWAY_PORT): a client library
+# pointed at it discovers every endpoint from the metadata.
+"$PY" infra/local/stack.py up --dir "$DIR" --gateway-port "$GATEWAY_PORT"
 set -a
 # shellcheck disable=SC1091
 . "$DIR.env"
@@ -31,7 +33,7 @@ fi
 "$PY" infra/local/stack.py functions --dir "$DIR" --port "$PORT" --concurrency 2
 URL=$(cat "$DIR/functions.url")
 echo "starting the gateway on 127.0.0.1:$GATEWAY_PORT; it waits for each function to answer once (the first build takes a while)..."
-if ! "$PY" infra/local/stack.py gateway --dir "$DIR" --port "$GATEWAY_PORT"; then
+if ! "$PY" infra/local/stack.py gateway --dir "$DIR"; then
   echo "the gateway did not come up; logs in $DIR (gateway.log, functions.log)" >&2
   exit 1
 fi

@@ -174,7 +174,7 @@ class Run:
         self.proxy = DelayingProxy(ddb_port)
         env = FUNCTION_ENV + self.function_env + [f"AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:{self.proxy.port}"]
         stacklib.functions(self.stack, 0, CONCURRENCY, env, reload=False)
-        stacklib.gateway(self.stack, 0, [])
+        stacklib.gateway(self.stack, None, [])  # on the issuer's port
         self.url = (self.stack.dir / "gateway.url").read_text().strip()
         self.users_file = self.stack.dir / "users.txt"
         self.make_users(8)

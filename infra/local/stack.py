@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """The local AWS stack: DynamoDB Local and a KMS emulator (moto) on free loopback ports.
 
-    stack.py up     [--dir .local/stack]   start (or reuse) the servers, create tables and a key,
-                                           write <dir>.env (.local/stack.env by default)
+    stack.py up     [--dir .local/stack] [--gateway-port 3000]
+                                           start (or reuse) the servers, create tables and a key,
+                                           register the first-party client, write <dir>.env
+                                           (.local/stack.env by default); the issuer is the
+                                           gateway's URL, http://127.0.0.1:<gateway port>
+                                           (0 = a free port chosen now)
     stack.py down   [--dir .local/stack]   stop exactly the processes `up` started (pid files)
     stack.py status [--dir .local/stack]
     stack.py functions [--dir .local/stack] [--port 9000] [--concurrency N] [--env K=V]... [--no-reload]
                                            run the functions under `cargo lambda watch`
-    stack.py gateway [--dir .local/stack] [--port 3000] [--parameter K=V]...
+    stack.py gateway [--dir .local/stack] [--port N] [--parameter K=V]...
                                            the local API gateway in front of them (routes,
-                                           authorizer and cache from the template); waits
+                                           authorizer and cache from the template) on the
+                                           issuer's port unless --port says otherwise; waits
                                            until every function answers through it
 
 Tables are created from the DynamoDB resources of infra/template.yaml, so the local schema
@@ -333,7 +338,15 @@ def read_env(path: Path) -> dict[str, str]:
     return env
 
 
-def up(stack: Stack, persistent: bool = False) -> None:
+def issuer_port(env: dict[str, str]) -> int:
+    """The port of the local issuer (`http://127.0.0.1:<port>`): the gateway's."""
+    return int(env["TOKEN_ISSUER"].rsplit(":", 1)[1].rstrip("/"))
+
+
+def up(stack: Stack, persistent: bool = False, gateway_port: int = 0) -> None:
+    """Starts the stack. The issuer is the URL the gateway will listen on
+    (`http://127.0.0.1:<gateway_port>`, 0 = a free port chosen now), so the RFC 8414
+    metadata names endpoints a client pointed at the gateway can call as they are."""
     stack.dir.mkdir(parents=True, exist_ok=True)
     if stack.env_file.exists() and all(stack.running_pid(s) for s in SERVICES):
         env = read_env(stack.env_file)
@@ -403,7 +416,9 @@ def up(stack: Stack, persistent: bool = False) -> None:
         # The kind of signing key the stack starts with and rotates to: the template's
         # default unless the caller chose (`SIGNING_KEY_KIND=envelope make dev`).
         "SIGNING_KEY_KIND": os.environ.get("SIGNING_KEY_KIND") or "kms",
-        "TOKEN_ISSUER": "https://auth.local.test",
+        # The local gateway's own URL: discovery works locally as deployed (every URL of
+        # the metadata is under the issuer and served by the gateway).
+        "TOKEN_ISSUER": f"http://127.0.0.1:{gateway_port or free_port()}",
         "TOKEN_AUDIENCE": "tokenauth-api",
         # The template's rule for /api/whoami, and one for the route of the sample events;
         # every other route is denied (no `$default` rule).
@@ -417,6 +432,7 @@ def up(stack: Stack, persistent: bool = False) -> None:
     }
     try:
         first_signing_key(env)
+        first_party_client(env)
     except BaseException:
         down(stack)
         raise
@@ -441,6 +457,32 @@ def first_signing_key(env: dict[str, str]) -> None:
     if out.returncode != 0:
         raise SystemExit(f"authctl keys rotate failed:\n{out.stderr}")
     log(out.stdout.strip())
+
+
+# authctl's exit status for `clients add` of an id already registered.
+EXIT_CLIENT_EXISTS = 3
+
+
+def first_party_client(env: dict[str, str]) -> None:
+    """Registers the first-party app (`first-party`, the deployment's CLIENT_ID) as a public
+    client with the refresh grant and the deployment's audience, as `make deploy` does; an
+    existing registration is kept as it is."""
+    client_id = env.get("CLIENT_ID", "first-party")
+    out = subprocess.run(
+        ["cargo", "run", "--quiet", "--locked", "--bin", "authctl", "--", "clients", "add", "--id", client_id,
+         "--public", "--grant", "refresh_token", "--audience", env["TOKEN_AUDIENCE"]],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode == EXIT_CLIENT_EXISTS:
+        log(f"client {client_id} already registered")
+    elif out.returncode != 0:
+        raise SystemExit(f"authctl clients add {client_id} failed:\n{out.stderr}")
+    else:
+        log(out.stdout.strip())
 
 
 def functions(stack: Stack, port: int, concurrency: int = 1, extra_env: list[str] = (), reload: bool = True) -> None:
@@ -483,9 +525,10 @@ WARM_UP = [
 ]
 
 
-def gateway(stack: Stack, port: int, parameters: list[str]) -> None:
-    """Starts the local gateway on 127.0.0.1:port (0 = any free port) in front of the
-    functions, then waits until each function has answered through it once."""
+def gateway(stack: Stack, port: int | None, parameters: list[str]) -> None:
+    """Starts the local gateway on 127.0.0.1:port (None: the issuer's port; 0 = any free
+    port) in front of the functions, then waits until each function has answered through
+    it once."""
     import urllib.error
     import urllib.request
 
@@ -497,6 +540,8 @@ def gateway(stack: Stack, port: int, parameters: list[str]) -> None:
         log(f"gateway already running at {gateway_url.read_text().strip()}")
         return
     stack.stop(GATEWAY)
+    if port is None:
+        port = issuer_port(read_env(stack.env_file))
     binary = ROOT / "target" / "debug" / "gateway"
     if not binary.exists():
         raise SystemExit(f"{binary} is not built (cargo build --bins)")
@@ -572,7 +617,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "status", "functions", "gateway"])
     parser.add_argument("--port", type=int, default=None,
-                        help="functions: invoke port (default 9000); gateway: its port (default 3000); 0 = any free one")
+                        help="functions: invoke port (default 9000); gateway: its port (default the issuer's); "
+                             "0 = any free one")
+    parser.add_argument("--gateway-port", type=int, default=3000,
+                        help="up: the port the gateway will listen on, whose URL is the issuer (0 = any free one)")
     parser.add_argument("--concurrency", type=int, default=1, help="functions: instances of each function")
     parser.add_argument("--env", action="append", default=[], help="functions: KEY=VALUE beyond the stack's")
     parser.add_argument("--no-reload", action="store_true", help="functions: do not rebuild on code changes")
@@ -581,14 +629,14 @@ def main() -> int:
     args = parser.parse_args()
     stack = Stack(Path(args.dir).resolve())
     if args.command == "up":
-        up(stack)
+        up(stack, gateway_port=args.gateway_port)
     elif args.command == "down":
         if stack.dir.exists():
             down(stack)
     elif args.command == "functions":
         functions(stack, 9000 if args.port is None else args.port, args.concurrency, args.env, not args.no_reload)
     elif args.command == "gateway":
-        gateway(stack, 3000 if args.port is None else args.port, args.parameter)
+        gateway(stack, args.port, args.parameter)
     else:
         return status(stack)
     return 0

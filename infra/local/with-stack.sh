@@ -25,7 +25,8 @@ cleanup() { "$PY" infra/local/stack.py down --dir "$DIR" || true; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$PY" infra/local/stack.py up --dir "$DIR"
+# The issuer is the URL of the gateway this stack may start: a free port chosen now.
+"$PY" infra/local/stack.py up --dir "$DIR" --gateway-port 0
 set -a
 # shellcheck disable=SC1091
 . "$DIR.env"
@@ -48,7 +49,7 @@ if $GATEWAY; then
   IFS=, read -ra parameters <<<"$GATEWAY_PARAMETERS"
   for p in "${parameters[@]}"; do param_args+=(--parameter "$p"); done
   "$PY" infra/local/stack.py functions --dir "$DIR" --port 0 --concurrency "${GATEWAY_CONCURRENCY:-4}" --no-reload "${env_args[@]}"
-  "$PY" infra/local/stack.py gateway --dir "$DIR" --port 0 "${param_args[@]}"
+  "$PY" infra/local/stack.py gateway --dir "$DIR" "${param_args[@]}"
   GATEWAY_URL=$(cat "$DIR/gateway.url")
   export GATEWAY_URL
 fi

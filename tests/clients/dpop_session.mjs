@@ -6,14 +6,12 @@
 // client authentication). Prints what happened as one JSON object; tests/tests/third_party.rs
 // judges it. The libraries are installed into .local/node (make tools); NODE_PREFIX names it.
 //
-// Two things are ours, not oauth4webapi's, and said so here:
-// - login is a first-party JSON endpoint, not an OAuth grant, and the DPoP handle signs
-//   proofs only inside oauth4webapi's own requests: the login proof is made with panva's
-//   jose over the same key pair (typ dpop+jwt, the public jwk in the header);
-// - the metadata names URLs under the issuer, and the local issuer
-//   (https://auth.local.test) is not served here: the token endpoint's path is kept and its
-//   origin replaced by the gateway's. Where the API is served at the issuer, the metadata
-//   is used as it is.
+// One thing is ours, not oauth4webapi's, and said so here: login is a first-party JSON
+// endpoint, not an OAuth grant, and the DPoP handle signs proofs only inside
+// oauth4webapi's own requests, so the login proof is made with panva's jose over the same
+// key pair (typ dpop+jwt, the public jwk in the header). Everything else is discovered:
+// the local issuer is the gateway's own URL, so oauth4webapi's discoveryRequest finds the
+// metadata under it and every endpoint it names is used as it is.
 // oauth4webapi refuses plain http unless told: allowInsecureRequests, only because the
 // gateway is on loopback.
 import { createRequire } from "node:module";
@@ -79,13 +77,12 @@ const asBearer = await fetch(new URL("/api/whoami", base), {
 out.whoami_as_bearer_status = asBearer.status;
 
 // The refresh-token grant, as oauth4webapi makes it, against our metadata.
-const metadataResponse = await fetch(new URL("/.well-known/oauth-authorization-server", base));
-const metadata = await oauth.processDiscoveryResponse(new URL(issuer), metadataResponse);
+const metadataResponse = await oauth.discoveryRequest(new URL(issuer), { algorithm: "oauth2", ...loopback });
+const as = await oauth.processDiscoveryResponse(new URL(issuer), metadataResponse);
 out.metadata = {
-  token_endpoint: metadata.token_endpoint,
-  dpop_signing_alg_values_supported: metadata.dpop_signing_alg_values_supported ?? null,
+  token_endpoint: as.token_endpoint,
+  dpop_signing_alg_values_supported: as.dpop_signing_alg_values_supported ?? null,
 };
-const as = { ...metadata, token_endpoint: new URL(new URL(metadata.token_endpoint).pathname, base).href };
 const refreshResponse = await oauth.refreshTokenGrantRequest(
   as, client, oauth.None(), first.refresh_token, { DPoP, ...loopback });
 out.refresh_status = refreshResponse.status;

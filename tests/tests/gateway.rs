@@ -334,7 +334,9 @@ async fn the_readme_dpop_session_runs_as_written_through_the_gateway() {
     let lines: Vec<&str> = stdout.lines().collect();
     // Login and refresh both answer DPoP tokens; whoami allows both with their proofs.
     assert_eq!(stdout.matches(r#""token_type":"DPoP""#).count(), 2, "{stdout}");
-    assert_eq!(stdout.matches(r#"{"authorizer":{"client_id":"first-party""#).count(), 2, "{stdout}");
+    assert_eq!(stdout.matches(r#"{"authorizer":{"#).count(), 2, "{stdout}");
+    assert_eq!(stdout.matches(r#""client_id":"first-party""#).count(), 2, "{stdout}");
+    assert_eq!(stdout.matches(r#""principal_type":"user""#).count(), 2, "{stdout}");
     // The bound token as Bearer is refused; the refresh without a proof is refused as the RFC says.
     assert!(lines.iter().any(|l| l.trim() == "HTTP/1.1 403 Forbidden"), "{stdout}");
     assert!(stdout.contains(r#"{"error":"invalid_dpop_proof","error_description":"a DPoP proof is required"}"#));
@@ -361,7 +363,9 @@ async fn the_readme_session_runs_as_written_through_the_gateway() {
     );
     let statuses: Vec<&str> = stdout.lines().filter(|l| l.starts_with("HTTP/1.1")).map(str::trim).collect();
     assert_eq!(statuses, ["HTTP/1.1 401 Unauthorized", "HTTP/1.1 200 OK", "HTTP/1.1 403 Forbidden"], "{stdout}");
-    assert_eq!(stdout.matches(r#"{"authorizer":{"client_id":"first-party""#).count(), 2, "{stdout}");
+    assert_eq!(stdout.matches(r#"{"authorizer":{"#).count(), 2, "{stdout}");
+    assert_eq!(stdout.matches(r#""client_id":"first-party""#).count(), 2, "{stdout}");
+    assert_eq!(stdout.matches(r#""principal_type":"user""#).count(), 2, "{stdout}");
     assert!(stdout.trim_end().ends_with(r#"{"message":"Forbidden"}"#), "{stdout}");
 }
 
@@ -403,4 +407,48 @@ async fn a_dpop_bound_token_passes_the_gateway_with_a_proof_for_the_url_called_a
     let wrong = client.proof("GET", &https, SystemClock.now(), Some(&token)).unwrap();
     let headers = [("authorization", authorization.as_str()), ("dpop", wrong.as_str())];
     assert_eq!(gateway.send("GET", "/api/whoami", &headers, None).await.unwrap().status, 403);
+}
+
+/// Discovery works locally as deployed: the issuer is the gateway's own URL, so every URL the
+/// RFC 8414 metadata names is one the gateway serves, and a client pointed at the gateway
+/// uses them as they are.
+#[tokio::test]
+async fn the_metadata_through_the_gateway_names_endpoints_the_gateway_serves() {
+    let gateway = gateway_client();
+    let base = gateway.url("");
+    let config = gateway_function_config();
+    assert_eq!(config.issuer.trim_end_matches('/'), base, "the local issuer is the gateway's URL");
+    let metadata = gateway.send("GET", "/.well-known/oauth-authorization-server", &[], None).await.unwrap();
+    assert_eq!(metadata.status, 200, "{}", metadata.text);
+    assert_eq!(metadata.json["issuer"], config.issuer.as_str(), "{}", metadata.text);
+    let urls: Vec<(&String, &str)> = metadata
+        .json
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| name.ends_with("_endpoint") || name.ends_with("_uri"))
+        .map(|(name, value)| (name, value.as_str().unwrap_or_else(|| panic!("{name}: {value}"))))
+        .collect();
+    assert!(urls.iter().any(|(name, _)| *name == "jwks_uri"), "{}", metadata.text);
+    assert!(urls.iter().any(|(name, _)| *name == "token_endpoint"), "{}", metadata.text);
+    for (name, url) in &urls {
+        let path = url.strip_prefix(&base).unwrap_or_else(|| panic!("{name} {url} is not under the gateway {base}"));
+        assert!(path.starts_with('/'), "{name}: {url}");
+        if *name == "jwks_uri" {
+            // The GET one: fetched as it is named, the key set our tokens verify with.
+            let jwks = gateway.send("GET", path, &[], None).await.unwrap();
+            assert_eq!(jwks.status, 200, "{url}: {}", jwks.text);
+            assert!(!jwks.json["keys"].as_array().unwrap().is_empty(), "{}", jwks.text);
+        } else {
+            // The POST ones: a route the gateway serves (the function's own answer to an
+            // empty form, never the gateway's 404 for a route it does not know).
+            let answer = gateway
+                .send("POST", path, &[], Some(("application/x-www-form-urlencoded", String::new())))
+                .await
+                .unwrap();
+            assert_ne!(answer.text, r#"{"message":"Not Found"}"#, "{name} {url} is not routed");
+            assert!(answer.status < 500, "{name} {url}: {} {}", answer.status, answer.text);
+            assert!(answer.json.is_object(), "{name} {url}: the function's JSON answer: {}", answer.text);
+        }
+    }
 }

@@ -29,10 +29,13 @@ fn code_uses_the_keys_index_and_ttl_the_template_declares() {
     );
     assert_eq!(tables["KEYS_TABLE"].key_schema, [pair(schema::KEYS_PARTITION_KEY, "HASH")]);
     assert_eq!(tables["LIMITS_TABLE"].key_schema, [pair(schema::LIMITS_PARTITION_KEY, "HASH")]);
-    // The key set never expires: a TTL on it would delete every key at once.
+    assert_eq!(tables["CLIENTS_TABLE"].key_schema, [pair(schema::CLIENTS_PARTITION_KEY, "HASH")]);
+    // The key set never expires: a TTL on it would delete every key at once. Nor does a
+    // registered client: it ends by a disable, which keeps its item.
     assert_eq!(tables["KEYS_TABLE"].ttl_attribute, None);
+    assert_eq!(tables["CLIENTS_TABLE"].ttl_attribute, None);
     for (name, table) in &tables {
-        if name != "KEYS_TABLE" {
+        if name != "KEYS_TABLE" && name != "CLIENTS_TABLE" {
             assert_eq!(table.ttl_attribute.as_deref(), Some(schema::TTL_ATTRIBUTE), "{name}");
         }
         assert_eq!(table.billing_mode, "PAY_PER_REQUEST", "{name}");

@@ -75,13 +75,16 @@ async fn pyjwt_jose_and_aws_jwt_verify_verify_our_access_token_from_our_jwks_url
 /// RFC 9449 with a client we did not write: oauth4webapi makes the key
 /// (`generateKeyPair('ES256')`), its `DPoP` handle signs the proofs of whoami and of the
 /// refresh-token grant, which it makes from our RFC 8414 metadata. Login (ours, not an OAuth
-/// grant) carries a proof over the same key made with jose.
+/// grant) carries a proof over the same key made with jose. The metadata is discovered from
+/// the issuer (the gateway's URL) and used unmodified.
 #[tokio::test]
 async fn a_dpop_session_through_the_gateway_with_oauth4webapi() {
     let config = config();
     let clients = clients().await;
     let (username, password, user_id) = create_user(&config, &clients, "dpop", &["read"]).await;
     let base = gateway_client().url("");
+    // The local issuer is the gateway's own URL: the client discovers everything from it.
+    assert_eq!(base.trim_end_matches('/'), config.issuer.trim_end_matches('/'), "the local issuer is the gateway");
     let out = run("node", "dpop_session.mjs", &[&base, &config.issuer, &username, &password]).await;
 
     let jkt = out["thumbprint"].as_str().expect("oauth4webapi's thumbprint of its key");

@@ -1,6 +1,7 @@
 //! `GET /api/whoami`: the protected route behind the authorizer in the SAM template. It
-//! shows what a backend receives: the authorizer's context (`sub`, `scope`, `client_id`,
-//! `sid`, `jti`), never the token.
+//! shows what a backend receives: the authorizer's context (`principal_type`, `sub`,
+//! `scope`, `client_id`, `sid`, `jti`, `aud`, `act`; docs/authorizer.md "The context"),
+//! never the token.
 
 use lambda_http::request::RequestContext;
 use lambda_http::{run, service_fn, Body, Error, Request, RequestExt, Response};

@@ -223,6 +223,145 @@ impl ClientRecord {
     }
 }
 
+/// Longest access-token lifetime a client may be registered with (`--token-ttl`): a day.
+/// A disable's denylist entry lives as long as the client's longest-lived token.
+pub const MAX_CLIENT_TOKEN_TTL_SECS: u64 = 86_400;
+
+/// What an operator registers (`authctl clients add`), before it is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSpec {
+    /// The `client_id`.
+    pub client_id: String,
+    /// Public or confidential.
+    pub client_type: ClientType,
+    /// The grants asked for; empty: the type's default ([`ClientSpec::default_grants`]).
+    pub grants: Vec<GrantType>,
+    /// The scopes it may be given.
+    pub scopes: Vec<String>,
+    /// The APIs it may ask tokens for.
+    pub audiences: Vec<String>,
+    /// Its public keys for `private_key_jwt` (a JWKS document); `None`: a secret.
+    pub jwks: Option<String>,
+    /// Its access tokens' lifetime; `None`: the deployment's.
+    pub token_ttl_secs: Option<u64>,
+}
+
+/// Why a registration or a registry operation is refused (the operator's mistake, said
+/// plainly).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientRefusal {
+    /// Not a client id.
+    #[error("a client id is 1-{MAX_CLIENT_ID_BYTES} characters of A-Z a-z 0-9 . _ - :")]
+    BadId,
+    /// A public client cannot authenticate, so it cannot use this grant.
+    #[error("a public client cannot use the {0} grant: it needs a confidential client (--confidential)")]
+    GrantNeedsConfidential(&'static str),
+    /// Keys for `private_key_jwt` on a client that never authenticates.
+    #[error("a public client has no credentials: --jwks is for confidential clients")]
+    JwksOnPublic,
+    /// The JWKS file is not one we accept.
+    #[error("the JWKS is refused: {0}")]
+    BadJwks(String),
+    /// An audience that is not an absolute URL or a plain API name.
+    #[error("audience {0:?} is not a URL or an API name without spaces")]
+    BadAudience(String),
+    /// A lifetime of zero or beyond the bound.
+    #[error("the token lifetime must be 1-{MAX_CLIENT_TOKEN_TTL_SECS} seconds")]
+    BadTokenTtl,
+    /// An operation a disabled client cannot have (a new secret would be of no use).
+    #[error("client {0} is disabled (or was disabled meanwhile)")]
+    Disabled(String),
+    /// A rotation asked of a client without a secret.
+    #[error("client {0} has no secret to rotate (a public client, or one with registered keys)")]
+    NoSecret(String),
+}
+
+impl ClientSpec {
+    /// The grants of a client registered without `--grant`: an app refreshes its user's
+    /// session, a service gets its own tokens.
+    pub fn default_grants(client_type: ClientType) -> Vec<GrantType> {
+        match client_type {
+            ClientType::Public => vec![GrantType::RefreshToken],
+            ClientType::Confidential => vec![GrantType::ClientCredentials],
+        }
+    }
+
+    /// The record to store at `now` and, for a confidential client without keys, its new
+    /// secret (shown once, stored only hashed); refused if anything in it is not usable.
+    pub fn register(self, now: u64) -> Result<(ClientRecord, Option<ClientSecret>), ClientRefusal> {
+        if !is_valid_client_id(&self.client_id) {
+            return Err(ClientRefusal::BadId);
+        }
+        let mut grants = if self.grants.is_empty() { Self::default_grants(self.client_type) } else { self.grants };
+        let mut seen = std::collections::HashSet::new();
+        grants.retain(|g| seen.insert(*g));
+        if let Some(grant) = grants.iter().find(|g| !g.allowed_for(self.client_type)) {
+            return Err(ClientRefusal::GrantNeedsConfidential(grant.as_str()));
+        }
+        if let Some(bad) = self.audiences.iter().find(|a| a.is_empty() || a.chars().any(char::is_whitespace)) {
+            return Err(ClientRefusal::BadAudience(bad.clone()));
+        }
+        if self.token_ttl_secs.is_some_and(|ttl| ttl == 0 || ttl > MAX_CLIENT_TOKEN_TTL_SECS) {
+            return Err(ClientRefusal::BadTokenTtl);
+        }
+        if let Some(jwks) = &self.jwks {
+            if self.client_type == ClientType::Public {
+                return Err(ClientRefusal::JwksOnPublic);
+            }
+            check_client_jwks(jwks).map_err(ClientRefusal::BadJwks)?;
+        }
+        let secret = (self.client_type == ClientType::Confidential && self.jwks.is_none()).then(ClientSecret::new);
+        let record = ClientRecord {
+            client_type: self.client_type,
+            grants,
+            token_ttl_secs: self.token_ttl_secs,
+            secrets: secret
+                .iter()
+                .map(|s| StoredSecret { hash: s.hash(&self.client_id), created_at: now, expires_at: None })
+                .collect(),
+            jwks: self.jwks,
+            ..ClientRecord::public(&self.client_id, self.scopes, self.audiences, now)
+        };
+        Ok((record, secret))
+    }
+}
+
+/// JWK members that only a private or symmetric key has.
+const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// Checks a client's JWKS for `private_key_jwt`: a JSON `{"keys": [...]}` of at least one
+/// public EC P-256 or RSA key of 2048 to 8192 bits, each parsed as the verifier would
+/// (a point on the curve, a usable modulus), none with a private member. A `kid` is the
+/// client's own naming and is kept as it is.
+pub fn check_client_jwks(document: &str) -> Result<(), String> {
+    use crate::rules::keys::jwk::JwkDocument;
+    use crate::rules::keys::TrustedKey;
+    let set: serde_json::Value = serde_json::from_str(document).map_err(|e| format!("not JSON: {e}"))?;
+    let keys = set.get("keys").and_then(serde_json::Value::as_array).ok_or("no \"keys\" array")?;
+    if keys.is_empty() {
+        return Err("the \"keys\" array is empty".to_owned());
+    }
+    for (i, key) in keys.iter().enumerate() {
+        let members = key.as_object().ok_or_else(|| format!("key {i} is not a JSON object"))?;
+        if let Some(private) = PRIVATE_JWK_MEMBERS.iter().find(|m| members.contains_key(**m)) {
+            return Err(format!("key {i} has the private member {private:?}: register public keys only"));
+        }
+        let mut jwk: JwkDocument = serde_json::from_value(key.clone()).map_err(|e| format!("key {i}: {e}"))?;
+        if jwk.kty == "RSA" {
+            let modulus = jwk.n.as_deref().and_then(|n| B64URL.decode(n).ok()).unwrap_or_default();
+            let significant = modulus.iter().skip_while(|b| **b == 0).count();
+            if significant * 8 < 2048 {
+                return Err(format!("key {i}: an RSA modulus of at least 2048 bits is required"));
+            }
+        }
+        // The client names its keys as it likes; the verifier's rule (kid = thumbprint) is
+        // for our own keys.
+        jwk.kid = None;
+        TrustedKey::from_jwk(&jwk).map_err(|e| format!("key {i}: {e} (EC P-256 or RSA 2048-8192 bits)"))?;
+    }
+    Ok(())
+}
+
 /// Prefix of every client secret, so secret scanners can recognise leaked ones.
 pub const CLIENT_SECRET_PREFIX: &str = "tkcs_";
 
@@ -286,6 +425,99 @@ mod tests {
         };
         client.secrets = vec![StoredSecret { hash: secret.hash("svc-b"), created_at: 100, expires_at: None }];
         client
+    }
+
+    fn spec(client_type: ClientType, grants: &[GrantType]) -> ClientSpec {
+        ClientSpec {
+            client_id: "svc-a".into(),
+            client_type,
+            grants: grants.to_vec(),
+            scopes: vec!["read".into()],
+            audiences: vec!["https://api.b".into()],
+            jwks: None,
+            token_ttl_secs: None,
+        }
+    }
+
+    fn p256_jwk() -> serde_json::Value {
+        let key = crate::rules::keys::testing::LocalSigner::new();
+        key.trusted().public_jwk().clone()
+    }
+
+    #[test]
+    fn a_registration_takes_its_types_default_grants_and_a_secret_only_for_a_confidential_client_without_keys() {
+        let (app, none) = spec(ClientType::Public, &[]).register(10).unwrap();
+        assert_eq!(app.grants, vec![GrantType::RefreshToken]);
+        assert!(none.is_none() && app.secrets.is_empty());
+        let (service, secret) = spec(ClientType::Confidential, &[]).register(10).unwrap();
+        assert_eq!(service.grants, vec![GrantType::ClientCredentials]);
+        let secret = secret.expect("a confidential client gets a secret");
+        assert!(service.secret_matches(&secret.encode(), 11));
+        assert_eq!(service.secrets.len(), 1);
+        assert!(!serde_json::to_string(&service).unwrap().contains(&secret.encode()), "only the hash is stored");
+        let both = [GrantType::ClientCredentials, GrantType::TokenExchange, GrantType::ClientCredentials];
+        let (service, _) = spec(ClientType::Confidential, &both).register(10).unwrap();
+        assert_eq!(service.grants, both[..2].to_vec(), "a repeated grant is kept once");
+    }
+
+    #[test]
+    fn a_public_client_with_a_confidential_grant_or_keys_is_refused_by_name() {
+        for grant in [GrantType::ClientCredentials, GrantType::TokenExchange] {
+            let refused = spec(ClientType::Public, &[grant]).register(0).unwrap_err();
+            assert_eq!(refused, ClientRefusal::GrantNeedsConfidential(grant.as_str()));
+            assert!(refused.to_string().contains(grant.as_str()) && refused.to_string().contains("--confidential"));
+        }
+        let jwks = serde_json::json!({"keys": [p256_jwk()]}).to_string();
+        let refused = ClientSpec { jwks: Some(jwks), ..spec(ClientType::Public, &[]) }.register(0).unwrap_err();
+        assert_eq!(refused, ClientRefusal::JwksOnPublic);
+        assert_eq!(
+            ClientSpec { client_id: "a b".into(), ..spec(ClientType::Public, &[]) }.register(0).unwrap_err(),
+            ClientRefusal::BadId
+        );
+        for ttl in [0, MAX_CLIENT_TOKEN_TTL_SECS + 1] {
+            let refused = ClientSpec { token_ttl_secs: Some(ttl), ..spec(ClientType::Public, &[]) }.register(0);
+            assert_eq!(refused.unwrap_err(), ClientRefusal::BadTokenTtl);
+        }
+    }
+
+    #[test]
+    fn a_client_with_keys_gets_no_secret_and_its_jwks_must_hold_usable_public_keys_only() {
+        let public = p256_jwk();
+        let jwks = serde_json::json!({"keys": [public.clone()]}).to_string();
+        let (client, secret) =
+            ClientSpec { jwks: Some(jwks.clone()), ..spec(ClientType::Confidential, &[]) }.register(0).unwrap();
+        assert!(secret.is_none() && client.secrets.is_empty());
+        assert_eq!(client.jwks.as_deref(), Some(jwks.as_str()));
+        let mut named = public.clone();
+        named["kid"] = "client-key-1".into();
+        assert_eq!(check_client_jwks(&serde_json::json!({"keys": [named]}).to_string()), Ok(()), "any kid");
+
+        let mut private = public.clone();
+        private["d"] = "AAAA".into();
+        let mut symmetric = serde_json::json!({"kty": "oct", "k": "c2VjcmV0"});
+        let mut off_curve = public.clone();
+        off_curve["y"] = B64URL.encode([1u8; 32]).into();
+        let mut short_rsa = serde_json::json!({"kty": "RSA", "e": "AQAB"});
+        short_rsa["n"] = B64URL.encode([0xC5u8; 128]).into(); // 1024 bits
+        let mut p384 = public.clone();
+        p384["crv"] = "P-384".into();
+        symmetric["alg"] = "HS256".into();
+        for (what, document) in [
+            ("not JSON", "{".to_owned()),
+            ("no keys", "{}".to_owned()),
+            ("empty", r#"{"keys": []}"#.to_owned()),
+            ("private member", serde_json::json!({"keys": [private]}).to_string()),
+            ("symmetric", serde_json::json!({"keys": [symmetric]}).to_string()),
+            ("off the curve", serde_json::json!({"keys": [off_curve]}).to_string()),
+            ("RSA 1024", serde_json::json!({"keys": [short_rsa]}).to_string()),
+            ("P-384", serde_json::json!({"keys": [p384]}).to_string()),
+            ("one good, one bad", serde_json::json!({"keys": [public.clone(), {"kty": "EC"}]}).to_string()),
+        ] {
+            assert!(check_client_jwks(&document).is_err(), "{what} must be refused");
+        }
+        let rsa = crate::rules::keys::testing::LocalSigner::rs256();
+        let rsa_jwks = serde_json::json!({"keys": [rsa.trusted().public_jwk().clone()]}).to_string();
+        assert_eq!(check_client_jwks(&rsa_jwks), Ok(()), "RSA 2048");
     }
 
     #[test]

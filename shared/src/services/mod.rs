@@ -5,6 +5,7 @@
 //! not made here.
 
 pub mod client_auth;
+pub mod clients;
 pub mod discovery;
 pub mod grants;
 pub mod keys;

@@ -112,6 +112,24 @@ impl Revoker {
         Ok(revoked_now)
     }
 
+    /// Cuts a client off: every token issued to it, or exchanged by it (`act`), before
+    /// [`cut_off`]`(now)` is refused by the authorizer within its stated lag. The entry lives
+    /// as long as the longest-lived of those tokens: `token_ttl_secs` (the client's own
+    /// lifetime, if longer than the deployment's) plus the two leeways. Returns the cut-off.
+    pub async fn cut_off_client(
+        &self,
+        client_id: &str,
+        token_ttl_secs: Option<u64>,
+        now: u64,
+    ) -> Result<u64, DependencyError> {
+        let not_before = cut_off(now);
+        let mut entry = self.entry(RevocationKind::Client, client_id, Some(not_before));
+        let own_lifetime = token_ttl_secs.map_or(0, |ttl| ttl + self.grace_secs);
+        entry.expires_at = entry.expires_at.max(self.clock.now() + own_lifetime);
+        self.revocations.put(&[entry]).await?;
+        Ok(not_before)
+    }
+
     /// Revokes one family (idempotent): its account already cut off its access tokens.
     pub async fn end_family(&self, family_id: &str, reason: &str, now: u64) -> Result<(), DependencyError> {
         self.families.revoke(family_id, None, reason, now).await.map(|_| ())

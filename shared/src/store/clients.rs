@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::is_conditional_check_failed;
 use super::schema::CLIENTS_PARTITION_KEY as PK;
 use crate::error::DependencyError;
-use crate::rules::clients::{ClientRecord, ClientStatus};
+use crate::rules::clients::{ClientRecord, ClientStatus, StoredSecret};
 
 /// Why a registration was not written.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +84,39 @@ impl DynamoClients {
             Ok(_) => Ok(()),
             Err(e) if is_conditional_check_failed(&e) => Err(ClientWriteError::Conflict(conflict)),
             Err(e) => Err(DependencyError::dynamodb("PutItem", e).into()),
+        }
+    }
+
+    /// Replaces an active client's secrets (a rotation) and nothing else, so a disable
+    /// that lands between the read and this write is never undone;
+    /// [`ClientWriteError::Conflict`] if it is not registered or not active.
+    pub async fn set_secrets(&self, client_id: &str, secrets: &[StoredSecret]) -> Result<(), ClientWriteError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(client_id.to_owned()))
+            .update_expression("SET secrets = :secrets")
+            .condition_expression("attribute_exists(#pk) AND #status = :active")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(
+                ":secrets",
+                serde_dynamo::to_attribute_value(secrets).map_err(|e| DependencyError::Corrupt(e.to_string()))?,
+            )
+            .expression_attribute_values(
+                ":active",
+                serde_dynamo::to_attribute_value(ClientStatus::Active)
+                    .map_err(|e| DependencyError::Corrupt(e.to_string()))?,
+            )
+            .send()
+            .await;
+        match update {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_check_failed(&e) => {
+                Err(ClientWriteError::Conflict("no active client with this id"))
+            }
+            Err(e) => Err(DependencyError::dynamodb("UpdateItem", e).into()),
         }
     }
 

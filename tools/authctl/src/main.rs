@@ -5,6 +5,7 @@
 //! A command that writes a security time first checks this machine's clock against AWS's
 //! ([`clock`]). `authctl dpop` is a client's tool and needs neither configuration nor AWS.
 
+mod clients;
 mod clock;
 mod dpop;
 
@@ -28,7 +29,7 @@ use tokenauth::store::{DynamoUsers, UserRecord, UserWriteError};
 use tokenauth::{Clock, Config, Revoker, SystemClock};
 
 #[derive(Parser)]
-#[command(name = "authctl", about = "Administer tokenauth users", version)]
+#[command(name = "authctl", about = "Administer tokenauth users, sessions, keys and clients", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,6 +43,9 @@ enum Command {
     /// Manage sessions (refresh-token families).
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Manage the client registry (docs/clients.md).
+    #[command(subcommand)]
+    Clients(clients::ClientsCommand),
     /// Manage the signing key set (README: "Keys and rotation").
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -178,17 +182,42 @@ async fn main() -> ExitCode {
             println!("{message}");
             ExitCode::SUCCESS
         }
-        Err(message) => {
+        Err(Failure { message, status }) => {
             eprintln!("authctl: {message}");
-            ExitCode::FAILURE
+            ExitCode::from(status)
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<String, String> {
+/// Why a command failed, and the exit status that tells scripts which failure it was:
+/// 1 in general, [`EXIT_EXISTS`] and [`EXIT_NOT_FOUND`] for the registry's two.
+#[derive(Debug)]
+pub struct Failure {
+    message: String,
+    status: u8,
+}
+
+/// `clients add` of an id already registered.
+pub const EXIT_EXISTS: u8 = 3;
+/// A `clients` command naming an id not registered.
+pub const EXIT_NOT_FOUND: u8 = 4;
+
+impl Failure {
+    pub fn with_status(message: impl Into<String>, status: u8) -> Self {
+        Self { message: message.into(), status }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self::with_status(message, 1)
+    }
+}
+
+async fn run(cli: Cli) -> Result<String, Failure> {
     // A client's tool: answered before the configuration is read.
     if let Command::Dpop(command) = cli.command {
-        return dpop_command(command);
+        return Ok(dpop_command(command)?);
     }
     let config = Config::from_env().map_err(|e| e.to_string())?;
     let sdk =
@@ -223,9 +252,29 @@ async fn run(cli: Cli) -> Result<String, String> {
         Command::Keys(command) => {
             let manager =
                 KeyManager::from_config(&config, dynamodb, aws_sdk_kms::Client::new(&sdk), Arc::new(SystemClock));
-            return keys(&manager, &capture, command).await;
+            return Ok(keys(&manager, &capture, command).await?);
         }
-        Command::Dpop(command) => return dpop_command(command),
+        Command::Dpop(command) => return Ok(dpop_command(command)?),
+        Command::Clients(command) => {
+            let registry = tokenauth::services::clients::ClientRegistry::from_config(
+                &config,
+                dynamodb.clone(),
+                Arc::new(SystemClock),
+            );
+            if config.clients_table.is_empty() {
+                return Err("CLIENTS_TABLE is not set: this deployment has no client registry".to_owned().into());
+            }
+            if let Some(client_id) = command.writes() {
+                // A disable stamps a cut-off and a rotation an expiry: the item read, then
+                // the clock check.
+                let table = tokenauth::store::DynamoClients::new(dynamodb, &config.clients_table);
+                in_step(&capture, || async {
+                    table.get(client_id, false).await.map(drop).map_err(|e| format!("DynamoDB failed: {e}"))
+                })
+                .await?;
+            }
+            return clients::run(&registry, command).await;
+        }
         Command::Session(SessionCommand::RevokeAll { username }) => {
             let name = parse_username(&username)?;
             clock_checked(name.clone()).await?;

@@ -686,4 +686,64 @@ mod tests {
         assert_eq!(f.outcome(bearer).await, "bad_signature");
         assert!(f.authorizer.verified.is_empty());
     }
+
+    impl Fixture {
+        /// The context the backend receives for a bearer `token` (HTTP API 2.0, simple).
+        async fn context(&self, claims: serde_json::Value) -> serde_json::Value {
+            let token = self.key.sign_claims(&claims);
+            let event = json!({
+                "version": "2.0", "type": "REQUEST",
+                "routeArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/$default/GET/api/items",
+                "rawPath": "/api/items", "headers": {"authorization": format!("Bearer {token}")},
+            });
+            let answer = self.authorizer.handle(&event.to_string()).await.expect("an answer");
+            let answer = serde_json::to_value(answer).unwrap();
+            assert_eq!(answer["isAuthorized"], true, "{answer}");
+            answer["context"].clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_service_tokens_context_says_service_with_no_session() {
+        let f = fixture(false);
+        let context = f
+            .context(json!({"iss": ISS, "sub": "svc-b", "aud": AUD, "exp": NOW + 900, "iat": NOW, "jti": "j-svc",
+                "client_id": "svc-b", "scope": "read"}))
+            .await;
+        assert_eq!(
+            context,
+            json!({"principal_type": "service", "sub": "svc-b", "scope": "read", "client_id": "svc-b", "sid": "",
+                "jti": "j-svc", "aud": AUD, "act": ""})
+        );
+    }
+
+    #[tokio::test]
+    async fn an_exchanged_tokens_context_says_user_with_its_actor_chain_latest_first() {
+        let f = fixture(false);
+        let context = f
+            .context(json!({"iss": ISS, "sub": "u-1", "aud": AUD, "exp": NOW + 900, "iat": NOW, "jti": "j-x",
+                "client_id": "svc-c", "scope": "read", "sid": "s-1",
+                "act": {"sub": "svc-c", "act": {"sub": "svc-b"}}}))
+            .await;
+        assert_eq!(
+            context,
+            json!({"principal_type": "user", "sub": "u-1", "scope": "read", "client_id": "svc-c", "sid": "s-1",
+                "jti": "j-x", "aud": AUD, "act": "svc-c svc-b"})
+        );
+        // A session's own token: a user, no actor.
+        let own = f
+            .context(json!({"iss": ISS, "sub": "u-1", "aud": AUD, "exp": NOW + 900, "iat": NOW, "jti": "j-u",
+                "client_id": "first-party", "scope": "read", "sid": "s-1"}))
+            .await;
+        assert_eq!((&own["principal_type"], &own["act"], &own["sid"]), (&json!("user"), &json!(""), &json!("s-1")));
+    }
+
+    #[tokio::test]
+    async fn a_token_for_another_api_is_refused() {
+        let f = fixture(false);
+        let token = f.key.sign_claims(&json!({"iss": ISS, "sub": "u-1", "aud": "https://api.c.example",
+            "exp": NOW + 900, "iat": NOW, "jti": "j-c", "client_id": "svc-b", "scope": "read", "sid": "s-1",
+            "act": {"sub": "svc-b"}}));
+        assert_ne!(f.outcome(json!({"authorization": format!("Bearer {token}")})).await, "allow");
+    }
 }
