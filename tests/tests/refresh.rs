@@ -98,21 +98,14 @@ async fn a_retry_within_the_leeway_gets_the_identical_successor_and_no_branch() 
     assert_eq!(retry["refresh_token"], r1.as_str(), "the same successor, not a new branch");
     let calls = s.clients.calls.names();
     println!("AWS calls for an exactly-once retry: {} {:?}", calls.len(), calls);
-    // The client (the token endpoint authenticates it first), the per-source limit, the
-    // family, the account it must still follow (no rotation to condition on), the
-    // signature, then the answer counted (bounded retries): a signature KMS refuses spends
-    // no answer.
-    assert_eq!(
-        calls,
-        [
-            "DynamoDB.GetItem",
-            "DynamoDB.UpdateItem",
-            "DynamoDB.GetItem",
-            "DynamoDB.GetItem",
-            "KMS.Sign",
-            "DynamoDB.UpdateItem"
-        ]
-    );
+    // At once: the per-source limit, the client (the token endpoint authenticates it beside
+    // the family's read) and the family; then the account it must still follow (no
+    // rotation to condition on), the signature, then the answer counted (bounded retries):
+    // a signature KMS refuses spends no answer.
+    let mut first = calls[..3].to_vec();
+    first.sort();
+    assert_eq!(first, ["DynamoDB.GetItem", "DynamoDB.GetItem", "DynamoDB.UpdateItem"], "{calls:?}");
+    assert_eq!(calls[3..], ["DynamoDB.GetItem", "KMS.Sign", "DynamoDB.UpdateItem"], "{calls:?}");
 
     let f = s.family(&r1).await;
     assert_eq!((f.generation, f.status, f.retries), (1, FamilyStatus::Active, 1), "no rotation, one answer counted");
@@ -121,7 +114,7 @@ async fn a_retry_within_the_leeway_gets_the_identical_successor_and_no_branch() 
 }
 
 #[tokio::test]
-async fn one_successful_refresh_is_the_clients_read_then_the_limit_beside_one_read_then_one_signature_then_one_write() {
+async fn one_successful_refresh_is_the_limit_the_client_and_the_family_at_once_then_one_signature_then_one_write() {
     let s = setup("calls", |_| {}).await;
     let r0 = s.login().await;
     s.clients.calls.clear();
@@ -130,23 +123,21 @@ async fn one_successful_refresh_is_the_clients_read_then_the_limit_beside_one_re
     let names = s.clients.calls.names();
     println!("AWS calls for one successful refresh: {} {:?}", calls.len(), names);
     assert_eq!(names.len(), 5, "{names:?}");
-    // The client first (strongly consistent: a disabled client is refused at once), alone:
-    // nothing else starts before it is authenticated.
-    assert_eq!(names[0], "DynamoDB.GetItem", "{names:?}");
-    let authenticated = calls[0].finished.unwrap();
-    assert!(calls[1..].iter().all(|c| authenticated <= c.started), "nothing before the client is authenticated");
-    let (calls, names) = (&calls[1..], &names[1..]);
-    // First, at once: the per-source limit (an UpdateItem of the Limits table) and the
-    // family's read (it names the account to check); one round trip for both.
-    let mut first = names[..2].to_vec();
+    // First, at once: the per-source limit (an UpdateItem of the Limits table), the client
+    // (strongly consistent: a disabled client is refused before anything is judged) and the
+    // family's read (it names the account to check); one round trip for the three.
+    let mut first = names[..3].to_vec();
     first.sort();
-    assert_eq!(first, ["DynamoDB.GetItem", "DynamoDB.UpdateItem"], "{names:?}");
+    assert_eq!(first, ["DynamoDB.GetItem", "DynamoDB.GetItem", "DynamoDB.UpdateItem"], "{names:?}");
     let overlap = |a: &tokenauth_tests::Call, b: &tokenauth_tests::Call| {
         a.started < b.finished.unwrap() && b.started < a.finished.unwrap()
     };
-    assert!(overlap(&calls[0], &calls[1]), "the limit and the family's read were in flight at the same time");
-    let both_done = calls[0].finished.unwrap().max(calls[1].finished.unwrap());
-    let (calls, names) = (&calls[2..], &names[2..]);
+    assert!(
+        overlap(&calls[0], &calls[1]) && overlap(&calls[1], &calls[2]) && overlap(&calls[0], &calls[2]),
+        "the limit, the client's and the family's reads were in flight at the same time"
+    );
+    let both_done = calls[..3].iter().map(|c| c.finished.unwrap()).max().unwrap();
+    let (calls, names) = (&calls[3..], &names[3..]);
     let mut rest = names.to_vec();
     rest.sort();
     // One write: the rotation and the account condition in one transaction.

@@ -27,6 +27,7 @@
 //! wants a proof to be anyway.)
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use crate::error::{ApiError, DependencyError, StartError};
@@ -140,11 +141,40 @@ impl RefreshService {
     }
 
     /// Exchanges a refresh token for a new access token and a new refresh token, for
-    /// `client_id`, the client the token endpoint authenticated: a family issued to another
-    /// client is `invalid_grant`, untouched.
+    /// `client_id`, a client already authenticated: a family issued to another client is
+    /// `invalid_grant`, untouched.
     pub async fn refresh(
         &self,
         client_id: &str,
+        request: RefreshRequest,
+        meta: &RequestMeta,
+    ) -> Result<TokenResponse, ApiError> {
+        self.refresh_for(async { Ok(client_id.to_owned()) }, request, meta).await
+    }
+
+    /// A request refused on its own terms (a malformed token or scope, a bad proof): counted
+    /// by the per-source limit, its client still authenticated first (`invalid_client`
+    /// before anything about the token), nothing read.
+    async fn refused_early(
+        &self,
+        client: impl Future<Output = Result<String, ApiError>>,
+        meta: &RequestMeta,
+        error: ApiError,
+    ) -> Result<TokenResponse, ApiError> {
+        let (admitted, client) = tokio::join!(self.limiter.admit(meta), client);
+        admitted?;
+        client?;
+        Err(error)
+    }
+
+    /// [`RefreshService::refresh`] for the client `client` authenticates (the token
+    /// endpoint's: a registry read, an assertion's record), awaited beside the family's
+    /// read so it adds no round trip. Its refusal (`invalid_client`, `unauthorized_client`)
+    /// comes before anything about the token is told or written; a DPoP proof recorded
+    /// beside it is spent, as a refused request's always is.
+    pub async fn refresh_for(
+        &self,
+        client: impl Future<Output = Result<String, ApiError>>,
         request: RefreshRequest,
         meta: &RequestMeta,
     ) -> Result<TokenResponse, ApiError> {
@@ -155,17 +185,14 @@ impl RefreshService {
         // token or scope) is counted too, and reads nothing.
         let (presented, required) = match (RefreshToken::parse(&request.refresh_token), request.scope.as_deref()) {
             (None, _) => {
-                self.limiter.admit(meta).await?;
+                let refused = self.refused_early(client, meta, ApiError::InvalidGrant).await;
                 audit::session(SessionEvent::MalformedToken, Session::new("-", ip));
-                return Err(ApiError::InvalidGrant);
+                return refused;
             }
             (Some(presented), None) => (presented, Scope::default()),
             (Some(presented), Some(raw)) => match Scope::parse(raw) {
                 Ok(required) => (presented, required),
-                Err(_) => {
-                    self.limiter.admit(meta).await?;
-                    return Err(ApiError::InvalidScope);
-                }
+                Err(_) => return self.refused_early(client, meta, ApiError::InvalidScope).await,
             },
         };
         let family_id = presented.family_id();
@@ -173,18 +200,19 @@ impl RefreshService {
         let now = self.clock.now();
         let proof = match self.proofs.check(request.dpop.as_ref(), now) {
             Ok(proof) => proof,
-            Err(refusal) => {
-                self.limiter.admit(meta).await?;
-                return Err(proof_refused(refusal, &family_id, ip));
-            }
+            Err(refusal) => return self.refused_early(client, meta, proof_refused(refusal, &family_id, ip)).await,
         };
-        // Its use is recorded beside the family's read: one round trip for the three.
-        let (admitted, read, recorded) = tokio::join!(
+        // Its use is recorded, and the client authenticated, beside the family's read: one
+        // round trip for the four.
+        let (admitted, client, read, recorded) = tokio::join!(
             self.limiter.admit(meta),
+            client,
             self.families.get(&family_id),
             self.proofs.record(proof.as_ref(), now)
         );
         admitted?;
+        let client_id = client?;
+        let client_id = client_id.as_str();
         let read = read?;
         // Another client's family: refused before anything is judged or written.
         if let Some(family) = read.as_ref().filter(|f| f.client_id != client_id) {

@@ -136,16 +136,34 @@ impl TokenService {
         &self.clients
     }
 
-    /// Authenticates the client, checks it may use the grant, runs the grant.
+    /// Authenticates the client, checks it may use the grant, runs the grant. A refresh
+    /// authenticates beside the family's read (the most frequent grant pays no round trip
+    /// for it); the other grants authenticate first.
     pub async fn token(&self, request: TokenRequest, meta: &RequestMeta) -> Result<TokenResponse, ApiError> {
-        let client = self.clients.authenticate(&request.client, self.clock.now()).await?;
-        if !client.allows(request.grant.grant_type()) {
-            return Err(ApiError::UnauthorizedClient);
-        }
+        let grant_type = request.grant.grant_type();
+        let client = async {
+            let client = self.clients.authenticate(&request.client, self.clock.now()).await?;
+            if client.allows(grant_type) {
+                Ok(client)
+            } else {
+                Err(ApiError::UnauthorizedClient)
+            }
+        };
         match request.grant {
-            GrantRequest::RefreshToken(refresh) => self.refresh.refresh(&client.client_id, refresh, meta).await,
-            GrantRequest::ClientCredentials(grant) => self.grants.client_credentials(&client, grant, meta).await,
-            GrantRequest::TokenExchange(grant) => self.grants.token_exchange(&client, grant, meta).await,
+            // Each grant's future boxed: they hold several SDK calls' futures at once, too
+            // large together for a caller's stack in a debug build.
+            GrantRequest::RefreshToken(refresh) => {
+                let client = Box::pin(async { client.await.map(|c| c.client_id) });
+                Box::pin(self.refresh.refresh_for(client, refresh, meta)).await
+            }
+            GrantRequest::ClientCredentials(grant) => {
+                let client = Box::pin(client).await?;
+                Box::pin(self.grants.client_credentials(&client, grant, meta)).await
+            }
+            GrantRequest::TokenExchange(grant) => {
+                let client = Box::pin(client).await?;
+                Box::pin(self.grants.token_exchange(&client, grant, meta)).await
+            }
         }
     }
 }
