@@ -4,6 +4,7 @@
 
 pub mod clients;
 pub mod dpop;
+pub mod introspection;
 pub mod keys;
 pub mod limits;
 pub mod login;
