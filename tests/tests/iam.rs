@@ -29,10 +29,11 @@ const ACCOUNT: &str = "123456789012";
 const STACK: &str = "tokenauth";
 
 /// The template's functions, each judged against its own role.
-const FUNCTIONS: [&str; 7] = [
+const FUNCTIONS: [&str; 8] = [
     "LoginFunction",
     "RefreshFunction",
     "RevokeFunction",
+    "IntrospectFunction",
     "AuthorizerFunction",
     "JwksFunction",
     "KeyRotationFunction",
@@ -67,6 +68,7 @@ impl Namer {
             tables.insert(config.keys_table.clone(), "KeysTable");
             tables.insert(config.source_limits.table.clone(), "LimitsTable");
             tables.insert(config.dpop.proofs_table.clone(), "ProofsTable");
+            tables.insert(config.clients_table.clone(), "ClientsTable");
         }
         let config = configs[0];
         let mut tags = BTreeMap::new();
@@ -291,6 +293,38 @@ async fn revoke_paths(config: &Config, recorder: &IamRecorder) {
     assert_eq!(tokenauth::edge::http::revoke(&revoke, &request_from_event(&event)).await.status(), 200);
 }
 
+/// introspect: a confidential client asks about an access token (its client, the denylist,
+/// the session, the account, the key set) and a refresh token (its family, the account).
+async fn introspect_paths(config: &Config, recorder: &IamRecorder) {
+    use tokenauth::rules::clients::{ClientRecord, ClientSecret, ClientType, StoredSecret};
+    let plain = tokenauth_tests::clients().await;
+    let clients = clients_recorded_by(recorder).await;
+    let (client_id, secret, now) = (unique_username("iam-api"), ClientSecret::new(), SystemClock.now());
+    let record = ClientRecord {
+        client_type: ClientType::Confidential,
+        secrets: vec![StoredSecret { hash: secret.hash(&client_id), created_at: now, expires_at: None }],
+        ..ClientRecord::public(&client_id, Vec::new(), Vec::new(), now)
+    };
+    tokenauth::store::DynamoClients::new(plain.dynamodb.clone(), &config.clients_table).create(&record).await.unwrap();
+    let app_config = config_with(&[("CLIENT_ID", client_id.as_str())]);
+    let login = login_service(&app_config, &plain, Arc::new(SystemClock)).await;
+    let introspection = tokenauth::IntrospectionService::from_config(
+        config,
+        clients.dynamodb.clone(),
+        clients.kms.clone(),
+        Arc::new(SystemClock),
+    )
+    .await;
+    let (username, password, _) = create_user(config, &plain, "iam-introspect", &["read"]).await;
+    let tokens = login_tokens(&login, &username, &password).await;
+    let authorization = basic_authorization(&client_id, &secret.encode());
+    for field in ["access_token", "refresh_token"] {
+        let request = introspect_request(&format!("token={}", tokens[field].as_str().unwrap()), Some(&authorization));
+        let response = tokenauth::edge::http::introspect(&introspection, &request).await;
+        assert_eq!(json_of(&response)["active"], true, "{field}");
+    }
+}
+
 /// authorizer: start, a valid token, a due poll, an unknown kid.
 async fn authorizer_paths(config: &Config, recorder: &IamRecorder) {
     let plain = tokenauth_tests::clients().await;
@@ -428,6 +462,7 @@ async fn recorded_calls() -> Value {
     login_paths(&kms_set, &envelope_set, &recorders["LoginFunction"]).await;
     refresh_paths(&kms_set, &envelope_set, &recorders["RefreshFunction"]).await;
     revoke_paths(&config, &recorders["RevokeFunction"]).await;
+    introspect_paths(&config, &recorders["IntrospectFunction"]).await;
     authorizer_paths(&config, &recorders["AuthorizerFunction"]).await;
     jwks_paths(&config, &recorders["JwksFunction"]).await;
     key_rotation_paths(&rotation_config, &recorders["KeyRotationFunction"]).await;
