@@ -158,8 +158,13 @@ pub fn introspection_service(config: &Config, clients: &Clients, key: &LocalSign
     let verifier = tokenauth::services::verifier_accepting(config, tokenauth::rules::verify::Audiences::Any);
     verifier.replace_keys(vec![key.trusted()]);
     let keys = AuthenticatedKeys::from_config(config, clients.dynamodb.clone(), clients.kms.clone());
-    let keys =
-        KeyRing::preloaded(keys, Arc::new(verifier), config.key_reload, config.key_set_max_staleness(), SystemClock.now());
+    let keys = KeyRing::preloaded(
+        keys,
+        Arc::new(verifier),
+        config.key_reload,
+        config.key_set_max_staleness(),
+        SystemClock.now(),
+    );
     IntrospectionService::new(config, clients.dynamodb.clone(), keys, clock())
 }
 

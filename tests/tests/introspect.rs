@@ -55,9 +55,13 @@ struct Setup {
 async fn setup(prefix: &str) -> Setup {
     let config = config();
     let clients = clients().await;
-    let introspection =
-        IntrospectionService::from_config(&config, clients.dynamodb.clone(), clients.kms.clone(), Arc::new(SystemClock))
-            .await;
+    let introspection = IntrospectionService::from_config(
+        &config,
+        clients.dynamodb.clone(),
+        clients.kms.clone(),
+        Arc::new(SystemClock),
+    )
+    .await;
     let revocation = revocation_service(&config, &clients, Arc::new(SystemClock)).await;
     let (username, password, user_id) = create_user(&config, &clients, prefix, &["read", "write"]).await;
     Setup { config, clients, introspection, revocation, username, password, user_id }

@@ -38,7 +38,11 @@ mod tests {
             ("repeated token", introspect_request("token=a&token=b", Some(&basic)), 400),
             ("JSON (RFC 7662 §2.1: a form)", request_from_event(&json), 400),
             ("two methods", introspect_request("token=a&client_id=reports&client_secret=s", Some(&basic)), 400),
-            ("an assertion of another type", introspect_request("token=a&client_assertion_type=x&client_assertion=y", None), 400),
+            (
+                "an assertion of another type",
+                introspect_request("token=a&client_assertion_type=x&client_assertion=y", None),
+                400,
+            ),
             ("GET", request_from_event(&get), 405),
             ("oversized", introspect_request(&oversized, Some(&basic)), 413),
         ];
@@ -58,9 +62,17 @@ mod tests {
         let cases = [
             ("no client authentication (the first-party app, public)", introspect_request("token=a", None), false),
             ("the first-party app naming itself", introspect_request("token=a&client_id=first-party", None), false),
-            ("a secret for the public first-party app", introspect_request("token=a", Some(&basic_authorization("first-party", "tkcs_x"))), true),
+            (
+                "a secret for the public first-party app",
+                introspect_request("token=a", Some(&basic_authorization("first-party", "tkcs_x"))),
+                true,
+            ),
             ("an unknown client, Basic", introspect_request("token=a", Some(&unknown)), true),
-            ("an unknown client, post", introspect_request("token=a&client_id=reports&client_secret=tkcs_x", None), false),
+            (
+                "an unknown client, post",
+                introspect_request("token=a&client_id=reports&client_secret=tkcs_x", None),
+                false,
+            ),
             ("Basic that does not decode", introspect_request("token=a", Some("Basic !!!")), true),
         ];
         for (name, request, basic) in cases {

@@ -388,11 +388,7 @@ pub fn parse_introspect(request: &Request) -> Result<crate::services::introspect
         },
     )?;
     let token = body.token.filter(|t| !t.is_empty()).ok_or(ApiError::InvalidRequest("token is required"))?;
-    Ok(crate::services::introspection::IntrospectionRequest {
-        client,
-        token,
-        token_type_hint: body.token_type_hint,
-    })
+    Ok(crate::services::introspection::IntrospectionRequest { client, token, token_type_hint: body.token_type_hint })
 }
 
 /// A JSON or `application/x-www-form-urlencoded` body, and whether it was a form.

@@ -31,7 +31,7 @@ pub fn may_introspect(client: &ClientRecord) -> bool {
 /// Whether `client` may see this (verified) access token: its `aud` is one of the
 /// client's registered audiences, or the client is in its chain (issued to it, or acting).
 pub fn may_see_access_token(client: &ClientRecord, claims: &AccessClaims) -> bool {
-    client.audiences.iter().any(|aud| *aud == claims.aud) || claims.involves_client(&client.client_id)
+    client.audiences.contains(&claims.aud) || claims.involves_client(&client.client_id)
 }
 
 /// Whether `client` may see a refresh token of `family`: only the client it was issued to.

@@ -13,10 +13,11 @@ use std::sync::Arc;
 use crate::error::ApiError;
 use crate::platform::clock::Clock;
 use crate::platform::config::Config;
-use crate::rules::introspection::{
-    active_refresh_scope, is_current_and_alive, may_introspect, may_see_access_token, may_see_refresh_token, Introspection,
-};
 use crate::rules::clients::ClientRecord;
+use crate::rules::introspection::{
+    active_refresh_scope, is_current_and_alive, may_introspect, may_see_access_token, may_see_refresh_token,
+    Introspection,
+};
 use crate::rules::polled::Freshness;
 use crate::rules::token::RefreshToken;
 use crate::rules::username::Username;
