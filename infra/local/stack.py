@@ -520,6 +520,7 @@ WARM_UP = [
     ("POST", "/auth/login", 400),
     ("POST", "/auth/refresh", 400),
     ("POST", "/auth/revoke", 400),
+    ("POST", "/auth/introspect", 400),
     ("GET", "/.well-known/jwks.json", 200),
     ("GET", "/api/whoami", 403),  # the authorizer answers a malformed token: deny
 ]

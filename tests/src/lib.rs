@@ -661,6 +661,37 @@ pub fn revoke_request(body: &str, form: bool) -> Request {
     request_from_event(&e)
 }
 
+/// The introspection sample event (`introspect-form.json`) with `body` instead of its own
+/// and this `Authorization` header instead of its Basic one, or none.
+pub fn introspect_request(body: &str, authorization: Option<&str>) -> Request {
+    let mut e = event("introspect-form.json");
+    e["body"] = Value::String(body.to_owned());
+    let headers = e["headers"].as_object_mut().expect("the sample event has headers");
+    headers.remove("authorization");
+    if let Some(value) = authorization {
+        headers.insert("authorization".into(), Value::String(value.to_owned()));
+    }
+    request_from_event(&e)
+}
+
+/// `Authorization: Basic` for a client id and secret as RFC 6749 §2.3.1 encodes them
+/// (each form-encoded, then `id:secret` in base64).
+pub fn basic_authorization(client_id: &str, secret: &str) -> String {
+    use base64::Engine as _;
+    // application/x-www-form-urlencoded of the bytes a client id or secret can hold.
+    let encode = |part: &str| -> String {
+        part.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => char::from(b).to_string(),
+                b' ' => "+".to_owned(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let pair = format!("{}:{}", encode(client_id), encode(secret));
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+}
+
 /// The revoke-all sample event with this `Authorization` header, or none.
 pub fn revoke_all_request(authorization: Option<&str>) -> Request {
     let mut e = event("revoke-all.json");

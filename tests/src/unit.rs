@@ -22,7 +22,7 @@ use tokenauth::rules::keys::testing::LocalSigner;
 use tokenauth::services::keys::{AuthenticatedKeys, KeyRing, KeySetSigner};
 use tokenauth::services::revocation_feed::RevocationFeed;
 use tokenauth::store::DynamoRevocations;
-use tokenauth::{Config, LoginService, RefreshService, RevocationService, Revoker};
+use tokenauth::{Config, IntrospectionService, LoginService, RefreshService, RevocationService, Revoker};
 
 use crate::{CallLog, Clients};
 
@@ -167,6 +167,24 @@ fn warm_key_ring(
 pub fn revocation_service(config: &Config, clients: &Clients, key: &LocalSigner) -> RevocationService {
     let keys = warm_key_ring(config, clients, key, config.key_reload, config.key_set_max_staleness());
     RevocationService::new(Revoker::new(config, clients.dynamodb.clone(), clock()), keys, clock())
+}
+
+/// The introspection service of a warm instance: its key ring (the verifier accepting any
+/// audience) read just now, trusting `key` only. Requests refused before the client is
+/// read, and clients the unit tier's deployment does not have (it has no registry), need
+/// no call.
+pub fn introspection_service(config: &Config, clients: &Clients, key: &LocalSigner) -> IntrospectionService {
+    let verifier = tokenauth::services::verifier_accepting(config, tokenauth::rules::verify::Audiences::Any);
+    verifier.replace_keys(vec![key.trusted()]);
+    let keys = AuthenticatedKeys::from_config(config, clients.dynamodb.clone(), clients.kms.clone());
+    let keys = KeyRing::preloaded(
+        keys,
+        Arc::new(verifier),
+        config.key_reload,
+        config.key_set_max_staleness(),
+        SystemClock.now(),
+    );
+    IntrospectionService::new(config, clients.dynamodb.clone(), keys, clock())
 }
 
 /// Claims as login issues them under the unit tier's configuration (issued now, valid for

@@ -29,10 +29,11 @@ const ACCOUNT: &str = "123456789012";
 const STACK: &str = "tokenauth";
 
 /// The template's functions, each judged against its own role.
-const FUNCTIONS: [&str; 7] = [
+const FUNCTIONS: [&str; 8] = [
     "LoginFunction",
     "RefreshFunction",
     "RevokeFunction",
+    "IntrospectFunction",
     "AuthorizerFunction",
     "JwksFunction",
     "KeyRotationFunction",
@@ -365,6 +366,59 @@ async fn revoke_paths(config: &Config, recorder: &IamRecorder) {
     assert_eq!(tokenauth::edge::http::revoke(&revoke, &request_from_event(&event)).await.status(), 200);
 }
 
+/// introspect: a confidential client asks about an access token (its client, the denylist,
+/// the session, the account, the key set) and a refresh token (its family, the account).
+async fn introspect_paths(config: &Config, recorder: &IamRecorder) {
+    use tokenauth::rules::clients::{ClientRecord, ClientSecret, ClientType, StoredSecret};
+    let plain = tokenauth_tests::clients().await;
+    let clients = clients_recorded_by(recorder).await;
+    let (client_id, secret, now) = (unique_username("iam-api"), ClientSecret::new(), SystemClock.now());
+    let record = ClientRecord {
+        client_type: ClientType::Confidential,
+        secrets: vec![StoredSecret { hash: secret.hash(&client_id), created_at: now, expires_at: None }],
+        ..ClientRecord::public(&client_id, Vec::new(), Vec::new(), now)
+    };
+    tokenauth::store::DynamoClients::new(plain.dynamodb.clone(), &config.clients_table).create(&record).await.unwrap();
+    let app_config = config_with(&[("CLIENT_ID", client_id.as_str())]);
+    let login = login_service(&app_config, &plain, Arc::new(SystemClock)).await;
+    let introspection = tokenauth::IntrospectionService::from_config(
+        config,
+        clients.dynamodb.clone(),
+        clients.kms.clone(),
+        Arc::new(SystemClock),
+    )
+    .await;
+    let (username, password, _) = create_user(config, &plain, "iam-introspect", &["read"]).await;
+    let tokens = login_tokens(&login, &username, &password).await;
+    let authorization = basic_authorization(&client_id, &secret.encode());
+    for field in ["access_token", "refresh_token"] {
+        let request = introspect_request(&format!("token={}", tokens[field].as_str().unwrap()), Some(&authorization));
+        let response = tokenauth::edge::http::introspect(&introspection, &request).await;
+        assert_eq!(json_of(&response)["active"], true, "{field}");
+    }
+    // A client authenticating with private_key_jwt: its assertion's jti recorded once.
+    let key = ProofKey::generate().unwrap();
+    let jwt_client = unique_username("iam-api-jwt");
+    let mut jwk = serde_json::to_value(key.public_jwk()).unwrap();
+    jwk["kid"] = json!("k1");
+    let record = ClientRecord {
+        client_type: ClientType::Confidential,
+        jwks: Some(json!({"keys": [jwk]}).to_string()),
+        ..ClientRecord::public(&jwt_client, Vec::new(), Vec::new(), now)
+    };
+    tokenauth::store::DynamoClients::new(plain.dynamodb.clone(), &config.clients_table).create(&record).await.unwrap();
+    let claims = json!({"iss": jwt_client, "sub": jwt_client, "aud": config.issuer, "exp": SystemClock.now() + 60,
+                        "jti": tokenauth::rules::token::random_id()});
+    let assertion = key.sign(&json!({"alg": "ES256", "kid": "k1"}), &claims).unwrap();
+    let body = format!(
+        "token={}&client_assertion_type={}&client_assertion={assertion}",
+        tokens["access_token"].as_str().unwrap(),
+        tokenauth::edge::http::JWT_BEARER_ASSERTION
+    );
+    let response = tokenauth::edge::http::introspect(&introspection, &introspect_request(&body, None)).await;
+    assert_eq!(response.status(), 200, "the assertion authenticated its client: {:?}", response.body());
+}
+
 /// authorizer: start, a valid token, a due poll, an unknown kid.
 async fn authorizer_paths(config: &Config, recorder: &IamRecorder) {
     let plain = tokenauth_tests::clients().await;
@@ -502,6 +556,7 @@ async fn recorded_calls() -> Value {
     login_paths(&kms_set, &envelope_set, &recorders["LoginFunction"]).await;
     refresh_paths(&kms_set, &envelope_set, &recorders["RefreshFunction"]).await;
     revoke_paths(&config, &recorders["RevokeFunction"]).await;
+    introspect_paths(&config, &recorders["IntrospectFunction"]).await;
     authorizer_paths(&config, &recorders["AuthorizerFunction"]).await;
     jwks_paths(&config, &recorders["JwksFunction"]).await;
     key_rotation_paths(&rotation_config, &recorders["KeyRotationFunction"]).await;

@@ -604,6 +604,7 @@ async fn the_metadata_names_every_endpoint_under_the_issuer() {
         metadata["grant_types_supported"],
         json!(["refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"])
     );
+    assert_eq!(metadata["introspection_endpoint"], "https://auth.example.test/tenant-a/auth/introspect");
     // The stack accepts proofs (PROOFS_TABLE is set): RFC 9449 §5.1.
     assert_eq!(metadata["dpop_signing_alg_values_supported"], json!(["ES256"]));
 

@@ -480,6 +480,67 @@ pub fn parse_revoke(request: &Request) -> Result<RevokeRequest, ApiError> {
     Ok(RevokeRequest { token, token_type_hint: body.token_type_hint })
 }
 
+/// `POST /auth/introspect` (RFC 7662): 200 with the answer, `{"active": false}` for any
+/// token that is not live or not the caller's to see; `invalid_client` for a caller that
+/// is not an authenticated confidential client. Never cached.
+pub async fn introspect(
+    service: &crate::services::introspection::IntrospectionService,
+    request: &Request,
+) -> Response<Body> {
+    let outcome = match parse_introspect(request) {
+        Ok(introspection) => service.introspect(introspection).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(answer) => json_response(StatusCode::OK, &answer),
+        Err(e) => error_response(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct IntrospectBody {
+    token: Option<String>,
+    #[serde(default)]
+    token_type_hint: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    client_assertion_type: Option<String>,
+    #[serde(default)]
+    client_assertion: Option<String>,
+}
+
+/// Reads an RFC 7662 §2.1 request: a form (only: the RFC's one encoding), `token`
+/// required, and the client's one authentication method ([`client_credentials`]).
+pub fn parse_introspect(request: &Request) -> Result<crate::services::introspection::IntrospectionRequest, ApiError> {
+    let is_form = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if request.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed(Allowed::Post));
+    }
+    if !is_form {
+        return Err(ApiError::InvalidRequest("content type must be application/x-www-form-urlencoded"));
+    }
+    let (body, _): (IntrospectBody, bool) = json_or_form_body(request)?;
+    let client = client_credentials(
+        request,
+        ClientAuthParams {
+            client_id: body.client_id.as_deref(),
+            client_secret: body.client_secret.as_deref(),
+            client_assertion_type: body.client_assertion_type.as_deref(),
+            client_assertion: body.client_assertion.as_deref(),
+        },
+    )?;
+    let token = body.token.filter(|t| !t.is_empty()).ok_or(ApiError::InvalidRequest("token is required"))?;
+    Ok(crate::services::introspection::IntrospectionRequest { client, token, token_type_hint: body.token_type_hint })
+}
+
 /// A JSON or `application/x-www-form-urlencoded` body, and whether it was a form.
 fn json_or_form_body<T: for<'de> Deserialize<'de>>(request: &Request) -> Result<(T, bool), ApiError> {
     if !is_form_content_type(request) {

@@ -6,6 +6,7 @@ pub mod client_assertion;
 pub mod clients;
 pub mod dpop;
 pub mod grants;
+pub mod introspection;
 pub mod keys;
 pub mod limits;
 pub mod login;

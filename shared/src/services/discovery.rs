@@ -12,6 +12,7 @@ use crate::platform::config::Config;
 use crate::rules::client_assertion::{ASSERTION_SIGNING_ALGS, TOKEN_PATH};
 use crate::rules::clients::GrantType;
 use crate::rules::dpop::DPOP_SIGNING_ALGS;
+use crate::rules::introspection::{INTROSPECTION_AUTH_METHODS, INTROSPECTION_PATH};
 use crate::rules::keys::set::KeySet;
 use crate::services::keys::live::trusted_keys;
 use crate::services::keys::AuthenticatedKeys;
@@ -75,6 +76,9 @@ struct Metadata<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     token_endpoint_auth_signing_alg_values_supported: Option<&'static [&'static str]>,
     revocation_endpoint_auth_methods_supported: [&'static str; 1],
+    /// RFC 7662 introspection, for confidential clients.
+    introspection_endpoint: String,
+    introspection_endpoint_auth_methods_supported: [&'static str; 3],
     /// RFC 9449 §5.1: the proof algorithms login and the token endpoint accept; absent
     /// where DPoP is off (`PROOFS_TABLE` empty), since every proof would be refused there.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -100,6 +104,8 @@ pub fn metadata(issuer: &str, dpop: bool) -> Published {
         token_endpoint_auth_methods_supported: auth_methods,
         token_endpoint_auth_signing_alg_values_supported: dpop.then_some(&ASSERTION_SIGNING_ALGS[..]),
         revocation_endpoint_auth_methods_supported: ["none"],
+        introspection_endpoint: format!("{base}{INTROSPECTION_PATH}"),
+        introspection_endpoint_auth_methods_supported: INTROSPECTION_AUTH_METHODS,
         dpop_signing_alg_values_supported: dpop.then_some(&DPOP_SIGNING_ALGS[..]),
     };
     // Serialising a struct of strings cannot fail.
@@ -174,6 +180,17 @@ mod tests {
             );
             assert!(doc.get("token_endpoint_auth_signing_alg_values_supported").is_none());
         }
+    }
+
+    #[test]
+    fn the_metadata_names_introspection_for_confidential_clients() {
+        let doc: serde_json::Value = serde_json::from_str(&metadata("https://auth.example.com/", false).body).unwrap();
+        assert_eq!(doc["introspection_endpoint"], "https://auth.example.com/auth/introspect");
+        assert_eq!(
+            doc["introspection_endpoint_auth_methods_supported"],
+            serde_json::json!(["client_secret_basic", "client_secret_post", "private_key_jwt"]),
+            "never none: a public client may not introspect"
+        );
     }
 
     #[test]

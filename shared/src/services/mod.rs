@@ -8,6 +8,7 @@ pub mod client_auth;
 pub mod clients;
 pub mod discovery;
 pub mod grants;
+pub mod introspection;
 pub mod keys;
 pub mod limits;
 pub mod liveness;
