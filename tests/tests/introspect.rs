@@ -28,7 +28,8 @@ async fn register(config: &Config, clients: &Clients, prefix: &str, audiences: &
     let now = SystemClock.now();
     let record = ClientRecord {
         client_type: ClientType::Confidential,
-        grants: vec![GrantType::ClientCredentials],
+        // The refresh grant too: an app of these tests logs users in and refreshes.
+        grants: vec![GrantType::ClientCredentials, GrantType::RefreshToken],
         audiences: audiences.iter().map(|a| (*a).to_owned()).collect(),
         secrets: vec![StoredSecret { hash: secret.hash(&id), created_at: now, expires_at: None }],
         ..ClientRecord::public(&id, Vec::new(), Vec::new(), now)
