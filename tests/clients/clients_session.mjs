@@ -143,7 +143,7 @@ const replay = await fetch(as.token_endpoint, {
     client_assertion: assertion ?? "",
   }),
 });
-cc.jwt_replayed = { status: replay.status, body: await replay.json() };
+out.cc_jwt_replayed = { status: replay.status, body: await replay.json() };
 cc.wrong_secret = await clientCredentials(basic, oauth.ClientSecretBasic(plan.basic.wrong_secret));
 const rotated = { client_id: plan.rotated.id };
 cc.rotated_out = await clientCredentials(rotated, oauth.ClientSecretBasic(plan.rotated.old_secret));

@@ -223,10 +223,11 @@ async fn services_and_apps_as_clients_with_oauth4webapi_through_the_gateway() {
         assert_eq!(r["claims"]["sid"], Value::Null, "{name}: no session");
         assert_eq!(r["claims"]["scope"], scope, "{name}");
         assert_eq!(r["claims"]["aud"], api, "{name}");
-        assert_eq!((r["has_refresh_token"].as_bool(), r["token_type"].as_str()), (Some(false), Some("Bearer")));
+        // oauth4webapi hands token_type lower-cased (RFC 6749 §7.1: case-insensitive).
+        assert_eq!((r["has_refresh_token"].as_bool(), r["token_type"].as_str()), (Some(false), Some("bearer")));
     }
     assert_eq!(out["cc_jwt_replayed"]["status"], 401, "the same client assertion again: {out}");
-    assert_eq!(out["cc_jwt_replayed"]["body"]["error"], "invalid_client");
+    assert_eq!(out["cc_jwt_replayed"]["body"]["error"], "invalid_client", "{}", out["cc_jwt_replayed"]);
     for name in ["cc_wrong_secret", "cc_rotated_out"] {
         assert_eq!(
             (out[name]["status"].as_u64(), out[name]["error"].as_str()),
