@@ -13,6 +13,7 @@ Measured (the script refuses to run without them):
   target/criterion/signing/es256_envelope_sign_local  one local ES256 signature (envelope)
   target/criterion/authorizer/handler_http_api_v2_ES256  the authorizer's handler (a repeated bearer token)
   target/criterion/authorizer/dpop_cached_token_ES256    the handler on a DPoP request (token cached, new proof)
+  target/criterion/authorizer/raw_verify_ES256           one ES256 access-token check (a token exchange's subject)
   target/criterion/{login,refresh}/..._local_stack_<kind>  latency against the local stack
   infra/template.yaml                  each function's memory, the API throttle, the poll
 
@@ -49,7 +50,10 @@ PRICES = {
     # Amazon Cognito user pools: per MAU above the free tier, and per M2M token request.
     "cognito_lite_mau": 0.0055,
     "cognito_essentials_mau": 0.015,
-    "cognito_m2m_token_request": 2.25 / 1e6,
+    # M2M (client credentials): $2.25 per 1,000 token requests (the first tier) and $6 per
+    # app client and month, as the pricing page and the billing code CUPM2MTokenRequests read.
+    "cognito_m2m_token_request": 2.25 / 1e3,
+    "cognito_m2m_app_client_month": 6.0,
 }
 KMS_ASYMMETRIC_OPERATIONS = {"Sign", "GetPublicKey", "Verify"}
 # --- typed: facts DESIGN.md gives, and quotas as the AWS docs state their defaults --------
@@ -191,6 +195,11 @@ def model(kind: str, m: dict, facts: dict, bench: dict) -> dict:
     throttled = dict(m["login_throttled"])
     throttled["write_units"] = max(throttled["write_units"], REFUSED_CONDITIONAL_WRITE_UNITS)
     throttled_ms = network_ms(throttled) + HANDLER_MS
+    # The other grants of the token endpoint (the refresh function): a service's own token,
+    # and a user's token exchanged by a service (its subject token checked once more).
+    cc_ms = cpu_ms(sign_ms, mem["RefreshFunction"]) + network_ms(m["client_credentials"]) + HANDLER_MS
+    exchange_ms = (cpu_ms(sign_ms + bench["verify_ms"], mem["RefreshFunction"]) + network_ms(m["token_exchange"])
+                   + HANDLER_MS)
     rows = {
         "login": per_million(m["login"], login_ms, mem["LoginFunction"], arch, LOG_BYTES_PER_EVENT, login_start),
         "login refused by the per-source limit": per_million(throttled, throttled_ms, mem["LoginFunction"], arch,
@@ -199,6 +208,10 @@ def model(kind: str, m: dict, facts: dict, bench: dict) -> dict:
                                refresh_start),
         "authorizer call": per_million(m["authorizer_request"], authorizer_ms, mem["AuthorizerFunction"], arch, 0),
         "authorizer call (DPoP)": per_million(dpop_request, dpop_ms, mem["AuthorizerFunction"], arch, 0),
+        "client credentials": per_million(m["client_credentials"], cc_ms, mem["RefreshFunction"], arch,
+                                          LOG_BYTES_PER_EVENT, refresh_start),
+        "token exchange": per_million(m["token_exchange"], exchange_ms, mem["RefreshFunction"], arch,
+                                      LOG_BYTES_PER_EVENT, refresh_start),
     }
     # An authorizer call is not an API request of its own (API Gateway bills the request it
     # authorises); the protected API request is billed once, below, per API call.
@@ -243,6 +256,7 @@ def main() -> int:
         "handler_ms": criterion_median_ms("authorizer", "handler_http_api_v2_ES256"),
         "dpop_handler_ms": criterion_median_ms("authorizer", "dpop_cached_token_ES256"),
         "envelope_sign_ms": criterion_median_ms("signing", "es256_envelope_sign_local"),
+        "verify_ms": criterion_median_ms("authorizer", "raw_verify_ES256"),
         "kms_sign_ms": criterion_median_ms("signing", "es256_kms_sign_emulator"),
     }
     latency = {kind: {"login": criterion_median_ms("login", f"login_end_to_end_local_stack_{kind}"),
@@ -270,7 +284,8 @@ def main() -> int:
         "| per million | kms | envelope | kms / envelope |",
         "|---|---|---|---|",
     ]
-    for name in ("login", "refresh", "authorizer call", "authorizer call (DPoP)"):
+    for name in ("login", "refresh", "authorizer call", "authorizer call (DPoP)", "client credentials",
+                 "token exchange"):
         a, b = total(kms["rows"][name]), total(env["rows"][name])
         lines.append(f"| {name} | {money(a)} | {money(b)} | {a / b:.2f} |")
     lines.append(f"| a monthly active user (below) | ${kms['per_mau']:.5f} | ${env['per_mau']:.5f} |"
@@ -291,8 +306,9 @@ def main() -> int:
         "| request | key | AWS calls | round trips | DynamoDB read / write units | KMS requests |",
         "|---|---|---|---|---|---|",
     ]
-    for name in ["login", "login_failed", "login_throttled", "refresh", "authorizer_request", "authorizer_poll",
-                 "login_start", "login_first", "refresh_start", "refresh_first"]:
+    for name in ["login", "login_failed", "login_throttled", "refresh", "client_credentials", "token_exchange",
+                 "authorizer_request", "authorizer_poll", "login_start", "login_first", "refresh_start",
+                 "refresh_first"]:
         for kind in KINDS:
             r = measured["kinds"][kind][name]
             label = name.replace("_", " ").replace(" start", ": instance start").replace(" first", ": first request of an instance")
@@ -430,11 +446,35 @@ def main() -> int:
         f"Per MAU: tokenauth ${kms['per_mau']:.5f} with kms keys ({kms['per_mau'] / lite:.2f} of Cognito Lite),"
         f" ${env['per_mau']:.5f} with envelope keys ({env['per_mau'] / lite:.3f} of it); Cognito Lite ${lite},"
         f" Essentials ${PRICES['cognito_essentials_mau']}. Cognito's price covers more than tokens (hosted UI, MFA,",
-        "federation); ours covers what this service does. Machine-to-machine tokens: Cognito"
-        f" ${PRICES['cognito_m2m_token_request'] * 1e6:.2f} per million token requests as we read its pricing page (one billing",
-        "reference states the rate per thousand: verify) plus a monthly fee per app client, against"
-        f" {money(total(kms['rows']['refresh']))} (kms; kms:Sign is {money(kms['rows']['refresh']['lines']['KMS'])} of it)"
-        f" or {money(refresh_env)} (envelope) per million refreshes here, the nearest operation we have.",
+        "federation); ours covers what this service does.",
+        "",
+        "### Service tokens and token exchange",
+        "",
+        f"Cognito bills machine-to-machine tokens (client credentials) at ${PRICES['cognito_m2m_token_request'] * 1e3:.2f}"
+        f" per thousand token requests (the first tier: {money(PRICES['cognito_m2m_token_request'] * 1e6)} per million)"
+        f" and ${PRICES['cognito_m2m_app_client_month']:.2f} per app client and month; it has no token exchange."
+        " Here a client is one item in the Clients table (no monthly fee beyond DynamoDB storage) and each token is"
+        " the request's own cost:",
+        "",
+        "| per million tokens | kms | envelope | Cognito M2M | Cognito / envelope |",
+        "|---|---|---|---|---|",
+    ]
+    cognito_m2m = PRICES["cognito_m2m_token_request"] * 1e6
+    for name in ("client credentials", "token exchange"):
+        a, b = total(kms["rows"][name]), total(env["rows"][name])
+        cognito = (money(cognito_m2m), f"{cognito_m2m / b:,.0f}") if name == "client credentials" else ("none", "-")
+        lines.append(f"| {name} | {money(a)} | {money(b)} | {cognito[0]} | {cognito[1]} |")
+    services = 20
+    lines += [
+        "",
+        f"{services} services, each asking for a token every 15 minutes (a token cached for its lifetime):"
+        f" {services * 4 * 24 * 30:,} tokens a month; Cognito"
+        f" {money(services * PRICES['cognito_m2m_app_client_month'] + services * 4 * 24 * 30 * PRICES['cognito_m2m_token_request'])}"
+        f" a month, here {money(services * 4 * 24 * 30 * total(env['rows']['client credentials']) / 1e6)} (envelope) or"
+        f" {money(services * 4 * 24 * 30 * total(kms['rows']['client credentials']) / 1e6)} (kms).",
+        "A client-credentials request is the client's read (strongly consistent) and a signature; a token exchange is the"
+        " client's read, then the subject token's liveness (its jti entry, its session, every client of its chain, at"
+        " once), then its account: no write, and one more signature check of the subject token on the CPU.",
         "",
         "## The first limits as traffic grows",
         "",

@@ -13,6 +13,9 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tokenauth::edge::authorizer::Authorizer;
 use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
+use tokenauth::rules::clients::{ClientRecord, ClientSecret, ClientType, GrantType};
+use tokenauth::store::DynamoClients;
+use tokenauth::Config;
 use tokenauth::rules::keys::set::KeyKind;
 use tokenauth::{LoginService, TokenService};
 use tokenauth_tests::capacity::CapacityMeter;
@@ -123,6 +126,29 @@ async fn measure(kind: KeyKind) -> Value {
     assert_eq!(response.status(), 200);
     let refreshed = measured(&clients, &meter, &tables).await;
 
+    // A service's token (client credentials, client_secret_basic), and a user's token
+    // exchanged by a service for another API (token exchange): each as the token endpoint
+    // answers it, the clients registered beforehand.
+    let (service, service_secret) = register_service(&config, &plain, "cost-cc", GrantType::ClientCredentials).await;
+    let (exchanger, exchanger_secret) = register_service(&config, &plain, "cost-te", GrantType::TokenExchange).await;
+    clients.calls.clear();
+    meter.take();
+    let issued = tokenauth::edge::http::token(
+        &refresh,
+        &token_request("grant_type=client_credentials", &service, &service_secret),
+    )
+    .await;
+    assert_eq!(issued.status(), 200, "{:?}", issued.body());
+    let client_credentials = measured(&clients, &meter, &tables).await;
+    let body = format!(
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token={}\
+         &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token",
+        tokens["access_token"].as_str().unwrap()
+    );
+    let exchanged = tokenauth::edge::http::token(&refresh, &token_request(&body, &exchanger, &exchanger_secret)).await;
+    assert_eq!(exchanged.status(), 200, "{:?}", exchanged.body());
+    let token_exchange = measured(&clients, &meter, &tables).await;
+
     // A login refused by the per-source limit: a source whose one login this window is spent.
     let mut one_per_source = config.clone();
     one_per_source.source_limits.login_max = 1;
@@ -190,7 +216,30 @@ async fn measure(kind: KeyKind) -> Value {
         "refresh_start": refresh_start,
         "login_first": login_first,
         "refresh_first": refresh_first,
+        "client_credentials": client_credentials,
+        "token_exchange": token_exchange,
     })
+}
+
+/// A confidential client with `grant`, scope `read`, the deployment's audience, and a
+/// secret: (id, secret).
+async fn register_service(config: &Config, clients: &Clients, prefix: &str, grant: GrantType) -> (String, String) {
+    let id = unique_username(prefix);
+    let secret = ClientSecret::new();
+    let mut client = ClientRecord::public(&id, vec!["read".into()], vec![config.audience.clone()], SystemClock.now());
+    client.client_type = ClientType::Confidential;
+    client.grants = vec![grant];
+    client.rotate_secret(&secret, SystemClock.now(), 0);
+    DynamoClients::new(clients.dynamodb.clone(), &config.clients_table).create(&client).await.unwrap();
+    (id, secret.encode())
+}
+
+/// A token-endpoint request with `body`, the client authenticated by `client_secret_basic`.
+fn token_request(body: &str, client_id: &str, secret: &str) -> lambda_http::Request {
+    let mut event = event("token-client-credentials-basic.json");
+    event["headers"]["authorization"] = basic_authorization(client_id, secret).into();
+    event["body"] = body.into();
+    request_from_event(&event)
 }
 
 #[tokio::test]
