@@ -346,6 +346,40 @@ async fn the_readme_dpop_session_runs_as_written_through_the_gateway() {
     assert_eq!(cnf, format!("{{'jkt': '{jkt}'}}"), "{stdout}");
 }
 
+/// The README's service client: registered by authctl (the test's stack, not make dev's:
+/// its `set -a` line is left out, the stack's variables are this process's), a token by
+/// client credentials, whoami as a service, a wrong secret, a disable.
+#[tokio::test]
+async fn the_readme_service_client_runs_as_written_through_the_gateway() {
+    let script: Vec<String> = readme_block("### A service, as a registered client")
+        .into_iter()
+        .filter(|line| !line.starts_with("set -a"))
+        .collect();
+    let output = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script.join("\n")])
+        .current_dir(repo_root())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the README's service client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let registered: serde_json::Value =
+        serde_json::from_str(stdout.lines().next().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let id = registered["client_id"].as_str().unwrap();
+    assert!(registered["client_secret"].as_str().unwrap().starts_with("tkcs_"), "{stdout}");
+    assert!(stdout.contains(r#""token_type":"Bearer""#) && !stdout.contains("refresh_token"), "{stdout}");
+    assert!(stdout.contains(r#""principal_type":"service""#), "{stdout}");
+    assert!(stdout.contains(&format!(r#""sub":"{id}""#)), "whoami names the service: {stdout}");
+    let statuses: Vec<&str> = stdout.lines().filter(|l| l.starts_with("HTTP/1.1")).map(str::trim).collect();
+    assert_eq!(statuses, ["HTTP/1.1 401 Unauthorized"], "{stdout}");
+    assert!(stdout.to_ascii_lowercase().contains("www-authenticate: basic"), "{stdout}");
+    assert_eq!(stdout.matches(r#""error":"invalid_client""#).count(), 2, "wrong secret, then disabled: {stdout}");
+}
+
 #[tokio::test]
 async fn the_readme_session_runs_as_written_through_the_gateway() {
     ensure_demo_user().await;
