@@ -21,13 +21,9 @@ use crate::platform::config::Config;
 use crate::rules::clients::{ClientRecord, GrantType};
 use crate::rules::grants::{check_token_types, exchange_actor, exchanged_scope, service_scope, Grant, GrantRefusal};
 use crate::rules::keys::Signer;
-use crate::rules::polled::Freshness;
 use crate::rules::scope::Scope;
 use crate::rules::token::{AccessOnlyGrant, AccessTokenIssuer, TokenResponse};
-use crate::rules::verify::{Audiences, Verifier};
 use crate::services::client_auth::ClientAuthenticator;
-use crate::services::keys::authenticated::AuthenticatedKeys;
-use crate::services::keys::live::stale_key_set;
 use crate::services::keys::KeyRing;
 use crate::services::liveness::TokenLiveness;
 use crate::services::token_endpoint::{ClientCredentialsRequest, ExchangeRequest};
@@ -66,13 +62,7 @@ impl GrantService {
         clock: Arc<dyn Clock>,
         clients: ClientAuthenticator,
     ) -> Self {
-        let verifier = Arc::new(super::verifier_accepting(config, Audiences::Any));
-        let keys = KeyRing::new(
-            AuthenticatedKeys::from_config(config, dynamodb.clone(), kms),
-            verifier,
-            config.key_reload,
-            config.key_set_max_staleness(),
-        );
+        let keys = KeyRing::for_any_audience(config, dynamodb.clone(), kms);
         Self {
             issuer: super::issuer_for(signer, config),
             keys,
@@ -147,7 +137,8 @@ impl GrantService {
             .ok_or_else(|| refuse(GrantRefusal::Target))?;
         let now = self.clock.now();
         let subject = self
-            .verifier(now)
+            .keys
+            .fresh_verifier(now)
             .await?
             .verify(&request.subject_token, now)
             .map_err(|rejection| refuse(GrantRefusal::SubjectInvalid(rejection.class())))?;
@@ -191,16 +182,6 @@ impl GrantService {
             },
         );
         Ok(response)
-    }
-
-    /// The verifier with the key set as of at most `KEY_SET_RELOAD_SECS` ago; a 503 if the
-    /// set could not be read for longer than the staleness bound (a revoked key must not
-    /// vouch for a subject token).
-    async fn verifier(&self, now: u64) -> Result<&Verifier, ApiError> {
-        if self.keys.sync(now).await.freshness == Freshness::Stale {
-            return Err(ApiError::Unavailable(stale_key_set()));
-        }
-        Ok(self.keys.verifier())
     }
 }
 

@@ -18,13 +18,10 @@ use crate::rules::introspection::{
     active_refresh_scope, is_current_and_alive, may_introspect, may_see_access_token, may_see_refresh_token,
     Introspection,
 };
-use crate::rules::polled::Freshness;
 use crate::rules::token::RefreshToken;
 use crate::rules::username::Username;
-use crate::rules::verify::{Audiences, Verifier};
 use crate::services::client_auth::{ClientAuthenticator, ClientCredentials};
-use crate::services::keys::live::stale_key_set;
-use crate::services::keys::{AuthenticatedKeys, KeyRing};
+use crate::services::keys::KeyRing;
 use crate::services::liveness::TokenLiveness;
 use crate::store::{DynamoFamilies, DynamoUsers};
 
@@ -75,12 +72,7 @@ impl IntrospectionService {
         kms: aws_sdk_kms::Client,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let keys = KeyRing::new(
-            AuthenticatedKeys::from_config(config, dynamodb.clone(), kms),
-            Arc::new(crate::services::verifier_accepting(config, Audiences::Any)),
-            config.key_reload,
-            config.key_set_max_staleness(),
-        );
+        let keys = KeyRing::for_any_audience(config, dynamodb.clone(), kms);
         keys.sync(clock.now()).await;
         Self::new(config, dynamodb, keys, clock)
     }
@@ -97,16 +89,6 @@ impl IntrospectionService {
             issuer: config.issuer.clone(),
             clock,
         }
-    }
-
-    /// The verifier with the key set as of at most `KEY_SET_RELOAD_SECS` ago; a 503 if the
-    /// set could not be read for longer than the staleness bound (a revoked key's tokens
-    /// must not be called active).
-    async fn verifier(&self, now: u64) -> Result<&Verifier, ApiError> {
-        if self.keys.sync(now).await.freshness == Freshness::Stale {
-            return Err(ApiError::Unavailable(stale_key_set()));
-        }
-        Ok(self.keys.verifier())
     }
 
     /// RFC 7662 §2.2: the caller, a confidential client, learns whether `request.token` is
@@ -130,7 +112,9 @@ impl IntrospectionService {
 
     /// An access token: verified, visible to `client`, live.
     async fn access_token(&self, client: &ClientRecord, token: &str, now: u64) -> Result<Introspection, ApiError> {
-        let Ok(claims) = self.verifier(now).await?.verify(token, now) else { return Ok(Introspection::inactive()) };
+        let Ok(claims) = self.keys.fresh_verifier(now).await?.verify(token, now) else {
+            return Ok(Introspection::inactive());
+        };
         if !may_see_access_token(client, &claims) || !self.liveness.is_live(&claims).await? {
             return Ok(Introspection::inactive());
         }

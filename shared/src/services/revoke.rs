@@ -13,14 +13,11 @@ use crate::error::{ApiError, DependencyError};
 use crate::platform::audit::{self, Session, SessionEvent};
 use crate::platform::clock::Clock;
 use crate::platform::config::{Config, ReuseScope};
-use crate::rules::polled::Freshness;
 use crate::rules::revoke::{
     bearer_account_holds, bearer_session, classify, cut_off, revoke_all_subject, sid_entry_owed, RevokeTarget,
 };
 use crate::rules::token::{AccessClaims, RefreshToken};
 use crate::rules::username::Username;
-use crate::rules::verify::Verifier;
-use crate::services::keys::live::stale_key_set;
 use crate::services::keys::KeyRing;
 use crate::store::{
     AccountChange, DynamoFamilies, DynamoRevocations, DynamoUsers, FamilyRecord, Revocation, RevocationKind,
@@ -299,16 +296,6 @@ impl RevocationService {
         Self { revoker, keys, clock }
     }
 
-    /// The verifier with the key set as of at most `KEY_SET_RELOAD_SECS` ago; a 503 if the
-    /// set could not be read for longer than the staleness bound (a revoked key must not
-    /// end sessions).
-    async fn verifier(&self, now: u64) -> Result<&Verifier, ApiError> {
-        if self.keys.sync(now).await.freshness == Freshness::Stale {
-            return Err(ApiError::Unavailable(stale_key_set()));
-        }
-        Ok(self.keys.verifier())
-    }
-
     /// RFC 7009: revokes the token if it is one of ours and valid; answers the same for
     /// unknown, expired and malformed tokens (§2.2: "invalid tokens do not cause an error").
     /// A refresh token revokes its family and the family's access tokens (`sid`); an access
@@ -318,7 +305,7 @@ impl RevocationService {
         let now = self.clock.now();
         let target = match RefreshToken::parse(&request.token) {
             Some(refresh) => RevokeTarget::Session(refresh),
-            None => classify(&request.token, self.verifier(now).await?, now),
+            None => classify(&request.token, self.keys.fresh_verifier(now).await?, now),
         };
         match target {
             RevokeTarget::Session(refresh) => {
@@ -341,7 +328,7 @@ impl RevocationService {
     /// `POST /auth/revoke-all`: the bearer token's user loses every session.
     pub async fn revoke_all(&self, bearer: &str, source_ip: Option<&str>) -> Result<usize, ApiError> {
         let now = self.clock.now();
-        let claims = revoke_all_subject(bearer, self.verifier(now).await?, now)?;
+        let claims = revoke_all_subject(bearer, self.keys.fresh_verifier(now).await?, now)?;
         let Some(username) = self.revoker.bearer_account(&claims).await? else {
             audit::session(
                 SessionEvent::RevokedBearer,

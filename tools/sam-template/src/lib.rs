@@ -268,7 +268,15 @@ Resources:
         let tables: Vec<String> = template.tables().unwrap().into_keys().collect();
         assert_eq!(
             tables,
-            ["FAMILIES_TABLE", "KEYS_TABLE", "LIMITS_TABLE", "PROOFS_TABLE", "REVOCATIONS_TABLE", "USERS_TABLE"]
+            [
+                "CLIENTS_TABLE",
+                "FAMILIES_TABLE",
+                "KEYS_TABLE",
+                "LIMITS_TABLE",
+                "PROOFS_TABLE",
+                "REVOCATIONS_TABLE",
+                "USERS_TABLE"
+            ]
         );
         let api = template.http_api().unwrap();
         assert!(api.routes.iter().any(|r| r.key() == "GET /api/whoami" && r.authorizer.is_some()));

@@ -23,7 +23,7 @@ use crate::platform::read_beside::{ReadBeside, ReadCounts, READ_BUDGET};
 use crate::rules::keys::set::{KeyEntry, KeyKind, KeySet};
 use crate::rules::keys::{JwsFuture, Signer, TrustedKey};
 use crate::rules::polled::{Freshness, Polled};
-use crate::rules::verify::Verifier;
+use crate::rules::verify::{Audiences, Verifier};
 
 /// A key of the set as a verifier trusts it. The stored `kid` must be the thumbprint of the
 /// stored public key: a set whose entries disagree with themselves is not used.
@@ -110,6 +110,15 @@ impl KeyRing {
         Self::new(AuthenticatedKeys::from_config(config, dynamodb, kms), verifier, every, max_staleness)
     }
 
+    /// The ring of a function off the hot path that checks tokens of any audience this
+    /// issuer serves (token exchange, introspection): re-read every `KEY_SET_RELOAD_SECS`,
+    /// relied on for the key set's staleness bound.
+    pub fn for_any_audience(config: &Config, dynamodb: aws_sdk_dynamodb::Client, kms: aws_sdk_kms::Client) -> Self {
+        let verifier = Arc::new(crate::services::verifier_accepting(config, Audiences::Any));
+        let keys = AuthenticatedKeys::from_config(config, dynamodb, kms);
+        Self::new(keys, verifier, config.key_reload, config.key_set_max_staleness())
+    }
+
     /// A ring that keeps `verifier` (usually built with no keys) up to date from `keys`,
     /// reading at most once per `every` and never more than once a second (a revocation
     /// poll of 0, every request, does not make the key set a read per request).
@@ -139,6 +148,17 @@ impl KeyRing {
     /// The verifier whose keys this ring keeps.
     pub fn verifier(&self) -> &Arc<Verifier> {
         &self.shared.verifier
+    }
+
+    /// The verifier with the key set as of at most `every` ago, after a reload if one is
+    /// due (waited for); an error if the set could not be read for longer than the
+    /// staleness bound: a key removed meanwhile must not vouch for a token (callers off
+    /// the hot path, answering 503).
+    pub async fn fresh_verifier(&self, now: u64) -> Result<&Verifier, DependencyError> {
+        if self.sync(now).await.freshness == Freshness::Stale {
+            return Err(stale_key_set());
+        }
+        Ok(self.verifier())
     }
 
     /// Reloads the set if the last attempt is `every` old, waiting for that read, and says
