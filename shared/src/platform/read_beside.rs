@@ -28,6 +28,14 @@ use crate::rules::polled::Polled;
 /// dependency adds at most this to a request's latency.
 pub const READ_BUDGET: Duration = Duration::from_millis(25);
 
+/// How long, from its start, a request waits in all for a read whose state it holds is
+/// already past its staleness bound (an instance idle, or frozen, for longer than the
+/// bound): answered from that state it would be refused, so it waits longer than
+/// [`READ_BUDGET`] for the read it started. After a freeze the read may need a new
+/// connection (a TLS handshake to DynamoDB) before its `GetItem` or `Query`, which can
+/// outlast [`READ_BUDGET`] and ends well within this.
+pub const STALE_READ_BUDGET: Duration = Duration::from_millis(250);
+
 /// How long a read may stay under way before it is dropped: the SDK's timeout of two
 /// calls (a signer's key-set read is a `GetItem` and, for a new envelope key, a
 /// `kms:Decrypt`), with two seconds to spare. The SDK normally ends a hung call itself well before; this
@@ -74,6 +82,17 @@ impl Started {
 }
 
 impl ReadBeside {
+    /// Waits until the read under way, if any, has ended or `deadline` has passed; whether
+    /// none is under way then. Starts nothing.
+    pub async fn settled_by(&self, deadline: Instant) -> bool {
+        let under_way =
+            self.last.lock().unwrap_or_else(PoisonError::into_inner).as_ref().filter(|r| running(r)).cloned();
+        match under_way {
+            Some(ended) => Started(ended).ended_by(Some(deadline)).await,
+            None => true,
+        }
+    }
+
     /// Whether a read is under way.
     pub fn in_flight(&self) -> bool {
         self.last.lock().unwrap_or_else(PoisonError::into_inner).as_ref().is_some_and(running)

@@ -121,6 +121,13 @@ impl RevocationFeed {
         let poll = || async move { shared.poll(now).await };
         let counts = ReadCounts { operation: "authorize", failures: "RevocationPollFailures", what: "revocations" };
         self.polls.read_if_due(&self.shared.polled, now, deadline, poll, counts).await;
+        self.shared.polled.freshness(now)
+    }
+
+    /// Waits for the poll under way, if any, until `deadline` at most (starting none), and
+    /// says whether the state may now be used; logs a state that may not.
+    pub async fn settle(&self, now: u64, deadline: Instant) -> Freshness {
+        self.polls.settled_by(deadline).await;
         let freshness = self.shared.polled.freshness(now);
         if freshness == Freshness::Stale {
             tracing::error!(last_success = ?self.shared.polled.last_success(), "revocation state is stale; denying");
@@ -339,6 +346,31 @@ mod tests {
         assert_eq!(feed.sync_until(1_055, budget()).await, Freshness::Fresh, "hangs, within the bound");
         assert!(feed.polling());
         assert_eq!(feed.sync_until(1_061, budget()).await, Freshness::Stale, "fail closed, poll or no poll");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_bound_a_request_may_settle_for_the_poll_it_started_within_a_later_deadline() {
+        // An instance idle for longer than the bound: its held state is stale, its poll
+        // (after a freeze: a new connection) answers after the budget but soon.
+        let slow = Duration::from_millis(80);
+        let (source, feed) =
+            scripted_every(5, vec![Answer::Now(Ok(vec![])), Answer::After(slow, Ok(vec![])), Answer::Never]);
+        assert_eq!(feed.sync(1_000).await, Freshness::Fresh);
+        let asked = Instant::now();
+        assert_eq!(feed.sync_until(1_070, budget()).await, Freshness::Stale, "the budget passed, the state is stale");
+        assert_eq!(feed.settle(1_070, asked + Duration::from_millis(250)).await, Freshness::Fresh, "settled");
+        assert_eq!(asked.elapsed(), slow, "waited for the poll, no longer");
+        assert_eq!(reads(&source).len(), 2, "settling starts no read");
+        // A poll that does not answer: settled for until the later deadline, then refused.
+        let asked = Instant::now();
+        assert_eq!(feed.sync_until(1_140, budget()).await, Freshness::Stale);
+        assert_eq!(feed.settle(1_140, asked + Duration::from_millis(250)).await, Freshness::Stale, "fail closed");
+        assert_eq!(asked.elapsed(), Duration::from_millis(250), "at most the later deadline");
+        // Nothing under way: settling answers at once.
+        wait_until_polled(&feed).await;
+        let asked = Instant::now();
+        assert_eq!(feed.settle(1_140, asked + Duration::from_millis(250)).await, Freshness::Stale);
+        assert_eq!(asked.elapsed(), Duration::ZERO, "no poll under way: no wait");
     }
 
     #[tokio::test(start_paused = true)]

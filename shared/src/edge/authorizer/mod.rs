@@ -47,6 +47,7 @@ use crate::rules::polled::Freshness;
 use crate::rules::routes::{self, PolicyDocument, ResponseStyle};
 use crate::rules::token::AccessClaims;
 use crate::rules::verify::{Rejection, Verifier};
+use crate::services::keys::live::KeySync;
 use crate::services::keys::{AuthenticatedKeys, KeyRing};
 use crate::services::proof_ledger::ProofLedger;
 use crate::services::revocation_feed::RevocationFeed;
@@ -54,7 +55,7 @@ use crate::services::verified_tokens::{token_digest, TokenDigest, VerifiedTokens
 use crate::store::{DynamoProofs, ProofUse};
 use event::{split_arn, Event, Shape};
 
-pub use crate::platform::read_beside::READ_BUDGET;
+pub use crate::platform::read_beside::{READ_BUDGET, STALE_READ_BUDGET};
 
 /// How long a request waits at most for the Proofs table to record its proof. The write
 /// is the one a DPoP request cannot do without (no state held could tell a replay), so it
@@ -281,7 +282,8 @@ impl Authorizer {
         let now = self.clock.now();
         let digest = token_digest(token);
         // Every read this request starts is waited for until here at most, in all.
-        let deadline = Some(Instant::now() + READ_BUDGET);
+        let started = Instant::now();
+        let deadline = Some(started + READ_BUDGET);
         let mut verified = match self.verify(token, &digest, now) {
             Ok(v) => v,
             // Perhaps a key newer than ours: a warm instance reads the set only when invoked,
@@ -303,8 +305,18 @@ impl Authorizer {
             Err(why) => return self.refuse(Some(shape), why),
         };
         {
-            let (keys, revocations) =
+            let generation = self.keys.generation();
+            let (mut keys, mut revocations) =
                 tokio::join!(self.keys.sync_until(now, deadline), self.feed.sync_until(now, deadline));
+            // State past its bound would refuse this request (an instance idle or frozen for
+            // longer than the bound meets it on its first request): wait a little longer for
+            // the reads under way rather than refuse at once.
+            if revocations == Freshness::Stale || keys.freshness == Freshness::Stale {
+                let late = started + STALE_READ_BUDGET;
+                let (key_freshness, settled) = tokio::join!(self.keys.settle(now, late), self.feed.settle(now, late));
+                keys = KeySync { freshness: key_freshness, changed: self.keys.generation() != generation };
+                revocations = settled;
+            }
             if revocations == Freshness::Stale {
                 return self.refuse(Some(shape), Unauthorized::StaleRevocations);
             }
@@ -555,6 +567,61 @@ mod tests {
             });
             self.authorizer.decide(&event.to_string()).await.1
         }
+    }
+
+    /// Revocations that answer (empty) after `delay`.
+    #[derive(Debug)]
+    struct SlowRevocations(Duration);
+
+    impl crate::services::revocation_feed::RevocationSource for SlowRevocations {
+        fn since(&self, _: u64, _: u64) -> crate::services::revocation_feed::SinceFuture<'_> {
+            let delay = self.0;
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                Ok(Vec::new())
+            })
+        }
+    }
+
+    /// An instance last polled at `NOW` and asked at `NOW + 70`, past its 60 s bound (idle,
+    /// or frozen), whose poll answers after `delay`: the outcome of a bearer request, and
+    /// how long it took.
+    async fn idle_instance_outcome(delay: Duration) -> (&'static str, Duration) {
+        let key = LocalSigner::new();
+        let settings = AuthorizerSettings {
+            style: ResponseStyle::Simple,
+            rules: RouteRule::parse_list("$default=").unwrap(),
+            poll_every: Duration::from_secs(5),
+            max_staleness: Duration::from_secs(60),
+            metrics_every: Duration::from_secs(10),
+        };
+        let source = Box::new(SlowRevocations(delay));
+        let feed = RevocationFeed::preloaded(source, &settings, RevocationCache::default(), NOW);
+        let verifier = Arc::new(Verifier::new(vec![key.trusted()], ISS.into(), AUD.into(), 30));
+        let keys = AuthenticatedKeys::new(DynamoKeys::new(dynamodb(), "unused"), kms(), "", "");
+        let day = Duration::from_secs(86_400);
+        let ring = KeyRing::preloaded(keys, verifier, day, day, NOW);
+        let authorizer = Authorizer::new(ring, feed, settings, Arc::new(ManualClock::new(NOW + 70)));
+        let claims = json!({"iss": ISS, "sub": "u", "aud": AUD, "exp": NOW + 900, "iat": NOW + 60, "jti": "j",
+            "client_id": "first-party", "scope": "read", "sid": "s"});
+        let event = json!({
+            "version": "2.0", "type": "REQUEST",
+            "routeArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/$default/GET/api/items",
+            "rawPath": "/api/items", "headers": {"authorization": format!("Bearer {}", key.sign_claims(&claims))},
+        });
+        let asked = Instant::now();
+        let outcome = authorizer.decide(&event.to_string()).await.1;
+        (outcome, asked.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_instance_idle_past_its_bound_waits_a_little_longer_for_its_poll_rather_than_refuse() {
+        // A poll slower than READ_BUDGET (a new connection after a freeze) but within the
+        // later budget: allowed, once the poll has answered.
+        let slow = READ_BUDGET * 3;
+        assert_eq!(idle_instance_outcome(slow).await, ("allow", slow));
+        // A poll that does not answer within it: refused (fail closed) at the later budget.
+        assert_eq!(idle_instance_outcome(STALE_READ_BUDGET * 4).await, ("stale_revocations", STALE_READ_BUDGET));
     }
 
     #[tokio::test]

@@ -179,6 +179,13 @@ impl KeyRing {
         KeySync { freshness: self.freshness(now), changed }
     }
 
+    /// Waits for the reload under way, if any, until `deadline` at most (starting none),
+    /// and says whether the keys held may now be used.
+    pub async fn settle(&self, now: u64, deadline: Instant) -> Freshness {
+        self.reads.settled_by(deadline).await;
+        self.freshness(now)
+    }
+
     /// Whether a reload is under way.
     pub fn reading(&self) -> bool {
         self.reads.in_flight()
