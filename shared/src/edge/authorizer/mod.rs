@@ -348,9 +348,9 @@ impl Authorizer {
         }
         let answer = match (shape, self.settings.style) {
             (Shape::HttpV2, ResponseStyle::Simple) => {
-                Answer::Simple { is_authorized: allowed, context: Some(AuthContext::from(&*verified)) }
+                Answer::Simple { is_authorized: allowed, context: Some(AuthContext::from(verified)) }
             }
-            _ => self.policy(base, method, path, &verified),
+            _ => self.policy(base, method, path, verified),
         };
         (Ok(answer), outcome)
     }
@@ -447,7 +447,7 @@ impl Authorizer {
 
     /// An IAM policy that answers this request as the rules do and allows nothing they deny
     /// on another route (see [`routes::policy`]), with the token's context.
-    fn policy(&self, base: &str, method: &str, path: &str, token: &AccessClaims) -> Answer {
+    fn policy(&self, base: &str, method: &str, path: &str, token: Arc<AccessClaims>) -> Answer {
         Answer::Policy {
             principal_id: token.sub.clone(),
             policy_document: routes::policy(&self.settings.rules, base, method, path, &token.scope),
