@@ -16,10 +16,6 @@ use crate::rules::records::{FamilyRecord, UserRecord};
 use crate::rules::rotation::{follow_account, issued_by, AccountVerdict, Issued};
 use crate::rules::token::{AccessClaims, Actor, Confirmation, RefreshToken};
 
-/// RFC 8414 `introspection_endpoint_auth_methods_supported`: the methods of a confidential
-/// client (never `none`).
-pub const INTROSPECTION_AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "private_key_jwt"];
-
 /// The path of the introspection endpoint under the issuer.
 pub const INTROSPECTION_PATH: &str = "/auth/introspect";
 

@@ -12,7 +12,7 @@ use crate::platform::config::Config;
 use crate::rules::client_assertion::{ASSERTION_SIGNING_ALGS, TOKEN_PATH};
 use crate::rules::clients::GrantType;
 use crate::rules::dpop::DPOP_SIGNING_ALGS;
-use crate::rules::introspection::{INTROSPECTION_AUTH_METHODS, INTROSPECTION_PATH};
+use crate::rules::introspection::INTROSPECTION_PATH;
 use crate::rules::keys::set::KeySet;
 use crate::services::keys::live::trusted_keys;
 use crate::services::keys::AuthenticatedKeys;
@@ -61,8 +61,6 @@ struct Metadata<'a> {
     /// `POST /auth/token`: every grant ([`crate::services::token_endpoint`]).
     token_endpoint: String,
     revocation_endpoint: String,
-    // The introspection endpoint (RFC 7662 §4 `introspection_endpoint` and its auth
-    // methods) goes here.
     /// The token endpoint's grants (RFC names); login takes a username and password in its
     /// own request and is not a grant here.
     grant_types_supported: Vec<&'static str>,
@@ -76,9 +74,10 @@ struct Metadata<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     token_endpoint_auth_signing_alg_values_supported: Option<&'static [&'static str]>,
     revocation_endpoint_auth_methods_supported: [&'static str; 1],
-    /// RFC 7662 introspection, for confidential clients.
+    /// RFC 7662 introspection, for confidential clients: the secret methods, and
+    /// `private_key_jwt` where assertions can be recorded (as at the token endpoint).
     introspection_endpoint: String,
-    introspection_endpoint_auth_methods_supported: [&'static str; 3],
+    introspection_endpoint_auth_methods_supported: Vec<&'static str>,
     /// RFC 9449 §5.1: the proof algorithms login and the token endpoint accept; absent
     /// where DPoP is off (`PROOFS_TABLE` empty), since every proof would be refused there.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -101,11 +100,11 @@ pub fn metadata(issuer: &str, dpop: bool) -> Published {
         revocation_endpoint: format!("{base}/auth/revoke"),
         grant_types_supported: GrantType::ALL.iter().map(|g| g.as_str()).collect(),
         response_types_supported: [],
-        token_endpoint_auth_methods_supported: auth_methods,
+        token_endpoint_auth_methods_supported: auth_methods.clone(),
         token_endpoint_auth_signing_alg_values_supported: dpop.then_some(&ASSERTION_SIGNING_ALGS[..]),
         revocation_endpoint_auth_methods_supported: ["none"],
         introspection_endpoint: format!("{base}{INTROSPECTION_PATH}"),
-        introspection_endpoint_auth_methods_supported: INTROSPECTION_AUTH_METHODS,
+        introspection_endpoint_auth_methods_supported: auth_methods[1..].to_vec(),
         dpop_signing_alg_values_supported: dpop.then_some(&DPOP_SIGNING_ALGS[..]),
     };
     // Serialising a struct of strings cannot fail.
@@ -184,13 +183,18 @@ mod tests {
 
     #[test]
     fn the_metadata_names_introspection_for_confidential_clients() {
-        let doc: serde_json::Value = serde_json::from_str(&metadata("https://auth.example.com/", false).body).unwrap();
-        assert_eq!(doc["introspection_endpoint"], "https://auth.example.com/auth/introspect");
-        assert_eq!(
-            doc["introspection_endpoint_auth_methods_supported"],
-            serde_json::json!(["client_secret_basic", "client_secret_post", "private_key_jwt"]),
-            "never none: a public client may not introspect"
-        );
+        for (proofs, methods) in [
+            (true, serde_json::json!(["client_secret_basic", "client_secret_post", "private_key_jwt"])),
+            (false, serde_json::json!(["client_secret_basic", "client_secret_post"])),
+        ] {
+            let doc: serde_json::Value =
+                serde_json::from_str(&metadata("https://auth.example.com/", proofs).body).unwrap();
+            assert_eq!(doc["introspection_endpoint"], "https://auth.example.com/auth/introspect");
+            assert_eq!(
+                doc["introspection_endpoint_auth_methods_supported"], methods,
+                "never none (a public client may not introspect); private_key_jwt only where assertions are recorded"
+            );
+        }
     }
 
     #[test]
