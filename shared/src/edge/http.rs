@@ -351,14 +351,45 @@ pub fn parse_refresh(request: &Request) -> Result<TokenRequest, ApiError> {
     Ok(TokenRequest { client, grant: GrantRequest::RefreshToken(refresh) })
 }
 
-/// The parameters of a token request (RFC 6749 §3.2), each at most once, empty ones as if
-/// absent (§3.2: "sent without a value MUST be treated as if they were omitted").
+/// The parameters of an OAuth form request (the token endpoint, RFC 6749 §3.2;
+/// introspection, RFC 7662 §2.1), each at most once, empty ones as if absent (§3.2: "sent
+/// without a value MUST be treated as if they were omitted").
 #[derive(Debug, Default)]
-struct TokenParams {
+struct FormParams {
     values: std::collections::HashMap<String, String>,
 }
 
-impl TokenParams {
+impl FormParams {
+    /// Reads a request's body: POST, only `application/x-www-form-urlencoded`, at most
+    /// [`MAX_BODY_BYTES`], UTF-8, no parameter repeated.
+    fn read(request: &Request) -> Result<Self, ApiError> {
+        if request.method() != Method::POST {
+            return Err(ApiError::MethodNotAllowed(Allowed::Post));
+        }
+        let bytes = request.body().as_ref();
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        if !is_form_content_type(request) {
+            return Err(ApiError::InvalidRequest("content type must be application/x-www-form-urlencoded"));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| ApiError::InvalidRequest("body is not UTF-8"))?;
+        Self::parse(text)
+    }
+
+    /// The request's one client authentication method ([`client_credentials`]).
+    fn client(&self, request: &Request) -> Result<ClientCredentials, ApiError> {
+        client_credentials(
+            request,
+            ClientAuthParams {
+                client_id: self.get("client_id"),
+                client_secret: self.get("client_secret"),
+                client_assertion_type: self.get("client_assertion_type"),
+                client_assertion: self.get("client_assertion"),
+            },
+        )
+    }
+
     /// Reads a form body. A repeated name, with or without a value, is `invalid_request`.
     fn parse(text: &str) -> Result<Self, ApiError> {
         let mut values = std::collections::HashMap::new();
@@ -409,18 +440,7 @@ impl TokenParams {
 /// `unsupported_grant_type`) with its parameters, and one client authentication method
 /// ([`client_credentials`]). Unknown parameters are ignored.
 pub fn parse_token_request(request: &Request) -> Result<TokenRequest, ApiError> {
-    if request.method() != Method::POST {
-        return Err(ApiError::MethodNotAllowed(Allowed::Post));
-    }
-    let bytes = request.body().as_ref();
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge);
-    }
-    if !is_form_content_type(request) {
-        return Err(ApiError::InvalidRequest("content type must be application/x-www-form-urlencoded"));
-    }
-    let text = std::str::from_utf8(bytes).map_err(|_| ApiError::InvalidRequest("body is not UTF-8"))?;
-    let params = TokenParams::parse(text)?;
+    let params = FormParams::read(request)?;
     let grant_type = params.get("grant_type").ok_or(ApiError::InvalidRequest("grant_type is required"))?;
     let grant = match GrantType::parse(grant_type).ok_or(ApiError::UnsupportedGrantType)? {
         GrantType::RefreshToken => GrantRequest::RefreshToken(RefreshRequest {
@@ -454,16 +474,7 @@ pub fn parse_token_request(request: &Request) -> Result<TokenRequest, ApiError> 
             })
         }
     };
-    let client = client_credentials(
-        request,
-        ClientAuthParams {
-            client_id: params.get("client_id"),
-            client_secret: params.get("client_secret"),
-            client_assertion_type: params.get("client_assertion_type"),
-            client_assertion: params.get("client_assertion"),
-        },
-    )?;
-    Ok(TokenRequest { client, grant })
+    Ok(TokenRequest { client: params.client(request)?, grant })
 }
 
 #[derive(Deserialize)]
@@ -497,48 +508,18 @@ pub async fn introspect(
     }
 }
 
-#[derive(Deserialize)]
-struct IntrospectBody {
-    token: Option<String>,
-    #[serde(default)]
-    token_type_hint: Option<String>,
-    #[serde(default)]
-    client_id: Option<String>,
-    #[serde(default)]
-    client_secret: Option<String>,
-    #[serde(default)]
-    client_assertion_type: Option<String>,
-    #[serde(default)]
-    client_assertion: Option<String>,
-}
-
-/// Reads an RFC 7662 §2.1 request: a form (only: the RFC's one encoding), `token`
-/// required, and the client's one authentication method ([`client_credentials`]).
+/// Reads an RFC 7662 §2.1 request: a form (only: the RFC's one encoding) read as the token
+/// endpoint's is ([`FormParams`]), `token` required, and the client's one authentication
+/// method ([`client_credentials`]).
 pub fn parse_introspect(request: &Request) -> Result<crate::services::introspection::IntrospectionRequest, ApiError> {
-    let is_form = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
-    if request.method() != Method::POST {
-        return Err(ApiError::MethodNotAllowed(Allowed::Post));
-    }
-    if !is_form {
-        return Err(ApiError::InvalidRequest("content type must be application/x-www-form-urlencoded"));
-    }
-    let (body, _): (IntrospectBody, bool) = json_or_form_body(request)?;
-    let client = client_credentials(
-        request,
-        ClientAuthParams {
-            client_id: body.client_id.as_deref(),
-            client_secret: body.client_secret.as_deref(),
-            client_assertion_type: body.client_assertion_type.as_deref(),
-            client_assertion: body.client_assertion.as_deref(),
-        },
-    )?;
-    let token = body.token.filter(|t| !t.is_empty()).ok_or(ApiError::InvalidRequest("token is required"))?;
-    Ok(crate::services::introspection::IntrospectionRequest { client, token, token_type_hint: body.token_type_hint })
+    let params = FormParams::read(request)?;
+    let client = params.client(request)?;
+    let token = params.required("token", "token is required")?;
+    Ok(crate::services::introspection::IntrospectionRequest {
+        client,
+        token,
+        token_type_hint: params.owned("token_type_hint"),
+    })
 }
 
 /// A JSON or `application/x-www-form-urlencoded` body, and whether it was a form.
