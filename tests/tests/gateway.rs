@@ -298,8 +298,14 @@ async fn ensure_demo_user() {
 /// The first `sh` block of the README section under `heading`, with `GW=` pointing at this
 /// run's gateway and `make` lines left out (`with-stack.sh --gateway` did what they do).
 fn readme_block(heading: &str) -> Vec<String> {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let section = &readme[readme.find(heading).expect("the README section")..];
+    doc_block("README.md", heading)
+}
+
+/// The first `sh` block after `heading` in the document at `path` (from the repository's
+/// root), as [`readme_block`] runs it.
+fn doc_block(path: &str, heading: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_root().join(path)).unwrap();
+    let section = &readme[readme.find(heading).expect("the document's section")..];
     let block = section.split("```sh\n").nth(1).unwrap().split("\n```").next().unwrap();
     let gateway = gateway_client();
     block
@@ -346,12 +352,12 @@ async fn the_readme_dpop_session_runs_as_written_through_the_gateway() {
     assert_eq!(cnf, format!("{{'jkt': '{jkt}'}}"), "{stdout}");
 }
 
-/// The README's service client: registered by authctl (the test's stack, not make dev's:
+/// docs/clients.md's service, end to end: registered by authctl (the test's stack, not make dev's:
 /// its `set -a` line is left out, the stack's variables are this process's), a token by
 /// client credentials, whoami as a service, a wrong secret, a disable.
 #[tokio::test]
-async fn the_readme_service_client_runs_as_written_through_the_gateway() {
-    let script: Vec<String> = readme_block("### A service, as a registered client")
+async fn the_clients_doc_service_runs_as_written_through_the_gateway() {
+    let script: Vec<String> = doc_block("docs/clients.md", "## A service, end to end")
         .into_iter()
         .filter(|line| !line.starts_with("set -a"))
         .collect();
@@ -364,7 +370,7 @@ async fn the_readme_service_client_runs_as_written_through_the_gateway() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "the README's service client failed:\n{stdout}\n{}",
+        "the service of docs/clients.md failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     let registered: serde_json::Value =
