@@ -509,7 +509,7 @@ pub async fn introspect(
 }
 
 /// Reads an RFC 7662 §2.1 request: a form (only: the RFC's one encoding) read as the token
-/// endpoint's is ([`FormParams`]), `token` required, and the client's one authentication
+/// endpoint's is (`FormParams`), `token` required, and the client's one authentication
 /// method ([`client_credentials`]).
 pub fn parse_introspect(request: &Request) -> Result<crate::services::introspection::IntrospectionRequest, ApiError> {
     let params = FormParams::read(request)?;
