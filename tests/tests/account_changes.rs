@@ -296,6 +296,7 @@ async fn a_revocation_entry_that_lands_after_the_authorizer_polled_past_its_stam
         revoked_at_ms: SystemClock.now_ms() - 8_000,
         not_before: None,
         expires_at: now + 3_600,
+        except_sid: None,
     };
     tokenauth::store::DynamoRevocations::new(s.clients.dynamodb.clone(), &s.config.revocations_table)
         .put(&[late])

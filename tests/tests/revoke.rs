@@ -207,6 +207,7 @@ async fn the_denylist_read_spans_every_hour_bucket_between_its_bounds_oldest_fir
         revoked_at_ms,
         not_before: None,
         expires_at: revoked_at_ms / 1000 + 86_400,
+        except_sid: None,
     };
     let written = [
         entry(hour + 10, 0),                    // before the read's start

@@ -80,6 +80,7 @@ fn authorizer_with(key: TrustedKey, now: u64, ledger: Arc<dyn ProofLedger>) -> A
         revoked_at_ms: now * 1000,
         not_before: Some(now),
         expires_at: now + 3600,
+        except_sid: None,
     }));
     // Never contacted: no poll falls due within the run.
     let dynamodb = tokenauth::platform::aws::unreachable::dynamodb();

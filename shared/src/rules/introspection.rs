@@ -216,6 +216,10 @@ mod tests {
             not_before: 0,
             jkt: None,
             bound_since: None,
+            device_name: None,
+            network: None,
+            user_agent: None,
+            kept: None,
         }
     }
 

@@ -132,6 +132,10 @@ pub fn new_family(
         not_before: user.not_before,
         jkt: bound_to.map(str::to_owned),
         bound_since: bound_to.map(|_| 0),
+        device_name: None,
+        network: None,
+        user_agent: None,
+        kept: None,
     }
 }
 

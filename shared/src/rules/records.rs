@@ -98,6 +98,34 @@ pub struct FamilyRecord {
     /// (a rotated one is reuse) rather than asked for the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bound_since: Option<u32>,
+    /// A name the user gave the device at login ("Ana's phone"), shown in their list of
+    /// sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
+    /// The network the session was last used from (login or refresh), coarse: an IPv4 /24
+    /// or an IPv6 /48, never the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The user-agent family the session was last used from ("okhttp", "Safari"), never the
+    /// whole header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Set when an account change that ended every other session kept this one (a
+    /// password change, "sign out everywhere else"): the session's tokens stay held to
+    /// their earlier cut-off while the account is at that change's version
+    /// ([`crate::rules::sessions::session_cut_off`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<KeptThrough>,
+}
+
+/// How a session outlived an account change that ended the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptThrough {
+    /// The account version the change wrote.
+    pub version: u64,
+    /// The cut-off the session's access tokens stay held to (the one in force for it
+    /// before the change), Unix seconds.
+    pub since: u64,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -153,6 +181,9 @@ pub enum UserStatus {
     Active,
     /// May not log in; answers like a wrong password.
     Disabled,
+    /// Being erased ([`AccountChange::Delete`]): no login, no session; the item goes once
+    /// everything that names the person is gone.
+    Deleted,
 }
 
 /// An account.
@@ -160,7 +191,8 @@ pub enum UserStatus {
 pub struct UserRecord {
     /// Stable, random user id: the `sub` claim.
     pub user_id: String,
-    /// argon2id PHC string.
+    /// argon2id PHC string; empty once the account is being deleted.
+    #[serde(default)]
     pub password_hash: String,
     /// Scopes the user may be granted.
     pub scopes: Vec<String>,
@@ -189,6 +221,29 @@ impl UserRecord {
         Scope::from_tokens(self.scopes.iter().cloned())
     }
 
+    /// The account as `change` leaves it, decided on this one as read: the next version,
+    /// the next sessions epoch if the change ends sessions, the cut-off raised to
+    /// `not_before` (never lowered).
+    pub fn after(&self, change: &AccountChange, not_before: u64) -> UserRecord {
+        let mut next = self.clone();
+        next.version += 1;
+        next.not_before = next.not_before.max(not_before);
+        if change.ends_sessions() {
+            next.sessions_epoch += 1;
+        }
+        match change {
+            AccountChange::SetScopes(scopes) => next.scopes.clone_from(scopes),
+            AccountChange::Disable => next.status = UserStatus::Disabled,
+            AccountChange::EndSessions => {}
+            AccountChange::SetPassword(hash) => next.password_hash.clone_from(hash),
+            AccountChange::Delete => {
+                next.status = UserStatus::Deleted;
+                next.password_hash.clear();
+            }
+        }
+        next
+    }
+
     /// A new active account.
     pub fn new(user_id: String, password_hash: String, scopes: Vec<String>, created_at: u64) -> Self {
         Self {
@@ -205,7 +260,7 @@ impl UserRecord {
 }
 
 /// An account change that every session of the account must follow.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum AccountChange {
     /// New scopes: sessions narrow to them at their next refresh; live access tokens end.
     SetScopes(Vec<String>),
@@ -213,12 +268,30 @@ pub enum AccountChange {
     Disable,
     /// Every session and access token ends; the account stays usable (revoke-all, reuse).
     EndSessions,
+    /// A new password (its argon2id PHC string): every session and access token ends (but
+    /// the one a change by the user keeps).
+    SetPassword(String),
+    /// The account is erased: every session and access token ends, no login; the
+    /// password hash goes at once, the item once the rest is gone.
+    Delete,
 }
 
 impl AccountChange {
     /// Whether the change ends every session (a new sessions epoch).
     pub fn ends_sessions(&self) -> bool {
-        matches!(self, Self::Disable | Self::EndSessions)
+        !matches!(self, Self::SetScopes(_))
+    }
+}
+
+impl std::fmt::Debug for AccountChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SetScopes(scopes) => f.debug_tuple("SetScopes").field(scopes).finish(),
+            Self::Disable => f.write_str("Disable"),
+            Self::EndSessions => f.write_str("EndSessions"),
+            Self::SetPassword(_) => f.write_str("SetPassword(<redacted>)"),
+            Self::Delete => f.write_str("Delete"),
+        }
     }
 }
 
@@ -277,4 +350,8 @@ pub struct Revocation {
     pub not_before: Option<u64>,
     /// TTL, Unix seconds: after this no token the entry covers can be valid.
     pub expires_at: u64,
+    /// For `User`: the one session whose tokens the cut-off spares (the caller's, in a
+    /// password change or "sign out everywhere else").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub except_sid: Option<String>,
 }

@@ -13,20 +13,39 @@ pub struct RevocationCache {
     jti: HashMap<String, u64>,
     sid: HashMap<String, u64>,
     users: HashMap<String, (u64, u64)>,
+    /// Users' cut-offs that spare one session each (a password change, "sign out
+    /// everywhere else"): `(not_before, spared sid, expires_at)`, a few per user at most.
+    users_but: HashMap<String, Vec<(u64, String, u64)>>,
     clients: HashMap<String, (u64, u64)>,
 }
 
 /// Keeps the later cut-off and the later expiry of two entries for one user or client.
 fn raise(cutoffs: &mut HashMap<String, (u64, u64)>, e: Revocation) {
-    let not_before = e.not_before.unwrap_or(e.revoked_at_ms / 1000 + 1);
+    let not_before = cut_off_of(&e);
     let entry = cutoffs.entry(e.subject).or_insert((0, 0));
     *entry = (entry.0.max(not_before), entry.1.max(e.expires_at));
+}
+
+fn cut_off_of(e: &Revocation) -> u64 {
+    e.not_before.unwrap_or(e.revoked_at_ms / 1000 + 1)
+}
+
+/// Adds a user's cut-off that spares one session. Two such entries of one user do not
+/// merge (each spares its own session); one that a later cut-off of the same session
+/// covers adds nothing.
+fn spare(cutoffs: &mut HashMap<String, Vec<(u64, String, u64)>>, mut e: Revocation, spared: String) {
+    let not_before = cut_off_of(&e);
+    let entries = cutoffs.entry(std::mem::take(&mut e.subject)).or_default();
+    match entries.iter_mut().find(|(_, sid, _)| *sid == spared) {
+        Some(held) => *held = (held.0.max(not_before), spared, held.2.max(e.expires_at)),
+        None => entries.push((not_before, spared, e.expires_at)),
+    }
 }
 
 impl RevocationCache {
     /// Adds entries (idempotent).
     pub fn apply(&mut self, entries: impl IntoIterator<Item = Revocation>) {
-        for e in entries {
+        for mut e in entries {
             match e.kind {
                 RevocationKind::Jti => {
                     self.jti.insert(e.subject, e.expires_at);
@@ -34,7 +53,10 @@ impl RevocationCache {
                 RevocationKind::Sid => {
                     self.sid.insert(e.subject, e.expires_at);
                 }
-                RevocationKind::User => raise(&mut self.users, e),
+                RevocationKind::User => match e.except_sid.take() {
+                    Some(spared) => spare(&mut self.users_but, e, spared),
+                    None => raise(&mut self.users, e),
+                },
                 RevocationKind::Client => raise(&mut self.clients, e),
             }
         }
@@ -48,6 +70,12 @@ impl RevocationCache {
         self.jti.contains_key(&token.jti)
             || token.sid.as_ref().is_some_and(|sid| self.sid.contains_key(sid))
             || cut_off(&self.users, &token.sub)
+            || (!self.users_but.is_empty()
+                && self.users_but.get(&token.sub).is_some_and(|entries| {
+                    entries.iter().any(|(not_before, spared, _)| {
+                        token.iat < *not_before && token.sid.as_deref() != Some(spared.as_str())
+                    })
+                }))
             || (!self.clients.is_empty()
                 && (cut_off(&self.clients, &token.client_id)
                     || token.act.as_ref().is_some_and(|act| act.chain().any(|a| cut_off(&self.clients, &a.sub)))))
@@ -58,12 +86,20 @@ impl RevocationCache {
         self.jti.retain(|_, exp| *exp > now);
         self.sid.retain(|_, exp| *exp > now);
         self.users.retain(|_, (_, exp)| *exp > now);
+        self.users_but.retain(|_, entries| {
+            entries.retain(|(_, _, exp)| *exp > now);
+            !entries.is_empty()
+        });
         self.clients.retain(|_, (_, exp)| *exp > now);
     }
 
     /// Number of entries held.
     pub fn len(&self) -> usize {
-        self.jti.len() + self.sid.len() + self.users.len() + self.clients.len()
+        self.jti.len()
+            + self.sid.len()
+            + self.users.len()
+            + self.users_but.values().map(Vec::len).sum::<usize>()
+            + self.clients.len()
     }
 
     /// Whether no entry is held.
@@ -94,7 +130,34 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn entry(kind: RevocationKind, subject: &str, not_before: Option<u64>, expires_at: u64) -> Revocation {
-        Revocation { kind, subject: subject.into(), revoked_at_ms: 1_000_000, not_before, expires_at }
+        Revocation { kind, subject: subject.into(), revoked_at_ms: 1_000_000, not_before, expires_at, except_sid: None }
+    }
+
+    #[test]
+    fn a_cut_off_that_spares_one_session_covers_every_other_session_of_the_user() {
+        let mut cache = RevocationCache::default();
+        let spare = |sid: &str, not_before| Revocation {
+            except_sid: Some(sid.into()),
+            ..entry(RevocationKind::User, "u1", Some(not_before), 2000)
+        };
+        cache.apply([spare("kept", 1000)]);
+        assert!(cache.is_revoked(&token("j", "other", "u1", 999)), "another session, issued before");
+        assert!(!cache.is_revoked(&token("j", "other", "u1", 1000)), "issued after the cut-off");
+        assert!(!cache.is_revoked(&token("j", "kept", "u1", 999)), "the spared session");
+        assert!(!cache.is_revoked(&token("j", "other", "u2", 999)), "another user");
+        // A later change kept another session: the first one is no longer spared by it.
+        cache.apply([spare("second", 1100)]);
+        assert!(cache.is_revoked(&token("j", "kept", "u1", 1050)));
+        assert!(!cache.is_revoked(&token("j", "second", "u1", 1050)));
+        assert!(cache.is_revoked(&token("j", "second", "u1", 999)), "the first entry did not spare it");
+        // A cut-off that spares nothing covers the kept sessions too.
+        cache.apply([entry(RevocationKind::User, "u1", Some(900), 2000)]);
+        assert!(cache.is_revoked(&token("j", "kept", "u1", 899)));
+        // Applying an entry twice changes nothing; expiry prunes them.
+        cache.apply([spare("kept", 1000)]);
+        assert_eq!(cache.len(), 3);
+        cache.prune(2000);
+        assert!(cache.is_empty());
     }
 
     #[test]

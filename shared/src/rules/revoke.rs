@@ -6,6 +6,7 @@
 use crate::error::ApiError;
 use crate::rules::records::{FamilyRecord, FamilyStatus, UserRecord};
 use crate::rules::rotation::{issued_by, Issued};
+use crate::rules::sessions::session_cut_off;
 use crate::rules::token::{AccessClaims, RefreshToken};
 use crate::rules::username::Username;
 use crate::rules::verify::Verifier;
@@ -80,9 +81,10 @@ pub fn bearer_session(claims: &AccessClaims, family: Option<&FamilyRecord>, jti_
 }
 
 /// Revoke-all's second check: the account is still the token's subject's, and the token
-/// was issued at or after the account's cut-off.
-pub fn bearer_account_holds(claims: &AccessClaims, user: Option<&UserRecord>) -> bool {
-    user.is_some_and(|u| u.user_id == claims.sub && claims.iat >= u.not_before)
+/// was issued at or after the cut-off its session is held to (the account's, or an earlier
+/// one for a session the account's latest change kept: [`session_cut_off`]).
+pub fn bearer_account_holds(claims: &AccessClaims, family: &FamilyRecord, user: Option<&UserRecord>) -> bool {
+    user.is_some_and(|u| u.user_id == claims.sub && claims.iat >= session_cut_off(family, u))
 }
 
 #[cfg(test)]

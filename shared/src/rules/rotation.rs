@@ -342,6 +342,10 @@ mod tests {
             not_before: 500,
             jkt: None,
             bound_since: None,
+            device_name: None,
+            network: None,
+            user_agent: None,
+            kept: None,
         }
     }
 

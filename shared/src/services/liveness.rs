@@ -57,8 +57,9 @@ impl TokenLiveness {
             // No session: a service's own token, whose client was just checked.
             return Ok(claims.is_service());
         };
-        let Some(username) = bearer_session(claims, family.as_ref(), false) else { return Ok(false) };
+        let Some(family) = family else { return Ok(false) };
+        let Some(username) = bearer_session(claims, Some(&family), false) else { return Ok(false) };
         let user = self.users.get(&username).await?;
-        Ok(bearer_account_holds(claims, user.as_ref()))
+        Ok(bearer_account_holds(claims, &family, user.as_ref()))
     }
 }

@@ -82,6 +82,7 @@ impl Revoker {
             revoked_at_ms: self.clock.now_ms(),
             not_before,
             expires_at: self.clock.now() + self.lifetime_secs,
+            except_sid: None,
         }
     }
 
@@ -242,9 +243,10 @@ impl Revoker {
         let Some(sid) = claims.sid.as_deref() else { return Ok(None) };
         let (family, jti_revoked) =
             tokio::try_join!(self.families.get(sid), self.revocations.is_jti_revoked(&claims.jti))?;
-        let Some(username) = bearer_session(claims, family.as_ref(), jti_revoked) else { return Ok(None) };
+        let Some(family) = family else { return Ok(None) };
+        let Some(username) = bearer_session(claims, Some(&family), jti_revoked) else { return Ok(None) };
         let user = self.users.get(&username).await?;
-        Ok(bearer_account_holds(claims, user.as_ref()).then_some(username))
+        Ok(bearer_account_holds(claims, &family, user.as_ref()).then_some(username))
     }
 }
 

@@ -21,7 +21,7 @@ use super::is_conditional_check_failed;
 use super::schema::{FAMILIES_BY_USER_INDEX, FAMILIES_BY_USER_PARTITION_KEY, FAMILIES_PARTITION_KEY};
 use crate::error::DependencyError;
 use crate::platform::retry;
-use crate::rules::records::{AccountState, FamilyRecord, HISTORY_SLOTS};
+use crate::rules::records::{AccountState, FamilyRecord, KeptThrough, HISTORY_SLOTS};
 
 /// The cancellation reasons of a transaction that DynamoDB refused for throughput, not for
 /// a condition or a conflict: the transaction is throttled.
@@ -111,6 +111,19 @@ impl AccountGuard<'_> {
             .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
         Ok(TransactWriteItem::builder().condition_check(check).build())
     }
+}
+
+/// How an account change decided on the account as read ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountCommit {
+    /// Written.
+    Done,
+    /// The account is no longer as read (another change, another password): nothing was
+    /// written.
+    AccountMoved,
+    /// The session to keep is no longer as read (ended, expired, rotated into another
+    /// epoch): nothing was written.
+    SessionEnded,
 }
 
 /// How a conditioned family write ended.
@@ -453,6 +466,144 @@ impl DynamoFamilies {
                     Err(DependencyError::dynamodb("UpdateItem", e))
                 }
             })
+    }
+
+    /// The kept session's part of an account change decided on the account as read
+    /// ([`crate::store::DynamoUsers::change_as_read`]): the family as read (`family`) is
+    /// carried into the account's new version and sessions epoch, following it
+    /// (`state`), and remembers the cut-off its tokens stay held to (`kept`). Conditioned on
+    /// the family being as read (active, of the old epoch and version, alive at `now`).
+    pub fn keep_through(
+        &self,
+        family: &FamilyRecord,
+        next_epoch: u64,
+        state: &AccountState,
+        kept: KeptThrough,
+        now: u64,
+    ) -> Result<TransactWriteItem, DependencyError> {
+        let kept = serde_dynamo::to_attribute_value::<_, AttributeValue>(kept)
+            .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(FAMILIES_PARTITION_KEY, s(&family.family_id))
+            .update_expression(
+                "SET user_version = :uv, sessions_epoch = :epoch, not_before = :nb, scopes = :scopes, kept = :kept",
+            )
+            .condition_expression(
+                "#status = :active AND user_id = :uid AND sessions_epoch = :old_epoch \
+                 AND user_version = :old_uv AND expires_at > :now AND idle_expires_at > :now",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":uid", s(&family.user_id))
+            .expression_attribute_values(":old_epoch", n(family.sessions_epoch))
+            .expression_attribute_values(":old_uv", n(family.user_version))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":uv", n(state.user_version))
+            .expression_attribute_values(":epoch", n(next_epoch))
+            .expression_attribute_values(":nb", n(state.not_before))
+            .expression_attribute_values(":scopes", AttributeValue::L(state.scopes.iter().map(|x| s(x)).collect()))
+            .expression_attribute_values(":kept", kept)
+            .build()
+            .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Commits an account change decided on the account as read: the profile's part first,
+    /// then the kept session's, if any, in one transaction.
+    pub async fn commit_account_change(
+        &self,
+        profile: TransactWriteItem,
+        kept: Option<TransactWriteItem>,
+    ) -> Result<AccountCommit, DependencyError> {
+        let items: Vec<TransactWriteItem> = std::iter::once(profile).chain(kept).collect();
+        match self.transact(items).await? {
+            Transacted::Done => Ok(AccountCommit::Done),
+            Transacted::Cancelled(reasons) if failed(&reasons, 0) => Ok(AccountCommit::AccountMoved),
+            Transacted::Cancelled(_) => Ok(AccountCommit::SessionEnded),
+        }
+    }
+
+    /// Reads families by id (strongly consistent; BatchGetItem, 100 at a time, unprocessed
+    /// keys asked again). Ids that name no family are left out.
+    pub async fn get_many(&self, family_ids: &[String]) -> Result<Vec<FamilyRecord>, DependencyError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut families = Vec::with_capacity(family_ids.len());
+        for chunk in family_ids.chunks(100) {
+            let keys: Vec<HashMap<String, AttributeValue>> =
+                chunk.iter().map(|id| HashMap::from([(FAMILIES_PARTITION_KEY.to_owned(), s(id))])).collect();
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| DependencyError::Corrupt(e.to_string()))?,
+            );
+            let mut attempt = 0;
+            while let Some(request) = pending.take() {
+                retry::backoff(attempt).await;
+                attempt += 1;
+                if attempt > retry::ATTEMPTS + 2 {
+                    return Err(DependencyError::DynamoDb {
+                        operation: "BatchGetItem",
+                        message: "keys left unprocessed".into(),
+                    });
+                }
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| DependencyError::dynamodb("BatchGetItem", e))?;
+                for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                    families.push(record(item)?);
+                }
+                pending = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys.is_empty());
+            }
+        }
+        Ok(families)
+    }
+
+    /// Deletes a family (an account's erasure): its refresh tokens are unknown from now on.
+    pub async fn delete(&self, family_id: &str) -> Result<(), DependencyError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(FAMILIES_PARTITION_KEY, s(family_id))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| DependencyError::dynamodb("DeleteItem", e))
+    }
+
+    /// Ids of a user's most recent families (the `by_user` index, newest login first), at
+    /// most `limit`.
+    pub async fn recent_family_ids_of_user(&self, user_id: &str, limit: usize) -> Result<Vec<String>, DependencyError> {
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(FAMILIES_BY_USER_INDEX)
+            .key_condition_expression("#u = :u")
+            .expression_attribute_names("#u", FAMILIES_BY_USER_PARTITION_KEY)
+            .expression_attribute_values(":u", s(user_id))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .into_paginator()
+            .items()
+            .send();
+        let mut ids = Vec::new();
+        while ids.len() < limit {
+            match items.next().await {
+                Some(item) => {
+                    let item = item.map_err(|e| DependencyError::dynamodb("Query", e))?;
+                    ids.extend(item.get(FAMILIES_PARTITION_KEY).and_then(|id| id.as_s().ok()).cloned());
+                }
+                None => break,
+            }
+        }
+        Ok(ids)
     }
 
     /// Ids of every family of a user (the `by_user` index), all pages.

@@ -14,7 +14,7 @@ mod revocations;
 mod users;
 
 pub use clients::{ClientWriteError, DynamoClients};
-pub use families::{AccountGuard, DynamoFamilies, Guarded, RotateOutcome, Rotation};
+pub use families::{AccountCommit, AccountGuard, DynamoFamilies, Guarded, RotateOutcome, Rotation};
 pub use keys::{DynamoKeys, StoredKeySet};
 pub use limits::{DynamoLimits, LimitFailure};
 pub use proofs::{DynamoProofs, ProofUse};
@@ -24,8 +24,8 @@ pub use users::{AttemptCounter, DynamoUsers, LoginFailures, UserWriteError};
 /// The records these repositories read and write (defined with the rules that decide
 /// over them).
 pub use crate::rules::records::{
-    AccountChange, AccountState, FamilyRecord, FamilyStatus, Revocation, RevocationKind, UserRecord, UserStatus,
-    HISTORY_SLOTS,
+    AccountChange, AccountState, FamilyRecord, FamilyStatus, KeptThrough, Revocation, RevocationKind, UserRecord,
+    UserStatus, HISTORY_SLOTS,
 };
 
 /// Table layouts the code relies on. `infra/template.yaml` must declare the same keys,

@@ -419,9 +419,22 @@ impl DynamoUsers {
                         .expression_attribute_values(":disabled", AttributeValue::S("disabled".into()));
                 }
                 AccountChange::EndSessions => {}
+                AccountChange::SetPassword(hash) => {
+                    set.push("password_hash = :hash");
+                    request = request.expression_attribute_values(":hash", AttributeValue::S(hash.clone()));
+                }
+                AccountChange::Delete => {
+                    set.push("#status = :deleted");
+                    request = request
+                        .expression_attribute_names("#status", "status")
+                        .expression_attribute_values(":deleted", AttributeValue::S("deleted".into()));
+                }
             }
             let add = if change.ends_sessions() { "ADD version :one, sessions_epoch :one" } else { "ADD version :one" };
-            let update = if set.is_empty() { add.to_owned() } else { format!("SET {} {add}", set.join(", ")) };
+            let mut update = if set.is_empty() { add.to_owned() } else { format!("SET {} {add}", set.join(", ")) };
+            if matches!(change, AccountChange::Delete) {
+                update.push_str(" REMOVE password_hash");
+            }
             let condition = if raise_cut_off {
                 request = request.expression_attribute_values(":nb", n(not_before));
                 "attribute_exists(#pk) AND (attribute_not_exists(not_before) OR not_before < :nb)"
@@ -439,6 +452,121 @@ impl DynamoUsers {
             }
         }
         Err(UserWriteError::NotFound)
+    }
+}
+
+impl DynamoUsers {
+    /// The profile's part of an account change decided on the account as read (`read`,
+    /// which becomes `next`): absolute values, conditioned on the account still being that
+    /// one (its `user_id`), at that version and active, and, with `password_hash`, still
+    /// having the hash the caller's password was verified against. For a transaction
+    /// ([`crate::store::DynamoFamilies::commit_account_change`]).
+    pub fn change_as_read(
+        &self,
+        username: &Username,
+        read: &UserRecord,
+        next: &UserRecord,
+        password_hash: Option<&str>,
+    ) -> Result<TransactWriteItem, DependencyError> {
+        let mut condition = if read.version == 0 {
+            "#uid = :uid AND #status = :active AND (attribute_not_exists(version) OR version = :v)".to_owned()
+        } else {
+            "#uid = :uid AND #status = :active AND version = :v".to_owned()
+        };
+        let scopes = AttributeValue::L(next.scopes.iter().cloned().map(AttributeValue::S).collect());
+        let status = serde_dynamo::to_attribute_value::<_, AttributeValue>(next.status)
+            .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(username, PROFILE)))
+            .expression_attribute_names("#uid", "user_id")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":uid", AttributeValue::S(read.user_id.clone()))
+            .expression_attribute_values(":active", AttributeValue::S("active".into()))
+            .expression_attribute_values(":v", n(read.version))
+            .expression_attribute_values(":next_v", n(next.version))
+            .expression_attribute_values(":epoch", n(next.sessions_epoch))
+            .expression_attribute_values(":nb", n(next.not_before))
+            .expression_attribute_values(":scopes", scopes)
+            .expression_attribute_values(":next_status", status);
+        let set = "SET version = :next_v, sessions_epoch = :epoch, not_before = :nb, scopes = :scopes, \
+                   #status = :next_status";
+        let expression = if next.password_hash.is_empty() {
+            format!("{set} REMOVE password_hash")
+        } else {
+            update = update.expression_attribute_values(":hash", AttributeValue::S(next.password_hash.clone()));
+            format!("{set}, password_hash = :hash")
+        };
+        if let Some(verified) = password_hash {
+            condition.push_str(" AND password_hash = :verified");
+            update = update.expression_attribute_values(":verified", AttributeValue::S(verified.to_owned()));
+        }
+        let update = update
+            .update_expression(expression)
+            .condition_expression(condition)
+            .build()
+            .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Erases what the Users table holds under `username` for the account `user_id`, once
+    /// that account is marked deleted ([`AccountChange::Delete`]): its failed-login counter
+    /// and devices, then the profile itself (only if it is still that account, deleted).
+    /// Returns whether the profile is gone; safe to repeat.
+    pub async fn erase(&self, username: &Username, user_id: &str) -> Result<bool, UserWriteError> {
+        use futures_util::StreamExt as _;
+        let items: Vec<HashMap<String, AttributeValue>> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", AttributeValue::S(username.as_str().to_owned()))
+            .projection_expression("#pk, #sk")
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| DependencyError::dynamodb("Query", e))?;
+        let others =
+            items.into_iter().filter(|i| i.get(SK).and_then(|v| v.as_s().ok()).is_some_and(|sk| sk != PROFILE));
+        let delete = |item: HashMap<String, AttributeValue>| async move {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(item))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| DependencyError::dynamodb("DeleteItem", e))
+        };
+        futures_util::stream::iter(others)
+            .map(delete)
+            .buffer_unordered(DEVICE_EXPIRY_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, DependencyError>>()?;
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(username, PROFILE)))
+            .condition_expression("#uid = :uid AND #status = :deleted")
+            .expression_attribute_names("#uid", "user_id")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":uid", AttributeValue::S(user_id.to_owned()))
+            .expression_attribute_values(":deleted", AttributeValue::S("deleted".into()))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_check_failed(&e) => Ok(false),
+            Err(e) => Err(DependencyError::dynamodb("DeleteItem", e).into()),
+        }
     }
 }
 
