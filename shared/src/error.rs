@@ -86,6 +86,11 @@ pub enum ApiError {
     /// client may not ask tokens for.
     #[error("invalid target")]
     InvalidTarget,
+    /// 401 `invalid_grant`: the password an account change asked for is not the
+    /// account's (`POST /auth/password`, `DELETE /auth/account`). The caller is known, so
+    /// unlike login's the body says which credential was wrong.
+    #[error("wrong password")]
+    WrongPassword,
     /// 401 `invalid_token` with `WWW-Authenticate: Bearer`: missing or invalid bearer token.
     #[error("invalid bearer token")]
     InvalidToken,
@@ -114,6 +119,10 @@ pub enum Allowed {
     Post,
     /// The JWKS and the metadata.
     Get,
+    /// `DELETE /auth/account` and `DELETE /auth/sessions/{sid}`.
+    Delete,
+    /// `/auth/sessions`: read them, or end every other.
+    GetOrDelete,
 }
 
 /// A failure of a dependency (DynamoDB, KMS). Logged, never shown to the client.

@@ -33,6 +33,7 @@ pub use platform::audit::RequestMeta;
 pub use platform::clock::{Clock, SystemClock};
 pub use platform::config::Config;
 pub use rules::token::TokenResponse;
+pub use services::account::AccountService;
 pub use services::introspection::{IntrospectionRequest, IntrospectionService};
 pub use services::login::{LoginRequest, LoginService};
 pub use services::refresh::{RefreshRequest, RefreshService};

@@ -557,6 +557,15 @@ fn json_body<T: for<'de> Deserialize<'de>>(request: &Request, wrong_type: &'stat
     if request.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed(Allowed::Post));
     }
+    json_object(request, wrong_type)
+}
+
+/// Reads a body that must be one JSON object (`application/json`, at most
+/// [`MAX_BODY_BYTES`], UTF-8), whatever the method.
+pub(crate) fn json_object<T: for<'de> Deserialize<'de>>(
+    request: &Request,
+    wrong_type: &'static str,
+) -> Result<T, ApiError> {
     let bytes = request.body().as_ref();
     if bytes.len() > MAX_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge);
@@ -629,6 +638,12 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
         ApiError::MethodNotAllowed(Allowed::Get) => {
             (StatusCode::METHOD_NOT_ALLOWED, "invalid_request", Some("use GET"))
         }
+        ApiError::MethodNotAllowed(Allowed::Delete) => {
+            (StatusCode::METHOD_NOT_ALLOWED, "invalid_request", Some("use DELETE"))
+        }
+        ApiError::MethodNotAllowed(Allowed::GetOrDelete) => {
+            (StatusCode::METHOD_NOT_ALLOWED, "invalid_request", Some("use GET or DELETE"))
+        }
         ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", Some("request body too large")),
         ApiError::InvalidGrant => (StatusCode::UNAUTHORIZED, "invalid_grant", None),
         ApiError::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope", None),
@@ -640,6 +655,9 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
         }
         ApiError::InvalidTarget => {
             (StatusCode::BAD_REQUEST, "invalid_target", Some("the client may not ask tokens for this audience"))
+        }
+        ApiError::WrongPassword => {
+            (StatusCode::UNAUTHORIZED, "invalid_grant", Some("the password is not the account's"))
         }
         ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", None),
         ApiError::NotFound => (StatusCode::NOT_FOUND, "invalid_request", Some("no such resource")),
@@ -666,6 +684,8 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
         let allow = match allowed {
             Allowed::Post => "POST",
             Allowed::Get => "GET, HEAD",
+            Allowed::Delete => "DELETE",
+            Allowed::GetOrDelete => "GET, HEAD, DELETE",
         };
         response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
     }
@@ -680,7 +700,7 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
     response
 }
 
-fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
+pub(crate) fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
     // Our response types serialise infallibly (strings and integers only).
     let json = serde_json::to_string(body).unwrap_or_else(|_| r#"{"error":"server_error"}"#.to_owned());
     let mut response = Response::new(Body::Text(json));

@@ -198,3 +198,51 @@ pub fn grant_refused(grant: Grant, refusal: GrantRefusal, client_id: &str, sourc
     tracing::warn!(target: "audit", event, outcome, client_id, source_ip = source_ip.unwrap_or("-"), "{event} refused");
     crate::platform::metrics::count_per_client(event, "GrantRefusals", outcome, client_id);
 }
+
+/// An account self-service event ([`crate::services::account`]): its line's `event` and
+/// `outcome`, and the `AccountEvents` metric's operation and outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountEvent {
+    /// The password changed; every other session ended.
+    PasswordChanged,
+    /// A new password the policy refused (nothing changed, no attempt counted).
+    PasswordRefused,
+    /// The password given with a change was wrong (counted against the throttle).
+    WrongPassword,
+    /// A change that needs the password was refused by the throttle.
+    Throttled,
+    /// The user ended one of their sessions.
+    SessionEnded,
+    /// The user ended every session but the calling one.
+    OtherSessionsEnded,
+    /// The account was deleted and erased.
+    AccountDeleted,
+}
+
+impl AccountEvent {
+    /// The line's `event` and `outcome`.
+    pub fn name_and_outcome(self) -> (&'static str, &'static str) {
+        match self {
+            Self::PasswordChanged => ("password_change", "success"),
+            Self::PasswordRefused => ("password_change", "policy_refused"),
+            Self::WrongPassword => ("account_password_check", "wrong_password"),
+            Self::Throttled => ("account_password_check", "throttled"),
+            Self::SessionEnded => ("session_end", "success"),
+            Self::OtherSessionsEnded => ("other_sessions_end", "success"),
+            Self::AccountDeleted => ("account_delete", "success"),
+        }
+    }
+}
+
+/// Writes the audit line of an account event and counts it. The stable user id only, never
+/// the username (an erased account's lines must not name the person).
+pub fn account(event: AccountEvent, user_id: &str, family_id: &str, source_ip: Option<&str>) {
+    let (event, outcome) = event.name_and_outcome();
+    let source_ip = source_ip.unwrap_or("-");
+    if outcome == "success" {
+        tracing::info!(target: "audit", event, outcome, user_id, family_id, source_ip, "{event}");
+    } else {
+        tracing::warn!(target: "audit", event, outcome, user_id, family_id, source_ip, "{event}");
+    }
+    crate::platform::metrics::count(event, "AccountEvents", outcome);
+}

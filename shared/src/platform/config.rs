@@ -166,7 +166,7 @@ pub struct AuthorizerSettings {
     /// `AUTHORIZER_RESPONSE` (`simple` or `iam`, default `simple`): payload 2.0 answers.
     pub style: ResponseStyle,
     /// `AUTHORIZER_ROUTE_SCOPES` (default none): `METHOD /path=scope ...` rules separated
-    /// by `;`.
+    /// by `;`; the account routes are added unless named ([`RouteRule::with_account_routes`]).
     pub rules: Vec<RouteRule>,
     /// `REVOCATION_POLL_SECS` (default 5; 0 polls on every request): poll the
     /// Revocations table at most this often per warm instance.
@@ -265,12 +265,12 @@ impl Config {
                     "`simple` or `iam`",
                     &[("simple", ResponseStyle::Simple), ("iam", ResponseStyle::Iam)],
                 )?,
-                rules: RouteRule::parse_list(&env.text("AUTHORIZER_ROUTE_SCOPES", "")).map_err(|_| {
-                    ConfigError::Invalid {
+                rules: RouteRule::parse_list(&env.text("AUTHORIZER_ROUTE_SCOPES", ""))
+                    .map(RouteRule::with_account_routes)
+                    .map_err(|_| ConfigError::Invalid {
                         name: "AUTHORIZER_ROUTE_SCOPES",
                         reason: "`METHOD /path=scope ...` rules separated by `;`",
-                    }
-                })?,
+                    })?,
                 poll_every: env.secs("REVOCATION_POLL_SECS", 5, Zero::Allowed)?,
                 max_staleness: env.secs("REVOCATION_MAX_STALENESS_SECS", 60, Zero::Refused)?,
                 metrics_every: env.secs("AUTHORIZER_METRICS_SECS", 10, Zero::Allowed)?,
@@ -535,7 +535,9 @@ mod tests {
             }
         );
         assert_eq!(config.authorizer.style, ResponseStyle::Simple);
-        assert_eq!(config.authorizer.rules, vec![]);
+        // Only the account routes, which need a valid token and no scope.
+        let account = RouteRule::parse_list(crate::rules::routes::ACCOUNT_ROUTES).expect("account routes");
+        assert_eq!(config.authorizer.rules, account);
         assert_eq!(config.authorizer.poll_every, Duration::from_secs(5));
         assert_eq!(config.authorizer.max_staleness, Duration::from_secs(60));
         assert_eq!(config.trust_roots, TrustRoots::AmazonTrustServices);

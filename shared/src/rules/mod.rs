@@ -11,6 +11,7 @@ pub mod keys;
 pub mod limits;
 pub mod login;
 pub mod password;
+pub mod password_policy;
 pub mod polled;
 pub mod records;
 pub mod revocations;

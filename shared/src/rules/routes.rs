@@ -186,6 +186,11 @@ impl Route {
     }
 }
 
+/// The account routes (`docs/api.md`), behind the authorizer: any valid access token of
+/// the API reaches them, and the account function decides whose account it is.
+pub const ACCOUNT_ROUTES: &str = "POST /auth/password=;GET /auth/sessions=;DELETE /auth/sessions=;\
+                                  DELETE /auth/sessions/{sid}=;DELETE /auth/account=";
+
 /// A route's scope requirement, in API Gateway's route-key syntax: `METHOD /path` needs
 /// every scope listed, where the method may be `ANY` and path segments `{name}` or
 /// `{name+}`; `$default` covers every request no other rule matches.
@@ -237,6 +242,19 @@ impl RouteRule {
             }
         }
         Ok(rules)
+    }
+
+    /// `rules` and the account routes ([`ACCOUNT_ROUTES`]) that no rule of them names: the
+    /// account function checks its caller itself, so they need a valid token of the API and
+    /// no scope, unless the deployment's rules say otherwise.
+    pub fn with_account_routes(mut rules: Vec<Self>) -> Vec<Self> {
+        let account = Self::parse_list(ACCOUNT_ROUTES).unwrap_or_default();
+        for rule in account {
+            if !rules.iter().any(|r| r.route == rule.route) {
+                rules.push(rule);
+            }
+        }
+        rules
     }
 
     fn granted(&self, scope: &str) -> bool {
@@ -486,6 +504,7 @@ mod tests {
         assert!(RouteRule::parse_list("$default=a;$default=b").is_err());
         assert!(RouteRule::parse_list("GET /a/{x}=r;ANY /a/{y}=w").is_ok(), "a method and ANY are two routes");
         assert_eq!(RouteRule::parse_list("").expect("empty"), vec![]);
+        assert_eq!(RouteRule::parse_list(ACCOUNT_ROUTES).expect("the account routes parse").len(), 5);
     }
 
     const BASE: &str = "arn:aws:execute-api:eu-west-1:1:api/prod";

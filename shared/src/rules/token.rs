@@ -373,6 +373,12 @@ const BODY_BYTES: usize = FAMILY_BYTES + 4 + SECRET_BYTES;
 /// Length of a refresh token string.
 pub const REFRESH_TOKEN_LEN: usize = REFRESH_TOKEN_PREFIX.len() + (BODY_BYTES * 4).div_ceil(3);
 
+/// Whether `id` is spelled as a family (session) id: 128 bits, canonical base64url. A
+/// `sid` from a URL that is not one names no session, and is not looked up.
+pub fn is_family_id(id: &str) -> bool {
+    B64URL.decode(id).is_ok_and(|bytes| bytes.len() == FAMILY_BYTES && B64URL.encode(&bytes) == id)
+}
+
 /// An opaque refresh token: `tkrt_` + base64url(family id ‖ generation ‖ secret).
 ///
 /// The family id (128 random bits) finds the family with one key lookup; the generation
@@ -500,6 +506,15 @@ mod tests {
         assert_ne!(a.hash(), b.hash());
         assert_eq!(a.secret.len() * 8, 256);
         assert_ne!(RefreshToken::new_family().family_id(), a.family_id());
+    }
+
+    #[test]
+    fn only_a_canonical_128_bit_id_is_a_family_id() {
+        let family = RefreshToken::new_family().family_id();
+        assert!(is_family_id(&family));
+        for not_one in ["", "abc", &family[1..], &format!("{family}A"), "../../etc", "AAAAAAAAAAAAAAAAAAAAAB"] {
+            assert!(!is_family_id(not_one), "{not_one:?}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! ledger and cache of verified tokens. Each reads, asks a rule, writes; the decisions are
 //! not made here.
 
+pub mod account;
 pub mod client_auth;
 pub mod clients;
 pub mod discovery;

@@ -16,12 +16,13 @@ use crate::platform::config::{Config, ReuseScope};
 use crate::rules::revoke::{
     bearer_account_holds, bearer_session, classify, cut_off, revoke_all_subject, sid_entry_owed, RevokeTarget,
 };
+use crate::rules::sessions::{is_live_session, session_cut_off};
 use crate::rules::token::{AccessClaims, RefreshToken};
 use crate::rules::username::Username;
 use crate::services::keys::KeyRing;
 use crate::store::{
-    AccountChange, DynamoFamilies, DynamoRevocations, DynamoUsers, FamilyRecord, Revocation, RevocationKind,
-    UserRecord, UserWriteError,
+    AccountChange, AccountCommit, AccountState, DynamoFamilies, DynamoRevocations, DynamoUsers, FamilyRecord,
+    KeptThrough, Revocation, RevocationKind, UserRecord, UserWriteError,
 };
 
 /// How long ending a user's families may take before the rest is left to their owner's
@@ -49,6 +50,19 @@ impl fmt::Debug for Revoker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Revoker").field("lifetime_secs", &self.lifetime_secs).finish_non_exhaustive()
     }
+}
+
+/// How an account change decided on the account as read ended
+/// ([`Revoker::change_account_as_read`]).
+#[derive(Debug, Clone)]
+pub enum ChangedAsRead {
+    /// Committed.
+    Done(AccountChanged),
+    /// The account is no longer as read (another change committed first): nothing changed.
+    AccountMoved,
+    /// The session to keep ended (or is not a live session of the account): nothing
+    /// changed.
+    SessionEnded,
 }
 
 /// What an account change did.
@@ -158,20 +172,112 @@ impl Revoker {
             // failure leaves the change committed: repeating it finishes this.
             self.users.forget_devices(username, self.clock.now()).await?;
         }
-        let families_revoked =
-            if change.ends_sessions() { self.end_families_of(&user.user_id, reason, now).await } else { 0 };
+        // A deleted account's families are erased next ([`Revoker::erase_account`]).
+        let families_revoked = if change.ends_sessions() && *change != AccountChange::Delete {
+            self.end_families_of(&user.user_id, None, reason, now).await
+        } else {
+            0
+        };
         Ok(AccountChanged { user, families_revoked })
+    }
+
+    /// Applies an account change its user asked for, decided on the account as read
+    /// (`read`): the change commits only if the account is still at that version (and,
+    /// with `verified_hash`, still has the password hash the caller's password was checked
+    /// against), so of two concurrent changes exactly one commits. With `keep`, the
+    /// caller's session (as read) survives a change that ends sessions: the cut-off entry
+    /// spares its `sid`, and the family is carried into the new sessions epoch in the same
+    /// transaction (refused if the session ended meanwhile). Then, as
+    /// [`Revoker::change_account`] does, the devices are forgotten and the other families
+    /// revoked. If the commit is refused, the cut-off entry written before it only ends
+    /// access tokens early: their sessions refresh as before.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn change_account_as_read(
+        &self,
+        username: &Username,
+        read: &UserRecord,
+        change: &AccountChange,
+        keep: Option<&FamilyRecord>,
+        verified_hash: Option<&str>,
+        reason: &str,
+        now: u64,
+    ) -> Result<ChangedAsRead, DependencyError> {
+        let not_before = cut_off(now);
+        let next = read.after(change, not_before);
+        let kept = match keep {
+            None => None,
+            Some(family) if !is_live_session(family, read, now) => return Ok(ChangedAsRead::SessionEnded),
+            Some(family) => {
+                let state = AccountState {
+                    scopes: family.scope().intersection(&next.scope()).tokens().map(str::to_owned).collect(),
+                    user_version: next.version,
+                    not_before: next.not_before,
+                };
+                let kept = KeptThrough { version: next.version, since: session_cut_off(family, read) };
+                Some(self.families.keep_through(family, next.sessions_epoch, &state, kept, now)?)
+            }
+        };
+        let mut entry = self.entry(RevocationKind::User, &read.user_id, Some(not_before));
+        entry.except_sid = keep.map(|f| f.family_id.clone());
+        self.revocations.put(&[entry]).await?;
+        let profile = self.users.change_as_read(username, read, &next, verified_hash)?;
+        match self.families.commit_account_change(profile, kept).await? {
+            AccountCommit::Done => {}
+            AccountCommit::AccountMoved => return Ok(ChangedAsRead::AccountMoved),
+            AccountCommit::SessionEnded => return Ok(ChangedAsRead::SessionEnded),
+        }
+        let mut families_revoked = 0;
+        if change.ends_sessions() {
+            self.users.forget_devices(username, self.clock.now()).await?;
+            if *change != AccountChange::Delete {
+                let kept = keep.map(|f| f.family_id.as_str());
+                families_revoked = self.end_families_of(&read.user_id, kept, reason, now).await;
+            }
+        }
+        Ok(ChangedAsRead::Done(AccountChanged { user: next, families_revoked }))
+    }
+
+    /// Erases a deleted account ([`AccountChange::Delete`] committed): every family of
+    /// `user_id` (the `by_user` index) is deleted, then the Users partition of `username`
+    /// ([`DynamoUsers::erase`]). What stays is keyed by the stable user id only (denylist
+    /// entries, until their TTL). Safe to repeat; returns whether the profile is gone.
+    ///
+    /// A family written in the moment before the deletion committed may not be in the
+    /// index yet (it is eventually consistent): it can never be used (its account is gone,
+    /// and a new account under the username has another `user_id`) and goes at its TTL.
+    pub async fn erase_account(&self, username: &Username, user_id: &str) -> Result<bool, UserWriteError> {
+        use futures_util::StreamExt as _;
+        let ids = self.families.family_ids_of_user(user_id).await?;
+        futures_util::stream::iter(ids)
+            .map(|id| async move { self.families.delete(&id).await })
+            .buffer_unordered(FAMILY_CLEAN_UP_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, DependencyError>>()?;
+        self.users.erase(username, user_id).await
+    }
+
+    /// Ends one session its user chose (`DELETE /auth/sessions/{sid}`): its `sid`
+    /// denylisted first (its access tokens die within the authorizer's lag), then the
+    /// family revoked; if the second write fails, repeating the call finishes it.
+    pub async fn end_session(&self, family_id: &str, reason: &str, now: u64) -> Result<(), DependencyError> {
+        self.revocations.put(&[self.entry(RevocationKind::Sid, family_id, None)]).await?;
+        if self.families.revoke(family_id, None, reason, now).await?.is_some() {
+            self.families.mark_sid_denylisted(family_id).await?;
+        }
+        Ok(())
     }
 
     /// Revokes a user's families and denylists their `sid`s, concurrently, for at most the
     /// clean-up budget; failures are logged, not fatal (the account's cut-off already ended
     /// these sessions).
-    async fn end_families_of(&self, user_id: &str, reason: &str, now: u64) -> usize {
+    async fn end_families_of(&self, user_id: &str, except: Option<&str>, reason: &str, now: u64) -> usize {
         use futures_util::StreamExt as _;
         let revoked = std::sync::atomic::AtomicUsize::new(0);
         let clean_up = async {
             let ids = match self.families.family_ids_of_user(user_id).await {
-                Ok(ids) => ids,
+                Ok(ids) => ids.into_iter().filter(|id| Some(id.as_str()) != except).collect::<Vec<_>>(),
                 Err(e) => return tracing::warn!(error = %e, "could not list a user's families"),
             };
             // Each family revoked, and its `sid` denylisted (its tokens are under the cut-off

@@ -473,9 +473,6 @@ impl DynamoUsers {
         } else {
             "#uid = :uid AND #status = :active AND version = :v".to_owned()
         };
-        let scopes = AttributeValue::L(next.scopes.iter().cloned().map(AttributeValue::S).collect());
-        let status = serde_dynamo::to_attribute_value::<_, AttributeValue>(next.status)
-            .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(username, PROFILE)))
@@ -486,17 +483,27 @@ impl DynamoUsers {
             .expression_attribute_values(":v", n(read.version))
             .expression_attribute_values(":next_v", n(next.version))
             .expression_attribute_values(":epoch", n(next.sessions_epoch))
-            .expression_attribute_values(":nb", n(next.not_before))
-            .expression_attribute_values(":scopes", scopes)
-            .expression_attribute_values(":next_status", status);
-        let set = "SET version = :next_v, sessions_epoch = :epoch, not_before = :nb, scopes = :scopes, \
-                   #status = :next_status";
-        let expression = if next.password_hash.is_empty() {
-            format!("{set} REMOVE password_hash")
-        } else {
+            .expression_attribute_values(":nb", n(next.not_before));
+        // Only what the change moves (the function's role may write no other attribute).
+        let mut set = vec!["version = :next_v", "sessions_epoch = :epoch", "not_before = :nb"];
+        if next.status != read.status {
+            let status = serde_dynamo::to_attribute_value::<_, AttributeValue>(next.status)
+                .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
+            set.push("#status = :next_status");
+            update = update.expression_attribute_values(":next_status", status);
+        }
+        if next.scopes != read.scopes {
+            let scopes = AttributeValue::L(next.scopes.iter().cloned().map(AttributeValue::S).collect());
+            set.push("scopes = :scopes");
+            update = update.expression_attribute_values(":scopes", scopes);
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if next.password_hash.is_empty() {
+            expression.push_str(" REMOVE password_hash");
+        } else if next.password_hash != read.password_hash {
+            expression.push_str(", password_hash = :hash");
             update = update.expression_attribute_values(":hash", AttributeValue::S(next.password_hash.clone()));
-            format!("{set}, password_hash = :hash")
-        };
+        }
         if let Some(verified) = password_hash {
             condition.push_str(" AND password_hash = :verified");
             update = update.expression_attribute_values(":verified", AttributeValue::S(verified.to_owned()));

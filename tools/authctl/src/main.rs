@@ -16,9 +16,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use clock::DateCapture;
+use tokenauth::platform::audit::{self, AccountEvent};
 use tokenauth::rules::keys::set::{KeyRefusal, KeyStep};
 use tokenauth::rules::keys::KeyAlgorithm;
 use tokenauth::rules::password;
+use tokenauth::rules::password_policy::check_new_password;
 use tokenauth::rules::scope::Scope;
 use tokenauth::rules::token::random_id;
 use tokenauth::rules::username::Username;
@@ -159,6 +161,19 @@ enum UserCommand {
     },
     /// Disable a user: further logins fail like a wrong password, and every session ends.
     Disable {
+        /// The username.
+        username: String,
+    },
+    /// Reset a user's password (read from standard input, judged by the password policy):
+    /// every session of the user ends, live access tokens within the authorizer's lag.
+    SetPassword {
+        /// The username.
+        username: String,
+    },
+    /// Delete a user (an erasure request): every session ends, and everything that names
+    /// the person (username, password hash, devices, sessions) is erased; the username can
+    /// be registered again as a new account. Repeating it finishes an erasure cut short.
+    Delete {
         /// The username.
         username: String,
     },
@@ -307,6 +322,30 @@ async fn run(cli: Cli) -> Result<String, Failure> {
                 "disabled user {name} and ended every session (cut-off {}; {} family record(s) revoked)",
                 changed.user.not_before, changed.families_revoked
             ))
+        }
+        UserCommand::SetPassword { username } => {
+            let name = parse_username(&username)?;
+            let password = read_password()?;
+            check_new_password(&password, name.as_str()).map_err(|refusal| refusal.description().to_owned())?;
+            clock_checked(name.clone()).await?;
+            let password_hash = tokio::task::spawn_blocking(move || password::hash(&password))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("could not hash the password: {e}"))?;
+            let changed = change(name.clone(), AccountChange::SetPassword(password_hash), "password_reset").await?;
+            Ok(format!(
+                "set the password of {name} and ended every session (cut-off {}; {} family record(s) revoked)",
+                changed.user.not_before, changed.families_revoked
+            ))
+        }
+        UserCommand::Delete { username } => {
+            let name = parse_username(&username)?;
+            clock_checked(name.clone()).await?;
+            let changed = change(name.clone(), AccountChange::Delete, "account_deleted").await?;
+            let user_id = changed.user.user_id;
+            revoker.erase_account(&name, &user_id).await.map_err(|e| describe(e, &name))?;
+            audit::account(AccountEvent::AccountDeleted, &user_id, "-", None);
+            Ok(format!("deleted user {name} (user id {user_id}): every session ended, the account erased"))
         }
         UserCommand::SetScopes { username, scopes } => {
             let name = parse_username(&username)?;
