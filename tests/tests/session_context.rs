@@ -57,8 +57,8 @@ async fn a_refresh_from_a_new_network_and_user_agent_is_an_audit_line_and_a_metr
     let env = stack_environment(&[("AWS_LAMBDA_LOG_FORMAT", "JSON")]);
 
     let login_body = json!({"username": username, "password": password, "device_name": "  Ana's phone "});
-    let login = run_function("login", &env, vec![event_from("login-http-api.json", login_body, "203.0.113.7", APP)])
-        .await;
+    let login =
+        run_function("login", &env, vec![event_from("login-http-api.json", login_body, "203.0.113.7", APP)]).await;
     let tokens = body_of(&login.answers[0]);
     let r0 = tokens["refresh_token"].as_str().unwrap_or_else(|| panic!("login: {:?}", login.answers)).to_owned();
     let family_id = family_of(&r0);
@@ -90,7 +90,10 @@ async fn a_refresh_from_a_new_network_and_user_agent_is_an_audit_line_and_a_metr
     let counts = context_change_counts(&moved);
     assert_eq!(counts.len(), 1, "one count:\n{whole_log}");
     assert_eq!(counts[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"], tokenauth::platform::metrics::NAMESPACE);
-    assert_eq!((&counts[0]["Operation"], &counts[0]["Outcome"]), (&json!("session_context_changed"), &json!("recorded")));
+    assert_eq!(
+        (&counts[0]["Operation"], &counts[0]["Outcome"]),
+        (&json!("session_context_changed"), &json!("recorded"))
+    );
     assert_eq!(counts[0]["SessionContextChanges"], 1.0);
 
     let after = family(&config, &clients, &family_id).await;
@@ -102,11 +105,20 @@ async fn a_refresh_from_a_new_network_and_user_agent_is_an_audit_line_and_a_metr
     let same = run_function(
         "refresh",
         &env,
-        vec![refresh_from(&r1, "198.51.100.200", "Mozilla/5.0 (X11; Linux x86_64; rv:122.0) Gecko/20100101 Firefox/122.0")],
+        vec![refresh_from(
+            &r1,
+            "198.51.100.200",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:122.0) Gecko/20100101 Firefox/122.0",
+        )],
     )
     .await;
     assert!(body_of(&same.answers[0])["refresh_token"].is_string(), "{:?}", same.answers);
-    assert_eq!(log_lines(&same, "refresh_rotated").len(), 1, "the run's audit lines are read:\n{}", same.stdout.join("\n"));
+    assert_eq!(
+        log_lines(&same, "refresh_rotated").len(),
+        1,
+        "the run's audit lines are read:\n{}",
+        same.stdout.join("\n")
+    );
     assert!(log_lines(&same, "session_context_changed").is_empty(), "{}", same.stdout.join("\n"));
     assert!(context_change_counts(&same).is_empty(), "{}", same.stdout.join("\n"));
     assert_eq!(family(&config, &clients, &family_id).await.generation, 2);
@@ -118,8 +130,8 @@ async fn a_retry_answer_from_a_new_network_writes_and_signals_nothing() {
     let (username, password, _) = create_user(&config, &clients, "ctx-retry", &["read"]).await;
     let env = stack_environment(&[("AWS_LAMBDA_LOG_FORMAT", "JSON")]);
     let login_body = json!({"username": username, "password": password});
-    let login = run_function("login", &env, vec![event_from("login-http-api.json", login_body, "203.0.113.7", APP)])
-        .await;
+    let login =
+        run_function("login", &env, vec![event_from("login-http-api.json", login_body, "203.0.113.7", APP)]).await;
     let r0 = body_of(&login.answers[0])["refresh_token"].as_str().unwrap().to_owned();
     let family_id = family_of(&r0);
 
@@ -150,9 +162,11 @@ async fn with_on_context_change_end_a_refresh_from_a_new_network_ends_the_sessio
     let request = |e: Value| request_from_event(&e);
 
     let login_body = json!({"username": username, "password": password, "device_name": "laptop"});
-    let response =
-        tokenauth::edge::http::login(&login, &request(event_from("login-http-api.json", login_body, "203.0.113.7", APP)))
-            .await;
+    let response = tokenauth::edge::http::login(
+        &login,
+        &request(event_from("login-http-api.json", login_body, "203.0.113.7", APP)),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let tokens = json_of(&response);
     let r0 = tokens["refresh_token"].as_str().unwrap().to_owned();

@@ -189,9 +189,12 @@ mod needs_stack {
     #[tokio::test]
     async fn sample_events_of_every_api_gateway_shape_log_in() {
         let service = service_with_demo_user().await;
-        for name in
-            ["login-http-api.json", "login-rest-api.json", "login-http-api-base64.json", "login-http-api-device-name.json"]
-        {
+        for name in [
+            "login-http-api.json",
+            "login-rest-api.json",
+            "login-http-api-base64.json",
+            "login-http-api-device-name.json",
+        ] {
             let response = invoke(&service, name).await;
             assert_eq!(response.status(), 200, "{name}");
             let body = json_of(&response);

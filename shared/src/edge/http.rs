@@ -301,8 +301,12 @@ pub fn parse_login(request: &Request) -> Result<LoginRequest, ApiError> {
     if body.scope.as_deref().is_some_and(str::is_empty) {
         return Err(ApiError::InvalidRequest("scope must not be empty when present"));
     }
-    let device_name =
-        body.device_name.as_deref().map(crate::rules::login::device_name).transpose().map_err(ApiError::InvalidRequest)?;
+    let device_name = body
+        .device_name
+        .as_deref()
+        .map(crate::rules::login::device_name)
+        .transpose()
+        .map_err(ApiError::InvalidRequest)?;
     Ok(LoginRequest {
         username: body.username,
         password: body.password,

@@ -355,7 +355,10 @@ mod tests {
     #[test]
     fn a_device_name_empty_too_long_or_with_control_characters_is_refused() {
         assert_eq!(device_name("   "), Err("device_name must not be empty when present"));
-        assert_eq!(device_name(&"a".repeat(MAX_DEVICE_NAME_CHARS + 1)), Err("device_name must be at most 64 characters"));
+        assert_eq!(
+            device_name(&"a".repeat(MAX_DEVICE_NAME_CHARS + 1)),
+            Err("device_name must be at most 64 characters")
+        );
         for control in ["Ana\nphone", "Ana\u{1b}[31m", "tab\there", "nul\0"] {
             assert_eq!(device_name(control), Err("device_name must not contain control characters"), "{control:?}");
         }

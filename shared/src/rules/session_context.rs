@@ -124,7 +124,10 @@ impl ContextChange {
 /// Whether `family` was last used from another network or user-agent family than
 /// `now_seen`. A side unknown on either part is no change: families written before this
 /// feature have none, and a request without a header tells nothing.
-pub fn context_change(family: &crate::rules::records::FamilyRecord, now_seen: &SessionContext) -> Option<ContextChange> {
+pub fn context_change(
+    family: &crate::rules::records::FamilyRecord,
+    now_seen: &SessionContext,
+) -> Option<ContextChange> {
     fn changed(was: Option<&String>, now: Option<&String>) -> Option<(String, String)> {
         match (was, now) {
             (Some(was), Some(now)) if was != now => Some((was.clone(), now.clone())),
@@ -149,6 +152,7 @@ pub enum OnContextChange {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::rules::login::{new_family, LoginPolicy, SessionOrigin};

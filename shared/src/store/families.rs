@@ -329,8 +329,9 @@ impl DynamoFamilies {
             request = request.expression_attribute_values(":sealed", s(sealed));
         }
         if let Some(network) = r.network {
-            request =
-                request.expression_attribute_names("#network", "network").expression_attribute_values(":network", s(network));
+            request = request
+                .expression_attribute_names("#network", "network")
+                .expression_attribute_values(":network", s(network));
         }
         if let Some(user_agent) = r.user_agent {
             request = request
