@@ -53,6 +53,7 @@ impl Deployment {
             scope: None,
             device_token: None,
             dpop: None,
+            device_name: None,
         }
     }
 
@@ -187,6 +188,7 @@ fn login(c: &mut Criterion) {
                 scope: None,
                 device_token: None,
                 dpop: None,
+                device_name: None,
             },
             &meta,
         ));

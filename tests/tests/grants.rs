@@ -102,7 +102,7 @@ async fn setup(prefix: &str) -> Setup {
 }
 
 fn meta() -> RequestMeta {
-    RequestMeta { source_ip: Some("192.0.2.7".into()) }
+    RequestMeta { source_ip: Some("192.0.2.7".into()), user_agent: None }
 }
 
 fn exchange_request(subject_token: &str, audience: Option<&str>, scope: Option<&str>) -> ExchangeRequest {

@@ -99,6 +99,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_device_name_too_long_blank_or_with_a_control_character_is_invalid_request_without_an_aws_call() {
+        let (service, clients) = service();
+        let with_name = |name: &str| {
+            let body = serde_json::json!({"username": "a", "password": "p", "device_name": name});
+            login_event_with_body(&body.to_string())
+        };
+        let cases = [
+            ("too long", with_name(&"x".repeat(65)), Some("device_name must be at most 64 characters")),
+            ("a newline", with_name("Ana's\nphone"), Some("device_name must not contain control characters")),
+            ("an escape", with_name("Ana\u{1b}[2J"), Some("device_name must not contain control characters")),
+            ("blank", with_name("   "), Some("device_name must not be empty when present")),
+            ("not a string", login_event_with_body(r#"{"username":"a","password":"p","device_name":7}"#), None),
+        ];
+        for (name, request, description) in cases {
+            let response = function_handler(&service, request).await.expect("the handler never errors");
+            assert_eq!(response.status(), 400, "{name}");
+            let body = json_of(&response);
+            assert_eq!(body["error"], "invalid_request", "{name}: {body}");
+            if let Some(description) = description {
+                assert_eq!(body["error_description"], description, "{name}");
+            }
+        }
+        clients.assert_no_call("a bad device name");
+    }
+
+    #[tokio::test]
     async fn the_dpop_sample_event_where_dpop_is_off_gets_invalid_dpop_proof_without_an_aws_call() {
         let (service, clients) = service();
         let response =
@@ -163,7 +189,12 @@ mod needs_stack {
     #[tokio::test]
     async fn sample_events_of_every_api_gateway_shape_log_in() {
         let service = service_with_demo_user().await;
-        for name in ["login-http-api.json", "login-rest-api.json", "login-http-api-base64.json"] {
+        for name in [
+            "login-http-api.json",
+            "login-rest-api.json",
+            "login-http-api-base64.json",
+            "login-http-api-device-name.json",
+        ] {
             let response = invoke(&service, name).await;
             assert_eq!(response.status(), 200, "{name}");
             let body = json_of(&response);

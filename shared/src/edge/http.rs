@@ -5,7 +5,8 @@
 //! logged here and never sent.
 
 use lambda_http::http::header::{
-    ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
+    ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH, PRAGMA, RETRY_AFTER, USER_AGENT,
+    WWW_AUTHENTICATE,
 };
 use lambda_http::http::{HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
@@ -259,14 +260,16 @@ pub fn presented_proof(request: &Request) -> Result<Option<PresentedProof>, ApiE
     }))
 }
 
-/// The caller's IP as API Gateway (REST or HTTP API) reports it.
+/// The caller's IP as API Gateway (REST or HTTP API) reports it, and its `User-Agent`
+/// header (only ever reduced to a user-agent family, never logged).
 pub fn request_meta(request: &Request) -> RequestMeta {
     let source_ip = match request.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
         Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.clone(),
         _ => None,
     };
-    RequestMeta { source_ip }
+    let user_agent = request.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    RequestMeta { source_ip, user_agent }
 }
 
 #[derive(Deserialize)]
@@ -277,10 +280,13 @@ struct LoginBody {
     scope: Option<String>,
     #[serde(default)]
     device_token: Option<String>,
+    #[serde(default)]
+    device_name: Option<String>,
 }
 
 /// Reads a login body: POST, `application/json`, at most [`MAX_BODY_BYTES`], UTF-8,
-/// string fields, `username` and `password` present and non-empty; and its `DPoP` proof.
+/// string fields, `username` and `password` present and non-empty, an optional
+/// `device_name` as [`crate::rules::login::device_name`] allows; and its `DPoP` proof.
 pub fn parse_login(request: &Request) -> Result<LoginRequest, ApiError> {
     let body: LoginBody = json_body(request, "content type must be application/json")?;
     if body.username.trim().is_empty() {
@@ -295,11 +301,18 @@ pub fn parse_login(request: &Request) -> Result<LoginRequest, ApiError> {
     if body.scope.as_deref().is_some_and(str::is_empty) {
         return Err(ApiError::InvalidRequest("scope must not be empty when present"));
     }
+    let device_name = body
+        .device_name
+        .as_deref()
+        .map(crate::rules::login::device_name)
+        .transpose()
+        .map_err(ApiError::InvalidRequest)?;
     Ok(LoginRequest {
         username: body.username,
         password: body.password,
         scope: body.scope,
         device_token: body.device_token,
+        device_name,
         dpop: presented_proof(request)?,
     })
 }

@@ -4,12 +4,23 @@
 
 use crate::rules::grants::{Grant, GrantRefusal};
 use crate::rules::login::LoginFailure;
+use crate::rules::session_context::{ContextChange, SessionContext};
 
 /// Facts about the caller that go into the audit trail.
 #[derive(Debug, Clone, Default)]
 pub struct RequestMeta {
     /// The caller's IP address as API Gateway saw it.
     pub source_ip: Option<String>,
+    /// The raw `User-Agent` header: used only to derive the user-agent family
+    /// ([`crate::rules::session_context::user_agent_family`]), never logged or stored.
+    pub user_agent: Option<String>,
+}
+
+impl RequestMeta {
+    /// Where the request came from, coarsely: the caller's network and user-agent family.
+    pub fn session_context(&self) -> SessionContext {
+        SessionContext::of(self.source_ip.as_deref(), self.user_agent.as_deref())
+    }
 }
 
 /// A login issued tokens.
@@ -84,6 +95,11 @@ pub enum SessionEvent {
     RevokedBearer,
     /// Revoke-all ended every session of the user.
     AllSessionsRevoked,
+    /// A refresh came from another network or user-agent family than the session's last
+    /// use: `true` when the session was ended for it (`ON_CONTEXT_CHANGE=end`), `false`
+    /// when the rotation went ahead and the change is only recorded. Written by
+    /// [`context_changed`], which says what changed.
+    ContextChanged(bool),
 }
 
 impl SessionEvent {
@@ -107,6 +123,8 @@ impl SessionEvent {
             Self::AccessTokenRevoked => ("revoke_access_token", "success"),
             Self::RevokedBearer => ("revoke_all", "revoked_bearer"),
             Self::AllSessionsRevoked => ("revoke_all", "success"),
+            Self::ContextChanged(false) => ("session_context_changed", "recorded"),
+            Self::ContextChanged(true) => ("session_context_changed", "ended"),
         }
     }
 }
@@ -149,6 +167,36 @@ pub fn session(event: SessionEvent, session: Session<'_>) {
         tracing::warn!(target: "audit", event, outcome, user_id, family_id, client_id, source_ip, "{event}");
     }
     crate::platform::metrics::count(event, "SessionEvents", outcome);
+}
+
+/// A session used from somewhere new ([`SessionEvent::ContextChanged`]): its audit line
+/// says what changed (`network`, `user_agent` or `both`) and the coarse values before and
+/// after (a network prefix, a user-agent family; `-` for a side that did not change), never
+/// the header; counted as `SessionContextChanges` (operation `session_context_changed`,
+/// outcome `recorded` or `ended`).
+pub fn context_changed(ended: bool, change: &ContextChange, session: Session<'_>) {
+    let (event, outcome) = SessionEvent::ContextChanged(ended).name_and_outcome();
+    let Session { family_id, user_id, client_id, source_ip } = session;
+    let (user_id, client_id, source_ip) = (user_id.unwrap_or("-"), client_id.unwrap_or("-"), source_ip.unwrap_or("-"));
+    let changed = change.what();
+    let side = |side: &Option<(String, String)>| side.clone().unwrap_or_else(|| ("-".into(), "-".into()));
+    let ((network_was, network), (user_agent_was, user_agent)) = (side(&change.network), side(&change.user_agent));
+    tracing::warn!(
+        target: "audit",
+        event,
+        outcome,
+        changed,
+        network_was,
+        network,
+        user_agent_was,
+        user_agent,
+        user_id,
+        family_id,
+        client_id,
+        source_ip,
+        "{event}"
+    );
+    crate::platform::metrics::count(event, "SessionContextChanges", outcome);
 }
 
 /// A token issued by a grant without a session of its own ([`crate::rules::grants`]): who

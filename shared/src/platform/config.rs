@@ -13,6 +13,7 @@ use crate::platform::aws::TrustRoots;
 use crate::rules::keys::set::{KeyKind, KeyTimings};
 use crate::rules::revoke::CUT_OFF_MARGIN_SECS;
 use crate::rules::routes::{ResponseStyle, RouteRule};
+use crate::rules::session_context::OnContextChange;
 
 /// Everything a function needs to know about its deployment. Each function takes the
 /// part it needs; a variable another function needs has a default or is required by all.
@@ -108,6 +109,10 @@ pub struct Config {
     /// `REUSE_REVOKES` (`user` or `family`, default `user`): what a detected refresh-token
     /// reuse revokes.
     pub reuse_revokes: ReuseScope,
+    /// `ON_CONTEXT_CHANGE` (`record` or `end`, default `record`): what a refresh from
+    /// another network or user-agent family than the session's last use does: an audit line
+    /// and a metric, or that and the session ended ([`crate::rules::session_context`]).
+    pub on_context_change: OnContextChange,
     /// The per-source limits of login and refresh.
     pub source_limits: SourceLimits,
     /// The authorizer's own settings.
@@ -252,6 +257,11 @@ impl Config {
                 "REUSE_REVOKES",
                 "`user` or `family`",
                 &[("user", ReuseScope::User), ("family", ReuseScope::Family)],
+            )?,
+            on_context_change: env.choice(
+                "ON_CONTEXT_CHANGE",
+                "`record` or `end`",
+                &[("record", OnContextChange::Record), ("end", OnContextChange::End)],
             )?,
             source_limits: SourceLimits {
                 table: env.text("LIMITS_TABLE", ""),
@@ -512,6 +522,7 @@ mod tests {
         assert_eq!(config.client_id, "first-party");
         assert_eq!(config.refresh_leeway, Duration::from_secs(30));
         assert_eq!(config.reuse_revokes, ReuseScope::User);
+        assert_eq!(config.on_context_change, OnContextChange::Record, "a context change is recorded, not acted on");
         assert_eq!(config.key_reload, Duration::from_secs(60));
         assert_eq!(config.key_publish_lead, Duration::from_secs(43_200));
         assert_eq!(config.key_max_age, Duration::from_secs(90 * 86_400));
@@ -553,6 +564,17 @@ mod tests {
         assert_eq!(config.reuse_revokes, ReuseScope::Family);
         env.insert("REUSE_REVOKES", "everything".to_owned());
         assert!(load(&env).expect_err("invalid").to_string().contains("REUSE_REVOKES"));
+    }
+
+    #[test]
+    fn on_context_change_is_record_or_end() {
+        let mut env = complete();
+        env.insert("ON_CONTEXT_CHANGE", "end".to_owned());
+        assert_eq!(load(&env).expect("valid").on_context_change, OnContextChange::End);
+        env.insert("ON_CONTEXT_CHANGE", "record".to_owned());
+        assert_eq!(load(&env).expect("valid").on_context_change, OnContextChange::Record);
+        env.insert("ON_CONTEXT_CHANGE", "revoke".to_owned());
+        assert!(load(&env).expect_err("invalid").to_string().contains("ON_CONTEXT_CHANGE"));
     }
 
     #[test]

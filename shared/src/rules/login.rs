@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::rules::records::{FamilyRecord, FamilyStatus, UserRecord, UserStatus, HISTORY_SLOTS};
 use crate::rules::scope::Scope;
+use crate::rules::session_context::SessionContext;
 use crate::rules::token::RefreshToken;
 
 /// Why a login failed, as recorded (the client sees one answer for all of these).
@@ -93,10 +94,43 @@ pub fn judge(
     }
 }
 
+/// The longest device name a login may give, in characters.
+pub const MAX_DEVICE_NAME_CHARS: usize = 64;
+
+/// The device name a login body gave ("Ana's phone"), trimmed: 1 to
+/// [`MAX_DEVICE_NAME_CHARS`] characters, none of them a control character (it is shown
+/// back in the user's list of sessions, and a newline or an escape has no place there).
+/// The error is the `invalid_request` description.
+pub fn device_name(raw: &str) -> Result<String, &'static str> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err("device_name must not be empty when present");
+    }
+    if name.chars().count() > MAX_DEVICE_NAME_CHARS {
+        return Err("device_name must be at most 64 characters");
+    }
+    if name.chars().any(char::is_control) {
+        return Err("device_name must not contain control characters");
+    }
+    Ok(name.to_owned())
+}
+
+/// Where a login came from, as its family records it.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionOrigin<'a> {
+    /// The DPoP key (thumbprint) the login showed a proof from, if any.
+    pub bound_to: Option<&'a str>,
+    /// The name the user gave the device ([`device_name`]), if any.
+    pub device_name: Option<&'a str>,
+    /// The network and user-agent family of the login request.
+    pub context: &'a SessionContext,
+}
+
 /// The family a granted login starts: generation 0 of `refresh`, alive, with the scope
 /// granted, ending at the first of its absolute and idle lifetimes, following the account
-/// (stored under `user_key`) as login read it, and bound from its first token to the DPoP
-/// key `bound_to` (a thumbprint) when the login came with a proof.
+/// (stored under `user_key`) as login read it, bound from its first token to the DPoP key
+/// `origin.bound_to` (a thumbprint) when the login came with a proof, and recording the
+/// device name and the context the login came from.
 pub fn new_family(
     user_key: &str,
     user: &UserRecord,
@@ -104,8 +138,9 @@ pub fn new_family(
     refresh: &RefreshToken,
     now: u64,
     policy: &LoginPolicy,
-    bound_to: Option<&str>,
+    origin: &SessionOrigin<'_>,
 ) -> FamilyRecord {
+    let bound_to = origin.bound_to;
     FamilyRecord {
         family_id: refresh.family_id(),
         user_id: user.user_id.clone(),
@@ -132,9 +167,9 @@ pub fn new_family(
         not_before: user.not_before,
         jkt: bound_to.map(str::to_owned),
         bound_since: bound_to.map(|_| 0),
-        device_name: None,
-        network: None,
-        user_agent: None,
+        device_name: origin.device_name.map(str::to_owned),
+        network: origin.context.network.clone(),
+        user_agent: origin.context.user_agent.clone(),
         kept: None,
     }
 }
@@ -279,7 +314,7 @@ mod tests {
     fn a_new_family_starts_alive_at_generation_zero_holding_only_the_hash() {
         let refresh = RefreshToken::new_family();
         let account = UserRecord { version: 7, sessions_epoch: 2, not_before: 990, ..user(UserStatus::Active, &[]) };
-        let family = new_family("alice", &account, &scope("read write"), &refresh, 1_000, &policy(), None);
+        let family = new_family("alice", &account, &scope("read write"), &refresh, 1_000, &policy(), &unbound());
         let followed = (family.user_key.as_deref(), family.user_version, family.sessions_epoch, family.not_before);
         assert_eq!(followed, (Some("alice"), 7, 2, 990), "follows the account as login read it");
         assert_eq!((family.family_id.as_str(), family.user_id.as_str()), (refresh.family_id().as_str(), "u-1"));
@@ -290,13 +325,50 @@ mod tests {
         assert_eq!((family.idle_expires_at, family.expires_at), (1_000 + 7 * 86_400, 1_000 + 30 * 86_400));
         assert!(family.is_alive(1_000));
         assert_eq!((family.jkt, family.bound_since), (None, None), "no proof: a bearer session");
+        assert_eq!((family.device_name, family.network, family.user_agent), (None, None, None));
+    }
+
+    static NO_CONTEXT: SessionContext = SessionContext { network: None, user_agent: None };
+
+    fn unbound() -> SessionOrigin<'static> {
+        SessionOrigin { bound_to: None, device_name: None, context: &NO_CONTEXT }
+    }
+
+    #[test]
+    fn a_new_family_records_the_device_name_and_where_the_login_came_from() {
+        let account = user(UserStatus::Active, &["read"]);
+        let context = SessionContext::of(Some("203.0.113.77"), Some("okhttp/4.12.0"));
+        let origin = SessionOrigin { device_name: Some("Ana's phone"), context: &context, ..unbound() };
+        let family = new_family("alice", &account, &scope("read"), &RefreshToken::new_family(), 0, &policy(), &origin);
+        assert_eq!(family.device_name.as_deref(), Some("Ana's phone"));
+        assert_eq!((family.network.as_deref(), family.user_agent.as_deref()), (Some("203.0.113.0/24"), Some("okhttp")));
+    }
+
+    #[test]
+    fn a_device_name_is_trimmed_and_kept_as_given() {
+        assert_eq!(device_name("  Ana's phone  ").as_deref(), Ok("Ana's phone"));
+        assert_eq!(device_name("Téléphone d'Anaïs 📱").as_deref(), Ok("Téléphone d'Anaïs 📱"));
+        let longest = "é".repeat(MAX_DEVICE_NAME_CHARS);
+        assert_eq!(device_name(&longest), Ok(longest.clone()), "64 characters, whatever their bytes");
+    }
+
+    #[test]
+    fn a_device_name_empty_too_long_or_with_control_characters_is_refused() {
+        assert_eq!(device_name("   "), Err("device_name must not be empty when present"));
+        assert_eq!(
+            device_name(&"a".repeat(MAX_DEVICE_NAME_CHARS + 1)),
+            Err("device_name must be at most 64 characters")
+        );
+        for control in ["Ana\nphone", "Ana\u{1b}[31m", "tab\there", "nul\0"] {
+            assert_eq!(device_name(control), Err("device_name must not contain control characters"), "{control:?}");
+        }
     }
 
     #[test]
     fn a_login_with_a_proof_binds_the_family_from_its_first_token() {
         let account = user(UserStatus::Active, &["read"]);
-        let family =
-            new_family("alice", &account, &scope("read"), &RefreshToken::new_family(), 0, &policy(), Some("jkt-1"));
+        let origin = SessionOrigin { bound_to: Some("jkt-1"), ..unbound() };
+        let family = new_family("alice", &account, &scope("read"), &RefreshToken::new_family(), 0, &policy(), &origin);
         assert_eq!((family.jkt.as_deref(), family.bound_since), (Some("jkt-1"), Some(0)));
     }
 
@@ -304,7 +376,7 @@ mod tests {
     fn the_idle_limit_never_outlasts_the_absolute_lifetime() {
         let short = LoginPolicy { refresh_ttl_secs: 3_600, ..policy() };
         let account = user(UserStatus::Active, &["read"]);
-        let family = new_family("alice", &account, &scope("read"), &RefreshToken::new_family(), 0, &short, None);
+        let family = new_family("alice", &account, &scope("read"), &RefreshToken::new_family(), 0, &short, &unbound());
         assert_eq!(family.idle_expires_at, 3_600);
     }
 

@@ -19,6 +19,7 @@ pub mod revoke;
 pub mod rotation;
 pub mod routes;
 pub mod scope;
+pub mod session_context;
 pub mod sessions;
 pub mod token;
 pub mod username;

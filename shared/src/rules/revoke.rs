@@ -155,7 +155,9 @@ mod tests {
             device_ttl_secs: 3600,
         };
         let scope = crate::rules::scope::Scope::from_tokens(["read"]);
-        let family = crate::rules::login::new_family("alice", &user, &scope, token, NOW, &policy, None);
+        let context = crate::rules::session_context::SessionContext::default();
+        let origin = crate::rules::login::SessionOrigin { bound_to: None, device_name: None, context: &context };
+        let family = crate::rules::login::new_family("alice", &user, &scope, token, NOW, &policy, &origin);
         FamilyRecord { status: FamilyStatus::Revoked, ..family }
     }
 

@@ -34,7 +34,7 @@ use crate::rules::clients::ClientRecord;
 use crate::rules::keys::Signer;
 use crate::rules::limits::LimitedAction;
 use crate::rules::login::{
-    judge, new_family, settle, FamilyWrite, LockoutWindow, LoginFailure, LoginPolicy, Settlement,
+    judge, new_family, settle, FamilyWrite, LockoutWindow, LoginFailure, LoginPolicy, SessionOrigin, Settlement,
 };
 use crate::rules::password;
 use crate::rules::scope::Scope;
@@ -58,6 +58,9 @@ pub struct LoginRequest {
     pub device_token: Option<String>,
     /// The `DPoP` proof, if the client sent one: the session is bound to its key.
     pub dpop: Option<PresentedProof>,
+    /// A name for the device, shown in the user's list of sessions (already checked,
+    /// [`crate::rules::login::device_name`]).
+    pub device_name: Option<String>,
 }
 
 impl fmt::Debug for LoginRequest {
@@ -242,7 +245,9 @@ impl LoginService {
 
         let refresh = RefreshToken::new_family();
         let bound_to = proof.as_ref().map(|p| p.jkt.as_str());
-        let family = new_family(username.as_str(), user, &scope, &refresh, now, &self.policy, bound_to);
+        let context = meta.session_context();
+        let origin = SessionOrigin { bound_to, device_name: request.device_name.as_deref(), context: &context };
+        let family = new_family(username.as_str(), user, &scope, &refresh, now, &self.policy, &origin);
         let scope = scope.to_scope_string();
         let grant = AccessGrant { subject: user_id, client_id, scope: &scope, session_id: &family.family_id, bound_to };
         // After an account change, tokens are issued at or after its cut-off.

@@ -12,6 +12,13 @@
 //! leeway (same successor, one counted answer of at most
 //! [`crate::rules::rotation::MAX_RETRY_ANSWERS`]), reuse (revoke), or nothing.
 //!
+//! Where from ([`crate::rules::session_context`]): every rotation writes the network and
+//! user-agent family the refresh came from, in its own write. A refresh from another one
+//! than the session's last use is written as an audit line and counted
+//! (`SessionContextChanges`) once the rotation committed, or, with `ON_CONTEXT_CHANGE=end`,
+//! ends the session as a logout does and issues nothing. A retry answer writes and signals
+//! nothing.
+//!
 //! DPoP (RFC 9449 §5): a proof is checked before anything is read and recorded beside the
 //! family's read. A bound family is asked for its key ([`crate::rules::rotation::key_check`])
 //! before the presented token is judged, each time it is read; without it the refresh is
@@ -42,6 +49,7 @@ use crate::rules::rotation::{
     Refusal, MAX_RETRY_ANSWERS,
 };
 use crate::rules::scope::Scope;
+use crate::rules::session_context::{context_change, OnContextChange};
 use crate::rules::token::{AccessGrant, AccessTokenIssuer, RefreshToken, TokenResponse};
 use crate::rules::username::Username;
 use crate::services::keys::sealing::SealingSecrets;
@@ -80,6 +88,7 @@ pub struct RefreshService {
     leeway_secs: u64,
     idle_secs: u64,
     reuse_revokes: ReuseScope,
+    on_context_change: OnContextChange,
     limiter: SourceLimiter,
     proofs: TokenProofs,
 }
@@ -90,6 +99,7 @@ impl fmt::Debug for RefreshService {
             .field("issuer", &self.issuer)
             .field("leeway_secs", &self.leeway_secs)
             .field("reuse_revokes", &self.reuse_revokes)
+            .field("on_context_change", &self.on_context_change)
             .finish_non_exhaustive()
     }
 }
@@ -137,6 +147,7 @@ impl RefreshService {
             leeway_secs: config.refresh_leeway.as_secs(),
             idle_secs: config.refresh_idle_ttl.as_secs(),
             reuse_revokes: config.reuse_revokes,
+            on_context_change: config.on_context_change,
         }
     }
 
@@ -229,6 +240,9 @@ impl RefreshService {
         let server = self.sealing.get().await?;
         let sealed = if self.leeway_secs > 0 { seal_successor(server, &presented, &successor) } else { None };
         let (presented_hash, successor_hash) = (presented.hash(), successor.hash());
+        // Where this refresh comes from, coarsely: written with the rotation, and compared
+        // with where the session was last used.
+        let seen = meta.session_context();
 
         let mut family = read;
         let mut following = None;
@@ -254,6 +268,14 @@ impl RefreshService {
                 }
             };
             let Some(guard) = AccountGuard::of(&current) else { return Err(ApiError::InvalidGrant) };
+            let change = context_change(&current, &seen);
+            if let (Some(change), OnContextChange::End) = (&change, self.on_context_change) {
+                // Ended as a logout ends it (revoked, its `sid` denylisted), nothing issued.
+                self.revoker.revoke_presented(&presented, "context_changed", now).await?;
+                let session = Session::new(&family_id, ip).user(&current.user_id).client(&current.client_id);
+                audit::context_changed(true, change, session);
+                return Err(ApiError::InvalidGrant);
+            }
             let rotation = Rotation {
                 family_id: &family_id,
                 presented_hash: &presented_hash,
@@ -265,6 +287,8 @@ impl RefreshService {
                 idle_secs: self.idle_secs,
                 follow: following.as_ref(),
                 proof_key,
+                network: seen.network.as_deref(),
+                user_agent: seen.user_agent.as_deref(),
             };
             // Signed before the rotation is written (thrown away unless it commits): if KMS
             // refuses, nothing is written and the presented token is still current. Were the
@@ -276,6 +300,10 @@ impl RefreshService {
                 RotateOutcome::Rotated => {
                     let session = Session::new(&family_id, ip).user(&current.user_id).client(&current.client_id);
                     audit::session(SessionEvent::Rotated, session);
+                    // Recorded only now that the rotation committed.
+                    if let Some(change) = &change {
+                        audit::context_changed(false, change, session);
+                    }
                     return Ok(tokens);
                 }
                 RotateOutcome::Refused(old) => {

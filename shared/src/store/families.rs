@@ -65,6 +65,12 @@ pub struct Rotation<'a> {
     /// be unbound. `Some`: the family must be unbound or bound to this key, and is bound to
     /// it from the new generation on, in the same write.
     pub proof_key: Option<&'a str>,
+    /// The network the refresh came from ([`crate::rules::session_context`]), written as
+    /// the session's last; `None` keeps the one recorded.
+    pub network: Option<&'a str>,
+    /// The user-agent family the refresh came from, written as the session's last; `None`
+    /// keeps the one recorded.
+    pub user_agent: Option<&'a str>,
 }
 
 /// The account condition of a family write: the owner's profile is still the same
@@ -276,7 +282,8 @@ impl DynamoFamilies {
     /// either expiry, every required scope was granted, the family's DPoP binding allows
     /// `r.proof_key`, and the owner's account is still at `guard`'s version and active.
     /// With `r.follow`, the family takes on the account's new state in the same write; with
-    /// `r.proof_key` on an unbound family, it is bound to that key in the same write.
+    /// `r.proof_key` on an unbound family, it is bound to that key in the same write. The
+    /// network and user-agent family the refresh came from are written with it.
     pub async fn rotate(&self, r: &Rotation<'_>, guard: AccountGuard<'_>) -> Result<RotateOutcome, DependencyError> {
         let slot = r.presented_generation as usize % HISTORY_SLOTS;
         let mut update = format!(
@@ -288,6 +295,13 @@ impl DynamoFamilies {
         }
         if r.proof_key.is_some() {
             update.push_str(", jkt = :jkt, bound_since = if_not_exists(bound_since, :next)");
+        }
+        // Where the session was last used from, in the same write: no call of its own.
+        if r.network.is_some() {
+            update.push_str(", #network = :network");
+        }
+        if r.user_agent.is_some() {
+            update.push_str(", #user_agent = :user_agent");
         }
         // A new generation starts with no retry answers given.
         if r.sealed_successor.is_some() {
@@ -313,6 +327,16 @@ impl DynamoFamilies {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if let Some(sealed) = r.sealed_successor {
             request = request.expression_attribute_values(":sealed", s(sealed));
+        }
+        if let Some(network) = r.network {
+            request = request
+                .expression_attribute_names("#network", "network")
+                .expression_attribute_values(":network", s(network));
+        }
+        if let Some(user_agent) = r.user_agent {
+            request = request
+                .expression_attribute_names("#user_agent", "user_agent")
+                .expression_attribute_values(":user_agent", s(user_agent));
         }
         // A binding is set once: a family bound meanwhile to another key (or at all, for a
         // refresh without a proof) refuses the write.
