@@ -187,10 +187,9 @@ impl Revoker {
     /// against), so of two concurrent changes exactly one commits. With `keep`, the
     /// caller's session (as read) survives a change that ends sessions: the cut-off entry
     /// spares its `sid`, and the family is carried into the new sessions epoch in the same
-    /// transaction (refused if the session ended meanwhile). Then, as
-    /// [`Revoker::change_account`] does, the devices are forgotten and the other families
-    /// revoked. If the commit is refused, the cut-off entry written before it only ends
-    /// access tokens early: their sessions refresh as before.
+    /// transaction (refused if the session ended meanwhile), and so is the cut-off entry:
+    /// it lands if and only if the change commits. Then, as [`Revoker::change_account`]
+    /// does, the devices are forgotten and the other families revoked.
     #[allow(clippy::too_many_arguments)]
     pub async fn change_account_as_read(
         &self,
@@ -217,11 +216,14 @@ impl Revoker {
                 Some(self.families.keep_through(family, next.sessions_epoch, &state, kept, now)?)
             }
         };
+        let profile = self.users.change_as_read(username, read, &next, verified_hash)?;
+        // The cut-off entry in the same transaction: a change refused (another one
+        // committed first) must not leave an entry that ends the sessions the committed
+        // change kept.
         let mut entry = self.entry(RevocationKind::User, &read.user_id, Some(not_before));
         entry.except_sid = keep.map(|f| f.family_id.clone());
-        self.revocations.put(&[entry]).await?;
-        let profile = self.users.change_as_read(username, read, &next, verified_hash)?;
-        match self.families.commit_account_change(profile, kept).await? {
+        let entry = self.revocations.put_part(&entry)?;
+        match self.families.commit_account_change(profile, kept, vec![entry]).await? {
             AccountCommit::Done => {}
             AccountCommit::AccountMoved => return Ok(ChangedAsRead::AccountMoved),
             AccountCommit::SessionEnded => return Ok(ChangedAsRead::SessionEnded),

@@ -533,18 +533,24 @@ impl DynamoFamilies {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// Commits an account change decided on the account as read: the profile's part first,
-    /// then the kept session's, if any, in one transaction.
+    /// Commits an account change decided on the account as read in one transaction: the
+    /// profile's part first, then the kept session's, if any, then `also` (parts without a
+    /// condition: the change's denylist entry, which must land if and only if it commits).
     pub async fn commit_account_change(
         &self,
         profile: TransactWriteItem,
         kept: Option<TransactWriteItem>,
+        also: Vec<TransactWriteItem>,
     ) -> Result<AccountCommit, DependencyError> {
-        let items: Vec<TransactWriteItem> = std::iter::once(profile).chain(kept).collect();
+        let keeps = kept.is_some();
+        let items: Vec<TransactWriteItem> = std::iter::once(profile).chain(kept).chain(also).collect();
         match self.transact(items).await? {
             Transacted::Done => Ok(AccountCommit::Done),
             Transacted::Cancelled(reasons) if failed(&reasons, 0) => Ok(AccountCommit::AccountMoved),
-            Transacted::Cancelled(_) => Ok(AccountCommit::SessionEnded),
+            Transacted::Cancelled(reasons) if keeps && failed(&reasons, 1) => Ok(AccountCommit::SessionEnded),
+            Transacted::Cancelled(_) => {
+                Err(DependencyError::Internal("an account change's unconditioned part failed".into()))
+            }
         }
     }
 

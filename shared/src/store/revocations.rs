@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, PutRequest, TransactWriteItem, WriteRequest};
 
 use super::schema::{REVOCATIONS_PARTITION_KEY, REVOCATIONS_SORT_KEY, TTL_ATTRIBUTE};
 use crate::error::DependencyError;
@@ -60,6 +60,21 @@ impl DynamoRevocations {
     /// The repository over `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
+    }
+
+    /// One entry as a part of a transaction (a `Put`), so it lands if and only if the
+    /// change it belongs to commits ([`crate::store::DynamoFamilies::commit_account_change`]).
+    /// Not for `jti` entries, which are two items.
+    pub fn put_part(&self, entry: &Revocation) -> Result<TransactWriteItem, DependencyError> {
+        if entry.kind == RevocationKind::Jti {
+            return Err(DependencyError::Internal("a jti entry is two items".into()));
+        }
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(entry.to_item()?))
+            .build()
+            .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 
     /// Writes entries (BatchWriteItem, 25 items at a time, unprocessed items retried). An
