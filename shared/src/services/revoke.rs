@@ -230,7 +230,11 @@ impl Revoker {
         }
         let mut families_revoked = 0;
         if change.ends_sessions() {
-            self.users.forget_devices(username, self.clock.now()).await?;
+            // Committed: what follows is clean-up, so a failure is logged, not answered (the
+            // user's change is made; a trusted device only eases the lockout).
+            if let Err(e) = self.users.forget_devices(username, self.clock.now()).await {
+                tracing::warn!(error = %e, "could not forget the devices after an account change");
+            }
             if *change != AccountChange::Delete {
                 let kept = keep.map(|f| f.family_id.as_str());
                 families_revoked = self.end_families_of(&read.user_id, kept, reason, now).await;
