@@ -344,7 +344,7 @@ async fn common_passwords_are_refused_with_a_clear_description_and_a_long_passph
         assert!(!description.contains(common), "the description does not echo the password: {description}");
     }
     assert_eq!(gateway.login(&username, &password).await.unwrap().status, 200, "nothing changed");
-    let passphrase = "the quiet harbour keeps seven lanterns burning through winter fog";
+    let passphrase = "the quiet harbor keeps seven lanterns burning through winter fog";
     assert_eq!(passphrase.chars().count(), 64);
     let accepted = gateway.change_password(&caller.access_token, &password, passphrase).await.unwrap();
     assert_eq!(accepted.status, 200, "{}", accepted.text);
