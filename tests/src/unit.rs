@@ -22,7 +22,9 @@ use tokenauth::rules::keys::testing::LocalSigner;
 use tokenauth::services::keys::{AuthenticatedKeys, KeyRing, KeySetSigner};
 use tokenauth::services::revocation_feed::RevocationFeed;
 use tokenauth::store::DynamoRevocations;
-use tokenauth::{AccountService, Config, IntrospectionService, LoginService, RefreshService, RevocationService, Revoker};
+use tokenauth::{
+    AccountService, Config, IntrospectionService, LoginService, RefreshService, RevocationService, Revoker,
+};
 
 use crate::{CallLog, Clients};
 

@@ -42,12 +42,28 @@ async fn a_refused_password_change_leaves_the_committed_changes_kept_session_all
     let change = |password: &str| AccountChange::SetPassword(tokenauth::rules::password::hash(password).unwrap());
     let now = SystemClock.now();
     let first = revoker
-        .change_account_as_read(&name, &read, &change("first new"), Some(&family_a), Some(&read.password_hash), "t", now)
+        .change_account_as_read(
+            &name,
+            &read,
+            &change("first new"),
+            Some(&family_a),
+            Some(&read.password_hash),
+            "t",
+            now,
+        )
         .await
         .unwrap();
     assert!(matches!(first, ChangedAsRead::Done(_)), "the first change commits");
     let second = revoker
-        .change_account_as_read(&name, &read, &change("second new"), Some(&family_b), Some(&read.password_hash), "t", now)
+        .change_account_as_read(
+            &name,
+            &read,
+            &change("second new"),
+            Some(&family_b),
+            Some(&read.password_hash),
+            "t",
+            now,
+        )
         .await
         .unwrap();
     assert!(matches!(second, ChangedAsRead::AccountMoved), "the second, on the same read, is refused");

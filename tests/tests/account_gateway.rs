@@ -33,7 +33,10 @@ struct Session {
 impl Session {
     fn of(answer: &Answer) -> Self {
         assert_eq!(answer.status, 200, "{}", answer.text);
-        Self { access_token: answer.str("access_token").to_owned(), refresh_token: answer.str("refresh_token").to_owned() }
+        Self {
+            access_token: answer.str("access_token").to_owned(),
+            refresh_token: answer.str("refresh_token").to_owned(),
+        }
     }
 
     fn sid(&self) -> String {
@@ -169,8 +172,7 @@ async fn items_naming(clients: &Clients, needles: &[&str]) -> Vec<(String, Strin
     for table in tables {
         let mut start = None;
         loop {
-            let page =
-                clients.dynamodb.scan().table_name(&table).set_exclusive_start_key(start).send().await.unwrap();
+            let page = clients.dynamodb.scan().table_name(&table).set_exclusive_start_key(start).send().await.unwrap();
             for item in page.items.unwrap_or_default() {
                 let mut texts = Vec::new();
                 texts_of(&AttributeValue::M(item.clone()), &mut texts);
@@ -246,7 +248,8 @@ async fn wrong_current_passwords_count_against_the_login_throttle_until_429() {
     let mut attempts = JoinSet::new();
     for i in 0..max + 2 {
         let (gateway, token, new) = (gateway.clone(), caller.access_token.clone(), strong_password());
-        attempts.spawn(async move { gateway.change_password(&token, &format!("guess-{i}-wrong"), &new).await.unwrap() });
+        attempts
+            .spawn(async move { gateway.change_password(&token, &format!("guess-{i}-wrong"), &new).await.unwrap() });
     }
     let answers = attempts.join_all().await;
     let judged = answers.iter().filter(|a| a.status == 401).count();
@@ -356,8 +359,10 @@ async fn sessions_are_listed_ended_one_at_a_time_and_signed_out_everywhere_else(
     let (config, clients, gateway) = (gateway_function_config(), clients().await, gateway_client());
     let (username, password, _) = create_user(&config, &clients, "acct-sessions", &["read"]).await;
     let (other_user, other_password, _) = create_user(&config, &clients, "acct-stranger", &["read"]).await;
-    let (mine, theirs) =
-        tokio::join!(sessions_of(&gateway, &username, &password, 3), sessions_of(&gateway, &other_user, &other_password, 1));
+    let (mine, theirs) = tokio::join!(
+        sessions_of(&gateway, &username, &password, 3),
+        sessions_of(&gateway, &other_user, &other_password, 1)
+    );
     let (caller, stranger) = (&mine[0], &theirs[0]);
     let listed = |answer: &Answer| -> Vec<(String, bool)> {
         assert_eq!(answer.status, 200, "{}", answer.text);
@@ -428,8 +433,7 @@ async fn deleting_the_account_erases_the_person_and_the_username_starts_afresh()
     let wrong = gateway.delete_account(&caller.access_token, "not-the-password-9").await.unwrap();
     assert_refused_grant(&wrong, "a wrong password");
     assert_eq!(password_hash_of(&clients, &username).await, old_hash, "nothing changed");
-    let sessions: Vec<Session> =
-        refresh_all(&gateway, &sessions).await.iter().map(Session::of).collect::<Vec<_>>();
+    let sessions: Vec<Session> = refresh_all(&gateway, &sessions).await.iter().map(Session::of).collect::<Vec<_>>();
     let caller = &sessions[0];
 
     let deleted = gateway.delete_account(&caller.access_token, &password).await.unwrap();

@@ -458,10 +458,20 @@ async fn account_paths(config: &Config, recorder: &IamRecorder) {
     };
     let new_password = format!("violet anchor {} drifts slowly", tokenauth::rules::token::random_id());
     let steps = [
-        ("a wrong current password", "account-change-password.json",
-         Some(json!({"current_password": "not-the-password-9", "new_password": new_password})), None, 401),
-        ("a password change", "account-change-password.json",
-         Some(json!({"current_password": password, "new_password": new_password})), None, 200),
+        (
+            "a wrong current password",
+            "account-change-password.json",
+            Some(json!({"current_password": "not-the-password-9", "new_password": new_password})),
+            None,
+            401,
+        ),
+        (
+            "a password change",
+            "account-change-password.json",
+            Some(json!({"current_password": password, "new_password": new_password})),
+            None,
+            200,
+        ),
         ("the sessions", "account-list-sessions.json", None, None, 200),
     ];
     for (what, name, body, sid, status) in steps {
@@ -469,10 +479,8 @@ async fn account_paths(config: &Config, recorder: &IamRecorder) {
         assert_eq!(response.status(), status, "{what}: {:?}", response.body());
     }
     // Two more sessions (the change ended the others): end one, then every other.
-    let more = [
-        login_tokens(&login, &username, &new_password).await,
-        login_tokens(&login, &username, &new_password).await,
-    ];
+    let more =
+        [login_tokens(&login, &username, &new_password).await, login_tokens(&login, &username, &new_password).await];
     let sid = family_of(more[0]["refresh_token"].as_str().unwrap());
     let steps = [
         ("one session ended", "account-end-session.json", None, Some(sid), 204),

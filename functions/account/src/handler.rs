@@ -130,7 +130,12 @@ mod tests {
                 "invalid_request",
             ),
             ("delete: no body", with("account-delete.json", bearer, Some("")), 400, "invalid_request"),
-            ("delete: a number", with("account-delete.json", bearer, Some(r#"{"password":5}"#)), 400, "invalid_request"),
+            (
+                "delete: a number",
+                with("account-delete.json", bearer, Some(r#"{"password":5}"#)),
+                400,
+                "invalid_request",
+            ),
             ("delete: oversized", with("account-delete.json", bearer, Some(&oversized)), 413, "invalid_request"),
             ("GET /auth/password", method("account-change-password.json", "GET"), 405, "invalid_request"),
             ("POST /auth/account", method("account-delete.json", "POST"), 405, "invalid_request"),
