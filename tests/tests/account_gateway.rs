@@ -102,6 +102,18 @@ async fn assert_access_refused_within_lag(gateway: &ApiClient, access_tokens: Ve
     }
 }
 
+/// Right after a change answered, at once: every session's refresh token is refused, and
+/// every access token is watched from now until refused, within the stated lag.
+async fn assert_sessions_ended(gateway: &ApiClient, sessions: &[Session], what: &str) {
+    let tokens = sessions.iter().map(|s| s.access_token.clone()).collect();
+    let refreshes = async {
+        for (answer, session) in refresh_all(gateway, sessions).await.iter().zip(sessions) {
+            assert_refused_grant(answer, &format!("{what}: session {}'s refresh", session.sid()));
+        }
+    };
+    tokio::join!(assert_access_refused_within_lag(gateway, tokens, what), refreshes);
+}
+
 /// `access_token` keeps being allowed at whoami for twice the stated lag and a poll.
 async fn assert_access_kept(gateway: &ApiClient, access_token: &str, what: &str) {
     let until = Instant::now() + stated_revocation_lag() * 2 + Duration::from_secs(1);
@@ -215,18 +227,18 @@ async fn a_password_change_ends_every_other_session_and_the_calling_one_continue
     assert_eq!(changed.status, 200, "{}", changed.text);
     assert_eq!(changed.json, serde_json::json!({}));
 
-    // Every other session's refresh is refused at once; the caller's next refresh works.
-    for (answer, session) in refresh_all(&gateway, &others).await.iter().zip(&others) {
-        assert_refused_grant(answer, &format!("the other session {}'s refresh", session.sid()));
-    }
-    let refreshed = Session::of(&gateway.refresh(&caller.refresh_token).await.unwrap());
-    assert_eq!(refreshed.sid(), caller.sid(), "the caller's session continues");
-    // Their access tokens end within the lag; the caller's old and new ones keep working.
-    let other_tokens = others.iter().map(|s| s.access_token.clone()).collect();
-    tokio::join!(
-        assert_access_refused_within_lag(&gateway, other_tokens, "after a password change"),
+    // At once: every other session ends (refresh refused now, access tokens within the
+    // lag), while the caller's access token keeps working and its next refresh works.
+    let caller_continues = async {
+        let refreshed = Session::of(&gateway.refresh(&caller.refresh_token).await.unwrap());
+        assert_eq!(refreshed.sid(), caller.sid(), "the caller's session continues");
+        assert_access_kept(&gateway, &refreshed.access_token, "the caller's refreshed access token").await;
+        refreshed
+    };
+    let (_, _, refreshed) = tokio::join!(
+        assert_sessions_ended(&gateway, &others, "after a password change"),
         assert_access_kept(&gateway, &caller.access_token, "the caller's access token"),
-        assert_access_kept(&gateway, &refreshed.access_token, "the caller's refreshed access token"),
+        caller_continues,
     );
     let again = Session::of(&gateway.refresh(&refreshed.refresh_token).await.unwrap());
     assert_eq!(again.sid(), caller.sid());
@@ -392,10 +404,9 @@ async fn sessions_are_listed_ended_one_at_a_time_and_signed_out_everywhere_else(
     // End one: its refresh is refused, its access token within the lag; the others live.
     let ended = gateway.end_session(&caller.access_token, &mine[1].sid()).await.unwrap();
     assert_eq!(ended.status, 204, "{}", ended.text);
-    let refreshes = refresh_all(&gateway, &mine[1..]).await;
-    assert_refused_grant(&refreshes[0], "the ended session");
-    let survivor = Session::of(&refreshes[1]);
-    assert_access_refused_within_lag(&gateway, vec![mine[1].access_token.clone()], "one session ended").await;
+    let (_, survivor) = tokio::join!(assert_sessions_ended(&gateway, &mine[1..2], "one session ended"), async {
+        Session::of(&gateway.refresh(&mine[2].refresh_token).await.unwrap())
+    });
     assert_eq!(gateway.whoami(&survivor.access_token).await.unwrap().status, 200);
 
     // Another user's session: 404, and it still refreshes.
@@ -411,9 +422,8 @@ async fn sessions_are_listed_ended_one_at_a_time_and_signed_out_everywhere_else(
     // Sign out everywhere else: the survivor ends, the caller continues.
     let elsewhere = gateway.end_other_sessions(&caller.access_token).await.unwrap();
     assert_eq!(elsewhere.status, 204, "{}", elsewhere.text);
-    assert_refused_grant(&gateway.refresh(&survivor.refresh_token).await.unwrap(), "signed out elsewhere");
     tokio::join!(
-        assert_access_refused_within_lag(&gateway, vec![survivor.access_token.clone()], "signed out elsewhere"),
+        assert_sessions_ended(&gateway, std::slice::from_ref(&survivor), "signed out elsewhere"),
         assert_access_kept(&gateway, &caller.access_token, "the caller after sign-out elsewhere"),
     );
     let caller_refreshed = Session::of(&gateway.refresh(&caller.refresh_token).await.unwrap());
@@ -438,11 +448,7 @@ async fn deleting_the_account_erases_the_person_and_the_username_starts_afresh()
 
     let deleted = gateway.delete_account(&caller.access_token, &password).await.unwrap();
     assert_eq!((deleted.status, deleted.text.as_str()), (204, ""), "{}", deleted.text);
-    for (answer, session) in refresh_all(&gateway, &sessions).await.iter().zip(&sessions) {
-        assert_refused_grant(answer, &format!("session {} of the deleted account", session.sid()));
-    }
-    let tokens = sessions.iter().map(|s| s.access_token.clone()).collect();
-    assert_access_refused_within_lag(&gateway, tokens, "after the account's deletion").await;
+    assert_sessions_ended(&gateway, &sessions, "after the account's deletion").await;
     let naming = items_naming(&clients, &[&username, &old_hash]).await;
     assert!(naming.is_empty(), "items still name the deleted account: {naming:#?}");
 
@@ -471,22 +477,14 @@ async fn authctl_set_password_ends_every_session_and_authctl_delete_erases_the_a
     let new_password = strong_password();
     let out = authctl(&["user", "set-password", &username], &format!("{new_password}\n")).await;
     assert!(out.contains("ended every session"), "{out}");
-    for (answer, session) in refresh_all(&gateway, &sessions).await.iter().zip(&sessions) {
-        assert_refused_grant(answer, &format!("session {} after the reset", session.sid()));
-    }
-    let tokens = sessions.iter().map(|s| s.access_token.clone()).collect();
-    assert_access_refused_within_lag(&gateway, tokens, "after an operator's reset").await;
+    assert_sessions_ended(&gateway, &sessions, "after an operator's reset").await;
     assert_refused_grant(&gateway.login(&username, &password).await.unwrap(), "the old password");
     let after = sessions_of(&gateway, &username, &new_password, 2).await;
     let hash = password_hash_of(&clients, &username).await;
 
     let out = authctl(&["user", "delete", &username], "").await;
     assert!(out.contains("erased"), "{out}");
-    for (answer, session) in refresh_all(&gateway, &after).await.iter().zip(&after) {
-        assert_refused_grant(answer, &format!("session {} after the deletion", session.sid()));
-    }
-    let tokens = after.iter().map(|s| s.access_token.clone()).collect();
-    assert_access_refused_within_lag(&gateway, tokens, "after an operator's deletion").await;
+    assert_sessions_ended(&gateway, &after, "after an operator's deletion").await;
     let naming = items_naming(&clients, &[&username, &hash]).await;
     assert!(naming.is_empty(), "items still name the deleted account: {naming:#?}");
     // (A login attempt now counts against the username as for any unknown one: after the scan.)
