@@ -169,6 +169,10 @@ impl Intercept for IamRecorder {
             self.push("dynamodb:DeleteItem", table(i.table_name().unwrap_or_default(), None), written);
         } else if let Some(i) = input.downcast_ref::<ddb::query::QueryInput>() {
             self.push("dynamodb:Query", table(i.table_name().unwrap_or_default(), i.index_name()), none());
+        } else if let Some(i) = input.downcast_ref::<ddb::batch_get_item::BatchGetItemInput>() {
+            for name in i.request_items().into_iter().flat_map(|items| items.keys()) {
+                self.push("dynamodb:BatchGetItem", table(name, None), none());
+            }
         } else if let Some(i) = input.downcast_ref::<ddb::batch_write_item::BatchWriteItemInput>() {
             for name in i.request_items().into_iter().flat_map(|items| items.keys()) {
                 self.push("dynamodb:BatchWriteItem", table(name, None), none());

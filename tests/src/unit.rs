@@ -22,7 +22,9 @@ use tokenauth::rules::keys::testing::LocalSigner;
 use tokenauth::services::keys::{AuthenticatedKeys, KeyRing, KeySetSigner};
 use tokenauth::services::revocation_feed::RevocationFeed;
 use tokenauth::store::DynamoRevocations;
-use tokenauth::{Config, IntrospectionService, LoginService, RefreshService, RevocationService, Revoker};
+use tokenauth::{
+    AccountService, Config, IntrospectionService, LoginService, RefreshService, RevocationService, Revoker,
+};
 
 use crate::{CallLog, Clients};
 
@@ -167,6 +169,14 @@ fn warm_key_ring(
 pub fn revocation_service(config: &Config, clients: &Clients, key: &LocalSigner) -> RevocationService {
     let keys = warm_key_ring(config, clients, key, config.key_reload, config.key_set_max_staleness());
     RevocationService::new(Revoker::new(config, clients.dynamodb.clone(), clock()), keys, clock())
+}
+
+/// The account service of a warm instance: its key ring read just now, trusting `key`
+/// only. Answers decided by the route, the body or the bearer token itself (missing,
+/// garbage, expired, foreign) need no call.
+pub fn account_service(config: &Config, clients: &Clients, key: &LocalSigner) -> AccountService {
+    let keys = warm_key_ring(config, clients, key, config.key_reload, config.key_set_max_staleness());
+    AccountService::new(config, clients.dynamodb.clone(), keys, clock())
 }
 
 /// The introspection service of a warm instance: its key ring (the verifier accepting any

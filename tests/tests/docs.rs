@@ -56,7 +56,8 @@ fn the_module_map_names_exactly_the_library_source_files() {
 
 #[test]
 fn every_function_and_tool_the_docs_name_is_a_crate() {
-    for name in ["login", "refresh", "revoke", "introspect", "authorizer", "jwks", "key-rotation", "whoami"] {
+    for name in ["login", "refresh", "revoke", "introspect", "account", "authorizer", "jwks", "key-rotation", "whoami"]
+    {
         assert!(repo_root().join("functions").join(name).join("src/main.rs").is_file(), "{name}");
     }
     for tool in ["authctl", "gateway", "loadgen", "sam-template", "api-client"] {

@@ -282,3 +282,81 @@ async fn a_key_set_whose_signature_does_not_vouch_for_it_is_counted() {
     assert_eq!(jwks.answers[0]["statusCode"], 503, "a set whose signature fails is not published");
     expect(&metrics(&jwks), &[("keys", "bad_signature", "KeySetRejected")], &jwks);
 }
+
+/// The account function's `AccountEvents`: each outcome of a password change, a session
+/// ended, "sign out everywhere else", a deletion, and a password check refused by the
+/// throttle.
+#[tokio::test]
+async fn the_account_functions_events_are_emf_lines_on_its_stdout() {
+    let config = config();
+    let clients = clients().await;
+    let login = login_service(&config, &clients, Arc::new(SystemClock)).await;
+    let env = stack_environment(&[]);
+    let (username, password, _) = create_user(&config, &clients, "emf-account", &["read"]).await;
+    let new_password = format!("violet anchor {} drifts slowly", tokenauth::rules::token::random_id());
+    let bearer = |tokens: &Value| format!("Bearer {}", tokens["access_token"].as_str().unwrap());
+    let call = |file: &str, tokens: &Value, body: Option<Value>| {
+        http_event(file, body.map(|b| b.to_string()), &[("authorization", &bearer(tokens))])
+    };
+    let change = |current: &str, new: &str| json!({"current_password": current, "new_password": new});
+
+    let caller = login_tokens(&login, &username, &password).await;
+    let first = run_function(
+        "account",
+        &env,
+        vec![
+            call("account-change-password.json", &caller, Some(change("not-the-password-9", &new_password))),
+            call("account-change-password.json", &caller, Some(change(&password, "password1"))),
+            call("account-change-password.json", &caller, Some(change(&password, &new_password))),
+        ],
+    )
+    .await;
+    let statuses: Vec<&Value> = first.answers.iter().map(|a| &a["statusCode"]).collect();
+    assert_eq!(statuses, [&json!(401), &json!(400), &json!(200)], "{:?}", first.answers);
+
+    // Two more sessions: one ended by id, the other by "sign out everywhere else".
+    let other = login_tokens(&login, &username, &new_password).await;
+    login_tokens(&login, &username, &new_password).await;
+    let mut end_one = call("account-end-session.json", &caller, None);
+    let sid = family_of(other["refresh_token"].as_str().unwrap());
+    end_one["rawPath"] = Value::String(format!("/auth/sessions/{sid}"));
+    end_one["requestContext"]["http"]["path"] = end_one["rawPath"].clone();
+    end_one["pathParameters"]["sid"] = Value::String(sid);
+    let second = run_function(
+        "account",
+        &env,
+        vec![
+            end_one,
+            call("account-end-other-sessions.json", &caller, None),
+            call("account-delete.json", &caller, Some(json!({"password": new_password}))),
+        ],
+    )
+    .await;
+    let statuses: Vec<&Value> = second.answers.iter().map(|a| &a["statusCode"]).collect();
+    assert_eq!(statuses, [&json!(204), &json!(204), &json!(204)], "{:?}", second.answers);
+
+    // Past LOGIN_MAX_FAILURES wrong passwords, the next check is throttled.
+    let (locked, locked_password, _) = create_user(&config, &clients, "emf-account-locked", &["read"]).await;
+    let locked_caller = login_tokens(&login, &locked, &locked_password).await;
+    let wrong = (0..=config.login_max_failures)
+        .map(|_| call("account-delete.json", &locked_caller, Some(json!({"password": "not-the-password-9"}))))
+        .collect();
+    let throttled = run_function("account", &env, wrong).await;
+
+    let mut found = metrics(&first);
+    found.extend(metrics(&second));
+    found.extend(metrics(&throttled));
+    expect(
+        &found,
+        &[
+            ("account_password_check", "wrong_password", "AccountEvents"),
+            ("password_change", "policy_refused", "AccountEvents"),
+            ("password_change", "success", "AccountEvents"),
+            ("session_end", "success", "AccountEvents"),
+            ("other_sessions_end", "success", "AccountEvents"),
+            ("account_delete", "success", "AccountEvents"),
+            ("account_password_check", "throttled", "AccountEvents"),
+        ],
+        &second,
+    );
+}

@@ -315,12 +315,13 @@ fn doc_block(path: &str, heading: &str) -> Vec<String> {
         .collect()
 }
 
+/// docs/dpop.md's session (the README links to it), run as written.
 #[tokio::test]
-async fn the_readme_dpop_session_runs_as_written_through_the_gateway() {
+async fn the_dpop_doc_session_runs_as_written_through_the_gateway() {
     ensure_demo_user().await;
     let key_file = std::env::temp_dir().join(format!("tokenauth-readme-{}-device.pem", std::process::id()));
     let _ = std::fs::remove_file(&key_file);
-    let script: Vec<String> = readme_block("### A DPoP session, bound to a device key")
+    let script: Vec<String> = doc_block("docs/dpop.md", "## A DPoP session, end to end")
         .into_iter()
         .map(|line| line.replace("device.pem", key_file.to_str().unwrap()))
         .collect();
@@ -334,7 +335,7 @@ async fn the_readme_dpop_session_runs_as_written_through_the_gateway() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "the README's DPoP session failed:\n{stdout}\n{}",
+        "docs/dpop.md's session failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     let lines: Vec<&str> = stdout.lines().collect();
@@ -384,6 +385,48 @@ async fn the_clients_doc_service_runs_as_written_through_the_gateway() {
     assert_eq!(statuses, ["HTTP/1.1 401 Unauthorized"], "{stdout}");
     assert!(stdout.to_ascii_lowercase().contains("www-authenticate: basic"), "{stdout}");
     assert_eq!(stdout.matches(r#""error":"invalid_client""#).count(), 2, "wrong secret, then disabled: {stdout}");
+}
+
+/// The README's account session: a user of its own (authctl, with this process's stack
+/// variables: the block's `set -a` line is left out), two sessions, the sessions listed,
+/// the password changed from one, the other's refresh refused, the list down to one.
+#[tokio::test]
+async fn the_readme_account_session_runs_as_written_through_the_gateway() {
+    let script: Vec<String> = readme_block("### Your account: the password and the sessions")
+        .into_iter()
+        .filter(|line| !line.starts_with("set -a"))
+        .collect();
+    let output = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script.join("\n")])
+        .current_dir(repo_root())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the README's account session failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let created = lines.iter().position(|l| l.starts_with("created user reader-"));
+    let created = created.unwrap_or_else(|| panic!("authctl user add: {stdout}"));
+    let answers: Vec<Value> = lines[created + 1..]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}\n{stdout}")))
+        .collect();
+    let [before, changed, refused, after] = answers.as_slice() else { panic!("four answers: {stdout}") };
+    let currents = |list: &Value| -> Vec<bool> {
+        let mut currents: Vec<bool> =
+            list["sessions"].as_array().unwrap().iter().map(|s| s["current"].as_bool().unwrap()).collect();
+        currents.sort();
+        currents
+    };
+    assert_eq!(currents(before), [false, true], "two sessions, the phone's current: {stdout}");
+    assert_eq!(before["sessions"][0]["client_id"], "first-party", "{stdout}");
+    assert_eq!(changed, &serde_json::json!({}), "{stdout}");
+    assert_eq!(refused["error"], "invalid_grant", "the laptop's session ended: {stdout}");
+    assert_eq!(currents(after), [true], "only the phone's session is left: {stdout}");
 }
 
 #[tokio::test]

@@ -29,7 +29,7 @@ const ACCOUNT: &str = "123456789012";
 const STACK: &str = "tokenauth";
 
 /// The template's functions, each judged against its own role.
-const FUNCTIONS: [&str; 8] = [
+const FUNCTIONS: [&str; 9] = [
     "LoginFunction",
     "RefreshFunction",
     "RevokeFunction",
@@ -38,6 +38,7 @@ const FUNCTIONS: [&str; 8] = [
     "JwksFunction",
     "KeyRotationFunction",
     "WhoamiFunction",
+    "AccountFunction",
 ];
 
 /// Names a call's resource as the template names it, with the tag condition of a KMS key.
@@ -419,6 +420,80 @@ async fn introspect_paths(config: &Config, recorder: &IamRecorder) {
     assert_eq!(response.status(), 200, "the assertion authenticated its client: {:?}", response.body());
 }
 
+/// account: a password change refused (a wrong current password) and made, the sessions
+/// listed, one ended, "sign out everywhere else", the account deleted (and erased), each
+/// through the handler's route with the sample event's shape and a real token.
+async fn account_paths(config: &Config, recorder: &IamRecorder) {
+    let plain = tokenauth_tests::clients().await;
+    let clients = clients_recorded_by(recorder).await;
+    let login = login_service(config, &plain, Arc::new(SystemClock)).await;
+    let account = tokenauth::AccountService::from_config(
+        config,
+        clients.dynamodb.clone(),
+        clients.kms.clone(),
+        Arc::new(SystemClock),
+    )
+    .await;
+    let (username, password, _) = create_user(config, &plain, "iam-account", &["read"]).await;
+    // The caller's session and two others for the password change to end.
+    let sessions = [
+        login_tokens(&login, &username, &password).await,
+        login_tokens(&login, &username, &password).await,
+        login_tokens(&login, &username, &password).await,
+    ];
+    let bearer = format!("Bearer {}", sessions[0]["access_token"].as_str().unwrap());
+    let call = |name: &str, body: Option<Value>, sid: Option<String>| {
+        let mut event = event(name);
+        event["headers"]["authorization"] = Value::String(bearer.clone());
+        if let Some(body) = body {
+            event["body"] = Value::String(body.to_string());
+        }
+        if let Some(sid) = sid {
+            let path = format!("/auth/sessions/{sid}");
+            event["rawPath"] = Value::String(path.clone());
+            event["requestContext"]["http"]["path"] = Value::String(path);
+            event["pathParameters"]["sid"] = Value::String(sid);
+        }
+        request_from_event(&event)
+    };
+    let new_password = format!("violet anchor {} drifts slowly", tokenauth::rules::token::random_id());
+    let steps = [
+        (
+            "a wrong current password",
+            "account-change-password.json",
+            Some(json!({"current_password": "not-the-password-9", "new_password": new_password})),
+            None,
+            401,
+        ),
+        (
+            "a password change",
+            "account-change-password.json",
+            Some(json!({"current_password": password, "new_password": new_password})),
+            None,
+            200,
+        ),
+        ("the sessions", "account-list-sessions.json", None, None, 200),
+    ];
+    for (what, name, body, sid, status) in steps {
+        let response = tokenauth::edge::account::account(&account, &call(name, body, sid)).await;
+        assert_eq!(response.status(), status, "{what}: {:?}", response.body());
+    }
+    // Two more sessions (the change ended the others): end one, then every other.
+    let more =
+        [login_tokens(&login, &username, &new_password).await, login_tokens(&login, &username, &new_password).await];
+    let sid = family_of(more[0]["refresh_token"].as_str().unwrap());
+    let steps = [
+        ("one session ended", "account-end-session.json", None, Some(sid), 204),
+        ("sign out everywhere else", "account-end-other-sessions.json", None, None, 204),
+        ("a wrong password", "account-delete.json", Some(json!({"password": "not-the-password-9"})), None, 401),
+        ("the account deleted", "account-delete.json", Some(json!({"password": new_password})), None, 204),
+    ];
+    for (what, name, body, sid, status) in steps {
+        let response = tokenauth::edge::account::account(&account, &call(name, body, sid)).await;
+        assert_eq!(response.status(), status, "{what}: {:?}", response.body());
+    }
+}
+
 /// authorizer: start, a valid token, a due poll, an unknown kid.
 async fn authorizer_paths(config: &Config, recorder: &IamRecorder) {
     let plain = tokenauth_tests::clients().await;
@@ -560,6 +635,7 @@ async fn recorded_calls() -> Value {
     authorizer_paths(&config, &recorders["AuthorizerFunction"]).await;
     jwks_paths(&config, &recorders["JwksFunction"]).await;
     key_rotation_paths(&rotation_config, &recorders["KeyRotationFunction"]).await;
+    account_paths(&config, &recorders["AccountFunction"]).await;
     // whoami makes no AWS call (it links no AWS SDK).
 
     let main_namer = Namer::new(&[&config, &kms_set, &envelope_set], &plain).await;

@@ -48,7 +48,7 @@ fn every_variable_a_function_reads_is_set_or_defaulted_and_the_template_sets_non
     // issuer, which has none, an example), resources by logical id.
     let template = template_with(&[("TokenIssuer", "https://auth.example.com"), ("AWS::StackName", STACK)]);
     let functions = template.functions();
-    assert_eq!(functions.len(), 8, "{functions:?}");
+    assert_eq!(functions.len(), 9, "{functions:?}");
     for function in functions {
         let set = template.environment(&function).unwrap();
         if function == "WhoamiFunction" {

@@ -1,6 +1,6 @@
 //! A plain HTTP client of the service's API (the local gateway), as any client on the
 //! network calls it: login, the refresh-token grant and RFC 7009 revocation as forms, the
-//! protected route with a bearer token. The end-to-end tests (`tests/src/gateway.rs`) and
+//! protected route and the account routes with a bearer token. The end-to-end tests (`tests/src/gateway.rs`) and
 //! `tools/loadgen` both call through it. Loopback only: it refuses any other address.
 
 use std::net::IpAddr;
@@ -138,6 +138,39 @@ impl ApiClient {
     pub async fn whoami(&self, access_token: &str) -> Result<Answer, NoAnswer> {
         let bearer = format!("Bearer {access_token}");
         self.send("GET", "/api/whoami", &[("authorization", &bearer)], None).await
+    }
+
+    /// `POST /auth/password` with JSON `{"current_password","new_password"}`, as the
+    /// holder of `access_token`.
+    pub async fn change_password(&self, access_token: &str, current: &str, new: &str) -> Result<Answer, NoAnswer> {
+        let bearer = format!("Bearer {access_token}");
+        let body = serde_json::json!({ "current_password": current, "new_password": new }).to_string();
+        self.send("POST", "/auth/password", &[("authorization", &bearer)], Some(("application/json", body))).await
+    }
+
+    /// `GET /auth/sessions`: the caller's live sessions.
+    pub async fn sessions(&self, access_token: &str) -> Result<Answer, NoAnswer> {
+        let bearer = format!("Bearer {access_token}");
+        self.send("GET", "/auth/sessions", &[("authorization", &bearer)], None).await
+    }
+
+    /// `DELETE /auth/sessions/{sid}`: ends one of the caller's sessions.
+    pub async fn end_session(&self, access_token: &str, sid: &str) -> Result<Answer, NoAnswer> {
+        let bearer = format!("Bearer {access_token}");
+        self.send("DELETE", &format!("/auth/sessions/{sid}"), &[("authorization", &bearer)], None).await
+    }
+
+    /// `DELETE /auth/sessions`: "sign out everywhere else".
+    pub async fn end_other_sessions(&self, access_token: &str) -> Result<Answer, NoAnswer> {
+        let bearer = format!("Bearer {access_token}");
+        self.send("DELETE", "/auth/sessions", &[("authorization", &bearer)], None).await
+    }
+
+    /// `DELETE /auth/account` with JSON `{"password"}`.
+    pub async fn delete_account(&self, access_token: &str, password: &str) -> Result<Answer, NoAnswer> {
+        let bearer = format!("Bearer {access_token}");
+        let body = serde_json::json!({ "password": password }).to_string();
+        self.send("DELETE", "/auth/account", &[("authorization", &bearer)], Some(("application/json", body))).await
     }
 }
 
