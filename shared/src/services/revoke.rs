@@ -172,12 +172,11 @@ impl Revoker {
             // failure leaves the change committed: repeating it finishes this.
             self.users.forget_devices(username, self.clock.now()).await?;
         }
-        // A deleted account's families are erased next ([`Revoker::erase_account`]).
-        let families_revoked = if change.ends_sessions() && *change != AccountChange::Delete {
-            self.end_families_of(&user.user_id, None, reason, now).await
-        } else {
-            0
-        };
+        // Each family's `sid` entry too (a deleted account's before its erasure): a token
+        // issued in the second of an earlier change carries that change's cut-off as its
+        // `iat`, which a second change within that second does not cover.
+        let families_revoked =
+            if change.ends_sessions() { self.end_families_of(&user.user_id, None, reason, now).await } else { 0 };
         Ok(AccountChanged { user, families_revoked })
     }
 
@@ -235,10 +234,8 @@ impl Revoker {
             if let Err(e) = self.users.forget_devices(username, self.clock.now()).await {
                 tracing::warn!(error = %e, "could not forget the devices after an account change");
             }
-            if *change != AccountChange::Delete {
-                let kept = keep.map(|f| f.family_id.as_str());
-                families_revoked = self.end_families_of(&read.user_id, kept, reason, now).await;
-            }
+            let kept = keep.map(|f| f.family_id.as_str());
+            families_revoked = self.end_families_of(&read.user_id, kept, reason, now).await;
         }
         Ok(ChangedAsRead::Done(AccountChanged { user: next, families_revoked }))
     }
