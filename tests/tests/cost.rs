@@ -118,11 +118,17 @@ async fn measure(kind: KeyKind) -> Value {
     let wrong = tokenauth::edge::http::login(&login, &login_request(&username, "wrong", None)).await;
     assert_eq!(wrong.status(), 401);
     let login_failed = measured(&clients, &meter, &tables).await;
-    let response = tokenauth::edge::http::token(
-        &refresh,
-        &refresh_request(tokens["refresh_token"].as_str().unwrap(), None, false),
-    )
-    .await;
+    // A session in its steady state: rotated past its history's length, so its item is as
+    // large as it gets (a refresh's write units follow the item's size).
+    let mut refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
+    for _ in 0..=tokenauth::store::HISTORY_SLOTS {
+        let response = tokenauth::edge::http::token(&refresh, &refresh_request(&refresh_token, None, false)).await;
+        assert_eq!(response.status(), 200);
+        refresh_token = json_of(&response)["refresh_token"].as_str().unwrap().to_owned();
+    }
+    clients.calls.clear();
+    meter.take();
+    let response = tokenauth::edge::http::token(&refresh, &refresh_request(&refresh_token, None, false)).await;
     assert_eq!(response.status(), 200);
     let refreshed = measured(&clients, &meter, &tables).await;
 

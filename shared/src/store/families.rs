@@ -22,6 +22,7 @@ use super::schema::{FAMILIES_BY_USER_INDEX, FAMILIES_BY_USER_PARTITION_KEY, FAMI
 use crate::error::DependencyError;
 use crate::platform::retry;
 use crate::rules::records::{AccountState, FamilyRecord, KeptThrough, HISTORY_SLOTS};
+use crate::rules::rotation::history_mark;
 
 /// The cancellation reasons of a transaction that DynamoDB refused for throughput, not for
 /// a condition or a conflict: the transaction is throttled.
@@ -287,7 +288,7 @@ impl DynamoFamilies {
     pub async fn rotate(&self, r: &Rotation<'_>, guard: AccountGuard<'_>) -> Result<RotateOutcome, DependencyError> {
         let slot = r.presented_generation as usize % HISTORY_SLOTS;
         let mut update = format!(
-            "SET token_hash = :new, generation = :next, previous_hash = :old, recent[{slot}] = :old, \
+            "SET token_hash = :new, generation = :next, previous_hash = :old, recent[{slot}] = :old_mark, \
              rotated_at = :now, last_used_at = :now, idle_expires_at = :idle"
         );
         if r.follow.is_some() {
@@ -318,6 +319,7 @@ impl DynamoFamilies {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":new", s(r.successor_hash))
             .expression_attribute_values(":old", s(r.presented_hash))
+            .expression_attribute_values(":old_mark", s(history_mark(r.presented_hash)))
             .expression_attribute_values(":gen", n(u64::from(r.presented_generation)))
             .expression_attribute_values(":next", n(u64::from(r.presented_generation) + 1))
             .expression_attribute_values(":active", s("active"))
@@ -453,8 +455,13 @@ impl DynamoFamilies {
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if let Some(hash) = presented_hash {
-            condition.push_str(" AND (token_hash = :hash OR previous_hash = :hash OR contains(recent, :hash))");
-            request = request.expression_attribute_values(":hash", s(hash));
+            condition.push_str(
+                " AND (token_hash = :hash OR previous_hash = :hash OR contains(recent, :hash) \
+                 OR contains(recent, :mark))",
+            );
+            request = request
+                .expression_attribute_values(":hash", s(hash))
+                .expression_attribute_values(":mark", s(history_mark(hash)));
         }
         match request.condition_expression(condition).send().await {
             Ok(out) => match out.attributes {
