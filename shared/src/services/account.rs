@@ -40,7 +40,7 @@ use crate::rules::username::Username;
 use crate::services::client_auth::ClientAuthenticator;
 use crate::services::keys::KeyRing;
 use crate::services::limits::SourceLimiter;
-use crate::services::revoke::{ChangedAsRead, Revoker};
+use crate::services::revoke::{AccountChanged, ChangedAsRead, Revoker};
 use crate::store::{
     AccountChange, AttemptCounter, DynamoFamilies, DynamoRevocations, DynamoUsers, FamilyRecord, UserRecord, UserStatus,
 };
@@ -77,6 +77,15 @@ impl fmt::Debug for PasswordChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PasswordChange").finish_non_exhaustive()
     }
+}
+
+/// Whether an account change keeps the caller's session.
+#[derive(Debug, Clone, Copy)]
+enum Keep {
+    /// A password change, "sign out everywhere else": the caller stays signed in.
+    Caller,
+    /// A deletion: no session survives.
+    None,
 }
 
 /// The caller as the tables say now: the verified token, its account and its session.
@@ -166,50 +175,11 @@ impl AccountService {
                 .await??
         };
         let change_to = AccountChange::SetPassword(new_hash);
-        let (mut user, mut family) = (caller.user.clone(), caller.family.clone());
-        let current = change.current_password;
-        for attempt in 0..retry::ATTEMPTS {
-            retry::backoff(attempt).await;
-            // Checked against the hash the commit is conditioned on: a concurrent change's
-            // new hash is judged again (the current password may now be another).
-            if !self.password_matches(&current, &user).await? {
-                event(AccountEvent::WrongPassword);
-                return Err(ApiError::WrongPassword);
-            }
-            let changed = self
-                .revoker
-                .change_account_as_read(
-                    &caller.username,
-                    &user,
-                    &change_to,
-                    Some(&family),
-                    Some(&user.password_hash),
-                    "password_changed",
-                    now,
-                )
-                .await?;
-            match changed {
-                ChangedAsRead::Done(_) => {
-                    self.users.release_attempt(&caller.username, AttemptCounter::Username).await;
-                    event(AccountEvent::PasswordChanged);
-                    return Ok(());
-                }
-                ChangedAsRead::SessionEnded => return Err(ApiError::InvalidToken),
-                ChangedAsRead::AccountMoved => {
-                    let (read_user, read_family) = tokio::try_join!(
-                        self.users.get(&caller.username),
-                        self.families.get(&caller.family.family_id)
-                    )?;
-                    match (read_user, read_family) {
-                        (Some(u), Some(f)) if u.user_id == caller.user.user_id && u.status == UserStatus::Active => {
-                            (user, family) = (u, f);
-                        }
-                        _ => return Err(ApiError::InvalidToken),
-                    }
-                }
-            }
-        }
-        Err(DependencyError::Internal("the account kept changing under the password change".into()).into())
+        let current = Some(change.current_password.as_str());
+        self.change_as_caller(&caller, &change_to, Keep::Caller, current, "password_changed", now, &event).await?;
+        self.users.release_attempt(&caller.username, AttemptCounter::Username).await;
+        event(AccountEvent::PasswordChanged);
+        Ok(())
     }
 
     /// `GET /auth/sessions`: the caller's live sessions, the caller's marked.
@@ -251,39 +221,12 @@ impl AccountService {
     pub async fn end_other_sessions(&self, presented: Presented<'_>, meta: &RequestMeta) -> Result<usize, ApiError> {
         let now = self.clock.now();
         let caller = self.caller(presented, now).await?;
-        let (mut user, mut family) = (caller.user.clone(), caller.family.clone());
-        for attempt in 0..retry::ATTEMPTS {
-            retry::backoff(attempt).await;
-            let changed = self
-                .revoker
-                .change_account_as_read(
-                    &caller.username,
-                    &user,
-                    &AccountChange::EndSessions,
-                    Some(&family),
-                    None,
-                    "ended_by_user",
-                    now,
-                )
-                .await?;
-            match changed {
-                ChangedAsRead::Done(done) => {
-                    let ip = meta.source_ip.as_deref();
-                    audit::account(AccountEvent::OtherSessionsEnded, &user.user_id, &family.family_id, ip);
-                    return Ok(done.families_revoked);
-                }
-                ChangedAsRead::SessionEnded => return Err(ApiError::InvalidToken),
-                ChangedAsRead::AccountMoved => {
-                    match tokio::try_join!(self.users.get(&caller.username), self.families.get(&family.family_id))? {
-                        (Some(u), Some(f)) if u.user_id == user.user_id && u.status == UserStatus::Active => {
-                            (user, family) = (u, f);
-                        }
-                        _ => return Err(ApiError::InvalidToken),
-                    }
-                }
-            }
-        }
-        Err(DependencyError::Internal("the account kept changing under the sign-out".into()).into())
+        let ip = meta.source_ip.as_deref();
+        let event = |event| audit::account(event, &caller.user.user_id, &caller.family.family_id, ip);
+        let change = AccountChange::EndSessions;
+        let done = self.change_as_caller(&caller, &change, Keep::Caller, None, "ended_by_user", now, &event).await?;
+        event(AccountEvent::OtherSessionsEnded);
+        Ok(done.families_revoked)
     }
 
     /// `DELETE /auth/account`: with the caller's password (throttled as login), every
@@ -302,44 +245,64 @@ impl AccountService {
         let user_id = caller.user.user_id.clone();
         let event = |event| audit::account(event, &user_id, &caller.family.family_id, ip);
         self.reserve_attempt(&caller, now, &event).await?;
-        let mut user = caller.user.clone();
+        let password = Some(password.as_str());
+        let change = AccountChange::Delete;
+        self.change_as_caller(&caller, &change, Keep::None, password, "account_deleted", now, &event).await?;
+        // Committed: no login, no session from here on. What names the person goes now; if
+        // this fails, `authctl user delete` finishes it.
+        self.revoker.erase_account(&caller.username, &user_id).await.map_err(|e| match e {
+            crate::store::UserWriteError::Dependency(e) => ApiError::Unavailable(e),
+            _ => ApiError::Unavailable(DependencyError::Internal("account erasure refused".into())),
+        })?;
+        event(AccountEvent::AccountDeleted);
+        Ok(())
+    }
+
+    /// Applies a change the caller asked for on the account as the caller read it; when
+    /// another change committed first, again on the account as it now reads, the password
+    /// (if the change needs one) checked again against the hash now stored. With
+    /// `Keep::Caller` the caller's session survives the change. 401 `invalid_grant` for
+    /// a wrong password; 401 `invalid_token` once the caller's session or account is gone.
+    #[allow(clippy::too_many_arguments)]
+    async fn change_as_caller(
+        &self,
+        caller: &Caller,
+        change: &AccountChange,
+        keep: Keep,
+        password: Option<&str>,
+        reason: &str,
+        now: u64,
+        event: &impl Fn(AccountEvent),
+    ) -> Result<AccountChanged, ApiError> {
+        let (mut user, mut family) = (caller.user.clone(), caller.family.clone());
         for attempt in 0..retry::ATTEMPTS {
             retry::backoff(attempt).await;
-            if !self.password_matches(&password, &user).await? {
-                event(AccountEvent::WrongPassword);
-                return Err(ApiError::WrongPassword);
-            }
-            let changed = self
-                .revoker
-                .change_account_as_read(
-                    &caller.username,
-                    &user,
-                    &AccountChange::Delete,
-                    None,
-                    Some(&user.password_hash),
-                    "account_deleted",
-                    now,
-                )
-                .await?;
-            match changed {
-                ChangedAsRead::Done(_) => {
-                    // Committed: no login, no session from here on. What names the person
-                    // goes now; if this fails, `authctl user delete` finishes it.
-                    self.revoker.erase_account(&caller.username, &user_id).await.map_err(|e| match e {
-                        crate::store::UserWriteError::Dependency(e) => ApiError::Unavailable(e),
-                        _ => ApiError::Unavailable(DependencyError::Internal("account erasure refused".into())),
-                    })?;
-                    event(AccountEvent::AccountDeleted);
-                    return Ok(());
+            if let Some(password) = password {
+                if !self.password_matches(password, &user).await? {
+                    event(AccountEvent::WrongPassword);
+                    return Err(ApiError::WrongPassword);
                 }
+            }
+            let kept = matches!(keep, Keep::Caller).then_some(&family);
+            let verified = password.map(|_| user.password_hash.as_str());
+            match self
+                .revoker
+                .change_account_as_read(&caller.username, &user, change, kept, verified, reason, now)
+                .await?
+            {
+                ChangedAsRead::Done(done) => return Ok(done),
                 ChangedAsRead::SessionEnded => return Err(ApiError::InvalidToken),
-                ChangedAsRead::AccountMoved => match self.users.get(&caller.username).await? {
-                    Some(u) if u.user_id == user_id && u.status == UserStatus::Active => user = u,
-                    _ => return Err(ApiError::InvalidToken),
-                },
+                ChangedAsRead::AccountMoved => {
+                    match tokio::try_join!(self.users.get(&caller.username), self.families.get(&family.family_id))? {
+                        (Some(u), Some(f)) if u.user_id == user.user_id && u.status == UserStatus::Active => {
+                            (user, family) = (u, f);
+                        }
+                        _ => return Err(ApiError::InvalidToken),
+                    }
+                }
             }
         }
-        Err(DependencyError::Internal("the account kept changing under the deletion".into()).into())
+        Err(DependencyError::Internal("the account kept changing under the caller's change".into()).into())
     }
 
     /// The caller of a request: the token verified by the one verifier with a fresh key
