@@ -381,6 +381,8 @@ async fn deleting_the_account_erases_what_names_the_person_and_frees_the_usernam
     for session in [&caller, &other] {
         assert!(!allowed(&a, str_of(session, "access_token")).await, "every access token is denied");
     }
+    // A login with the name now fails like any unknown name's, and stores no name either.
+    assert_eq!(s.login(&username, &password).await.0, StatusCode::UNAUTHORIZED);
     let stored = every_string_stored(&s).await;
     let name = Username::normalise(&username).unwrap();
     assert!(!stored.iter().any(|v| v.contains(name.as_str())), "no table holds the username");

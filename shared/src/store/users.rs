@@ -1,8 +1,9 @@
-//! The Users table, one partition per normalised username: the account (`sk = "profile"`),
-//! the username's failed-login counter (`sk = "login_failures"`, for unknown usernames
-//! too), and the devices that logged in before (`sk = "device#<hash of its token>"`), each
-//! with a failed-login counter of its own and an expiry that every login from it renews
-//! (a change that ends every session forgets them: [`DynamoUsers::forget_devices`]).
+//! The Users table, one partition per normalised username: the account (`sk = "profile"`)
+//! and the devices that logged in before (`sk = "device#<hash of its token>"`), each with
+//! a failed-login counter of its own and an expiry that every login from it renews (a
+//! change that ends every session forgets them: [`DynamoUsers::forget_devices`]). The
+//! username's own failed-login counter (`sk = "login_failures"`, for unknown usernames
+//! too) lives in a partition named by a hash of the username, never by the name.
 //!
 //! A login attempt is reserved on a counter before its password is checked
 //! ([`DynamoUsers::reserve_attempt`], one conditional write), so however many guesses run at
@@ -48,6 +49,27 @@ impl AttemptCounter<'_> {
             Self::Device(hash) => format!("{DEVICE}{hash}"),
         }
     }
+
+    /// The counter's item: a device's under the username it logged in as (it exists only
+    /// for an account); the username's under [`failures_partition`], never the name.
+    fn key(&self, username: &Username) -> HashMap<String, AttributeValue> {
+        match self {
+            Self::Username => key_of(&failures_partition(username), LOGIN_FAILURES),
+            Self::Device(_) => key(username, &self.sort_key()),
+        }
+    }
+}
+
+/// The partition of a username's failed-login counter: `failures#` and a SHA-256 of the
+/// normalised username, not the name. A counter exists for every name anyone tried, and
+/// people type passwords into the username field; and once an account is erased, a failed
+/// login with its name must not store the name again.
+fn failures_partition(username: &Username) -> String {
+    use base64::Engine as _;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(b"tokenauth login failures\0");
+    ctx.update(username.as_str().as_bytes());
+    format!("failures#{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ctx.finish().as_ref()))
 }
 
 /// A failed-login counter (the username's or a device's) within its current window.
@@ -211,7 +233,7 @@ impl DynamoUsers {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(username, &counter.sort_key())))
+            .set_key(Some(counter.key(username)))
             .update_expression("SET failures = failures - :one")
             .condition_expression("failures > :zero")
             .expression_attribute_values(":one", n(1))
@@ -236,7 +258,7 @@ impl DynamoUsers {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(username, &counter.sort_key())))
+            .set_key(Some(counter.key(username)))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":now", n(now));
         if matches!(counter, AttemptCounter::Device(_)) {
@@ -261,7 +283,7 @@ impl DynamoUsers {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(username, &AttemptCounter::Device(device_hash).sort_key())))
+            .set_key(Some(AttemptCounter::Device(device_hash).key(username)))
             .consistent_read(true)
             .send()
             .await
@@ -284,7 +306,7 @@ impl DynamoUsers {
         let invalid = |e: aws_sdk_dynamodb::error::BuildError| DependencyError::Corrupt(e.to_string());
         let mut clear = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key(username, &counter.sort_key())))
+            .set_key(Some(counter.key(username)))
             .update_expression("REMOVE failures, window_start");
         if matches!(counter, AttemptCounter::Device(_)) {
             // Trust renews on use. The family's account guard in the same transaction
@@ -302,7 +324,7 @@ impl DynamoUsers {
             // `dynamodb:Attributes` condition), never a whole user item.
             let remember = Update::builder()
                 .table_name(&self.table)
-                .set_key(Some(key(username, &AttemptCounter::Device(hash).sort_key())))
+                .set_key(Some(AttemptCounter::Device(hash).key(username)))
                 .update_expression("SET #ttl = :exp, created_at = :now")
                 .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
                 .expression_attribute_values(":exp", n(device_expires_at))
@@ -550,7 +572,8 @@ impl DynamoUsers {
                 .map(|_| ())
                 .map_err(|e| DependencyError::dynamodb("DeleteItem", e))
         };
-        futures_util::stream::iter(others)
+        let counter = AttemptCounter::Username.key(username);
+        futures_util::stream::iter(others.chain(std::iter::once(counter)))
             .map(delete)
             .buffer_unordered(DEVICE_EXPIRY_CONCURRENCY)
             .collect::<Vec<_>>()
