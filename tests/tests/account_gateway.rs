@@ -525,3 +525,50 @@ async fn a_profile_deleted_by_hand_and_added_again_is_a_clean_new_account() {
         assert_refused_grant(answer, &format!("the old account's session {}", session.sid()));
     }
 }
+
+/// A session bound to a device key (DPoP, RFC 9449) uses the account routes as it uses any
+/// protected route: `Authorization: DPoP` with a fresh proof for the URL called. The same
+/// token as a bearer token is refused, and a password change keeps the bound session.
+#[tokio::test]
+async fn a_dpop_bound_session_lists_its_sessions_and_changes_the_password_with_proofs() {
+    use tokenauth::platform::clock::{Clock, SystemClock};
+    let (config, clients, gateway) = (gateway_function_config(), clients().await, gateway_client());
+    let (username, password, _) = create_user(&config, &clients, "acct-dpop", &["read"]).await;
+    let key = tokenauth::rules::dpop::ProofKey::generate().unwrap();
+    let proof = |method: &str, path: &str, token: Option<&str>| {
+        key.proof(method, &gateway.url(path), SystemClock.now(), token).unwrap()
+    };
+    let body = serde_json::json!({"username": username, "password": password}).to_string();
+    let login_proof = proof("POST", "/auth/login", None);
+    let login =
+        gateway.send("POST", "/auth/login", &[("dpop", &login_proof)], Some(("application/json", body))).await.unwrap();
+    let bound = Session::of(&login);
+    assert_eq!(login.str("token_type"), "DPoP");
+    let authorization = format!("DPoP {}", bound.access_token);
+
+    let listed_proof = proof("GET", "/auth/sessions", Some(&bound.access_token));
+    let headers = [("authorization", authorization.as_str()), ("dpop", listed_proof.as_str())];
+    let listed = gateway.send("GET", "/auth/sessions", &headers, None).await.unwrap();
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(listed.json["sessions"][0]["sid"], bound.sid().as_str());
+    assert_eq!(listed.json["sessions"][0]["current"], true);
+    // The same proof again, or the token as a bearer token: refused by the authorizer.
+    assert_eq!(gateway.send("GET", "/auth/sessions", &headers, None).await.unwrap().status, 403, "a replayed proof");
+    assert_eq!(gateway.sessions(&bound.access_token).await.unwrap().status, 403, "a bound token as a bearer token");
+
+    let new_password = strong_password();
+    let change_proof = proof("POST", "/auth/password", Some(&bound.access_token));
+    let headers = [("authorization", authorization.as_str()), ("dpop", change_proof.as_str())];
+    let change = serde_json::json!({"current_password": password, "new_password": new_password}).to_string();
+    let changed = gateway.send("POST", "/auth/password", &headers, Some(("application/json", change))).await.unwrap();
+    assert_eq!(changed.status, 200, "{}", changed.text);
+    // The bound session goes on: a refresh with a proof from its key rotates it.
+    let refresh_proof = proof("POST", "/auth/refresh", None);
+    let form = format!("grant_type=refresh_token&refresh_token={}", bound.refresh_token);
+    let refreshed = gateway
+        .send("POST", "/auth/refresh", &[("dpop", &refresh_proof)], Some(("application/x-www-form-urlencoded", form)))
+        .await
+        .unwrap();
+    assert_eq!((refreshed.status, refreshed.str("token_type")), (200, "DPoP"), "{}", refreshed.text);
+    assert_eq!(gateway.login(&username, &new_password).await.unwrap().status, 200);
+}
