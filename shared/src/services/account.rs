@@ -4,7 +4,7 @@
 //! `DELETE /auth/account` (erase the account).
 //!
 //! The caller is the user of the access token, checked here again and strongly consistent
-//! ([`AccountService::caller`]) rather than taken from the authorizer's context: the one
+//! (`AccountService::caller`) rather than taken from the authorizer's context: the one
 //! verifier with a fresh key set, a token in the user's own hands (no `act`, not a
 //! service's), its `jti` not revoked, its session live, its account active and holding it,
 //! its client active. A token revoked a moment ago cannot change a password within the
