@@ -46,8 +46,11 @@ pub fn is_live_session(family: &FamilyRecord, user: &UserRecord, now: u64) -> bo
 /// (`current_sid`) marked; the most recently used first, at most [`MAX_LISTED_SESSIONS`].
 pub fn live_sessions(families: &[FamilyRecord], user: &UserRecord, current_sid: &str, now: u64) -> Vec<SessionView> {
     let mut live: Vec<&FamilyRecord> = families.iter().filter(|f| is_live_session(f, user, now)).collect();
+    // A family read twice (the caller's, as it was and as it is) is listed once, as it is:
+    // its later generation.
+    live.sort_by(|a, b| a.family_id.cmp(&b.family_id).then_with(|| b.generation.cmp(&a.generation)));
+    live.dedup_by(|later, kept| later.family_id == kept.family_id);
     live.sort_by(|a, b| b.last_used_at.cmp(&a.last_used_at).then_with(|| a.family_id.cmp(&b.family_id)));
-    live.dedup_by(|a, b| a.family_id == b.family_id);
     live.into_iter().take(MAX_LISTED_SESSIONS).map(|f| view(f, current_sid)).collect()
 }
 
@@ -140,6 +143,8 @@ mod tests {
         let idle = FamilyRecord { idle_expires_at: NOW - 1, ..family("idle", NOW) };
         let ended_by_epoch = FamilyRecord { sessions_epoch: 2, ..family("old-epoch", NOW) };
         let someone_else = FamilyRecord { user_id: "u-2".into(), ..family("other-user", NOW) };
+        // The caller's read twice: before and after a refresh of it (a later generation).
+        let caller_refreshed = FamilyRecord { generation: 2, last_used_at: NOW - 1, ..family("older", NOW - 1) };
         let families = vec![
             family("older", NOW - 50),
             revoked,
@@ -148,17 +153,17 @@ mod tests {
             idle,
             ended_by_epoch,
             someone_else,
-            family("newer", NOW - 10),
+            caller_refreshed,
         ];
         let listed = live_sessions(&families, &user(), "older", NOW);
         let ids: Vec<&str> = listed.iter().map(|s| s.sid.as_str()).collect();
-        assert_eq!(ids, ["newer", "older"]);
-        assert!(!listed[0].current);
-        assert!(listed[1].current, "the caller's session is marked");
-        assert_eq!(listed[1].last_refreshed_at, NOW - 50);
-        assert_eq!(listed[1].network.as_deref(), Some("203.0.113.0/24"));
-        assert_eq!(listed[1].user_agent.as_deref(), Some("okhttp"));
-        assert_eq!(listed[1].device_name.as_deref(), Some("Ana's phone"));
+        assert_eq!(ids, ["older", "newer"], "each once, the most recently used first");
+        assert!(listed[0].current, "the caller's session is marked");
+        assert!(!listed[1].current);
+        assert_eq!(listed[0].last_refreshed_at, NOW - 1, "as it is now");
+        assert_eq!(listed[0].network.as_deref(), Some("203.0.113.0/24"));
+        assert_eq!(listed[0].user_agent.as_deref(), Some("okhttp"));
+        assert_eq!(listed[0].device_name.as_deref(), Some("Ana's phone"));
     }
 
     #[test]
