@@ -123,8 +123,7 @@ impl AccountService {
         kms: aws_sdk_kms::Client,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let keys =
-            KeyRing::from_config(config, dynamodb.clone(), kms, config.key_reload, config.key_set_max_staleness());
+        let keys = KeyRing::from_config(config, dynamodb.clone(), kms);
         keys.sync(clock.now()).await;
         Self::new(config, dynamodb, keys, clock)
     }

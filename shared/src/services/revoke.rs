@@ -396,8 +396,7 @@ impl RevocationService {
         kms: aws_sdk_kms::Client,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let keys =
-            KeyRing::from_config(config, dynamodb.clone(), kms, config.key_reload, config.key_set_max_staleness());
+        let keys = KeyRing::from_config(config, dynamodb.clone(), kms);
         keys.sync(clock.now()).await;
         Self::new(Revoker::new(config, dynamodb, clock.clone()), keys, clock)
     }

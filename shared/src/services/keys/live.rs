@@ -98,16 +98,12 @@ impl fmt::Debug for KeyRing {
 
 impl KeyRing {
     /// The ring a function builds: the configured verifier, kept up to date from the Keys
-    /// table every `every`, relied on for `max_staleness` after the last good read.
-    pub fn from_config(
-        config: &Config,
-        dynamodb: aws_sdk_dynamodb::Client,
-        kms: aws_sdk_kms::Client,
-        every: Duration,
-        max_staleness: Duration,
-    ) -> Self {
+    /// table every `KEY_SET_RELOAD_SECS`, relied on for the key set's staleness bound after
+    /// the last good read.
+    pub fn from_config(config: &Config, dynamodb: aws_sdk_dynamodb::Client, kms: aws_sdk_kms::Client) -> Self {
         let verifier = Arc::new(crate::services::verifier_for(config));
-        Self::new(AuthenticatedKeys::from_config(config, dynamodb, kms), verifier, every, max_staleness)
+        let keys = AuthenticatedKeys::from_config(config, dynamodb, kms);
+        Self::new(keys, verifier, config.key_reload, config.key_set_max_staleness())
     }
 
     /// The ring of a function off the hot path that checks tokens of any audience this
