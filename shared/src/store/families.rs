@@ -626,7 +626,7 @@ impl DynamoFamilies {
             .expression_attribute_names("#u", FAMILIES_BY_USER_PARTITION_KEY)
             .expression_attribute_values(":u", s(user_id))
             .scan_index_forward(false)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_limit(i32::try_from(limit).ok())
             .into_paginator()
             .items()
             .send();
@@ -643,22 +643,8 @@ impl DynamoFamilies {
         Ok(ids)
     }
 
-    /// Ids of every family of a user (the `by_user` index), all pages.
+    /// Ids of every family of a user (the `by_user` index, newest login first), all pages.
     pub async fn family_ids_of_user(&self, user_id: &str) -> Result<Vec<String>, DependencyError> {
-        let items = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(FAMILIES_BY_USER_INDEX)
-            .key_condition_expression("#u = :u")
-            .expression_attribute_names("#u", FAMILIES_BY_USER_PARTITION_KEY)
-            .expression_attribute_values(":u", s(user_id))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| DependencyError::dynamodb("Query", e))?;
-        Ok(items.iter().filter_map(|i| i.get(FAMILIES_PARTITION_KEY)?.as_s().ok().cloned()).collect())
+        self.recent_family_ids_of_user(user_id, usize::MAX).await
     }
 }
