@@ -2,7 +2,7 @@
 //! (`api-client`, which `tools/loadgen` calls through too): the end-to-end tests talk to it
 //! as any client on the network would.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use api_client::{Answer, ApiClient};
 
@@ -91,4 +91,21 @@ pub async fn third_party_verdicts(token: &str, issuer: &str, audience: &str) -> 
         run_client("node", "jose_verify.mjs", &args),
     );
     ThirdPartyVerdicts { pyjwt, aws_jwt_verify, jose }
+}
+
+/// Polls `whoami` with `access_token` until it is refused: the refusal, and when the last
+/// request that was still allowed had started (the lag is about requests that begin after
+/// it; a request may take long when cargo lambda watch starts an instance cold).
+pub async fn last_allowed_start(gateway: &ApiClient, access_token: &str, limit: Duration) -> (Duration, Answer) {
+    let started = Instant::now();
+    let mut last_allowed = Duration::ZERO;
+    loop {
+        let sent = started.elapsed();
+        let answer = gateway.whoami(access_token).await.unwrap();
+        if answer.status != 200 || started.elapsed() > limit {
+            return (last_allowed, answer);
+        }
+        last_allowed = sent;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

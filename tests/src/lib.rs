@@ -871,3 +871,54 @@ impl TcpProxy {
         Self::start(upstream.trim_start_matches("http://")).await
     }
 }
+
+/// Every string (and number, and binary as lossy text) anywhere inside an attribute value.
+fn texts_of(value: &aws_sdk_dynamodb::types::AttributeValue, out: &mut Vec<String>) {
+    match value {
+        aws_sdk_dynamodb::types::AttributeValue::S(s) | aws_sdk_dynamodb::types::AttributeValue::N(s) => {
+            out.push(s.clone())
+        }
+        aws_sdk_dynamodb::types::AttributeValue::B(b) => out.push(String::from_utf8_lossy(b.as_ref()).into_owned()),
+        aws_sdk_dynamodb::types::AttributeValue::Ss(v) | aws_sdk_dynamodb::types::AttributeValue::Ns(v) => {
+            out.extend(v.iter().cloned())
+        }
+        aws_sdk_dynamodb::types::AttributeValue::Bs(v) => {
+            out.extend(v.iter().map(|b| String::from_utf8_lossy(b.as_ref()).into_owned()))
+        }
+        aws_sdk_dynamodb::types::AttributeValue::L(items) => items.iter().for_each(|v| texts_of(v, out)),
+        aws_sdk_dynamodb::types::AttributeValue::M(map) => map.iter().for_each(|(k, v)| {
+            out.push(k.clone());
+            texts_of(v, out);
+        }),
+        _ => {}
+    }
+}
+
+/// Scans every table of the stack's DynamoDB (ListTables, so none is forgotten; the
+/// stack's configured tables among them) and returns, per table, the items in which any
+/// attribute value (maps and lists included) contains one of `needles`.
+pub async fn items_naming(config: &Config, clients: &Clients, needles: &[&str]) -> Vec<(String, String)> {
+    let tables = clients.dynamodb.list_tables().send().await.unwrap().table_names.unwrap_or_default();
+    for configured in [&config.users_table, &config.families_table, &config.revocations_table, &config.clients_table] {
+        assert!(tables.contains(configured), "{configured} is among the scanned tables {tables:?}");
+    }
+    let mut found = Vec::new();
+    for table in tables {
+        let mut start = None;
+        loop {
+            let page = clients.dynamodb.scan().table_name(&table).set_exclusive_start_key(start).send().await.unwrap();
+            for item in page.items.unwrap_or_default() {
+                let mut texts = Vec::new();
+                texts_of(&aws_sdk_dynamodb::types::AttributeValue::M(item.clone()), &mut texts);
+                if texts.iter().any(|t| needles.iter().any(|n| t.contains(n))) {
+                    found.push((table.clone(), format!("{item:?}")));
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+    }
+    found
+}

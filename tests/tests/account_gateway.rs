@@ -12,9 +12,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use tokenauth::rules::username::Username;
 use tokenauth::store::schema::{USERS_PARTITION_KEY, USERS_SORT_KEY};
 use tokenauth::store::DynamoUsers;
-use tokenauth_tests::gateway::{gateway_client, gateway_function_config, stated_revocation_lag, Answer, ApiClient};
+use tokenauth_tests::gateway::{
+    gateway_client, gateway_function_config, last_allowed_start, stated_revocation_lag, Answer, ApiClient,
+};
 use tokenauth_tests::runtime::function_binary;
-use tokenauth_tests::{clients, create_user, family_of, Clients};
+use tokenauth_tests::{clients, create_user, family_of, items_naming, Clients};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 
@@ -68,22 +70,6 @@ async fn refresh_all(gateway: &ApiClient, sessions: &[Session]) -> Vec<Answer> {
 
 fn assert_refused_grant(answer: &Answer, what: &str) {
     assert_eq!((answer.status, answer.json["error"].as_str()), (401, Some("invalid_grant")), "{what}: {}", answer.text);
-}
-
-/// Polls `whoami` with `access_token` until it is refused: the refusal, and when the last
-/// request that was still allowed had started (as gateway.rs measures the lag).
-async fn last_allowed_start(gateway: &ApiClient, access_token: &str, limit: Duration) -> (Duration, Answer) {
-    let started = Instant::now();
-    let mut last_allowed = Duration::ZERO;
-    loop {
-        let sent = started.elapsed();
-        let answer = gateway.whoami(access_token).await.unwrap();
-        if answer.status != 200 || started.elapsed() > limit {
-            return (last_allowed, answer);
-        }
-        last_allowed = sent;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Every access token is refused at whoami within the stated lag (one poll of slack: an
@@ -153,52 +139,6 @@ async fn sub_of(gateway: &ApiClient, access_token: &str) -> String {
     let me = gateway.whoami(access_token).await.unwrap();
     assert_eq!(me.status, 200, "{}", me.text);
     me.json["authorizer"]["sub"].as_str().unwrap().to_owned()
-}
-
-/// Every string (and number, and binary as lossy text) anywhere inside an attribute value.
-fn texts_of(value: &AttributeValue, out: &mut Vec<String>) {
-    match value {
-        AttributeValue::S(s) | AttributeValue::N(s) => out.push(s.clone()),
-        AttributeValue::B(b) => out.push(String::from_utf8_lossy(b.as_ref()).into_owned()),
-        AttributeValue::Ss(v) | AttributeValue::Ns(v) => out.extend(v.iter().cloned()),
-        AttributeValue::Bs(v) => out.extend(v.iter().map(|b| String::from_utf8_lossy(b.as_ref()).into_owned())),
-        AttributeValue::L(items) => items.iter().for_each(|v| texts_of(v, out)),
-        AttributeValue::M(map) => map.iter().for_each(|(k, v)| {
-            out.push(k.clone());
-            texts_of(v, out);
-        }),
-        _ => {}
-    }
-}
-
-/// Scans every table of the stack's DynamoDB (ListTables, so none is forgotten; the
-/// stack's configured tables among them) and returns, per table, the items in which any
-/// attribute value (maps and lists included) contains one of `needles`.
-async fn items_naming(clients: &Clients, needles: &[&str]) -> Vec<(String, String)> {
-    let config = gateway_function_config();
-    let tables = clients.dynamodb.list_tables().send().await.unwrap().table_names.unwrap_or_default();
-    for configured in [&config.users_table, &config.families_table, &config.revocations_table, &config.clients_table] {
-        assert!(tables.contains(configured), "{configured} is among the scanned tables {tables:?}");
-    }
-    let mut found = Vec::new();
-    for table in tables {
-        let mut start = None;
-        loop {
-            let page = clients.dynamodb.scan().table_name(&table).set_exclusive_start_key(start).send().await.unwrap();
-            for item in page.items.unwrap_or_default() {
-                let mut texts = Vec::new();
-                texts_of(&AttributeValue::M(item.clone()), &mut texts);
-                if texts.iter().any(|t| needles.iter().any(|n| t.contains(n))) {
-                    found.push((table.clone(), format!("{item:?}")));
-                }
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-    }
-    found
 }
 
 async fn password_hash_of(clients: &Clients, username: &str) -> String {
@@ -449,7 +389,7 @@ async fn deleting_the_account_erases_the_person_and_the_username_starts_afresh()
     let deleted = gateway.delete_account(&caller.access_token, &password).await.unwrap();
     assert_eq!((deleted.status, deleted.text.as_str()), (204, ""), "{}", deleted.text);
     assert_sessions_ended(&gateway, &sessions, "after the account's deletion").await;
-    let naming = items_naming(&clients, &[&username, &old_hash]).await;
+    let naming = items_naming(&config, &clients, &[&username, &old_hash]).await;
     assert!(naming.is_empty(), "items still name the deleted account: {naming:#?}");
 
     // The username again, as a new account: a new sub that logs in at once.
@@ -485,7 +425,7 @@ async fn authctl_set_password_ends_every_session_and_authctl_delete_erases_the_a
     let out = authctl(&["user", "delete", &username], "").await;
     assert!(out.contains("erased"), "{out}");
     assert_sessions_ended(&gateway, &after, "after an operator's deletion").await;
-    let naming = items_naming(&clients, &[&username, &hash]).await;
+    let naming = items_naming(&config, &clients, &[&username, &hash]).await;
     assert!(naming.is_empty(), "items still name the deleted account: {naming:#?}");
     // (A login attempt now counts against the username as for any unknown one: after the scan.)
     assert_refused_grant(&gateway.login(&username, &new_password).await.unwrap(), "a deleted account");

@@ -15,31 +15,14 @@ use tokenauth::services::keys::manager::KeySource;
 use tokenauth::services::keys::KeyManager;
 use tokenauth::{Clock, SystemClock};
 use tokenauth_tests::gateway::{
-    gateway_client, gateway_function_config, gateway_setting, stated_revocation_lag, third_party_verdicts, Answer,
-    ApiClient,
+    gateway_client, gateway_function_config, gateway_setting, last_allowed_start, stated_revocation_lag,
+    third_party_verdicts,
 };
 use tokenauth_tests::{clients, create_user, kid_of, repo_root};
 
 /// One client's refreshes: when each was sent, the kid of the access token it returned, and
 /// the token.
 type Issued = Vec<(Instant, String, String)>;
-
-/// Polls `whoami` with `access_token` until it is refused: the refusal, and when the last
-/// request that was still allowed had started (the lag is about requests that begin after
-/// it; a request may take long when cargo lambda watch starts an instance cold).
-async fn last_allowed_start(gateway: &ApiClient, access_token: &str, limit: Duration) -> (Duration, Answer) {
-    let started = Instant::now();
-    let mut last_allowed = Duration::ZERO;
-    loop {
-        let sent = started.elapsed();
-        let answer = gateway.whoami(access_token).await.unwrap();
-        if answer.status != 200 || started.elapsed() > limit {
-            return (last_allowed, answer);
-        }
-        last_allowed = sent;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[test]
 fn the_gateway_serves_the_routes_authorizers_and_cache_of_the_translated_template() {
