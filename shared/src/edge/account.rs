@@ -11,13 +11,12 @@
 //! | `DELETE /auth/sessions/{sid}` | 204 |
 //! | `DELETE /auth/account` `{"password"}` | 204 |
 
-use lambda_http::http::header::AUTHORIZATION;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::edge::bearer::{parse_bearer, parse_dpop};
-use crate::edge::http::{error_response, json_object, json_response, request_meta};
+use crate::edge::http::{authorization, error_response, json_object, json_response, request_meta};
 use crate::error::{Allowed, ApiError};
 use crate::rules::password::MAX_PASSWORD_BYTES;
 use crate::rules::sessions::SessionView;
@@ -132,9 +131,7 @@ fn operation(request: &Request) -> Result<Operation, ApiError> {
 
 /// The token of the one `Authorization` header: `Bearer` or `DPoP` (RFC 9449 §7.1).
 fn presented_token(request: &Request) -> Result<Presented<'_>, ApiError> {
-    let mut values = request.headers().get_all(AUTHORIZATION).iter();
-    let (Some(value), None) = (values.next(), values.next()) else { return Err(ApiError::InvalidToken) };
-    let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
+    let value = authorization(request)?;
     if let Some(token) = parse_bearer(value) {
         return Ok(Presented::Bearer(token));
     }

@@ -141,9 +141,14 @@ pub async fn discovery(service: &DiscoveryService, request: &Request) -> Respons
 /// The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1): scheme
 /// case-insensitive, exactly one token of the b64token alphabet, nothing else.
 pub fn bearer_token(request: &Request) -> Result<&str, ApiError> {
+    crate::edge::bearer::parse_bearer(authorization(request)?).ok_or(ApiError::InvalidToken)
+}
+
+/// The value of the one `Authorization` header (none, several or a non-ASCII one: 401).
+pub(crate) fn authorization(request: &Request) -> Result<&str, ApiError> {
     let mut values = request.headers().get_all(AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else { return Err(ApiError::InvalidToken) };
-    value.to_str().ok().and_then(crate::edge::bearer::parse_bearer).ok_or(ApiError::InvalidToken)
+    value.to_str().map_err(|_| ApiError::InvalidToken)
 }
 
 /// The client-authentication parameters of a token-endpoint or introspection body.
