@@ -184,6 +184,88 @@ async fn a_disable_during_fifty_logins_and_refreshes_leaves_no_session_and_no_ac
     assert!(matches!(after, StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS), "{after}");
 }
 
+/// A signer that makes an account change while it signs its first token, then lets the
+/// refresh's clock run `slow_secs` on (a signature that took that long), and then signs: the
+/// change lands after the refresh read the account and before its rotation is written.
+struct ChangeWhileSigning {
+    inner: Arc<dyn tokenauth::rules::keys::Signer>,
+    revoker: Revoker,
+    username: String,
+    change: AccountChange,
+    clock: Arc<tokenauth::platform::clock::ManualClock>,
+    slow_secs: u64,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl tokenauth::rules::keys::Signer for ChangeWhileSigning {
+    fn sign_jws<'a>(&'a self, payload: &'a [u8]) -> tokenauth::rules::keys::JwsFuture<'a> {
+        Box::pin(async move {
+            if !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let name = Username::normalise(&self.username).unwrap();
+                self.revoker.change_account(&name, &self.change, "test", SystemClock.now()).await.unwrap();
+                self.clock.advance(self.slow_secs);
+            }
+            self.inner.sign_jws(payload).await
+        })
+    }
+}
+
+/// A refresh service whose first signature makes `change` to `username`'s account.
+async fn refresh_racing(s: &Stack, username: &str, change: AccountChange) -> TokenService {
+    let clock = Arc::new(tokenauth::platform::clock::ManualClock::new(SystemClock.now()));
+    let inner = Arc::new(key_set_signer(&s.config, &s.clients, clock.clone()).await);
+    let signer = Arc::new(ChangeWhileSigning {
+        inner,
+        revoker: s.revoker.clone(),
+        username: username.to_owned(),
+        change,
+        clock: clock.clone(),
+        slow_secs: 5,
+        done: false.into(),
+    });
+    let service = tokenauth::RefreshService::new(
+        &s.config,
+        s.clients.dynamodb.clone(),
+        s.clients.kms.clone(),
+        signer,
+        clock.clone(),
+    );
+    service.warm_up().await;
+    token_service_over(&s.config, &s.clients, service, clock)
+}
+
+/// The rotation is a write of the family alone (the account is read, not part of the
+/// write): a change that commits between the refresh's read of the account and its write
+/// does not stop the rotation unless it revoked the family, so what the refresh issued
+/// must die with the change. Its access token's `iat` is from before the read, below the
+/// change's cut-off however long the signature took; its refresh token meets the change at
+/// its next use.
+#[tokio::test]
+async fn a_change_that_commits_between_a_refreshs_account_read_and_its_write_ends_what_it_issued() {
+    let s = Stack::new().await;
+    let a = s.authorizer().await;
+
+    // Disabled meanwhile: the disable's clean-up revoked the family before the write, so
+    // the rotation is refused on the family itself and nothing is issued.
+    let (username, password, _) = create_user(&s.config, &s.clients, "raced-disable", &["read"]).await;
+    let (_, session) = login(&s.login, &username, &password).await;
+    let racing = refresh_racing(&s, &username, AccountChange::Disable).await;
+    let (status, body) = refresh(&racing, str_of(&session, "refresh_token"), None).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_grant")), "{body}");
+
+    // New scopes meanwhile: the token with the old ones dies, and the session narrows.
+    let (username, password, _) = create_user(&s.config, &s.clients, "raced-scopes", &["read", "write"]).await;
+    let (_, session) = login(&s.login, &username, &password).await;
+    let racing = refresh_racing(&s, &username, AccountChange::SetScopes(vec!["read".into()])).await;
+    let (status, issued) = refresh(&racing, str_of(&session, "refresh_token"), None).await;
+    assert_eq!((status, issued["scope"].as_str()), (StatusCode::OK, Some("read write")), "{issued}");
+    one_poll().await;
+    assert!(!allowed(&a, str_of(&issued, "access_token")).await, "the old scopes' token is under the cut-off");
+    let (status, narrowed) = refresh(&s.refresh, str_of(&issued, "refresh_token"), None).await;
+    assert_eq!((status, narrowed["scope"].as_str()), (StatusCode::OK, Some("read")), "{narrowed}");
+    assert!(allowed(&a, str_of(&narrowed, "access_token")).await, "the narrowed session goes on");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revoke_all_racing_refreshes_leaves_no_earlier_token_and_a_login_right_after_works() {
     let s = Stack::new().await;

@@ -224,8 +224,9 @@ async fn a_refresh_refused_while_dynamodb_throttles_writes_nothing_and_the_same_
     let family_id = family_of(&token);
     let before = family(&config, &clients, &family_id).await;
 
-    // The rotation's write throttled, then the family's read, each with another of the codes.
-    for (operation, code) in [("TransactWriteItems", "ThrottlingException"), ("GetItem", "RequestLimitExceeded")] {
+    // The rotation's write throttled (an UpdateItem: the per-source limit's, also
+    // throttled, admits), then the reads, each with another of the codes.
+    for (operation, code) in [("UpdateItem", "ThrottlingException"), ("GetItem", "RequestLimitExceeded")] {
         proxy.throttle(&[operation], code);
         for response in parallel_refreshes(&service, &token).await {
             assert_throttled_answer(&response);

@@ -165,7 +165,7 @@ async fn a_dpop_login_and_refresh_record_the_proof_beside_their_reads_adding_no_
     s.rotate(&r0, Some(&key)).await;
     let (calls, names) = (s.clients.calls.calls(), s.clients.calls.names());
     println!("AWS calls for one DPoP refresh: {} {names:?}", calls.len());
-    assert_eq!(calls.len(), 6, "a bearer refresh's five and the proof's PutItem: {names:?}");
+    assert_eq!(calls.len(), 7, "a bearer refresh's six and the proof's PutItem: {names:?}");
     // Limit, client, family and proof at once (the token endpoint authenticates the client
     // beside the family's read).
     let mut first = names[..4].to_vec();
@@ -175,7 +175,7 @@ async fn a_dpop_login_and_refresh_record_the_proof_beside_their_reads_adding_no_
     let record = calls[..4].iter().find(|c| c.operation == "PutItem").unwrap();
     assert!(calls[..4].iter().all(|c| std::ptr::eq(c, record) || overlap(c, record)), "all four at once");
     let first_done = calls[..4].iter().map(|c| c.finished.unwrap()).max().unwrap();
-    assert!(calls[4..].iter().all(|c| first_done <= c.started), "then the signature and the rotation");
+    assert!(calls[4..].iter().all(|c| first_done <= c.started), "then the account, the signature and the rotation");
 }
 
 /// The REST API sample login event (stage `prod`) for `s`'s user, with a proof for `url`.

@@ -114,7 +114,8 @@ async fn a_retry_within_the_leeway_gets_the_identical_successor_and_no_branch() 
 }
 
 #[tokio::test]
-async fn one_successful_refresh_is_the_limit_the_client_and_the_family_at_once_then_one_signature_then_one_write() {
+async fn one_successful_refresh_is_the_limit_the_client_and_the_family_at_once_then_the_account_then_one_signature_then_one_write(
+) {
     let s = setup("calls", |_| {}).await;
     let r0 = s.login().await;
     s.clients.calls.clear();
@@ -122,7 +123,7 @@ async fn one_successful_refresh_is_the_limit_the_client_and_the_family_at_once_t
     let calls = s.clients.calls.calls();
     let names = s.clients.calls.names();
     println!("AWS calls for one successful refresh: {} {:?}", calls.len(), names);
-    assert_eq!(names.len(), 5, "{names:?}");
+    assert_eq!(names.len(), 6, "{names:?}");
     // First, at once: the per-source limit (an UpdateItem of the Limits table), the client
     // (strongly consistent: a disabled client is refused before anything is judged) and the
     // family's read (it names the account to check); one round trip for the three.
@@ -136,15 +137,13 @@ async fn one_successful_refresh_is_the_limit_the_client_and_the_family_at_once_t
         overlap(&calls[0], &calls[1]) && overlap(&calls[1], &calls[2]) && overlap(&calls[0], &calls[2]),
         "the limit, the client's and the family's reads were in flight at the same time"
     );
-    let both_done = calls[..3].iter().map(|c| c.finished.unwrap()).max().unwrap();
-    let (calls, names) = (&calls[3..], &names[3..]);
-    let mut rest = names.to_vec();
-    rest.sort();
-    // One write: the rotation and the account condition in one transaction.
-    assert_eq!(rest, ["DynamoDB.TransactWriteItems", "KMS.Sign"]);
-    let sign = calls.iter().find(|c| c.operation == "Sign").unwrap();
-    let write = calls.iter().find(|c| c.operation == "TransactWriteItems").unwrap();
-    assert!(both_done <= sign.started.min(write.started), "nothing is signed or written before the limit admits");
+    let first_done = calls[..3].iter().map(|c| c.finished.unwrap()).max().unwrap();
+    // Then, one after another: the owner's account (read after the token's `iat` was
+    // taken), the signature, and one write of the family alone (no transaction).
+    assert_eq!(names[3..], ["DynamoDB.GetItem", "KMS.Sign", "DynamoDB.UpdateItem"], "{names:?}");
+    let (account, sign, write) = (&calls[3], &calls[4], &calls[5]);
+    assert!(first_done <= account.started, "the account is read once the limit admitted and the family named it");
+    assert!(account.finished.unwrap() <= sign.started, "signed on the account as read");
     assert!(
         sign.finished.unwrap() <= write.started,
         "the signature before the write: a signature KMS refuses must leave nothing written"

@@ -1,13 +1,18 @@
 //! `POST /auth/refresh`: rotate the refresh token, issue a new access token.
 //!
 //! A refresh reads its family, asks [`crate::rules::rotation::next_step`] what to do with
-//! it, signs the access token (`kms:Sign`), and only then rotates the family in one
-//! transaction conditioned on the presented token being current and on the owner's account
-//! being unchanged and active (`docs/architecture.md` counts the calls). Signing first
-//! means a signature KMS refuses (throttled, failing) writes nothing: the presented token
-//! stays current and rotates once KMS answers again, however long that takes. When the account moved, the
-//! owner's account is read once ([`crate::rules::rotation::follow_account`]): a disabled
-//! account or ended sessions end the family; new scopes narrow it, in the same rotation. A
+//! it, reads the owner's account (strongly consistent) and follows it
+//! ([`crate::rules::rotation::follow_account`]: a disabled account or ended sessions end
+//! the family; new scopes narrow it, in the same rotation), signs the access token, and
+//! only then rotates the family in one conditional write of the family alone: the
+//! presented token is current and the family alive and as judged (`docs/architecture.md`
+//! counts the calls). The account is not part of that write: the token's `iat` is taken
+//! before the account is read, so an account change that commits after the read has a
+//! cut-off above it ([`crate::rules::revoke::cut_off`]) and ends the token at every
+//! verifier, and the rotated family at its next refresh. (A transaction with a condition
+//! on the account cost three more write units per refresh: docs/decisions.md.) Signing
+//! first means a signature KMS refuses (throttled, failing) writes nothing: the presented
+//! token stays current and rotates once KMS answers again, however long that takes. A
 //! refused rotation is classified by [`crate::rules::rotation::classify`]: retry within the
 //! leeway (same successor, one counted answer of at most
 //! [`crate::rules::rotation::MAX_RETRY_ANSWERS`]), reuse (revoke), or nothing.
@@ -57,7 +62,7 @@ use crate::services::limits::SourceLimiter;
 use crate::services::revoke::Revoker;
 use crate::services::token_dpop::{PresentedProof, ProofRefusal, TokenProofs};
 use crate::store::DynamoKeys;
-use crate::store::{AccountGuard, DynamoFamilies, DynamoUsers, FamilyRecord, RotateOutcome, Rotation};
+use crate::store::{DynamoFamilies, DynamoUsers, FamilyRecord, RotateOutcome, Rotation, UserRecord};
 
 /// A refresh request (RFC 6749 §6), already parsed.
 #[derive(Clone)]
@@ -245,7 +250,14 @@ impl RefreshService {
         let seen = meta.session_context();
 
         let mut family = read;
-        let mut following = None;
+        // The owner's account, read (strongly consistent) after `now` was taken: the new
+        // access token's `iat` is `now` or the cut-off of the account as read, so an account
+        // change that commits after this read has a cut-off above it (`cut_off`: the
+        // change's time + 2 s) and ends the token wherever it is verified, and the refresh
+        // token at its next use (which reads the account again). The rotation itself is a
+        // write of the family alone. Read again when a refused rotation finds that the
+        // family followed the account meanwhile.
+        let mut account = None;
         for attempt in 0..retry::ATTEMPTS {
             retry::backoff(attempt).await;
             // A bound family, as it now reads, asks for its key before the token is judged:
@@ -267,7 +279,27 @@ impl RefreshService {
                     return Err(ApiError::InvalidGrant);
                 }
             };
-            let Some(guard) = AccountGuard::of(&current) else { return Err(ApiError::InvalidGrant) };
+            let user = match account.take() {
+                Some(user) => user,
+                None => self.account_of(&current).await?,
+            };
+            let judged_version = current.user_version;
+            let (current, following) = match follow_account(&current, user.as_ref()) {
+                AccountVerdict::Dead => {
+                    self.end_for_account(&current, now, ip).await?;
+                    return Err(ApiError::InvalidGrant);
+                }
+                AccountVerdict::Unchanged => (current, None),
+                AccountVerdict::Follow(state) => {
+                    let mut followed = current;
+                    followed.follow(&state);
+                    // The narrowed scope may no longer grant what was asked.
+                    if next_step(Some(&followed), &presented, &required, now) != RefreshStep::Rotate {
+                        return self.refused(&presented, followed, &required, proof_key, now, ip).await;
+                    }
+                    (followed, Some(state))
+                }
+            };
             let change = context_change(&current, &seen);
             if let (Some(change), OnContextChange::End) = (&change, self.on_context_change) {
                 // Ended as a logout ends it (revoked, its `sid` denylisted), nothing issued.
@@ -285,6 +317,7 @@ impl RefreshService {
                 required_scopes: &required_scopes,
                 now,
                 idle_secs: self.idle_secs,
+                judged_version,
                 follow: following.as_ref(),
                 proof_key,
                 network: seen.network.as_deref(),
@@ -296,7 +329,7 @@ impl RefreshService {
             // client with a token whose retry expires with the leeway and then counts as reuse.
             // Bound to the proof's key: the family's own, or the one this rotation binds it to.
             let tokens = self.issue(&current, &required, &successor, proof_key, now).await?;
-            match self.families.rotate(&rotation, guard).await? {
+            match self.families.rotate(&rotation).await? {
                 RotateOutcome::Rotated => {
                     let session = Session::new(&family_id, ip).user(&current.user_id).client(&current.client_id);
                     audit::session(SessionEvent::Rotated, session);
@@ -306,17 +339,14 @@ impl RefreshService {
                     }
                     return Ok(tokens);
                 }
+                // Judged again on the family as it now is; the account is read again only
+                // if the family followed it meanwhile.
                 RotateOutcome::Refused(old) => {
-                    family = old.map(|f| *f);
-                    following = None;
-                }
-                RotateOutcome::AccountChanged => match self.follow(current, now, ip).await? {
-                    Some((followed, state)) => {
-                        family = Some(followed);
-                        following = Some(state);
+                    if old.as_ref().is_none_or(|f| f.user_version == judged_version) {
+                        account = Some(user);
                     }
-                    None => return Err(ApiError::InvalidGrant),
-                },
+                    family = old.map(|f| *f);
+                }
             }
         }
         Err(DependencyError::Internal("the family kept changing under the rotation".into()).into())
@@ -345,33 +375,41 @@ impl RefreshService {
         self.issuer.issue(&grant, refresh_token, now.max(family.not_before)).await
     }
 
-    /// Reads the owner's account after it moved: the family as it must now be (narrowed,
-    /// following the new version), or `None` when the account ended it (the family is
-    /// revoked too, idempotently).
+    /// The owner's account (strongly consistent), or `None` if the family names none.
+    async fn account_of(&self, family: &FamilyRecord) -> Result<Option<UserRecord>, DependencyError> {
+        match family.user_key.as_deref().and_then(Username::normalise) {
+            Some(key) => self.users.get(&key).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Ends a family its account ended (disabled, deleted, sessions ended): revoked,
+    /// idempotently, and audited.
+    async fn end_for_account(&self, family: &FamilyRecord, now: u64, ip: Option<&str>) -> Result<(), ApiError> {
+        audit::session(SessionEvent::AccountEnded, Session::new(&family.family_id, ip).user(&family.user_id));
+        self.revoker.end_family(&family.family_id, "account_changed", now).await?;
+        Ok(())
+    }
+
+    /// Reads the owner's account: the family as it must now be (narrowed, following the
+    /// new version), or `None` when the account ended it (the family is revoked too,
+    /// idempotently).
     async fn follow(
         &self,
         mut family: FamilyRecord,
         now: u64,
         ip: Option<&str>,
-    ) -> Result<Option<(FamilyRecord, crate::store::AccountState)>, ApiError> {
-        let user = match family.user_key.as_deref().and_then(Username::normalise) {
-            Some(key) => self.users.get(&key).await?,
-            None => None,
-        };
+    ) -> Result<Option<FamilyRecord>, ApiError> {
+        let user = self.account_of(&family).await?;
         match follow_account(&family, user.as_ref()) {
             AccountVerdict::Dead => {
-                audit::session(SessionEvent::AccountEnded, Session::new(&family.family_id, ip).user(&family.user_id));
-                self.revoker.end_family(&family.family_id, "account_changed", now).await?;
+                self.end_for_account(&family, now, ip).await?;
                 Ok(None)
             }
-            // The condition failed yet the account reads as followed: try again as it is.
-            AccountVerdict::Unchanged => {
-                let state = family.account_state();
-                Ok(Some((family, state)))
-            }
+            AccountVerdict::Unchanged => Ok(Some(family)),
             AccountVerdict::Follow(state) => {
                 family.follow(&state);
-                Ok(Some((family, state)))
+                Ok(Some(family))
             }
         }
     }
@@ -401,7 +439,7 @@ impl RefreshService {
                         return Err(proof_refused(rejection.into(), &family_id, ip));
                     }
                     // No rotation, so the account is checked by reading it.
-                    let Some((followed, _)) = self.follow(family.clone(), now, ip).await? else {
+                    let Some(followed) = self.follow(family.clone(), now, ip).await? else {
                         return Err(ApiError::InvalidGrant);
                     };
                     if !required.is_subset_of(&followed.scope()) {

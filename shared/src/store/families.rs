@@ -1,12 +1,15 @@
 //! The Families table: one item per refresh-token family (a login session).
 //!
-//! Creating and rotating a family are each one transaction of two parts: a condition on the
-//! owner's account (the same `user_id`, its version has not moved and it is active) and the family write (for
-//! a rotation: the presented token is current and the family alive). An account change
-//! therefore orders every login and rotation: one committed before it is cut off by it,
-//! one after it sees it. When the family's condition fails, DynamoDB returns the item as
-//! it was (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), so telling a retry from a
-//! reuse from a forgery costs no second read.
+//! Creating a family is one transaction of two parts: a condition on the owner's account
+//! (the same `user_id`, its version has not moved and it is active) and the family's put,
+//! so an account change orders every login: one committed before it is cut off by it, one
+//! after it sees it. Rotating a family is one conditional write of the family alone (the
+//! presented token is current, the family alive and as judged); the refresh reads the
+//! account itself, strongly consistent, after the moment its token's `iat` is taken, so a
+//! change committed after that read cuts the token off (`services::refresh`). When the
+//! family's condition fails, DynamoDB returns the item as it was
+//! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), so telling a retry from a reuse from a
+//! forgery costs no second read.
 
 use std::collections::HashMap;
 
@@ -31,13 +34,11 @@ const TRANSACTION_THROTTLED: [Option<&str>; 2] = [Some("ProvisionedThroughputExc
 /// What a rotation attempt found.
 #[derive(Debug, Clone)]
 pub enum RotateOutcome {
-    /// The presented token was current, the family alive and the account unchanged: the
-    /// family is now rotated.
+    /// The presented token was current and the family alive and as judged: the family is
+    /// now rotated.
     Rotated,
     /// The family's condition did not hold; the item as it was, if there is one.
     Refused(Option<Box<FamilyRecord>>),
-    /// The account moved since the family last followed it, or is not active.
-    AccountChanged,
 }
 
 /// Everything a rotation writes. Built by [`crate::rules::rotation`].
@@ -59,6 +60,10 @@ pub struct Rotation<'a> {
     pub now: u64,
     /// Inactivity lifetime, seconds.
     pub idle_secs: u64,
+    /// The account version the family followed when it was judged: a family that has
+    /// followed another one since (an account change that kept it, a concurrent
+    /// rotation's follow) refuses the write, so a rotation never carries it backwards.
+    pub judged_version: u64,
     /// The account as the family must now follow it, if it moved since the family last
     /// looked (narrowed scopes, new version and cut-off, written with the rotation).
     pub follow: Option<&'a AccountState>,
@@ -280,12 +285,14 @@ impl DynamoFamilies {
 
     /// The one write of a refresh: replaces the current token's hash with the successor's
     /// if, and only if, the presented token is current, the family is active and not past
-    /// either expiry, every required scope was granted, the family's DPoP binding allows
-    /// `r.proof_key`, and the owner's account is still at `guard`'s version and active.
-    /// With `r.follow`, the family takes on the account's new state in the same write; with
-    /// `r.proof_key` on an unbound family, it is bound to that key in the same write. The
-    /// network and user-agent family the refresh came from are written with it.
-    pub async fn rotate(&self, r: &Rotation<'_>, guard: AccountGuard<'_>) -> Result<RotateOutcome, DependencyError> {
+    /// either expiry, still follows the account version it was judged on
+    /// (`r.judged_version`), every required scope was granted, and the family's DPoP
+    /// binding allows `r.proof_key`. One conditional UpdateItem of the family alone (the
+    /// account was read by the refresh). With `r.follow`, the family takes on the
+    /// account's new state in the same write; with `r.proof_key` on an unbound family, it
+    /// is bound to that key in the same write. The network and user-agent family the
+    /// refresh came from are written with it.
+    pub async fn rotate(&self, r: &Rotation<'_>) -> Result<RotateOutcome, DependencyError> {
         let slot = r.presented_generation as usize % HISTORY_SLOTS;
         let mut update = format!(
             "SET token_hash = :new, generation = :next, previous_hash = :old, recent[{slot}] = :old_mark, \
@@ -313,7 +320,15 @@ impl DynamoFamilies {
         let mut condition = "token_hash = :old AND generation = :gen AND #status = :active \
                              AND expires_at > :now AND idle_expires_at > :now"
             .to_owned();
-        let mut request = Update::builder()
+        // Families written before versions existed have none: that is version 0.
+        condition.push_str(if r.judged_version == 0 {
+            " AND (attribute_not_exists(user_version) OR user_version = :judged)"
+        } else {
+            " AND user_version = :judged"
+        });
+        let mut request = self
+            .client
+            .update_item()
             .table_name(&self.table)
             .key(FAMILIES_PARTITION_KEY, s(r.family_id))
             .expression_attribute_names("#status", "status")
@@ -326,6 +341,7 @@ impl DynamoFamilies {
             .expression_attribute_values(":now", n(r.now))
             // Sliding, but never past the absolute expiry.
             .expression_attribute_values(":idle", n(r.now.saturating_add(r.idle_secs)))
+            .expression_attribute_values(":judged", n(r.judged_version))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if let Some(sealed) = r.sealed_successor {
             request = request.expression_attribute_values(":sealed", s(sealed));
@@ -360,20 +376,15 @@ impl DynamoFamilies {
             condition.push_str(&format!(" AND contains(scopes, :scope{i})"));
             request = request.expression_attribute_values(format!(":scope{i}"), s(scope));
         }
-        let update = request
-            .update_expression(update)
-            .condition_expression(condition)
-            .build()
-            .map_err(|e| DependencyError::Corrupt(e.to_string()))?;
-        let items =
-            vec![guard.condition_check(&self.users_table)?, TransactWriteItem::builder().update(update).build()];
-        match self.transact(items).await? {
-            Transacted::Done => Ok(RotateOutcome::Rotated),
-            Transacted::Cancelled(reasons) if failed(&reasons, 1) => {
-                let old = reasons.get(1).and_then(|r| r.item().cloned()).map(record).transpose()?;
-                Ok(RotateOutcome::Refused(old.map(Box::new)))
-            }
-            Transacted::Cancelled(_) => Ok(RotateOutcome::AccountChanged),
+        match request.update_expression(update).condition_expression(condition).send().await {
+            Ok(_) => Ok(RotateOutcome::Rotated),
+            Err(e) if is_conditional_check_failed(&e) => match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(c) => {
+                    Ok(RotateOutcome::Refused(c.item.map(record).transpose()?.map(Box::new)))
+                }
+                _ => Ok(RotateOutcome::Refused(None)),
+            },
+            Err(e) => Err(DependencyError::dynamodb("UpdateItem", e)),
         }
     }
 
