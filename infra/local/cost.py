@@ -507,7 +507,7 @@ def main() -> int:
         f" refreshes/s at {kms['rows']['login']['billed_ms']} and {kms['rows']['refresh']['billed_ms']} ms each |"
         f" {env['concurrency']['login']:,.0f} logins/s or {env['concurrency']['refresh']:,.0f} refreshes/s at"
         f" {env['rows']['login']['billed_ms']} and {env['rows']['refresh']['billed_ms']} ms each |",
-        f"| refresh | on-demand throughput of the table it writes most (`{table}`, {units:g} write units a refresh):"
+        f"| refresh | on-demand throughput of the table it writes most (`{table}`, {units:g} write unit{'s' if units != 1 else ''} a refresh):"
         f" {TABLE_WRITES_PER_SECOND:,} writes/s per table (default quota); a new table serves"
         f" {NEW_TABLE_WRITES_PER_SECOND:,}/s and then twice its previous peak at once |"
         f" {kms['refresh_table'][2]:,.0f} refreshes/s ({kms['refresh_table'][3]:,.0f}/s on a new table) |"
