@@ -266,6 +266,37 @@ async fn a_change_that_commits_between_a_refreshs_account_read_and_its_write_end
     assert!(allowed(&a, str_of(&narrowed, "access_token")).await, "the narrowed session goes on");
 }
 
+/// Two changes within one second: a token issued right after the first carries its cut-off
+/// as `iat` (that is what makes it valid), so the second change's cut-off must lie past it.
+#[tokio::test]
+async fn a_second_change_in_the_same_second_ends_the_tokens_issued_after_the_first() {
+    let s = Stack::new().await;
+    let a = s.authorizer().await;
+    let (username, password, _) = create_user(&s.config, &s.clients, "same-second", &["a", "b", "c"]).await;
+    let (_, session) = login(&s.login, &username, &password).await;
+    let name = Username::normalise(&username).unwrap();
+    let now = SystemClock.now();
+
+    s.revoker
+        .change_account(&name, &AccountChange::SetScopes(vec!["a".into(), "b".into()]), "test", now)
+        .await
+        .unwrap();
+    let (status, after_first) = refresh(&s.refresh, str_of(&session, "refresh_token"), None).await;
+    assert_eq!((status, after_first["scope"].as_str()), (StatusCode::OK, Some("a b")), "{after_first}");
+    let (_, login_after_first) = login(&s.login, &username, &password).await;
+    assert!(allowed(&a, str_of(&after_first, "access_token")).await, "valid after the first change");
+
+    // The second change, stamped with the same second as the first.
+    s.revoker.change_account(&name, &AccountChange::SetScopes(vec!["a".into()]), "test", now).await.unwrap();
+    one_poll().await;
+    for tokens in [&after_first, &login_after_first] {
+        assert!(!allowed(&a, str_of(tokens, "access_token")).await, "issued after the first change, before the second");
+    }
+    let (status, after_second) = refresh(&s.refresh, str_of(&after_first, "refresh_token"), None).await;
+    assert_eq!((status, after_second["scope"].as_str()), (StatusCode::OK, Some("a")), "{after_second}");
+    assert!(allowed(&a, str_of(&after_second, "access_token")).await, "a token issued after the second is valid");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revoke_all_racing_refreshes_leaves_no_earlier_token_and_a_login_right_after_works() {
     let s = Stack::new().await;

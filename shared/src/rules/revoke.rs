@@ -1,6 +1,7 @@
 //! The revocation rules, without I/O: what an RFC 7009 request targets ([`classify`]),
 //! whose sessions revoke-all ends ([`revoke_all_subject`], [`bearer_session`],
-//! [`bearer_account_holds`]), the cut-off of an account change ([`cut_off`]), and whether a
+//! [`bearer_account_holds`]), the cut-off of an account change ([`cut_off`],
+//! [`cut_off_after`]), and whether a
 //! repeated logout still owes its session's denylist entry ([`sid_entry_owed`]).
 
 use crate::error::ApiError;
@@ -60,6 +61,16 @@ pub fn cut_off(now: u64) -> u64 {
     now + CUT_OFF_MARGIN_SECS
 }
 
+/// The cut-off of an account change at `now` on an account whose cut-off is `previous`:
+/// [`cut_off`], and at least a second past `previous`. Tokens issued right after the
+/// earlier change carry its cut-off as `iat` (so that they are valid), so a second change
+/// within the same second must cut off later still to end them. Each such change moves the
+/// cut-off one more second ahead of now, well inside the verifiers' leeway for any sane
+/// rate of changes to one account.
+pub fn cut_off_after(now: u64, previous: u64) -> u64 {
+    cut_off(now).max(previous.saturating_add(1))
+}
+
 /// Whether a logout that found its family already revoked (`family`, as it was) must
 /// still write the session's `sid` entry: the family is revoked, the entry is not recorded
 /// as written (a logout whose denylist write failed left it owed), and the presented token
@@ -97,6 +108,15 @@ mod tests {
     use crate::rules::keys::testing::LocalSigner;
 
     const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn a_cut_off_lies_past_the_previous_one_even_within_its_second() {
+        assert_eq!(cut_off_after(100, 0), 102, "the margin ahead of now");
+        assert_eq!(cut_off_after(100, 90), 102, "an old cut-off changes nothing");
+        assert_eq!(cut_off_after(100, 102), 103, "a change in the same second as the previous one");
+        assert_eq!(cut_off_after(100, 103), 104, "and the one after it");
+        assert_eq!(cut_off_after(100, u64::MAX), u64::MAX, "no overflow");
+    }
 
     fn claims() -> Value {
         json!({"iss": "https://auth.example.test", "sub": "u-1", "aud": "api", "exp": NOW + 600, "iat": NOW - 10,

@@ -14,7 +14,8 @@ use crate::platform::audit::{self, Session, SessionEvent};
 use crate::platform::clock::Clock;
 use crate::platform::config::{Config, ReuseScope};
 use crate::rules::revoke::{
-    bearer_account_holds, bearer_session, classify, cut_off, revoke_all_subject, sid_entry_owed, RevokeTarget,
+    bearer_account_holds, bearer_session, classify, cut_off, cut_off_after, revoke_all_subject, sid_entry_owed,
+    RevokeTarget,
 };
 use crate::rules::sessions::{is_live_session, session_cut_off};
 use crate::rules::token::{AccessClaims, RefreshToken};
@@ -162,9 +163,9 @@ impl Revoker {
         reason: &str,
         now: u64,
     ) -> Result<AccountChanged, UserWriteError> {
-        let user_id = self.users.get(username).await?.ok_or(UserWriteError::NotFound)?.user_id;
-        let not_before = cut_off(now);
-        self.revocations.put(&[self.entry(RevocationKind::User, &user_id, Some(not_before))]).await?;
+        let read = self.users.get(username).await?.ok_or(UserWriteError::NotFound)?;
+        let not_before = cut_off_after(now, read.not_before);
+        self.revocations.put(&[self.entry(RevocationKind::User, &read.user_id, Some(not_before))]).await?;
         let user = self.users.change(username, change, not_before).await?;
         if change.ends_sessions() {
             // The devices that logged in before are strangers again (a disabled account
@@ -172,9 +173,9 @@ impl Revoker {
             // failure leaves the change committed: repeating it finishes this.
             self.users.forget_devices(username, self.clock.now()).await?;
         }
-        // Each family's `sid` entry too (a deleted account's before its erasure): a token
-        // issued in the second of an earlier change carries that change's cut-off as its
-        // `iat`, which a second change within that second does not cover.
+        // Each family's `sid` entry too (a deleted account's before its erasure): a change
+        // racing another one may have kept the other's cut-off (the account write keeps a
+        // later or equal one), which a token issued right after it carries as its `iat`.
         let families_revoked =
             if change.ends_sessions() { self.end_families_of(&user.user_id, None, reason, now).await } else { 0 };
         Ok(AccountChanged { user, families_revoked })
@@ -200,7 +201,7 @@ impl Revoker {
         reason: &str,
         now: u64,
     ) -> Result<ChangedAsRead, DependencyError> {
-        let not_before = cut_off(now);
+        let not_before = cut_off_after(now, read.not_before);
         let next = read.after(change, not_before);
         let kept = match keep {
             None => None,
