@@ -184,11 +184,14 @@ async fn a_disable_during_fifty_logins_and_refreshes_leaves_no_session_and_no_ac
     assert!(matches!(after, StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS), "{after}");
 }
 
-/// A signer that makes an account change while it signs its first token, then lets the
-/// refresh's clock run `slow_secs` on (a signature that took that long), and then signs: the
-/// change lands after the refresh read the account and before its rotation is written.
+/// A signer that, for its first token, waits until the refresh has read the account (its
+/// third GetItem, after the client's and the family's: `refresh_calls` records only the
+/// refresh's own calls), then makes an account change and lets the refresh's clock run
+/// `slow_secs` on (a signature that took that long), and then signs: the change lands after
+/// the refresh read the account and before its rotation is written.
 struct ChangeWhileSigning {
     inner: Arc<dyn tokenauth::rules::keys::Signer>,
+    refresh_calls: CallLog,
     revoker: Revoker,
     username: String,
     change: AccountChange,
@@ -197,10 +200,25 @@ struct ChangeWhileSigning {
     done: std::sync::atomic::AtomicBool,
 }
 
+impl ChangeWhileSigning {
+    async fn account_read(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let reads_done = || {
+            let calls = self.refresh_calls.calls();
+            calls.iter().filter(|c| c.operation == "GetItem" && c.finished.is_some()).count()
+        };
+        while reads_done() < 3 {
+            assert!(std::time::Instant::now() < deadline, "the refresh never read the account");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
 impl tokenauth::rules::keys::Signer for ChangeWhileSigning {
     fn sign_jws<'a>(&'a self, payload: &'a [u8]) -> tokenauth::rules::keys::JwsFuture<'a> {
         Box::pin(async move {
             if !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                self.account_read().await;
                 let name = Username::normalise(&self.username).unwrap();
                 self.revoker.change_account(&name, &self.change, "test", SystemClock.now()).await.unwrap();
                 self.clock.advance(self.slow_secs);
@@ -210,12 +228,15 @@ impl tokenauth::rules::keys::Signer for ChangeWhileSigning {
     }
 }
 
-/// A refresh service whose first signature makes `change` to `username`'s account.
+/// A refresh service (on clients of its own) whose first signature makes `change` to
+/// `username`'s account once the refresh has read it.
 async fn refresh_racing(s: &Stack, username: &str, change: AccountChange) -> TokenService {
     let clock = Arc::new(tokenauth::platform::clock::ManualClock::new(SystemClock.now()));
     let inner = Arc::new(key_set_signer(&s.config, &s.clients, clock.clone()).await);
+    let own = clients().await;
     let signer = Arc::new(ChangeWhileSigning {
         inner,
+        refresh_calls: own.calls.clone(),
         revoker: s.revoker.clone(),
         username: username.to_owned(),
         change,
@@ -223,15 +244,12 @@ async fn refresh_racing(s: &Stack, username: &str, change: AccountChange) -> Tok
         slow_secs: 5,
         done: false.into(),
     });
-    let service = tokenauth::RefreshService::new(
-        &s.config,
-        s.clients.dynamodb.clone(),
-        s.clients.kms.clone(),
-        signer,
-        clock.clone(),
-    );
+    let service =
+        tokenauth::RefreshService::new(&s.config, own.dynamodb.clone(), own.kms.clone(), signer, clock.clone());
     service.warm_up().await;
-    token_service_over(&s.config, &s.clients, service, clock)
+    let endpoint = token_service_over(&s.config, &own, service, clock);
+    own.calls.clear();
+    endpoint
 }
 
 /// The rotation is a write of the family alone (the account is read, not part of the

@@ -1,10 +1,10 @@
 //! `POST /auth/refresh`: rotate the refresh token, issue a new access token.
 //!
 //! A refresh reads its family, asks [`crate::rules::rotation::next_step`] what to do with
-//! it, reads the owner's account (strongly consistent) and follows it
-//! ([`crate::rules::rotation::follow_account`]: a disabled account or ended sessions end
-//! the family; new scopes narrow it, in the same rotation), signs the access token, and
-//! only then rotates the family in one conditional write of the family alone: the
+//! it, reads the owner's account (strongly consistent) beside signing the access token, and
+//! follows the account ([`crate::rules::rotation::follow_account`]: a disabled account or
+//! ended sessions end the family; new scopes narrow it, in the same rotation, and the token
+//! is signed again for it), and only then rotates the family in one conditional write of the family alone: the
 //! presented token is current and the family alive and as judged (`docs/architecture.md`
 //! counts the calls). The account is not part of that write: the token's `iat` is taken
 //! before the account is read, so an account change that commits after the read has a
@@ -279,9 +279,26 @@ impl RefreshService {
                     return Err(ApiError::InvalidGrant);
                 }
             };
-            let user = match account.take() {
-                Some(user) => user,
-                None => self.account_of(&current).await?,
+            let change = context_change(&current, &seen);
+            if let (Some(change), OnContextChange::End) = (&change, self.on_context_change) {
+                // Ended as a logout ends it (revoked, its `sid` denylisted), nothing issued.
+                self.revoker.revoke_presented(&presented, "context_changed", now).await?;
+                let session = Session::new(&family_id, ip).user(&current.user_id).client(&current.client_id);
+                audit::context_changed(true, change, session);
+                return Err(ApiError::InvalidGrant);
+            }
+            // The account is read beside a signature made for the family as judged (with a
+            // KMS-held key the read then costs no round trip of its own); that signature is
+            // used only if the account reads as the family already follows it.
+            let (user, signed) = match account.take() {
+                Some(user) => (user, None),
+                None => {
+                    let (user, signed) = tokio::join!(
+                        self.account_of(&current),
+                        self.issue(&current, &required, &successor, proof_key, now)
+                    );
+                    (user?, Some(signed))
+                }
             };
             let judged_version = current.user_version;
             let (current, following) = match follow_account(&current, user.as_ref()) {
@@ -300,14 +317,6 @@ impl RefreshService {
                     (followed, Some(state))
                 }
             };
-            let change = context_change(&current, &seen);
-            if let (Some(change), OnContextChange::End) = (&change, self.on_context_change) {
-                // Ended as a logout ends it (revoked, its `sid` denylisted), nothing issued.
-                self.revoker.revoke_presented(&presented, "context_changed", now).await?;
-                let session = Session::new(&family_id, ip).user(&current.user_id).client(&current.client_id);
-                audit::context_changed(true, change, session);
-                return Err(ApiError::InvalidGrant);
-            }
             let rotation = Rotation {
                 family_id: &family_id,
                 presented_hash: &presented_hash,
@@ -328,7 +337,11 @@ impl RefreshService {
             // two at once, a rotation committed beside a refused signature would leave the
             // client with a token whose retry expires with the leeway and then counts as reuse.
             // Bound to the proof's key: the family's own, or the one this rotation binds it to.
-            let tokens = self.issue(&current, &required, &successor, proof_key, now).await?;
+            // Signed again for a family that follows the account now (new scopes, cut-off).
+            let tokens = match (signed, &following) {
+                (Some(signed), None) => signed?,
+                _ => self.issue(&current, &required, &successor, proof_key, now).await?,
+            };
             match self.families.rotate(&rotation).await? {
                 RotateOutcome::Rotated => {
                     let session = Session::new(&family_id, ip).user(&current.user_id).client(&current.client_id);
