@@ -31,7 +31,8 @@ pub const READ_BUDGET: Duration = Duration::from_millis(25);
 /// How long, from its start, a request waits in all for a read whose state it holds is
 /// already past its staleness bound (an instance idle, or frozen, for longer than the
 /// bound): answered from that state it would be refused, so it waits longer than
-/// [`READ_BUDGET`] for the read it started. After a freeze the read may need a new
+/// [`READ_BUDGET`] for the read it started (not when a read has failed since the last
+/// good one: [`Polled::failing`], an outage). After a freeze the read may need a new
 /// connection (a TLS handshake to DynamoDB) before its `GetItem` or `Query`, which can
 /// outlast [`READ_BUDGET`] and ends well within this.
 pub const STALE_READ_BUDGET: Duration = Duration::from_millis(250);

@@ -26,6 +26,8 @@ pub struct Polled {
     last_attempt: AtomicU64,
     /// Unix seconds of the last good read, 0 for never.
     last_success: AtomicU64,
+    /// Unix seconds (when it started) of the last read that failed, 0 for never.
+    last_failure: AtomicU64,
 }
 
 impl Polled {
@@ -37,6 +39,7 @@ impl Polled {
             max_staleness_secs: max_staleness.as_secs(),
             last_attempt: AtomicU64::new(0),
             last_success: AtomicU64::new(0),
+            last_failure: AtomicU64::new(0),
         }
     }
 
@@ -64,6 +67,18 @@ impl Polled {
     pub fn succeeded(&self, now: u64) {
         self.last_attempt.fetch_max(now.max(1), Ordering::AcqRel);
         self.last_success.fetch_max(now.max(1), Ordering::AcqRel);
+    }
+
+    /// A read that started at `now` failed.
+    pub fn failed(&self, now: u64) {
+        self.last_failure.fetch_max(now.max(1), Ordering::AcqRel);
+    }
+
+    /// Whether a read that started after the last good one has failed: the dependency is
+    /// failing now, rather than the state merely not read for a while (an idle or frozen
+    /// instance), so a caller has no reason to wait longer for the read under way.
+    pub fn failing(&self) -> bool {
+        self.last_failure.load(Ordering::Acquire) > self.last_success.load(Ordering::Acquire)
     }
 
     /// When the last good read was, if there was one.
@@ -138,6 +153,21 @@ mod tests {
         assert!(!p.claim(1_000), "read at start: nothing due at the first request");
         assert!(!p.claim(1_004));
         assert!(p.claim(1_005));
+    }
+
+    #[test]
+    fn reads_are_failing_from_a_failed_read_after_the_last_good_one_until_the_next_good_one() {
+        let p = polled(5, 60);
+        assert!(!p.failing(), "never read, never failed");
+        p.succeeded(1_000);
+        p.failed(1_000);
+        assert!(!p.failing(), "a failure in the second of the good read is not after it");
+        p.failed(1_005);
+        assert!(p.failing(), "failed after the good read");
+        p.succeeded(1_010);
+        assert!(!p.failing(), "read again");
+        p.failed(1_008);
+        assert!(!p.failing(), "a slow failure of an older read is not after the good one");
     }
 
     #[test]

@@ -135,6 +135,12 @@ impl RevocationFeed {
         freshness
     }
 
+    /// Whether a poll that started after the last good one has failed (DynamoDB failing
+    /// now, not merely an instance that has not polled for a while).
+    pub fn polls_failing(&self) -> bool {
+        self.shared.polled.failing()
+    }
+
     /// Whether a poll is under way.
     pub fn polling(&self) -> bool {
         self.polls.in_flight()
@@ -163,6 +169,7 @@ impl Shared {
             // How old the state was when this poll renewed it.
             Ok(()) => metrics::measure("authorize", "RevocationFeedAge", "poll", "Seconds", age as f64),
             Err(e) => {
+                self.polled.failed(now);
                 tracing::warn!(error = %e, "revocation poll failed; serving the last known state");
                 metrics::count("authorize", "RevocationPollFailures", "failed");
             }

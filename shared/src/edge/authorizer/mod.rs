@@ -310,8 +310,13 @@ impl Authorizer {
                 tokio::join!(self.keys.sync_until(now, deadline), self.feed.sync_until(now, deadline));
             // State past its bound would refuse this request (an instance idle or frozen for
             // longer than the bound meets it on its first request): wait a little longer for
-            // the reads under way rather than refuse at once.
-            if revocations == Freshness::Stale || keys.freshness == Freshness::Stale {
+            // the reads under way rather than refuse at once. Not when a read of stale state
+            // has already failed since its last good one: the dependency is failing (an
+            // outage), and waiting would only delay the refusal.
+            let revocations_stale = revocations == Freshness::Stale;
+            let keys_stale = keys.freshness == Freshness::Stale;
+            let failing = (revocations_stale && self.feed.polls_failing()) || (keys_stale && self.keys.reads_failing());
+            if (revocations_stale || keys_stale) && !failing {
                 let late = started + STALE_READ_BUDGET;
                 let (key_freshness, settled) = tokio::join!(self.keys.settle(now, late), self.feed.settle(now, late));
                 keys = KeySync { freshness: key_freshness, changed: self.keys.generation() != generation };
@@ -581,6 +586,67 @@ mod tests {
                 Ok(Vec::new())
             })
         }
+    }
+
+    /// Revocations whose first poll fails at once and whose later ones never answer (a
+    /// DynamoDB that went away).
+    #[derive(Debug, Default)]
+    struct GoneRevocations(std::sync::atomic::AtomicBool);
+
+    impl crate::services::revocation_feed::RevocationSource for GoneRevocations {
+        fn since(&self, _: u64, _: u64) -> crate::services::revocation_feed::SinceFuture<'_> {
+            let first = !self.0.swap(true, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                if first {
+                    return Err(crate::error::DependencyError::DynamoDb {
+                        operation: "Query",
+                        message: "connection refused".into(),
+                    });
+                }
+                std::future::pending().await
+            })
+        }
+    }
+
+    /// An authorizer over `source`, its state last read at `NOW` (poll every 5 s, bound
+    /// 60 s), with its clock, and a bearer request for it.
+    fn polled_at_now(
+        source: Box<dyn crate::services::revocation_feed::RevocationSource>,
+    ) -> (Authorizer, Arc<ManualClock>, String) {
+        let key = LocalSigner::new();
+        let settings = AuthorizerSettings {
+            style: ResponseStyle::Simple,
+            rules: RouteRule::parse_list("$default=").unwrap(),
+            poll_every: Duration::from_secs(5),
+            max_staleness: Duration::from_secs(60),
+            metrics_every: Duration::from_secs(10),
+        };
+        let feed = RevocationFeed::preloaded(source, &settings, RevocationCache::default(), NOW);
+        let verifier = Arc::new(Verifier::new(vec![key.trusted()], ISS.into(), AUD.into(), 30));
+        let keys = AuthenticatedKeys::new(DynamoKeys::new(dynamodb(), "unused"), kms(), "", "");
+        let day = Duration::from_secs(86_400);
+        let ring = KeyRing::preloaded(keys, verifier, day, day, NOW);
+        let clock = Arc::new(ManualClock::new(NOW));
+        let authorizer = Authorizer::new(ring, feed, settings, clock.clone());
+        let claims = json!({"iss": ISS, "sub": "u", "aud": AUD, "exp": NOW + 900, "iat": NOW, "jti": "j",
+            "client_id": "first-party", "scope": "read", "sid": "s"});
+        let event = json!({
+            "version": "2.0", "type": "REQUEST",
+            "routeArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/$default/GET/api/items",
+            "rawPath": "/api/items", "headers": {"authorization": format!("Bearer {}", key.sign_claims(&claims))},
+        });
+        (authorizer, clock, event.to_string())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn during_an_outage_stale_state_is_refused_within_the_read_budget_not_the_longer_wait() {
+        let (authorizer, clock, event) = polled_at_now(Box::new(GoneRevocations::default()));
+        clock.advance(10);
+        assert_eq!(authorizer.decide(&event).await.1, "allow", "its poll failed, but the state is within its bound");
+        clock.advance(60);
+        let asked = Instant::now();
+        assert_eq!(authorizer.decide(&event).await.1, "stale_revocations", "past the bound: fail closed");
+        assert_eq!(asked.elapsed(), READ_BUDGET, "no longer wait once a poll has failed since the last good one");
     }
 
     /// An instance last polled at `NOW` and asked at `NOW + 70`, past its 60 s bound (idle,

@@ -175,6 +175,11 @@ impl KeyRing {
         KeySync { freshness: self.freshness(now), changed }
     }
 
+    /// Whether a reload that started after the last good one has failed.
+    pub fn reads_failing(&self) -> bool {
+        self.shared.polled.failing()
+    }
+
     /// Waits for the reload under way, if any, until `deadline` at most (starting none),
     /// and says whether the keys held may now be used.
     pub async fn settle(&self, now: u64, deadline: Instant) -> Freshness {
@@ -215,7 +220,7 @@ impl Ring {
     async fn load(&self, now: u64) {
         let set = match self.keys.get().await {
             Ok(set) => set,
-            Err(e) => return failed(&e),
+            Err(e) => return self.failed(now, &e),
         };
         let mut version = self.version.lock().unwrap_or_else(PoisonError::into_inner);
         if version.is_some_and(|v| set.version <= v) {
@@ -224,7 +229,7 @@ impl Ring {
         }
         let keys = match trusted_keys(&set) {
             Ok(keys) => keys,
-            Err(e) => return failed(&e),
+            Err(e) => return self.failed(now, &e),
         };
         tracing::info!(version = set.version, keys = keys.len(), "key set loaded");
         self.verifier.replace_keys(keys);
@@ -232,11 +237,13 @@ impl Ring {
         self.replaced.fetch_add(1, Ordering::AcqRel);
         self.polled.succeeded(now);
     }
-}
 
-fn failed(e: &DependencyError) {
-    tracing::warn!(error = %e, "key set not reloaded; the last keys stay in use");
-    metrics::count("keys", "KeySetReadFailures", "failed");
+    /// A read that started at `now` failed: logged, counted, and remembered as failing.
+    fn failed(&self, now: u64, e: &DependencyError) {
+        self.polled.failed(now);
+        tracing::warn!(error = %e, "key set not reloaded; the last keys stay in use");
+        metrics::count("keys", "KeySetReadFailures", "failed");
+    }
 }
 
 /// The key the set names current, ready to sign: through KMS, or decrypted into memory.
@@ -390,6 +397,7 @@ impl SignerState {
                 Ok(key)
             }
             Err(e) => {
+                self.polled.failed(now);
                 tracing::warn!(error = %e, "key set not reloaded; signing with the key last read while it is fresh");
                 metrics::count("keys", "KeySetReadFailures", "failed");
                 Err(e)
