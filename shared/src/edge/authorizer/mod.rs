@@ -653,30 +653,10 @@ mod tests {
     /// or frozen), whose poll answers after `delay`: the outcome of a bearer request, and
     /// how long it took.
     async fn idle_instance_outcome(delay: Duration) -> (&'static str, Duration) {
-        let key = LocalSigner::new();
-        let settings = AuthorizerSettings {
-            style: ResponseStyle::Simple,
-            rules: RouteRule::parse_list("$default=").unwrap(),
-            poll_every: Duration::from_secs(5),
-            max_staleness: Duration::from_secs(60),
-            metrics_every: Duration::from_secs(10),
-        };
-        let source = Box::new(SlowRevocations(delay));
-        let feed = RevocationFeed::preloaded(source, &settings, RevocationCache::default(), NOW);
-        let verifier = Arc::new(Verifier::new(vec![key.trusted()], ISS.into(), AUD.into(), 30));
-        let keys = AuthenticatedKeys::new(DynamoKeys::new(dynamodb(), "unused"), kms(), "", "");
-        let day = Duration::from_secs(86_400);
-        let ring = KeyRing::preloaded(keys, verifier, day, day, NOW);
-        let authorizer = Authorizer::new(ring, feed, settings, Arc::new(ManualClock::new(NOW + 70)));
-        let claims = json!({"iss": ISS, "sub": "u", "aud": AUD, "exp": NOW + 900, "iat": NOW + 60, "jti": "j",
-            "client_id": "first-party", "scope": "read", "sid": "s"});
-        let event = json!({
-            "version": "2.0", "type": "REQUEST",
-            "routeArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/$default/GET/api/items",
-            "rawPath": "/api/items", "headers": {"authorization": format!("Bearer {}", key.sign_claims(&claims))},
-        });
+        let (authorizer, clock, event) = polled_at_now(Box::new(SlowRevocations(delay)));
+        clock.advance(70);
         let asked = Instant::now();
-        let outcome = authorizer.decide(&event.to_string()).await.1;
+        let outcome = authorizer.decide(&event).await.1;
         (outcome, asked.elapsed())
     }
 
