@@ -62,7 +62,7 @@ use crate::services::limits::SourceLimiter;
 use crate::services::revoke::Revoker;
 use crate::services::token_dpop::{PresentedProof, ProofRefusal, TokenProofs};
 use crate::store::DynamoKeys;
-use crate::store::{DynamoFamilies, DynamoUsers, FamilyRecord, RotateOutcome, Rotation, UserRecord};
+use crate::store::{AccountState, DynamoFamilies, DynamoUsers, FamilyRecord, RotateOutcome, Rotation, UserRecord};
 
 /// A refresh request (RFC 6749 §6), already parsed.
 #[derive(Clone)]
@@ -301,22 +301,13 @@ impl RefreshService {
                 }
             };
             let judged_version = current.user_version;
-            let (current, following) = match follow_account(&current, user.as_ref()) {
-                AccountVerdict::Dead => {
-                    self.end_for_account(&current, now, ip).await?;
-                    return Err(ApiError::InvalidGrant);
-                }
-                AccountVerdict::Unchanged => (current, None),
-                AccountVerdict::Follow(state) => {
-                    let mut followed = current;
-                    followed.follow(&state);
-                    // The narrowed scope may no longer grant what was asked.
-                    if next_step(Some(&followed), &presented, &required, now) != RefreshStep::Rotate {
-                        return self.refused(&presented, followed, &required, proof_key, now, ip).await;
-                    }
-                    (followed, Some(state))
-                }
+            let Some((current, following)) = self.following(current, user.as_ref(), now, ip).await? else {
+                return Err(ApiError::InvalidGrant);
             };
+            // The narrowed scope may no longer grant what was asked.
+            if following.is_some() && next_step(Some(&current), &presented, &required, now) != RefreshStep::Rotate {
+                return self.refused(&presented, current, &required, proof_key, now, ip).await;
+            }
             let rotation = Rotation {
                 family_id: &family_id,
                 presented_hash: &presented_hash,
@@ -396,33 +387,28 @@ impl RefreshService {
         }
     }
 
-    /// Ends a family its account ended (disabled, deleted, sessions ended): revoked,
+    /// The family as its account `user` (as read) says it must now be: as it is, or
+    /// following the account's new version (narrowed scopes, the new cut-off; with that
+    /// state, for the rotation to write), or `None` when the account ended it (no account,
+    /// another one, disabled, its sessions ended): then the family is revoked too,
     /// idempotently, and audited.
-    async fn end_for_account(&self, family: &FamilyRecord, now: u64, ip: Option<&str>) -> Result<(), ApiError> {
-        audit::session(SessionEvent::AccountEnded, Session::new(&family.family_id, ip).user(&family.user_id));
-        self.revoker.end_family(&family.family_id, "account_changed", now).await?;
-        Ok(())
-    }
-
-    /// Reads the owner's account: the family as it must now be (narrowed, following the
-    /// new version), or `None` when the account ended it (the family is revoked too,
-    /// idempotently).
-    async fn follow(
+    async fn following(
         &self,
         mut family: FamilyRecord,
+        user: Option<&UserRecord>,
         now: u64,
         ip: Option<&str>,
-    ) -> Result<Option<FamilyRecord>, ApiError> {
-        let user = self.account_of(&family).await?;
-        match follow_account(&family, user.as_ref()) {
+    ) -> Result<Option<(FamilyRecord, Option<AccountState>)>, ApiError> {
+        match follow_account(&family, user) {
             AccountVerdict::Dead => {
-                self.end_for_account(&family, now, ip).await?;
+                audit::session(SessionEvent::AccountEnded, Session::new(&family.family_id, ip).user(&family.user_id));
+                self.revoker.end_family(&family.family_id, "account_changed", now).await?;
                 Ok(None)
             }
-            AccountVerdict::Unchanged => Ok(Some(family)),
+            AccountVerdict::Unchanged => Ok(Some((family, None))),
             AccountVerdict::Follow(state) => {
                 family.follow(&state);
-                Ok(Some(family))
+                Ok(Some((family, Some(state))))
             }
         }
     }
@@ -452,7 +438,8 @@ impl RefreshService {
                         return Err(proof_refused(rejection.into(), &family_id, ip));
                     }
                     // No rotation, so the account is checked by reading it.
-                    let Some(followed) = self.follow(family.clone(), now, ip).await? else {
+                    let user = self.account_of(&family).await?;
+                    let Some((followed, _)) = self.following(family.clone(), user.as_ref(), now, ip).await? else {
                         return Err(ApiError::InvalidGrant);
                     };
                     if !required.is_subset_of(&followed.scope()) {
