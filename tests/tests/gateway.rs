@@ -149,8 +149,9 @@ async fn a_replayed_refresh_token_ends_the_family_end_to_end_and_parallel_retrie
 /// A forced cycle of key kinds under traffic: a KMS key, then an envelope key, then a KMS
 /// key again, each added, published for the lead and promoted through the gate (as a
 /// deployment switching `SigningKeyKind` there and back would), while clients keep calling
-/// and refreshing. No valid token is refused, every refresh succeeds, each client's tokens
-/// carry the new kid once the signers re-read the set, and verifiers we did not write
+/// and refreshing. No valid token is refused, every refresh succeeds, each client gets tokens
+/// of the new kid once the signers re-read the set (and of no key but the new one and the one
+/// it replaced), and verifiers we did not write
 /// accept the envelope key's tokens from the JWKS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keys_rotate_kms_to_envelope_to_kms_while_clients_keep_calling_through_the_gateway() {
@@ -209,6 +210,8 @@ async fn keys_rotate_kms_to_envelope_to_kms_while_clients_keep_calling_through_t
         while Instant::now() < deadline && !issued.lock().unwrap().iter().all(has_new) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        let waiting: Vec<usize> = (0..3).filter(|n| !has_new(&issued.lock().unwrap()[*n])).collect();
+        assert!(waiting.is_empty(), "clients {waiting:?} got no token of the {:?} key within 60 s", pending.kind);
         phases.push((pending.kid, pending.kind, picked_up, None));
     }
     running.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -228,7 +231,10 @@ async fn keys_rotate_kms_to_envelope_to_kms_while_clients_keep_calling_through_t
                 .filter(|(sent, ..)| *sent >= *from && until.is_none_or(|until| *sent < until))
                 .map(|(_, kid, _)| kid)
                 .collect();
-            assert_eq!(during.last(), Some(&kid), "client {n} ends the {kind:?} key's phase with its tokens");
+            // The new key signs in its phase; the one it replaced may still sign for an
+            // instance whose due re-read outlasted its budget (KeySetSigner's contract: that
+            // key stays trusted past its last possible token), at any point in the phase.
+            assert!(during.contains(&kid), "client {n} gets tokens of the {kind:?} key in its phase: {during:?}");
             assert!(
                 during.iter().all(|k| *k == kid || *k == before),
                 "client {n}: only the {kind:?} key, or the one it replaced, signs in its phase: {during:?}"
