@@ -78,6 +78,9 @@ struct Metadata<'a> {
     /// `private_key_jwt` where assertions can be recorded (as at the token endpoint).
     introspection_endpoint: String,
     introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// RFC 8414 §2: must be present where `private_key_jwt` is listed just above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    introspection_endpoint_auth_signing_alg_values_supported: Option<&'static [&'static str]>,
     /// RFC 9449 §5.1: the proof algorithms login and the token endpoint accept; absent
     /// where DPoP is off (`PROOFS_TABLE` empty), since every proof would be refused there.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,6 +108,7 @@ pub fn metadata(issuer: &str, dpop: bool) -> Published {
         revocation_endpoint_auth_methods_supported: ["none"],
         introspection_endpoint: format!("{base}{INTROSPECTION_PATH}"),
         introspection_endpoint_auth_methods_supported: auth_methods[1..].to_vec(),
+        introspection_endpoint_auth_signing_alg_values_supported: dpop.then_some(&ASSERTION_SIGNING_ALGS[..]),
         dpop_signing_alg_values_supported: dpop.then_some(&DPOP_SIGNING_ALGS[..]),
     };
     // Serialising a struct of strings cannot fail.
@@ -194,6 +198,9 @@ mod tests {
                 doc["introspection_endpoint_auth_methods_supported"], methods,
                 "never none (a public client may not introspect); private_key_jwt only where assertions are recorded"
             );
+            // RFC 8414 §2: MUST be present if private_key_jwt is listed.
+            let algs = doc.get("introspection_endpoint_auth_signing_alg_values_supported");
+            assert_eq!(algs, proofs.then(|| serde_json::json!(["ES256", "RS256", "PS256"])).as_ref());
         }
     }
 
