@@ -109,6 +109,21 @@ mod tests {
         }
         clients.assert_no_call("revoke-all with bearers that are not ours");
     }
+
+    #[tokio::test]
+    async fn revoke_all_with_a_body_over_the_limit_gets_413_before_its_bearer_is_looked_at() {
+        let (clients, key) = (unit::clients(), LocalSigner::new());
+        let config = unit::config();
+        let service = unit::revocation_service(&config, &clients, &key);
+        let valid = key.sign_claims(&unit::claims(&config));
+        let mut e = event("revoke-all.json");
+        e["headers"]["authorization"] = Value::String(format!("Bearer {valid}"));
+        e["body"] = Value::String("x".repeat(17 * 1024));
+        let response = function_handler(&service, request_from_event(&e)).await.unwrap();
+        assert_eq!(response.status(), 413);
+        assert_eq!(json_of(&response)["error"], "invalid_request");
+        clients.assert_no_call("revoke-all with a body over the limit");
+    }
 }
 
 #[cfg(test)]

@@ -49,14 +49,19 @@ impl ProofRefusal {
             Self::Rejected(rejection) => rejection.class(),
         }
     }
+
+    /// What the client is told (`error_description`): a fixed text, never the proof.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Disabled => "DPoP is not enabled",
+            Self::Rejected(rejection) => rejection.description(),
+        }
+    }
 }
 
 impl From<ProofRefusal> for ApiError {
     fn from(refusal: ProofRefusal) -> Self {
-        ApiError::InvalidDpopProof(match refusal {
-            ProofRefusal::Disabled => "DPoP is not enabled",
-            ProofRefusal::Rejected(rejection) => rejection.description(),
-        })
+        ApiError::InvalidDpopProof(refusal.description())
     }
 }
 
