@@ -82,6 +82,10 @@ pub enum ApiError {
     /// 400 `unauthorized_client`: the client may not use this grant.
     #[error("unauthorized client")]
     UnauthorizedClient,
+    /// 400 `unauthorized_client` at revocation (RFC 7009 §2.1): the token was issued to
+    /// another confidential client than the one that authenticated.
+    #[error("not the client's token")]
+    NotTheClientsToken,
     /// 400 `invalid_target` (RFC 8693 §2.2.2, RFC 8707): an audience or resource the
     /// client may not ask tokens for.
     #[error("invalid target")]

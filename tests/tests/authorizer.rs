@@ -186,7 +186,7 @@ async fn revocations_reach_a_warm_instance_within_the_poll_interval() {
     let (one, _) = access_token(&clients, &["read"]).await;
     let token = one["access_token"].as_str().unwrap();
     assert!(decide(&a, &event_text_with(SHAPES[0], &allowed(token))).await.is_ok());
-    revoke.revoke(tokenauth::RevokeRequest { token: token.to_owned(), token_type_hint: None }, None).await.unwrap();
+    revoke.revoke(tokenauth::RevokeRequest::anonymous(token), None).await.unwrap();
     clock.advance(1);
     assert_eq!(
         decide_after_reads(&a, &event_text_with(SHAPES[0], &allowed(token))).await.unwrap_err(),

@@ -73,7 +73,7 @@ impl Paths {
         };
 
         let before = revocations_of(&self.config, &self.clients, jti).await.len();
-        let request = RevokeRequest { token: token.to_owned(), token_type_hint: Some("access_token".into()) };
+        let request = RevokeRequest { token_type_hint: Some("access_token".into()), ..RevokeRequest::anonymous(token) };
         self.revoke.revoke(request, None).await.unwrap();
         let revoke = revocations_of(&self.config, &self.clients, jti).await.len() > before;
         [authorizer, revoke, revoke_all]

@@ -507,13 +507,31 @@ struct RevokeBody {
     token: Option<String>,
     #[serde(default)]
     token_type_hint: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    client_assertion_type: Option<String>,
+    #[serde(default)]
+    client_assertion: Option<String>,
 }
 
-/// Reads an RFC 7009 revocation body, JSON or form; `token` is required.
+/// Reads an RFC 7009 revocation body, JSON or form; `token` is required, and the client's
+/// authentication as at the token endpoint (none: a request that names no client).
 pub fn parse_revoke(request: &Request) -> Result<RevokeRequest, ApiError> {
     let (body, _): (RevokeBody, bool) = json_or_form_body(request)?;
     let token = body.token.filter(|t| !t.is_empty()).ok_or(ApiError::InvalidRequest("token is required"))?;
-    Ok(RevokeRequest { token, token_type_hint: body.token_type_hint })
+    let client = client_credentials(
+        request,
+        ClientAuthParams {
+            client_id: body.client_id.as_deref(),
+            client_secret: body.client_secret.as_deref(),
+            client_assertion_type: body.client_assertion_type.as_deref(),
+            client_assertion: body.client_assertion.as_deref(),
+        },
+    )?;
+    Ok(RevokeRequest { token, token_type_hint: body.token_type_hint, client })
 }
 
 /// `POST /auth/introspect` (RFC 7662): 200 with the answer, `{"active": false}` for any
@@ -685,6 +703,9 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
         ApiError::InvalidClient { .. } => (StatusCode::UNAUTHORIZED, "invalid_client", None),
         ApiError::UnauthorizedClient => {
             (StatusCode::BAD_REQUEST, "unauthorized_client", Some("the client may not use this grant"))
+        }
+        ApiError::NotTheClientsToken => {
+            (StatusCode::BAD_REQUEST, "unauthorized_client", Some("the token was not issued to this client"))
         }
         ApiError::InvalidTarget => {
             (StatusCode::BAD_REQUEST, "invalid_target", Some("the client may not ask tokens for this audience"))

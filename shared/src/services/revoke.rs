@@ -13,13 +13,15 @@ use crate::error::{ApiError, DependencyError};
 use crate::platform::audit::{self, Session, SessionEvent};
 use crate::platform::clock::Clock;
 use crate::platform::config::{Config, ReuseScope};
+use crate::rules::clients::ClientRecord;
 use crate::rules::revoke::{
-    bearer_account_holds, bearer_session, classify, cut_off, cut_off_after, revoke_all_subject, sid_entry_owed,
-    RevokeTarget,
+    bearer_account_holds, bearer_session, classify, cut_off, cut_off_after, revocation_right, revoke_all_subject,
+    sid_entry_owed, RevocationRight, RevokeTarget,
 };
 use crate::rules::sessions::{is_live_session, session_cut_off};
 use crate::rules::token::{AccessClaims, RefreshToken};
 use crate::rules::username::Username;
+use crate::services::client_auth::{ClientAuthenticator, ClientCredentials};
 use crate::services::keys::KeyRing;
 use crate::store::{
     AccountChange, AccountCommit, AccountState, DynamoFamilies, DynamoRevocations, DynamoUsers, FamilyRecord,
@@ -99,6 +101,11 @@ impl Revoker {
             expires_at: self.clock.now() + self.lifetime_secs,
             except_sid: None,
         }
+    }
+
+    /// The client family `family_id` was issued to, if there is such a family.
+    pub async fn family_client(&self, family_id: &str) -> Result<Option<String>, DependencyError> {
+        Ok(self.families.get(family_id).await?.map(|family| family.client_id))
     }
 
     /// Revokes one family if `presented` is a token it issued (current or remembered) and
@@ -367,11 +374,24 @@ pub struct RevokeRequest {
     pub token: String,
     /// `access_token` or `refresh_token`; a hint only (RFC 7009 §2.1).
     pub token_type_hint: Option<String>,
+    /// How the caller authenticates its client (RFC 6749 §2.3); `None` without a
+    /// `client_id`: a caller naming no client.
+    pub client: ClientCredentials,
+}
+
+impl RevokeRequest {
+    /// A request that names no client (the first-party app's logout).
+    pub fn anonymous(token: impl Into<String>) -> Self {
+        Self { token: token.into(), token_type_hint: None, client: ClientCredentials::None { client_id: None } }
+    }
 }
 
 impl fmt::Debug for RevokeRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RevokeRequest").field("token_type_hint", &self.token_type_hint).finish_non_exhaustive()
+        f.debug_struct("RevokeRequest")
+            .field("token_type_hint", &self.token_type_hint)
+            .field("client", &self.client)
+            .finish_non_exhaustive()
     }
 }
 
@@ -379,6 +399,8 @@ impl fmt::Debug for RevokeRequest {
 pub struct RevocationService {
     revoker: Revoker,
     keys: KeyRing,
+    /// Who is asking (RFC 7009 §2.1), and whose a token is.
+    clients: ClientAuthenticator,
     clock: Arc<dyn Clock>,
 }
 
@@ -399,12 +421,14 @@ impl RevocationService {
     ) -> Self {
         let keys = KeyRing::from_config(config, dynamodb.clone(), kms);
         keys.sync(clock.now()).await;
-        Self::new(Revoker::new(config, dynamodb, clock.clone()), keys, clock)
+        let clients = ClientAuthenticator::from_config(config, dynamodb.clone());
+        Self::new(Revoker::new(config, dynamodb, clock.clone()), keys, clients, clock)
     }
 
-    /// The service around a revoker and a key ring as they are (no I/O here).
-    pub fn new(revoker: Revoker, keys: KeyRing, clock: Arc<dyn Clock>) -> Self {
-        Self { revoker, keys, clock }
+    /// The service around a revoker, a key ring and a client registry as they are (no I/O
+    /// here).
+    pub fn new(revoker: Revoker, keys: KeyRing, clients: ClientAuthenticator, clock: Arc<dyn Clock>) -> Self {
+        Self { revoker, keys, clients, clock }
     }
 
     /// RFC 7009: revokes the token if it is one of ours and valid; answers the same for
@@ -412,19 +436,33 @@ impl RevocationService {
     /// A refresh token revokes its family and the family's access tokens (`sid`); an access
     /// token is denylisted by `jti`. A refresh token needs no key, so its logout works
     /// while the key set is stale; anything else waits for a verifier it can trust.
+    ///
+    /// §2.1: client credentials sent are checked first (wrong: `invalid_client`), and a
+    /// token of a confidential client is revoked only by that client, authenticated
+    /// ([`revocation_right`]); a public client's token by whoever holds it.
     pub async fn revoke(&self, request: RevokeRequest, source_ip: Option<&str>) -> Result<(), ApiError> {
         let now = self.clock.now();
+        let caller = match &request.client {
+            ClientCredentials::None { client_id: None } => None,
+            credentials => Some(self.clients.authenticate(credentials, now).await?),
+        };
         let target = match RefreshToken::parse(&request.token) {
             Some(refresh) => RevokeTarget::Session(refresh),
             None => classify(&request.token, self.keys.fresh_verifier(now).await?, now),
         };
         match target {
             RevokeTarget::Session(refresh) => {
+                let Some(owner) = self.revoker.family_client(&refresh.family_id()).await? else {
+                    audit::session(SessionEvent::NothingToRevoke, Session::new(&refresh.family_id(), source_ip));
+                    return Ok(());
+                };
+                self.may_revoke(caller.as_ref(), &owner).await?;
                 let revoked = self.revoker.revoke_presented(&refresh, "revoked_by_client", now).await?;
                 let event = if revoked { SessionEvent::RefreshTokenRevoked } else { SessionEvent::NothingToRevoke };
                 audit::session(event, Session::new(&refresh.family_id(), source_ip));
             }
             RevokeTarget::AccessToken(claims) => {
+                self.may_revoke(caller.as_ref(), &claims.client_id).await?;
                 self.revoker.revoke_access_token(&claims.jti, claims.exp).await?;
                 let session = Session::new(claims.sid.as_deref().unwrap_or("-"), source_ip)
                     .user(&claims.sub)
@@ -434,6 +472,20 @@ impl RevocationService {
             RevokeTarget::Nothing => {}
         }
         Ok(())
+    }
+
+    /// Whether `caller` may revoke a token issued to `owner`, the registry read (strongly
+    /// consistent) unless the caller is the owner.
+    async fn may_revoke(&self, caller: Option<&ClientRecord>, owner: &str) -> Result<(), ApiError> {
+        if caller.is_some_and(|c| c.client_id == owner) {
+            return Ok(());
+        }
+        let owner = self.clients.client(owner).await?;
+        match revocation_right(caller, owner.as_ref()) {
+            RevocationRight::Allowed => Ok(()),
+            RevocationRight::AuthenticationRequired => Err(ApiError::InvalidClient { basic: false }),
+            RevocationRight::NotTheCallers => Err(ApiError::NotTheClientsToken),
+        }
     }
 
     /// `POST /auth/revoke-all`: the bearer token's user loses every session.
