@@ -101,6 +101,14 @@ impl Setup {
             tokenauth::edge::http::revoke(&self.revocation, &revoke_request(&format!("token={token}"), true)).await;
         assert_eq!(response.status(), 200);
     }
+
+    /// A logout by `client`, authenticated (RFC 7009 §2.1: a confidential client's token).
+    async fn revoke_as(&self, client: &Confidential, token: &str) {
+        let mut request = revoke_request(&format!("token={token}"), true);
+        request.headers_mut().insert("authorization", basic_authorization(&client.id, &client.secret).parse().unwrap());
+        let response = tokenauth::edge::http::revoke(&self.revocation, &request).await;
+        assert_eq!(response.status(), 200, "{:?}", response.body());
+    }
 }
 
 fn field<'a>(tokens: &'a Value, name: &str) -> &'a str {
@@ -203,8 +211,8 @@ async fn a_refresh_token_is_active_while_current_and_introspection_never_counts_
     assert_eq!(family(&s.config, &s.clients, &family_id).await, rotated, "introspection wrote nothing");
     assert_eq!(s.introspect(&app, &r1).await.1["active"], true);
 
-    // A logout: inactive at once.
-    s.revoke(&r1).await;
+    // A logout (by the app, which is confidential): inactive at once.
+    s.revoke_as(&app, &r1).await;
     assert_inactive(s.introspect(&app, &r1).await, "logged out");
 }
 
