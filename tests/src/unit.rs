@@ -169,7 +169,8 @@ fn warm_key_ring(
 pub fn revocation_service(config: &Config, clients: &Clients, key: &LocalSigner) -> RevocationService {
     let keys = warm_key_ring(config, clients, key, config.key_reload, config.key_set_max_staleness());
     let registry = tokenauth::services::client_auth::ClientAuthenticator::from_config(config, clients.dynamodb.clone());
-    RevocationService::new(Revoker::new(config, clients.dynamodb.clone(), clock()), keys, registry, clock())
+    let proofs = tokenauth::services::token_dpop::TokenProofs::new(config, clients.dynamodb.clone());
+    RevocationService::new(Revoker::new(config, clients.dynamodb.clone(), clock()), keys, registry, proofs, clock())
 }
 
 /// The account service of a warm instance: its key ring read just now, trusting `key`

@@ -216,7 +216,7 @@ async fn revocations_reach_a_warm_instance_within_the_poll_interval() {
     let (three, _) = access_token(&clients, &["read"]).await;
     let user_token = three["access_token"].as_str().unwrap();
     assert!(decide(&a, &event_text_with(SHAPES[1], &allowed(user_token))).await.is_ok());
-    revoke.revoke_all(user_token, None).await.unwrap();
+    revoke.revoke_all(tokenauth::services::account::Presented::Bearer(user_token), None, None).await.unwrap();
     clock.advance(1);
     assert_eq!(
         decide_after_reads(&a, &event_text_with(SHAPES[1], &allowed(user_token))).await.unwrap_err(),

@@ -19,6 +19,7 @@ use crate::rules::clients::GrantType;
 use crate::rules::dpop::ProofRejection;
 use crate::rules::password::MAX_PASSWORD_BYTES;
 use crate::rules::token::{TokenResponse, ACCESS_TOKEN_TYPE_URI};
+use crate::services::account::Presented;
 use crate::services::client_auth::ClientCredentials;
 use crate::services::discovery::DiscoveryService;
 use crate::services::login::{LoginRequest, LoginService};
@@ -76,12 +77,15 @@ fn token_or_error(outcome: Result<TokenResponse, ApiError>) -> Response<Body> {
 pub async fn revoke(service: &RevocationService, request: &Request) -> Response<Body> {
     let ip = request_meta(request).source_ip;
     let outcome = if request.raw_http_path().trim_end_matches('/').ends_with("/revoke-all") {
-        match (request.method() == Method::POST, bearer_token(request)) {
+        match (request.method() == Method::POST, presented_token(request)) {
             (false, _) => Err(ApiError::MethodNotAllowed(Allowed::Post)),
             // The body is not read, but it is held to the same limit as every other.
             (true, _) if body_bytes(request).len() > MAX_BODY_BYTES => Err(ApiError::PayloadTooLarge),
             (true, Err(e)) => Err(e),
-            (true, Ok(token)) => service.revoke_all(token, ip.as_deref()).await.map(|_| ()),
+            (true, Ok(token)) => match presented_proof(request) {
+                Ok(proof) => service.revoke_all(token, proof.as_ref(), ip.as_deref()).await.map(|_| ()),
+                Err(_) => Err(ApiError::InvalidToken),
+            },
         }
     } else {
         match parse_revoke(request) {
@@ -140,10 +144,15 @@ pub async fn discovery(service: &DiscoveryService, request: &Request) -> Respons
     response
 }
 
-/// The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1): scheme
-/// case-insensitive, exactly one token of the b64token alphabet, nothing else.
-pub fn bearer_token(request: &Request) -> Result<&str, ApiError> {
-    crate::edge::bearer::parse_bearer(authorization(request)?).ok_or(ApiError::InvalidToken)
+/// The token of the one `Authorization` header: `Bearer` (RFC 6750 §2.1) or `DPoP`
+/// (RFC 9449 §7.1), scheme case-insensitive, exactly one token of the b64token alphabet.
+/// Revoke-all's and the account routes'.
+pub(crate) fn presented_token(request: &Request) -> Result<Presented<'_>, ApiError> {
+    let value = authorization(request)?;
+    if let Some(token) = crate::edge::bearer::parse_bearer(value) {
+        return Ok(Presented::Bearer(token));
+    }
+    crate::edge::bearer::parse_dpop(value).map(Presented::Dpop).ok_or(ApiError::InvalidToken)
 }
 
 /// The value of the one `Authorization` header (none, several or a non-ASCII one: 401).
@@ -531,7 +540,7 @@ pub fn parse_revoke(request: &Request) -> Result<RevokeRequest, ApiError> {
             client_assertion: body.client_assertion.as_deref(),
         },
     )?;
-    Ok(RevokeRequest { token, token_type_hint: body.token_type_hint, client })
+    Ok(RevokeRequest { token, token_type_hint: body.token_type_hint, client, dpop: presented_proof(request)? })
 }
 
 /// `POST /auth/introspect` (RFC 7662): 200 with the answer, `{"active": false}` for any

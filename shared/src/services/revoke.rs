@@ -18,11 +18,14 @@ use crate::rules::revoke::{
     bearer_account_holds, bearer_session, classify, cut_off, cut_off_after, revocation_right, revoke_all_subject,
     sid_entry_owed, RevocationRight, RevokeTarget,
 };
+use crate::rules::rotation::{issued_by, key_check, Issued};
 use crate::rules::sessions::{is_live_session, session_cut_off};
 use crate::rules::token::{AccessClaims, RefreshToken};
 use crate::rules::username::Username;
+use crate::services::account::Presented;
 use crate::services::client_auth::{ClientAuthenticator, ClientCredentials};
 use crate::services::keys::KeyRing;
+use crate::services::token_dpop::{PresentedProof, ProofRefusal, TokenProofs};
 use crate::store::{
     AccountChange, AccountCommit, AccountState, DynamoFamilies, DynamoRevocations, DynamoUsers, FamilyRecord,
     KeptThrough, Revocation, RevocationKind, UserRecord, UserWriteError,
@@ -103,9 +106,9 @@ impl Revoker {
         }
     }
 
-    /// The client family `family_id` was issued to, if there is such a family.
-    pub async fn family_client(&self, family_id: &str) -> Result<Option<String>, DependencyError> {
-        Ok(self.families.get(family_id).await?.map(|family| family.client_id))
+    /// The family `family_id`, if there is one (read strongly consistent).
+    pub async fn family(&self, family_id: &str) -> Result<Option<FamilyRecord>, DependencyError> {
+        self.families.get(family_id).await
     }
 
     /// Revokes one family if `presented` is a token it issued (current or remembered) and
@@ -377,12 +380,19 @@ pub struct RevokeRequest {
     /// How the caller authenticates its client (RFC 6749 §2.3); `None` without a
     /// `client_id`: a caller naming no client.
     pub client: ClientCredentials,
+    /// A `DPoP` proof: what a refresh token of a session bound to a key must come with.
+    pub dpop: Option<PresentedProof>,
 }
 
 impl RevokeRequest {
-    /// A request that names no client (the first-party app's logout).
+    /// A request that names no client (the first-party app's logout), with no proof.
     pub fn anonymous(token: impl Into<String>) -> Self {
-        Self { token: token.into(), token_type_hint: None, client: ClientCredentials::None { client_id: None } }
+        Self {
+            token: token.into(),
+            token_type_hint: None,
+            client: ClientCredentials::None { client_id: None },
+            dpop: None,
+        }
     }
 }
 
@@ -401,6 +411,8 @@ pub struct RevocationService {
     keys: KeyRing,
     /// Who is asking (RFC 7009 §2.1), and whose a token is.
     clients: ClientAuthenticator,
+    /// The proofs a bound session's tokens must come with (RFC 9449).
+    proofs: TokenProofs,
     clock: Arc<dyn Clock>,
 }
 
@@ -422,13 +434,20 @@ impl RevocationService {
         let keys = KeyRing::from_config(config, dynamodb.clone(), kms);
         keys.sync(clock.now()).await;
         let clients = ClientAuthenticator::from_config(config, dynamodb.clone());
-        Self::new(Revoker::new(config, dynamodb, clock.clone()), keys, clients, clock)
+        let proofs = TokenProofs::new(config, dynamodb.clone());
+        Self::new(Revoker::new(config, dynamodb, clock.clone()), keys, clients, proofs, clock)
     }
 
-    /// The service around a revoker, a key ring and a client registry as they are (no I/O
-    /// here).
-    pub fn new(revoker: Revoker, keys: KeyRing, clients: ClientAuthenticator, clock: Arc<dyn Clock>) -> Self {
-        Self { revoker, keys, clients, clock }
+    /// The service around a revoker, a key ring, a client registry and the proofs' record
+    /// as they are (no I/O here).
+    pub fn new(
+        revoker: Revoker,
+        keys: KeyRing,
+        clients: ClientAuthenticator,
+        proofs: TokenProofs,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { revoker, keys, clients, proofs, clock }
     }
 
     /// RFC 7009: revokes the token if it is one of ours and valid; answers the same for
@@ -439,24 +458,35 @@ impl RevocationService {
     ///
     /// §2.1: client credentials sent are checked first (wrong: `invalid_client`), and a
     /// token of a confidential client is revoked only by that client, authenticated
-    /// ([`revocation_right`]); a public client's token by whoever holds it.
+    /// ([`revocation_right`]); a public client's token by whoever holds it. A refresh
+    /// token of a session bound to a DPoP key ends it only with a proof from that key, as
+    /// it rotates only with one: a copied token without the key ends nothing (400
+    /// `invalid_dpop_proof`). A proof sent is checked and used once, whatever the token.
     pub async fn revoke(&self, request: RevokeRequest, source_ip: Option<&str>) -> Result<(), ApiError> {
         let now = self.clock.now();
+        let proof = self.proofs.check(request.dpop.as_ref(), now)?;
         let caller = match &request.client {
             ClientCredentials::None { client_id: None } => None,
             credentials => Some(self.clients.authenticate(credentials, now).await?),
         };
+        self.proofs.record(proof.as_ref(), now).await??;
         let target = match RefreshToken::parse(&request.token) {
             Some(refresh) => RevokeTarget::Session(refresh),
             None => classify(&request.token, self.keys.fresh_verifier(now).await?, now),
         };
         match target {
             RevokeTarget::Session(refresh) => {
-                let Some(owner) = self.revoker.family_client(&refresh.family_id()).await? else {
+                let Some(family) = self.revoker.family(&refresh.family_id()).await? else {
                     audit::session(SessionEvent::NothingToRevoke, Session::new(&refresh.family_id(), source_ip));
                     return Ok(());
                 };
-                self.may_revoke(caller.as_ref(), &owner).await?;
+                self.may_revoke(caller.as_ref(), &family.client_id).await?;
+                // A token the family issued, bound to a key: only with a proof of that key
+                // (a forged one goes on to change nothing, as before).
+                if issued_by(&family, &refresh.hash()) != Issued::Never {
+                    let proof_key = proof.as_ref().map(|p| p.jkt.as_str());
+                    key_check(&family, refresh.generation(), proof_key).map_err(ProofRefusal::from)?;
+                }
                 let revoked = self.revoker.revoke_presented(&refresh, "revoked_by_client", now).await?;
                 let event = if revoked { SessionEvent::RefreshTokenRevoked } else { SessionEvent::NothingToRevoke };
                 audit::session(event, Session::new(&refresh.family_id(), source_ip));
@@ -488,10 +518,34 @@ impl RevocationService {
         }
     }
 
-    /// `POST /auth/revoke-all`: the bearer token's user loses every session.
-    pub async fn revoke_all(&self, bearer: &str, source_ip: Option<&str>) -> Result<usize, ApiError> {
+    /// `POST /auth/revoke-all`: the bearer token's user loses every session. A token bound
+    /// to a DPoP key counts only as `Authorization: DPoP` with a fresh proof of that key
+    /// for this request (RFC 9449 §7.1), used once; a bearer token only as `Bearer`. So a
+    /// copied bound token without its key ends nothing.
+    pub async fn revoke_all(
+        &self,
+        presented: Presented<'_>,
+        proof: Option<&PresentedProof>,
+        source_ip: Option<&str>,
+    ) -> Result<usize, ApiError> {
         let now = self.clock.now();
+        let (bearer, dpop) = match presented {
+            Presented::Bearer(token) => (token, false),
+            Presented::Dpop(token) => (token, true),
+        };
         let claims = revoke_all_subject(bearer, self.keys.fresh_verifier(now).await?, now)?;
+        match (claims.bound_to(), dpop) {
+            (None, false) => {}
+            (Some(jkt), true) => {
+                let checked = self.proofs.check_presenting(proof, now, bearer, jkt);
+                let Ok(Some(proof)) = checked else { return Err(ApiError::InvalidToken) };
+                if self.proofs.record(Some(&proof), now).await?.is_err() {
+                    return Err(ApiError::InvalidToken);
+                }
+            }
+            // A bound token as a bearer one, or a bearer token under the DPoP scheme.
+            _ => return Err(ApiError::InvalidToken),
+        }
         let Some(username) = self.revoker.bearer_account(&claims).await? else {
             audit::session(
                 SessionEvent::RevokedBearer,
