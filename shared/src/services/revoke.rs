@@ -86,7 +86,8 @@ impl Revoker {
         Self {
             families: DynamoFamilies::new(dynamodb.clone(), &config.families_table, &config.users_table),
             users: DynamoUsers::new(dynamodb.clone(), &config.users_table),
-            revocations: DynamoRevocations::new(dynamodb, &config.revocations_table),
+            revocations: DynamoRevocations::new(dynamodb, &config.revocations_table)
+                .with_standard_lifetime(config.revocation_lifetime().as_secs()),
             lifetime_secs: config.revocation_lifetime().as_secs(),
             grace_secs: config.revocation_grace().as_secs(),
             clock,
