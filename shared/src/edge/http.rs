@@ -152,14 +152,23 @@ pub(crate) fn presented_token(request: &Request) -> Result<Presented<'_>, ApiErr
     if let Some(token) = crate::edge::bearer::parse_bearer(value) {
         return Ok(Presented::Bearer(token));
     }
-    crate::edge::bearer::parse_dpop(value).map(Presented::Dpop).ok_or(ApiError::InvalidToken)
+    if let Some(token) = crate::edge::bearer::parse_dpop(value) {
+        return Ok(Presented::Dpop(token));
+    }
+    // Another scheme is no access token at all; ours, malformed, an invalid one.
+    let scheme = value.split(' ').next().unwrap_or_default();
+    let ours = scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("dpop");
+    Err(if ours { ApiError::InvalidToken } else { ApiError::NoToken })
 }
 
 /// The value of the one `Authorization` header (none, several or a non-ASCII one: 401).
 pub(crate) fn authorization(request: &Request) -> Result<&str, ApiError> {
     let mut values = request.headers().get_all(AUTHORIZATION).iter();
-    let (Some(value), None) = (values.next(), values.next()) else { return Err(ApiError::InvalidToken) };
-    value.to_str().map_err(|_| ApiError::InvalidToken)
+    match (values.next(), values.next()) {
+        (None, _) => Err(ApiError::NoToken),
+        (Some(_), Some(_)) => Err(ApiError::SeveralTokens),
+        (Some(value), None) => value.to_str().map_err(|_| ApiError::InvalidToken),
+    }
 }
 
 /// The client-authentication parameters of a token-endpoint or introspection body.
@@ -723,6 +732,10 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
             (StatusCode::UNAUTHORIZED, "invalid_grant", Some("the password is not the account's"))
         }
         ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", None),
+        ApiError::NoToken => (StatusCode::UNAUTHORIZED, "invalid_token", Some("an access token is required")),
+        ApiError::SeveralTokens => {
+            (StatusCode::BAD_REQUEST, "invalid_request", Some("exactly one Authorization header is accepted"))
+        }
         ApiError::NotFound => (StatusCode::NOT_FOUND, "invalid_request", Some("no such resource")),
         ApiError::Throttled { .. } => {
             (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", Some("too many attempts; retry later"))
@@ -759,6 +772,10 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
     if matches!(error, ApiError::InvalidToken) {
         // RFC 6750 §3.
         response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
+    }
+    if matches!(error, ApiError::NoToken) {
+        // RFC 6750 §3.1: no token at all, the challenge without an error code.
+        response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
 }
