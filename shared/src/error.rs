@@ -82,6 +82,10 @@ pub enum ApiError {
     /// 400 `unauthorized_client`: the client may not use this grant.
     #[error("unauthorized client")]
     UnauthorizedClient,
+    /// 400 `unauthorized_client` at revocation (RFC 7009 §2.1): the token was issued to
+    /// another confidential client than the one that authenticated.
+    #[error("not the client's token")]
+    NotTheClientsToken,
     /// 400 `invalid_target` (RFC 8693 §2.2.2, RFC 8707): an audience or resource the
     /// client may not ask tokens for.
     #[error("invalid target")]
@@ -91,9 +95,17 @@ pub enum ApiError {
     /// unlike login's the body says which credential was wrong.
     #[error("wrong password")]
     WrongPassword,
-    /// 401 `invalid_token` with `WWW-Authenticate: Bearer`: missing or invalid bearer token.
+    /// 401 `invalid_token` with `WWW-Authenticate: Bearer error="invalid_token"`: an
+    /// invalid, expired or revoked access token.
     #[error("invalid bearer token")]
     InvalidToken,
+    /// 401 with a bare `WWW-Authenticate: Bearer` challenge: no access token at all, or
+    /// one under a scheme we do not take (RFC 6750 §3.1: no error code then).
+    #[error("no access token")]
+    NoToken,
+    /// 400 `invalid_request`: more than one `Authorization` header (RFC 6750 §3.1).
+    #[error("several access tokens")]
+    SeveralTokens,
     /// 404: no such path.
     #[error("not found")]
     NotFound,

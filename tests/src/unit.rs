@@ -168,7 +168,9 @@ fn warm_key_ring(
 /// token itself (garbage, expired, foreign, another audience) need no call.
 pub fn revocation_service(config: &Config, clients: &Clients, key: &LocalSigner) -> RevocationService {
     let keys = warm_key_ring(config, clients, key, config.key_reload, config.key_set_max_staleness());
-    RevocationService::new(Revoker::new(config, clients.dynamodb.clone(), clock()), keys, clock())
+    let registry = tokenauth::services::client_auth::ClientAuthenticator::from_config(config, clients.dynamodb.clone());
+    let proofs = tokenauth::services::token_dpop::TokenProofs::new(config, clients.dynamodb.clone());
+    RevocationService::new(Revoker::new(config, clients.dynamodb.clone(), clock()), keys, registry, proofs, clock())
 }
 
 /// The account service of a warm instance: its key ring read just now, trusting `key`

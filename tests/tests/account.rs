@@ -264,10 +264,7 @@ async fn the_session_list_shows_exactly_the_users_live_sessions_and_ends_one_by_
     // One of the user's sessions ended by a logout: no longer listed.
     let (_, ended) = s.login(&username, &password).await;
     let revoke = revocation_service(&s.config, &s.clients, Arc::new(SystemClock)).await;
-    revoke
-        .revoke(tokenauth::RevokeRequest { token: str_of(&ended, "refresh_token").into(), token_type_hint: None }, None)
-        .await
-        .unwrap();
+    revoke.revoke(tokenauth::RevokeRequest::anonymous(str_of(&ended, "refresh_token")), None).await.unwrap();
 
     let caller = str_of(&mine[0], "access_token");
     let (status, listed, _) = call(&s.account, "GET", "/auth/sessions", caller, None).await;

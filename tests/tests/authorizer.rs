@@ -186,7 +186,7 @@ async fn revocations_reach_a_warm_instance_within_the_poll_interval() {
     let (one, _) = access_token(&clients, &["read"]).await;
     let token = one["access_token"].as_str().unwrap();
     assert!(decide(&a, &event_text_with(SHAPES[0], &allowed(token))).await.is_ok());
-    revoke.revoke(tokenauth::RevokeRequest { token: token.to_owned(), token_type_hint: None }, None).await.unwrap();
+    revoke.revoke(tokenauth::RevokeRequest::anonymous(token), None).await.unwrap();
     clock.advance(1);
     assert_eq!(
         decide_after_reads(&a, &event_text_with(SHAPES[0], &allowed(token))).await.unwrap_err(),
@@ -216,7 +216,7 @@ async fn revocations_reach_a_warm_instance_within_the_poll_interval() {
     let (three, _) = access_token(&clients, &["read"]).await;
     let user_token = three["access_token"].as_str().unwrap();
     assert!(decide(&a, &event_text_with(SHAPES[1], &allowed(user_token))).await.is_ok());
-    revoke.revoke_all(user_token, None).await.unwrap();
+    revoke.revoke_all(tokenauth::services::account::Presented::Bearer(user_token), None, None).await.unwrap();
     clock.advance(1);
     assert_eq!(
         decide_after_reads(&a, &event_text_with(SHAPES[1], &allowed(user_token))).await.unwrap_err(),
@@ -542,4 +542,63 @@ async fn answers_cached_by_the_templates_identity_sources_are_never_reused_to_ov
         let fresh = answer_allows(&decide(&iam, &event_text).await.unwrap(), arn);
         assert_eq!(answer_allows(&cached, arn), fresh, "policy cached per token: {method} {path}");
     }
+}
+
+/// A service token that lives a day (a client's `token_ttl_secs`), issued two hours ago.
+async fn day_long_service_token(
+    config: &tokenauth::Config,
+    clients: &Clients,
+    issued_at: Arc<ManualClock>,
+) -> (String, tokenauth::rules::token::AccessClaims) {
+    use tokenauth::rules::clients::{ClientRecord, ClientType, GrantType};
+    let client = ClientRecord {
+        client_type: ClientType::Confidential,
+        grants: vec![GrantType::ClientCredentials],
+        token_ttl_secs: Some(86_400),
+        ..ClientRecord::public(&unique_username("nightly-batch"), vec!["read".into()], Vec::new(), issued_at.now())
+    };
+    tokenauth::store::DynamoClients::new(clients.dynamodb.clone(), &config.clients_table)
+        .create(&client)
+        .await
+        .unwrap();
+    let signer = key_set_signer(config, clients, issued_at.clone()).await;
+    let grants = tokenauth::services::grants::GrantService::new(
+        config,
+        clients.dynamodb.clone(),
+        clients.kms.clone(),
+        Arc::new(signer),
+        issued_at,
+        tokenauth::services::client_auth::ClientAuthenticator::from_config(config, clients.dynamodb.clone()),
+    );
+    let request = tokenauth::services::token_endpoint::ClientCredentialsRequest::default();
+    let issued = grants.client_credentials(&client, request, &tokenauth::RequestMeta::default()).await.unwrap();
+    let claims = independently_verified(config, clients, &issued.access_token).await.expect("a token of ours");
+    (issued.access_token, claims)
+}
+
+#[tokio::test]
+async fn a_new_instance_refuses_day_long_tokens_revoked_before_its_lookback() {
+    let config = config();
+    let clients = clients().await;
+    let two_hours_ago = SystemClock.now() - 7_200;
+    assert!(config.revocation_lookback().as_secs() < 7_200, "the revocations lie before a cold start's lookback");
+    let then = Arc::new(ManualClock::new(two_hours_ago));
+    let (revoked, claims) = day_long_service_token(&config, &clients, then.clone()).await;
+    let (cut_off, cut_claims) = day_long_service_token(&config, &clients, then.clone()).await;
+    let (untouched, _) = day_long_service_token(&config, &clients, then.clone()).await;
+
+    // Two hours ago: one token revoked by its jti (RFC 7009), another's client disabled.
+    let revoker = tokenauth::Revoker::new(&config, clients.dynamodb.clone(), then.clone());
+    revoker.revoke_access_token(&claims.jti, claims.exp).await.unwrap();
+    then.advance(1);
+    revoker.cut_off_client(&cut_claims.client_id, Some(86_400), then.now()).await.unwrap();
+
+    // An instance started now reads back only its lookback's hour buckets, and the
+    // entries that outlive it.
+    let fresh = authorizer(clients.dynamodb.clone(), &[], Arc::new(SystemClock)).await;
+    let bearer = |token: &str| event_text_with(SHAPES[0], &format!("Bearer {token}"));
+    assert_eq!(decide(&fresh, &bearer(&revoked)).await.unwrap_err(), Unauthorized::Revoked, "the jti");
+    assert_eq!(decide(&fresh, &bearer(&cut_off)).await.unwrap_err(), Unauthorized::Revoked, "the client's cut-off");
+    let allowed = decide(&fresh, &bearer(&untouched)).await.unwrap();
+    assert!(is_allow_policy(&allowed), "a day-long token nothing revoked: {allowed}");
 }

@@ -311,6 +311,7 @@ fn grant<'a>(
         act,
         ttl: None,
         not_after: None,
+        bound_to: None,
     }
 }
 

@@ -277,6 +277,79 @@ async fn a_thief_with_a_copied_bound_token_but_not_the_key_cannot_end_the_sessio
     s.rotate(&r1, Some(&key)).await;
 }
 
+/// `POST /auth/revoke` (form) of `token` with these `DPoP` headers, through the handler.
+async fn revoke_with(revoke: &tokenauth::RevocationService, token: &str, proofs: &[&str]) -> Response<Body> {
+    let mut event = event("revoke-refresh-token-form.json");
+    event["body"] = Value::String(format!("token={token}"));
+    tokenauth::edge::http::revoke(revoke, &with_proofs(event, proofs)).await
+}
+
+#[tokio::test]
+async fn a_copied_bound_refresh_token_without_the_key_cannot_end_the_session_by_revocation() {
+    let s = setup("dpop-revoke").await;
+    let revoke = revocation_service(&s.config, &s.clients, s.clock.clone()).await;
+    let (key, thief) = (ProofKey::generate().unwrap(), ProofKey::generate().unwrap());
+    let r0 = refresh_token(&s.login_bound(Some(&key)).await);
+    let before = s.family(&r0).await;
+    let refused = revoke_with(&revoke, &r0, &[]).await;
+    assert_invalid_proof(&refused, "a DPoP proof is required");
+    let by_thief = revoke_with(&revoke, &r0, &[&s.proof(&thief, "/auth/revoke")]).await;
+    assert_invalid_proof(&by_thief, "the DPoP proof is signed by another key than the session's");
+    assert_eq!(s.family(&r0).await, before, "nothing ended");
+    assert!(revocations_of(&s.config, &s.clients, &family_of(&r0)).await.is_empty(), "nothing denylisted");
+
+    // A proof for another URL is refused too; the session's own key, for this URL, ends it.
+    let elsewhere = revoke_with(&revoke, &r0, &[&s.proof(&key, "/auth/refresh")]).await;
+    assert_eq!(json_of(&elsewhere)["error"], "invalid_dpop_proof");
+    let own = revoke_with(&revoke, &r0, &[&s.proof(&key, "/auth/revoke")]).await;
+    assert_eq!(own.status(), StatusCode::OK, "{:?}", own.body());
+    assert_eq!(s.family(&r0).await.status, FamilyStatus::Revoked);
+    // A forged token of a bound family needs no proof to change nothing (RFC 7009 §2.2).
+    let forged = tokenauth::rules::token::RefreshToken::from_parts(&family_of(&r0), 9, [7; 32]).unwrap().encode();
+    assert_eq!(revoke_with(&revoke, &forged, &[]).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn revoke_all_takes_a_bound_token_only_as_dpop_with_a_fresh_proof_of_its_key() {
+    let s = setup("dpop-revoke-all").await;
+    let revoke = revocation_service(&s.config, &s.clients, s.clock.clone()).await;
+    let key = ProofKey::generate().unwrap();
+    let tokens = s.login_bound(Some(&key)).await;
+    let (access, r0) = (tokens["access_token"].as_str().unwrap().to_owned(), refresh_token(&tokens));
+    let url = s.url("/auth/revoke-all");
+    let revoke_all = |scheme: &str, proofs: Vec<String>| {
+        let mut event = event("revoke-all.json");
+        event["headers"]["authorization"] = Value::String(format!("{scheme} {access}"));
+        let request = with_proofs(event, &proofs.iter().map(String::as_str).collect::<Vec<_>>());
+        let revoke = &revoke;
+        async move { tokenauth::edge::http::revoke(revoke, &request).await }
+    };
+    let fresh = |key: &ProofKey, url: &str, with_ath: bool| {
+        key.proof("POST", url, s.clock.now(), with_ath.then_some(access.as_str())).unwrap()
+    };
+    let thief = ProofKey::generate().unwrap();
+    let refused = [
+        ("as Bearer, no proof", revoke_all("Bearer", Vec::new()).await),
+        ("as Bearer, with a proof", revoke_all("Bearer", vec![fresh(&key, &url, true)]).await),
+        ("as DPoP, no proof", revoke_all("DPoP", Vec::new()).await),
+        ("a proof without ath", revoke_all("DPoP", vec![fresh(&key, &url, false)]).await),
+        ("a proof for another URL", revoke_all("DPoP", vec![fresh(&key, &s.url("/auth/revoke"), true)]).await),
+        ("another key's proof", revoke_all("DPoP", vec![fresh(&thief, &url, true)]).await),
+    ];
+    for (name, response) in refused {
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{name}: {:?}", response.body());
+        assert_eq!(json_of(&response)["error"], "invalid_token", "{name}");
+    }
+    assert_eq!(s.family(&r0).await.status, FamilyStatus::Active, "a copied bound token ends nothing");
+
+    let proof = fresh(&key, &url, true);
+    let ended = revoke_all("DPoP", vec![proof.clone()]).await;
+    assert_eq!(ended.status(), StatusCode::OK, "{:?}", ended.body());
+    assert_eq!(s.family(&r0).await.status, FamilyStatus::Revoked, "every session of the user ends");
+    let replayed = revoke_all("DPoP", vec![proof]).await;
+    assert_eq!(replayed.status(), StatusCode::UNAUTHORIZED, "a proof counts once");
+}
+
 #[tokio::test]
 async fn a_replayed_proof_is_refused_at_login_and_at_the_token_endpoint() {
     let s = setup("dpop-replay").await;

@@ -81,7 +81,7 @@ async fn run(w: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
         };
         if let Some(token) = presented {
             if matches!(op, Op::Revoke) {
-                let request = tokenauth::RevokeRequest { token, token_type_hint: None };
+                let request = tokenauth::RevokeRequest::anonymous(token);
                 w.revoke.revoke(request, None).await.map_err(|e| TestCaseError::fail(format!("revoke: {e}")))?;
             } else {
                 let response = tokenauth::edge::http::token(&w.refresh, &refresh_request(&token, None, false)).await;

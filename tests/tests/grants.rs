@@ -112,6 +112,7 @@ fn exchange_request(subject_token: &str, audience: Option<&str>, scope: Option<&
         audience: audience.map(str::to_owned),
         scope: scope.map(str::to_owned),
         requested_token_type: None,
+        dpop: None,
     }
 }
 
@@ -123,8 +124,11 @@ impl Setup {
     }
 
     async fn service_token(&self, scope: Option<&str>, audience: Option<&str>) -> Result<TokenResponse, ApiError> {
-        let request =
-            ClientCredentialsRequest { scope: scope.map(str::to_owned), audience: audience.map(str::to_owned) };
+        let request = ClientCredentialsRequest {
+            scope: scope.map(str::to_owned),
+            audience: audience.map(str::to_owned),
+            dpop: None,
+        };
         self.grants.client_credentials(&self.service, request, &meta()).await
     }
 
@@ -374,6 +378,32 @@ async fn a_dpop_bound_subject_token_is_exchanged_for_an_unbound_one() {
     let claims = s.claims_for(API_C, &response.access_token).await;
     assert_eq!(claims.bound_to(), None, "the service's token is not bound to the user's key");
     assert_eq!(claims.act.map(|a| a.sub), Some(s.exchanger.client_id.clone()));
+}
+
+#[tokio::test]
+async fn an_exchange_with_the_callers_dpop_proof_is_bound_to_the_callers_key_once() {
+    let s = setup("grants-tx-dpop-caller").await;
+    let (subject_token, _) = s.user_session().await;
+    let key = ProofKey::generate().unwrap();
+    let url = called_url(s.config.dpop.public_base_url.as_deref(), None, Some("api.example.test"), "/auth/token");
+    let proof = key.proof("POST", &url.unwrap(), s.clock.now(), None).unwrap();
+    let presented = || tokenauth::services::token_dpop::PresentedProof {
+        proof: proof.clone(),
+        forwarded_proto: None,
+        host: Some("api.example.test".into()),
+        path: "/auth/token".into(),
+        api_path: "/auth/token".into(),
+    };
+    let request = ExchangeRequest { dpop: Some(presented()), ..exchange_request(&subject_token, None, None) };
+    let response = s.exchange(&s.exchanger, request).await.expect("exchanged");
+    assert_eq!(response.token_type, "DPoP");
+    let claims = s.claims_for(API_C, &response.access_token).await;
+    assert_eq!(claims.bound_to(), Some(key.thumbprint().as_str()), "bound to the caller's key");
+    assert_eq!(claims.act.map(|a| a.sub), Some(s.exchanger.client_id.clone()));
+
+    let replayed = ExchangeRequest { dpop: Some(presented()), ..exchange_request(&subject_token, None, None) };
+    let refused = s.exchange(&s.exchanger, replayed).await;
+    assert!(matches!(refused, Err(ApiError::InvalidDpopProof(_))), "a replayed proof: {refused:?}");
 }
 
 #[tokio::test]

@@ -365,6 +365,33 @@ async fn revoke_paths(config: &Config, recorder: &IamRecorder) {
     let mut event = event("revoke-all.json");
     event["headers"]["authorization"] = Value::String(format!("Bearer {}", tokens["access_token"].as_str().unwrap()));
     assert_eq!(tokenauth::edge::http::revoke(&revoke, &request_from_event(&event)).await.status(), 200);
+
+    // A confidential client revoking its own session's refresh token, authenticated by
+    // private_key_jwt (RFC 7009 §2.1): the client read, its assertion's jti recorded.
+    use tokenauth::rules::clients::{ClientRecord, ClientType};
+    let key = ProofKey::generate().unwrap();
+    let client_id = unique_username("iam-revoker");
+    let mut jwk = serde_json::to_value(key.public_jwk()).unwrap();
+    jwk["kid"] = json!("k1");
+    let record = ClientRecord {
+        client_type: ClientType::Confidential,
+        jwks: Some(json!({"keys": [jwk]}).to_string()),
+        ..ClientRecord::public(&client_id, Vec::new(), Vec::new(), SystemClock.now())
+    };
+    tokenauth::store::DynamoClients::new(plain.dynamodb.clone(), &config.clients_table).create(&record).await.unwrap();
+    let app_login =
+        login_service(&config_with(&[("CLIENT_ID", client_id.as_str())]), &plain, Arc::new(SystemClock)).await;
+    let tokens = login_tokens(&app_login, &username, &password).await;
+    let claims = json!({"iss": client_id, "sub": client_id, "aud": config.issuer, "exp": SystemClock.now() + 60,
+                        "jti": tokenauth::rules::token::random_id()});
+    let assertion = key.sign(&json!({"alg": "ES256", "kid": "k1"}), &claims).unwrap();
+    let body = format!(
+        "token={}&client_assertion_type={}&client_assertion={assertion}",
+        tokens["refresh_token"].as_str().unwrap(),
+        tokenauth::edge::http::JWT_BEARER_ASSERTION
+    );
+    let response = tokenauth::edge::http::revoke(&revoke, &revoke_request(&body, true)).await;
+    assert_eq!(response.status(), 200, "revoked by its own client: {:?}", response.body());
 }
 
 /// introspect: a confidential client asks about an access token (its client, the denylist,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use tokenauth::platform::clock::{Clock, SystemClock};
+use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
 use tokenauth::rules::clients::{ClientRecord, ClientSecret, ClientType, GrantType, StoredSecret};
 use tokenauth::rules::username::Username;
 use tokenauth::store::{AccountChange, DynamoClients};
@@ -101,6 +101,14 @@ impl Setup {
             tokenauth::edge::http::revoke(&self.revocation, &revoke_request(&format!("token={token}"), true)).await;
         assert_eq!(response.status(), 200);
     }
+
+    /// A logout by `client`, authenticated (RFC 7009 §2.1: a confidential client's token).
+    async fn revoke_as(&self, client: &Confidential, token: &str) {
+        let mut request = revoke_request(&format!("token={token}"), true);
+        request.headers_mut().insert("authorization", basic_authorization(&client.id, &client.secret).parse().unwrap());
+        let response = tokenauth::edge::http::revoke(&self.revocation, &request).await;
+        assert_eq!(response.status(), 200, "{:?}", response.body());
+    }
 }
 
 fn field<'a>(tokens: &'a Value, name: &str) -> &'a str {
@@ -139,6 +147,27 @@ async fn a_live_access_token_is_active_with_its_claims_and_inactive_right_after_
     assert_eq!(s.introspect(&api, field(&tokens, "access_token")).await.1["active"], true);
     s.revoke(field(&tokens, "refresh_token")).await;
     assert_inactive(s.introspect(&api, field(&tokens, "access_token")).await, "its session ended, seen at once");
+}
+
+#[tokio::test]
+async fn an_access_token_is_inactive_from_its_expiry_on_though_verifiers_allow_a_leeway_past_it() {
+    let s = setup("introspect-exp").await;
+    let api = register(&s.config, &s.clients, "orders-api", &[&s.config.audience]).await;
+    let access = field(&s.login_as(None).await, "access_token").to_owned();
+    let claims = independently_verified(&s.config, &s.clients, &access).await.expect("a token of ours");
+    assert!(s.config.token_leeway.as_secs() > 0, "verifiers allow a leeway past exp: {:?}", s.config.token_leeway);
+    let clock = Arc::new(ManualClock::new(claims.exp - 1));
+    let introspection =
+        IntrospectionService::from_config(&s.config, s.clients.dynamodb.clone(), s.clients.kms.clone(), clock.clone())
+            .await;
+    let authorization = basic_authorization(&api.id, &api.secret);
+    let ask = || async {
+        let request = introspect_request(&format!("token={access}"), Some(&authorization));
+        json_of(&tokenauth::edge::http::introspect(&introspection, &request).await)
+    };
+    assert_eq!(ask().await["active"], true, "a second before its expiry");
+    clock.advance(1);
+    assert_eq!(ask().await, json!({"active": false}), "RFC 7662 §2.2: active only before its expiration time");
 }
 
 #[tokio::test]
@@ -182,8 +211,8 @@ async fn a_refresh_token_is_active_while_current_and_introspection_never_counts_
     assert_eq!(family(&s.config, &s.clients, &family_id).await, rotated, "introspection wrote nothing");
     assert_eq!(s.introspect(&app, &r1).await.1["active"], true);
 
-    // A logout: inactive at once.
-    s.revoke(&r1).await;
+    // A logout (by the app, which is confidential): inactive at once.
+    s.revoke_as(&app, &r1).await;
     assert_inactive(s.introspect(&app, &r1).await, "logged out");
 }
 

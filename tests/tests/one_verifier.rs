@@ -66,14 +66,15 @@ impl Paths {
         let authorizer = answer["isAuthorized"] == true;
 
         // Before revoke: revoke-all refuses a bearer whose jti is revoked.
-        let revoke_all = match self.revoke.revoke_all(token, None).await {
-            Ok(_) => true,
-            Err(ApiError::InvalidToken) => false,
-            Err(e) => panic!("revoke-all failed otherwise: {e}"),
-        };
+        let revoke_all =
+            match self.revoke.revoke_all(tokenauth::services::account::Presented::Bearer(token), None, None).await {
+                Ok(_) => true,
+                Err(ApiError::InvalidToken) => false,
+                Err(e) => panic!("revoke-all failed otherwise: {e}"),
+            };
 
         let before = revocations_of(&self.config, &self.clients, jti).await.len();
-        let request = RevokeRequest { token: token.to_owned(), token_type_hint: Some("access_token".into()) };
+        let request = RevokeRequest { token_type_hint: Some("access_token".into()), ..RevokeRequest::anonymous(token) };
         self.revoke.revoke(request, None).await.unwrap();
         let revoke = revocations_of(&self.config, &self.clients, jti).await.len() > before;
         [authorizer, revoke, revoke_all]

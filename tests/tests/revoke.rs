@@ -65,6 +65,77 @@ async fn revoking_a_refresh_token_ends_its_family_and_denylists_its_session() {
     assert_eq!(revocations_of(&s.config, &s.clients, &family_of(&refresh)).await.len(), 1);
 }
 
+/// A confidential client with the refresh grant and a secret, registered: (id, secret).
+async fn confidential_client(s: &Setup, prefix: &str) -> (String, String) {
+    use tokenauth::rules::clients::{ClientRecord, ClientSecret, ClientType, GrantType, StoredSecret};
+    let (id, secret, now) = (unique_username(prefix), ClientSecret::new(), SystemClock.now());
+    let record = ClientRecord {
+        client_type: ClientType::Confidential,
+        grants: vec![GrantType::RefreshToken],
+        secrets: vec![StoredSecret { hash: secret.hash(&id), created_at: now, expires_at: None }],
+        ..ClientRecord::public(&id, Vec::new(), Vec::new(), now)
+    };
+    tokenauth::store::DynamoClients::new(s.clients.dynamodb.clone(), &s.config.clients_table)
+        .create(&record)
+        .await
+        .unwrap();
+    (id, secret.encode())
+}
+
+#[tokio::test]
+async fn a_confidential_clients_tokens_are_revoked_only_by_that_client_authenticated() {
+    let s = setup("revconf").await;
+    let (id, secret) = confidential_client(&s, "web-backend").await;
+    let (other, other_secret) = confidential_client(&s, "another-backend").await;
+    let app = login_service(&config_with(&[("CLIENT_ID", id.as_str())]), &s.clients, Arc::new(SystemClock)).await;
+    let tokens = login_tokens(&app, &s.username, &s.password).await;
+    let (access, refresh) = (tokens["access_token"].as_str().unwrap(), tokens["refresh_token"].as_str().unwrap());
+    let (service, config, clients) = (&s.revoke, &s.config, &s.clients);
+    let revoke = |body: String, authorization: Option<String>| {
+        let mut request = revoke_request(&body, true);
+        if let Some(value) = authorization {
+            request.headers_mut().insert("authorization", value.parse().unwrap());
+        }
+        async move { tokenauth::edge::http::revoke(service, &request).await }
+    };
+    let family_status = || async move { family(config, clients, &family_of(refresh)).await.status };
+
+    // Credentials are checked first: a wrong secret is refused whatever the token.
+    for token in [refresh, "garbage"] {
+        let response = revoke(format!("token={token}"), Some(basic_authorization(&id, "tkcs_wrong"))).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{token}");
+        assert_eq!(json_of(&response)["error"], "invalid_client");
+        assert_eq!(response.headers()["www-authenticate"], r#"Basic realm="token""#);
+    }
+    // Without its client's authentication, or by another client: refused, nothing ends.
+    let anonymous = revoke(format!("token={refresh}"), None).await;
+    assert_eq!(
+        (anonymous.status(), json_of(&anonymous)["error"].clone()),
+        (StatusCode::UNAUTHORIZED, "invalid_client".into())
+    );
+    let named = revoke(format!("token={refresh}&client_id={id}"), None).await;
+    assert_eq!(named.status(), StatusCode::UNAUTHORIZED, "naming the client is not authenticating it");
+    let by_other = revoke(format!("token={refresh}"), Some(basic_authorization(&other, &other_secret))).await;
+    assert_eq!(by_other.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(&by_other)["error"], "unauthorized_client");
+    let by_other = revoke(format!("token={access}"), Some(basic_authorization(&other, &other_secret))).await;
+    assert_eq!(json_of(&by_other)["error"], "unauthorized_client");
+    assert_eq!(family_status().await, FamilyStatus::Active, "nothing ended");
+    assert!(revocations_of(&s.config, &s.clients, &family_of(refresh)).await.is_empty());
+
+    // The client itself: its access token (client_secret_post), then its session (Basic).
+    let own = revoke(format!("token={access}&client_id={id}&client_secret={secret}"), None).await;
+    assert_eq!(own.status(), StatusCode::OK, "{:?}", own.body());
+    let own = revoke(format!("token={refresh}"), Some(basic_authorization(&id, &secret))).await;
+    assert_eq!(own.status(), StatusCode::OK, "{:?}", own.body());
+    assert_eq!(family_status().await, FamilyStatus::Revoked);
+
+    // A public client's token is still revoked by whoever holds it (the first-party logout).
+    let (_, first_party) = s.session().await;
+    assert_eq!(revoke(format!("token={first_party}"), None).await.status(), StatusCode::OK);
+    assert_eq!(family(&s.config, &s.clients, &family_of(&first_party)).await.status, FamilyStatus::Revoked);
+}
+
 #[tokio::test]
 async fn revoking_an_access_token_verifies_it_then_denylists_its_jti_until_it_expires() {
     let s = setup("revat").await;
@@ -136,7 +207,11 @@ async fn unknown_expired_and_garbage_tokens_get_200_and_change_nothing() {
         let body = serde_json::json!({ "token": token }).to_string();
         let response = tokenauth::edge::http::revoke(&s.revoke, &revoke_request(&body, false)).await;
         assert_eq!(response.status(), StatusCode::OK, "{token}");
-        let writes: Vec<String> = s.clients.calls.names().into_iter().filter(|n| !n.ends_with("UpdateItem")).collect();
+        // Reads (the family's client, RFC 7009 §2.1) and the refused conditional UpdateItem
+        // of a forged token change nothing; no other call may write.
+        let is_read = |n: &String| n.ends_with("GetItem") || n.ends_with("Query");
+        let writes: Vec<String> =
+            s.clients.calls.names().into_iter().filter(|n| !is_read(n) && !n.ends_with("UpdateItem")).collect();
         assert!(writes.is_empty(), "{token}: {writes:?}");
     }
     assert!(revocations_of(&s.config, &s.clients, expired_jti["jti"].as_str().unwrap()).await.is_empty());

@@ -15,11 +15,14 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use tokenauth::platform::clock::{Clock, ManualClock, SystemClock};
 use tokenauth::rules::clients::{ClientRecord, ClientSecret, ClientType, GrantType, StoredSecret};
-use tokenauth::rules::dpop::ProofKey;
+use tokenauth::rules::dpop::{called_url, ProofKey};
 use tokenauth::services::client_auth::{ClientAuthenticator, ClientCredentials};
 use tokenauth::store::DynamoClients;
 use tokenauth::{ApiError, Config, TokenService};
 use tokenauth_tests::*;
+
+/// The host of the sample events (what a DPoP proof's `htu` names).
+const SAMPLE_HOST: &str = "api.example.test";
 
 struct Setup {
     config: Config,
@@ -89,7 +92,7 @@ fn assert_invalid_client(response: &Response<Body>, after_basic: bool) {
     assert_eq!(
         response.headers().get("www-authenticate").map(|v| v.to_str().unwrap()),
         after_basic.then_some(r#"Basic realm="token""#),
-        "WWW-Authenticate: Basic after Basic only"
+        "WWW-Authenticate: Basic after an Authorization header (RFC 6749 §5.2), and only then"
     );
 }
 
@@ -133,6 +136,10 @@ async fn a_wrong_or_rotated_out_secret_is_invalid_client_with_basic_asked_for_af
     assert_invalid_client(&s.post("/auth/token", "grant_type=client_credentials", Some(&basic(&id, "x"))).await, true);
     let unknown = basic(&unique_username("nobody"), &old);
     assert_invalid_client(&s.post("/auth/token", "grant_type=client_credentials", Some(&unknown)).await, true);
+    // A scheme we do not take in the Authorization header: refused, with the challenge.
+    for scheme in ["Bearer a.b.c", "Digest username=\"x\""] {
+        assert_invalid_client(&s.post("/auth/token", "grant_type=client_credentials", Some(scheme)).await, true);
+    }
 
     // A rotation keeping the old secret 60 s: both work, then only the new one.
     let new = ClientSecret::new();
@@ -308,6 +315,59 @@ async fn the_first_party_refresh_path_still_rotates_json_and_form() {
         .await;
     assert_eq!(named.status(), 200, "{:?}", named.body());
     assert_eq!(family(&s.config, &s.clients, &family_of(&r0)).await.generation, 3);
+}
+
+/// The DPoP proof of a `POST /auth/token` on the sample events' host, made now by `key`.
+fn token_proof(s: &Setup, key: &ProofKey, path: &str) -> String {
+    let url = called_url(s.config.dpop.public_base_url.as_deref(), None, Some(SAMPLE_HOST), path).unwrap();
+    key.proof("POST", &url, s.clock.now(), None).unwrap()
+}
+
+#[tokio::test]
+async fn client_credentials_with_a_dpop_proof_are_bound_to_its_key_and_a_bad_or_replayed_proof_is_refused() {
+    let s = setup().await;
+    assert!(!s.config.dpop.proofs_table.is_empty(), "the stack has a Proofs table");
+    let (client, secret) = s.confidential("svc-dpop").await;
+    let authorization = basic(&client.client_id, &secret);
+    let key = ProofKey::generate().unwrap();
+    let endpoint = &s.endpoint;
+    let post = |proofs: Vec<String>| {
+        let mut request = token_request("/auth/token", "grant_type=client_credentials", Some(&authorization));
+        for proof in proofs {
+            request.headers_mut().append("dpop", proof.parse().unwrap());
+        }
+        async move { tokenauth::edge::http::token(endpoint, &request).await }
+    };
+
+    let proof = token_proof(&s, &key, "/auth/token");
+    let bound = post(vec![proof.clone()]).await;
+    assert_eq!(bound.status(), 200, "{:?}", bound.body());
+    let body = json_of(&bound);
+    assert_eq!(body["token_type"], "DPoP", "RFC 9449 §5: the response says the token is bound");
+    let claims = independently_verified(&s.config, &s.clients, body["access_token"].as_str().unwrap()).await.unwrap();
+    assert_eq!(claims.cnf.map(|c| c.jkt), Some(key.thumbprint()), "cnf.jkt names the proof's key");
+    assert_eq!(claims.sub, client.client_id);
+
+    // RFC 9449 §5: an invalid proof is invalid_dpop_proof, whatever the grant; nothing issued.
+    let refused = [
+        ("replayed", proof),
+        ("malformed", "garbage".to_owned()),
+        ("for another URL", token_proof(&s, &key, "/auth/refresh")),
+    ];
+    for (name, proof) in refused {
+        let response = post(vec![proof]).await;
+        assert_eq!(response.status(), 400, "{name}: {:?}", response.body());
+        assert_eq!(json_of(&response)["error"], "invalid_dpop_proof", "{name}");
+        assert!(json_of(&response).get("access_token").is_none(), "{name}");
+    }
+    let two = post(vec![token_proof(&s, &key, "/auth/token"), token_proof(&s, &key, "/auth/token")]).await;
+    assert_eq!(json_of(&two)["error"], "invalid_dpop_proof");
+
+    // Without a proof: a bearer token, as before.
+    let bearer = json_of(&post(Vec::new()).await);
+    assert_eq!(bearer["token_type"], "Bearer", "{bearer}");
+    let claims = independently_verified(&s.config, &s.clients, bearer["access_token"].as_str().unwrap()).await.unwrap();
+    assert!(claims.cnf.is_none());
 }
 
 #[tokio::test]

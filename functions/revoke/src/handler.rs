@@ -53,12 +53,24 @@ mod tests {
     async fn revoke_all_without_one_bearer_token_gets_401_with_a_challenge_and_makes_no_aws_call() {
         let clients = unit::clients();
         let service = unit::revocation_service(&unit::config(), &clients, &LocalSigner::new());
-        for header in [None, Some("Basic abc"), Some("Bearer"), Some("Bearer a b"), Some("Bearer a,b")] {
+        // RFC 6750 §3.1: no token (none, or another scheme) gets the bare challenge; a
+        // malformed one of ours says invalid_token.
+        for (header, challenge) in [
+            (None, "Bearer"),
+            (Some("Basic abc"), "Bearer"),
+            (Some("Bearer"), r#"Bearer error="invalid_token""#),
+            (Some("Bearer a b"), r#"Bearer error="invalid_token""#),
+            (Some("Bearer a,b"), r#"Bearer error="invalid_token""#),
+        ] {
             let response = function_handler(&service, revoke_all_request(header)).await.unwrap();
             assert_eq!(response.status(), 401, "{header:?}");
             assert_eq!(json_of(&response)["error"], "invalid_token", "{header:?}");
-            assert_eq!(response.headers()["www-authenticate"], r#"Bearer error="invalid_token""#, "{header:?}");
+            assert_eq!(response.headers()["www-authenticate"], challenge, "{header:?}");
         }
+        let mut two = revoke_all_request(Some("Bearer a"));
+        two.headers_mut().append("authorization", "Bearer b".parse().unwrap());
+        let response = function_handler(&service, two).await.unwrap();
+        assert_eq!((response.status().as_u16(), json_of(&response)["error"].clone()), (400, "invalid_request".into()));
         let mut get = event("revoke-all.json");
         get["requestContext"]["http"]["method"] = Value::String("GET".into());
         let response = function_handler(&service, request_from_event(&get)).await.unwrap();
@@ -108,6 +120,21 @@ mod tests {
             assert_eq!(json_of(&response)["error"], "invalid_token", "{name}");
         }
         clients.assert_no_call("revoke-all with bearers that are not ours");
+    }
+
+    #[tokio::test]
+    async fn revoke_all_with_a_body_over_the_limit_gets_413_before_its_bearer_is_looked_at() {
+        let (clients, key) = (unit::clients(), LocalSigner::new());
+        let config = unit::config();
+        let service = unit::revocation_service(&config, &clients, &key);
+        let valid = key.sign_claims(&unit::claims(&config));
+        let mut e = event("revoke-all.json");
+        e["headers"]["authorization"] = Value::String(format!("Bearer {valid}"));
+        e["body"] = Value::String("x".repeat(17 * 1024));
+        let response = function_handler(&service, request_from_event(&e)).await.unwrap();
+        assert_eq!(response.status(), 413);
+        assert_eq!(json_of(&response)["error"], "invalid_request");
+        clients.assert_no_call("revoke-all with a body over the limit");
     }
 }
 

@@ -15,12 +15,11 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::edge::bearer::{parse_bearer, parse_dpop};
-use crate::edge::http::{authorization, error_response, json_object, json_response, request_meta};
+use crate::edge::http::{error_response, json_object, json_response, presented_token, request_meta};
 use crate::error::{Allowed, ApiError};
 use crate::rules::password::MAX_PASSWORD_BYTES;
 use crate::rules::sessions::SessionView;
-use crate::services::account::{AccountService, PasswordChange, Presented};
+use crate::services::account::{AccountService, PasswordChange};
 
 /// The path of the password change.
 pub const PASSWORD_PATH: &str = "/auth/password";
@@ -129,15 +128,6 @@ fn operation(request: &Request) -> Result<Operation, ApiError> {
     Err(ApiError::NotFound)
 }
 
-/// The token of the one `Authorization` header: `Bearer` or `DPoP` (RFC 9449 §7.1).
-fn presented_token(request: &Request) -> Result<Presented<'_>, ApiError> {
-    let value = authorization(request)?;
-    if let Some(token) = parse_bearer(value) {
-        return Ok(Presented::Bearer(token));
-    }
-    parse_dpop(value).map(Presented::Dpop).ok_or(ApiError::InvalidToken)
-}
-
 #[derive(Deserialize)]
 struct PasswordChangeBody {
     current_password: String,
@@ -242,6 +232,7 @@ mod tests {
 
     #[test]
     fn the_token_comes_from_one_bearer_or_dpop_header() {
+        use crate::services::account::Presented;
         let with = |values: &[&str]| {
             let mut builder = http::Request::builder().method("GET").uri("/auth/sessions");
             for v in values {
@@ -251,8 +242,9 @@ mod tests {
         };
         assert!(matches!(presented_token(&with(&["Bearer abc"])), Ok(Presented::Bearer("abc"))));
         assert!(matches!(presented_token(&with(&["DPoP abc"])), Ok(Presented::Dpop("abc"))));
-        for bad in [&[][..], &["Basic abc"], &["Bearer a b"], &["Bearer a", "Bearer b"]] {
-            assert!(matches!(presented_token(&with(bad)), Err(ApiError::InvalidToken)), "{bad:?}");
-        }
+        assert!(matches!(presented_token(&with(&[])), Err(ApiError::NoToken)));
+        assert!(matches!(presented_token(&with(&["Basic abc"])), Err(ApiError::NoToken)));
+        assert!(matches!(presented_token(&with(&["Bearer a b"])), Err(ApiError::InvalidToken)));
+        assert!(matches!(presented_token(&with(&["Bearer a", "Bearer b"])), Err(ApiError::SeveralTokens)));
     }
 }

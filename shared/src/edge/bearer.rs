@@ -13,13 +13,15 @@ pub fn parse_dpop(value: &str) -> Option<&str> {
     credential(value, "dpop")
 }
 
-/// `<scheme> <token>`: the scheme case-insensitive and looked at first (a credential of
-/// another scheme is not scanned), then one token of the b64token alphabet.
+/// `<scheme> 1*SP <token>` (RFC 6750 §2.1, RFC 9110 §11.4): the scheme case-insensitive
+/// and looked at first (a credential of another scheme is not scanned), then one token of
+/// the b64token alphabet after one or more spaces.
 fn credential<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
     let (given, token) = value.split_once(' ')?;
     if !given.eq_ignore_ascii_case(scheme) {
         return None;
     }
+    let token = token.trim_start_matches(' ');
     // A table and no early exit: this runs over the whole token on every authorizer request.
     let b64token = token.bytes().fold(true, |ok, b| ok & B64TOKEN[usize::from(b)]);
     (!token.is_empty() && b64token).then_some(token)
@@ -45,7 +47,8 @@ mod tests {
     fn extracts_exactly_one_bearer_token() {
         assert_eq!(parse_bearer("Bearer abc.def.ghi"), Some("abc.def.ghi"));
         assert_eq!(parse_bearer("bEaReR abc"), Some("abc"));
-        for bad in ["abc", "Bearer", "Bearer ", "Bearer a b", "Basic abc", "Bearer  abc", "Bearer a,b"] {
+        assert_eq!(parse_bearer("Bearer  abc"), Some("abc"), "1*SP");
+        for bad in ["abc", "Bearer", "Bearer ", "Bearer  ", "Bearer a b", "Basic abc", "Bearer\tabc", "Bearer a,b"] {
             assert_eq!(parse_bearer(bad), None, "{bad:?}");
         }
     }

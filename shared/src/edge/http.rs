@@ -19,6 +19,7 @@ use crate::rules::clients::GrantType;
 use crate::rules::dpop::ProofRejection;
 use crate::rules::password::MAX_PASSWORD_BYTES;
 use crate::rules::token::{TokenResponse, ACCESS_TOKEN_TYPE_URI};
+use crate::services::account::Presented;
 use crate::services::client_auth::ClientCredentials;
 use crate::services::discovery::DiscoveryService;
 use crate::services::login::{LoginRequest, LoginService};
@@ -76,10 +77,15 @@ fn token_or_error(outcome: Result<TokenResponse, ApiError>) -> Response<Body> {
 pub async fn revoke(service: &RevocationService, request: &Request) -> Response<Body> {
     let ip = request_meta(request).source_ip;
     let outcome = if request.raw_http_path().trim_end_matches('/').ends_with("/revoke-all") {
-        match (request.method() == Method::POST, bearer_token(request)) {
+        match (request.method() == Method::POST, presented_token(request)) {
             (false, _) => Err(ApiError::MethodNotAllowed(Allowed::Post)),
+            // The body is not read, but it is held to the same limit as every other.
+            (true, _) if body_bytes(request).len() > MAX_BODY_BYTES => Err(ApiError::PayloadTooLarge),
             (true, Err(e)) => Err(e),
-            (true, Ok(token)) => service.revoke_all(token, ip.as_deref()).await.map(|_| ()),
+            (true, Ok(token)) => match presented_proof(request) {
+                Ok(proof) => service.revoke_all(token, proof.as_ref(), ip.as_deref()).await.map(|_| ()),
+                Err(_) => Err(ApiError::InvalidToken),
+            },
         }
     } else {
         match parse_revoke(request) {
@@ -138,17 +144,31 @@ pub async fn discovery(service: &DiscoveryService, request: &Request) -> Respons
     response
 }
 
-/// The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1): scheme
-/// case-insensitive, exactly one token of the b64token alphabet, nothing else.
-pub fn bearer_token(request: &Request) -> Result<&str, ApiError> {
-    crate::edge::bearer::parse_bearer(authorization(request)?).ok_or(ApiError::InvalidToken)
+/// The token of the one `Authorization` header: `Bearer` (RFC 6750 §2.1) or `DPoP`
+/// (RFC 9449 §7.1), scheme case-insensitive, exactly one token of the b64token alphabet.
+/// Revoke-all's and the account routes'.
+pub(crate) fn presented_token(request: &Request) -> Result<Presented<'_>, ApiError> {
+    let value = authorization(request)?;
+    if let Some(token) = crate::edge::bearer::parse_bearer(value) {
+        return Ok(Presented::Bearer(token));
+    }
+    if let Some(token) = crate::edge::bearer::parse_dpop(value) {
+        return Ok(Presented::Dpop(token));
+    }
+    // Another scheme is no access token at all; ours, malformed, an invalid one.
+    let scheme = value.split(' ').next().unwrap_or_default();
+    let ours = scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("dpop");
+    Err(if ours { ApiError::InvalidToken } else { ApiError::NoToken })
 }
 
 /// The value of the one `Authorization` header (none, several or a non-ASCII one: 401).
 pub(crate) fn authorization(request: &Request) -> Result<&str, ApiError> {
     let mut values = request.headers().get_all(AUTHORIZATION).iter();
-    let (Some(value), None) = (values.next(), values.next()) else { return Err(ApiError::InvalidToken) };
-    value.to_str().map_err(|_| ApiError::InvalidToken)
+    match (values.next(), values.next()) {
+        (None, _) => Err(ApiError::NoToken),
+        (Some(_), Some(_)) => Err(ApiError::SeveralTokens),
+        (Some(value), None) => value.to_str().map_err(|_| ApiError::InvalidToken),
+    }
 }
 
 /// The client-authentication parameters of a token-endpoint or introspection body.
@@ -210,7 +230,8 @@ pub fn client_credentials(request: &Request, params: ClientAuthParams<'_>) -> Re
 
 /// `Authorization: Basic` (RFC 7617) as RFC 6749 §2.3.1 uses it: base64 of the
 /// form-encoded id, `:`, the form-encoded secret. `None` without an `Authorization`
-/// header; another scheme, or one that does not decode, is `invalid_client`.
+/// header; another scheme, or one that does not decode, is `invalid_client` with the
+/// Basic challenge.
 fn basic_credentials(request: &Request) -> Result<Option<(String, String)>, ApiError> {
     use base64::Engine as _;
     let refused = ApiError::InvalidClient { basic: true };
@@ -221,8 +242,10 @@ fn basic_credentials(request: &Request) -> Result<Option<(String, String)>, ApiE
     }
     let value = value.to_str().map_err(|_| ApiError::InvalidClient { basic: true })?;
     let (scheme, encoded) = value.trim().split_once(' ').ok_or(ApiError::InvalidClient { basic: true })?;
+    // Another scheme is refused with the Basic challenge too (RFC 6749 §5.2: a client
+    // that tried the Authorization header gets 401 and WWW-Authenticate).
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(ApiError::InvalidClient { basic: false });
+        return Err(refused);
     }
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| refused)?;
     let decoded = String::from_utf8(decoded).map_err(|_| ApiError::InvalidClient { basic: true })?;
@@ -469,6 +492,7 @@ pub fn parse_token_request(request: &Request) -> Result<TokenRequest, ApiError> 
         GrantType::ClientCredentials => GrantRequest::ClientCredentials(ClientCredentialsRequest {
             scope: params.owned("scope"),
             audience: params.target()?,
+            dpop: presented_proof(request)?,
         }),
         GrantType::TokenExchange => {
             let subject_token = params.required("subject_token", "subject_token is required")?;
@@ -489,6 +513,7 @@ pub fn parse_token_request(request: &Request) -> Result<TokenRequest, ApiError> 
                 audience: params.target()?,
                 scope: params.owned("scope"),
                 requested_token_type,
+                dpop: presented_proof(request)?,
             })
         }
     };
@@ -500,13 +525,31 @@ struct RevokeBody {
     token: Option<String>,
     #[serde(default)]
     token_type_hint: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    client_assertion_type: Option<String>,
+    #[serde(default)]
+    client_assertion: Option<String>,
 }
 
-/// Reads an RFC 7009 revocation body, JSON or form; `token` is required.
+/// Reads an RFC 7009 revocation body, JSON or form; `token` is required, and the client's
+/// authentication as at the token endpoint (none: a request that names no client).
 pub fn parse_revoke(request: &Request) -> Result<RevokeRequest, ApiError> {
     let (body, _): (RevokeBody, bool) = json_or_form_body(request)?;
     let token = body.token.filter(|t| !t.is_empty()).ok_or(ApiError::InvalidRequest("token is required"))?;
-    Ok(RevokeRequest { token, token_type_hint: body.token_type_hint })
+    let client = client_credentials(
+        request,
+        ClientAuthParams {
+            client_id: body.client_id.as_deref(),
+            client_secret: body.client_secret.as_deref(),
+            client_assertion_type: body.client_assertion_type.as_deref(),
+            client_assertion: body.client_assertion.as_deref(),
+        },
+    )?;
+    Ok(RevokeRequest { token, token_type_hint: body.token_type_hint, client, dpop: presented_proof(request)? })
 }
 
 /// `POST /auth/introspect` (RFC 7662): 200 with the answer, `{"active": false}` for any
@@ -554,10 +597,18 @@ fn json_or_form_body<T: for<'de> Deserialize<'de>>(request: &Request) -> Result<
         return Err(ApiError::PayloadTooLarge);
     }
     let text = std::str::from_utf8(bytes).map_err(|_| ApiError::InvalidRequest("body is not UTF-8"))?;
-    // RFC 6749 §3.2: parameters must not be repeated; serde refuses duplicate fields.
-    serde_urlencoded::from_str(text)
+    // Read as the token endpoint reads its form (RFC 6749 §3.2): no parameter repeated,
+    // known or not, and one sent without a value as if omitted.
+    let params = FormParams::parse(text)?;
+    let object = params.values.into_iter().map(|(name, value)| (name, serde_json::Value::String(value))).collect();
+    serde_json::from_value(serde_json::Value::Object(object))
         .map(|body| (body, true))
-        .map_err(|_| ApiError::InvalidRequest("form body is malformed or repeats a parameter"))
+        .map_err(|_| ApiError::InvalidRequest("form body is malformed"))
+}
+
+/// The request's body as bytes.
+fn body_bytes(request: &Request) -> &[u8] {
+    request.body().as_ref()
 }
 
 /// Whether the body is `application/x-www-form-urlencoded` (parameters after `;` aside).
@@ -671,6 +722,9 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
         ApiError::UnauthorizedClient => {
             (StatusCode::BAD_REQUEST, "unauthorized_client", Some("the client may not use this grant"))
         }
+        ApiError::NotTheClientsToken => {
+            (StatusCode::BAD_REQUEST, "unauthorized_client", Some("the token was not issued to this client"))
+        }
         ApiError::InvalidTarget => {
             (StatusCode::BAD_REQUEST, "invalid_target", Some("the client may not ask tokens for this audience"))
         }
@@ -678,6 +732,10 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
             (StatusCode::UNAUTHORIZED, "invalid_grant", Some("the password is not the account's"))
         }
         ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", None),
+        ApiError::NoToken => (StatusCode::UNAUTHORIZED, "invalid_token", Some("an access token is required")),
+        ApiError::SeveralTokens => {
+            (StatusCode::BAD_REQUEST, "invalid_request", Some("exactly one Authorization header is accepted"))
+        }
         ApiError::NotFound => (StatusCode::NOT_FOUND, "invalid_request", Some("no such resource")),
         ApiError::Throttled { .. } => {
             (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", Some("too many attempts; retry later"))
@@ -714,6 +772,10 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
     if matches!(error, ApiError::InvalidToken) {
         // RFC 6750 §3.
         response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
+    }
+    if matches!(error, ApiError::NoToken) {
+        // RFC 6750 §3.1: no token at all, the challenge without an error code.
+        response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
 }
@@ -982,8 +1044,13 @@ mod tests {
             let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).expect(name);
             assert_eq!(body["error"], code, "{name}");
             assert_eq!(response.headers()["cache-control"], "no-store", "{name}");
-            let basic_refused = matches!(error, ApiError::InvalidClient { basic: true });
-            assert_eq!(response.headers().contains_key("www-authenticate"), basic_refused, "{name}");
+            // RFC 6749 §5.2: every 401 here answers a client that tried the Authorization
+            // header, whatever its scheme, and carries the challenge; no other answer does.
+            let challenge = response.headers().get("www-authenticate");
+            assert_eq!(challenge.is_some(), status == 401, "{name}: {challenge:?}");
+            if let Some(challenge) = challenge {
+                assert_eq!(challenge, r#"Basic realm="token""#, "{name}");
+            }
         }
         let get = http::Request::builder().method("GET").uri("/auth/token").body(Body::Empty).expect("request");
         let response = error_response(&parse_token_request(&get).expect_err("GET"));
@@ -1010,6 +1077,34 @@ mod tests {
         assert_eq!(named.client, ClientCredentials::None { client_id: Some("mobile".into()) });
         let other_grant = token_post("/auth/refresh", FORM, "grant_type=client_credentials", &[]);
         assert!(matches!(parse_refresh(&other_grant), Err(ApiError::UnsupportedGrantType)));
+    }
+
+    #[test]
+    fn the_refresh_and_revoke_forms_are_read_as_the_token_endpoints_is() {
+        // RFC 6749 §3.2: a parameter sent without a value is as if omitted...
+        for body in [
+            "grant_type=refresh_token&refresh_token=tkrt_x&scope=&client_id=",
+            "grant_type=refresh_token&refresh_token=tkrt_x&scope",
+        ] {
+            let parsed = parse_refresh(&token_post("/auth/refresh", FORM, body, &[])).expect(body);
+            assert_eq!(parsed.client, ClientCredentials::None { client_id: None }, "{body}");
+            assert!(matches!(parsed.grant, GrantRequest::RefreshToken(ref r) if r.scope.is_none()), "{body}");
+        }
+        // ...and none may be repeated, known or not.
+        for body in [
+            "grant_type=refresh_token&refresh_token=tkrt_x&foo=1&foo=2",
+            "grant_type=refresh_token&refresh_token=tkrt_x&scope=a&scope=a",
+        ] {
+            let refused = parse_refresh(&token_post("/auth/refresh", FORM, body, &[]));
+            assert!(matches!(refused, Err(ApiError::InvalidRequest("a parameter is repeated"))), "{body}: {refused:?}");
+        }
+        let revoke = |body: &str| parse_revoke(&token_post("/auth/revoke", FORM, body, &[]));
+        assert!(matches!(revoke("token=t&token_type_hint=").map(|r| r.token_type_hint), Ok(None)));
+        assert!(matches!(revoke("token=t&x=1&x=2"), Err(ApiError::InvalidRequest("a parameter is repeated"))));
+        // JSON keeps its own rule: an empty scope there is a client's mistake.
+        let json =
+            token_post("/auth/refresh", Some("application/json"), r#"{"refresh_token":"tkrt_x","scope":""}"#, &[]);
+        assert!(matches!(parse_refresh(&json), Err(ApiError::InvalidRequest(_))));
     }
 
     fn retry_after(response: &Response<Body>) -> u64 {

@@ -70,6 +70,9 @@ pub enum AssertionRejection {
     NotYetValid,
     /// No `jti`, an empty one, or one longer than [`MAX_JTI_BYTES`].
     MissingJti,
+    /// A `crit` header (RFC 7515 §4.1.11): extensions that must be understood, and we
+    /// understand none.
+    CriticalExtension,
 }
 
 impl AssertionRejection {
@@ -89,6 +92,7 @@ impl AssertionRejection {
             Self::TooLongLived => "assertion_too_long_lived",
             Self::NotYetValid => "assertion_not_yet_valid",
             Self::MissingJti => "assertion_missing_jti",
+            Self::CriticalExtension => "assertion_crit",
         }
     }
 }
@@ -140,6 +144,9 @@ struct Header {
     alg: String,
     #[serde(default)]
     kid: Option<String>,
+    /// Present at all (whatever it lists): refused.
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -191,6 +198,9 @@ pub fn verify_assertion(
     let (header_b64, payload_b64, signature_b64) =
         crate::rules::verify::compact_parts(assertion).ok_or(AssertionRejection::Malformed)?;
     let header: Header = decode_json(header_b64)?;
+    if header.crit.is_some() {
+        return Err(AssertionRejection::CriticalExtension);
+    }
     let algorithm = SigningAlgorithm::parse(&header.alg).ok_or(AssertionRejection::UnsupportedAlgorithm)?;
     let set: JwkSetDocument = serde_json::from_str(jwks).map_err(|_| AssertionRejection::BadJwks)?;
     let candidates: Vec<&JwkDocument> = set
@@ -487,6 +497,17 @@ mod tests {
         assert_eq!(refused(&unsigned, &client.jwks()), AssertionRejection::Malformed, "no signature part");
         let with_signature = format!("{}.{}.AAAA", encode(&json!({"alg": "none"})), encode(&claims()));
         assert_eq!(refused(&with_signature, &client.jwks()), AssertionRejection::UnsupportedAlgorithm);
+    }
+
+    #[test]
+    fn refuses_a_crit_header_even_correctly_signed() {
+        let client = EcClient::new("k1");
+        for crit in [json!(["urn:example:must-understand"]), json!(["exp"]), json!([])] {
+            let header = json!({"alg": "ES256", "kid": "k1", "crit": crit, "urn:example:must-understand": true});
+            let assertion = client.key.sign(&header, &claims()).unwrap();
+            assert_eq!(refused(&assertion, &client.jwks()), AssertionRejection::CriticalExtension, "{crit}");
+        }
+        assert!(verify_assertion(&client.sign(&claims()), &client.jwks(), &check()).is_ok(), "without crit: accepted");
     }
 
     #[test]

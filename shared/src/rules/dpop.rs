@@ -331,7 +331,9 @@ fn header_key(header_b64: &str) -> Result<[u8; 65], ProofRejection> {
     let header_len = B64URL.decode_slice(header_b64, &mut header_buf).map_err(|_| ProofRejection::Malformed)?;
     let header_json = std::str::from_utf8(&header_buf[..header_len]).map_err(|_| ProofRejection::Malformed)?;
     let header: Header<'_> = serde_json::from_str(header_json).map_err(|_| ProofRejection::Malformed)?;
-    if header.typ != DPOP_TYP {
+    // RFC 7515 §4.1.9: a media type, compared without case, "application/" implied.
+    let typ = header.typ;
+    if !(typ.eq_ignore_ascii_case(DPOP_TYP) || typ.eq_ignore_ascii_case("application/dpop+jwt")) {
         return Err(ProofRejection::WrongType);
     }
     if !DPOP_SIGNING_ALGS.contains(&header.alg) {
@@ -476,8 +478,9 @@ pub fn access_token_sha256(token: &str) -> [u8; 32] {
 }
 
 /// Whether `claimed` (a proof's `htu`) names `actual`, ignoring query and fragment, after
-/// RFC 3986 §6.2.2–6.2.3 normalisation (case of scheme and host, default port, dot
-/// segments, empty path): what RFC 9449 §4.3 asks. Only http and https URLs match.
+/// RFC 3986 §6.2.2–6.2.3 normalisation (case of scheme and host, percent-encoding of the
+/// path, default port, dot segments, empty path): what RFC 9449 §4.3 asks. Only http and
+/// https URLs match.
 pub fn same_url(claimed: &str, actual: &str) -> bool {
     // The common case without parsing: the very text of a URL that parses (see
     // `parses_as_http_url`), which normalises as itself.
@@ -526,7 +529,40 @@ fn url_without_query(text: &str) -> Option<url::Url> {
     }
     url.set_query(None);
     url.set_fragment(None);
+    if url.path().contains('%') {
+        let path = normalised_percent_encoding(url.path());
+        url.set_path(&path);
+    }
     Some(url)
+}
+
+/// RFC 3986 §6.2.2.1–2: a percent-encoded unreserved character decoded, any other
+/// percent-encoding's hex digits in upper case (`/api/%77hoami` is `/api/whoami`).
+fn normalised_percent_encoding(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = (bytes[i] == b'%' && i + 2 < bytes.len())
+            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|hex| u8::from_str_radix(hex, 16).ok()))
+            .flatten();
+        match escape {
+            Some(b) if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
+                out.push(char::from(b));
+                i += 3;
+            }
+            Some(b) => {
+                out.push_str(&format!("%{b:02X}"));
+                i += 3;
+            }
+            None => {
+                // A parsed URL's path is ASCII (the parser percent-encodes the rest).
+                out.push(char::from(bytes[i]));
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// A client's DPoP key: what `authctl dpop proof`, the tests and the benchmarks make
@@ -730,10 +766,17 @@ mod tests {
             "https://api.example.test/api/./whoami",
             "https://api.example.test/api/whoami?x=1",
             "https://api.example.test/api/whoami#frag",
+            "https://api.example.test/api/%77hoami",
+            "https://api.example.test/%61pi/WHOAMI/../whoami",
         ] {
             check(&key.proof("GET", same, NOW, Some(TOKEN))).unwrap_or_else(|e| panic!("{same}: {e:?}"));
         }
         assert!(same_url("https://a.test", "https://a.test/"));
+        // Percent-encoding (RFC 3986 §6.2.2.2): unreserved characters decoded, hex case
+        // ignored, a reserved character's encoding kept.
+        assert!(same_url("https://a.test/a%7Eb/%2fx", "https://a.test/a~b/%2Fx"));
+        assert!(!same_url("https://a.test/a%2Fb", "https://a.test/a/b"), "an encoded / is not a /");
+        assert!(!same_url("https://a.test/a%2", "https://a.test/a%2F"));
     }
 
     #[test]
@@ -914,10 +957,16 @@ mod tests {
     #[test]
     fn wrong_typ_unknown_header_members_and_missing_claims_are_refused() {
         let key = ClientKey::new();
-        for typ in ["at+jwt", "JWT", "DPOP+JWT"] {
+        for typ in ["at+jwt", "JWT", "application/jwt", "dpop", "application/dpop+jwt+x"] {
             let mut header = key.header();
             header["typ"] = json!(typ);
             assert_eq!(check(&key.sign(&header, &claims(&key))), Err(ProofRejection::WrongType), "{typ}");
+        }
+        // RFC 7515 §4.1.9: media types compare without case, "application/" implied.
+        for typ in ["DPOP+JWT", "Dpop+Jwt", "application/dpop+jwt", "Application/DPoP+JWT"] {
+            let mut header = key.header();
+            header["typ"] = json!(typ);
+            assert!(check(&key.sign(&header, &claims(&key))).is_ok(), "{typ}");
         }
         for member in ["kid", "jku", "x5c", "crit"] {
             let mut header = key.header();

@@ -63,6 +63,14 @@ pub enum GrantRefusal {
     /// The subject token has [`MAX_ACTORS`] actors already: one more would make a token
     /// the verifier refuses.
     ActorChainTooLong,
+    /// The request's `DPoP` proof was refused (RFC 9449 §5: checked whatever the grant):
+    /// its class, and what the client is told.
+    DpopProof {
+        /// The audit/metric class (`dpop_replayed`...).
+        class: &'static str,
+        /// The `error_description`.
+        description: &'static str,
+    },
 }
 
 impl GrantRefusal {
@@ -80,6 +88,7 @@ impl GrantRefusal {
             Self::SubjectRevoked => "subject_revoked",
             Self::SubjectIsService => "subject_is_service",
             Self::ActorChainTooLong => "actor_chain_too_long",
+            Self::DpopProof { class, .. } => class,
         }
     }
 
@@ -98,6 +107,7 @@ impl GrantRefusal {
             Self::SubjectInvalid(_) | Self::SubjectRevoked | Self::SubjectIsService | Self::ActorChainTooLong => {
                 ApiError::InvalidRequest(SUBJECT_TOKEN_REFUSED)
             }
+            Self::DpopProof { description, .. } => ApiError::InvalidDpopProof(description),
         }
     }
 }

@@ -30,6 +30,14 @@ pub fn may_see_access_token(client: &ClientRecord, claims: &AccessClaims) -> boo
     client.audiences.contains(&claims.aud) || claims.involves_client(&client.client_id)
 }
 
+/// Whether a verified access token is still within its lifetime at `now` (RFC 7662 §2.2:
+/// active means "before its expiration time"). The verifier allows a leeway past `exp`
+/// for clocks that disagree between hosts; introspection answers with this service's own
+/// clock, whether the token is good right now, so it allows none.
+pub fn is_unexpired(claims: &AccessClaims, now: u64) -> bool {
+    now < claims.exp
+}
+
 /// Whether `client` may see a refresh token of `family`: only the client it was issued to.
 pub fn may_see_refresh_token(client: &ClientRecord, family: &FamilyRecord) -> bool {
     family.client_id == client.client_id
@@ -187,6 +195,14 @@ mod tests {
             "aud": "https://orders.example.test", "exp": NOW + 600, "iat": NOW - 10, "jti": "j-1",
             "client_id": "first-party", "scope": "read write", "sid": "s-1"}))
         .unwrap()
+    }
+
+    #[test]
+    fn an_access_token_is_active_until_its_expiry_with_no_leeway() {
+        let claims = claims();
+        assert!(is_unexpired(&claims, claims.exp - 1));
+        assert!(!is_unexpired(&claims, claims.exp), "RFC 7519: exp is the first second it is no longer good");
+        assert!(!is_unexpired(&claims, claims.exp + 1));
     }
 
     fn family(current: &RefreshToken) -> FamilyRecord {

@@ -1,10 +1,12 @@
 //! The revocation rules, without I/O: what an RFC 7009 request targets ([`classify`]),
 //! whose sessions revoke-all ends ([`revoke_all_subject`], [`bearer_session`],
 //! [`bearer_account_holds`]), the cut-off of an account change ([`cut_off`],
-//! [`cut_off_after`]), and whether a
-//! repeated logout still owes its session's denylist entry ([`sid_entry_owed`]).
+//! [`cut_off_after`]), whether a
+//! repeated logout still owes its session's denylist entry ([`sid_entry_owed`]), and who
+//! may revoke a client's token ([`revocation_right`]).
 
 use crate::error::ApiError;
+use crate::rules::clients::{ClientRecord, ClientType};
 use crate::rules::records::{FamilyRecord, FamilyStatus, UserRecord};
 use crate::rules::rotation::{issued_by, Issued};
 use crate::rules::sessions::session_cut_off;
@@ -96,6 +98,34 @@ pub fn bearer_session(claims: &AccessClaims, family: Option<&FamilyRecord>, jti_
 /// one for a session the account's latest change kept: [`session_cut_off`]).
 pub fn bearer_account_holds(claims: &AccessClaims, family: &FamilyRecord, user: Option<&UserRecord>) -> bool {
     user.is_some_and(|u| u.user_id == claims.sub && claims.iat >= session_cut_off(family, u))
+}
+
+/// Whether a caller may revoke a token issued to a client (RFC 7009 §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationRight {
+    /// The caller is the token's client, or the client is public (its tokens are
+    /// revoked by whoever holds them, as the app itself cannot prove more), or no longer
+    /// registered.
+    Allowed,
+    /// The token's client is confidential and the caller did not authenticate as a
+    /// confidential client: 401 `invalid_client`.
+    AuthenticationRequired,
+    /// The token's client is confidential and the caller authenticated as another
+    /// confidential client: refused (§2.1: "issued to the client making the request").
+    NotTheCallers,
+}
+
+/// Who may revoke a token of `token_client` (`None`: not registered): `caller` is the
+/// client the request authenticated, `None` for a request that named none.
+pub fn revocation_right(caller: Option<&ClientRecord>, token_client: Option<&ClientRecord>) -> RevocationRight {
+    match token_client {
+        Some(owner) if owner.client_type == ClientType::Confidential => match caller {
+            Some(caller) if caller.client_id == owner.client_id => RevocationRight::Allowed,
+            Some(caller) if caller.client_type == ClientType::Confidential => RevocationRight::NotTheCallers,
+            _ => RevocationRight::AuthenticationRequired,
+        },
+        _ => RevocationRight::Allowed,
+    }
 }
 
 #[cfg(test)]
@@ -211,5 +241,30 @@ mod tests {
         let (stranger, _) = setup();
         let foreign = stranger.sign_claims(&claims());
         assert!(matches!(revoke_all_subject(&foreign, &verifier, NOW), Err(ApiError::InvalidToken)));
+    }
+
+    #[test]
+    fn a_confidential_clients_token_is_revoked_by_that_client_only_a_public_ones_by_its_holder() {
+        let client = |id: &str, client_type: ClientType| ClientRecord {
+            client_type,
+            ..ClientRecord::public(id, Vec::new(), Vec::new(), 0)
+        };
+        let (service, other) = (client("svc", ClientType::Confidential), client("other", ClientType::Confidential));
+        let (app, other_app) = (client("app", ClientType::Public), client("app-2", ClientType::Public));
+        use RevocationRight::*;
+        let cases = [
+            (Some(&service), Some(&service), Allowed),
+            (None, Some(&service), AuthenticationRequired),
+            (Some(&app), Some(&service), AuthenticationRequired),
+            (Some(&other), Some(&service), NotTheCallers),
+            (None, Some(&app), Allowed),
+            (Some(&other_app), Some(&app), Allowed),
+            (Some(&service), Some(&app), Allowed),
+            (None, None, Allowed),
+        ];
+        for (caller, owner, right) in cases {
+            let names = (caller.map(|c| &c.client_id), owner.map(|c| &c.client_id));
+            assert_eq!(revocation_right(caller, owner), right, "{names:?}");
+        }
     }
 }

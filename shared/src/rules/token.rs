@@ -172,6 +172,9 @@ pub struct AccessOnlyGrant<'a> {
     pub not_after: Option<u64>,
     /// A token exchange answer (says `issued_token_type`).
     pub exchanged: bool,
+    /// The DPoP key thumbprint of the caller's proof, if it sent one (RFC 9449 §5): the
+    /// token carries it as `cnf.jkt` and the response says `token_type: DPoP`.
+    pub bound_to: Option<&'a str>,
 }
 
 impl AccessTokenIssuer {
@@ -235,7 +238,7 @@ impl AccessTokenIssuer {
         let access_token = self.sign(&claims).await?;
         Ok(TokenResponse {
             access_token,
-            token_type: "Bearer",
+            token_type: if grant.bound_to.is_some() { "DPoP" } else { "Bearer" },
             expires_in,
             refresh_token: None,
             scope: grant.scope.to_owned(),
@@ -259,7 +262,7 @@ impl AccessTokenIssuer {
             client_id: grant.client_id.to_owned(),
             scope: grant.scope.to_owned(),
             sid: grant.session_id.map(str::to_owned),
-            cnf: None,
+            cnf: grant.bound_to.map(|jkt| Confirmation { jkt: jkt.to_owned() }),
             act: grant.act.clone(),
         }
     }
@@ -283,7 +286,10 @@ pub struct TokenResponse {
     /// The opaque refresh token; none for client credentials and token exchange.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
-    /// The granted scope.
+    /// The granted scope; left out when nothing is granted (RFC 6749 §3.3: a scope is one
+    /// or more scope-tokens, so `""` is none; the access token's `scope` claim still says
+    /// `""`, as every verifier requires the claim).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub scope: String,
     /// Login only: the device token of a client that logged in (an extension member, RFC
     /// 6749 §5.1). Presented at its next login, it exempts the client from the lockout a
@@ -564,6 +570,24 @@ mod tests {
         for bad in [&encoded[1..], &format!("{encoded}A"), &encoded.replace("tkdv_", "tkrt_"), ""] {
             assert_eq!(DeviceToken::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_token_response_leaves_out_a_scope_that_grants_nothing() {
+        let response = |scope: &str| {
+            serde_json::to_value(TokenResponse {
+                access_token: "a.b.c".into(),
+                token_type: "Bearer",
+                expires_in: 900,
+                refresh_token: None,
+                scope: scope.into(),
+                device_token: None,
+                issued_token_type: None,
+            })
+            .expect("a token response serialises")
+        };
+        assert_eq!(response("read write")["scope"], "read write");
+        assert!(response("").get("scope").is_none(), "RFC 6749 §3.3: \"\" is not a scope");
     }
 
     #[test]

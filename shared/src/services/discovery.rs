@@ -73,11 +73,19 @@ struct Metadata<'a> {
     /// RFC 8414 §2: the algorithms of `private_key_jwt` assertions.
     #[serde(skip_serializing_if = "Option::is_none")]
     token_endpoint_auth_signing_alg_values_supported: Option<&'static [&'static str]>,
-    revocation_endpoint_auth_methods_supported: [&'static str; 1],
+    /// As at the token endpoint: `none` for public clients, whose tokens whoever holds
+    /// them may revoke, and the confidential clients' methods (RFC 7009 §2.1).
+    revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// RFC 8414 §2: present where `private_key_jwt` is listed just above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revocation_endpoint_auth_signing_alg_values_supported: Option<&'static [&'static str]>,
     /// RFC 7662 introspection, for confidential clients: the secret methods, and
     /// `private_key_jwt` where assertions can be recorded (as at the token endpoint).
     introspection_endpoint: String,
     introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// RFC 8414 §2: must be present where `private_key_jwt` is listed just above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    introspection_endpoint_auth_signing_alg_values_supported: Option<&'static [&'static str]>,
     /// RFC 9449 §5.1: the proof algorithms login and the token endpoint accept; absent
     /// where DPoP is off (`PROOFS_TABLE` empty), since every proof would be refused there.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -102,9 +110,11 @@ pub fn metadata(issuer: &str, dpop: bool) -> Published {
         response_types_supported: [],
         token_endpoint_auth_methods_supported: auth_methods.clone(),
         token_endpoint_auth_signing_alg_values_supported: dpop.then_some(&ASSERTION_SIGNING_ALGS[..]),
-        revocation_endpoint_auth_methods_supported: ["none"],
+        revocation_endpoint_auth_methods_supported: auth_methods.clone(),
+        revocation_endpoint_auth_signing_alg_values_supported: dpop.then_some(&ASSERTION_SIGNING_ALGS[..]),
         introspection_endpoint: format!("{base}{INTROSPECTION_PATH}"),
         introspection_endpoint_auth_methods_supported: auth_methods[1..].to_vec(),
+        introspection_endpoint_auth_signing_alg_values_supported: dpop.then_some(&ASSERTION_SIGNING_ALGS[..]),
         dpop_signing_alg_values_supported: dpop.then_some(&DPOP_SIGNING_ALGS[..]),
     };
     // Serialising a struct of strings cannot fail.
@@ -194,6 +204,15 @@ mod tests {
                 doc["introspection_endpoint_auth_methods_supported"], methods,
                 "never none (a public client may not introspect); private_key_jwt only where assertions are recorded"
             );
+            // RFC 8414 §2: MUST be present if private_key_jwt is listed.
+            let algs = doc.get("introspection_endpoint_auth_signing_alg_values_supported");
+            assert_eq!(algs, proofs.then(|| serde_json::json!(["ES256", "RS256", "PS256"])).as_ref());
+            // Revocation: none too (a public client's tokens), else as at the token endpoint.
+            let mut revocation = serde_json::json!(["none"]);
+            revocation.as_array_mut().unwrap().extend(methods.as_array().unwrap().iter().cloned());
+            assert_eq!(doc["revocation_endpoint_auth_methods_supported"], revocation);
+            let algs = doc.get("revocation_endpoint_auth_signing_alg_values_supported");
+            assert_eq!(algs, proofs.then(|| serde_json::json!(["ES256", "RS256", "PS256"])).as_ref());
         }
     }
 

@@ -10,6 +10,10 @@
 //! is for an audience the caller may ask for, with at most the subject's scope that the
 //! caller may have, and ends no later than the subject token. The decisions are in
 //! [`crate::rules::grants`]; each refusal is audited and counted per client.
+//!
+//! Either grant asked for with a `DPoP` proof (RFC 9449 §5, "all access token requests
+//! regardless of grant type") checks it as login and refresh do and binds the token to
+//! its key (`cnf.jkt`, `token_type: DPoP`); a bad proof is `invalid_dpop_proof`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,6 +30,7 @@ use crate::rules::token::{AccessOnlyGrant, AccessTokenIssuer, TokenResponse};
 use crate::services::client_auth::ClientAuthenticator;
 use crate::services::keys::KeyRing;
 use crate::services::liveness::TokenLiveness;
+use crate::services::token_dpop::{ProofRefusal, TokenProofs};
 use crate::services::token_endpoint::{ClientCredentialsRequest, ExchangeRequest};
 
 /// Issues service tokens and exchanged tokens.
@@ -35,6 +40,8 @@ pub struct GrantService {
     /// for the API that passes it on, whichever that is), its keys kept by the ring.
     keys: KeyRing,
     liveness: TokenLiveness,
+    /// The callers' DPoP proofs (RFC 9449 §5): a token asked for with one is bound to its key.
+    proofs: TokenProofs,
     /// The deployment's audience: a client with no registered audiences gets it.
     default_audience: String,
     clock: Arc<dyn Clock>,
@@ -66,7 +73,8 @@ impl GrantService {
         Self {
             issuer: super::issuer_for(signer, config),
             keys,
-            liveness: TokenLiveness::new(config, dynamodb, clients),
+            liveness: TokenLiveness::new(config, dynamodb.clone(), clients),
+            proofs: TokenProofs::new(config, dynamodb),
             default_audience: config.audience.clone(),
             clock,
         }
@@ -94,6 +102,9 @@ impl GrantService {
         let audience = client
             .audience(request.audience.as_deref(), &self.default_audience)
             .ok_or_else(|| refuse(GrantRefusal::Target))?;
+        let now = self.clock.now();
+        let proof = self.proofs.check(request.dpop.as_ref(), now).map_err(|r| refuse(proof_refused(r)))?;
+        self.proofs.record(proof.as_ref(), now).await?.map_err(|r| refuse(proof_refused(r)))?;
         let grant = AccessOnlyGrant {
             subject: &client.client_id,
             client_id: &client.client_id,
@@ -104,8 +115,9 @@ impl GrantService {
             ttl: client_ttl(client),
             not_after: None,
             exchanged: false,
+            bound_to: proof.as_ref().map(|p| p.jkt.as_str()),
         };
-        let response = self.issuer.issue_access_only(&grant, self.clock.now()).await?;
+        let response = self.issuer.issue_access_only(&grant, now).await?;
         audit::grant_issued(
             Grant::ClientCredentials,
             GrantIssued {
@@ -136,6 +148,7 @@ impl GrantService {
             .audience(request.audience.as_deref(), &self.default_audience)
             .ok_or_else(|| refuse(GrantRefusal::Target))?;
         let now = self.clock.now();
+        let proof = self.proofs.check(request.dpop.as_ref(), now).map_err(|r| refuse(proof_refused(r)))?;
         let subject = self
             .keys
             .fresh_verifier(now)
@@ -153,9 +166,12 @@ impl GrantService {
         // Last, after every check that needs no read: strongly consistent, so a token
         // revoked a moment ago (its jti, its session, its account, a client of its chain)
         // is refused now, not within the authorizer's lag.
-        if !self.liveness.is_live(&subject).await? {
+        // The proof's single use is recorded beside that read: one round trip for both.
+        let (live, recorded) = tokio::join!(self.liveness.is_live(&subject), self.proofs.record(proof.as_ref(), now));
+        if !live? {
             return Err(refuse(GrantRefusal::SubjectRevoked));
         }
+        recorded?.map_err(|r| refuse(proof_refused(r)))?;
         let actors: Vec<&str> = act.chain().map(|a| a.sub.as_str()).collect();
         let actors = actors.join(" ");
         let grant = AccessOnlyGrant {
@@ -168,6 +184,7 @@ impl GrantService {
             ttl: client_ttl(client),
             not_after: Some(subject.exp),
             exchanged: true,
+            bound_to: proof.as_ref().map(|p| p.jkt.as_str()),
         };
         let response = self.issuer.issue_access_only(&grant, now).await?;
         audit::grant_issued(
@@ -188,6 +205,11 @@ impl GrantService {
 /// The client's registered token lifetime, if it has one.
 fn client_ttl(client: &ClientRecord) -> Option<std::time::Duration> {
     client.token_ttl_secs.map(std::time::Duration::from_secs)
+}
+
+/// A refused `DPoP` proof, as a grant's refusal.
+fn proof_refused(refusal: ProofRefusal) -> GrantRefusal {
+    GrantRefusal::DpopProof { class: refusal.class(), description: refusal.description() }
 }
 
 /// Audits and counts a refusal, and says what the client is told.

@@ -15,8 +15,8 @@ use crate::platform::clock::Clock;
 use crate::platform::config::Config;
 use crate::rules::clients::ClientRecord;
 use crate::rules::introspection::{
-    active_refresh_scope, is_current_and_alive, may_introspect, may_see_access_token, may_see_refresh_token,
-    Introspection,
+    active_refresh_scope, is_current_and_alive, is_unexpired, may_introspect, may_see_access_token,
+    may_see_refresh_token, Introspection,
 };
 use crate::rules::token::RefreshToken;
 use crate::rules::username::Username;
@@ -110,12 +110,15 @@ impl IntrospectionService {
         Ok(answer)
     }
 
-    /// An access token: verified, visible to `client`, live.
+    /// An access token: verified, not expired (no leeway), visible to `client`, live.
     async fn access_token(&self, client: &ClientRecord, token: &str, now: u64) -> Result<Introspection, ApiError> {
         let Ok(claims) = self.keys.fresh_verifier(now).await?.verify(token, now) else {
             return Ok(Introspection::inactive());
         };
-        if !may_see_access_token(client, &claims) || !self.liveness.is_live(&claims).await? {
+        if !is_unexpired(&claims, now)
+            || !may_see_access_token(client, &claims)
+            || !self.liveness.is_live(&claims).await?
+        {
             return Ok(Introspection::inactive());
         }
         Ok(Introspection::access_token(&claims))

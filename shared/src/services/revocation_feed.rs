@@ -47,11 +47,21 @@ pub type SinceFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Revocation>, D
 pub trait RevocationSource: Send + Sync + std::fmt::Debug {
     /// Entries revoked from `from_ms` up to `to_ms` (Unix milliseconds).
     fn since(&self, from_ms: u64, to_ms: u64) -> SinceFuture<'_>;
+
+    /// Every entry that outlives the standard lifetime, whenever it was written: read with
+    /// the first load, whose lookback does not reach back that far. None by default.
+    fn long_lived(&self) -> SinceFuture<'_> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 impl RevocationSource for DynamoRevocations {
     fn since(&self, from_ms: u64, to_ms: u64) -> SinceFuture<'_> {
         Box::pin(DynamoRevocations::since(self, from_ms, to_ms))
+    }
+
+    fn long_lived(&self) -> SinceFuture<'_> {
+        Box::pin(DynamoRevocations::long_lived(self))
     }
 }
 
@@ -182,13 +192,22 @@ impl Shared {
     /// look fresher than it is.
     async fn read(&self, now: u64) -> Result<(), DependencyError> {
         let now_ms = now.saturating_mul(1000);
-        let since_ms = match self.held().cursor_ms {
-            Some(cursor) => cursor.saturating_sub(POLL_OVERLAP_MS),
-            None => now_ms.saturating_sub(self.lookback_secs.saturating_mul(1000)),
+        let (since_ms, first) = match self.held().cursor_ms {
+            Some(cursor) => (cursor.saturating_sub(POLL_OVERLAP_MS), false),
+            None => (now_ms.saturating_sub(self.lookback_secs.saturating_mul(1000)), true),
         };
-        let entries = self.source.since(since_ms, now_ms.saturating_add(60_000)).await?;
+        let recent = self.source.since(since_ms, now_ms.saturating_add(60_000));
+        // The first load also reads the entries that outlive the lookback (a long-lived
+        // client token's): at once, one round trip for both. Later polls find new ones
+        // in the hour buckets, where they are written too.
+        let (entries, long_lived) = if first {
+            futures_util::future::try_join(recent, self.source.long_lived()).await?
+        } else {
+            (recent.await?, Vec::new())
+        };
         let mut held = self.held();
         held.cache.apply(entries);
+        held.cache.apply(long_lived);
         held.cache.prune(now);
         held.cursor_ms = Some(held.cursor_ms.map_or(now_ms, |cursor| cursor.max(now_ms)));
         self.polled.succeeded(now);

@@ -13,14 +13,19 @@ use crate::error::{ApiError, DependencyError};
 use crate::platform::audit::{self, Session, SessionEvent};
 use crate::platform::clock::Clock;
 use crate::platform::config::{Config, ReuseScope};
+use crate::rules::clients::ClientRecord;
 use crate::rules::revoke::{
-    bearer_account_holds, bearer_session, classify, cut_off, cut_off_after, revoke_all_subject, sid_entry_owed,
-    RevokeTarget,
+    bearer_account_holds, bearer_session, classify, cut_off, cut_off_after, revocation_right, revoke_all_subject,
+    sid_entry_owed, RevocationRight, RevokeTarget,
 };
+use crate::rules::rotation::{issued_by, key_check, Issued};
 use crate::rules::sessions::{is_live_session, session_cut_off};
 use crate::rules::token::{AccessClaims, RefreshToken};
 use crate::rules::username::Username;
+use crate::services::account::Presented;
+use crate::services::client_auth::{ClientAuthenticator, ClientCredentials};
 use crate::services::keys::KeyRing;
+use crate::services::token_dpop::{PresentedProof, ProofRefusal, TokenProofs};
 use crate::store::{
     AccountChange, AccountCommit, AccountState, DynamoFamilies, DynamoRevocations, DynamoUsers, FamilyRecord,
     KeptThrough, Revocation, RevocationKind, UserRecord, UserWriteError,
@@ -81,7 +86,8 @@ impl Revoker {
         Self {
             families: DynamoFamilies::new(dynamodb.clone(), &config.families_table, &config.users_table),
             users: DynamoUsers::new(dynamodb.clone(), &config.users_table),
-            revocations: DynamoRevocations::new(dynamodb, &config.revocations_table),
+            revocations: DynamoRevocations::new(dynamodb, &config.revocations_table)
+                .with_standard_lifetime(config.revocation_lifetime().as_secs()),
             lifetime_secs: config.revocation_lifetime().as_secs(),
             grace_secs: config.revocation_grace().as_secs(),
             clock,
@@ -99,6 +105,11 @@ impl Revoker {
             expires_at: self.clock.now() + self.lifetime_secs,
             except_sid: None,
         }
+    }
+
+    /// The family `family_id`, if there is one (read strongly consistent).
+    pub async fn family(&self, family_id: &str) -> Result<Option<FamilyRecord>, DependencyError> {
+        self.families.get(family_id).await
     }
 
     /// Revokes one family if `presented` is a token it issued (current or remembered) and
@@ -367,11 +378,31 @@ pub struct RevokeRequest {
     pub token: String,
     /// `access_token` or `refresh_token`; a hint only (RFC 7009 §2.1).
     pub token_type_hint: Option<String>,
+    /// How the caller authenticates its client (RFC 6749 §2.3); `None` without a
+    /// `client_id`: a caller naming no client.
+    pub client: ClientCredentials,
+    /// A `DPoP` proof: what a refresh token of a session bound to a key must come with.
+    pub dpop: Option<PresentedProof>,
+}
+
+impl RevokeRequest {
+    /// A request that names no client (the first-party app's logout), with no proof.
+    pub fn anonymous(token: impl Into<String>) -> Self {
+        Self {
+            token: token.into(),
+            token_type_hint: None,
+            client: ClientCredentials::None { client_id: None },
+            dpop: None,
+        }
+    }
 }
 
 impl fmt::Debug for RevokeRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RevokeRequest").field("token_type_hint", &self.token_type_hint).finish_non_exhaustive()
+        f.debug_struct("RevokeRequest")
+            .field("token_type_hint", &self.token_type_hint)
+            .field("client", &self.client)
+            .finish_non_exhaustive()
     }
 }
 
@@ -379,6 +410,10 @@ impl fmt::Debug for RevokeRequest {
 pub struct RevocationService {
     revoker: Revoker,
     keys: KeyRing,
+    /// Who is asking (RFC 7009 §2.1), and whose a token is.
+    clients: ClientAuthenticator,
+    /// The proofs a bound session's tokens must come with (RFC 9449).
+    proofs: TokenProofs,
     clock: Arc<dyn Clock>,
 }
 
@@ -399,12 +434,21 @@ impl RevocationService {
     ) -> Self {
         let keys = KeyRing::from_config(config, dynamodb.clone(), kms);
         keys.sync(clock.now()).await;
-        Self::new(Revoker::new(config, dynamodb, clock.clone()), keys, clock)
+        let clients = ClientAuthenticator::from_config(config, dynamodb.clone());
+        let proofs = TokenProofs::new(config, dynamodb.clone());
+        Self::new(Revoker::new(config, dynamodb, clock.clone()), keys, clients, proofs, clock)
     }
 
-    /// The service around a revoker and a key ring as they are (no I/O here).
-    pub fn new(revoker: Revoker, keys: KeyRing, clock: Arc<dyn Clock>) -> Self {
-        Self { revoker, keys, clock }
+    /// The service around a revoker, a key ring, a client registry and the proofs' record
+    /// as they are (no I/O here).
+    pub fn new(
+        revoker: Revoker,
+        keys: KeyRing,
+        clients: ClientAuthenticator,
+        proofs: TokenProofs,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { revoker, keys, clients, proofs, clock }
     }
 
     /// RFC 7009: revokes the token if it is one of ours and valid; answers the same for
@@ -412,19 +456,44 @@ impl RevocationService {
     /// A refresh token revokes its family and the family's access tokens (`sid`); an access
     /// token is denylisted by `jti`. A refresh token needs no key, so its logout works
     /// while the key set is stale; anything else waits for a verifier it can trust.
+    ///
+    /// §2.1: client credentials sent are checked first (wrong: `invalid_client`), and a
+    /// token of a confidential client is revoked only by that client, authenticated
+    /// ([`revocation_right`]); a public client's token by whoever holds it. A refresh
+    /// token of a session bound to a DPoP key ends it only with a proof from that key, as
+    /// it rotates only with one: a copied token without the key ends nothing (400
+    /// `invalid_dpop_proof`). A proof sent is checked and used once, whatever the token.
     pub async fn revoke(&self, request: RevokeRequest, source_ip: Option<&str>) -> Result<(), ApiError> {
         let now = self.clock.now();
+        let proof = self.proofs.check(request.dpop.as_ref(), now)?;
+        let caller = match &request.client {
+            ClientCredentials::None { client_id: None } => None,
+            credentials => Some(self.clients.authenticate(credentials, now).await?),
+        };
+        self.proofs.record(proof.as_ref(), now).await??;
         let target = match RefreshToken::parse(&request.token) {
             Some(refresh) => RevokeTarget::Session(refresh),
             None => classify(&request.token, self.keys.fresh_verifier(now).await?, now),
         };
         match target {
             RevokeTarget::Session(refresh) => {
+                let Some(family) = self.revoker.family(&refresh.family_id()).await? else {
+                    audit::session(SessionEvent::NothingToRevoke, Session::new(&refresh.family_id(), source_ip));
+                    return Ok(());
+                };
+                self.may_revoke(caller.as_ref(), &family.client_id).await?;
+                // A token the family issued, bound to a key: only with a proof of that key
+                // (a forged one goes on to change nothing, as before).
+                if issued_by(&family, &refresh.hash()) != Issued::Never {
+                    let proof_key = proof.as_ref().map(|p| p.jkt.as_str());
+                    key_check(&family, refresh.generation(), proof_key).map_err(ProofRefusal::from)?;
+                }
                 let revoked = self.revoker.revoke_presented(&refresh, "revoked_by_client", now).await?;
                 let event = if revoked { SessionEvent::RefreshTokenRevoked } else { SessionEvent::NothingToRevoke };
                 audit::session(event, Session::new(&refresh.family_id(), source_ip));
             }
             RevokeTarget::AccessToken(claims) => {
+                self.may_revoke(caller.as_ref(), &claims.client_id).await?;
                 self.revoker.revoke_access_token(&claims.jti, claims.exp).await?;
                 let session = Session::new(claims.sid.as_deref().unwrap_or("-"), source_ip)
                     .user(&claims.sub)
@@ -436,10 +505,48 @@ impl RevocationService {
         Ok(())
     }
 
-    /// `POST /auth/revoke-all`: the bearer token's user loses every session.
-    pub async fn revoke_all(&self, bearer: &str, source_ip: Option<&str>) -> Result<usize, ApiError> {
+    /// Whether `caller` may revoke a token issued to `owner`, the registry read (strongly
+    /// consistent) unless the caller is the owner.
+    async fn may_revoke(&self, caller: Option<&ClientRecord>, owner: &str) -> Result<(), ApiError> {
+        if caller.is_some_and(|c| c.client_id == owner) {
+            return Ok(());
+        }
+        let owner = self.clients.client(owner).await?;
+        match revocation_right(caller, owner.as_ref()) {
+            RevocationRight::Allowed => Ok(()),
+            RevocationRight::AuthenticationRequired => Err(ApiError::InvalidClient { basic: false }),
+            RevocationRight::NotTheCallers => Err(ApiError::NotTheClientsToken),
+        }
+    }
+
+    /// `POST /auth/revoke-all`: the bearer token's user loses every session. A token bound
+    /// to a DPoP key counts only as `Authorization: DPoP` with a fresh proof of that key
+    /// for this request (RFC 9449 §7.1), used once; a bearer token only as `Bearer`. So a
+    /// copied bound token without its key ends nothing.
+    pub async fn revoke_all(
+        &self,
+        presented: Presented<'_>,
+        proof: Option<&PresentedProof>,
+        source_ip: Option<&str>,
+    ) -> Result<usize, ApiError> {
         let now = self.clock.now();
+        let (bearer, dpop) = match presented {
+            Presented::Bearer(token) => (token, false),
+            Presented::Dpop(token) => (token, true),
+        };
         let claims = revoke_all_subject(bearer, self.keys.fresh_verifier(now).await?, now)?;
+        match (claims.bound_to(), dpop) {
+            (None, false) => {}
+            (Some(jkt), true) => {
+                let checked = self.proofs.check_presenting(proof, now, bearer, jkt);
+                let Ok(Some(proof)) = checked else { return Err(ApiError::InvalidToken) };
+                if self.proofs.record(Some(&proof), now).await?.is_err() {
+                    return Err(ApiError::InvalidToken);
+                }
+            }
+            // A bound token as a bearer one, or a bearer token under the DPoP scheme.
+            _ => return Err(ApiError::InvalidToken),
+        }
         let Some(username) = self.revoker.bearer_account(&claims).await? else {
             audit::session(
                 SessionEvent::RevokedBearer,

@@ -1,4 +1,5 @@
-//! The DPoP proof of a login or a token request (RFC 9449 §4–5): checked without I/O first
+//! The DPoP proof of a login, a token request or a revocation (RFC 9449 §4–5, §7.1 for
+//! revoke-all's bound access token): checked without I/O first
 //! ([`crate::rules::dpop::verify_proof`], before anything that costs: the password hash,
 //! a signature, a write), then its `jti` recorded once in the Proofs table, beside the
 //! reads the request makes anyway. Whether the proof's key fits the session is the
@@ -8,7 +9,9 @@ use std::fmt;
 
 use crate::error::{ApiError, DependencyError};
 use crate::platform::config::Config;
-use crate::rules::dpop::{called_url, verify_proof, Proof, ProofRejection, ProofRequest, ProofWindow};
+use crate::rules::dpop::{
+    access_token_sha256, called_url, verify_proof, Proof, ProofRejection, ProofRequest, ProofWindow,
+};
 use crate::store::{DynamoProofs, ProofUse};
 
 /// A `DPoP` header as the edge found it, with what names the URL the client called.
@@ -49,14 +52,19 @@ impl ProofRefusal {
             Self::Rejected(rejection) => rejection.class(),
         }
     }
+
+    /// What the client is told (`error_description`): a fixed text, never the proof.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Disabled => "DPoP is not enabled",
+            Self::Rejected(rejection) => rejection.description(),
+        }
+    }
 }
 
 impl From<ProofRefusal> for ApiError {
     fn from(refusal: ProofRefusal) -> Self {
-        ApiError::InvalidDpopProof(match refusal {
-            ProofRefusal::Disabled => "DPoP is not enabled",
-            ProofRefusal::Rejected(rejection) => rejection.description(),
-        })
+        ApiError::InvalidDpopProof(refusal.description())
     }
 }
 
@@ -90,6 +98,29 @@ impl TokenProofs {
     /// Checks a `POST` proof against the URL the client called and the window at `now`:
     /// `None` without one. Everything but its replay, which [`TokenProofs::record`] asks.
     pub fn check(&self, presented: Option<&PresentedProof>, now: u64) -> Result<Option<Proof>, ProofRefusal> {
+        self.verify(presented, now, None, None)
+    }
+
+    /// [`TokenProofs::check`] for a request that presents a bound access token too
+    /// (revoke-all, RFC 9449 §7.1): the proof's `ath` must hash `access_token` and its key
+    /// be the token's `bound_to`.
+    pub fn check_presenting(
+        &self,
+        presented: Option<&PresentedProof>,
+        now: u64,
+        access_token: &str,
+        bound_to: &str,
+    ) -> Result<Option<Proof>, ProofRefusal> {
+        self.verify(presented, now, Some(access_token_sha256(access_token)), Some(bound_to))
+    }
+
+    fn verify(
+        &self,
+        presented: Option<&PresentedProof>,
+        now: u64,
+        access_token_sha256: Option<[u8; 32]>,
+        bound_to: Option<&str>,
+    ) -> Result<Option<Proof>, ProofRefusal> {
         let Some(presented) = presented else { return Ok(None) };
         if self.proofs.is_none() {
             return Err(ProofRefusal::Disabled);
@@ -102,9 +133,9 @@ impl TokenProofs {
             path,
         )
         .ok_or(ProofRejection::WrongUrl)?;
-        let request = ProofRequest { method: "POST", url: &url, access_token_sha256: None };
+        let request = ProofRequest { method: "POST", url: &url, access_token_sha256 };
         let window = ProofWindow { now, ..self.window };
-        Ok(Some(verify_proof(&presented.proof, &request, &window, None)?))
+        Ok(Some(verify_proof(&presented.proof, &request, &window, bound_to)?))
     }
 
     /// Records the use of `proof` (one conditional write shared by every instance): a

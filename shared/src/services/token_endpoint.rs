@@ -19,6 +19,7 @@ use crate::rules::token::TokenResponse;
 use crate::services::client_auth::{ClientAuthenticator, ClientCredentials};
 use crate::services::grants::GrantService;
 use crate::services::refresh::{RefreshRequest, RefreshService};
+use crate::services::token_dpop::PresentedProof;
 
 /// A token request, parsed ([`crate::edge::http`]).
 #[derive(Debug, Clone)]
@@ -58,6 +59,8 @@ pub struct ClientCredentialsRequest {
     pub scope: Option<String>,
     /// `audience` or `resource` (RFC 8707): the API the token is for.
     pub audience: Option<String>,
+    /// A `DPoP` proof: the token is bound to its key (RFC 9449 §5).
+    pub dpop: Option<PresentedProof>,
 }
 
 /// Token exchange (RFC 8693 §2.1).
@@ -73,6 +76,8 @@ pub struct ExchangeRequest {
     pub scope: Option<String>,
     /// If sent, must be `urn:ietf:params:oauth:token-type:access_token`.
     pub requested_token_type: Option<String>,
+    /// A `DPoP` proof of the caller's: the new token is bound to its key (RFC 9449 §5).
+    pub dpop: Option<PresentedProof>,
 }
 
 impl fmt::Debug for ExchangeRequest {

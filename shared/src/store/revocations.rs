@@ -30,6 +30,12 @@ const WRITE_BUDGET: std::time::Duration = std::time::Duration::from_secs(8);
 /// The sort key of that item.
 const JTI_ENTRY: &str = "revoked";
 
+/// The partition that holds a second copy of every entry that outlives the standard
+/// lifetime (a long-lived client token's `jti`, a cut-off of such a client): a cold
+/// authorizer's read of the last hour buckets would not reach back to it, so it reads
+/// this partition whole as well ([`DynamoRevocations::long_lived`]).
+const LONG_LIVED_PARTITION: &str = "long";
+
 impl Revocation {
     fn bucket(revoked_at_ms: u64) -> String {
         format!("h{}", revoked_at_ms / 3_600_000)
@@ -40,9 +46,13 @@ impl Revocation {
     }
 
     fn to_item(&self) -> Result<HashMap<String, AttributeValue>, DependencyError> {
+        self.to_item_in(Self::bucket(self.revoked_at_ms))
+    }
+
+    fn to_item_in(&self, partition: String) -> Result<HashMap<String, AttributeValue>, DependencyError> {
         let mut item: HashMap<String, AttributeValue> =
             serde_dynamo::to_item(self).map_err(|e| DependencyError::Corrupt(e.to_string()))?;
-        item.insert(REVOCATIONS_PARTITION_KEY.to_owned(), AttributeValue::S(Self::bucket(self.revoked_at_ms)));
+        item.insert(REVOCATIONS_PARTITION_KEY.to_owned(), AttributeValue::S(partition));
         item.insert(REVOCATIONS_SORT_KEY.to_owned(), AttributeValue::S(self.entry()));
         item.insert(TTL_ATTRIBUTE.to_owned(), AttributeValue::N(self.expires_at.to_string()));
         Ok(item)
@@ -54,12 +64,22 @@ impl Revocation {
 pub struct DynamoRevocations {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    /// An entry living longer than this past its stamp is copied into the long-lived
+    /// partition ([`Config::revocation_lifetime`](crate::Config::revocation_lifetime)).
+    standard_lifetime_secs: u64,
 }
 
 impl DynamoRevocations {
     /// The repository over `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self { client, table: table.into(), standard_lifetime_secs: u64::MAX }
+    }
+
+    /// A writer that copies every entry living longer than `standard_lifetime_secs` past
+    /// its stamp into the long-lived partition, where a cold authorizer finds it.
+    pub fn with_standard_lifetime(mut self, standard_lifetime_secs: u64) -> Self {
+        self.standard_lifetime_secs = standard_lifetime_secs;
+        self
     }
 
     /// One entry as a part of a transaction (a `Put`), so it lands if and only if the
@@ -84,6 +104,9 @@ impl DynamoRevocations {
         let mut items = Vec::with_capacity(entries.len());
         for entry in entries {
             items.push(entry.to_item()?);
+            if entry.expires_at > (entry.revoked_at_ms / 1000).saturating_add(self.standard_lifetime_secs) {
+                items.push(entry.to_item_in(LONG_LIVED_PARTITION.to_owned())?);
+            }
             if entry.kind == RevocationKind::Jti {
                 items.push(HashMap::from([
                     (REVOCATIONS_PARTITION_KEY.to_owned(), AttributeValue::S(jti_key(&entry.subject))),
@@ -165,6 +188,31 @@ impl DynamoRevocations {
                 .push(serde_dynamo::from_item(item).map_err(|e| DependencyError::Corrupt(format!("revocation: {e}")))?);
         }
         Ok(found)
+    }
+
+    /// Every entry of the long-lived partition (those that outlive the standard lifetime,
+    /// whenever they were written): what a cold authorizer reads beside its lookback.
+    /// Entries past their `expires_at` that TTL has not removed yet come too; the
+    /// authorizer's cache drops them.
+    pub async fn long_lived(&self) -> Result<Vec<Revocation>, DependencyError> {
+        let items: Vec<HashMap<String, AttributeValue>> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#b = :b")
+            .expression_attribute_names("#b", REVOCATIONS_PARTITION_KEY)
+            .expression_attribute_values(":b", AttributeValue::S(LONG_LIVED_PARTITION.to_owned()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| DependencyError::dynamodb("Query", e))?;
+        items
+            .into_iter()
+            .map(|item| serde_dynamo::from_item(item).map_err(|e| DependencyError::Corrupt(format!("revocation: {e}"))))
+            .collect()
     }
 
     /// The items of one hour bucket whose sort key is after `after`, all pages.
