@@ -593,12 +593,15 @@ async fn a_new_instance_refuses_day_long_tokens_revoked_before_its_lookback() {
     then.advance(1);
     revoker.cut_off_client(&cut_claims.client_id, Some(86_400), then.now()).await.unwrap();
 
-    // An instance started now reads back only its lookback's hour buckets, and the
-    // entries that outlive it.
+    // An instance started now reads back only its lookback's hour buckets; a token older
+    // than that makes it read the entries that outlive the lookback.
     let fresh = authorizer(clients.dynamodb.clone(), &[], Arc::new(SystemClock)).await;
     let bearer = |token: &str| event_text_with(SHAPES[0], &format!("Bearer {token}"));
-    assert_eq!(decide(&fresh, &bearer(&revoked)).await.unwrap_err(), Unauthorized::Revoked, "the jti");
-    assert_eq!(decide(&fresh, &bearer(&cut_off)).await.unwrap_err(), Unauthorized::Revoked, "the client's cut-off");
-    let allowed = decide(&fresh, &bearer(&untouched)).await.unwrap();
+    assert!(!fresh.reading(), "a cold start reads no long-lived entry");
+    let refused = decide_after_reads(&fresh, &bearer(&revoked)).await.unwrap_err();
+    assert_eq!(refused, Unauthorized::Revoked, "the jti");
+    let refused = decide_after_reads(&fresh, &bearer(&cut_off)).await.unwrap_err();
+    assert_eq!(refused, Unauthorized::Revoked, "the client's cut-off");
+    let allowed = decide_after_reads(&fresh, &bearer(&untouched)).await.unwrap();
     assert!(is_allow_policy(&allowed), "a day-long token nothing revoked: {allowed}");
 }

@@ -345,13 +345,9 @@ pub fn parse_login(request: &Request) -> Result<LoginRequest, ApiError> {
     })
 }
 
-#[derive(Deserialize)]
-struct RefreshBody {
-    #[serde(default)]
-    grant_type: Option<String>,
-    refresh_token: Option<String>,
-    #[serde(default)]
-    scope: Option<String>,
+/// The client-authentication members of a JSON or form body (RFC 6749 §2.3.1, RFC 7523).
+#[derive(Deserialize, Default)]
+struct ClientAuthBody {
     #[serde(default)]
     client_id: Option<String>,
     #[serde(default)]
@@ -360,6 +356,32 @@ struct RefreshBody {
     client_assertion_type: Option<String>,
     #[serde(default)]
     client_assertion: Option<String>,
+}
+
+impl ClientAuthBody {
+    /// The request's one client authentication method ([`client_credentials`]).
+    fn credentials(&self, request: &Request) -> Result<ClientCredentials, ApiError> {
+        client_credentials(
+            request,
+            ClientAuthParams {
+                client_id: self.client_id.as_deref(),
+                client_secret: self.client_secret.as_deref(),
+                client_assertion_type: self.client_assertion_type.as_deref(),
+                client_assertion: self.client_assertion.as_deref(),
+            },
+        )
+    }
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    #[serde(default)]
+    grant_type: Option<String>,
+    refresh_token: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(flatten)]
+    client: ClientAuthBody,
 }
 
 /// Reads a `POST /auth/refresh` body, JSON or form, its `DPoP` proof and its client
@@ -379,15 +401,7 @@ pub fn parse_refresh(request: &Request) -> Result<TokenRequest, ApiError> {
     if body.scope.as_deref().is_some_and(str::is_empty) {
         return Err(ApiError::InvalidRequest("scope must not be empty when present"));
     }
-    let client = client_credentials(
-        request,
-        ClientAuthParams {
-            client_id: body.client_id.as_deref(),
-            client_secret: body.client_secret.as_deref(),
-            client_assertion_type: body.client_assertion_type.as_deref(),
-            client_assertion: body.client_assertion.as_deref(),
-        },
-    )?;
+    let client = body.client.credentials(request)?;
     let refresh = RefreshRequest { refresh_token, scope: body.scope, dpop: presented_proof(request)? };
     Ok(TokenRequest { client, grant: GrantRequest::RefreshToken(refresh) })
 }
@@ -525,14 +539,8 @@ struct RevokeBody {
     token: Option<String>,
     #[serde(default)]
     token_type_hint: Option<String>,
-    #[serde(default)]
-    client_id: Option<String>,
-    #[serde(default)]
-    client_secret: Option<String>,
-    #[serde(default)]
-    client_assertion_type: Option<String>,
-    #[serde(default)]
-    client_assertion: Option<String>,
+    #[serde(flatten)]
+    client: ClientAuthBody,
 }
 
 /// Reads an RFC 7009 revocation body, JSON or form; `token` is required, and the client's
@@ -540,15 +548,7 @@ struct RevokeBody {
 pub fn parse_revoke(request: &Request) -> Result<RevokeRequest, ApiError> {
     let (body, _): (RevokeBody, bool) = json_or_form_body(request)?;
     let token = body.token.filter(|t| !t.is_empty()).ok_or(ApiError::InvalidRequest("token is required"))?;
-    let client = client_credentials(
-        request,
-        ClientAuthParams {
-            client_id: body.client_id.as_deref(),
-            client_secret: body.client_secret.as_deref(),
-            client_assertion_type: body.client_assertion_type.as_deref(),
-            client_assertion: body.client_assertion.as_deref(),
-        },
-    )?;
+    let client = body.client.credentials(request)?;
     Ok(RevokeRequest { token, token_type_hint: body.token_type_hint, client, dpop: presented_proof(request)? })
 }
 

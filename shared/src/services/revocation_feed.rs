@@ -14,11 +14,18 @@
 //! state held; the poll finishes beside later requests and its result is applied when it
 //! arrives, counted as read at the time the poll *started*. No second poll starts while
 //! one is under way.
+//!
+//! The first load reads back one standard lifetime. An entry that outlives it (a revoked
+//! day-long client token, such a client's cut-off) is also written to a long-lived
+//! partition, which an instance reads once, when a token issued before its first load's
+//! window comes ([`RevocationFeed::needs_long_lived`]): standard tokens never are, so a
+//! cold start pays nothing for it.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use futures_util::FutureExt as _;
 use tokio::time::Instant;
 
 use crate::error::DependencyError;
@@ -48,8 +55,8 @@ pub trait RevocationSource: Send + Sync + std::fmt::Debug {
     /// Entries revoked from `from_ms` up to `to_ms` (Unix milliseconds).
     fn since(&self, from_ms: u64, to_ms: u64) -> SinceFuture<'_>;
 
-    /// Every entry that outlives the standard lifetime, whenever it was written: read with
-    /// the first load, whose lookback does not reach back that far. None by default.
+    /// Every entry that outlives the standard lifetime, whenever it was written: what the
+    /// first load's lookback does not reach back to. None by default.
     fn long_lived(&self) -> SinceFuture<'_> {
         Box::pin(async { Ok(Vec::new()) })
     }
@@ -78,7 +85,11 @@ struct Shared {
     source: Box<dyn RevocationSource>,
     polled: Polled,
     lookback_secs: u64,
+    /// How much earlier than the covered window a token's `iat` must be before it may need
+    /// a long-lived entry: the writers' clock leeway.
+    clock_margin_ms: u64,
     held: Mutex<Held>,
+    long_lived: Mutex<Option<LongLivedRead>>,
 }
 
 /// The state held between polls.
@@ -87,15 +98,37 @@ struct Held {
     cache: RevocationCache,
     /// Where the next poll starts reading (less the overlap): the start of the last good one.
     cursor_ms: Option<u64>,
+    /// Where the first good read started: entries stamped earlier are known only if they
+    /// outlive the lookback, from the long-lived partition.
+    covered_from_ms: Option<u64>,
+    /// The long-lived entries are applied (read once per instance, when a token needs them).
+    long_lived_loaded: bool,
 }
+
+/// The one read of the long-lived entries under way or done: `true` once applied.
+type LongLivedRead = futures_util::future::Shared<Pin<Box<dyn Future<Output = bool> + Send>>>;
 
 impl RevocationFeed {
     /// A feed that polls at most every `settings.poll_every`, serves a failed poll's last
     /// state for `settings.max_staleness`, and at start loads entries of the last
     /// `lookback_secs` (the longest a covered token can live).
     pub fn new(source: Box<dyn RevocationSource>, settings: &AuthorizerSettings, lookback_secs: u64) -> Self {
-        let held = Held { cache: RevocationCache::default(), cursor_ms: None };
+        let held = Held {
+            cache: RevocationCache::default(),
+            cursor_ms: None,
+            covered_from_ms: None,
+            long_lived_loaded: false,
+        };
         Self::with_state(source, Polled::new(settings.poll_every, settings.max_staleness), lookback_secs, held)
+    }
+
+    /// Counts a token as possibly covered by an entry older than the first load's window
+    /// when its `iat` is within `secs` (the writers' clock leeway) of that window's start.
+    pub fn with_clock_margin(mut self, secs: u64) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.clock_margin_ms = secs.saturating_mul(1000);
+        }
+        self
     }
 
     /// A feed that already holds `cache`, synced at `synced_at` (for benchmarks and tests
@@ -107,12 +140,25 @@ impl RevocationFeed {
         synced_at: u64,
     ) -> Self {
         let polled = Polled::new(settings.poll_every, settings.max_staleness).read_at(synced_at);
-        Self::with_state(source, polled, 0, Held { cache, cursor_ms: Some(synced_at.saturating_mul(1000)) })
+        let held = Held {
+            cache,
+            cursor_ms: Some(synced_at.saturating_mul(1000)),
+            covered_from_ms: None,
+            long_lived_loaded: false,
+        };
+        Self::with_state(source, polled, 0, held)
     }
 
     fn with_state(source: Box<dyn RevocationSource>, polled: Polled, lookback_secs: u64, held: Held) -> Self {
-        let held = Mutex::new(held);
-        Self { shared: Arc::new(Shared { source, polled, lookback_secs, held }), polls: ReadBeside::default() }
+        let shared = Shared {
+            source,
+            polled,
+            lookback_secs,
+            clock_margin_ms: 0,
+            held: Mutex::new(held),
+            long_lived: Mutex::new(None),
+        };
+        Self { shared: Arc::new(shared), polls: ReadBeside::default() }
     }
 
     /// Polls if due and waits for the poll to finish; then says whether the state may be
@@ -151,9 +197,36 @@ impl RevocationFeed {
         self.shared.polled.failing()
     }
 
-    /// Whether a poll is under way.
+    /// Whether a poll, or the read of the long-lived entries, is under way.
     pub fn polling(&self) -> bool {
-        self.polls.in_flight()
+        self.polls.in_flight() || self.shared.long_lived_read().is_some_and(|read| read.peek().is_none())
+    }
+
+    /// Whether `token` was issued before what this instance's first load covered, while the
+    /// long-lived entries (the only ones that can cover it and that load missed: a revoked
+    /// day-long client token's `jti`, such a client's cut-off) are not yet known. A token
+    /// of the standard lifetime that is still valid is never that old.
+    pub fn needs_long_lived(&self, token: &AccessClaims) -> bool {
+        let held = self.shared.held();
+        !held.long_lived_loaded
+            && held
+                .covered_from_ms
+                .is_some_and(|from| token.iat.saturating_mul(1000) < from.saturating_add(self.shared.clock_margin_ms))
+    }
+
+    /// Reads the long-lived entries (once per instance; again after a failed read) and
+    /// waits for them until `deadline` at most; a read not done by then goes on beside
+    /// later requests. Whether they are known.
+    pub async fn load_long_lived_until(&self, deadline: Instant) -> bool {
+        let read = self.shared.long_lived_read().filter(|read| read.peek() != Some(&false)).unwrap_or_else(|| {
+            let shared = Arc::clone(&self.shared);
+            let task = tokio::spawn(async move { shared.load_long_lived().await });
+            let read: Pin<Box<dyn Future<Output = bool> + Send>> = Box::pin(async move { task.await.unwrap_or(false) });
+            let read = read.shared();
+            *self.shared.long_lived.lock().unwrap_or_else(PoisonError::into_inner) = Some(read.clone());
+            read
+        });
+        tokio::time::timeout_at(deadline, read).await.unwrap_or(false)
     }
 
     /// Whether a verified token is revoked, by the last known state.
@@ -170,6 +243,27 @@ impl RevocationFeed {
 impl Shared {
     fn held(&self) -> std::sync::MutexGuard<'_, Held> {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn long_lived_read(&self) -> Option<LongLivedRead> {
+        self.long_lived.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Reads and applies the long-lived entries: whether that worked.
+    async fn load_long_lived(&self) -> bool {
+        match self.source.long_lived().await {
+            Ok(entries) => {
+                let mut held = self.held();
+                held.cache.apply(entries);
+                held.long_lived_loaded = true;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "long-lived revocations not read; old tokens are refused until they are");
+                metrics::count("authorize", "RevocationPollFailures", "long_lived");
+                false
+            }
+        }
     }
 
     /// One poll, started at `now`: its outcome logged and counted.
@@ -192,22 +286,14 @@ impl Shared {
     /// look fresher than it is.
     async fn read(&self, now: u64) -> Result<(), DependencyError> {
         let now_ms = now.saturating_mul(1000);
-        let (since_ms, first) = match self.held().cursor_ms {
-            Some(cursor) => (cursor.saturating_sub(POLL_OVERLAP_MS), false),
-            None => (now_ms.saturating_sub(self.lookback_secs.saturating_mul(1000)), true),
+        let since_ms = match self.held().cursor_ms {
+            Some(cursor) => cursor.saturating_sub(POLL_OVERLAP_MS),
+            None => now_ms.saturating_sub(self.lookback_secs.saturating_mul(1000)),
         };
-        let recent = self.source.since(since_ms, now_ms.saturating_add(60_000));
-        // The first load also reads the entries that outlive the lookback (a long-lived
-        // client token's): at once, one round trip for both. Later polls find new ones
-        // in the hour buckets, where they are written too.
-        let (entries, long_lived) = if first {
-            futures_util::future::try_join(recent, self.source.long_lived()).await?
-        } else {
-            (recent.await?, Vec::new())
-        };
+        let entries = self.source.since(since_ms, now_ms.saturating_add(60_000)).await?;
         let mut held = self.held();
+        held.covered_from_ms.get_or_insert(since_ms);
         held.cache.apply(entries);
-        held.cache.apply(long_lived);
         held.cache.prune(now);
         held.cursor_ms = Some(held.cursor_ms.map_or(now_ms, |cursor| cursor.max(now_ms)));
         self.polled.succeeded(now);
@@ -237,9 +323,18 @@ mod tests {
     struct Scripted {
         answers: std::sync::Mutex<std::collections::VecDeque<Answer>>,
         reads: std::sync::Mutex<Vec<(u64, u64)>>,
+        /// The long-lived partition, and how often it was read.
+        long: std::sync::Mutex<Vec<Revocation>>,
+        long_reads: std::sync::atomic::AtomicUsize,
     }
 
     impl RevocationSource for std::sync::Arc<Scripted> {
+        fn long_lived(&self) -> SinceFuture<'_> {
+            self.long_reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let long = self.long.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            Box::pin(async move { Ok(long) })
+        }
+
         fn since(&self, from_ms: u64, to_ms: u64) -> SinceFuture<'_> {
             self.reads.lock().unwrap_or_else(|e| e.into_inner()).push((from_ms, to_ms));
             let answer =
@@ -283,6 +378,27 @@ mod tests {
 
     fn reads(source: &Scripted) -> Vec<(u64, u64)> {
         source.reads.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    #[tokio::test]
+    async fn only_a_token_older_than_the_first_loads_window_reads_the_long_lived_entries_and_once() {
+        let (source, feed) = scripted(vec![]);
+        let feed = feed.with_clock_margin(30);
+        *source.long.lock().unwrap_or_else(|e| e.into_inner()) =
+            vec![entry(RevocationKind::Jti, "day-long", None, 99_999)];
+        assert_eq!(feed.sync(10_000).await, Freshness::Fresh);
+        // The first load covered from 9_000 s (its 1_000 s look-back) less the margin.
+        for iat in [9_030, 9_500, 10_000] {
+            assert!(!feed.needs_long_lived(&token("j", "s", "u", iat)), "{iat}: covered by the first load");
+        }
+        let old = token("day-long", "s", "u", 9_029);
+        assert!(feed.needs_long_lived(&old));
+        assert!(!feed.is_revoked(&old), "not known before the long-lived read");
+        assert_eq!(source.long_reads.load(std::sync::atomic::Ordering::SeqCst), 0, "a cold start reads none");
+        assert!(feed.load_long_lived_until(Instant::now() + BUDGET).await);
+        assert!(feed.is_revoked(&old));
+        assert!(!feed.needs_long_lived(&token("other", "s", "u", 1)), "read once per instance");
+        assert_eq!(source.long_reads.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -181,13 +181,11 @@ impl DynamoRevocations {
     pub async fn since(&self, since_ms: u64, now_ms: u64) -> Result<Vec<Revocation>, DependencyError> {
         let after = format!("{since_ms:013}$"); // '$' sorts after '#': strictly later than since_ms
         let hours = since_ms / 3_600_000..=now_ms / 3_600_000;
-        let buckets = futures_util::future::try_join_all(hours.map(|hour| self.bucket_after(hour, &after))).await?;
-        let mut found = Vec::new();
-        for item in buckets.into_iter().flatten() {
-            found
-                .push(serde_dynamo::from_item(item).map_err(|e| DependencyError::Corrupt(format!("revocation: {e}")))?);
-        }
-        Ok(found)
+        let buckets = futures_util::future::try_join_all(
+            hours.map(|hour| self.partition(Revocation::bucket(hour * 3_600_000), Some(&after))),
+        )
+        .await?;
+        entries(buckets.into_iter().flatten())
     }
 
     /// Every entry of the long-lived partition (those that outlive the standard lifetime,
@@ -195,47 +193,41 @@ impl DynamoRevocations {
     /// Entries past their `expires_at` that TTL has not removed yet come too; the
     /// authorizer's cache drops them.
     pub async fn long_lived(&self) -> Result<Vec<Revocation>, DependencyError> {
-        let items: Vec<HashMap<String, AttributeValue>> = self
+        entries(self.partition(LONG_LIVED_PARTITION.to_owned(), None).await?)
+    }
+
+    /// The items of one partition (an hour bucket, the long-lived one) whose sort key is
+    /// after `after` (every item without), all pages, read strongly consistent: a write
+    /// acknowledged before the poll is seen by it.
+    async fn partition(
+        &self,
+        partition: String,
+        after: Option<&str>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, DependencyError> {
+        let mut query = self
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("#b = :b")
             .expression_attribute_names("#b", REVOCATIONS_PARTITION_KEY)
-            .expression_attribute_values(":b", AttributeValue::S(LONG_LIVED_PARTITION.to_owned()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| DependencyError::dynamodb("Query", e))?;
-        items
-            .into_iter()
-            .map(|item| serde_dynamo::from_item(item).map_err(|e| DependencyError::Corrupt(format!("revocation: {e}"))))
-            .collect()
+            .expression_attribute_values(":b", AttributeValue::S(partition))
+            .consistent_read(true);
+        query = match after {
+            Some(after) => query
+                .key_condition_expression("#b = :b AND #e > :after")
+                .expression_attribute_names("#e", REVOCATIONS_SORT_KEY)
+                .expression_attribute_values(":after", AttributeValue::S(after.to_owned())),
+            None => query.key_condition_expression("#b = :b"),
+        };
+        query.into_paginator().items().send().try_collect().await.map_err(|e| DependencyError::dynamodb("Query", e))
     }
+}
 
-    /// The items of one hour bucket whose sort key is after `after`, all pages.
-    async fn bucket_after(
-        &self,
-        hour: u64,
-        after: &str,
-    ) -> Result<Vec<HashMap<String, AttributeValue>>, DependencyError> {
-        self.client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#b = :b AND #e > :after")
-            .expression_attribute_names("#b", REVOCATIONS_PARTITION_KEY)
-            .expression_attribute_names("#e", REVOCATIONS_SORT_KEY)
-            .expression_attribute_values(":b", AttributeValue::S(format!("h{hour}")))
-            .expression_attribute_values(":after", AttributeValue::S(after.to_owned()))
-            // A write acknowledged before the poll is seen by it.
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| DependencyError::dynamodb("Query", e))
-    }
+/// The entries of items read from the table.
+fn entries(
+    items: impl IntoIterator<Item = HashMap<String, AttributeValue>>,
+) -> Result<Vec<Revocation>, DependencyError> {
+    items
+        .into_iter()
+        .map(|item| serde_dynamo::from_item(item).map_err(|e| DependencyError::Corrupt(format!("revocation: {e}"))))
+        .collect()
 }

@@ -211,7 +211,8 @@ impl Authorizer {
             Box::new(crate::store::DynamoRevocations::new(dynamodb.clone(), &config.revocations_table)),
             &config.authorizer,
             config.revocation_lookback().as_secs(),
-        );
+        )
+        .with_clock_margin(config.token_leeway.as_secs());
         let ledger = (!config.dpop.proofs_table.is_empty())
             .then(|| Arc::new(DynamoProofs::new(dynamodb.clone(), &config.dpop.proofs_table)) as Arc<dyn ProofLedger>);
         Self::new(keys, feed, config.authorizer.clone(), clock).with_dpop(&config.dpop, config.token_leeway, ledger)
@@ -334,6 +335,11 @@ impl Authorizer {
                     Ok(v) => v,
                     Err(rejection) => return self.refuse(Some(shape), Unauthorized::Invalid(rejection)),
                 };
+            }
+            // A token older than the first load's window (a day-long client token): the
+            // entries that outlive that window, read once per instance, must be known.
+            if self.feed.needs_long_lived(&verified) && !self.feed.load_long_lived_until(started + READ_BUDGET).await {
+                return self.refuse(Some(shape), Unauthorized::StaleRevocations);
             }
             if self.feed.is_revoked(&verified) {
                 return self.refuse(Some(shape), Unauthorized::Revoked);
