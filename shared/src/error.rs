@@ -99,6 +99,10 @@ pub enum ApiError {
     /// invalid, expired or revoked access token.
     #[error("invalid bearer token")]
     InvalidToken,
+    /// 401 `invalid_token` with `WWW-Authenticate: DPoP error="invalid_token"`: the same,
+    /// for a token presented under the DPoP scheme (RFC 9449 §7.1).
+    #[error("invalid DPoP-bound token")]
+    InvalidDpopToken,
     /// 401 with a bare `WWW-Authenticate: Bearer` challenge: no access token at all, or
     /// one under a scheme we do not take (RFC 6750 §3.1: no error code then).
     #[error("no access token")]

@@ -310,6 +310,22 @@ async fn a_copied_bound_refresh_token_without_the_key_cannot_end_the_session_by_
 }
 
 #[tokio::test]
+async fn a_copied_bound_access_token_is_revoked_only_with_a_proof_of_its_key() {
+    let s = setup("dpop-revoke-at").await;
+    let revoke = revocation_service(&s.config, &s.clients, s.clock.clone()).await;
+    let (key, thief) = (ProofKey::generate().unwrap(), ProofKey::generate().unwrap());
+    let access = s.login_bound(Some(&key)).await["access_token"].as_str().unwrap().to_owned();
+    let jti = independently_verified(&s.config, &s.clients, &access).await.unwrap().jti;
+    assert_invalid_proof(&revoke_with(&revoke, &access, &[]).await, "a DPoP proof is required");
+    let by_thief = revoke_with(&revoke, &access, &[&s.proof(&thief, "/auth/revoke")]).await;
+    assert_invalid_proof(&by_thief, "the DPoP proof is signed by another key than the session's");
+    assert!(revocations_of(&s.config, &s.clients, &jti).await.is_empty(), "nothing denylisted");
+    let own = revoke_with(&revoke, &access, &[&s.proof(&key, "/auth/revoke")]).await;
+    assert_eq!(own.status(), StatusCode::OK, "{:?}", own.body());
+    assert!(!revocations_of(&s.config, &s.clients, &jti).await.is_empty(), "denylisted with its key's proof");
+}
+
+#[tokio::test]
 async fn revoke_all_takes_a_bound_token_only_as_dpop_with_a_fresh_proof_of_its_key() {
     let s = setup("dpop-revoke-all").await;
     let revoke = revocation_service(&s.config, &s.clients, s.clock.clone()).await;
@@ -339,6 +355,15 @@ async fn revoke_all_takes_a_bound_token_only_as_dpop_with_a_fresh_proof_of_its_k
     for (name, response) in refused {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{name}: {:?}", response.body());
         assert_eq!(json_of(&response)["error"], "invalid_token", "{name}");
+        // RFC 9449 §7.1: the challenge of the scheme the token came under.
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+        let scheme = if name.starts_with("as Bearer") { "Bearer " } else { "DPoP " };
+        assert!(challenge.starts_with(scheme), "{name}: {challenge}");
+        if scheme == "DPoP " {
+            for alg in tokenauth::rules::dpop::DPOP_SIGNING_ALGS {
+                assert!(challenge.contains(alg), "{name}: {challenge} names {alg}");
+            }
+        }
     }
     assert_eq!(s.family(&r0).await.status, FamilyStatus::Active, "a copied bound token ends nothing");
 

@@ -277,6 +277,26 @@ async fn unsafe_promote_and_retire_are_refused_naming_their_gate() {
     assert!(matches!(nothing, Err(KeyChangeError::Refused(KeyRefusal::NoPrevious))), "{nothing:?}");
 }
 
+#[tokio::test]
+async fn the_key_set_signing_key_cannot_be_added_as_a_token_key() {
+    let clients = clients().await;
+    let config = short_gates(&clients, &[]).await;
+    assert!(!config.key_set_signing_key_id.is_empty(), "the stack names the key-set signing key");
+    let keys = manager(&config, &clients, Arc::new(SystemClock));
+    let before = key_set(&config, &clients).await;
+    let refused = keys.add(KeySource::Adopt(config.key_set_signing_key_id.clone())).await.unwrap_err();
+    assert!(matches!(refused, KeyChangeError::Refused(KeyRefusal::TrustRoot)), "{refused}");
+    assert_eq!(key_set(&config, &clients).await, before, "the set is as it was");
+    assert!(
+        !tagged_keys(&clients, &config.key_set_tag)
+            .await
+            .iter()
+            .any(|(id, _)| config.key_set_signing_key_id.ends_with(id.as_str())
+                || id.ends_with(config.key_set_signing_key_id.as_str())),
+        "the trust root was not tagged for the set's signers"
+    );
+}
+
 /// The keys a test's KMS tag marks, and whether each is pending deletion.
 async fn tagged_keys(clients: &Clients, tag: &str) -> Vec<(String, bool)> {
     let mut out = Vec::new();

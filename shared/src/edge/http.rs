@@ -731,7 +731,7 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
         ApiError::WrongPassword => {
             (StatusCode::UNAUTHORIZED, "invalid_grant", Some("the password is not the account's"))
         }
-        ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", None),
+        ApiError::InvalidToken | ApiError::InvalidDpopToken => (StatusCode::UNAUTHORIZED, "invalid_token", None),
         ApiError::NoToken => (StatusCode::UNAUTHORIZED, "invalid_token", Some("an access token is required")),
         ApiError::SeveralTokens => {
             (StatusCode::BAD_REQUEST, "invalid_request", Some("exactly one Authorization header is accepted"))
@@ -772,6 +772,11 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
     if matches!(error, ApiError::InvalidToken) {
         // RFC 6750 §3.
         response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
+    }
+    if matches!(error, ApiError::InvalidDpopToken) {
+        // RFC 9449 §7.1: the DPoP scheme's challenge, with the proof algorithms we take.
+        let challenge = r#"DPoP error="invalid_token", algs="ES256""#;
+        response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
     }
     if matches!(error, ApiError::NoToken) {
         // RFC 6750 §3.1: no token at all, the challenge without an error code.

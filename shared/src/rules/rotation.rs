@@ -279,7 +279,9 @@ pub fn retry_key_check(family: &FamilyRecord, proof_key: Option<&str>) -> Result
     }
 }
 
-fn same_key(bound: &str, proof_key: Option<&str>) -> Result<(), ProofRejection> {
+/// Whether a proof from `proof_key` (none: no proof) is one of the `bound` key's: what a
+/// token bound to that key must come with.
+pub fn same_key(bound: &str, proof_key: Option<&str>) -> Result<(), ProofRejection> {
     match proof_key {
         None => Err(ProofRejection::Missing),
         Some(key) if key == bound => Ok(()),

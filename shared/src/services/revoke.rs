@@ -18,7 +18,7 @@ use crate::rules::revoke::{
     bearer_account_holds, bearer_session, classify, cut_off, cut_off_after, revocation_right, revoke_all_subject,
     sid_entry_owed, RevocationRight, RevokeTarget,
 };
-use crate::rules::rotation::{issued_by, key_check, Issued};
+use crate::rules::rotation::{issued_by, key_check, same_key, Issued};
 use crate::rules::sessions::{is_live_session, session_cut_off};
 use crate::rules::token::{AccessClaims, RefreshToken};
 use crate::rules::username::Username;
@@ -461,8 +461,9 @@ impl RevocationService {
     /// token of a confidential client is revoked only by that client, authenticated
     /// ([`revocation_right`]); a public client's token by whoever holds it. A refresh
     /// token of a session bound to a DPoP key ends it only with a proof from that key, as
-    /// it rotates only with one: a copied token without the key ends nothing (400
-    /// `invalid_dpop_proof`). A proof sent is checked and used once, whatever the token.
+    /// it rotates only with one, and a bound access token is revoked only with one: a
+    /// copied token without the key ends nothing (400 `invalid_dpop_proof`). A proof sent
+    /// is checked and used once, whatever the token.
     pub async fn revoke(&self, request: RevokeRequest, source_ip: Option<&str>) -> Result<(), ApiError> {
         let now = self.clock.now();
         let proof = self.proofs.check(request.dpop.as_ref(), now)?;
@@ -494,6 +495,10 @@ impl RevocationService {
             }
             RevokeTarget::AccessToken(claims) => {
                 self.may_revoke(caller.as_ref(), &claims.client_id).await?;
+                // A token bound to a key, as a bound refresh token: only with its key's proof.
+                if let Some(bound) = claims.bound_to() {
+                    same_key(bound, proof.as_ref().map(|p| p.jkt.as_str())).map_err(ProofRefusal::from)?;
+                }
                 self.revoker.revoke_access_token(&claims.jti, claims.exp).await?;
                 let session = Session::new(claims.sid.as_deref().unwrap_or("-"), source_ip)
                     .user(&claims.sub)
@@ -524,6 +529,20 @@ impl RevocationService {
     /// for this request (RFC 9449 §7.1), used once; a bearer token only as `Bearer`. So a
     /// copied bound token without its key ends nothing.
     pub async fn revoke_all(
+        &self,
+        presented: Presented<'_>,
+        proof: Option<&PresentedProof>,
+        source_ip: Option<&str>,
+    ) -> Result<usize, ApiError> {
+        let dpop = matches!(presented, Presented::Dpop(_));
+        match self.end_every_session(presented, proof, source_ip).await {
+            // RFC 9449 §7.1: a refusal under the DPoP scheme challenges with it.
+            Err(ApiError::InvalidToken) if dpop => Err(ApiError::InvalidDpopToken),
+            outcome => outcome,
+        }
+    }
+
+    async fn end_every_session(
         &self,
         presented: Presented<'_>,
         proof: Option<&PresentedProof>,

@@ -308,6 +308,9 @@ pub enum KeyRefusal {
     /// The key is in the set already.
     #[error("add: the key is already in the set as {0}")]
     Duplicate(String),
+    /// The key is the key set's own signing key (the trust root), never a token signing key.
+    #[error("add: that KMS key signs the key set (KEY_SET_VERIFY_KEY's); it never signs tokens")]
+    TrustRoot,
     /// A scheduled step is no longer due (another run did it first).
     #[error("rotate: nothing is due any more")]
     NotDue,

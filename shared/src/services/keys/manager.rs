@@ -62,6 +62,8 @@ pub struct KeyManager {
     signing_key_policy: Option<String>,
     kind: KeyKind,
     envelope_key_id: String,
+    /// The public key that verifies the set (`KEY_SET_VERIFY_KEY`): never a token key.
+    trust_root: String,
     clock: Arc<dyn Clock>,
 }
 
@@ -89,6 +91,7 @@ impl KeyManager {
             signing_key_policy: config.signing_key_policy.clone(),
             kind: config.signing_key_kind,
             envelope_key_id: config.envelope_key_id.clone(),
+            trust_root: config.key_set_verify_key.trim().to_owned(),
             clock,
         }
     }
@@ -122,7 +125,14 @@ impl KeyManager {
             KeySource::Create(alg) => (self.create_key(alg).await?, true),
             // Nothing to undo in KMS: a lost key pair is a ciphertext nobody stored.
             KeySource::Envelope => (create_envelope_key(&self.kms, &self.envelope_key_id).await?, false),
-            KeySource::Adopt(id) => (self.adopt_key(&id).await?, false),
+            KeySource::Adopt(id) => {
+                let key = self.describe(&id).await?;
+                // Before it is tagged for the set (which would let signers use it).
+                if key.public_key == self.trust_root {
+                    return Err(KeyRefusal::TrustRoot.into());
+                }
+                (self.adopt_key(key).await?, false)
+            }
         };
         let result = self
             .change(|set, now| if still_wanted(set, now) { set.add(key.clone(), now) } else { Err(KeyRefusal::NotDue) })
@@ -286,8 +296,7 @@ impl KeyManager {
     }
 
     /// An existing key, tagged for the set so signers may use it.
-    async fn adopt_key(&self, key_id: &str) -> Result<NewKey, DependencyError> {
-        let key = self.describe(key_id).await?;
+    async fn adopt_key(&self, key: NewKey) -> Result<NewKey, DependencyError> {
         self.kms
             .tag_resource()
             .key_id(&key.kms_key_id)
