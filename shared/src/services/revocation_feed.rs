@@ -90,6 +90,8 @@ struct Shared {
     clock_margin_ms: u64,
     held: Mutex<Held>,
     long_lived: Mutex<Option<LongLivedRead>>,
+    /// The long-lived read's task is running (whether or not a request still waits for it).
+    long_lived_running: std::sync::atomic::AtomicBool,
 }
 
 /// The state held between polls.
@@ -157,6 +159,7 @@ impl RevocationFeed {
             clock_margin_ms: 0,
             held: Mutex::new(held),
             long_lived: Mutex::new(None),
+            long_lived_running: std::sync::atomic::AtomicBool::new(false),
         };
         Self { shared: Arc::new(shared), polls: ReadBeside::default() }
     }
@@ -199,7 +202,7 @@ impl RevocationFeed {
 
     /// Whether a poll, or the read of the long-lived entries, is under way.
     pub fn polling(&self) -> bool {
-        self.polls.in_flight() || self.shared.long_lived_read().is_some_and(|read| read.peek().is_none())
+        self.polls.in_flight() || self.shared.long_lived_running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether `token` was issued before what this instance's first load covered, while the
@@ -220,7 +223,12 @@ impl RevocationFeed {
     pub async fn load_long_lived_until(&self, deadline: Instant) -> bool {
         let read = self.shared.long_lived_read().filter(|read| read.peek() != Some(&false)).unwrap_or_else(|| {
             let shared = Arc::clone(&self.shared);
-            let task = tokio::spawn(async move { shared.load_long_lived().await });
+            self.shared.long_lived_running.store(true, std::sync::atomic::Ordering::SeqCst);
+            let task = tokio::spawn(async move {
+                let loaded = shared.load_long_lived().await;
+                shared.long_lived_running.store(false, std::sync::atomic::Ordering::SeqCst);
+                loaded
+            });
             let read: Pin<Box<dyn Future<Output = bool> + Send>> = Box::pin(async move { task.await.unwrap_or(false) });
             let read = read.shared();
             *self.shared.long_lived.lock().unwrap_or_else(PoisonError::into_inner) = Some(read.clone());
@@ -326,13 +334,19 @@ mod tests {
         /// The long-lived partition, and how often it was read.
         long: std::sync::Mutex<Vec<Revocation>>,
         long_reads: std::sync::atomic::AtomicUsize,
+        /// How long the long-lived read takes.
+        long_delay: std::sync::Mutex<Duration>,
     }
 
     impl RevocationSource for std::sync::Arc<Scripted> {
         fn long_lived(&self) -> SinceFuture<'_> {
             self.long_reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let long = self.long.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            Box::pin(async move { Ok(long) })
+            let delay = *self.long_delay.lock().unwrap_or_else(|e| e.into_inner());
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                Ok(long)
+            })
         }
 
         fn since(&self, from_ms: u64, to_ms: u64) -> SinceFuture<'_> {
@@ -396,8 +410,29 @@ mod tests {
         assert!(!feed.is_revoked(&old), "not known before the long-lived read");
         assert_eq!(source.long_reads.load(std::sync::atomic::Ordering::SeqCst), 0, "a cold start reads none");
         assert!(feed.load_long_lived_until(Instant::now() + BUDGET).await);
+        assert!(!feed.polling(), "the read is done");
         assert!(feed.is_revoked(&old));
         assert!(!feed.needs_long_lived(&token("other", "s", "u", 1)), "read once per instance");
+        assert_eq!(source.long_reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_long_lived_read_past_the_budget_goes_on_beside_and_serves_the_next_request() {
+        let (source, feed) = scripted(vec![]);
+        *source.long.lock().unwrap_or_else(|e| e.into_inner()) =
+            vec![entry(RevocationKind::Jti, "day-long", None, 99_999)];
+        *source.long_delay.lock().unwrap_or_else(|e| e.into_inner()) = BUDGET * 4;
+        feed.sync(10_000).await;
+        let old = token("day-long", "s", "u", 1);
+        assert!(!feed.load_long_lived_until(Instant::now() + BUDGET).await, "not answered within the budget");
+        assert!(feed.polling(), "still under way, beside");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while feed.polling() {
+            assert!(Instant::now() < deadline, "the read finished on its own");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(feed.is_revoked(&old), "applied though nobody waited");
+        assert!(!feed.needs_long_lived(&old));
         assert_eq!(source.long_reads.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
