@@ -368,30 +368,51 @@ async fn revoke_paths(config: &Config, recorder: &IamRecorder) {
 
     // A confidential client revoking its own session's refresh token, authenticated by
     // private_key_jwt (RFC 7009 §2.1): the client read, its assertion's jti recorded.
-    use tokenauth::rules::clients::{ClientRecord, ClientType};
-    let key = ProofKey::generate().unwrap();
-    let client_id = unique_username("iam-revoker");
-    let mut jwk = serde_json::to_value(key.public_jwk()).unwrap();
-    jwk["kid"] = json!("k1");
-    let record = ClientRecord {
-        client_type: ClientType::Confidential,
-        jwks: Some(json!({"keys": [jwk]}).to_string()),
-        ..ClientRecord::public(&client_id, Vec::new(), Vec::new(), SystemClock.now())
-    };
-    tokenauth::store::DynamoClients::new(plain.dynamodb.clone(), &config.clients_table).create(&record).await.unwrap();
+    let client = JwtClient::register(config, &plain, "iam-revoker").await;
     let app_login =
-        login_service(&config_with(&[("CLIENT_ID", client_id.as_str())]), &plain, Arc::new(SystemClock)).await;
+        login_service(&config_with(&[("CLIENT_ID", client.id.as_str())]), &plain, Arc::new(SystemClock)).await;
     let tokens = login_tokens(&app_login, &username, &password).await;
-    let claims = json!({"iss": client_id, "sub": client_id, "aud": config.issuer, "exp": SystemClock.now() + 60,
-                        "jti": tokenauth::rules::token::random_id()});
-    let assertion = key.sign(&json!({"alg": "ES256", "kid": "k1"}), &claims).unwrap();
-    let body = format!(
-        "token={}&client_assertion_type={}&client_assertion={assertion}",
-        tokens["refresh_token"].as_str().unwrap(),
-        tokenauth::edge::http::JWT_BEARER_ASSERTION
-    );
+    let body = client.asking_about(config, tokens["refresh_token"].as_str().unwrap());
     let response = tokenauth::edge::http::revoke(&revoke, &revoke_request(&body, true)).await;
     assert_eq!(response.status(), 200, "revoked by its own client: {:?}", response.body());
+}
+
+/// A confidential client that authenticates by `private_key_jwt` (RFC 7523), registered
+/// with the JWKS of its one key.
+struct JwtClient {
+    id: String,
+    key: ProofKey,
+}
+
+impl JwtClient {
+    async fn register(config: &Config, plain: &Clients, prefix: &str) -> Self {
+        use tokenauth::rules::clients::{ClientRecord, ClientType};
+        let (id, key) = (unique_username(prefix), ProofKey::generate().unwrap());
+        let mut jwk = serde_json::to_value(key.public_jwk()).unwrap();
+        jwk["kid"] = json!("k1");
+        let record = ClientRecord {
+            client_type: ClientType::Confidential,
+            jwks: Some(json!({"keys": [jwk]}).to_string()),
+            ..ClientRecord::public(&id, Vec::new(), Vec::new(), SystemClock.now())
+        };
+        tokenauth::store::DynamoClients::new(plain.dynamodb.clone(), &config.clients_table)
+            .create(&record)
+            .await
+            .unwrap();
+        Self { id, key }
+    }
+
+    /// A form body about `token` (revocation, introspection) with a fresh assertion of
+    /// this client (a `jti` of its own).
+    fn asking_about(&self, config: &Config, token: &str) -> String {
+        let claims = json!({"iss": self.id, "sub": self.id, "aud": config.issuer, "exp": SystemClock.now() + 60,
+                            "jti": tokenauth::rules::token::random_id()});
+        let assertion = self.key.sign(&json!({"alg": "ES256", "kid": "k1"}), &claims).unwrap();
+        format!(
+            "token={token}&client_assertion_type={}&client_assertion={assertion}",
+            tokenauth::edge::http::JWT_BEARER_ASSERTION
+        )
+    }
 }
 
 /// introspect: a confidential client asks about an access token (its client, the denylist,
@@ -425,24 +446,8 @@ async fn introspect_paths(config: &Config, recorder: &IamRecorder) {
         assert_eq!(json_of(&response)["active"], true, "{field}");
     }
     // A client authenticating with private_key_jwt: its assertion's jti recorded once.
-    let key = ProofKey::generate().unwrap();
-    let jwt_client = unique_username("iam-api-jwt");
-    let mut jwk = serde_json::to_value(key.public_jwk()).unwrap();
-    jwk["kid"] = json!("k1");
-    let record = ClientRecord {
-        client_type: ClientType::Confidential,
-        jwks: Some(json!({"keys": [jwk]}).to_string()),
-        ..ClientRecord::public(&jwt_client, Vec::new(), Vec::new(), now)
-    };
-    tokenauth::store::DynamoClients::new(plain.dynamodb.clone(), &config.clients_table).create(&record).await.unwrap();
-    let claims = json!({"iss": jwt_client, "sub": jwt_client, "aud": config.issuer, "exp": SystemClock.now() + 60,
-                        "jti": tokenauth::rules::token::random_id()});
-    let assertion = key.sign(&json!({"alg": "ES256", "kid": "k1"}), &claims).unwrap();
-    let body = format!(
-        "token={}&client_assertion_type={}&client_assertion={assertion}",
-        tokens["access_token"].as_str().unwrap(),
-        tokenauth::edge::http::JWT_BEARER_ASSERTION
-    );
+    let jwt_client = JwtClient::register(config, &plain, "iam-api-jwt").await;
+    let body = jwt_client.asking_about(config, tokens["access_token"].as_str().unwrap());
     let response = tokenauth::edge::http::introspect(&introspection, &introspect_request(&body, None)).await;
     assert_eq!(response.status(), 200, "the assertion authenticated its client: {:?}", response.body());
 }

@@ -346,7 +346,7 @@ pub fn parse_login(request: &Request) -> Result<LoginRequest, ApiError> {
 }
 
 /// The client-authentication members of a JSON or form body (RFC 6749 §2.3.1, RFC 7523).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 struct ClientAuthBody {
     #[serde(default)]
     client_id: Option<String>,

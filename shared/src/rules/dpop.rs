@@ -543,9 +543,11 @@ fn normalised_percent_encoding(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     let mut i = 0;
     while i < bytes.len() {
-        let escape = (bytes[i] == b'%' && i + 2 < bytes.len())
-            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|hex| u8::from_str_radix(hex, 16).ok()))
-            .flatten();
+        // Two hex digits exactly (`from_str_radix` alone would take a sign: `%+1`).
+        let escape = bytes
+            .get(i + 1..i + 3)
+            .filter(|hex| bytes[i] == b'%' && hex.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
         match escape {
             Some(b) if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
                 out.push(char::from(b));
@@ -777,6 +779,7 @@ mod tests {
         assert!(same_url("https://a.test/a%7Eb/%2fx", "https://a.test/a~b/%2Fx"));
         assert!(!same_url("https://a.test/a%2Fb", "https://a.test/a/b"), "an encoded / is not a /");
         assert!(!same_url("https://a.test/a%2", "https://a.test/a%2F"));
+        assert!(!same_url("https://a.test/a%+1", "https://a.test/a%01"), "not an escape: kept as it is");
     }
 
     #[test]
