@@ -25,13 +25,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use futures_util::FutureExt as _;
 use tokio::time::Instant;
 
 use crate::error::DependencyError;
 use crate::platform::config::AuthorizerSettings;
 use crate::platform::metrics;
-use crate::platform::read_beside::{ReadBeside, ReadCounts};
+use crate::platform::read_beside::{ReadBeside, ReadCounts, READ_ABANDONED_AFTER};
 use crate::rules::polled::{Freshness, Polled};
 use crate::rules::records::Revocation;
 use crate::rules::revocations::RevocationCache;
@@ -77,6 +76,8 @@ impl RevocationSource for DynamoRevocations {
 pub struct RevocationFeed {
     shared: Arc<Shared>,
     polls: ReadBeside,
+    /// The read of the long-lived entries, once per instance (again after a failed one).
+    long_lived_reads: ReadBeside,
 }
 
 /// What a poll's task reads and writes.
@@ -89,9 +90,6 @@ struct Shared {
     /// a long-lived entry: the writers' clock leeway.
     clock_margin_ms: u64,
     held: Mutex<Held>,
-    long_lived: Mutex<Option<LongLivedRead>>,
-    /// The long-lived read's task is running (whether or not a request still waits for it).
-    long_lived_running: std::sync::atomic::AtomicBool,
 }
 
 /// The state held between polls.
@@ -106,9 +104,6 @@ struct Held {
     /// The long-lived entries are applied (read once per instance, when a token needs them).
     long_lived_loaded: bool,
 }
-
-/// The one read of the long-lived entries under way or done: `true` once applied.
-type LongLivedRead = futures_util::future::Shared<Pin<Box<dyn Future<Output = bool> + Send>>>;
 
 impl RevocationFeed {
     /// A feed that polls at most every `settings.poll_every`, serves a failed poll's last
@@ -152,16 +147,8 @@ impl RevocationFeed {
     }
 
     fn with_state(source: Box<dyn RevocationSource>, polled: Polled, lookback_secs: u64, held: Held) -> Self {
-        let shared = Shared {
-            source,
-            polled,
-            lookback_secs,
-            clock_margin_ms: 0,
-            held: Mutex::new(held),
-            long_lived: Mutex::new(None),
-            long_lived_running: std::sync::atomic::AtomicBool::new(false),
-        };
-        Self { shared: Arc::new(shared), polls: ReadBeside::default() }
+        let shared = Shared { source, polled, lookback_secs, clock_margin_ms: 0, held: Mutex::new(held) };
+        Self { shared: Arc::new(shared), polls: ReadBeside::default(), long_lived_reads: ReadBeside::default() }
     }
 
     /// Polls if due and waits for the poll to finish; then says whether the state may be
@@ -202,7 +189,7 @@ impl RevocationFeed {
 
     /// Whether a poll, or the read of the long-lived entries, is under way.
     pub fn polling(&self) -> bool {
-        self.polls.in_flight() || self.shared.long_lived_running.load(std::sync::atomic::Ordering::SeqCst)
+        self.polls.in_flight() || self.long_lived_reads.in_flight()
     }
 
     /// Whether `token` was issued before what this instance's first load covered, while the
@@ -217,24 +204,25 @@ impl RevocationFeed {
                 .is_some_and(|from| token.iat.saturating_mul(1000) < from.saturating_add(self.shared.clock_margin_ms))
     }
 
-    /// Reads the long-lived entries (once per instance; again after a failed read) and
-    /// waits for them until `deadline` at most; a read not done by then goes on beside
-    /// later requests. Whether they are known.
+    /// Reads the long-lived entries (once per instance; again after a failed read) beside
+    /// the caller ([`ReadBeside`]) and waits for them until `deadline` at most; a read not
+    /// done by then goes on beside later requests. Whether they are known.
     pub async fn load_long_lived_until(&self, deadline: Instant) -> bool {
-        let read = self.shared.long_lived_read().filter(|read| read.peek() != Some(&false)).unwrap_or_else(|| {
-            let shared = Arc::clone(&self.shared);
-            self.shared.long_lived_running.store(true, std::sync::atomic::Ordering::SeqCst);
-            let task = tokio::spawn(async move {
-                let loaded = shared.load_long_lived().await;
-                shared.long_lived_running.store(false, std::sync::atomic::Ordering::SeqCst);
-                loaded
-            });
-            let read: Pin<Box<dyn Future<Output = bool> + Send>> = Box::pin(async move { task.await.unwrap_or(false) });
-            let read = read.shared();
-            *self.shared.long_lived.lock().unwrap_or_else(PoisonError::into_inner) = Some(read.clone());
-            read
-        });
-        tokio::time::timeout_at(deadline, read).await.unwrap_or(false)
+        let shared = Arc::clone(&self.shared);
+        let abandoned = || {
+            tracing::warn!(after = ?READ_ABANDONED_AFTER, "long-lived revocations read abandoned");
+            metrics::count("authorize", "RevocationPollFailures", "failed");
+        };
+        let not_loaded = || !self.shared.held().long_lived_loaded;
+        match self.long_lived_reads.start_if(not_loaded, || async move { shared.load_long_lived().await }, abandoned) {
+            Some(started) => {
+                started.ended_by(Some(deadline)).await;
+            }
+            None => {
+                self.long_lived_reads.settled_by(deadline).await;
+            }
+        }
+        self.shared.held().long_lived_loaded
     }
 
     /// Whether a verified token is revoked, by the last known state.
@@ -253,23 +241,17 @@ impl Shared {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn long_lived_read(&self) -> Option<LongLivedRead> {
-        self.long_lived.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    /// Reads and applies the long-lived entries: whether that worked.
-    async fn load_long_lived(&self) -> bool {
+    /// Reads and applies the long-lived entries.
+    async fn load_long_lived(&self) {
         match self.source.long_lived().await {
             Ok(entries) => {
                 let mut held = self.held();
                 held.cache.apply(entries);
                 held.long_lived_loaded = true;
-                true
             }
             Err(e) => {
                 tracing::warn!(error = %e, "long-lived revocations not read; old tokens are refused until they are");
                 metrics::count("authorize", "RevocationPollFailures", "long_lived");
-                false
             }
         }
     }
