@@ -55,6 +55,20 @@ pub enum Presented<'a> {
     Dpop(&'a str),
 }
 
+impl<'a> Presented<'a> {
+    /// The access token, whatever its scheme.
+    pub fn token(self) -> &'a str {
+        match self {
+            Self::Bearer(token) | Self::Dpop(token) => token,
+        }
+    }
+
+    /// Whether it came under the DPoP scheme.
+    pub fn is_dpop(self) -> bool {
+        matches!(self, Self::Dpop(_))
+    }
+}
+
 impl fmt::Debug for Presented<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -310,14 +324,10 @@ impl AccountService {
     /// active and holding the token (its cut-off, or its kept session's), its client
     /// active. Anything else is 401 `invalid_token`.
     async fn caller(&self, presented: Presented<'_>, now: u64) -> Result<Caller, ApiError> {
-        let (token, dpop) = match presented {
-            Presented::Bearer(token) => (token, false),
-            Presented::Dpop(token) => (token, true),
-        };
-        let claims = revoke_all_subject(token, self.keys.fresh_verifier(now).await?, now)?;
+        let claims = revoke_all_subject(presented.token(), self.keys.fresh_verifier(now).await?, now)?;
         // RFC 9449 §7.1: a bound token only with the DPoP scheme (the authorizer checked
         // its proof); a bearer token only with the Bearer scheme.
-        if claims.cnf.is_some() != dpop {
+        if claims.cnf.is_some() != presented.is_dpop() {
             return Err(ApiError::InvalidToken);
         }
         let sid = claims.sid.clone().ok_or(ApiError::InvalidToken)?;

@@ -534,10 +534,9 @@ impl RevocationService {
         proof: Option<&PresentedProof>,
         source_ip: Option<&str>,
     ) -> Result<usize, ApiError> {
-        let dpop = matches!(presented, Presented::Dpop(_));
         match self.end_every_session(presented, proof, source_ip).await {
             // RFC 9449 §7.1: a refusal under the DPoP scheme challenges with it.
-            Err(ApiError::InvalidToken) if dpop => Err(ApiError::InvalidDpopToken),
+            Err(ApiError::InvalidToken) if presented.is_dpop() => Err(ApiError::InvalidDpopToken),
             outcome => outcome,
         }
     }
@@ -549,12 +548,9 @@ impl RevocationService {
         source_ip: Option<&str>,
     ) -> Result<usize, ApiError> {
         let now = self.clock.now();
-        let (bearer, dpop) = match presented {
-            Presented::Bearer(token) => (token, false),
-            Presented::Dpop(token) => (token, true),
-        };
+        let bearer = presented.token();
         let claims = revoke_all_subject(bearer, self.keys.fresh_verifier(now).await?, now)?;
-        match (claims.bound_to(), dpop) {
+        match (claims.bound_to(), presented.is_dpop()) {
             (None, false) => {}
             (Some(jkt), true) => {
                 let checked = self.proofs.check_presenting(proof, now, bearer, jkt);
