@@ -31,9 +31,10 @@ const WRITE_BUDGET: std::time::Duration = std::time::Duration::from_secs(8);
 const JTI_ENTRY: &str = "revoked";
 
 /// The partition that holds a second copy of every entry that outlives the standard
-/// lifetime (a long-lived client token's `jti`, a cut-off of such a client): a cold
-/// authorizer's read of the last hour buckets would not reach back to it, so it reads
-/// this partition whole as well ([`DynamoRevocations::long_lived`]).
+/// lifetime (a long-lived client token's `jti`, a cut-off of such a client): an
+/// authorizer's first read of the last hour buckets does not reach back to it, so an
+/// instance reads this partition whole when a token that old comes
+/// ([`DynamoRevocations::long_lived`]).
 const LONG_LIVED_PARTITION: &str = "long";
 
 impl Revocation {
@@ -189,7 +190,8 @@ impl DynamoRevocations {
     }
 
     /// Every entry of the long-lived partition (those that outlive the standard lifetime,
-    /// whenever they were written): what a cold authorizer reads beside its lookback.
+    /// whenever they were written): what an authorizer reads, once, for a token older than
+    /// its first load's lookback.
     /// Entries past their `expires_at` that TTL has not removed yet come too; the
     /// authorizer's cache drops them.
     pub async fn long_lived(&self) -> Result<Vec<Revocation>, DependencyError> {
